@@ -1,0 +1,1 @@
+pytest_plugins = ["kai.testing.pytest_plugin"]
