@@ -2,7 +2,8 @@
 
 Every ``kai/_fast/*.pyx`` becomes an extension module. Compiler directives are set
 once here; ``KAI_CYTHON_DEBUG=1`` turns bounds checking, wraparound and
-initialized-check on (one CI pass runs the tests with it).
+initialized-check on (one CI pass runs the tests with it). ``KAI_FAST_ONLY=a,b`` limits
+the build to those modules (handy while one kernel is being written).
 """
 import glob
 import os
@@ -11,6 +12,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
+ONLY = {m for m in os.environ.get("KAI_FAST_ONLY", "").split(",") if m}
 DEBUG = os.environ.get("KAI_CYTHON_DEBUG", "") not in ("", "0")
 
 directives = {
@@ -32,6 +34,7 @@ extensions = [
         extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
     )
     for path in sorted(glob.glob(os.path.join("kai", "_fast", "*.pyx")))
+    if not ONLY or os.path.basename(path)[:-4] in ONLY
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives, build_dir="build/cython"))
