@@ -1,0 +1,1 @@
+"""Test support: a local Kubernetes control plane (etcd, kube-apiserver, kwok) and pytest fixtures."""

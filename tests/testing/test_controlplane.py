@@ -1,0 +1,202 @@
+"""Integration tests proving the local control plane is a real Kubernetes API (kai.testing)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Callable
+
+import pytest
+from kubernetes import client, watch
+
+from kai.testing.controlplane import KUBERNETES_VERSION, ControlPlane, fake_node_manifest
+
+pytestmark = pytest.mark.integration
+
+
+def _wait(cond: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _pod(name: str, *, node_name: str | None = None, scheduler: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "containers": [{
+            "name": "main",
+            "image": "busybox",
+            "resources": {"requests": {"cpu": "1", "nvidia.com/gpu": "1"},
+                          "limits": {"nvidia.com/gpu": "1"}},
+        }],
+        "terminationGracePeriodSeconds": 5,
+    }
+    if node_name:
+        spec["nodeName"] = node_name
+    if scheduler:
+        spec["schedulerName"] = scheduler
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+
+
+@pytest.fixture(scope="module")
+def gpu_node(control_plane: ControlPlane) -> str:
+    name = f"kwok-gpu-{uuid.uuid4().hex[:6]}"
+    control_plane.create_node(fake_node_manifest(name, gpus=8, labels={"nvidia.com/gpu.product": "H100"}))
+    control_plane.wait_nodes_ready([name])
+    return name
+
+
+def test_version_is_pinned(control_plane: ControlPlane) -> None:
+    status, body = control_plane.api_request("GET", "/version")
+    assert status == 200
+    assert KUBERNETES_VERSION and KUBERNETES_VERSION.startswith("v1.33.")
+    assert body["gitVersion"] == KUBERNETES_VERSION
+    assert (body["major"], body["minor"]) == ("1", "33")
+
+
+def test_kubeconfig_and_namespace(kube_api: client.ApiClient) -> None:
+    core = client.CoreV1Api(kube_api)
+    name = f"ns-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    ns = core.read_namespace(name)
+    assert ns.status.phase == "Active"
+    core.delete_namespace(name)
+
+
+def test_unauthenticated_requests_are_forbidden(control_plane: ControlPlane) -> None:
+    import http.client
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=control_plane.ca_file)
+    conn = http.client.HTTPSConnection("127.0.0.1", control_plane.apiserver_port, context=ctx, timeout=10)
+    conn.request("GET", "/api/v1/nodes")
+    assert conn.getresponse().status == 403  # RBAC denies system:anonymous
+    conn.close()
+
+
+def test_fake_gpu_node_becomes_ready(kube_api: client.ApiClient, gpu_node: str) -> None:
+    node = client.CoreV1Api(kube_api).read_node(gpu_node)
+    ready = [c for c in node.status.conditions if c.type == "Ready"]
+    assert ready and ready[0].status == "True"
+    assert node.status.allocatable["nvidia.com/gpu"] == "8"
+    assert node.metadata.labels["type"] == "kwok"
+
+
+def test_pod_with_node_name_runs(kube_api: client.ApiClient, kube_namespace: str, gpu_node: str) -> None:
+    core = client.CoreV1Api(kube_api)
+    core.create_namespaced_pod(kube_namespace, _pod("direct", node_name=gpu_node))
+    pod = _wait(lambda: (p := core.read_namespaced_pod("direct", kube_namespace)).status.phase == "Running" and p,
+                what="pod Running")
+    assert pod.spec.node_name == gpu_node
+    assert pod.status.pod_ip
+    # Graceful delete completes (kwok plays the kubelet).
+    core.delete_namespaced_pod("direct", kube_namespace)
+    _wait(lambda: not core.list_namespaced_pod(kube_namespace, field_selector="metadata.name=direct").items,
+          what="pod deleted")
+
+
+def test_binding_subresource(kube_api: client.ApiClient, kube_namespace: str, gpu_node: str) -> None:
+    core = client.CoreV1Api(kube_api)
+    core.create_namespaced_pod(kube_namespace, _pod("to-bind", scheduler="kai-scheduler"))
+    time.sleep(0.5)
+    pod = core.read_namespaced_pod("to-bind", kube_namespace)
+    assert pod.spec.node_name is None and pod.status.phase == "Pending"
+    binding = client.V1Binding(
+        metadata=client.V1ObjectMeta(name="to-bind"),
+        target=client.V1ObjectReference(api_version="v1", kind="Node", name=gpu_node),
+    )
+    # The API returns a Status, which the generated client cannot decode as V1Binding.
+    resp = core.create_namespaced_binding(kube_namespace, binding, _preload_content=False)
+    assert resp.status == 201
+    pod = _wait(lambda: (p := core.read_namespaced_pod("to-bind", kube_namespace)).status.phase == "Running" and p,
+                what="bound pod Running")
+    assert pod.spec.node_name == gpu_node
+    # Binding twice is a conflict.
+    with pytest.raises(client.ApiException) as err:
+        core.create_namespaced_binding(kube_namespace, binding, _preload_content=False)
+    assert err.value.status == 409
+
+
+def test_watch_with_bookmarks(kube_api: client.ApiClient, kube_namespace: str) -> None:
+    core = client.CoreV1Api(kube_api)
+    rv = core.list_namespaced_config_map(kube_namespace).metadata.resource_version
+    core.create_namespaced_config_map(
+        kube_namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="watched"), data={"a": "1"}))
+    seen: list[tuple[str, str]] = []
+    w = watch.Watch()
+    # The apiserver sends a bookmark ~2s before a watch's timeout (and at least once a minute).
+    for event in w.stream(core.list_namespaced_config_map, kube_namespace, resource_version=rv,
+                          allow_watch_bookmarks=True, timeout_seconds=5):
+        obj = event["raw_object"]
+        seen.append((event["type"], obj["metadata"].get("name", "")))
+        if event["type"] == "BOOKMARK":
+            assert int(obj["metadata"]["resourceVersion"]) >= int(rv)
+            w.stop()
+    types = [t for t, _ in seen]
+    assert ("ADDED", "watched") in seen
+    assert "BOOKMARK" in types, seen
+
+
+def test_job_creates_pods_via_controller_manager(kube_api: client.ApiClient, kube_namespace: str,
+                                                 gpu_node: str) -> None:
+    batch, core = client.BatchV1Api(kube_api), client.CoreV1Api(kube_api)
+    job = {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "train"},
+        "spec": {
+            "parallelism": 2, "completions": 2, "backoffLimit": 0,
+            "template": {"spec": {**_pod("x", scheduler="kai-scheduler")["spec"], "restartPolicy": "Never"}},
+        },
+    }
+    batch.create_namespaced_job(kube_namespace, job)
+    pods = _wait(lambda: len(items := core.list_namespaced_pod(kube_namespace,
+                                                               label_selector="job-name=train").items) == 2
+                 and items, what="2 job pods")
+    assert all(p.spec.scheduler_name == "kai-scheduler" and not p.spec.node_name for p in pods)
+    assert all(p.metadata.owner_references[0].kind == "Job" for p in pods)
+    # Bind them as a scheduler would; kwok runs them and (for Job pods) completes them.
+    for p in pods:
+        core.create_namespaced_binding(kube_namespace, client.V1Binding(
+            metadata=client.V1ObjectMeta(name=p.metadata.name),
+            target=client.V1ObjectReference(api_version="v1", kind="Node", name=gpu_node)),
+            _preload_content=False)
+    _wait(lambda: (batch.read_namespaced_job_status("train", kube_namespace).status.succeeded or 0) == 2,
+          timeout=60, what="job succeeded")
+
+
+def test_deployment_creates_pods(kube_api: client.ApiClient, kube_namespace: str) -> None:
+    apps, core = client.AppsV1Api(kube_api), client.CoreV1Api(kube_api)
+    dep = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": _pod("x", scheduler="kai-scheduler")["spec"]},
+        },
+    }
+    apps.create_namespaced_deployment(kube_namespace, dep)
+    _wait(lambda: len(core.list_namespaced_pod(kube_namespace, label_selector="app=web").items) == 3,
+          what="3 deployment pods")
+
+
+def test_restart_apiserver_keeps_data(control_plane: ControlPlane, kube_api: client.ApiClient,
+                                      kube_namespace: str, gpu_node: str) -> None:
+    core = client.CoreV1Api(kube_api)
+    cm = core.create_namespaced_config_map(
+        kube_namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="persist"), data={"k": "v"}))
+    before = int(cm.metadata.resource_version)
+    pid = control_plane.processes()["kube-apiserver"]
+    control_plane.restart_apiserver()
+    assert control_plane.processes()["kube-apiserver"] != pid
+    got = core.read_namespaced_config_map("persist", kube_namespace)
+    assert got.data == {"k": "v"} and int(got.metadata.resource_version) == before
+    assert core.read_node(gpu_node).metadata.name == gpu_node
+    # Writes keep working and resourceVersions keep increasing (same etcd).
+    cm2 = core.create_namespaced_config_map(
+        kube_namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="after"), data={}))
+    assert int(cm2.metadata.resource_version) > before
+    # kwok reconnects: a new pod on the fake node still becomes Running.
+    core.create_namespaced_pod(kube_namespace, _pod("after-restart", node_name=gpu_node))
+    _wait(lambda: core.read_namespaced_pod("after-restart", kube_namespace).status.phase == "Running",
+          timeout=60, what="pod Running after apiserver restart")
