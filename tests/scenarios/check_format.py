@@ -24,7 +24,7 @@ DEPT_KEYS = {"name", "deservedGPUs", "maxAllowedGPUs", "maxAllowedCPUs", "maxAll
 JOB_KEYS = {"name", "namespace", "queue", "priority", "preemptibility", "requiredGPUsPerTask",
             "requiredCPUsPerTask", "requiredMemoryPerTask", "requiredGpuMemory",
             "requiredMultiFractionDevicesPerTask", "isBestEffortJob", "jobAgeInMinutes", "deleteJobInTest",
-            "jobNotReadyForSsn", "minAvailable", "staleDuration", "subGroups", "tasks"}
+            "jobNotReadyForSsn", "minAvailable", "staleDuration", "perJobStalenessGracePeriod", "subGroups", "tasks"}
 TASK_KEYS = {"state", "nodeName", "gpuGroups", "subGroupName", "requiredGPUs", "nodeAffinityNames",
              "podAffinityLabels", "podAffinityTopologyKey", "podAntiAffinityTopologyKey",
              "requiredMigInstances", "priority", "isLegacyMigTask", "resourceClaimNames",
@@ -33,7 +33,7 @@ EXPECT_KEYS = {"jobs", "tasks", "nodes", "counts"}
 RESULT_KEYS = {"status", "nodeName", "gpusRequired", "gpusAccepted", "milliCpuRequired", "memoryRequired",
                "gpuGroups", "dontValidateGPUGroup", "lastStartTimestampOlderThan", "expectedErrorMessage"}
 NODE_RESULT_KEYS = {"idleGPUs", "releasingGPUs"}
-COUNT_KEYS = {"binds", "evictions", "pipelines"}
+COUNT_KEYS = {"binds", "evictions", "pipelines", "podGroupEvictionEvents"}
 STATUSES = {"Pending", "Allocated", "Pipelined", "Binding", "Bound", "Running", "Releasing", "Succeeded",
             "Failed", "Unknown", "Deleted", "Gated"}
 ACTIONS = {"allocate", "consolidation", "reclaim", "preempt", "stalegangeviction"}
@@ -155,6 +155,14 @@ class Checker:
             self.nums(jw, j, NUMERIC_JOB)
             if "preemptibility" in j and j["preemptibility"] not in PREEMPTIBILITY:
                 self.err(jw, f"bad preemptibility {j['preemptibility']!r}")
+            sg_names = set()
+            for sg in j.get("subGroups") or []:
+                if self.keys(f"{jw}/subGroups", sg, {"name", "parent", "minAvailable", "minSubGroup"}, ("name",)):
+                    if sg.get("parent") and sg["parent"] not in sg_names:
+                        self.err(jw, f"subGroup {sg['name']} lists unknown/later parent {sg['parent']}")
+                    sg_names.add(sg["name"])
+            if "subGroups" in j and "minAvailable" in j:
+                self.err(jw, "use either minAvailable or subGroups")
             tasks = j.get("tasks") or []
             for ti, t in enumerate(tasks):
                 tw = f"{jw}/tasks[{ti}]"
@@ -163,6 +171,8 @@ class Checker:
                     continue
                 if t.get("state") not in STATUSES:
                     self.err(tw, f"bad state {t.get('state')!r}")
+                if t.get("subGroupName") and t["subGroupName"] not in sg_names:
+                    self.err(tw, f"subGroupName {t['subGroupName']!r} not declared in subGroups")
                 if t.get("nodeName") and t["nodeName"] not in nodes:
                     self.err(tw, f"node {t['nodeName']!r} not declared")
         exp = case.get("expected")
