@@ -1,0 +1,5 @@
+import sys
+
+from kai.cli import main
+
+sys.exit(main())

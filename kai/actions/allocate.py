@@ -1,0 +1,127 @@
+"""allocate: place pending jobs, gang by gang, in queue-fair order.
+
+For each job popped from JobsOrderByQueues: check the queue capacity for its gang chunk,
+place the chunk with one kernel call per run of identical tasks, and commit only when
+every PodSet reaches its minimum. A gang that needs releasing resources is pipelined as a
+whole (nothing binds). Elastic jobs get one extra pod per turn and go back in the queue,
+so extras interleave with other jobs. Failures are explained once, for that job only.
+"""
+from __future__ import annotations
+
+import structlog
+
+from kai.actions.common.explain import explain_task
+from kai.actions.common.job_order import JobsOrderByQueues
+from kai.api import constants as C
+from kai.framework.action import Action, register_action
+from kai.framework.statement import Statement
+
+S = C.PodStatus
+log = structlog.get_logger("kai.allocate")
+
+
+def schedulable_jobs(ssn) -> list:
+    """Jobs the allocate-like actions consider: queue usable and leaf, ready, with pending pods."""
+    out = []
+    for job in ssn.jobs.values():
+        if not job.has_pending():
+            continue
+        if job.invalid_reasons:
+            ssn.record_fit_error(job, list(dict.fromkeys(job.invalid_reasons)))
+            continue
+        q = ssn.queues.get(job.queue)
+        if q is None:
+            problem = ssn.queues.problems.get(job.queue)
+            ssn.record_fit_error(job, [f"QueueDoesNotExist: queue {job.queue!r} "
+                                       + (f"is unusable: {problem}" if problem else "does not exist")])
+            continue
+        if not q.is_leaf:
+            ssn.record_fit_error(job, [f"queue {job.queue!r} is not a leaf queue; only leaf queues take jobs"])
+            continue
+        if not job.is_ready():
+            continue
+        out.append(job)
+    return out
+
+
+def _runs(tasks):
+    """Split tasks into runs of identical request and constraints (one kernel call each)."""
+    runs = []
+    for t in tasks:
+        if runs and t.gpu_sharing is None and runs[-1][0].gpu_sharing is None \
+                and t.signature == runs[-1][0].signature and (t.req == runs[-1][0].req).all():
+            runs[-1].append(t)
+        else:
+            runs.append([t])
+    return runs
+
+
+def allocate_job(ssn, job, stmt: Statement, allow_pipeline: bool = True) -> tuple[bool, list[str]]:
+    """Try to place the job's next chunk in ``stmt``; (success, reasons). Leaves ops on success."""
+    tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
+    if not tasks:
+        return False, []
+    over = ssn.is_job_over_capacity(job, tasks)
+    if over:
+        return False, [over]
+    cp = stmt.checkpoint()
+    for run in _runs(tasks):
+        t0 = run[0]
+        msg = ssn.pre_predicate(t0, job)
+        if msg:
+            stmt.rollback(cp)
+            return False, [msg]
+        if t0.gpu_sharing is not None:
+            alloc = ssn.shared_gpu_allocator
+            if alloc is None:
+                stmt.rollback(cp)
+                return False, [f"pod {t0.key} requests a GPU fraction but GPU sharing is not enabled"]
+            for t in run:
+                ok, why = alloc(ssn, stmt, t, job)
+                if not ok:
+                    stmt.rollback(cp)
+                    return False, [why]
+            continue
+        mask = ssn.node_mask(t0, job)
+        extra = ssn.node_scores(t0, job, mask)
+        placed = stmt.allocate_run(run, mask, extra, allow_pipeline)
+        if placed < len(run):
+            failed = run[placed]
+            total = len(tasks)
+            done = sum(1 for t in tasks if t.status & (S.ALLOCATED | S.PIPELINED))
+            why = explain_task(ssn, failed, job, mask)
+            stmt.rollback(cp)
+            prefix = (f"gang of {total} pods: only {done} could be placed; pod {failed.key}: "
+                      if total > 1 else f"pod {failed.key}: ")
+            return False, [prefix + why]
+    if not job.is_gang_satisfied():
+        stmt.rollback(cp)
+        missing = sum(max(ps.min_available - ps.active_allocated, 0) for ps in job.podsets.values())
+        return False, [f"gang needs {missing} more pod(s) than exist to reach minMember"]
+    if any(t.status == S.PIPELINED for t in tasks):
+        stmt.convert_to_pipelined(job.key)
+    return True, []
+
+
+@register_action
+class Allocate(Action):
+    name = "allocate"
+
+    def execute(self, ssn) -> None:
+        jobs = JobsOrderByQueues(ssn, schedulable_jobs(ssn), ssn.config.queue_depth_per_action.get(self.name))
+        for job in jobs:
+            stmt = Statement(ssn)
+            ok, reasons = allocate_job(ssn, job, stmt)
+            if not ok:
+                stmt.discard()
+                if reasons:
+                    ssn.record_fit_error(job, reasons)
+                continue
+            was_running = job.count(C.ALLOCATED) - sum(1 for op in stmt.ops if op.kind == "allocate")
+            stmt.commit()
+            ssn.fit_errors.pop(job.key, None)
+            if was_running == 0 and job.count(C.ALLOCATED) > 0:
+                job.last_start = ssn.now
+            if job.has_pending() and job.is_gang_satisfied() and \
+                    not any(t.status == S.PIPELINED for t in job.tasks.values()):
+                jobs.push(job)

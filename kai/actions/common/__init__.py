@@ -1,0 +1,1 @@
+"""Walks shared by the actions: job order by queue, explanations."""

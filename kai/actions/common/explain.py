@@ -1,0 +1,78 @@
+"""Why a task fits nowhere, in words a person can act on.
+
+Computed lazily, once per failed job, never on the placement hot path. Each node is
+charged to its first failing static predicate (not ready, cordoned, selector/affinity,
+untolerated taint); nodes that pass those are charged once per resource they lack.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kai._fast import placement as _placement
+from kai.api import constants as C
+from kai.cache.node_table import tolerates
+
+
+def explain_task(ssn, task, job, mask: np.ndarray | None = None) -> str:
+    table = ssn.state.nodes
+    in_use = table.in_use.astype(bool)
+    total = int(in_use.sum())
+    if total == 0:
+        return "0/0 nodes fit: the cluster has no nodes"
+    parts: list[tuple[int, str]] = []
+    remaining = in_use.copy()
+
+    def charge(failing: np.ndarray, text: str) -> None:
+        nonlocal remaining
+        c = int((failing & remaining).sum())
+        if c:
+            parts.append((c, text))
+        remaining &= ~failing
+
+    charge(table.not_ready.astype(bool), "node(s) not ready")
+    if not tolerates(task.pod.spec.tolerations, C.UNSCHEDULABLE_TAINT, "", "NoSchedule"):
+        charge(table.cordoned.astype(bool), "node(s) unschedulable (cordoned)")
+    charge(~table.selector_mask(task.pod), "node(s) didn't match the pod's node selector/affinity")
+    taint_ok, _ = table.taint_mask(task.pod)
+    for taint, count in _untolerated_by_taint(table, task, remaining & ~taint_ok):
+        parts.append((count, f"untolerated taint {taint}"))
+    remaining &= taint_ok
+    plugin_mask = ssn.node_mask(task, job) if mask is None else mask
+    blocked = remaining & ~plugin_mask.astype(bool)
+    if blocked.any():
+        parts.append((int(blocked.sum()), "node(s) excluded by scheduling constraints (topology/plugins)"))
+        remaining &= plugin_mask.astype(bool)
+    width = ssn.allocatable.shape[0]
+    req = task.req_vec(width)
+    cols = np.flatnonzero(req > 0).astype(np.int32)
+    short = np.zeros(len(cols), dtype=np.int64)
+    fits = _placement.fit_counts(ssn.idle, ssn.avail, np.ascontiguousarray(remaining, dtype=np.uint8),
+                                 req, cols, short)
+    names = ssn.registry.names
+    for k, c in enumerate(cols):
+        if short[k]:
+            what = "too many pods" if names[c] == "pods" else f"insufficient {names[c]}"
+            parts.append((int(short[k]), what))
+    parts.sort(key=lambda p: -p[0])
+    detail = ", ".join(f"{c} {t}" for c, t in parts)
+    if fits:
+        extra = f"{fits} node(s) have room but were not usable for this pod"
+        detail = f"{detail}; {extra}" if detail else extra
+    return f"0/{total} nodes fit: {detail}" if detail else f"0/{total} nodes fit"
+
+
+def _untolerated_by_taint(table, task, among: np.ndarray) -> list[tuple[str, int]]:
+    """Charge each node to its first untolerated taint; name taints as key=value."""
+    out: dict[str, int] = {}
+    _, untolerated = table.taint_mask(task.pod)
+    left = among.copy()
+    for t in untolerated:
+        tid = table._taints[t]
+        has = (table._taint_bits[:, tid // 64] & (np.uint64(1) << np.uint64(tid % 64))) != 0
+        c = int((has & left).sum())
+        if c:
+            key, value, _effect = t
+            name = f"{key}={value}" if value else key
+            out[name] = out.get(name, 0) + c
+            left &= ~has
+    return list(out.items())

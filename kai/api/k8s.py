@@ -1,0 +1,284 @@
+"""Kubernetes and KAI objects as msgspec Structs: the subset of fields kai reads.
+
+These decode straight from API JSON (``msgspec.json.decode(raw, type=Pod)``) or from
+YAML-loaded dicts (``msgspec.convert``). Unknown fields are ignored, wrong types raise
+``msgspec.ValidationError`` whose message names the JSON path (``$.spec.containers[0]``).
+No I/O and no scheduling logic here.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class _K(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
+    pass
+
+
+class OwnerReference(_K):
+    api_version: str = ""
+    kind: str = ""
+    name: str = ""
+    uid: str = ""
+    controller: bool | None = None
+
+
+class ObjectMeta(_K):
+    name: str = ""
+    namespace: str = ""
+    uid: str = ""
+    resource_version: str = ""
+    generation: int = 0
+    creation_timestamp: str | None = None
+    deletion_timestamp: str | None = None
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    owner_references: list[OwnerReference] = []
+
+
+# --- Node ---------------------------------------------------------------------------------
+
+class Taint(_K):
+    key: str = ""
+    value: str = ""
+    effect: str = ""
+
+
+class NodeSpec(_K):
+    unschedulable: bool = False
+    taints: list[Taint] = []
+
+
+class NodeCondition(_K):
+    type: str = ""
+    status: str = ""
+    reason: str = ""
+    message: str = ""
+
+
+class NodeStatus(_K):
+    allocatable: dict[str, str | int | float] = {}
+    capacity: dict[str, str | int | float] = {}
+    conditions: list[NodeCondition] = []
+
+
+class Node(_K):
+    api_version: str = "v1"
+    kind: str = "Node"
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    spec: NodeSpec = msgspec.field(default_factory=NodeSpec)
+    status: NodeStatus = msgspec.field(default_factory=NodeStatus)
+
+
+# --- Pod ----------------------------------------------------------------------------------
+
+class ResourceRequirements(_K):
+    requests: dict[str, str | int | float] = {}
+    limits: dict[str, str | int | float] = {}
+
+
+class ContainerPort(_K):
+    container_port: int = 0
+    host_port: int = 0
+    protocol: str = "TCP"
+
+
+class EnvVar(_K):
+    name: str = ""
+    value: str | None = None
+
+
+class Container(_K):
+    name: str = ""
+    image: str = ""
+    resources: ResourceRequirements = msgspec.field(default_factory=ResourceRequirements)
+    restart_policy: str | None = None
+    ports: list[ContainerPort] = []
+    env: list[EnvVar] = []
+
+
+class NodeSelectorRequirement(_K):
+    key: str = ""
+    operator: str = ""
+    values: list[str] = []
+
+
+class NodeSelectorTerm(_K):
+    match_expressions: list[NodeSelectorRequirement] = []
+    match_fields: list[NodeSelectorRequirement] = []
+
+
+class NodeSelector(_K):
+    node_selector_terms: list[NodeSelectorTerm] = []
+
+
+class PreferredSchedulingTerm(_K):
+    weight: int = 0
+    preference: NodeSelectorTerm = msgspec.field(default_factory=NodeSelectorTerm)
+
+
+class NodeAffinity(_K):
+    required_during_scheduling_ignored_during_execution: NodeSelector | None = None
+    preferred_during_scheduling_ignored_during_execution: list[PreferredSchedulingTerm] = []
+
+
+class Affinity(_K):
+    node_affinity: NodeAffinity | None = None
+    pod_affinity: dict[str, Any] | None = None
+    pod_anti_affinity: dict[str, Any] | None = None
+
+
+class Toleration(_K):
+    key: str = ""
+    operator: str = "Equal"
+    value: str = ""
+    effect: str = ""
+    toleration_seconds: int | None = None
+
+
+class SchedulingGate(_K):
+    name: str = ""
+
+
+class PodSpec(_K):
+    containers: list[Container] = []
+    init_containers: list[Container] = []
+    overhead: dict[str, str | int | float] = {}
+    node_selector: dict[str, str] = {}
+    affinity: Affinity | None = None
+    tolerations: list[Toleration] = []
+    scheduler_name: str = "default-scheduler"
+    priority_class_name: str = ""
+    priority: int | None = None
+    preemption_policy: str | None = None
+    scheduling_gates: list[SchedulingGate] = []
+    node_name: str = ""
+    restart_policy: str = "Always"
+
+
+class PodCondition(_K):
+    type: str = ""
+    status: str = ""
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str | None = None
+
+
+class PodStatus(_K):
+    phase: str = "Pending"
+    conditions: list[PodCondition] = []
+    nominated_node_name: str = ""
+    start_time: str | None = None
+
+
+class Pod(_K):
+    api_version: str = "v1"
+    kind: str = "Pod"
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    spec: PodSpec = msgspec.field(default_factory=PodSpec)
+    status: PodStatus = msgspec.field(default_factory=PodStatus)
+
+
+# --- PriorityClass ------------------------------------------------------------------------
+
+class PriorityClass(_K):
+    api_version: str = "scheduling.k8s.io/v1"
+    kind: str = "PriorityClass"
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    value: int = 0
+    global_default: bool = False
+    preemption_policy: str | None = None
+
+
+# --- Queue (scheduling.run.ai/v2) ---------------------------------------------------------
+
+class QueueResource(_K):
+    # No defaulting, exactly as KAI's CRD: an omitted limit is 0, which admits nothing.
+    quota: float = 0.0
+    over_quota_weight: float = 0.0
+    limit: float = 0.0
+
+
+class QueueResources(_K):
+    gpu: QueueResource | None = None
+    cpu: QueueResource | None = None
+    memory: QueueResource | None = None
+
+
+class QueueSpec(_K):
+    display_name: str = ""
+    parent_queue: str = ""
+    priority: int | None = None
+    resources: QueueResources | None = None
+    preempt_min_runtime: str | None = None
+    reclaim_min_runtime: str | None = None
+
+
+class Queue(_K):
+    api_version: str = "scheduling.run.ai/v2"
+    kind: str = "Queue"
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    spec: QueueSpec = msgspec.field(default_factory=QueueSpec)
+    status: dict[str, Any] = {}
+
+
+# --- PodGroup (scheduling.run.ai/v2alpha2) ------------------------------------------------
+
+class TopologyConstraint(_K):
+    topology: str = ""
+    required_topology_level: str = ""
+    preferred_topology_level: str = ""
+
+
+class SubGroup(_K):
+    name: str = ""
+    min_member: int = 1
+    parent: str | None = None
+    topology_constraint: TopologyConstraint | None = None
+
+
+class PodGroupSpec(_K):
+    min_member: int = 1
+    queue: str = ""
+    priority_class_name: str = ""
+    preemptibility: str = ""
+    mark_unschedulable: bool | None = None
+    scheduling_backoff: int | None = None
+    topology_constraint: TopologyConstraint | None = None
+    sub_groups: list[SubGroup] = []
+
+
+class PodGroup(_K):
+    api_version: str = "scheduling.run.ai/v2alpha2"
+    kind: str = "PodGroup"
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    spec: PodGroupSpec = msgspec.field(default_factory=PodGroupSpec)
+    status: dict[str, Any] = {}
+
+
+# --- Topology (kai.scheduler/v1alpha1) ----------------------------------------------------
+
+class TopologyLevel(_K):
+    node_label: str = ""
+
+
+class TopologySpec(_K):
+    levels: list[TopologyLevel] = []
+
+
+class Topology(_K):
+    api_version: str = "kai.scheduler/v1alpha1"
+    kind: str = "Topology"
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    spec: TopologySpec = msgspec.field(default_factory=TopologySpec)
+
+
+KINDS: dict[str, type] = {
+    "Node": Node,
+    "Pod": Pod,
+    "PodGroup": PodGroup,
+    "Queue": Queue,
+    "PriorityClass": PriorityClass,
+    "Topology": Topology,
+}

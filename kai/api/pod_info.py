@@ -1,0 +1,231 @@
+"""PodInfo: one pod as the scheduler sees it (a "task" of a job).
+
+Built once per pod add/update from a :class:`kai.api.k8s.Pod`. Holds the effective
+resource request (as Kubernetes computes it), the GPU-sharing request from KAI's
+annotations, the scheduling-constraint signature used to cache node masks, and the
+session status flag. Invalid annotations do not raise: they set ``invalid_reason`` and
+the scheduler reports it on the pod's group instead of scheduling it.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+
+import numpy as np
+
+from kai.api import constants as C
+from kai.api.k8s import Container, Pod
+from kai.api.resources import CPU, GPU, PODS, QuantityError, ResourceRegistry
+
+
+def parse_time(value: str | None) -> float:
+    """RFC 3339 timestamp -> unix seconds (0.0 when absent)."""
+    if not value:
+        return 0.0
+    try:
+        return _dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _container_requests(c: Container) -> dict[str, object]:
+    # The API server defaults a missing request to the limit; manifests read from files
+    # have not been through it, so apply the same rule here.
+    req = dict(c.resources.limits)
+    req.update(c.resources.requests)
+    return req
+
+
+def pod_requests(pod: Pod, registry: ResourceRegistry) -> np.ndarray:
+    """Effective request of a pod, as the kube-scheduler computes it.
+
+    sum(containers) + sum(restartable init "sidecar" containers), raised to the largest
+    regular init container (plus the sidecars started before it), plus pod overhead.
+    The pods column is 1. Raises QuantityError for malformed or negative quantities.
+    """
+    def vec(reqs: dict[str, object]) -> dict[int, float]:
+        out: dict[int, float] = {}
+        for name, q in reqs.items():
+            v = registry.quantity_to_float(name, q)
+            if v < 0:
+                raise QuantityError(f"negative quantity {q!r} for {name}")
+            if v:
+                col = registry.column(name)
+                out[col] = out.get(col, 0.0) + v
+        return out
+
+    total: dict[int, float] = {}
+    for c in pod.spec.containers:
+        for k, v in vec(_container_requests(c)).items():
+            total[k] = total.get(k, 0.0) + v
+    sidecars: dict[int, float] = {}
+    init_peak: dict[int, float] = {}
+    for c in pod.spec.init_containers:
+        r = vec(_container_requests(c))
+        if c.restart_policy == "Always":
+            for k, v in r.items():
+                sidecars[k] = sidecars.get(k, 0.0) + v
+        else:
+            for k in set(r) | set(sidecars):
+                init_peak[k] = max(init_peak.get(k, 0.0), r.get(k, 0.0) + sidecars.get(k, 0.0))
+    for k, v in sidecars.items():
+        total[k] = total.get(k, 0.0) + v
+    for k, v in init_peak.items():
+        total[k] = max(total.get(k, 0.0), v)
+    for k, v in vec(pod.spec.overhead).items():
+        total[k] = total.get(k, 0.0) + v
+    out = np.zeros(len(registry), dtype=np.float64)
+    for k, v in total.items():
+        out[k] = v
+    out[PODS] = 1.0
+    return out
+
+
+class GPUSharing:
+    """A fractional GPU request from KAI's annotations. ``portion`` is per device."""
+
+    __slots__ = ("portion", "memory_mib", "num_devices")
+
+    def __init__(self, portion: float, memory_mib: int, num_devices: int) -> None:
+        self.portion = portion
+        self.memory_mib = memory_mib
+        self.num_devices = num_devices
+
+    def __repr__(self) -> str:
+        return f"GPUSharing(portion={self.portion}, memory_mib={self.memory_mib}, devices={self.num_devices})"
+
+
+def parse_gpu_sharing(pod: Pod, whole_gpus: float) -> tuple[GPUSharing | None, str]:
+    """Read gpu-fraction / gpu-memory / gpu-fraction-num-devices; return (request, error)."""
+    ann = pod.metadata.annotations
+    frac_s, mem_s, num_s = ann.get(C.GPU_FRACTION), ann.get(C.GPU_MEMORY), ann.get(C.GPU_FRACTION_NUM_DEVICES)
+    if frac_s is None and mem_s is None:
+        if num_s is not None:
+            return None, f"annotation {C.GPU_FRACTION_NUM_DEVICES} needs {C.GPU_FRACTION} or {C.GPU_MEMORY}"
+        if ann.get(C.MPS, "").lower() == "true":
+            return None, f"annotation {C.MPS}=true is only valid with {C.GPU_FRACTION} or {C.GPU_MEMORY}"
+        return None, ""
+    if frac_s is not None and mem_s is not None:
+        return None, f"annotations {C.GPU_FRACTION} and {C.GPU_MEMORY} cannot be used together"
+    if whole_gpus:
+        which = C.GPU_FRACTION if frac_s is not None else C.GPU_MEMORY
+        return None, f"annotation {which} cannot be combined with a nvidia.com/gpu resource request"
+    num = 1
+    if num_s is not None:
+        try:
+            num = int(num_s)
+        except ValueError:
+            num = 0
+        if num <= 0:
+            return None, f"annotation {C.GPU_FRACTION_NUM_DEVICES}={num_s!r} must be a positive integer"
+    if frac_s is not None:
+        try:
+            f = float(frac_s)
+        except ValueError:
+            f = math.nan
+        if not (0.0 < f < 1.0):
+            return None, f"annotation {C.GPU_FRACTION}={frac_s!r} must be a number with 0 < fraction < 1"
+        return GPUSharing(f, 0, num), ""
+    try:
+        m = int(mem_s)
+    except ValueError:
+        m = 0
+    if m <= 0:
+        return None, f"annotation {C.GPU_MEMORY}={mem_s!r} must be a positive integer (MiB)"
+    return GPUSharing(0.0, m, num), ""
+
+
+def constraint_signature(pod: Pod) -> tuple:
+    """Hashable key of everything that decides which nodes a pod may use, apart from resources.
+
+    Pods with equal signatures see the same static node mask (labels, affinity, taints).
+    """
+    spec = pod.spec
+    aff = None
+    na = spec.affinity.node_affinity if spec.affinity else None
+    if na and na.required_during_scheduling_ignored_during_execution:
+        aff = tuple(
+            (tuple((e.key, e.operator, tuple(e.values)) for e in t.match_expressions),
+             tuple((e.key, e.operator, tuple(e.values)) for e in t.match_fields))
+            for t in na.required_during_scheduling_ignored_during_execution.node_selector_terms)
+    tol = tuple(sorted((t.key, t.operator, t.value, t.effect) for t in spec.tolerations))
+    return (tuple(sorted(spec.node_selector.items())), aff, tol)
+
+
+class PodInfo:
+    """A pod inside the scheduler: identity, request vector, constraints, session status."""
+
+    __slots__ = ("pod", "uid", "name", "namespace", "key", "job_key", "status", "node_name",
+                 "req", "gpu_sharing", "gpu_groups", "signature", "creation", "invalid_reason",
+                 "task_priority", "subgroup", "is_virtual", "deleting")
+
+    def __init__(self, pod: Pod, registry: ResourceRegistry) -> None:
+        meta = pod.metadata
+        self.pod = pod
+        self.uid = meta.uid or f"{meta.namespace}/{meta.name}"
+        self.name = meta.name
+        self.namespace = meta.namespace or "default"
+        self.key = f"{self.namespace}/{self.name}"
+        self.job_key = ""
+        self.node_name = pod.spec.node_name
+        self.creation = parse_time(meta.creation_timestamp)
+        self.invalid_reason = ""
+        self.deleting = meta.deletion_timestamp is not None
+        try:
+            self.req = pod_requests(pod, registry)
+        except QuantityError as exc:
+            self.req = np.zeros(len(registry))
+            self.req[PODS] = 1.0
+            self.invalid_reason = f"pod {self.key}: {exc}"
+        self.gpu_sharing, err = parse_gpu_sharing(pod, float(self.req[GPU]))
+        if err and not self.invalid_reason:
+            self.invalid_reason = f"pod {self.key}: {err}"
+        self.gpu_groups: list[str] = []
+        self.signature = constraint_signature(pod)
+        try:
+            self.task_priority = int(meta.labels.get(C.TASK_PRIORITY_LABEL, 0))
+        except ValueError:
+            self.task_priority = 0
+        self.subgroup = meta.labels.get(C.SUBGROUP_LABEL, "")
+        self.is_virtual = False
+        self.status = self._initial_status()
+
+    def _initial_status(self) -> C.PodStatus:
+        phase = self.pod.status.phase
+        if phase == "Succeeded":
+            return C.PodStatus.SUCCEEDED
+        if phase == "Failed":
+            return C.PodStatus.FAILED
+        if self.node_name:
+            if self.deleting:
+                return C.PodStatus.RELEASING
+            return C.PodStatus.RUNNING if phase == "Running" else C.PodStatus.BOUND
+        if self.deleting:
+            return C.PodStatus.DELETED
+        if self.pod.spec.scheduling_gates:
+            return C.PodStatus.GATED
+        return C.PodStatus.PENDING
+
+    def req_vec(self, width: int) -> np.ndarray:
+        """The request padded to ``width`` columns (extended resources may have been added)."""
+        if self.req.shape[0] < width:
+            self.req = np.concatenate([self.req, np.zeros(width - self.req.shape[0])])
+        return self.req
+
+    @property
+    def is_cpu_only(self) -> bool:
+        return self.req[GPU] == 0 and self.gpu_sharing is None
+
+    @property
+    def gpu_quota(self) -> float:
+        """GPUs this pod counts for in queue quota (whole + fraction x devices)."""
+        if self.gpu_sharing is not None and self.gpu_sharing.portion:
+            return self.gpu_sharing.portion * self.gpu_sharing.num_devices
+        return float(self.req[GPU])
+
+    def __repr__(self) -> str:
+        return f"PodInfo({self.key}, {self.status.name}, node={self.node_name!r})"
+
+
+__all__ = ["PodInfo", "GPUSharing", "pod_requests", "parse_gpu_sharing", "constraint_signature",
+           "parse_time", "CPU"]

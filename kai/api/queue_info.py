@@ -1,0 +1,178 @@
+"""QueueInfo and the queue tree, read from ``scheduling.run.ai/v2`` Queues.
+
+Units inside kai: gpu in devices, cpu in millicores, memory in bytes. KAI's Queue spec
+gives memory in MB (10^6 bytes); it is converted here once. ``-1`` keeps its meaning
+(unlimited quota / no limit); an omitted resource block means quota 0, weight 0 and
+limit 0, which admits nothing for that resource -- exactly KAI's behaviour.
+"""
+from __future__ import annotations
+
+from kai.api.k8s import Queue, QueueResource
+from kai.api.pod_info import parse_time
+
+QUEUE_RESOURCES = ("gpu", "cpu", "memory")
+_MEMORY_UNIT = 1e6
+DEFAULT_QUEUE_PRIORITY = 100
+
+
+def parse_duration(value: str | None) -> float | None:
+    """Go duration string (``90s``, ``1h30m``, ``500ms``) -> seconds; None when absent or bad."""
+    if not value:
+        return None
+    import re
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", value)
+    if not parts or "".join(a + b for a, b in parts) != value.lstrip("+"):
+        return None
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+class QueueInfo:
+    """One queue: its place in the tree and its quota, over-quota weight and limit per resource."""
+
+    __slots__ = ("name", "uid", "parent", "children", "priority", "deserved", "limit", "weight",
+                 "creation", "preempt_min_runtime", "reclaim_min_runtime", "display_name", "queue")
+
+    def __init__(self, q: Queue) -> None:
+        self.queue = q
+        self.name = q.metadata.name
+        self.uid = q.metadata.uid or self.name
+        self.display_name = q.spec.display_name or self.name
+        self.parent = q.spec.parent_queue or ""
+        self.children: list[str] = []
+        self.priority = q.spec.priority if q.spec.priority is not None else DEFAULT_QUEUE_PRIORITY
+        self.creation = parse_time(q.metadata.creation_timestamp)
+        res = q.spec.resources
+        self.deserved = [0.0, 0.0, 0.0]
+        self.limit = [0.0, 0.0, 0.0]
+        self.weight = [0.0, 0.0, 0.0]
+        for i, name in enumerate(QUEUE_RESOURCES):
+            r: QueueResource | None = getattr(res, name) if res is not None else None
+            if r is None:
+                continue
+            scale = _MEMORY_UNIT if name == "memory" else 1.0
+            self.deserved[i] = r.quota * scale if r.quota != -1 else -1.0
+            self.limit[i] = r.limit * scale if r.limit != -1 else -1.0
+            self.weight[i] = r.over_quota_weight
+        self.preempt_min_runtime = parse_duration(q.spec.preempt_min_runtime)
+        self.reclaim_min_runtime = parse_duration(q.spec.reclaim_min_runtime)
+
+    @property
+    def is_leaf(self) -> bool:
+        return not self.children
+
+    def __repr__(self) -> str:
+        return f"QueueInfo({self.name}, parent={self.parent!r}, prio={self.priority})"
+
+
+def validate_queue(q: Queue) -> list[str]:
+    """Problems with one Queue object on its own (KAI's webhook rejects a Queue without resources)."""
+    errs = []
+    if not q.metadata.name:
+        errs.append("metadata.name is empty")
+    if q.spec.resources is None:
+        errs.append("spec.resources is missing")
+    else:
+        for name in QUEUE_RESOURCES:
+            r = getattr(q.spec.resources, name)
+            if r is None:
+                continue
+            for field in ("quota", "limit"):
+                v = getattr(r, field)
+                if v < 0 and v != -1:
+                    errs.append(f"spec.resources.{name}.{field} is {v:g}: must be >= 0 or -1")
+            if r.over_quota_weight < 0:
+                errs.append(f"spec.resources.{name}.overQuotaWeight is {r.over_quota_weight:g}: must be >= 0")
+            if r.limit not in (-1,) and r.quota not in (-1,) and r.limit < r.quota:
+                errs.append(f"spec.resources.{name}.limit {r.limit:g} is below quota {r.quota:g}")
+    for field in ("preempt_min_runtime", "reclaim_min_runtime"):
+        v = getattr(q.spec, field)
+        if v and parse_duration(v) is None:
+            camel = "preemptMinRuntime" if field.startswith("preempt") else "reclaimMinRuntime"
+            errs.append(f"spec.{camel} {v!r} is not a duration")
+    return errs
+
+
+class QueueTree:
+    """The usable queue hierarchy of one snapshot.
+
+    Queues whose parent is missing (orphans), or that sit in a parent cycle, are left out
+    together with their subtrees, and each gets a reason in ``problems`` (name -> text) so
+    the status writer can put an Event and a condition on it.
+    """
+
+    def __init__(self, queues: list[Queue]) -> None:
+        self.queues: dict[str, QueueInfo] = {}
+        self.problems: dict[str, str] = {}
+        infos = {}
+        for q in queues:
+            errs = validate_queue(q)
+            name = q.metadata.name
+            if errs:
+                self.problems[name] = "; ".join(errs)
+                continue
+            infos[name] = QueueInfo(q)
+        # cycles and orphans
+        state: dict[str, str] = {}
+        for name in infos:
+            path = []
+            cur = name
+            while cur and cur in infos and cur not in state:
+                state[cur] = "visiting"
+                path.append(cur)
+                cur = infos[cur].parent
+            if cur and cur in infos and state.get(cur) == "visiting":
+                cycle = path[path.index(cur):] + [cur]
+                for n in path[path.index(cur):]:
+                    self.problems[n] = "queue parent cycle: " + " -> ".join(cycle)
+                bad_tail = path[: path.index(cur)]
+                for n in bad_tail:
+                    self.problems.setdefault(n, f"an ancestor queue {cur!r} is in a parent cycle")
+            elif cur and cur not in infos:
+                reason = (f"parent queue {cur!r} is invalid: {self.problems[cur]}" if cur in self.problems
+                          else f"parent queue {cur!r} does not exist")
+                for n in path:
+                    self.problems.setdefault(n, reason if infos[n].parent == cur
+                                             else f"orphaned: ancestor {cur!r} does not exist")
+            elif cur and cur in self.problems:
+                for n in path:
+                    self.problems.setdefault(n, f"an ancestor queue {cur!r} is unusable: {self.problems[cur]}")
+            for n in path:
+                state[n] = "done"
+        for name, info in infos.items():
+            if name not in self.problems:
+                self.queues[name] = info
+        for info in self.queues.values():
+            if info.parent:
+                self.queues[info.parent].children.append(info.name)
+        for info in self.queues.values():
+            info.children.sort()
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.queues
+
+    def get(self, name: str) -> QueueInfo | None:
+        return self.queues.get(name)
+
+    def roots(self) -> list[QueueInfo]:
+        return sorted((q for q in self.queues.values() if not q.parent), key=lambda q: (q.creation, q.name))
+
+    def ancestors(self, name: str) -> list[QueueInfo]:
+        """The queue itself, then its parent, up to the root."""
+        out = []
+        q = self.queues.get(name)
+        while q is not None:
+            out.append(q)
+            q = self.queues.get(q.parent) if q.parent else None
+        return out
+
+    def topological(self) -> list[QueueInfo]:
+        """Parents before children, siblings by creation then name."""
+        out: list[QueueInfo] = []
+        stack = list(reversed(self.roots()))
+        while stack:
+            q = stack.pop()
+            out.append(q)
+            kids = sorted((self.queues[c] for c in q.children), key=lambda c: (c.creation, c.name))
+            stack.extend(reversed(kids))
+        return out

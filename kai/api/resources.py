@@ -1,0 +1,132 @@
+"""Resource columns and Kubernetes quantity parsing.
+
+Every resource vector in kai (pod requests, node allocatable, queue quotas) is a row of
+float64 over a fixed set of columns. The first five are fixed; extended resources
+(``nvidia.com/mig-1g.5gb``, ``example.com/foo``) get columns on demand from a
+:class:`ResourceRegistry`.
+
+Units: cpu in millicores, memory and ephemeral-storage in bytes, gpu in devices, pods in
+pods, extended resources in their integer units. All are exact in float64 up to 2**53.
+"""
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal, InvalidOperation
+
+CPU = 0
+MEMORY = 1
+GPU = 2
+PODS = 3
+EPHEMERAL = 4
+N_FIXED = 5
+
+GPU_RESOURCE = "nvidia.com/gpu"
+FIXED_NAMES = ("cpu", "memory", GPU_RESOURCE, "pods", "ephemeral-storage")
+MIG_PREFIX = "nvidia.com/mig-"
+_MIG_RE = re.compile(r"^nvidia\.com/mig-(\d+)g\.(\d+)gb$")
+
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
+            "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"),
+            "P": Decimal("1e15"), "E": Decimal("1e18")}
+_QUANTITY_RE = re.compile(
+    r"^(?P<num>[+-]?(?:\d+\.?\d*|\.\d+))(?:(?P<exp>[eE][+-]?\d+)|(?P<suf>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$")
+
+
+class QuantityError(ValueError):
+    """A string that is not a Kubernetes quantity, or a negative one where that is not allowed."""
+
+
+def parse_quantity(value: str | int | float) -> Decimal:
+    """Parse a Kubernetes quantity (``500m``, ``1Gi``, ``2e3``, ``1.5``) into an exact Decimal."""
+    if isinstance(value, bool):
+        raise QuantityError(f"invalid quantity {value!r}")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise QuantityError(f"invalid quantity {value!r}")
+        return Decimal(repr(value))
+    if not isinstance(value, str):
+        raise QuantityError(f"invalid quantity {value!r}: expected a string or number")
+    m = _QUANTITY_RE.match(value.strip())
+    if not m:
+        raise QuantityError(f"invalid quantity {value!r}")
+    try:
+        num = Decimal(m.group("num"))
+    except InvalidOperation as exc:  # pragma: no cover - the regex already guards this
+        raise QuantityError(f"invalid quantity {value!r}") from exc
+    if m.group("exp"):
+        return num * (Decimal(10) ** int(m.group("exp")[1:]))
+    suf = m.group("suf") or ""
+    if suf in _BINARY:
+        return num * _BINARY[suf]
+    return num * _DECIMAL[suf]
+
+
+def _ceil(d: Decimal) -> int:
+    return int(d.to_integral_value(rounding="ROUND_CEILING"))
+
+
+def to_milli(value) -> int:
+    """Quantity -> milli-units, rounded up as Kubernetes' ``MilliValue`` does."""
+    return _ceil(parse_quantity(value) * 1000)
+
+
+def to_units(value) -> int:
+    """Quantity -> whole units (bytes for memory), rounded up as Kubernetes' ``Value`` does."""
+    return _ceil(parse_quantity(value))
+
+
+def mig_gpu_equivalent(name: str) -> int:
+    """GPUs a MIG resource counts for in quota (``nvidia.com/mig-3g.20gb`` -> 3), else 0."""
+    m = _MIG_RE.match(name)
+    return int(m.group(1)) if m else 0
+
+
+class ResourceRegistry:
+    """Maps resource names to columns. Fixed columns first; extended ones appended on demand.
+
+    One registry is shared by a cluster cache; a new extended resource grows the width of
+    every array built from it (the snapshot re-pads its arrays when that happens).
+    """
+
+    def __init__(self) -> None:
+        self.names: list[str] = list(FIXED_NAMES)
+        self.index: dict[str, int] = {n: i for i, n in enumerate(self.names)}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def column(self, name: str, create: bool = True) -> int:
+        col = self.index.get(name)
+        if col is None:
+            if not create:
+                return -1
+            col = len(self.names)
+            self.names.append(name)
+            self.index[name] = col
+        return col
+
+    def quantity_to_float(self, name: str, value) -> float:
+        """Convert a quantity for resource ``name`` into kai's unit for its column."""
+        if name == "cpu":
+            return float(to_milli(value))
+        return float(to_units(value))
+
+    def mig_columns(self) -> list[tuple[int, int]]:
+        """(column, gpu equivalent) for every MIG resource registered so far."""
+        return [(i, g) for i, n in enumerate(self.names) if (g := mig_gpu_equivalent(n))]
+
+
+def format_resource(name: str, amount: float) -> str:
+    """Human form of one resource amount in kai units, for messages."""
+    if name == "cpu":
+        return f"{amount / 1000:g}" if amount % 1000 == 0 else f"{amount:g}m"
+    if name in ("memory", "ephemeral-storage"):
+        for unit, size in (("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+            if amount >= size and amount % size == 0:
+                return f"{amount / size:g}{unit}"
+        return f"{amount:g}"
+    return f"{amount:g}"

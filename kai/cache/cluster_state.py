@@ -1,0 +1,228 @@
+"""ClusterState: the scheduler's incrementally maintained model of the cluster.
+
+Fed one object at a time (informer events in the live controller, manifests in
+``kai simulate``): nodes into the NodeTable, pods into PodInfos charged against their
+node's columns, PodGroups into PodGroupInfos (jobs), plus Queues, PriorityClasses and
+Topologies. No rebuild per cycle: ``open_view()`` hands a session copies of the small
+node arrays and the live job objects; whatever the session changes virtually is undone
+at close, and committed decisions come back through ``assume_bound`` / ``assume_evicted``.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from kai.api import constants as C
+from kai.api.k8s import Node, Pod, PodGroup, PriorityClass, Queue, Topology
+from kai.api.pod_info import PodInfo
+from kai.api.podgroup_info import PodGroupInfo
+from kai.api.resources import ResourceRegistry
+from kai.cache.node_table import NodeTable
+
+S = C.PodStatus
+
+
+def resolve_priority(pc_name: str, classes: dict[str, PriorityClass]) -> int:
+    """PriorityClass name -> value; unknown or empty -> the globalDefault class, else 50."""
+    if pc_name:
+        pc = classes.get(pc_name)
+        if pc is not None:
+            return pc.value
+        if pc_name in C.PRIORITY_CLASSES:
+            return C.PRIORITY_CLASSES[pc_name]
+    for pc in classes.values():
+        if pc.global_default:
+            return pc.value
+    return C.DEFAULT_PRIORITY
+
+
+def resolve_preemptible(pg: PodGroup, priority: int) -> bool:
+    explicit = pg.spec.preemptibility or pg.metadata.labels.get(C.PREEMPTIBILITY_LABEL, "")
+    if explicit == C.PREEMPTIBLE:
+        return True
+    if explicit == C.NON_PREEMPTIBLE:
+        return False
+    return priority < C.PREEMPTIBLE_BELOW
+
+
+class ClusterState:
+    """Nodes, pods, jobs and queues, with node resources charged incrementally."""
+
+    def __init__(self, scheduler_name: str = C.SCHEDULER_NAME, grouper=None) -> None:
+        self.scheduler_name = scheduler_name
+        self.registry = ResourceRegistry()
+        self.nodes = NodeTable(self.registry)
+        self.pods: dict[str, PodInfo] = {}
+        self.podgroups: dict[str, PodGroup] = {}
+        self.jobs: dict[str, PodGroupInfo] = {}
+        self.queues: dict[str, Queue] = {}
+        self.priority_classes: dict[str, PriorityClass] = {}
+        self.topologies: dict[str, Topology] = {}
+        self.grouper = grouper            # callable(Pod) -> PodGroup | None, for ungrouped pods
+        self._node_pods: dict[str, set[str]] = defaultdict(set)
+        self._charged: dict[str, tuple[int, np.ndarray, bool]] = {}  # uid -> (node idx, req, releasing)
+        self._waiting: dict[str, set[str]] = defaultdict(set)   # podgroup key -> pod uids
+        self.pod_problems: dict[str, str] = {}                  # pod key -> why it is not scheduled
+
+    # ------------------------------------------------------------------ nodes
+    def upsert_node(self, node: Node) -> None:
+        is_new = node.metadata.name not in self.nodes.by_name
+        self.nodes.upsert(node)
+        if is_new:
+            for uid in list(self._node_pods.get(node.metadata.name, ())):
+                pod = self.pods.get(uid)
+                if pod is not None and uid not in self._charged:
+                    self._charge(pod)
+
+    def delete_node(self, name: str) -> None:
+        info = self.nodes.remove(name)
+        if info is None:
+            return
+        for uid in self._node_pods.get(name, ()):
+            self._charged.pop(uid, None)
+
+    # ------------------------------------------------------------------ pods
+    def _charge(self, pod: PodInfo) -> None:
+        info = self.nodes.by_name.get(pod.node_name)
+        if info is None:
+            return
+        t = self.nodes
+        t.ensure_width()
+        req = pod.req_vec(len(self.registry))
+        releasing = bool(pod.status & S.RELEASING)
+        i = info.idx
+        t.idle[:, i] -= req
+        if releasing:
+            t.releasing[:, i] += req
+        t.avail[:, i] = t.idle[:, i] + t.releasing[:, i]
+        self._charged[pod.uid] = (i, req, releasing)
+
+    def _uncharge(self, uid: str) -> None:
+        got = self._charged.pop(uid, None)
+        if got is None:
+            return
+        i, req, releasing = got
+        t = self.nodes
+        t.idle[:, i] += req
+        if releasing:
+            t.releasing[:, i] -= req
+        t.avail[:, i] = t.idle[:, i] + t.releasing[:, i]
+
+    def _occupies_node(self, p: PodInfo) -> bool:
+        return bool(p.node_name) and bool(p.status & C.ON_NODE)
+
+    def upsert_pod(self, pod: Pod) -> PodInfo | None:
+        uid = pod.metadata.uid or f"{pod.metadata.namespace or 'default'}/{pod.metadata.name}"
+        self.delete_pod(uid, keep_waiting=True)
+        p = PodInfo(pod, self.registry)
+        ours = pod.spec.scheduler_name == self.scheduler_name
+        if not ours and not self._occupies_node(p):
+            return None
+        self.pods[p.uid] = p
+        if p.node_name:
+            self._node_pods[p.node_name].add(p.uid)
+            if self._occupies_node(p):
+                self._charge(p)
+        if ours:
+            self._attach(p)
+        return p
+
+    def delete_pod(self, uid: str, keep_waiting: bool = False) -> None:
+        p = self.pods.pop(uid, None)
+        if p is None:
+            return
+        self._uncharge(uid)
+        if p.node_name:
+            self._node_pods[p.node_name].discard(uid)
+        if p.job_key:
+            job = self.jobs.get(p.job_key)
+            if job is not None:
+                job.remove_task(uid)
+        for waiting in self._waiting.values():
+            waiting.discard(uid)
+        self.pod_problems.pop(p.key, None)
+
+    def _attach(self, p: PodInfo) -> None:
+        ann = p.pod.metadata.annotations
+        pg_name = ann.get(C.POD_GROUP_ANNOTATION)
+        if not pg_name and self.grouper is not None:
+            pg = self.grouper(p.pod)
+            if pg is not None:
+                key = f"{pg.metadata.namespace}/{pg.metadata.name}"
+                if key not in self.podgroups:
+                    self.upsert_podgroup(pg)
+                pg_name = pg.metadata.name
+        if not pg_name:
+            self.pod_problems[p.key] = f"pod {p.key} has no {C.POD_GROUP_ANNOTATION} annotation yet"
+            return
+        key = f"{p.namespace}/{pg_name}"
+        job = self.jobs.get(key)
+        if job is None:
+            self._waiting[key].add(p.uid)
+            self.pod_problems[p.key] = f"PodGroup {key} does not exist"
+            return
+        job.add_task(p)
+        if p.invalid_reason:
+            job.invalid_reasons.append(p.invalid_reason)
+
+    # ------------------------------------------------------------------ pod groups
+    def upsert_podgroup(self, pg: PodGroup) -> None:
+        key = f"{pg.metadata.namespace or 'default'}/{pg.metadata.name}"
+        self.podgroups[key] = pg
+        priority = resolve_priority(pg.spec.priority_class_name, self.priority_classes)
+        job = PodGroupInfo(pg, priority, resolve_preemptible(pg, priority))
+        old = self.jobs.get(key)
+        self.jobs[key] = job
+        uids = set(self._waiting.pop(key, set()))
+        if old is not None:
+            uids.update(old.tasks)
+        for uid in uids:
+            p = self.pods.get(uid)
+            if p is not None:
+                job.add_task(p)
+                self.pod_problems.pop(p.key, None)
+                if p.invalid_reason:
+                    job.invalid_reasons.append(p.invalid_reason)
+        if pg.spec.min_member < 1:
+            job.invalid_reasons.append(f"PodGroup {key}: spec.minMember {pg.spec.min_member} must be >= 1")
+
+    def delete_podgroup(self, key: str) -> None:
+        self.podgroups.pop(key, None)
+        job = self.jobs.pop(key, None)
+        if job is not None:
+            self._waiting[key].update(job.tasks)
+            for t in job.tasks.values():
+                t.job_key = ""
+
+    # ------------------------------------------------------------------ the rest
+    def upsert_queue(self, q: Queue) -> None:
+        self.queues[q.metadata.name] = q
+
+    def delete_queue(self, name: str) -> None:
+        self.queues.pop(name, None)
+
+    def upsert_priority_class(self, pc: PriorityClass) -> None:
+        self.priority_classes[pc.metadata.name] = pc
+        for key, pg in list(self.podgroups.items()):
+            self.upsert_podgroup(pg)
+
+    def upsert_topology(self, t: Topology) -> None:
+        self.topologies[t.metadata.name] = t
+
+    # ------------------------------------------------------------------ commits come back
+    def assume_bound(self, task: PodInfo, node_name: str) -> None:
+        """The binder accepted ``task`` for ``node_name``: charge it now (KAI's Binding state)."""
+        self._uncharge(task.uid)
+        if task.node_name:
+            self._node_pods[task.node_name].discard(task.uid)
+        task.node_name = node_name
+        task.status = S.BINDING
+        self._node_pods[node_name].add(task.uid)
+        self._charge(task)
+
+    def assume_evicted(self, task: PodInfo) -> None:
+        """An eviction was issued: the pod's resources are releasing until it is gone."""
+        self._uncharge(task.uid)
+        task.status = S.RELEASING
+        self._charge(task)

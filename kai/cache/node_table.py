@@ -1,0 +1,329 @@
+"""NodeTable: every node's resources in flat ``(R, N)`` arrays, plus encoded labels and taints.
+
+The arrays are the single source of truth for node resources; ``NodeInfo.idx`` is a column.
+Labels are encoded per key as an int32 column of value ids (-1 = absent), taints as a bitset
+per node, so a pod's static predicates (readiness, cordon, nodeSelector, required node
+affinity, taints) become a handful of vectorized numpy operations, cached per constraint
+signature until the node set changes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kai.api import constants as C
+from kai.api.k8s import Node, NodeSelectorRequirement, Pod, Toleration
+from kai.api.node_info import NodeInfo
+from kai.api.resources import GPU, ResourceRegistry
+
+_BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
+
+
+def tolerates(tols: list[Toleration], key: str, value: str, effect: str) -> bool:
+    for t in tols:
+        if t.effect and t.effect != effect:
+            continue
+        if not t.key:
+            if t.operator == "Exists":
+                return True
+            continue
+        if t.key != key:
+            continue
+        if t.operator == "Exists" or t.value == value:
+            return True
+    return False
+
+
+class NodeTable:
+    """Flat per-node arrays and label/taint encodings. Columns are stable until ``compact()``."""
+
+    def __init__(self, registry: ResourceRegistry) -> None:
+        self.registry = registry
+        self.infos: list[NodeInfo | None] = []
+        self.by_name: dict[str, NodeInfo] = {}
+        self._free: list[int] = []
+        r = len(registry)
+        self.allocatable = np.zeros((r, 0))
+        self.idle = np.zeros((r, 0))
+        self.releasing = np.zeros((r, 0))
+        self.avail = np.zeros((r, 0))
+        self.gpu_capacity = np.zeros(0)
+        self.base_ok = np.zeros(0, dtype=np.uint8)     # in use, Ready and schedulable
+        self.cordoned = np.zeros(0, dtype=np.uint8)
+        self.not_ready = np.zeros(0, dtype=np.uint8)
+        self.in_use = np.zeros(0, dtype=np.uint8)
+        self.name_rank = np.zeros(0, dtype=np.int32)
+        self._label_keys: dict[str, int] = {}
+        self._label_cols: list[np.ndarray] = []
+        self._label_values: list[dict[str, int]] = []
+        self._numeric_cols: dict[int, np.ndarray] = {}
+        self._taints: dict[tuple[str, str, str], int] = {}
+        self._taint_bits = np.zeros((0, 1), dtype=np.uint64)
+        self.generation = 0
+        self._mask_cache: dict[tuple, np.ndarray] = {}
+        self._rank_dirty = False
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n(self) -> int:
+        return len(self.infos)
+
+    def _grow(self, count: int) -> None:
+        r = len(self.registry)
+        pad = lambda a: np.concatenate([a, np.zeros((a.shape[0], count))], axis=1)  # noqa: E731
+        self.ensure_width()
+        self.allocatable = np.ascontiguousarray(pad(self.allocatable))
+        self.idle = np.ascontiguousarray(pad(self.idle))
+        self.releasing = np.ascontiguousarray(pad(self.releasing))
+        self.avail = np.ascontiguousarray(pad(self.avail))
+        z8 = np.zeros(count, dtype=np.uint8)
+        self.gpu_capacity = np.concatenate([self.gpu_capacity, np.zeros(count)])
+        self.base_ok = np.concatenate([self.base_ok, z8])
+        self.cordoned = np.concatenate([self.cordoned, z8])
+        self.not_ready = np.concatenate([self.not_ready, z8])
+        self.in_use = np.concatenate([self.in_use, z8])
+        self.name_rank = np.concatenate([self.name_rank, np.zeros(count, dtype=np.int32)])
+        self._label_cols = [np.concatenate([c, np.full(count, -1, dtype=np.int32)]) for c in self._label_cols]
+        self._taint_bits = np.concatenate(
+            [self._taint_bits, np.zeros((count, self._taint_bits.shape[1]), dtype=np.uint64)])
+        self._numeric_cols.clear()
+        assert r == self.allocatable.shape[0]
+
+    def ensure_width(self) -> None:
+        """Add zero rows for extended resources registered since the arrays were made."""
+        r = len(self.registry)
+        have = self.allocatable.shape[0]
+        if have < r:
+            extra = np.zeros((r - have, self.allocatable.shape[1]))
+            self.allocatable = np.ascontiguousarray(np.vstack([self.allocatable, extra]))
+            self.idle = np.ascontiguousarray(np.vstack([self.idle, extra]))
+            self.releasing = np.ascontiguousarray(np.vstack([self.releasing, extra]))
+            self.avail = np.ascontiguousarray(np.vstack([self.avail, extra]))
+
+    # ------------------------------------------------------------------ nodes
+    def upsert(self, node: Node) -> NodeInfo:
+        """Add a node or update its static facts and allocatable; pods placed on it are kept."""
+        name = node.metadata.name
+        old = self.by_name.get(name)
+        alloc = {}
+        for rname, q in node.status.allocatable.items():
+            alloc[self.registry.column(rname)] = self.registry.quantity_to_float(rname, q)
+        self.ensure_width()
+        if old is None:
+            if self._free:
+                idx = self._free.pop()
+            else:
+                self._grow(1)
+                idx = self.n
+                self.infos.append(None)
+            info = NodeInfo(node, idx)
+            self.infos[idx] = info
+            self.by_name[name] = info
+            self._rank_dirty = True
+        else:
+            idx = old.idx
+            info = NodeInfo(node, idx)
+            self.infos[idx] = info
+            self.by_name[name] = info
+        used = self.allocatable[:, idx] - self.idle[:, idx]
+        new_alloc = np.zeros(self.allocatable.shape[0])
+        for col, v in alloc.items():
+            new_alloc[col] = v
+        self.allocatable[:, idx] = new_alloc
+        self.idle[:, idx] = new_alloc - used
+        self.avail[:, idx] = self.idle[:, idx] + self.releasing[:, idx]
+        self.gpu_capacity[idx] = info.gpu_count_label or new_alloc[GPU]
+        self.in_use[idx] = 1
+        self.cordoned[idx] = 1 if info.unschedulable else 0
+        self.not_ready[idx] = 0 if info.ready else 1
+        self.base_ok[idx] = 1 if (info.ready) else 0
+        self._encode_labels(info)
+        self._encode_taints(info)
+        self._changed()
+        return info
+
+    def remove(self, name: str) -> NodeInfo | None:
+        info = self.by_name.pop(name, None)
+        if info is None:
+            return None
+        idx = info.idx
+        self.infos[idx] = None
+        for a in (self.allocatable, self.idle, self.releasing, self.avail):
+            a[:, idx] = 0.0
+        self.gpu_capacity[idx] = 0
+        self.base_ok[idx] = self.in_use[idx] = self.cordoned[idx] = self.not_ready[idx] = 0
+        for col in self._label_cols:
+            col[idx] = -1
+        self._taint_bits[idx, :] = 0
+        self._free.append(idx)
+        self._rank_dirty = True
+        self._changed()
+        return info
+
+    def _changed(self) -> None:
+        self.generation += 1
+        self._mask_cache.clear()
+        self._numeric_cols.clear()
+
+    def refresh_rank(self) -> None:
+        """Recompute name ranks (node-name tie-break) after nodes were added or removed."""
+        if not self._rank_dirty:
+            return
+        live = [(info.name, info.idx) for info in self.infos if info is not None]
+        live.sort()
+        rank = np.full(self.n, np.iinfo(np.int32).max, dtype=np.int32)
+        for r, (_, idx) in enumerate(live):
+            rank[idx] = r
+        self.name_rank = rank
+        self._rank_dirty = False
+
+    def nodes(self):
+        return (info for info in self.infos if info is not None)
+
+    # ------------------------------------------------------------------ labels / taints
+    def _encode_labels(self, info: NodeInfo) -> None:
+        idx = info.idx
+        for col in self._label_cols:
+            col[idx] = -1
+        labels = dict(info.labels)
+        labels.setdefault(C.HOSTNAME_LABEL, info.name)
+        for key, value in labels.items():
+            k = self._label_keys.get(key)
+            if k is None:
+                k = len(self._label_cols)
+                self._label_keys[key] = k
+                self._label_cols.append(np.full(self.n, -1, dtype=np.int32))
+                self._label_values.append({})
+            vals = self._label_values[k]
+            vid = vals.setdefault(value, len(vals))
+            self._label_cols[k][idx] = vid
+
+    def _encode_taints(self, info: NodeInfo) -> None:
+        idx = info.idx
+        self._taint_bits[idx, :] = 0
+        for t in info.taints:
+            if t.effect not in _BLOCKING_EFFECTS:
+                continue
+            tid = self._taints.setdefault((t.key, t.value, t.effect), len(self._taints))
+            word = tid // 64
+            if word >= self._taint_bits.shape[1]:
+                self._taint_bits = np.concatenate(
+                    [self._taint_bits, np.zeros((self.n, word + 1 - self._taint_bits.shape[1]), dtype=np.uint64)], axis=1)
+            self._taint_bits[idx, word] |= np.uint64(1) << np.uint64(tid % 64)
+
+    # ------------------------------------------------------------------ predicates
+    def _expr_mask(self, e: NodeSelectorRequirement) -> np.ndarray:
+        k = self._label_keys.get(e.key)
+        n = self.n
+        col = self._label_cols[k] if k is not None else np.full(n, -1, dtype=np.int32)
+        op = e.operator
+        if op in ("In", "NotIn"):
+            vals = self._label_values[k] if k is not None else {}
+            ids = [vals[v] for v in e.values if v in vals]
+            m = np.isin(col, ids) if ids else np.zeros(n, dtype=bool)
+            return m if op == "In" else ~m
+        if op == "Exists":
+            return col >= 0
+        if op == "DoesNotExist":
+            return col < 0
+        if op in ("Gt", "Lt"):
+            try:
+                bound = int(e.values[0])
+            except (IndexError, ValueError):
+                return np.zeros(n, dtype=bool)
+            num = self._numeric(k)
+            with np.errstate(invalid="ignore"):
+                return (num > bound) if op == "Gt" else (num < bound)
+        return np.zeros(n, dtype=bool)
+
+    def _numeric(self, k: int | None) -> np.ndarray:
+        if k is None:
+            return np.full(self.n, np.nan)
+        got = self._numeric_cols.get(k)
+        if got is None:
+            lookup = np.full(len(self._label_values[k]) + 1, np.nan)
+            for v, vid in self._label_values[k].items():
+                try:
+                    lookup[vid] = int(v)
+                except ValueError:
+                    pass
+            col = self._label_cols[k]
+            got = np.where(col >= 0, lookup[col], np.nan)
+            self._numeric_cols[k] = got
+        return got
+
+    def _field_mask(self, e: NodeSelectorRequirement) -> np.ndarray:
+        if e.key != "metadata.name" or e.operator not in ("In", "NotIn"):
+            return np.zeros(self.n, dtype=bool)
+        m = np.zeros(self.n, dtype=bool)
+        for v in e.values:
+            info = self.by_name.get(v)
+            if info is not None:
+                m[info.idx] = True
+        return m if e.operator == "In" else ~m
+
+    def selector_mask(self, pod: Pod) -> np.ndarray:
+        """Nodes matching nodeSelector and required node affinity (bool[N])."""
+        n = self.n
+        m = np.ones(n, dtype=bool)
+        for key, value in pod.spec.node_selector.items():
+            m &= self._expr_mask(NodeSelectorRequirement(key=key, operator="In", values=[value]))
+        na = pod.spec.affinity.node_affinity if pod.spec.affinity else None
+        req = na.required_during_scheduling_ignored_during_execution if na else None
+        if req is not None:
+            any_term = np.zeros(n, dtype=bool)
+            for term in req.node_selector_terms:
+                if not term.match_expressions and not term.match_fields:
+                    continue
+                t = np.ones(n, dtype=bool)
+                for e in term.match_expressions:
+                    t &= self._expr_mask(e)
+                for e in term.match_fields:
+                    t &= self._field_mask(e)
+                any_term |= t
+            m &= any_term
+        return m
+
+    def taint_mask(self, pod: Pod) -> tuple[np.ndarray, list[tuple[str, str, str]]]:
+        """Nodes whose NoSchedule/NoExecute taints the pod tolerates, and the untolerated taints."""
+        tols = pod.spec.tolerations
+        allowed = np.zeros(self._taint_bits.shape[1], dtype=np.uint64)
+        untolerated = []
+        for (key, value, effect), tid in self._taints.items():
+            if tolerates(tols, key, value, effect):
+                allowed[tid // 64] |= np.uint64(1) << np.uint64(tid % 64)
+            else:
+                untolerated.append((key, value, effect))
+        bad = (self._taint_bits & ~allowed).any(axis=1)
+        return ~bad, untolerated
+
+    def static_mask(self, pod: Pod, signature: tuple) -> np.ndarray:
+        """uint8[N]: nodes that pass every resource-independent predicate for this pod."""
+        got = self._mask_cache.get(signature)
+        if got is not None:
+            return got
+        m = self.base_ok.astype(bool)
+        if self.cordoned.any():
+            ok_cordon = tolerates(pod.spec.tolerations, C.UNSCHEDULABLE_TAINT, "", "NoSchedule")
+            if not ok_cordon:
+                m &= ~self.cordoned.astype(bool)
+        m &= self.selector_mask(pod)
+        m &= self.taint_mask(pod)[0]
+        out = np.ascontiguousarray(m, dtype=np.uint8)
+        self._mask_cache[signature] = out
+        return out
+
+    def taint_name(self, taint: tuple[str, str, str]) -> str:
+        key, value, effect = taint
+        return f"{key}={value}:{effect}" if value else f"{key}:{effect}"
+
+    def untolerated_counts(self, pod: Pod, among: np.ndarray) -> dict[str, int]:
+        """For explanations: per untolerated taint, how many of ``among`` nodes carry it."""
+        _, untolerated = self.taint_mask(pod)
+        out = {}
+        for t in untolerated:
+            tid = self._taints[t]
+            has = (self._taint_bits[:, tid // 64] & (np.uint64(1) << np.uint64(tid % 64))) != 0
+            c = int((has & among).sum())
+            if c:
+                out[self.taint_name(t)] = c
+        return out

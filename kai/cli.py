@@ -1,0 +1,103 @@
+"""Command line: ``kai simulate`` (offline, over manifests) and ``kai scheduler`` (live)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+import structlog
+
+import kai
+from kai.config import ConfigError, default_config, load_config, parse_config
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), "examples", "quickstart.yaml")
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else (logging.INFO if verbosity == 1 else logging.DEBUG)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level),
+                        logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+
+
+def cmd_simulate(args) -> int:
+    from kai.sim.loader import LoadError, load_manifests
+    from kai.sim.simulator import format_table, simulate
+
+    paths = args.paths or [EXAMPLE]
+    try:
+        manifests = load_manifests(paths)
+        if args.config:
+            config = load_config(args.config)
+        elif manifests.config_docs:
+            where, doc = manifests.config_docs[-1]
+            config = parse_config(doc, where)
+        else:
+            config = default_config()
+    except (LoadError, ConfigError) as exc:
+        print(f"kai simulate: error: {exc}", file=sys.stderr)
+        return 2
+    if args.cycles < 1:
+        print("kai simulate: error: --cycles must be >= 1", file=sys.stderr)
+        return 2
+    report = simulate(manifests, config, cycles=args.cycles, interval=args.interval)
+    if args.output == "json":
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(format_table(report))
+    return 0
+
+
+def cmd_scheduler(args) -> int:
+    from kai.controller.main import run_controller   # live controller (needs a cluster)
+
+    try:
+        config = load_config(args.config) if args.config else default_config()
+    except ConfigError as exc:
+        print(f"kai scheduler: error: {exc}", file=sys.stderr)
+        return 2
+    return run_controller(args, config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kai", description="GPU batch scheduler for Kubernetes, KAI-Scheduler compatible")
+    p.add_argument("--version", action="version", version=f"kai {kai.__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
+    sub = p.add_subparsers(dest="command")
+    s = sub.add_parser("simulate", help="run the scheduler offline over manifests")
+    s.add_argument("paths", nargs="*", metavar="FILE_OR_DIR",
+                   help="manifests (YAML/JSON, multi-document); default: the bundled quickstart example")
+    s.add_argument("--config", help="scheduler config YAML (KAI format: actions, tiers[].plugins[])")
+    s.add_argument("--cycles", type=int, default=1, help="cycles to run, feeding results back (default 1)")
+    s.add_argument("--interval", type=float, default=1.0, help="seconds of simulated time per cycle (default 1)")
+    s.add_argument("--output", choices=["table", "json"], default="table")
+    s.set_defaults(func=cmd_simulate)
+    r = sub.add_parser("scheduler", help="run the scheduler against a cluster")
+    r.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, then ~/.kube/config)")
+    r.add_argument("--config", help="scheduler config YAML")
+    r.add_argument("--scheduler-name", default="kai-scheduler")
+    r.add_argument("--schedule-period", type=float, default=1.0, help="seconds between cycles")
+    r.add_argument("--leader-elect", action="store_true")
+    r.add_argument("--namespace", default="kai-scheduler", help="namespace of the leader-election Lease")
+    r.add_argument("--metrics-port", type=int, default=8080)
+    r.set_defaults(func=cmd_scheduler)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

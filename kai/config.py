@@ -1,0 +1,136 @@
+"""KAI-compatible scheduler configuration (the ``scheduler-conf`` YAML).
+
+Format, as KAI reads it::
+
+    actions: "allocate, consolidation, reclaim, preempt, stalegangeviction"
+    tiers:
+    - plugins:
+      - name: proportion
+        arguments: {relcaimerSaturationMultiplier: "1.2"}
+      - name: nodeplacement
+        arguments: {gpu: binpack, cpu: spread}
+    queueDepthPerAction: {reclaim: 100}
+
+Unknown keys, unknown action names and unknown plugin names are errors (with the field
+path); KAI plugin names kai does not implement are accepted and reported as ignored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import yaml
+
+DEFAULT_ACTIONS = ["allocate", "consolidation", "reclaim", "preempt", "stalegangeviction"]
+# KAI's default plugin order (operator priorities, highest first)
+DEFAULT_PLUGINS = ["predicates", "proportion", "priority", "nodeavailability", "resourcetype",
+                   "podaffinity", "elastic", "kubeflow", "ray", "subgrouporder", "taskorder",
+                   "nominatednode", "dynamicresources", "minruntime", "topology", "snapshot",
+                   "gpupack", "nodeplacement", "gpusharingorder"]
+KAI_ACTIONS = set(DEFAULT_ACTIONS)
+KAI_PLUGINS = set(DEFAULT_PLUGINS) | {"gpuspread", "reflectjoborder"}
+
+
+class ConfigError(ValueError):
+    """A scheduler config that cannot be used; the message names the file and field."""
+
+
+@dataclass
+class PluginConf:
+    name: str
+    arguments: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SchedulerConfig:
+    actions: list[str] = field(default_factory=lambda: list(DEFAULT_ACTIONS))
+    plugins: list[PluginConf] = field(default_factory=lambda: [PluginConf(n) for n in DEFAULT_PLUGINS])
+    queue_depth_per_action: dict[str, int] = field(default_factory=dict)
+    source: str = "<default>"
+
+    def plugin_args(self, name: str) -> dict[str, str] | None:
+        for p in self.plugins:
+            if p.name == name:
+                return p.arguments
+        return None
+
+    @property
+    def placement(self) -> dict[str, str]:
+        args = self.plugin_args("nodeplacement") or {}
+        return {"gpu": args.get("gpu", "binpack"), "cpu": args.get("cpu", "binpack")}
+
+
+def default_config() -> SchedulerConfig:
+    return SchedulerConfig()
+
+
+def parse_config(doc: object, source: str = "<config>") -> SchedulerConfig:
+    """Validate a loaded YAML document into a SchedulerConfig; raise ConfigError with the field."""
+    if doc is None:
+        return SchedulerConfig(source=source)
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{source}: the config must be a mapping, got {type(doc).__name__}")
+    allowed = {"actions", "tiers", "queueDepthPerAction", "usageDBConfig"}
+    for key in doc:
+        if key not in allowed:
+            raise ConfigError(f"{source}: unknown field {key!r} (expected one of {sorted(allowed)})")
+    cfg = SchedulerConfig(source=source)
+    if "actions" in doc:
+        raw = doc["actions"]
+        if not isinstance(raw, str):
+            raise ConfigError(f"{source}: field 'actions' must be a comma-separated string")
+        actions = [a.strip() for a in raw.split(",") if a.strip()]
+        for a in actions:
+            if a not in KAI_ACTIONS:
+                raise ConfigError(f"{source}: actions: unknown action {a!r} (known: {sorted(KAI_ACTIONS)})")
+        cfg.actions = actions
+    if "tiers" in doc:
+        tiers = doc["tiers"]
+        if not isinstance(tiers, list):
+            raise ConfigError(f"{source}: field 'tiers' must be a list")
+        plugins = []
+        for ti, tier in enumerate(tiers):
+            if not isinstance(tier, dict) or not isinstance(tier.get("plugins", []), list):
+                raise ConfigError(f"{source}: tiers[{ti}] must be a mapping with a 'plugins' list")
+            for pi, p in enumerate(tier.get("plugins", [])):
+                where = f"tiers[{ti}].plugins[{pi}]"
+                if not isinstance(p, dict) or not isinstance(p.get("name"), str):
+                    raise ConfigError(f"{source}: {where} must be a mapping with a string 'name'")
+                if p["name"] not in KAI_PLUGINS:
+                    raise ConfigError(f"{source}: {where}.name: unknown plugin {p['name']!r}")
+                args = p.get("arguments") or {}
+                if not isinstance(args, dict):
+                    raise ConfigError(f"{source}: {where}.arguments must be a mapping of strings")
+                plugins.append(PluginConf(p["name"], {str(k): str(v) for k, v in args.items()}))
+        cfg.plugins = plugins
+    np_args = cfg.plugin_args("nodeplacement")
+    if np_args:
+        for k in ("gpu", "cpu"):
+            v = np_args.get(k, "binpack")
+            if v not in ("binpack", "spread"):
+                raise ConfigError(f"{source}: nodeplacement argument {k}={v!r}: expected binpack or spread")
+    qd = doc.get("queueDepthPerAction") or {}
+    if not isinstance(qd, dict):
+        raise ConfigError(f"{source}: field 'queueDepthPerAction' must be a mapping")
+    for k, v in qd.items():
+        if k not in cfg.actions:
+            raise ConfigError(f"{source}: queueDepthPerAction.{k}: action is not enabled")
+        if not isinstance(v, int) or v <= 0:
+            raise ConfigError(f"{source}: queueDepthPerAction.{k} must be a positive integer")
+    cfg.queue_depth_per_action = dict(qd)
+    return cfg
+
+
+def load_config(path: str) -> SchedulerConfig:
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    # a ConfigMap holding the config (as KAI's operator renders it) is accepted too
+    if isinstance(doc, dict) and doc.get("kind") == "ConfigMap":
+        data = doc.get("data") or {}
+        inner = data.get("config.yaml") or next(iter(data.values()), "")
+        doc = yaml.safe_load(inner)
+    return parse_config(doc, path)

@@ -1,0 +1,1 @@
+"""Session, Statement and the plugin/action registries (KAI's scheduler framework)."""

@@ -1,0 +1,142 @@
+"""Session: one scheduling cycle's view of the cluster, plus the plugin callbacks.
+
+Opened from a ClusterState: the session gets its own copies of the node arrays (idle,
+releasing, avail), the live job objects, and the queue tree. Plugins register callbacks
+in ``on_session_open`` (KAI's extension points, with KAI's names); actions call the
+dispatch helpers below. Closing the session undoes what was only virtual (pipelined
+tasks go back to Pending) and runs the plugins' ``on_session_close``.
+"""
+from __future__ import annotations
+
+import functools
+import time
+from typing import Callable
+
+import numpy as np
+
+from kai._fast.placement import STRATEGY_BINPACK, STRATEGY_SPREAD
+from kai.api import constants as C
+from kai.api.pod_info import PodInfo
+from kai.api.podgroup_info import PodGroupInfo, default_task_order_key
+from kai.api.queue_info import QueueInfo, QueueTree
+from kai.cache.cluster_state import ClusterState
+
+S = C.PodStatus
+
+
+class Session:
+    """Snapshot + registered callbacks + dispatch. Actions run against one open Session."""
+
+    def __init__(self, state: ClusterState, cache, config, now: float | None = None) -> None:
+        self.state = state
+        self.cache = cache
+        self.config = config
+        self.now = time.time() if now is None else now
+        t = state.nodes
+        t.ensure_width()
+        t.refresh_rank()
+        self.allocatable = t.allocatable
+        self.idle = t.idle.copy()
+        self.releasing = t.releasing.copy()
+        self.avail = t.avail.copy()
+        self.gpu_capacity = t.gpu_capacity
+        self.name_rank = t.name_rank
+        self.node_infos = t.infos
+        self.registry = state.registry
+        self.jobs: dict[str, PodGroupInfo] = state.jobs
+        self.queues = QueueTree(list(state.queues.values()))
+        self.pipelined: list[tuple[PodInfo, S, str]] = []
+        self.fit_errors: dict[str, list[str]] = {}      # job key -> reasons
+        self.results_log: list[tuple[str, str]] = []
+        # --- extension points (KAI's names) ---
+        self.job_order_keys: list[Callable[[PodGroupInfo], object]] = []
+        self.task_order_key: Callable[[PodInfo], object] = default_task_order_key
+        self.podset_order_key = None
+        self.queue_order_fns: list[Callable] = []
+        self.pre_predicate_fns: list[Callable[[PodInfo, PodGroupInfo], str | None]] = []
+        self.node_mask_fns: list[Callable[[PodInfo, PodGroupInfo], np.ndarray | None]] = []
+        self.node_order_fns: list[Callable[[PodInfo, PodGroupInfo, np.ndarray], np.ndarray | None]] = []
+        self.is_job_over_capacity_fns: list[Callable[[PodGroupInfo, list[PodInfo]], str | None]] = []
+        self.allocate_handlers: list[Callable[[PodInfo], None]] = []
+        self.deallocate_handlers: list[Callable[[PodInfo], None]] = []
+        self.can_reclaim_fns: list[Callable] = []
+        self.reclaim_victim_filter_fns: list[Callable] = []
+        self.preempt_victim_filter_fns: list[Callable] = []
+        self.reclaim_scenario_validator_fns: list[Callable] = []
+        self.preempt_scenario_validator_fns: list[Callable] = []
+        self.queue_fair_share_fn: Callable[[str], dict] | None = None
+        self.shared_gpu_allocator = None
+        self.placement = {"gpu": STRATEGY_BINPACK, "cpu": STRATEGY_BINPACK}
+        self.plugins = []
+
+    # ------------------------------------------------------------------ dispatch helpers
+    def job_order_key(self, job: PodGroupInfo) -> tuple:
+        return tuple(fn(job) for fn in self.job_order_keys) + (job.creation, job.uid)
+
+    def queue_compare(self, lq: QueueInfo, rq: QueueInfo, lj: PodGroupInfo | None, rj: PodGroupInfo | None) -> int:
+        for fn in self.queue_order_fns:
+            r = fn(lq, rq, lj, rj)
+            if r:
+                return r
+        if lq.priority != rq.priority:
+            return -1 if lq.priority > rq.priority else 1
+        return -1 if (lq.creation, lq.name) < (rq.creation, rq.name) else 1
+
+    def placement_strategy(self, cpu_only: bool) -> int:
+        return self.placement["cpu" if cpu_only else "gpu"]
+
+    def pre_predicate(self, task: PodInfo, job: PodGroupInfo) -> str | None:
+        for fn in self.pre_predicate_fns:
+            msg = fn(task, job)
+            if msg:
+                return msg
+        return None
+
+    def node_mask(self, task: PodInfo, job: PodGroupInfo) -> np.ndarray:
+        """uint8[N]: static predicates for the task, AND every plugin mask."""
+        m = self.state.nodes.static_mask(task.pod, task.signature)
+        for fn in self.node_mask_fns:
+            extra = fn(task, job)
+            if extra is not None:
+                m = np.ascontiguousarray(m & extra.astype(np.uint8))
+        return m
+
+    def node_scores(self, task: PodInfo, job: PodGroupInfo, mask: np.ndarray) -> np.ndarray | None:
+        total = None
+        for fn in self.node_order_fns:
+            s = fn(task, job, mask)
+            if s is not None:
+                total = s.astype(np.float64) if total is None else total + s
+        return None if total is None else np.ascontiguousarray(total)
+
+    def is_job_over_capacity(self, job: PodGroupInfo, tasks: list[PodInfo]) -> str | None:
+        for fn in self.is_job_over_capacity_fns[:1]:     # single-answer hook, as in KAI
+            return fn(job, tasks)
+        return None
+
+    def fire_allocate(self, task: PodInfo) -> None:
+        for fn in self.allocate_handlers:
+            fn(task)
+
+    def fire_deallocate(self, task: PodInfo) -> None:
+        for fn in self.deallocate_handlers:
+            fn(task)
+
+    def record_fit_error(self, job: PodGroupInfo, reasons: list[str]) -> None:
+        self.fit_errors[job.key] = reasons
+
+    def sort_tasks(self, tasks: list[PodInfo]) -> list[PodInfo]:
+        return sorted(tasks, key=self.task_order_key)
+
+    def queue_cmp_key(self):
+        return functools.cmp_to_key(lambda a, b: self.queue_compare(a[0], b[0], a[1], b[1]))
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        for p in self.plugins:
+            p.on_session_close(self)
+        for task, status, node in self.pipelined:
+            if task.status == S.PIPELINED:
+                task.status = status
+                task.node_name = node
+        self.pipelined.clear()

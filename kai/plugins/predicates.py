@@ -1,0 +1,36 @@
+"""predicates: node-independent checks before placement.
+
+Resource fit, max pods (the ``pods`` column), readiness, cordon, nodeSelector, required
+node affinity and taints are evaluated in bulk by the NodeTable's static mask and the
+placement kernel; this plugin adds the per-task checks that are not node columns:
+invalid KAI annotations and a pod larger than any node.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kai.api.resources import format_resource
+from kai.framework.plugin import Plugin, register_plugin
+
+
+@register_plugin
+class Predicates(Plugin):
+    name = "predicates"
+
+    def on_session_open(self, ssn) -> None:
+        alloc = ssn.allocatable
+        largest = alloc.max(axis=1) if alloc.shape[1] else np.zeros(alloc.shape[0])
+        names = ssn.registry.names
+
+        def pre_predicate(task, job):
+            if task.invalid_reason:
+                return task.invalid_reason
+            req = task.req_vec(alloc.shape[0])
+            too_big = np.flatnonzero(req > largest + 1e-9)
+            if too_big.size:
+                c = int(too_big[0])
+                return (f"pod {task.key} requests {format_resource(names[c], req[c])} {names[c]}, "
+                        f"more than any node has ({format_resource(names[c], largest[c])})")
+            return None
+
+        ssn.pre_predicate_fns.append(pre_predicate)

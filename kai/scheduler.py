@@ -1,0 +1,133 @@
+"""One scheduling cycle: open a session over the cluster state, run the actions, close.
+
+The same code runs in the live controller (``kai scheduler``) and in ``kai simulate``; they
+differ only in the ``cache`` that receives the decisions (API calls vs. a recording).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import structlog
+
+import kai.actions  # noqa: F401  (registers actions)
+from kai.api import constants as C
+from kai.cache.cluster_state import ClusterState
+from kai.config import SchedulerConfig
+from kai.framework.action import ACTIONS
+from kai.framework.session import Session
+from kai.plugins import build_plugins
+
+log = structlog.get_logger("kai.scheduler")
+
+
+@dataclass
+class Decision:
+    pod: str
+    node: str = ""
+    gpu_groups: list[str] = field(default_factory=list)
+    action: str = ""
+    preemptor: str = ""
+
+
+@dataclass
+class CycleResult:
+    bindings: list[Decision] = field(default_factory=list)
+    evictions: list[Decision] = field(default_factory=list)
+    pipelined: list[Decision] = field(default_factory=list)
+    unschedulable: dict[str, list[str]] = field(default_factory=dict)
+    queues: list[dict] = field(default_factory=list)
+    duration: float = 0.0
+
+
+class RecordingCache:
+    """Commit sink that records decisions and applies them to the ClusterState as assumed."""
+
+    def __init__(self, state: ClusterState) -> None:
+        self.state = state
+        self.result = CycleResult()
+
+    def bind(self, task, node_name: str) -> None:
+        self.state.assume_bound(task, node_name)
+        self.result.bindings.append(Decision(task.key, node_name, list(task.gpu_groups)))
+
+    def pipeline(self, task, node_name: str) -> None:
+        self.result.pipelined.append(Decision(task.key, node_name))
+
+    def evict(self, task, action: str, preemptor: str = "") -> None:
+        self.state.assume_evicted(task)
+        self.result.evictions.append(Decision(task.key, task.node_name, action=action, preemptor=preemptor))
+
+
+class Scheduler:
+    """Runs cycles of the configured actions over a ClusterState."""
+
+    def __init__(self, state: ClusterState, config: SchedulerConfig) -> None:
+        self.state = state
+        self.config = config
+        actions = list(config.actions)
+        if "consolidation" in actions and "spread" in config.placement.values():
+            actions.remove("consolidation")       # as KAI: spread disables consolidation
+        self.actions = []
+        self.skipped_actions = []
+        for name in actions:
+            cls = ACTIONS.get(name)
+            if cls is None:
+                self.skipped_actions.append(name)
+            else:
+                self.actions.append(cls())
+
+    def open_session(self, cache, now: float | None = None) -> Session:
+        ssn = Session(self.state, cache, self.config, now)
+        ssn.plugins = build_plugins(self.config)
+        for p in ssn.plugins:
+            p.on_session_open(ssn)
+        return ssn
+
+    def run_cycle(self, cache=None, now: float | None = None) -> CycleResult:
+        start = time.perf_counter()
+        cache = cache or RecordingCache(self.state)
+        ssn = self.open_session(cache, now)
+        try:
+            for action in self.actions:
+                action.execute(ssn)
+            result = getattr(cache, "result", CycleResult())
+            for key, reasons in ssn.fit_errors.items():
+                job = ssn.jobs.get(key)
+                if job is not None and job.has_pending():
+                    result.unschedulable[key] = reasons
+            result.queues = queue_report(ssn)
+        finally:
+            ssn.close()
+        result.duration = time.perf_counter() - start
+        log.info("cycle", bindings=len(result.bindings), evictions=len(result.evictions),
+                 pipelined=len(result.pipelined), unschedulable=len(result.unschedulable),
+                 seconds=round(result.duration, 4))
+        return result
+
+
+def queue_report(ssn) -> list[dict]:
+    """Per queue: fair share and allocation (gpu devices, cpu millicores, memory bytes)."""
+    allocated = getattr(ssn, "queue_allocated", {})
+    fair = getattr(ssn, "queue_fair_share", {})
+    out = []
+    for q in ssn.queues.topological():
+        a = allocated.get(q.name)
+        f = fair.get(q.name)
+        out.append({
+            "name": q.name,
+            "parent": q.parent or None,
+            "fairShare": _triple(f),
+            "allocated": _triple(a),
+        })
+    return out
+
+
+def _triple(v) -> dict:
+    if v is None:
+        return {"gpu": 0, "cpu": 0, "memory": 0}
+    gpu = float(v[0])
+    return {"gpu": int(gpu) if gpu.is_integer() else round(gpu, 6), "cpu": int(round(v[1])), "memory": int(round(v[2]))}
+
+
+__all__ = ["Scheduler", "CycleResult", "Decision", "RecordingCache", "C"]

@@ -1,0 +1,177 @@
+"""Read Kubernetes manifests (multi-document YAML or JSON, ``kind: List``) into kai's model.
+
+Every problem is a LoadError naming the file, the document number and the field, e.g.
+``cluster.yaml: document 3 (Pod team-a/train-0): spec.containers[0].resources.requests.cpu:
+invalid quantity 'abc'``. Objects kai does not schedule with (Namespace, ConfigMap, ...)
+are skipped and listed; unknown kinds are errors.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+import msgspec
+import yaml
+
+from kai.api.k8s import KINDS
+from kai.api.resources import QuantityError, parse_quantity
+
+# kinds that may sit in the same manifests but carry nothing kai schedules with
+IGNORED_KINDS = {"Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Role", "RoleBinding",
+                 "ClusterRole", "ClusterRoleBinding", "Deployment", "ReplicaSet", "StatefulSet", "Job",
+                 "CronJob", "DaemonSet", "CustomResourceDefinition", "LimitRange", "ResourceQuota",
+                 "PersistentVolumeClaim", "PersistentVolume", "StorageClass", "BindRequest",
+                 "SchedulingShard", "Config", "JobSet", "LeaderWorkerSet", "PyTorchJob", "TFJob", "MPIJob",
+                 "RayCluster", "RayJob", "Notebook"}
+# owners kept so the pod-grouper can read their labels and gang sizes
+OWNER_KINDS = {"Deployment", "ReplicaSet", "StatefulSet", "Job", "CronJob", "JobSet", "LeaderWorkerSet",
+               "PyTorchJob", "TFJob", "MPIJob", "RayCluster", "RayJob", "Notebook"}
+_BASE_TIME = _dt.datetime(2024, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+class LoadError(ValueError):
+    """Unusable input; ``str()`` names file, document and field."""
+
+
+@dataclass
+class Manifests:
+    objects: dict[str, list] = field(default_factory=lambda: {k: [] for k in KINDS})
+    owners: dict[tuple[str, str, str], dict] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    config_docs: list[tuple[str, dict]] = field(default_factory=list)
+
+
+def _files(paths: list[str]) -> list[str]:
+    out = []
+    for p in paths:
+        if os.path.isdir(p):
+            for root, _dirs, names in sorted(os.walk(p)):
+                out.extend(os.path.join(root, n) for n in sorted(names)
+                           if n.endswith((".yaml", ".yml", ".json")))
+        elif os.path.exists(p):
+            out.append(p)
+        else:
+            raise LoadError(f"{p}: no such file or directory")
+    return out
+
+
+def _documents(path: str) -> list:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise LoadError(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise LoadError(f"{path}: not UTF-8 text") from exc
+    if path.endswith(".json"):
+        try:
+            return [json.loads(text)]
+        except json.JSONDecodeError as exc:
+            raise LoadError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    try:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        return list(yaml.load_all(text, Loader=loader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise LoadError(f"{path}: not valid YAML{where}: {problem}") from exc
+
+
+def _check_quantities(obj: dict, kind: str) -> None:
+    """Raise ValueError('field: message') for unparsable or negative quantities."""
+    def check(d, where):
+        if not isinstance(d, dict):
+            return
+        for name, q in d.items():
+            try:
+                v = parse_quantity(q)
+            except QuantityError as exc:
+                raise ValueError(f"{where}.{name}: {exc}") from None
+            if v < 0:
+                raise ValueError(f"{where}.{name}: negative quantity {q!r}")
+
+    if kind == "Node":
+        st = obj.get("status") or {}
+        check(st.get("allocatable"), "status.allocatable")
+        check(st.get("capacity"), "status.capacity")
+    elif kind == "Pod":
+        spec = obj.get("spec") or {}
+        for group in ("containers", "initContainers"):
+            for i, c in enumerate(spec.get(group) or []):
+                res = (c or {}).get("resources") or {}
+                check(res.get("requests"), f"spec.{group}[{i}].resources.requests")
+                check(res.get("limits"), f"spec.{group}[{i}].resources.limits")
+        check(spec.get("overhead"), "spec.overhead")
+
+
+def _msgspec_path(msg: str) -> str:
+    m = re.search(r" - at `\$\.?(.*)`$", msg)
+    if not m:
+        return msg
+    return f"{m.group(1) or '(root)'}: {msg[: m.start()]}"
+
+
+def load_manifests(paths: list[str]) -> Manifests:
+    out = Manifests()
+    seq = 0
+    for path in _files(paths):
+        docs = _documents(path)
+        stack = [(i + 1, d) for i, d in enumerate(docs)]
+        for docno, doc in stack:
+            if doc is None:
+                continue
+            items = doc.get("items") if isinstance(doc, dict) and str(doc.get("kind", "")).endswith("List") else None
+            if items is not None:
+                if not isinstance(items, list):
+                    raise LoadError(f"{path}: document {docno}: items must be a list")
+                batch = [(f"{docno}.items[{j}]", it) for j, it in enumerate(items)]
+            else:
+                batch = [(str(docno), doc)]
+            for label, obj in batch:
+                if not isinstance(obj, dict):
+                    raise LoadError(f"{path}: document {label}: expected a Kubernetes object (a mapping), "
+                                    f"got {type(obj).__name__}")
+                kind = obj.get("kind")
+                meta = obj.get("metadata") or {}
+                if not isinstance(meta, dict):
+                    raise LoadError(f"{path}: document {label}: metadata must be a mapping")
+                ident = f"{kind} {meta.get('namespace') + '/' if meta.get('namespace') else ''}{meta.get('name', '?')}"
+                where = f"{path}: document {label} ({ident})"
+                if not isinstance(kind, str) or not kind:
+                    if "actions" in obj or "tiers" in obj:
+                        out.config_docs.append((f"{path}: document {label}", obj))
+                        continue
+                    raise LoadError(f"{path}: document {label}: missing field 'kind'")
+                if kind in OWNER_KINDS:
+                    out.owners[(kind, meta.get("namespace") or "default", str(meta.get("name", "")))] = obj
+                if kind not in KINDS:
+                    if kind in IGNORED_KINDS:
+                        out.skipped.append(ident)
+                        continue
+                    raise LoadError(f"{where}: unknown kind {kind!r} (kai reads {', '.join(sorted(KINDS))})")
+                if not meta.get("name"):
+                    raise LoadError(f"{where}: metadata.name is required")
+                try:
+                    _check_quantities(obj, kind)
+                except ValueError as exc:
+                    raise LoadError(f"{where}: {exc}") from None
+                seq += 1
+                obj = dict(obj)
+                meta = dict(meta)
+                meta.setdefault("uid", f"uid-{kind.lower()}-{meta.get('namespace') or ''}-{meta['name']}")
+                if kind in ("Pod", "PodGroup", "Queue") and not meta.get("creationTimestamp"):
+                    # file order is creation order when the manifests do not say
+                    ts = _BASE_TIME + _dt.timedelta(seconds=seq)
+                    meta["creationTimestamp"] = ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+                if kind in ("Pod", "PodGroup") and not meta.get("namespace"):
+                    meta["namespace"] = "default"
+                obj["metadata"] = meta
+                try:
+                    out.objects[kind].append(msgspec.convert(obj, KINDS[kind]))
+                except msgspec.ValidationError as exc:
+                    raise LoadError(f"{where}: {_msgspec_path(str(exc))}") from None
+    return out
