@@ -162,9 +162,10 @@ class PodInfo:
     def __init__(self, pod: Pod, registry: ResourceRegistry) -> None:
         meta = pod.metadata
         self.pod = pod
-        self.uid = meta.uid or f"{meta.namespace}/{meta.name}"
         self.name = meta.name
         self.namespace = meta.namespace or "default"
+        # same fallback key as ClusterState.upsert_pod, so an update finds the old entry
+        self.uid = meta.uid or f"{self.namespace}/{meta.name}"
         self.key = f"{self.namespace}/{self.name}"
         self.job_key = ""
         self.node_name = pod.spec.node_name
@@ -190,7 +191,7 @@ class PodInfo:
         self.is_virtual = False
         self.status = self._initial_status()
 
-    def _initial_status(self) -> C.PodStatus:
+    def _initial_status(self) -> int:
         phase = self.pod.status.phase
         if phase == "Succeeded":
             return C.PodStatus.SUCCEEDED
@@ -224,7 +225,7 @@ class PodInfo:
         return float(self.req[GPU])
 
     def __repr__(self) -> str:
-        return f"PodInfo({self.key}, {self.status.name}, node={self.node_name!r})"
+        return f"PodInfo({self.key}, {C.status_name(self.status)}, node={self.node_name!r})"
 
 
 __all__ = ["PodInfo", "GPUSharing", "pod_requests", "parse_gpu_sharing", "constraint_signature",
