@@ -1,0 +1,229 @@
+"""kai.api.pod_info: effective requests, GPU-sharing annotations, initial status."""
+import msgspec
+import numpy as np
+import pytest
+
+from kai.api import constants as C
+from kai.api.k8s import Pod
+from kai.api.pod_info import PodInfo, constraint_signature, parse_time, pod_requests
+from kai.api.resources import CPU, GPU, MEMORY, PODS, QuantityError, ResourceRegistry
+
+S = C.PodStatus
+Gi = 2**30
+
+
+def make_pod(containers=(), init=(), overhead=None, annotations=None, node="", phase="Pending",
+             deleting=False, gates=(), name="p", **spec):
+    meta = {"name": name, "namespace": "ns", "annotations": dict(annotations or {})}
+    if deleting:
+        meta["deletionTimestamp"] = "2024-01-01T00:00:00Z"
+    body = {"metadata": meta,
+            "spec": {"containers": list(containers), "initContainers": list(init), "nodeName": node,
+                     "schedulingGates": [{"name": g} for g in gates], **spec},
+            "status": {"phase": phase}}
+    if overhead:
+        body["spec"]["overhead"] = overhead
+    return msgspec.convert(body, Pod)
+
+
+def ctr(requests=None, limits=None, restart=None, name="c"):
+    c = {"name": name, "resources": {"requests": requests or {}, "limits": limits or {}}}
+    if restart:
+        c["restartPolicy"] = restart
+    return c
+
+
+def req(pod):
+    return pod_requests(pod, ResourceRegistry())
+
+
+def test_requests_sum_containers_and_pods_column():
+    r = req(make_pod([ctr({"cpu": "500m", "memory": "1Gi"}), ctr({"cpu": "1", "nvidia.com/gpu": 2})]))
+    assert r[CPU] == 1500 and r[MEMORY] == Gi and r[GPU] == 2 and r[PODS] == 1
+
+
+def test_sidecars_add_and_init_containers_take_max():
+    # containers: 1 cpu; sidecar 250m runs alongside; regular init 2 cpu (after the sidecar: 2.25)
+    p = make_pod([ctr({"cpu": "1", "memory": "1Gi"})],
+                 init=[ctr({"cpu": "250m"}, restart="Always", name="side"),
+                       ctr({"cpu": "2", "memory": "512Mi"}, name="init")])
+    r = req(p)
+    assert r[CPU] == 2250            # max(1 + 0.25, 2 + 0.25)
+    assert r[MEMORY] == Gi           # max(1Gi, 512Mi)
+
+
+def test_small_init_container_does_not_raise_request():
+    r = req(make_pod([ctr({"cpu": "4"})], init=[ctr({"cpu": "1"})]))
+    assert r[CPU] == 4000
+
+
+def test_sidecar_started_after_init_does_not_count_for_that_init():
+    p = make_pod([ctr({"cpu": "1"})], init=[ctr({"cpu": "3"}, name="init"),
+                                           ctr({"cpu": "500m"}, restart="Always", name="side")])
+    assert req(p)[CPU] == 3000       # max(1 + 0.5, 3)
+
+
+def test_overhead_added():
+    r = req(make_pod([ctr({"cpu": "1"})], overhead={"cpu": "100m", "memory": "64Mi"}))
+    assert r[CPU] == 1100 and r[MEMORY] == 64 * 2**20
+
+
+def test_limits_only_default_requests():
+    r = req(make_pod([ctr(limits={"cpu": "2", "nvidia.com/gpu": 1})]))
+    assert r[CPU] == 2000 and r[GPU] == 1
+
+
+def test_explicit_request_wins_over_limit():
+    r = req(make_pod([ctr({"cpu": "1"}, limits={"cpu": "4"})]))
+    assert r[CPU] == 1000
+
+
+def test_extended_resource_gets_a_column():
+    reg = ResourceRegistry()
+    r = pod_requests(make_pod([ctr({"example.com/foo": 3})]), reg)
+    assert reg.column("example.com/foo", create=False) == 5
+    assert r.shape == (6,) and r[5] == 3
+
+
+def test_negative_request_raises_and_podinfo_marks_invalid():
+    p = make_pod([ctr({"cpu": "-1"})])
+    with pytest.raises(QuantityError):
+        req(p)
+    info = PodInfo(p, ResourceRegistry())
+    assert "negative" in info.invalid_reason and "ns/p" in info.invalid_reason
+    assert info.req[PODS] == 1 and info.req[CPU] == 0
+
+
+def test_empty_pod_requests_only_pod_slot():
+    r = req(make_pod([ctr()]))
+    assert r[PODS] == 1 and r.sum() == 1
+
+
+# --- GPU sharing annotations -----------------------------------------------------------
+
+def info(annotations=None, containers=None):
+    return PodInfo(make_pod(containers or [ctr({"cpu": "1"})], annotations=annotations), ResourceRegistry())
+
+
+def test_fraction_valid():
+    p = info({"gpu-fraction": "0.5"})
+    assert p.invalid_reason == ""
+    assert p.gpu_sharing.portion == 0.5 and p.gpu_sharing.num_devices == 1
+    assert not p.is_cpu_only and p.gpu_quota == 0.5
+
+
+def test_fraction_with_num_devices():
+    p = info({"gpu-fraction": "0.25", "gpu-fraction-num-devices": "4"})
+    assert p.invalid_reason == "" and p.gpu_sharing.num_devices == 4 and p.gpu_quota == 1.0
+
+
+@pytest.mark.parametrize("value", ["0", "1", "1.5", "-0.5", "abc", "nan", ""])
+def test_fraction_out_of_range(value):
+    p = info({"gpu-fraction": value})
+    assert p.gpu_sharing is None
+    assert "gpu-fraction" in p.invalid_reason and "0 < fraction < 1" in p.invalid_reason
+
+
+def test_gpu_memory_valid():
+    p = info({"gpu-memory": "2000"})
+    assert p.invalid_reason == "" and p.gpu_sharing.memory_mib == 2000 and p.gpu_sharing.portion == 0
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "1.5", "2Gi"])
+def test_gpu_memory_must_be_positive_int(value):
+    p = info({"gpu-memory": value})
+    assert "gpu-memory" in p.invalid_reason and "positive integer" in p.invalid_reason
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_num_devices_must_be_positive(value):
+    p = info({"gpu-fraction": "0.5", "gpu-fraction-num-devices": value})
+    assert "gpu-fraction-num-devices" in p.invalid_reason and "positive integer" in p.invalid_reason
+
+
+def test_num_devices_alone_is_invalid():
+    p = info({"gpu-fraction-num-devices": "2"})
+    assert "gpu-fraction-num-devices needs" in p.invalid_reason
+
+
+def test_fraction_and_memory_conflict():
+    p = info({"gpu-fraction": "0.5", "gpu-memory": "1000"})
+    assert "cannot be used together" in p.invalid_reason
+
+
+def test_fraction_with_whole_gpu_request_conflicts():
+    p = info({"gpu-fraction": "0.5"}, [ctr({"nvidia.com/gpu": 1})])
+    assert "gpu-fraction" in p.invalid_reason and "nvidia.com/gpu" in p.invalid_reason
+    p = info({"gpu-memory": "100"}, [ctr(limits={"nvidia.com/gpu": 1})])
+    assert "gpu-memory" in p.invalid_reason and "nvidia.com/gpu" in p.invalid_reason
+
+
+def test_mps_without_fraction_is_invalid():
+    p = info({"mps": "true"})
+    assert "mps" in p.invalid_reason
+    assert info({"mps": "true", "gpu-fraction": "0.5"}).invalid_reason == ""
+    assert info({"mps": "false"}).invalid_reason == ""
+
+
+def test_plain_pod_has_no_sharing():
+    p = info()
+    assert p.gpu_sharing is None and p.invalid_reason == "" and p.is_cpu_only
+
+
+# --- status -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw, status", [
+    ({}, S.PENDING),
+    ({"gates": ["wait"]}, S.GATED),
+    ({"node": "n1", "phase": "Running"}, S.RUNNING),
+    ({"node": "n1"}, S.BOUND),
+    ({"node": "n1", "phase": "Running", "deleting": True}, S.RELEASING),
+    ({"deleting": True}, S.DELETED),
+    ({"node": "n1", "phase": "Succeeded"}, S.SUCCEEDED),
+    ({"phase": "Failed"}, S.FAILED),
+])
+def test_status_derivation(kw, status):
+    p = PodInfo(make_pod([ctr({"cpu": "1"})], **kw), ResourceRegistry())
+    assert p.status == status
+    assert p.deleting == kw.get("deleting", False)
+
+
+def test_status_groups():
+    assert S.RELEASING & C.ACTIVE_USED and not S.RELEASING & C.ACTIVE_ALLOCATED
+    assert S.PIPELINED & C.ACTIVE_ALLOCATED and not S.PIPELINED & C.ALLOCATED
+    assert S.PENDING & C.ALIVE and S.GATED & C.ALIVE and not S.SUCCEEDED & C.ALIVE
+
+
+def test_identity_and_labels():
+    pod = msgspec.convert({"metadata": {"name": "w-0", "labels": {"kai.scheduler/task-priority": "7",
+                                                                  "kai.scheduler/subgroup-name": "workers"},
+                                        "creationTimestamp": "2024-01-01T00:00:10Z"},
+                           "spec": {"containers": [ctr({"cpu": 1})]}}, Pod)
+    p = PodInfo(pod, ResourceRegistry())
+    assert p.key == "default/w-0" and p.uid == "default/w-0"
+    assert p.task_priority == 7 and p.subgroup == "workers"
+    assert p.creation == parse_time("2024-01-01T00:00:10Z") > 0
+
+
+def test_req_vec_pads_for_new_columns():
+    reg = ResourceRegistry()
+    p = PodInfo(make_pod([ctr({"cpu": "1"})]), reg)
+    reg.column("example.com/x")
+    v = p.req_vec(len(reg))
+    assert v.shape == (6,) and v[5] == 0 and v[CPU] == 1000
+
+
+def test_parse_time():
+    assert parse_time(None) == 0.0 and parse_time("garbage") == 0.0
+    assert parse_time("2024-01-01T00:00:00Z") == 1704067200.0
+
+
+def test_constraint_signature_ignores_resources_and_order():
+    a = make_pod([ctr({"cpu": "1"})], nodeSelector={"a": "1", "b": "2"},
+                 tolerations=[{"key": "x", "operator": "Exists"}, {"key": "y", "value": "v"}])
+    b = make_pod([ctr({"cpu": "9"})], nodeSelector={"b": "2", "a": "1"},
+                 tolerations=[{"key": "y", "value": "v"}, {"key": "x", "operator": "Exists"}])
+    c = make_pod([ctr({"cpu": "1"})], nodeSelector={"a": "1"})
+    assert constraint_signature(a) == constraint_signature(b)
+    assert constraint_signature(a) != constraint_signature(c)
+    assert np.array_equal(req(a)[[1, 2, 3]], req(c)[[1, 2, 3]])
