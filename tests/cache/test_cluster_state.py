@@ -1,0 +1,239 @@
+"""kai.cache.cluster_state: incremental charging, attachment of pods to jobs, priority resolution."""
+import msgspec
+import numpy as np
+import pytest
+
+from kai.api import constants as C
+from kai.api.k8s import Node, Pod, PodGroup, PriorityClass
+from kai.api.resources import CPU, GPU, PODS
+from kai.cache.cluster_state import ClusterState, resolve_preemptible, resolve_priority
+
+S = C.PodStatus
+
+
+def node(name, cpu="8", gpu=4):
+    return msgspec.convert({"metadata": {"name": name},
+                            "status": {"allocatable": {"cpu": cpu, "memory": "64Gi", "pods": 10,
+                                                       "nvidia.com/gpu": gpu}}}, Node)
+
+
+def pod(name, cpu="1", gpu=0, node_name="", phase=None, deleting=False, scheduler="kai-scheduler",
+        pg="job", ns="ns", uid=True):
+    req = {"cpu": cpu}
+    if gpu:
+        req["nvidia.com/gpu"] = gpu
+    meta = {"name": name, "namespace": ns, "annotations": {"pod-group-name": pg} if pg else {}}
+    if uid:
+        meta["uid"] = f"uid-{name}"
+    if deleting:
+        meta["deletionTimestamp"] = "2024-01-01T00:00:00Z"
+    phase = phase or ("Running" if node_name else "Pending")
+    return msgspec.convert({"metadata": meta,
+                            "spec": {"containers": [{"name": "c", "resources": {"requests": req}}],
+                                     "nodeName": node_name, "schedulerName": scheduler},
+                            "status": {"phase": phase}}, Pod)
+
+
+def podgroup(name="job", ns="ns", min_member=1, queue="q", pc="", preemptibility="", labels=None):
+    return msgspec.convert({"metadata": {"name": name, "namespace": ns, "labels": dict(labels or {})},
+                            "spec": {"minMember": min_member, "queue": queue, "priorityClassName": pc,
+                                     "preemptibility": preemptibility}}, PodGroup)
+
+
+def col(st, name, which="idle"):
+    return getattr(st.nodes, which)[:, st.nodes.by_name[name].idx]
+
+
+def assert_consistent(st):
+    t = st.nodes
+    assert np.array_equal(t.avail, t.idle + t.releasing)
+
+
+@pytest.fixture
+def st():
+    s = ClusterState()
+    s.upsert_node(node("n1"))
+    s.upsert_node(node("n2"))
+    s.upsert_podgroup(podgroup())
+    return s
+
+
+def test_running_pod_charges_idle(st):
+    st.upsert_pod(pod("a", cpu="2", gpu=1, node_name="n1"))
+    assert col(st, "n1")[CPU] == 6000 and col(st, "n1")[GPU] == 3 and col(st, "n1")[PODS] == 9
+    assert col(st, "n1", "releasing").sum() == 0
+    assert_consistent(st)
+
+
+def test_pending_pod_charges_nothing(st):
+    before = st.nodes.idle.copy()
+    p = st.upsert_pod(pod("a"))
+    assert p.status == S.PENDING and np.array_equal(st.nodes.idle, before)
+    assert st.jobs["ns/job"].tasks[p.uid] is p
+
+
+def test_update_moves_charge_exactly(st):
+    alloc = st.nodes.allocatable.copy()
+    st.upsert_pod(pod("a", cpu="2", node_name="n1"))
+    st.upsert_pod(pod("a", cpu="2", node_name="n1"))          # same again: no double charge
+    assert col(st, "n1")[CPU] == 6000
+    st.upsert_pod(pod("a", cpu="2", node_name="n1", deleting=True))   # now terminating
+    assert col(st, "n1")[CPU] == 6000 and col(st, "n1", "releasing")[CPU] == 2000
+    assert col(st, "n1", "avail")[CPU] == 8000
+    st.delete_pod("uid-a")
+    assert np.array_equal(st.nodes.idle, alloc)
+    assert st.nodes.releasing.sum() == 0
+    assert_consistent(st)
+
+
+def test_update_without_uid_replaces_not_duplicates(st):
+    # regression: the fallback uid of a pod without metadata.uid must match the cache key
+    p = pod("a", cpu="2", node_name="n1", uid=False)
+    p = msgspec.structs.replace(p, metadata=msgspec.structs.replace(p.metadata, namespace=""))
+    st.upsert_pod(p)
+    st.upsert_pod(p)
+    assert col(st, "n1")[CPU] == 6000
+    assert len(st.pods) == 1
+
+
+def test_pod_finishing_releases_node(st):
+    st.upsert_pod(pod("a", cpu="2", node_name="n1"))
+    st.upsert_pod(pod("a", cpu="2", node_name="n1", phase="Succeeded"))
+    assert col(st, "n1")[CPU] == 8000
+    assert st.pods["uid-a"].status == S.SUCCEEDED
+
+
+def test_other_schedulers_pods_consume_capacity(st):
+    st.upsert_pod(pod("foreign", cpu="3", node_name="n2", scheduler="default-scheduler", pg=None))
+    assert col(st, "n2")[CPU] == 5000
+    assert "uid-foreign" in st.pods and not st.pods["uid-foreign"].job_key
+    # a pending pod of another scheduler is not ours to track
+    assert st.upsert_pod(pod("foreign-pending", scheduler="default-scheduler", pg=None)) is None
+    assert "uid-foreign-pending" not in st.pods
+    st.delete_pod("uid-foreign")
+    assert col(st, "n2")[CPU] == 8000
+
+
+def test_pod_before_its_node(st):
+    st.upsert_pod(pod("early", cpu="4", node_name="n3"))
+    assert "n3" not in st.nodes.by_name
+    st.upsert_node(node("n3"))
+    assert col(st, "n3")[CPU] == 4000
+    st.upsert_node(node("n3", cpu="16"))          # an update does not charge again
+    assert col(st, "n3")[CPU] == 12000
+
+
+def test_podgroup_after_its_pods():
+    st = ClusterState()
+    st.upsert_node(node("n1"))
+    a = st.upsert_pod(pod("a", pg="late"))
+    b = st.upsert_pod(pod("b", pg="late"))
+    assert "ns/late" not in st.jobs
+    assert "PodGroup ns/late does not exist" in st.pod_problems["ns/a"]
+    st.upsert_podgroup(podgroup("late", min_member=2))
+    job = st.jobs["ns/late"]
+    assert set(job.tasks) == {a.uid, b.uid} and a.job_key == "ns/late"
+    assert not st.pod_problems
+    # an update of the PodGroup keeps the pods
+    st.upsert_podgroup(podgroup("late", min_member=1))
+    assert set(st.jobs["ns/late"].tasks) == {a.uid, b.uid} and st.jobs["ns/late"].min_member == 1
+    # a deleted PodGroup sends pods back to waiting; re-created, they attach again
+    st.delete_podgroup("ns/late")
+    st.upsert_podgroup(podgroup("late"))
+    assert set(st.jobs["ns/late"].tasks) == {a.uid, b.uid}
+
+
+def test_pod_without_group_annotation_is_a_problem():
+    st = ClusterState()
+    st.upsert_pod(pod("lonely", pg=None))
+    assert "pod-group-name" in st.pod_problems["ns/lonely"]
+
+
+def test_invalid_pod_reason_lands_on_job(st):
+    p = pod("bad")
+    p = msgspec.structs.replace(p, metadata=msgspec.structs.replace(
+        p.metadata, annotations={"pod-group-name": "job", "gpu-fraction": "2"}))
+    st.upsert_pod(p)
+    assert any("gpu-fraction" in r for r in st.jobs["ns/job"].invalid_reasons)
+
+
+def test_min_member_zero_invalid():
+    st = ClusterState()
+    st.upsert_podgroup(podgroup("z", min_member=0))
+    assert any("minMember 0" in r for r in st.jobs["ns/z"].invalid_reasons)
+
+
+def test_assume_bound_and_evicted(st):
+    p = st.upsert_pod(pod("a", cpu="2"))
+    st.assume_bound(p, "n2")
+    assert p.status == S.BINDING and p.node_name == "n2" and col(st, "n2")[CPU] == 6000
+    st.assume_evicted(p)
+    assert p.status == S.RELEASING
+    assert col(st, "n2")[CPU] == 6000 and col(st, "n2", "releasing")[CPU] == 2000
+    assert_consistent(st)
+    st.delete_pod(p.uid)
+    assert col(st, "n2")[CPU] == 8000 and st.nodes.releasing.sum() == 0
+
+
+def test_many_random_updates_return_to_empty(st):
+    rng = np.random.default_rng(7)
+    alloc = st.nodes.allocatable.copy()
+    for step in range(300):
+        name = f"p{rng.integers(10)}"
+        r = rng.random()
+        if r < 0.15:
+            st.delete_pod(f"uid-{name}")
+        else:
+            st.upsert_pod(pod(name, cpu=f"{rng.integers(1, 4)}", node_name=str(rng.choice(["", "n1", "n2"])),
+                              deleting=bool(rng.random() < 0.3)))
+        assert_consistent(st)
+    for uid in list(st.pods):
+        st.delete_pod(uid)
+    assert np.array_equal(st.nodes.idle, alloc) and not st.nodes.releasing.any()
+
+
+# --- priority / preemptibility -------------------------------------------------------------
+
+def pc(name, value, default=False):
+    return msgspec.convert({"metadata": {"name": name}, "value": value, "globalDefault": default},
+                           PriorityClass)
+
+
+@pytest.mark.parametrize("name, classes, value", [
+    ("train", {}, 50),
+    ("build", {}, 100),
+    ("inference", {}, 125),
+    ("", {}, 50),
+    ("unknown", {}, 50),
+    ("unknown", {"d": pc("d", 77, default=True)}, 77),
+    ("", {"d": pc("d", 77, default=True)}, 77),
+    ("custom", {"custom": pc("custom", 1000)}, 1000),
+    ("train", {"train": pc("train", 10)}, 10),       # a cluster object overrides KAI's default
+])
+def test_resolve_priority(name, classes, value):
+    assert resolve_priority(name, classes) == value
+
+
+@pytest.mark.parametrize("spec, labels, priority, expected", [
+    ("", {}, 50, True),
+    ("", {}, 100, False),
+    ("", {}, 99, True),
+    ("preemptible", {}, 125, True),
+    ("non-preemptible", {}, 50, False),
+    ("", {"kai.scheduler/preemptibility": "non-preemptible"}, 50, False),
+    ("", {"kai.scheduler/preemptibility": "preemptible"}, 100, True),
+])
+def test_resolve_preemptible(spec, labels, priority, expected):
+    assert resolve_preemptible(podgroup(preemptibility=spec, labels=labels), priority) is expected
+
+
+def test_job_priority_from_state_and_later_priority_class():
+    st = ClusterState()
+    st.upsert_podgroup(podgroup("t", pc="train"))
+    st.upsert_podgroup(podgroup("b", pc="build"))
+    st.upsert_podgroup(podgroup("u", pc="mystery"))
+    assert (st.jobs["ns/t"].priority, st.jobs["ns/t"].preemptible) == (50, True)
+    assert (st.jobs["ns/b"].priority, st.jobs["ns/b"].preemptible) == (100, False)
+    assert st.jobs["ns/u"].priority == 50
+    st.upsert_priority_class(pc("mystery", 300))
+    assert st.jobs["ns/u"].priority == 300 and not st.jobs["ns/u"].preemptible

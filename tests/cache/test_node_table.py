@@ -1,0 +1,229 @@
+"""kai.cache.node_table: static predicates as masks, node updates, name ranks."""
+import msgspec
+import numpy as np
+import pytest
+
+from kai.api.k8s import Node, Pod
+from kai.api.resources import CPU, GPU, ResourceRegistry
+from kai.cache.cluster_state import ClusterState
+from kai.cache.node_table import NodeTable, tolerates
+
+
+def node(name, labels=None, taints=(), unschedulable=False, ready=None, cpu="8", gpu=0, pods=110):
+    alloc = {"cpu": cpu, "memory": "32Gi", "pods": pods}
+    if gpu:
+        alloc["nvidia.com/gpu"] = gpu
+    st = {"allocatable": alloc}
+    if ready is not None:
+        st["conditions"] = [{"type": "Ready", "status": "True" if ready else "False"}]
+    return msgspec.convert({"metadata": {"name": name, "labels": dict(labels or {})},
+                            "spec": {"unschedulable": unschedulable, "taints": list(taints)},
+                            "status": st}, Node)
+
+
+def pod(node_selector=None, terms=None, tolerations=(), name="p", node_name="", cpu="1", phase="Pending"):
+    spec = {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}],
+            "nodeSelector": dict(node_selector or {}), "tolerations": list(tolerations),
+            "nodeName": node_name, "schedulerName": "kai-scheduler"}
+    if terms is not None:
+        spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+                                             {"nodeSelectorTerms": terms}}}
+    return msgspec.convert({"metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}",
+                                         "annotations": {"pod-group-name": "pg"}},
+                            "spec": spec, "status": {"phase": phase}}, Pod)
+
+
+def table(*nodes):
+    t = NodeTable(ResourceRegistry())
+    for n in nodes:
+        t.upsert(n)
+    t.refresh_rank()
+    return t
+
+
+def names(t, mask):
+    return sorted(t.infos[i].name for i in np.flatnonzero(mask))
+
+
+LABELLED = [node("a", {"zone": "z1", "gpu-type": "a100", "rank": "3"}),
+            node("b", {"zone": "z2", "gpu-type": "h100", "rank": "10"}),
+            node("c", {"zone": "z1", "rank": "x"}),
+            node("d", {})]
+
+
+def test_node_selector():
+    t = table(*LABELLED)
+    assert names(t, t.selector_mask(pod({"zone": "z1"}))) == ["a", "c"]
+    assert names(t, t.selector_mask(pod({"zone": "z1", "gpu-type": "a100"}))) == ["a"]
+    assert names(t, t.selector_mask(pod({"zone": "nowhere"}))) == []
+    assert names(t, t.selector_mask(pod({"no-such-key": "v"}))) == []
+    assert names(t, t.selector_mask(pod({"kubernetes.io/hostname": "d"}))) == ["d"]   # defaulted label
+
+
+@pytest.mark.parametrize("expr, expected", [
+    ({"key": "zone", "operator": "In", "values": ["z1", "z9"]}, ["a", "c"]),
+    ({"key": "zone", "operator": "NotIn", "values": ["z1"]}, ["b", "d"]),
+    ({"key": "missing", "operator": "NotIn", "values": ["x"]}, ["a", "b", "c", "d"]),
+    ({"key": "gpu-type", "operator": "Exists"}, ["a", "b"]),
+    ({"key": "gpu-type", "operator": "DoesNotExist"}, ["c", "d"]),
+    ({"key": "rank", "operator": "Gt", "values": ["5"]}, ["b"]),
+    ({"key": "rank", "operator": "Lt", "values": ["5"]}, ["a"]),        # non-integer "x" never matches
+    ({"key": "rank", "operator": "Gt", "values": ["notint"]}, []),
+    ({"key": "zone", "operator": "Bogus", "values": ["z1"]}, []),
+])
+def test_required_affinity_operators(expr, expected):
+    t = table(*LABELLED)
+    assert names(t, t.selector_mask(pod(terms=[{"matchExpressions": [expr]}]))) == expected
+
+
+def test_match_fields_metadata_name():
+    t = table(*LABELLED)
+    f = {"key": "metadata.name", "operator": "In", "values": ["b", "d", "ghost"]}
+    assert names(t, t.selector_mask(pod(terms=[{"matchFields": [f]}]))) == ["b", "d"]
+    f = {"key": "metadata.name", "operator": "NotIn", "values": ["b"]}
+    assert names(t, t.selector_mask(pod(terms=[{"matchFields": [f]}]))) == ["a", "c", "d"]
+
+
+def test_terms_are_ored_and_expressions_anded():
+    t = table(*LABELLED)
+    terms = [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z1"]},
+                                   {"key": "gpu-type", "operator": "Exists"}]},
+             {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["d"]}]}]
+    assert names(t, t.selector_mask(pod(terms=terms))) == ["a", "d"]
+
+
+def test_empty_term_matches_nothing_and_selector_combines():
+    t = table(*LABELLED)
+    assert names(t, t.selector_mask(pod(terms=[{}]))) == []
+    terms = [{"matchExpressions": [{"key": "rank", "operator": "Exists"}]}]
+    assert names(t, t.selector_mask(pod({"zone": "z1"}, terms=terms))) == ["a", "c"]
+
+
+# --- taints ---------------------------------------------------------------------------------
+
+TAINTED = [node("plain"),
+           node("gpu", taints=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]),
+           node("exec", taints=[{"key": "dedicated", "value": "infer", "effect": "NoExecute"}]),
+           node("soft", taints=[{"key": "dedicated", "value": "infer", "effect": "PreferNoSchedule"}])]
+
+
+@pytest.mark.parametrize("tols, expected", [
+    ([], ["plain", "soft"]),
+    ([{"key": "nvidia.com/gpu", "operator": "Exists"}], ["gpu", "plain", "soft"]),
+    ([{"key": "nvidia.com/gpu", "operator": "Equal", "value": "present"}], ["gpu", "plain", "soft"]),
+    ([{"key": "nvidia.com/gpu", "operator": "Equal", "value": "absent"}], ["plain", "soft"]),
+    ([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoExecute"}], ["plain", "soft"]),
+    ([{"key": "dedicated", "value": "infer", "effect": "NoExecute"}], ["exec", "plain", "soft"]),
+    ([{"operator": "Exists"}], ["exec", "gpu", "plain", "soft"]),            # empty key tolerates all
+    ([{"operator": "Exists", "effect": "NoSchedule"}], ["gpu", "plain", "soft"]),
+    ([{"key": "", "operator": "Equal", "value": "present"}], ["plain", "soft"]),
+])
+def test_taints_and_tolerations(tols, expected):
+    t = table(*TAINTED)
+    p = pod(tolerations=tols)
+    assert names(t, t.taint_mask(p)[0]) == expected
+    assert names(t, t.static_mask(p, ("sig", str(tols)))) == expected
+
+
+def test_untolerated_counts_names_taints():
+    t = table(*TAINTED)
+    counts = t.untolerated_counts(pod(), np.ones(t.n, dtype=bool))
+    assert counts == {"nvidia.com/gpu=present:NoSchedule": 1, "dedicated=infer:NoExecute": 1}
+
+
+def test_tolerates_helper():
+    assert tolerates([], "k", "v", "NoSchedule") is False
+    from kai.api.k8s import Toleration
+    assert tolerates([Toleration(key="k", operator="Exists")], "k", "anything", "NoExecute")
+    assert not tolerates([Toleration(key="k", value="v", effect="NoSchedule")], "k", "v", "NoExecute")
+
+
+# --- node conditions ----------------------------------------------------------------------
+
+def test_cordoned_and_not_ready_excluded():
+    t = table(node("ok", ready=True), node("cordoned", unschedulable=True), node("down", ready=False),
+              node("noconds"))
+    p = pod()
+    assert names(t, t.static_mask(p, ("plain",))) == ["noconds", "ok"]
+    tol = pod(tolerations=[{"key": "node.kubernetes.io/unschedulable", "operator": "Exists",
+                            "effect": "NoSchedule"}])
+    assert names(t, t.static_mask(tol, ("tol",))) == ["cordoned", "noconds", "ok"]
+    assert names(t, t.not_ready) == ["down"] and names(t, t.cordoned) == ["cordoned"]
+
+
+def test_static_mask_cached_until_node_change():
+    t = table(node("a", {"zone": "z1"}))
+    p = pod({"zone": "z1"})
+    m1 = t.static_mask(p, ("k",))
+    assert t.static_mask(p, ("k",)) is m1
+    t.upsert(node("a", {"zone": "z2"}))
+    assert names(t, t.static_mask(p, ("k",))) == []
+
+
+# --- updates, removal, ranks -----------------------------------------------------------------
+
+def test_node_update_keeps_charges():
+    st = ClusterState()
+    st.upsert_node(node("n", cpu="8"))
+    st.upsert_pod(pod(name="r", node_name="n", cpu="3", phase="Running"))
+    i = st.nodes.by_name["n"].idx
+    assert st.nodes.idle[CPU, i] == 5000
+    st.upsert_node(node("n", cpu="16", gpu=2, labels={"new": "label"}))
+    assert st.nodes.allocatable[CPU, i] == 16000
+    assert st.nodes.idle[CPU, i] == 13000
+    assert st.nodes.idle[GPU, i] == 2
+    assert np.array_equal(st.nodes.avail[:, i], st.nodes.idle[:, i] + st.nodes.releasing[:, i])
+
+
+def test_node_remove_and_readd_recharges_pods():
+    st = ClusterState()
+    st.upsert_node(node("n", cpu="8"))
+    st.upsert_node(node("m", cpu="4"))
+    st.upsert_pod(pod(name="r", node_name="n", cpu="3", phase="Running"))
+    st.delete_node("n")
+    assert "n" not in st.nodes.by_name
+    assert st.nodes.in_use.sum() == 1
+    st.upsert_node(node("n", cpu="8"))
+    i = st.nodes.by_name["n"].idx
+    assert st.nodes.idle[CPU, i] == 5000
+    st.delete_pod("uid-r")
+    assert st.nodes.idle[CPU, i] == 8000
+
+
+def test_removed_slot_is_reused_and_cleared():
+    t = table(node("a", {"zone": "z1"}, taints=[{"key": "k", "effect": "NoSchedule"}]), node("b"))
+    idx_a = t.by_name["a"].idx
+    t.remove("a")
+    assert t.allocatable[:, idx_a].sum() == 0 and t.in_use[idx_a] == 0
+    assert names(t, t.selector_mask(pod({"zone": "z1"}))) == []
+    t.upsert(node("c"))
+    assert t.by_name["c"].idx == idx_a
+    assert t.by_name["c"].idx == idx_a and names(t, t.taint_mask(pod())[0]) == ["b", "c"]
+
+
+def test_name_rank_is_sorted_name_order():
+    t = table(node("n-3"), node("n-1"), node("n-10"), node("n-2"))
+    ranked = sorted(t.nodes(), key=lambda info: t.name_rank[info.idx])
+    assert [i.name for i in ranked] == ["n-1", "n-10", "n-2", "n-3"]
+    t.remove("n-1")
+    t.upsert(node("a-0"))
+    t.refresh_rank()
+    ranked = sorted(t.nodes(), key=lambda info: t.name_rank[info.idx])
+    assert [i.name for i in ranked] == ["a-0", "n-10", "n-2", "n-3"]
+    assert sorted(t.name_rank.tolist()) == [0, 1, 2, 3]
+
+
+def test_extended_resource_widens_arrays():
+    t = table(node("a"))
+    t.upsert(msgspec.convert({"metadata": {"name": "b"},
+                              "status": {"allocatable": {"cpu": "1", "example.com/foo": "3"}}}, Node))
+    col = t.registry.column("example.com/foo", create=False)
+    assert col == 5 and t.allocatable.shape == (6, 2)
+    assert t.allocatable[col, t.by_name["b"].idx] == 3 and t.allocatable[col, t.by_name["a"].idx] == 0
+    assert t.idle.flags.c_contiguous and t.avail.flags.c_contiguous
+
+
+def test_gpu_capacity_prefers_count_label():
+    t = table(node("l", {"nvidia.com/gpu.count": "4"}, gpu=8), node("u", gpu=2))
+    assert t.gpu_capacity[t.by_name["l"].idx] == 4
+    assert t.gpu_capacity[t.by_name["u"].idx] == 2
