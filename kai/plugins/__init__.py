@@ -5,7 +5,7 @@ import structlog
 
 from kai.framework.plugin import PLUGINS, Plugin
 
-from kai.plugins import elastic, nodeplacement, predicates, priority, proportion  # noqa: F401  (register)
+from kai.plugins import elastic, minruntime, nodeplacement, predicates, priority, proportion  # noqa: F401  (register)
 
 log = structlog.get_logger("kai.plugins")
 

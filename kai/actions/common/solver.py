@@ -1,0 +1,215 @@
+"""JobSolver: find the fewest victims that let a pending job's next chunk fit (reclaim, preempt).
+
+Scenarios are built as KAI's PodAccumulatedScenarioBuilder does: scenario *k* holds the
+first *k* victim chunks popped from a ``VictimsOrderByQueues``. They are simulated in one
+Statement that only grows: chunk *k* is evicted virtually on top of the earlier ones (its
+pods' resources become *releasing* on their nodes), and the preemptor's chunk is then
+placed with ``allocate_job`` -- which may pipeline onto releasing resources -- and rolled
+back on failure. Nothing else in the cluster is re-simulated: a scenario changes only the
+nodes its victims sit on, and the placement kernel reads those columns directly.
+
+Cost control, in order:
+
+- a *capacity bound*: no placement is tried until the cluster's idle + releasing totals
+  cover the chunk's total request (KAI's idle-GPU scenario filter);
+- the first ``SEQUENTIAL_TRIES`` scenarios after that are tried one by one; then the
+  victim count grows geometrically, and once a scenario succeeds a binary search over the
+  skipped range (rolling back to, or re-evicting up to, the chunk checkpoints) finds the
+  smallest successful prefix. This assumes that more victims never hurt, which holds for
+  these scenarios up to the greedy placement's tie-breaks;
+- *pruning*: victims on nodes where the preemptor placed nothing are given back (their
+  whole gang must sit on unused nodes), and the smaller scenario is re-checked.
+
+Scenario validators (``reclaim_scenario_validator_fns`` / ``preempt_scenario_validator_fns``)
+must all accept a scenario. Signature, as registered on the Session::
+
+    validator(ssn, preemptor: PodGroupInfo, victims: dict[str, list[PodInfo]]) -> bool
+
+with ``victims`` mapping victim job key -> the pods the scenario evicts from that job (the
+Session's queue accounting already reflects the virtual evictions when it is called). When
+the latest chunk alone makes a sequential scenario invalid, that chunk is given back and its
+job is not taken from again (KAI keeps it and fails every later scenario).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from kai.actions.allocate import allocate_job
+from kai.actions.common.victims import VictimsOrderByQueues
+from kai.api.podgroup_info import PodGroupInfo
+from kai.framework.statement import EVICT, Statement
+
+SEQUENTIAL_TRIES = 4
+_EPS = 1e-9
+
+
+class Solution:
+    """A committed-ready Statement plus the victims it evicts."""
+
+    def __init__(self, stmt: Statement, victims: dict[str, list]) -> None:
+        self.stmt = stmt
+        self.victims = victims
+
+    @property
+    def n_victim_pods(self) -> int:
+        return sum(len(v) for v in self.victims.values())
+
+
+class JobSolver:
+    def __init__(self, ssn, action: str, validators: list[Callable]) -> None:
+        self.ssn = ssn
+        self.action = action
+        self.validators = validators
+        self.attempts = 0
+
+    # ------------------------------------------------------------------ helpers
+    def _valid(self, job: PodGroupInfo, chunks: list) -> bool:
+        if not self.validators:
+            return True
+        victims: dict[str, list] = {}
+        for vjob, tasks in chunks:
+            victims.setdefault(vjob.key, []).extend(tasks)
+        return all(fn(self.ssn, job, victims) for fn in self.validators)
+
+    def _try(self, job: PodGroupInfo, stmt: Statement, chunks: list) -> str:
+        """'ok' (preemptor placed, ops left in stmt), 'invalid' or 'nofit' (stmt unchanged)."""
+        if not self._valid(job, chunks):
+            return "invalid"
+        self.attempts += 1
+        cp = stmt.checkpoint()
+        ok, _ = allocate_job(self.ssn, job, stmt)
+        if ok and job.is_gang_satisfied():
+            return "ok"
+        stmt.rollback(cp)
+        return "nofit"
+
+    def _evict(self, stmt: Statement, job: PodGroupInfo, chunk) -> None:
+        for t in chunk[1]:
+            stmt.evict(t, self.action, job.key)
+
+    # ------------------------------------------------------------------ search
+    def solve(self, job: PodGroupInfo, victims: VictimsOrderByQueues) -> Solution | None:
+        ssn = self.ssn
+        tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
+        if not tasks:
+            return None
+        width = ssn.allocatable.shape[0]
+        need = np.zeros(width)
+        for t in tasks:
+            need += t.req_vec(width)
+        cols = np.flatnonzero(need > 0)
+        have = np.maximum(ssn.avail, 0).sum(axis=1)[cols]
+        need = need[cols]
+
+        stmt = Statement(ssn)
+        chunks: list = []
+        cps = [stmt.checkpoint()]          # cps[i]: statement length with i chunks evicted
+        k0 = None                          # first victim count passing the capacity bound
+        last_fail = -1
+        next_try = 0
+        found = None
+        while True:
+            bound_ok = bool((have + _EPS >= need).all())
+            if bound_ok and k0 is None:
+                k0 = len(chunks)
+                next_try = k0
+            if bound_ok and len(chunks) >= next_try:
+                res = self._try(job, stmt, chunks)
+                k = len(chunks)
+                if res == "ok":
+                    found = k
+                    break
+                if res == "invalid" and k > 0 and k - k0 < SEQUENTIAL_TRIES:
+                    vjob, ctasks = chunks.pop()
+                    cps.pop()
+                    stmt.rollback(cps[-1])
+                    have -= self._freed(ctasks, cols, width)
+                    victims.exclude(vjob)
+                    next_try = len(chunks) + 1
+                    last_fail = len(chunks)
+                else:
+                    last_fail = k
+                    tries = k - k0 + 1
+                    next_try = k + 1 if tries < SEQUENTIAL_TRIES else k + max(1, k - k0)
+            nxt = victims.pop_chunk()
+            if nxt is None:
+                k = len(chunks)
+                if bound_ok and k > last_fail and k > 0 and self._try(job, stmt, chunks) == "ok":
+                    found = k
+                    break
+                stmt.discard()
+                return None
+            vjob, ctasks = nxt
+            if not ctasks:
+                continue
+            self._evict(stmt, job, nxt)
+            chunks.append(nxt)
+            cps.append(stmt.checkpoint())
+            have += self._freed(ctasks, cols, width)
+            victims.push_back(vjob)
+
+        # binary search for the smallest successful prefix in (last_fail, found]
+        pos = {"evicted": found, "at": found}   # chunks evicted in stmt; prefix placed (or None)
+
+        def goto(n: int) -> None:
+            ev = pos["evicted"]
+            stmt.rollback(cps[min(n, ev)])
+            for i in range(ev, n):
+                self._evict(stmt, job, chunks[i])
+            pos["evicted"], pos["at"] = n, None
+
+        lo, hi = max(last_fail + 1, k0 or 0), found
+        while lo < hi:
+            mid = (lo + hi) // 2
+            goto(mid)
+            if self._try(job, stmt, chunks[:mid]) == "ok":
+                hi = pos["at"] = mid
+            else:
+                lo = mid + 1
+        if pos["at"] != hi:
+            goto(hi)
+            if self._try(job, stmt, chunks[:hi]) != "ok":
+                # placement is not monotonic here: go back to the scenario that worked
+                hi = found
+                goto(hi)
+                if self._try(job, stmt, chunks[:hi]) != "ok":
+                    stmt.discard()
+                    return None
+        chunks = chunks[:hi]
+        return self._prune(job, stmt, chunks)
+
+    @staticmethod
+    def _freed(tasks, cols, width) -> np.ndarray:
+        out = np.zeros(width)
+        for t in tasks:
+            out += t.req_vec(width)
+        return out[cols]
+
+    def _prune(self, job: PodGroupInfo, stmt: Statement, chunks: list) -> Solution:
+        """Give back victim jobs none of whose evicted pods sit on a node the preemptor uses."""
+        used = {op.node for op in stmt.ops if op.kind != EVICT}
+        keep_jobs = set()
+        infos = self.ssn.state.nodes.by_name
+        for vjob, tasks in chunks:
+            if any(infos[t.node_name].idx in used for t in tasks if t.node_name in infos):
+                keep_jobs.add(vjob.key)
+        kept = [c for c in chunks if c[0].key in keep_jobs]
+        if len(kept) < len(chunks):
+            stmt.discard()
+            for c in kept:
+                self._evict(stmt, job, c)
+            if self._try(job, stmt, kept) == "ok":
+                chunks = kept
+            else:
+                stmt.discard()
+                for c in chunks:
+                    self._evict(stmt, job, c)
+                if self._try(job, stmt, chunks) != "ok":   # pragma: no cover - it worked before
+                    stmt.discard()
+                    raise RuntimeError("victim scenario no longer fits after pruning")
+        victims: dict[str, list] = {}
+        for vjob, tasks in chunks:
+            victims.setdefault(vjob.key, []).extend(tasks)
+        return Solution(stmt, victims)

@@ -1,0 +1,155 @@
+"""Victim selection shared by reclaim, preempt (and consolidation): who goes first, and how much.
+
+``tasks_to_evict`` is KAI's GetTasksToEvict: an elastic victim (a PodSet above its
+``minAvailable``) gives one pod, the last in task order; otherwise the whole gang goes, with
+the task order reversed so leaders go last.
+
+``VictimsOrderByQueues`` is KAI's victim queue (``JobsOrderByQueues`` with ``VictimQueue=true``):
+inverted queue order down the queue tree (the queue that compares *last* gives first, so the
+most over-fair-share queue is drained first) and inverted job order within a leaf (lowest
+priority, newest first). A victim that still has pods after giving a chunk is pushed back
+and competes again with its new order key. Candidates are packed once per action
+(``VictimCandidates``); each preemptor then gets a cheap view with its own filter, applied
+lazily when a victim comes up, so a preemptor that needs few victims never filters them all.
+"""
+from __future__ import annotations
+
+import bisect
+import heapq
+import itertools
+from typing import Callable
+
+from kai.api import constants as C
+from kai.api.pod_info import PodInfo
+from kai.api.podgroup_info import PodGroupInfo
+
+
+def evictable(t: PodInfo) -> bool:
+    """On its node and allocated (Allocated|Binding|Bound|Running): a pod an eviction can free."""
+    return bool(t.status & C.ALLOCATED) and bool(t.node_name)
+
+
+def has_evictable(job: PodGroupInfo) -> bool:
+    return any(evictable(t) for t in job.tasks.values())
+
+
+def tasks_to_evict(job: PodGroupInfo, task_order_key) -> list[PodInfo]:
+    """KAI's GetTasksToEvict: one pod of the first PodSet above its minimum, else the whole gang."""
+    for name in sorted(job.podsets):
+        ps = job.podsets[name]
+        if ps.active_allocated > ps.min_available:
+            cands = [t for t in ps.tasks if evictable(t)]
+            if cands:
+                return [max(cands, key=task_order_key)]
+    return sorted((t for t in job.tasks.values() if evictable(t)), key=task_order_key, reverse=True)
+
+
+class VictimCandidates:
+    """Preemptible jobs with evictable pods, packed once per action: per leaf queue, sorted by job order."""
+
+    def __init__(self, ssn) -> None:
+        self.ssn = ssn
+        self.keys: dict[str, list] = {}          # leaf queue -> sorted job order keys
+        self.jobs: dict[str, list] = {}          # leaf queue -> jobs in that order
+        by_queue: dict[str, list] = {}
+        for job in ssn.jobs.values():
+            if not job.preemptible or job.queue not in ssn.queues or not has_evictable(job):
+                continue
+            by_queue.setdefault(job.queue, []).append((ssn.job_order_key(job), job))
+        for q, entries in by_queue.items():
+            entries.sort(key=lambda e: e[0])
+            self.keys[q] = [e[0] for e in entries]
+            self.jobs[q] = [e[1] for e in entries]
+
+    def order(self, queues: list[str], accept: Callable[[PodGroupInfo], bool]) -> "VictimsOrderByQueues":
+        return VictimsOrderByQueues(self, [q for q in queues if q in self.jobs], accept)
+
+
+class VictimsOrderByQueues:
+    """Pops victim chunks (lists of tasks) in KAI's inverted queue / job order."""
+
+    def __init__(self, cands: VictimCandidates, queues: list[str], accept: Callable[[PodGroupInfo], bool]) -> None:
+        self.ssn = cands.ssn
+        self.cands = cands
+        self.accept = accept
+        self.tree = self.ssn.queues
+        self._counter = itertools.count()
+        self.excluded: set[str] = set()
+        self.checked: dict[str, bool] = {}
+        # heap entries: (-rank, counter, job); rank = position in ascending job order
+        self.heaps: dict[str, list] = {}
+        for q in queues:
+            jobs = cands.jobs[q]
+            h = [(-i, next(self._counter), j) for i, j in enumerate(jobs)]
+            h.reverse()                         # already a valid min-heap on -rank
+            self.heaps[q] = h
+        self.active = set(self.heaps)
+        self.roots = [q.name for q in self.tree.roots() if self._has_leaf_under(q.name)]
+
+    def _has_leaf_under(self, name: str) -> bool:
+        q = self.tree.get(name)
+        if q is None:
+            return False
+        if q.is_leaf:
+            return name in self.active
+        return any(self._has_leaf_under(c) for c in q.children)
+
+    def _ok(self, job: PodGroupInfo) -> bool:
+        if job.key in self.excluded:
+            return False
+        got = self.checked.get(job.key)
+        if got is None:
+            got = self.accept(job)
+            self.checked[job.key] = got
+        return got
+
+    def _head(self, name: str) -> PodGroupInfo | None:
+        q = self.tree.get(name)
+        if q is None:
+            return None
+        if q.is_leaf:
+            h = self.heaps.get(name)
+            while h:
+                job = h[0][2]
+                if self._ok(job) and has_evictable(job):
+                    return job
+                heapq.heappop(h)
+            return None
+        best = self._worst_child(q.children)
+        return best[1] if best else None
+
+    def _worst_child(self, names: list[str]):
+        worst = None
+        for name in names:
+            head = self._head(name)
+            if head is None:
+                continue
+            cand = (self.tree.get(name), head)
+            if worst is None or self.ssn.queue_compare(cand[0], worst[0], cand[1], worst[1]) > 0:
+                worst = cand
+        return worst
+
+    def pop_chunk(self) -> tuple[PodGroupInfo, list[PodInfo]] | None:
+        """The next victim job and the pods it gives now; None when no victim is left."""
+        worst = self._worst_child(self.roots)
+        if worst is None:
+            return None
+        q = worst[0]
+        while not q.is_leaf:
+            q = self._worst_child(q.children)[0]
+        job = heapq.heappop(self.heaps[q.name])[2]
+        tasks = tasks_to_evict(job, self.ssn.task_order_key)
+        return job, tasks
+
+    def push_back(self, job: PodGroupInfo) -> None:
+        """A victim that still has pods competes again, placed by its new job order key."""
+        if not has_evictable(job) or job.key in self.excluded:
+            return
+        keys = self.cands.keys.get(job.queue)
+        if keys is None:
+            return
+        rank = bisect.bisect_left(keys, self.ssn.job_order_key(job)) - 0.5
+        heapq.heappush(self.heaps[job.queue], (-rank, next(self._counter), job))
+
+    def exclude(self, job: PodGroupInfo) -> None:
+        self.excluded.add(job.key)

@@ -1,0 +1,67 @@
+"""preempt: within a queue, evict lower-priority preemptible jobs for a pending job.
+
+For each pending job (the same jobs allocate considers, in queue-fair order), victims are
+jobs of the SAME queue that are preemptible, of strictly lower priority, with pods on
+nodes, other than the preemptor, and accepted by every ``preempt_victim_filter_fns``::
+
+    victim_filter(ssn, preemptor: PodGroupInfo, victim: PodGroupInfo) -> bool
+
+They are taken lowest priority, newest first (gangs whole, elastic victims one pod at a
+time down to minMember) by the shared JobSolver, and scenarios must pass every
+``preempt_scenario_validator_fns`` (see kai.actions.common.solver). A non-preemptible
+preemptor that would push its queue's non-preemptible usage over quota is skipped first.
+The first scenario in which the preemptor's gang fits is committed: evictions, and the
+preemptor pipelined onto the releasing resources (bound at once where they are idle).
+"""
+from __future__ import annotations
+
+import structlog
+
+from kai.actions.allocate import schedulable_jobs
+from kai.actions.common.job_order import JobsOrderByQueues
+from kai.actions.common.solver import JobSolver
+from kai.actions.common.victims import VictimCandidates
+from kai.api import constants as C
+from kai.framework.action import Action, register_action
+
+log = structlog.get_logger("kai.preempt")
+
+
+def commit_solution(ssn, job, solution, action: str) -> None:
+    """Commit a solver's statement; record the start time like allocate does."""
+    was_running = job.count(C.ALLOCATED) - sum(1 for op in solution.stmt.ops if op.kind == "allocate")
+    solution.stmt.commit()
+    ssn.fit_errors.pop(job.key, None)
+    if was_running == 0 and job.count(C.ALLOCATED) > 0:
+        job.last_start = ssn.now
+    log.info(f"{action} solved", job=job.key, victims=sorted(solution.victims),
+             victim_pods=solution.n_victim_pods)
+
+
+@register_action
+class Preempt(Action):
+    name = "preempt"
+
+    def execute(self, ssn) -> None:
+        pending = schedulable_jobs(ssn)
+        if not pending:
+            return
+        cands = VictimCandidates(ssn)
+        solver = JobSolver(ssn, self.name, ssn.preempt_scenario_validator_fns)
+        filters = ssn.preempt_victim_filter_fns
+        for job in JobsOrderByQueues(ssn, pending, ssn.config.queue_depth_per_action.get(self.name)):
+            if job.queue not in cands.jobs or not job.has_pending():
+                continue
+            if not job.preemptible:
+                tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
+                over = ssn.is_job_over_capacity(job, tasks) if tasks else None
+                if over and over.startswith("NonPreemptibleOverQuota"):
+                    continue
+
+            def accept(v, job=job):
+                return (v.key != job.key and v.priority < job.priority
+                        and all(f(ssn, job, v) for f in filters))
+
+            solution = solver.solve(job, cands.order([job.queue], accept))
+            if solution is not None:
+                commit_solution(ssn, job, solution, self.name)

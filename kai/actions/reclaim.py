@@ -1,0 +1,67 @@
+"""reclaim: take resources back from other queues for a pending job of a starved queue.
+
+For each pending job (the same jobs allocate considers, in queue-fair order):
+
+1. the gate ``ssn.can_reclaim_fns`` -- only the first registered fn is consulted (a
+   single-answer hook, as in KAI); with none registered reclaim does nothing::
+
+       can_reclaim(ssn, job: PodGroupInfo, tasks: list[PodInfo]) -> bool
+
+   ``tasks`` is the job's next chunk (``tasks_to_allocate``);
+2. victims are jobs of OTHER queues that are preemptible, have pods on nodes, and pass
+   every ``reclaim_victim_filter_fns`` (``victim_filter(ssn, reclaimer, victim) -> bool``),
+   taken in inverted queue order (the queue that orders last gives first) and inverted
+   job order within a queue;
+3. the shared JobSolver searches the fewest victims; every
+   ``reclaim_scenario_validator_fns`` must accept the scenario
+   (``validator(ssn, reclaimer, victims: dict[job_key, list[PodInfo]]) -> bool``).
+
+The proportion plugin registers the gate and the validator (kai.plugins.proportion_reclaim),
+minruntime the victim filter and an elastic-minimum validator.
+"""
+from __future__ import annotations
+
+import structlog
+
+from kai.actions.allocate import schedulable_jobs
+from kai.actions.common.job_order import JobsOrderByQueues
+from kai.actions.common.solver import JobSolver
+from kai.actions.common.victims import VictimCandidates
+from kai.actions.preempt import commit_solution
+from kai.framework.action import Action, register_action
+
+log = structlog.get_logger("kai.reclaim")
+
+
+@register_action
+class Reclaim(Action):
+    name = "reclaim"
+
+    def execute(self, ssn) -> None:
+        if not ssn.can_reclaim_fns:
+            return
+        can_reclaim = ssn.can_reclaim_fns[0]
+        pending = schedulable_jobs(ssn)
+        if not pending:
+            return
+        cands = VictimCandidates(ssn)
+        if not cands.jobs:
+            return
+        solver = JobSolver(ssn, self.name, ssn.reclaim_scenario_validator_fns)
+        filters = ssn.reclaim_victim_filter_fns
+        for job in JobsOrderByQueues(ssn, pending, ssn.config.queue_depth_per_action.get(self.name)):
+            if not job.has_pending():
+                continue
+            tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
+            if not tasks or not can_reclaim(ssn, job, tasks):
+                continue
+            queues = [q for q in cands.jobs if q != job.queue]
+            if not queues:
+                continue
+
+            def accept(v, job=job):
+                return v.key != job.key and all(f(ssn, job, v) for f in filters)
+
+            solution = solver.solve(job, cands.order(queues, accept))
+            if solution is not None:
+                commit_solution(ssn, job, solution, self.name)

@@ -1,0 +1,76 @@
+"""stalegangeviction: evict gangs that have been running below their minimum for too long.
+
+A job is *stale* when it has at least one active-used pod, no Succeeded pod, and some
+PodSet whose active-used count is below its ``minAvailable`` (a gang that lost members).
+The staleness start comes from the PodGroup annotation ``kai.scheduler/stale-podgroup-timestamp``
+(``job.stale_since``); when unset, it is recorded as the session's ``now``. Once the job
+has been stale for the grace period, every active allocated pod of the job is evicted.
+A job that is no longer stale has its timestamp cleared.
+
+KAI evicts with ``ssn.Evict`` directly; kai goes through a Statement (committed at once),
+so the node arrays and the queue accounting stay consistent for later actions.
+
+Grace period (seconds; negative = never evict), first found wins:
+``ssn.staleness_grace_period`` (set by a plugin), ``config.default_staleness_grace_period``
+(the ``--default-staleness-grace-period`` flag), else 60.
+"""
+from __future__ import annotations
+
+import structlog
+
+from kai.api import constants as C
+from kai.framework.action import Action, register_action
+from kai.framework.statement import Statement
+
+S = C.PodStatus
+log = structlog.get_logger("kai.stalegangeviction")
+
+DEFAULT_STALENESS_GRACE_PERIOD = 60.0
+ACTION_NAME = "stalegangeviction"
+
+
+def staleness_grace_period(ssn) -> float:
+    for v in (getattr(ssn, "staleness_grace_period", None),
+              getattr(ssn.config, "default_staleness_grace_period", None)):
+        if v is not None:
+            return float(v)
+    return DEFAULT_STALENESS_GRACE_PERIOD
+
+
+def is_stale(job) -> bool:
+    """>= 1 active-used pod, no Succeeded pod, and some PodSet active-used < minAvailable."""
+    used = False
+    for t in job.tasks.values():
+        if t.status == S.SUCCEEDED:
+            return False
+        if t.status & C.ACTIVE_USED:
+            used = True
+    if not used:
+        return False
+    return any(ps.count(C.ACTIVE_USED) < ps.min_available for ps in job.podsets.values())
+
+
+@register_action
+class StaleGangEviction(Action):
+    name = ACTION_NAME
+
+    def execute(self, ssn) -> None:
+        grace = staleness_grace_period(ssn)
+        for job in list(ssn.jobs.values()):
+            if not is_stale(job):
+                job.stale_since = 0.0
+                continue
+            if not job.stale_since:
+                job.stale_since = ssn.now
+            if grace < 0 or ssn.now - job.stale_since < grace:
+                continue
+            # pipelined pods are not on their node yet (they go back to Pending at close)
+            victims = [t for t in job.tasks.values() if t.status & C.ALLOCATED and t.node_name]
+            if not victims:
+                continue
+            stmt = Statement(ssn)
+            for t in victims:
+                stmt.evict(t, ACTION_NAME)
+            stmt.commit()
+            log.info("stale gang evicted", job=job.key, pods=len(victims),
+                     stale_for=round(ssn.now - job.stale_since, 3), min_member=job.min_member)

@@ -1,0 +1,171 @@
+"""proportion's reclaim rules: KAI's CanReclaimResources gate and Reclaimable validator.
+
+Called from the proportion plugin's ``on_session_open`` as ``register_reclaim_hooks(ssn, plugin)``.
+Reads, per queue name, numpy ``[gpu devices, cpu millicores, memory bytes]`` vectors:
+
+- ``ssn.queue_allocated`` -- allocation of the queue and its descendants, kept in sync with
+  virtual evictions/allocations by proportion's event handlers;
+- ``ssn.queue_fair_share`` -- the computed fair share (when absent for a queue: its deserved
+  quota, so the rules still mean "stay within what you are owed");
+- ``plugin.allocated_np`` (optional) -- the non-preemptible part of the allocation;
+- ``QueueInfo.deserved`` / ``QueueInfo.limit`` (-1 = unlimited).
+
+Hooks (signatures the reclaim action relies on)::
+
+    can_reclaim(ssn, job, tasks) -> bool
+        The reclaimer's leaf queue stays within its fair share after adding ``tasks``
+        (allocated + request <= fairShare in every resource); a non-preemptible job must
+        also keep the queue's non-preemptible allocation within deserved.
+
+    reclaimable(ssn, reclaimer, victims: dict[job_key, list[PodInfo]]) -> bool
+        For every victim job (one chunk each, in the order given), the reclaimer's and the
+        victim's queue paths are *leveled* to the two siblings under their lowest common
+        ancestor. Before subtracting the chunk, the leveled victim must be over its
+        allocatable share (MaintainFairShare) or the leveled reclaimer must stay within
+        deserved while the victim is over deserved (GuaranteeDeservedQuota). Then the
+        saturation boundary: if the leveled reclaimer ends above its fair share, its
+        saturation times ``relcaimerSaturationMultiplier`` (sic, KAI's argument name;
+        values < 1 are clamped to 1) must stay below the sibling's remaining saturation.
+
+This is a simpler version of KAI's (reclaimable.go): elastic victim pods are not split
+into separate chunks, and the boundary is checked at the leveled pair only, not at every
+level of the reclaimer's path.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kai.api.resources import CPU, GPU, MEMORY
+
+_EPS = 1e-9
+_INF = float("inf")
+
+
+def _vec(v) -> np.ndarray:
+    return np.array([_INF if x == -1 else float(x) for x in v])
+
+
+def _quota_vector(task) -> np.ndarray:
+    r = task.req
+    return np.array([task.gpu_quota, r[CPU], r[MEMORY]])
+
+
+def _ratio(alloc: float, share: float) -> float:
+    """KAI's saturation ratio: 0 for an unlimited share, infinite for a zero share in use."""
+    if share == _INF:
+        return 0.0
+    if share <= 0:
+        return _INF if alloc > _EPS else 0.0
+    return alloc / share
+
+
+def register_reclaim_hooks(ssn, plugin) -> None:
+    try:
+        mult = float((getattr(plugin, "arguments", {}) or {}).get("relcaimerSaturationMultiplier", 1.0))
+    except ValueError:
+        mult = 1.0
+    mult = max(mult, 1.0)
+    tree = ssn.queues
+    last_request: dict[str, np.ndarray] = {}
+
+    def allocated(name: str) -> np.ndarray:
+        a = getattr(ssn, "queue_allocated", {}).get(name)
+        return np.zeros(3) if a is None else np.asarray(a, dtype=float)
+
+    def deserved(name: str) -> np.ndarray:
+        return _vec(tree.get(name).deserved)
+
+    def fair_share(name: str) -> np.ndarray:
+        f = getattr(ssn, "queue_fair_share", {}).get(name)
+        if f is None:
+            return deserved(name)
+        return np.array([_INF if x == -1 else float(x) for x in f])
+
+    def allocatable_share(name: str) -> np.ndarray:
+        q = tree.get(name)
+        lim = _vec(q.limit)
+        d = np.array(q.deserved, dtype=float)
+        share = np.where(d == -1, lim, np.maximum(d, fair_share(name)))
+        return np.minimum(lim, share)
+
+    def request_of(job, tasks=None) -> np.ndarray:
+        if tasks is None:
+            got = last_request.get(job.key)
+            if got is not None:
+                return got
+            tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
+        req = np.zeros(3)
+        for t in tasks:
+            req += _quota_vector(t)
+        last_request[job.key] = req
+        return req
+
+    def can_reclaim(ssn_, job, tasks) -> bool:
+        if job.queue not in tree:
+            return False
+        req = request_of(job, tasks)
+        if not (allocated(job.queue) + req <= fair_share(job.queue) + _EPS).all():
+            return False
+        if not job.preemptible:
+            anp = getattr(plugin, "allocated_np", {}).get(job.queue)
+            if anp is not None and not (np.asarray(anp) + req <= deserved(job.queue) + _EPS).all():
+                return False
+        return True
+
+    def level(a: str, b: str) -> tuple[str, str] | None:
+        """The ancestors of a and b that are siblings under their lowest common ancestor."""
+        pa = [q.name for q in reversed(tree.ancestors(a))]
+        pb = [q.name for q in reversed(tree.ancestors(b))]
+        i = 0
+        while i < len(pa) and i < len(pb) and pa[i] == pb[i]:
+            i += 1
+        if i >= len(pa) or i >= len(pb):
+            return None                 # one is an ancestor of the other
+        return pa[i], pb[i]
+
+    def reclaimable(ssn_, reclaimer, victims) -> bool:
+        if reclaimer.queue not in tree:
+            return False
+        req = request_of(reclaimer)
+        # allocations already exclude every victim; add back what has not been "taken" yet
+        pending_back: dict[str, np.ndarray] = {}
+        chunks = []
+        for key, tasks in victims.items():
+            vjob = ssn.jobs.get(key)
+            if vjob is None or vjob.queue not in tree:
+                return False
+            amount = sum((_quota_vector(t) for t in tasks), np.zeros(3))
+            chunks.append((vjob.queue, amount))
+            for q in tree.ancestors(vjob.queue):
+                pending_back[q.name] = pending_back.get(q.name, np.zeros(3)) + amount
+        for vqueue, amount in chunks:
+            pair = level(reclaimer.queue, vqueue)
+            if pair is None:
+                return False
+            r_name, v_name = pair
+            v_before = allocated(v_name) + pending_back.get(v_name, 0)
+            maintain = not (v_before <= allocatable_share(v_name) + _EPS).all()
+            r_after = allocated(r_name) + req
+            guarantee = (r_after <= deserved(r_name) + _EPS).all() and \
+                (v_before > deserved(v_name) + _EPS).any()
+            if not (maintain or guarantee):
+                return False
+            for q in tree.ancestors(vqueue):
+                pending_back[q.name] = pending_back[q.name] - amount
+            # saturation boundary at the leveled pair, over the reclaimer's involved resources
+            fr, fs = fair_share(r_name), fair_share(v_name)
+            v_after = allocated(v_name) + pending_back.get(v_name, 0)
+            for i in np.flatnonzero(req > 0):
+                if fr[i] == _INF and fs[i] == _INF:
+                    continue
+                ratio_r = _ratio(r_after[i], fr[i])
+                ratio_s = _ratio(v_after[i], fs[i])
+                if ratio_r > 1 + _EPS and fs[i] > 0 and ratio_r * mult >= ratio_s:
+                    return False
+        return True
+
+    ssn.can_reclaim_fns.append(can_reclaim)
+    ssn.reclaim_scenario_validator_fns.append(reclaimable)
+
+
+__all__ = ["register_reclaim_hooks", "GPU"]
