@@ -80,6 +80,7 @@ class Proportion(Plugin):
         ssn.deallocate_handlers.append(on_dealloc)
         ssn.is_job_over_capacity_fns.append(over_capacity)
         ssn.queue_allocated = self.allocated
+        from kai.plugins.proportion_reclaim import register_reclaim_hooks; register_reclaim_hooks(ssn, self)  # noqa: E702,I001
 
     def _add(self, tree, job, task, sign: float) -> None:
         v = quota_vector(task) * sign
