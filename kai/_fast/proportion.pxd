@@ -26,7 +26,8 @@
 #   fair_share  : float64[Q, R] overwritten with each queue's fair share.
 #
 # Scratch (allocated by the def wrapper, sizes in brackets):
-#   child_start : int32[Q + 2]  CSR offsets of each queue's children; row Q holds the roots.
+#   child_start : int32[Q + 3]  CSR offsets: children of slot s (s = Q for the roots) are
+#                               child_list[child_start[s]:child_start[s + 1]].
 #   child_list  : int32[Q]      children of each parent, sorted by (priority desc, index asc).
 #   bfs         : int32[Q]      queues in top-down order (roots first).
 #   rem         : float64[Q]    remembered fractional remainder of the last floored slice.

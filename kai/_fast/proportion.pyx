@@ -45,13 +45,13 @@ cdef int build_tree(const int32_t[::1] parent, const int64_t[::1] priority,
     cdef Py_ssize_t n = parent.shape[0]
     cdef Py_ssize_t i, s, a, b, k, head, tail
     cdef int32_t p
-    for s in range(n + 2):
+    for s in range(n + 3):
         child_start[s] = 0
     for i in range(n):
         p = parent[i]
         s = n if p < 0 else p
         child_start[s + 2] += 1
-    for s in range(2, n + 2):
+    for s in range(2, n + 3):
         child_start[s] += child_start[s - 1]
     # after this pass child_start[s] is the start of slot s and child_start[s + 1] its end
     for i in range(n):
@@ -300,7 +300,7 @@ def _tree(parent, priority):
     cdef Py_ssize_t n = parent.shape[0]
     if n and (parent.min() < -1 or parent.max() >= n):
         raise ValueError("parent indices must be -1 or in [0, Q)")
-    child_start = np.empty(n + 2, dtype=np.int32)
+    child_start = np.empty(n + 3, dtype=np.int32)
     child_list = np.empty(n, dtype=np.int32)
     bfs = np.empty(n, dtype=np.int32)
     cdef int32_t[::1] cs = child_start, cl = child_list, bf = bfs
