@@ -101,9 +101,13 @@ def manifests(nodes: list[dict], queues: list[dict], jobs: list[list[dict]]):
 
 
 def run(nodes, queues, jobs, actions: str = "allocate, reclaim, preempt, stalegangeviction",
-        cycles: int = 1, interval: float = 1.0, **plugin_args) -> dict:
-    return simulate(manifests(nodes, queues, jobs), config(actions, **plugin_args), cycles=cycles,
-                    interval=interval, start_time=START)
+        cycles: int = 1, interval: float = 1.0, grace: float | None = None, drop_plugins=(),
+        **plugin_args) -> dict:
+    cfg = config(actions, **plugin_args)
+    cfg.plugins = [p for p in cfg.plugins if p.name not in drop_plugins]
+    if grace is not None:
+        cfg.default_staleness_grace_period = grace
+    return simulate(manifests(nodes, queues, jobs), cfg, cycles=cycles, interval=interval, start_time=START)
 
 
 def evicted(report: dict, cycle: int = 0) -> list[str]:
