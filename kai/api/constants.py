@@ -4,8 +4,6 @@ These are the exact keys KAI-Scheduler reads, so manifests written for KAI work 
 """
 from __future__ import annotations
 
-import enum
-
 SCHEDULER_NAME = "kai-scheduler"
 
 # labels / annotations on workloads
@@ -48,8 +46,11 @@ NON_PREEMPTIBLE = "non-preemptible"
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 
 
-class PodStatus(enum.IntFlag):
-    """A task's status in a session (KAI's pod_status bit flags)."""
+class PodStatus:
+    """A task's status in a session (KAI's pod_status bit flags).
+
+    Plain ints, not an enum: status tests run in the innermost Python loops.
+    """
 
     PENDING = 1
     GATED = 2
@@ -63,6 +64,14 @@ class PodStatus(enum.IntFlag):
     FAILED = 512
     UNKNOWN = 1024
     DELETED = 2048
+
+
+STATUS_NAMES = {v: k.capitalize() for k, v in vars(PodStatus).items() if k.isupper()}
+
+
+def status_name(status: int) -> str:
+    """'Running', 'Pipelined', ... (KAI's names) for a single status flag."""
+    return STATUS_NAMES.get(status, str(status))
 
 
 # status groups, as KAI defines them

@@ -247,6 +247,7 @@ class PodGroupSpec(_K):
     scheduling_backoff: int | None = None
     topology_constraint: TopologyConstraint | None = None
     sub_groups: list[SubGroup] = []
+    staleness_grace_period: str | None = None   # per-job override of the stale-gang grace (Go duration)
 
 
 class PodGroup(_K):

@@ -18,14 +18,23 @@ from kai.api.k8s import Container, Pod
 from kai.api.resources import CPU, GPU, PODS, QuantityError, ResourceRegistry
 
 
+_TIME_CACHE: dict[str, float] = {}
+
+
 def parse_time(value: str | None) -> float:
-    """RFC 3339 timestamp -> unix seconds (0.0 when absent)."""
+    """RFC 3339 timestamp -> unix seconds (0.0 when absent or malformed)."""
     if not value:
         return 0.0
-    try:
-        return _dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
+    got = _TIME_CACHE.get(value)
+    if got is None:
+        try:
+            got = _dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            got = 0.0
+        if len(_TIME_CACHE) > 100_000:
+            _TIME_CACHE.clear()
+        _TIME_CACHE[value] = got
+    return got
 
 
 def _container_requests(c: Container) -> dict[str, object]:
@@ -36,7 +45,36 @@ def _container_requests(c: Container) -> dict[str, object]:
     return req
 
 
+def _req_key(pod: Pod) -> tuple:
+    spec = pod.spec
+    return (tuple((tuple(c.resources.requests.items()), tuple(c.resources.limits.items()))
+                  for c in spec.containers),
+            tuple((tuple(c.resources.requests.items()), tuple(c.resources.limits.items()), c.restart_policy)
+                  for c in spec.init_containers),
+            tuple(spec.overhead.items()))
+
+
 def pod_requests(pod: Pod, registry: ResourceRegistry) -> np.ndarray:
+    """Effective request of a pod (memoized on its resource fields; see ``_pod_requests``).
+
+    The returned array is shared between pods with equal requests: treat it as read-only.
+    """
+    cache = registry.request_cache
+    try:
+        key = _req_key(pod)
+        got = cache.get(key)
+    except TypeError:       # unhashable quantity values; compute directly
+        return _pod_requests(pod, registry)
+    if got is None:
+        got = _pod_requests(pod, registry)
+        if len(cache) > 50_000:
+            cache.clear()
+        cache[key] = got
+        got.flags.writeable = False
+    return got
+
+
+def _pod_requests(pod: Pod, registry: ResourceRegistry) -> np.ndarray:
     """Effective request of a pod, as the kube-scheduler computes it.
 
     sum(containers) + sum(restartable init "sidecar" containers), raised to the largest
@@ -211,6 +249,7 @@ class PodInfo:
         """The request padded to ``width`` columns (extended resources may have been added)."""
         if self.req.shape[0] < width:
             self.req = np.concatenate([self.req, np.zeros(width - self.req.shape[0])])
+            self.req.flags.writeable = False
         return self.req
 
     @property

@@ -75,8 +75,10 @@ class PodGroupInfo:
         self._build_podsets()
 
     def _build_podsets(self) -> None:
-        parents = {sg.parent for sg in self.subgroups if sg.parent}
-        leaves = [sg for sg in self.subgroups if sg.name not in parents]
+        leaves = []
+        if self.subgroups:
+            parents = {sg.parent for sg in self.subgroups if sg.parent}
+            leaves = [sg for sg in self.subgroups if sg.name not in parents]
         if leaves:
             for sg in leaves:
                 self.podsets[sg.name] = PodSet(sg.name, sg.min_member)

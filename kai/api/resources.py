@@ -95,6 +95,8 @@ class ResourceRegistry:
     def __init__(self) -> None:
         self.names: list[str] = list(FIXED_NAMES)
         self.index: dict[str, int] = {n: i for i, n in enumerate(self.names)}
+        self._cache: dict[tuple[str, object], float] = {}
+        self.request_cache: dict[tuple, object] = {}   # pod resource fields -> request vector
 
     def __len__(self) -> int:
         return len(self.names)
@@ -110,10 +112,14 @@ class ResourceRegistry:
         return col
 
     def quantity_to_float(self, name: str, value) -> float:
-        """Convert a quantity for resource ``name`` into kai's unit for its column."""
-        if name == "cpu":
-            return float(to_milli(value))
-        return float(to_units(value))
+        """Convert a quantity for resource ``name`` into kai's unit for its column (memoized)."""
+        key = (name, value)
+        got = self._cache.get(key)
+        if got is None:
+            got = float(to_milli(value)) if name == "cpu" else float(to_units(value))
+            if len(self._cache) < 100_000:
+                self._cache[key] = got
+        return got
 
     def mig_columns(self) -> list[tuple[int, int]]:
         """(column, gpu equivalent) for every MIG resource registered so far."""

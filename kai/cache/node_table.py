@@ -141,6 +141,18 @@ class NodeTable:
         self._changed()
         return info
 
+    def upsert_many(self, nodes: list[Node]) -> None:
+        """Add many nodes with one array allocation (initial list)."""
+        new = [n for n in nodes if n.metadata.name not in self.by_name]
+        if new:
+            start = self.n
+            self._grow(len(new))
+            self.infos.extend([None] * len(new))
+            for k, node in enumerate(new):
+                self._free.append(start + len(new) - 1 - k)
+        for node in nodes:
+            self.upsert(node)
+
     def remove(self, name: str) -> NodeInfo | None:
         info = self.by_name.pop(name, None)
         if info is None:

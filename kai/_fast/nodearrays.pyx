@@ -1,0 +1,34 @@
+# cython: language_level=3
+"""Charge / uncharge pod requests against node columns. See nodearrays.pxd for shapes;
+reference/nodearrays.py is the readable twin."""
+
+
+cdef void charge_one(double[:, ::1] idle, double[:, ::1] releasing, double[:, ::1] avail,
+                     int i, const double[::1] req, double sign, bint is_releasing) noexcept nogil:
+    cdef Py_ssize_t c
+    cdef double r
+    for c in range(req.shape[0]):
+        r = req[c]
+        if r == 0:
+            continue
+        idle[c, i] -= sign * r
+        if is_releasing:
+            releasing[c, i] += sign * r
+        avail[c, i] = idle[c, i] + releasing[c, i]
+
+
+def charge(double[:, ::1] idle, double[:, ::1] releasing, double[:, ::1] avail, int i,
+           const double[::1] req, double sign, bint is_releasing):
+    """Charge (sign=+1) or uncharge (sign=-1) one pod's request on node column ``i``."""
+    with nogil:
+        charge_one(idle, releasing, avail, i, req, sign, is_releasing)
+
+
+def charge_many(double[:, ::1] idle, double[:, ::1] releasing, double[:, ::1] avail,
+                const int[::1] idx, const double[:, ::1] reqs, const unsigned char[::1] rel, double sign):
+    """Charge many pods at once (bulk load); rows with ``idx < 0`` are skipped."""
+    cdef Py_ssize_t p
+    with nogil:
+        for p in range(idx.shape[0]):
+            if idx[p] >= 0:
+                charge_one(idle, releasing, avail, idx[p], reqs[p], sign, rel[p])
