@@ -1,0 +1,59 @@
+"""stalegangeviction: gangs running below minMember are evicted after the grace period."""
+from __future__ import annotations
+
+import pytest
+
+from victim_scenarios import evicted, evicted_by, job, node, queue, run
+
+A = "allocate, stalegangeviction"
+
+
+def _broken_gang(**kw):
+    # minMember 2, one pod running, the other pending and unplaceable (the only GPU is taken)
+    return [node("n1", gpu=1)], [queue("q1")], [job("g", "q1", pods=2, min_member=2, running=["n1"], **kw)]
+
+
+@pytest.mark.parametrize("grace,interval,cycles,evict_cycle", [
+    (60, 30, 4, 2),        # stale at t0; evicted at t0+60, not at t0+30
+    (60, 59, 2, None),     # t0+59 < grace
+    (0, 1, 1, 0),          # no grace: evicted at once
+    (-1, 1000, 3, None),   # negative: never
+])
+def test_evicted_after_grace_not_before(grace, interval, cycles, evict_cycle):
+    nodes, queues, jobs = _broken_gang()
+    r = run(nodes, queues, jobs, actions=A, cycles=cycles, interval=interval, grace=grace)
+    for c in range(cycles):
+        want = ["g-0"] if c == evict_cycle else []
+        assert evicted(r, c) == want, c
+    if evict_cycle is not None:
+        assert evicted_by(r, evict_cycle) == {"g-0": "stalegangeviction"}
+
+
+def test_default_grace_is_60s():
+    nodes, queues, jobs = _broken_gang()
+    r = run(nodes, queues, jobs, actions=A, cycles=3, interval=30)
+    assert [evicted(r, c) for c in range(3)] == [[], [], ["g-0"]]
+
+
+def test_stale_since_annotation_counts():
+    nodes, queues, jobs = _broken_gang(stale_since=-61)
+    r = run(nodes, queues, jobs, actions=A)
+    assert evicted(r) == ["g-0"]
+
+
+@pytest.mark.parametrize("jobs", [
+    [job("ok", "q1", pods=2, min_member=2, running=["n1", "n1"])],                 # gang satisfied
+    [job("done", "q1", pods=3, min_member=2, succeeded=1, running=["n1"])],        # a pod succeeded
+    [job("idle", "q1", pods=2, min_member=2, running=[])],                         # nothing running
+], ids=["satisfied", "has-succeeded", "not-running"])
+def test_not_stale(jobs):
+    r = run([node("n1", gpu=2)], [queue("q1")], jobs, actions=A, cycles=2, interval=100, grace=0)
+    assert evicted(r, 0) == [] and evicted(r, 1) == []
+
+
+def test_recovered_gang_is_not_evicted():
+    # the missing pod becomes placeable: allocate completes the gang, staleness clears
+    r = run([node("n1", gpu=2)], [queue("q1")],
+            [job("g", "q1", pods=2, min_member=2, running=["n1"], stale_since=-1000)],
+            actions=A, cycles=2, interval=100, grace=60)
+    assert evicted(r, 0) == [] and evicted(r, 1) == []
