@@ -29,6 +29,7 @@ IGNORED_KINDS = {"Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service"
 # owners kept so the pod-grouper can read their labels and gang sizes
 OWNER_KINDS = {"Deployment", "ReplicaSet", "StatefulSet", "Job", "CronJob", "JobSet", "LeaderWorkerSet",
                "PyTorchJob", "TFJob", "MPIJob", "RayCluster", "RayJob", "Notebook"}
+_MAX_QUANTITY = 2**63 // 1000   # kai keeps milli-units; larger values overflow them
 _BASE_TIME = _dt.datetime(2024, 1, 1, tzinfo=_dt.timezone.utc)
 
 
@@ -58,6 +59,18 @@ def _files(paths: list[str]) -> list[str]:
     return out
 
 
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """Safe loader that keeps unquoted timestamps as strings, as the API server reads them."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+    for k, v in _BaseLoader.yaml_implicit_resolvers.items()}
+
+
 def _documents(path: str) -> list:
     try:
         with open(path, encoding="utf-8") as f:
@@ -72,8 +85,7 @@ def _documents(path: str) -> list:
         except json.JSONDecodeError as exc:
             raise LoadError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
     try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        return list(yaml.load_all(text, Loader=loader))
+        return list(yaml.load_all(text, Loader=_Loader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -93,6 +105,8 @@ def _check_quantities(obj: dict, kind: str) -> None:
                 raise ValueError(f"{where}.{name}: {exc}") from None
             if v < 0:
                 raise ValueError(f"{where}.{name}: negative quantity {q!r}")
+            if v > _MAX_QUANTITY:
+                raise ValueError(f"{where}.{name}: quantity {q!r} is too large")
 
     if kind == "Node":
         st = obj.get("status") or {}
@@ -139,7 +153,8 @@ def load_manifests(paths: list[str]) -> Manifests:
                 meta = obj.get("metadata") or {}
                 if not isinstance(meta, dict):
                     raise LoadError(f"{path}: document {label}: metadata must be a mapping")
-                ident = f"{kind} {meta.get('namespace') + '/' if meta.get('namespace') else ''}{meta.get('name', '?')}"
+                ns_text = f"{meta.get('namespace')}/" if meta.get("namespace") else ""
+                ident = f"{kind} {ns_text}{meta.get('name') or '?'}"
                 where = f"{path}: document {label} ({ident})"
                 if not isinstance(kind, str) or not kind:
                     if "actions" in obj or "tiers" in obj:
@@ -155,10 +170,6 @@ def load_manifests(paths: list[str]) -> Manifests:
                     raise LoadError(f"{where}: unknown kind {kind!r} (kai reads {', '.join(sorted(KINDS))})")
                 if not meta.get("name"):
                     raise LoadError(f"{where}: metadata.name is required")
-                try:
-                    _check_quantities(obj, kind)
-                except ValueError as exc:
-                    raise LoadError(f"{where}: {exc}") from None
                 seq += 1
                 obj = dict(obj)
                 meta = dict(meta)
@@ -171,7 +182,12 @@ def load_manifests(paths: list[str]) -> Manifests:
                     meta["namespace"] = "default"
                 obj["metadata"] = meta
                 try:
-                    out.objects[kind].append(msgspec.convert(obj, KINDS[kind]))
+                    converted = msgspec.convert(obj, KINDS[kind])
                 except msgspec.ValidationError as exc:
                     raise LoadError(f"{where}: {_msgspec_path(str(exc))}") from None
+                try:
+                    _check_quantities(obj, kind)
+                except ValueError as exc:
+                    raise LoadError(f"{where}: {exc}") from None
+                out.objects[kind].append(converted)
     return out
