@@ -1,0 +1,177 @@
+"""``kai simulate`` end to end: exit codes, messages, the JSON report, cycles feeding back."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kai.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+CLUSTER = """\
+apiVersion: v1
+kind: Node
+metadata: {name: n0}
+status: {allocatable: {cpu: '8', memory: 32Gi, pods: '10', nvidia.com/gpu: '4'}}
+---
+apiVersion: scheduling.run.ai/v2
+kind: Queue
+metadata: {name: q}
+spec:
+  resources:
+    gpu: {quota: -1, limit: -1, overQuotaWeight: 1}
+    cpu: {quota: -1, limit: -1, overQuotaWeight: 1}
+    memory: {quota: -1, limit: -1, overQuotaWeight: 1}
+---
+apiVersion: scheduling.run.ai/v2alpha2
+kind: PodGroup
+metadata: {name: a, namespace: t}
+spec: {minMember: 2, queue: q}
+---
+apiVersion: scheduling.run.ai/v2alpha2
+kind: PodGroup
+metadata: {name: b, namespace: t}
+spec: {minMember: 1, queue: q}
+"""
+
+
+def pod(name, group, gpu):
+    return f"""\
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: t, annotations: {{pod-group-name: {group}}}}}
+spec:
+  schedulerName: kai-scheduler
+  containers: [{{name: c, resources: {{requests: {{cpu: '1', memory: 1Gi, nvidia.com/gpu: '{gpu}'}}}}}}]
+"""
+
+
+MANIFEST = CLUSTER + pod("a-0", "a", 2) + pod("a-1", "a", 2) + pod("b-0", "b", 4)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    p = tmp_path / "cluster.yaml"
+    p.write_text(MANIFEST)
+    return str(p)
+
+
+def run_json(capsys, *args):
+    rc = main(["simulate", "--output", "json", *args])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    return json.loads(out.out)
+
+
+def test_json_schema(capsys, cluster):
+    report = run_json(capsys, cluster)
+    assert set(report) >= {"cycles", "queues"}
+    (cyc,) = report["cycles"]
+    assert set(cyc) >= {"bindings", "evictions", "pipelined", "unschedulable"}
+    for b in cyc["bindings"]:
+        assert set(b) >= {"pod", "node", "gpuGroups"}
+        assert isinstance(b["gpuGroups"], list)
+    assert sorted(b["pod"] for b in cyc["bindings"]) == ["t/a-0", "t/a-1"]
+    assert all(b["node"] == "n0" for b in cyc["bindings"])
+    assert cyc["evictions"] == [] and cyc["pipelined"] == []
+    (u,) = cyc["unschedulable"]
+    assert u["podGroup"] == "t/b" and isinstance(u["reasons"], list)
+    assert "insufficient nvidia.com/gpu" in u["reasons"][0]
+    q = {x["name"]: x for x in report["queues"]}["q"]
+    for part in ("fairShare", "allocated"):
+        assert set(q[part]) == {"gpu", "cpu", "memory"}
+    assert q["allocated"] == {"gpu": 4, "cpu": 2000, "memory": 2 * 2**30}
+
+
+def test_cycles_feed_back(capsys, cluster):
+    report = run_json(capsys, "--cycles", "2", cluster)
+    assert len(report["cycles"]) == 2
+    assert len(report["cycles"][0]["bindings"]) == 2
+    # the gang is running in cycle 2: nothing new fits, b stays pending, a is not bound twice
+    assert report["cycles"][1]["bindings"] == []
+    assert [u["podGroup"] for u in report["cycles"][1]["unschedulable"]] == ["t/b"]
+
+
+def test_table_output(capsys, cluster):
+    assert main(["simulate", cluster]) == 0
+    out = capsys.readouterr().out
+    assert "== cycle 1: 2 bound" in out and "t/a-0" in out and "pending   t/b" in out
+
+
+def test_bundled_example_runs_with_no_arguments(capsys):
+    assert main(["simulate"]) == 0
+    out = capsys.readouterr().out
+    assert "== cycle 1:" in out and "bind" in out
+
+
+def test_config_file(capsys, cluster, tmp_path):
+    cfg = tmp_path / "conf.yaml"
+    cfg.write_text("actions: allocate\ntiers:\n- plugins:\n  - name: predicates\n  - name: proportion\n"
+                   "  - name: nodeplacement\n    arguments: {gpu: spread}\n")
+    report = run_json(capsys, "--config", str(cfg), cluster)
+    assert len(report["cycles"][0]["bindings"]) == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("actions: allocate, teleport\n")
+    assert main(["simulate", "--config", str(bad), cluster]) == 2
+    assert "unknown action 'teleport'" in capsys.readouterr().err
+
+
+BAD = [
+    ("bad.yaml", "kind: Node\nmetadata: {name: a\n", ["bad.yaml", "not valid YAML"]),
+    ("unknown.yaml", "kind: Foo\nmetadata: {name: a}\n", ["unknown.yaml: document 1", "unknown kind 'Foo'"]),
+    ("mm.yaml", "kind: PodGroup\nmetadata: {name: g}\nspec: {minMember: '2'}\n",
+     ["mm.yaml: document 1 (PodGroup g)", "spec.minMember"]),
+    ("neg.yaml", "kind: Node\nmetadata: {name: n}\nstatus: {allocatable: {cpu: '-2'}}\n",
+     ["neg.yaml: document 1 (Node n)", "status.allocatable.cpu", "negative quantity"]),
+    ("noname.yaml", "kind: Pod\nmetadata: {namespace: x}\n", ["noname.yaml: document 1", "metadata.name is required"]),
+    ("shape.yaml", "kind: Pod\nmetadata: {name: p}\nspec: {containers: [7]}\n", ["spec.containers[0]"]),
+]
+
+
+@pytest.mark.parametrize("name, text, needles", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_exits_2_with_message(capsys, tmp_path, name, text, needles):
+    p = tmp_path / name
+    p.write_text(text)
+    assert main(["simulate", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kai simulate: error: ")
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in err, (n, err)
+
+
+def test_bad_file_in_directory_and_missing_file(capsys, tmp_path):
+    d = tmp_path / "dir"
+    d.mkdir()
+    (d / "x.yaml").write_text("kind: Node\nmetadata: {name: a}\nstatus: {allocatable: {cpu: lots}}\n")
+    assert main(["simulate", str(d)]) == 2
+    assert "x.yaml: document 1 (Node a): status.allocatable.cpu: invalid quantity 'lots'" in capsys.readouterr().err
+    assert main(["simulate", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml: no such file or directory" in capsys.readouterr().err
+
+
+def test_cycles_must_be_positive(capsys, cluster):
+    assert main(["simulate", "--cycles", "0", cluster]) == 2
+    assert "--cycles must be >= 1" in capsys.readouterr().err
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "simulate" in capsys.readouterr().out
+
+
+def test_subprocess_python_m_kai(tmp_path, cluster):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    ok = subprocess.run([sys.executable, "-m", "kai", "simulate", "--output", "json", cluster],
+                        capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert len(json.loads(ok.stdout)["cycles"][0]["bindings"]) == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: PodGroup\nmetadata: {name: g}\nspec: {minMember: '2'}\n")
+    r = subprocess.run([sys.executable, "-m", "kai", "simulate", str(bad)],
+                       capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=120)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and "spec.minMember" in r.stderr and "bad.yaml" in r.stderr

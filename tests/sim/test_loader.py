@@ -1,0 +1,114 @@
+"""kai.sim.loader: manifests -> model objects; every bad input is a LoadError naming file, document, field."""
+import json
+
+import pytest
+
+from kai.sim.loader import LoadError, load_manifests
+
+NODE = "kind: Node\nmetadata: {name: n0}\nstatus: {allocatable: {cpu: '4', nvidia.com/gpu: '2'}}\n"
+POD = ("kind: Pod\nmetadata: {name: p0, annotations: {pod-group-name: g}}\n"
+       "spec: {schedulerName: kai-scheduler, containers: [{name: c, resources: {requests: {cpu: 500m}}}]}\n")
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+    return str(p)
+
+
+def error_of(paths):
+    with pytest.raises(LoadError) as exc:
+        load_manifests(paths if isinstance(paths, list) else [paths])
+    return str(exc.value)
+
+
+def test_loads_kinds_and_applies_defaults(tmp_path):
+    f = write(tmp_path, "c.yaml", "\n---\n".join([NODE, POD, "kind: Namespace\nmetadata: {name: ns}\n",
+                                                  "kind: Queue\nmetadata: {name: q}\nspec: {}\n"]))
+    m = load_manifests([f])
+    assert [n.metadata.name for n in m.objects["Node"]] == ["n0"]
+    p = m.objects["Pod"][0]
+    assert p.metadata.namespace == "default" and p.metadata.uid
+    q = m.objects["Queue"][0]
+    # file order becomes creation order when timestamps are absent
+    assert p.metadata.creation_timestamp < q.metadata.creation_timestamp
+    assert m.skipped == ["Namespace ns"]
+
+
+def test_list_kind_and_json(tmp_path):
+    doc = {"apiVersion": "v1", "kind": "List", "items": [
+        {"kind": "Node", "metadata": {"name": "a"}}, {"kind": "Node", "metadata": {"name": "b"}}]}
+    f = write(tmp_path, "l.json", json.dumps(doc))
+    assert [n.metadata.name for n in load_manifests([f]).objects["Node"]] == ["a", "b"]
+    bad = dict(doc, items=[{"kind": "Node", "metadata": {}}])
+    msg = error_of(write(tmp_path, "bad.json", json.dumps(bad)))
+    assert "bad.json: document 1.items[0]" in msg and "metadata.name is required" in msg
+
+
+def test_unquoted_timestamps_accepted(tmp_path):
+    f = write(tmp_path, "t.yaml", "kind: Pod\nmetadata: {name: p, creationTimestamp: 2024-01-01T00:00:05Z}\n")
+    assert load_manifests([f]).objects["Pod"][0].metadata.creation_timestamp.startswith("2024-01-01")
+
+
+def test_directory_input_reads_yaml_files_in_order(tmp_path):
+    write(tmp_path, "d/b.yaml", "kind: Node\nmetadata: {name: second}\n")
+    write(tmp_path, "d/a.yml", "kind: Node\nmetadata: {name: first}\n")
+    write(tmp_path, "d/notes.txt", "not yaml: [")
+    m = load_manifests([str(tmp_path / "d")])
+    assert [n.metadata.name for n in m.objects["Node"]] == ["first", "second"]
+
+
+def test_config_document_is_picked_up(tmp_path):
+    f = write(tmp_path, "c.yaml", NODE + "---\nactions: allocate\ntiers: []\n")
+    m = load_manifests([f])
+    assert len(m.config_docs) == 1 and "document 2" in m.config_docs[0][0]
+
+
+@pytest.mark.parametrize("text, needles", [
+    ("kind: Node\nmetadata: {name: a\n", ["not valid YAML", "line"]),
+    ("kind: Foo\nmetadata: {name: a}\n", ["document 1 (Foo a)", "unknown kind 'Foo'"]),
+    ("kind: PodGroup\nmetadata: {name: g}\nspec: {minMember: '2'}\n",
+     ["document 1 (PodGroup g)", "spec.minMember", "Expected `int`"]),
+    (NODE + "---\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, resources: {requests: {cpu: '-1'}}}]}\n",
+     ["document 2 (Pod p)", "spec.containers[0].resources.requests.cpu", "negative quantity '-1'"]),
+    ("kind: Node\nmetadata: {name: n}\nstatus: {allocatable: {memory: 12XB}}\n",
+     ["status.allocatable.memory", "invalid quantity '12XB'"]),
+    ("kind: Node\nmetadata: {name: n}\nstatus: {allocatable: {cpu: '1e400'}}\n", ["status.allocatable.cpu", "too large"]),
+    ("kind: Node\nmetadata: {labels: {}}\n", ["document 1 (Node ?)", "metadata.name is required"]),
+    ("metadata: {name: x}\n", ["document 1", "missing field 'kind'"]),
+    ("- a\n- b\n", ["document 1", "expected a Kubernetes object"]),
+    ("kind: Pod\nmetadata: {name: p}\nspec: {containers: 5}\n", ["spec.containers", "Expected `array`"]),
+    ("kind: Pod\nmetadata: {name: p}\nspec: {containers: [5]}\n", ["spec.containers[0]", "Expected `object`"]),
+    ("kind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, resources: 5}]}\n", ["spec.containers[0].resources"]),
+    ("kind: Pod\nmetadata: {name: p, namespace: 5}\n", ["metadata.namespace", "Expected `str`"]),
+    ("kind: Node\nmetadata: {name: p}\nstatus: 5\n", ["(Node p)", "status: Expected `object`"]),
+    ("kind: Node\nmetadata: 5\n", ["metadata must be a mapping"]),
+    ("kind: Queue\nmetadata: {name: q}\nspec: {resources: {gpu: {quota: lots}}}\n", ["spec.resources.gpu.quota"]),
+    ("kind: List\nitems: 5\n", ["items must be a list"]),
+])
+def test_bad_documents_name_file_document_and_field(tmp_path, text, needles):
+    f = write(tmp_path, "bad.yaml", text)
+    msg = error_of(f)
+    assert msg.startswith(f), msg
+    for n in needles:
+        assert n in msg, (n, msg)
+
+
+def test_bad_file_inside_directory_named(tmp_path):
+    write(tmp_path, "d/ok.yaml", NODE)
+    write(tmp_path, "d/sub/bad.yaml", "kind: Foo\nmetadata: {name: a}\n")
+    msg = error_of(str(tmp_path / "d"))
+    assert "sub/bad.yaml: document 1" in msg
+
+
+def test_nonexistent_path(tmp_path):
+    msg = error_of(str(tmp_path / "missing.yaml"))
+    assert "missing.yaml: no such file or directory" in msg
+
+
+def test_invalid_json_and_binary(tmp_path):
+    assert "not valid JSON" in error_of(write(tmp_path, "x.json", "[1,2"))
+    p = tmp_path / "bin.yaml"
+    p.write_bytes(b"\xff\xfe\x00kind")
+    assert "not UTF-8" in error_of(str(p))
