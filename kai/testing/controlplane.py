@@ -58,21 +58,22 @@ BUILD_SCRIPT = CONTROLPLANE_SRC / "build.sh"
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 #: Controllers started by kube-controller-manager when ``with_controller_manager=True``.
 DEFAULT_CONTROLLERS = (
-    "job",
-    "cronjob",
-    "replicaset",
-    "deployment",
-    "statefulset",
-    "daemonset",
-    "garbagecollector",
-    "namespace",
-    "serviceaccount",
-    "serviceaccount-token",
-    "root-ca-certificate-publisher",
-    "ttl-after-finished",
-    "podgc",
-    "disruption",
-    "resourcequota",
+    "job-controller",
+    "cronjob-controller",
+    "replicaset-controller",
+    "deployment-controller",
+    "statefulset-controller",
+    "daemonset-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+    "clusterrole-aggregation-controller",
+    "ttl-after-finished-controller",
+    "pod-garbage-collector-controller",
+    "disruption-controller",
+    "resourcequota-controller",
 )
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 POD_CIDR = "10.128.0.0/16"

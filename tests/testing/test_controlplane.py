@@ -123,21 +123,29 @@ def test_binding_subresource(kube_api: client.ApiClient, kube_namespace: str, gp
 def test_watch_with_bookmarks(kube_api: client.ApiClient, kube_namespace: str) -> None:
     core = client.CoreV1Api(kube_api)
     rv = core.list_namespaced_config_map(kube_namespace).metadata.resource_version
-    core.create_namespaced_config_map(
-        kube_namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="watched"), data={"a": "1"}))
-    seen: list[tuple[str, str]] = []
+    watched = core.create_namespaced_config_map(kube_namespace, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="watched", labels={"watch": "me"}), data={"a": "1"}))
+    seen: list[tuple[str, str, int]] = []
+    other_rv = 0
     w = watch.Watch()
-    # The apiserver sends a bookmark ~2s before a watch's timeout (and at least once a minute).
+    # The apiserver sends a bookmark ~2s before a watch's timeout (and about once a minute), but
+    # only when the resource's resourceVersion moved past what the watcher has already seen:
+    # the unlabelled "other" ConfigMap is filtered out of this watch and advances it.
     for event in w.stream(core.list_namespaced_config_map, kube_namespace, resource_version=rv,
-                          allow_watch_bookmarks=True, timeout_seconds=5):
-        obj = event["raw_object"]
-        seen.append((event["type"], obj["metadata"].get("name", "")))
+                          label_selector="watch=me", allow_watch_bookmarks=True, timeout_seconds=6):
+        meta = event["raw_object"]["metadata"]
+        seen.append((event["type"], meta.get("name", ""), int(meta["resourceVersion"])))
+        if event["type"] == "ADDED" and not other_rv:
+            other_rv = int(core.create_namespaced_config_map(kube_namespace, client.V1ConfigMap(
+                metadata=client.V1ObjectMeta(name="other"))).metadata.resource_version)
         if event["type"] == "BOOKMARK":
-            assert int(obj["metadata"]["resourceVersion"]) >= int(rv)
             w.stop()
-    types = [t for t, _ in seen]
-    assert ("ADDED", "watched") in seen
-    assert "BOOKMARK" in types, seen
+    assert seen[0][:2] == ("ADDED", "watched")
+    assert seen[0][2] == int(watched.metadata.resource_version)
+    bookmarks = [s for s in seen if s[0] == "BOOKMARK"]
+    assert bookmarks, seen
+    assert bookmarks[0][2] >= other_rv > seen[0][2]
+    assert not [s for s in seen if s[1] == "other"]
 
 
 def test_job_creates_pods_via_controller_manager(kube_api: client.ApiClient, kube_namespace: str,
