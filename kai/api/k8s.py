@@ -246,6 +246,7 @@ class PodGroupSpec(_K):
     mark_unschedulable: bool | None = None
     scheduling_backoff: int | None = None
     topology_constraint: TopologyConstraint | None = None
+    staleness_grace_period: str | None = None     # newer KAI field (Go duration); overrides the flag
     sub_groups: list[SubGroup] = []
     staleness_grace_period: str | None = None   # per-job override of the stale-gang grace (Go duration)
 
