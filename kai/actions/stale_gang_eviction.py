@@ -10,8 +10,8 @@ A job that is no longer stale has its timestamp cleared.
 KAI evicts with ``ssn.Evict`` directly; kai goes through a Statement (committed at once),
 so the node arrays and the queue accounting stay consistent for later actions.
 
-Grace period (seconds; negative = never evict), first found wins:
-``ssn.staleness_grace_period`` (set by a plugin), ``config.default_staleness_grace_period``
+Grace period (seconds; negative = never evict), first found wins: the PodGroup's
+``spec.stalenessGracePeriod`` (newer KAI), ``ssn.staleness_grace_period`` (set by a plugin), ``config.default_staleness_grace_period``
 (the ``--default-staleness-grace-period`` flag), else 60.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import structlog
 
 from kai.api import constants as C
+from kai.api.queue_info import parse_duration
 from kai.framework.action import Action, register_action
 from kai.framework.statement import Statement
 
@@ -29,7 +30,15 @@ DEFAULT_STALENESS_GRACE_PERIOD = 60.0
 ACTION_NAME = "stalegangeviction"
 
 
-def staleness_grace_period(ssn) -> float:
+def staleness_grace_period(ssn, job=None) -> float:
+    """Per-job ``spec.stalenessGracePeriod`` first, then the session / flag value, else 60 s."""
+    if job is not None:
+        own = getattr(job.podgroup.spec, "staleness_grace_period", None)
+        if own:
+            neg = own.startswith("-")
+            secs = parse_duration(own.lstrip("-"))
+            if secs is not None:
+                return -secs if neg else secs
     for v in (getattr(ssn, "staleness_grace_period", None),
               getattr(ssn.config, "default_staleness_grace_period", None)):
         if v is not None:
@@ -55,13 +64,13 @@ class StaleGangEviction(Action):
     name = ACTION_NAME
 
     def execute(self, ssn) -> None:
-        grace = staleness_grace_period(ssn)
         for job in list(ssn.jobs.values()):
             if not is_stale(job):
                 job.stale_since = 0.0
                 continue
             if not job.stale_since:
                 job.stale_since = ssn.now
+            grace = staleness_grace_period(ssn, job)
             if grace < 0 or ssn.now - job.stale_since < grace:
                 continue
             # pipelined pods are not on their node yet (they go back to Pending at close)
