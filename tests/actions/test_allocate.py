@@ -248,7 +248,9 @@ def test_properties_capacity_and_gangs(c):
         mine = [k for k in got if k.rsplit("-", 1)[0] == f"default/{j['name']}"]
         piped = [k for k in pipelined if k.rsplit("-", 1)[0] == f"default/{j['name']}"]
         assert len(mine) == 0 or len(mine) >= j["min_member"], (j, mine)
-        assert not (mine and piped), (j, mine, piped)       # a pipelined gang binds nothing
+        if j["min_member"] == j["pods"]:
+            assert not (mine and piped), (j, mine, piped)   # a pipelined gang binds nothing
+        # (an elastic extra beyond minMember may be pipelined after the gang was bound)
         assert len(piped) == 0 or len(piped) >= j["min_member"], (j, piped)
 
 
