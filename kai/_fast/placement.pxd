@@ -30,3 +30,23 @@ cdef int best_node(const double[:, ::1] allocatable, const double[:, ::1] idle,
                    int score_col, int strategy, bint cpu_only, int gpu_col,
                    bint allow_pipeline, unsigned char[::1] scratch,
                    bint* pipelined) noexcept nogil
+
+# --- Lazy node queues (one per task class) --------------------------------------------
+# When no plugin adds per-node scores, KAI's total score orders nodes lexicographically by
+# (band = availability + resourcetype, placement monotone in the free amount, name rank).
+# A NodeQueue keeps feasible nodes of one task class (mask, request, strategy) in a heap
+# keyed that way; a session-wide TouchLog records every node whose columns changed, and a
+# queue re-keys only those nodes before answering. Entries carry the node's version at
+# push time; stale entries are dropped when they reach the top.
+cdef struct QEntry:
+    double k1          # -(band score): lower is better
+    double k2          # binpack: free amount (lower better); spread: -free/capacity
+    int rank           # node name rank (lower better)
+    int node           # node column
+    unsigned int ver   # node version when pushed
+
+cdef class TouchLog:
+    cdef unsigned int* ver     # uint32[N]: bumped on every change of a node's columns
+    cdef int* log              # int32[len]: node columns in order of change
+    cdef Py_ssize_t n_nodes, length, cap
+    cdef void touch(self, int node) noexcept nogil

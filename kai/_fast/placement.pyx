@@ -4,6 +4,7 @@ is the readable twin the tests compare against."""
 import numpy as np
 cimport numpy as cnp
 from libc.math cimport INFINITY
+from libc.stdlib cimport malloc, realloc, free
 
 cnp.import_array()
 
@@ -181,3 +182,239 @@ def fit_counts(const double[:, ::1] idle, const double[:, ::1] avail, const unsi
 
 STRATEGY_BINPACK = BINPACK
 STRATEGY_SPREAD = SPREAD
+
+
+cdef class TouchLog:
+    """Session-wide record of node columns changed since the session opened."""
+
+    def __cinit__(self, Py_ssize_t n_nodes):
+        self.n_nodes = n_nodes
+        self.ver = <unsigned int*>malloc(max(n_nodes, 1) * sizeof(unsigned int))
+        self.cap = 1024
+        self.log = <int*>malloc(self.cap * sizeof(int))
+        self.length = 0
+        if self.ver == NULL or self.log == NULL:
+            raise MemoryError()
+        for i in range(n_nodes):
+            self.ver[i] = 0
+
+    def __dealloc__(self):
+        free(self.ver)
+        free(self.log)
+
+    cdef void touch(self, int node) noexcept nogil:
+        cdef int* grown
+        if self.length == self.cap:
+            grown = <int*>realloc(self.log, 2 * self.cap * sizeof(int))
+            if grown == NULL:
+                return      # keeps versions right; queues then re-scan (see NodeQueue.sync)
+            self.log = grown
+            self.cap *= 2
+        self.log[self.length] = node
+        self.length += 1
+        self.ver[node] += 1
+
+    def mark(self, int node):
+        """Record that node ``node``'s columns were changed outside the kernels (undo, evict)."""
+        self.touch(node)
+
+    def __len__(self):
+        return self.length
+
+
+cdef inline bint _less(QEntry* a, QEntry* b) noexcept nogil:
+    if a.k1 != b.k1:
+        return a.k1 < b.k1
+    if a.k2 != b.k2:
+        return a.k2 < b.k2
+    return a.rank < b.rank
+
+
+cdef class NodeQueue:
+    """Feasible nodes of one task class, best first, kept current through a TouchLog.
+
+    Valid only while no plugin adds per-node scores (the caller checks). ``exact`` is False
+    when the class has feasible nodes without the scored resource under binpack (KAI gives
+    those the same score as the emptiest node, which no static key can express); the caller
+    then uses the full-scan kernel instead.
+    """
+    cdef QEntry* heap
+    cdef Py_ssize_t size, cap
+    cdef Py_ssize_t synced
+    cdef unsigned int* pushed      # version+1 at which each node was last pushed (0 = never)
+    cdef double[::1] req
+    cdef int[::1] req_cols
+    cdef const unsigned char[::1] mask
+    cdef public object mask_ref
+    cdef int score_col, strategy, gpu_col
+    cdef bint cpu_only, allow_pipeline
+    cdef readonly bint exact
+    cdef Py_ssize_t n_nodes
+
+    def __cinit__(self, const unsigned char[::1] mask, const double[::1] req, const int[::1] req_cols,
+                  int score_col, int strategy, bint cpu_only, int gpu_col, bint allow_pipeline):
+        self.n_nodes = mask.shape[0]
+        self.mask = mask
+        self.req = np.array(req, dtype=np.float64)
+        self.req_cols = np.array(req_cols, dtype=np.int32)
+        self.score_col = score_col
+        self.strategy = strategy
+        self.cpu_only = cpu_only
+        self.gpu_col = gpu_col
+        self.allow_pipeline = allow_pipeline
+        self.cap = max(self.n_nodes, 16)
+        self.heap = <QEntry*>malloc(self.cap * sizeof(QEntry))
+        self.pushed = <unsigned int*>malloc(max(self.n_nodes, 1) * sizeof(unsigned int))
+        if self.heap == NULL or self.pushed == NULL:
+            raise MemoryError()
+        self.size = 0
+        self.synced = -1
+        self.exact = True
+
+    def __dealloc__(self):
+        free(self.heap)
+        free(self.pushed)
+
+    cdef bint _key(self, const double[:, ::1] allocatable, const double[:, ::1] idle,
+                   const double[:, ::1] avail, const double[::1] gpu_capacity,
+                   const int[::1] name_rank, int n, QEntry* e) noexcept nogil:
+        cdef Py_ssize_t k
+        cdef int c
+        cdef bint on_idle = True
+        cdef double band, x, cap
+        if not self.mask[n]:
+            return False
+        for k in range(self.req_cols.shape[0]):
+            c = self.req_cols[k]
+            if avail[c, n] < self.req[c] - EPS:
+                return False
+            if idle[c, n] < self.req[c] - EPS:
+                on_idle = False
+        if not on_idle and not self.allow_pipeline:
+            return False
+        band = 100.0 if on_idle else 0.0
+        if self.cpu_only and allocatable[self.gpu_col, n] == 0:
+            band += 10.0
+        x = avail[self.score_col, n]
+        if self.strategy == BINPACK:
+            if allocatable[self.score_col, n] <= 0:
+                self.exact = False
+            e.k2 = x
+        else:
+            cap = gpu_capacity[n] if self.score_col == self.gpu_col else allocatable[self.score_col, n]
+            e.k2 = -(x / cap) if cap > 0 else 0.0
+        e.k1 = -band
+        e.rank = name_rank[n]
+        e.node = n
+        return True
+
+    cdef void _push(self, QEntry* e) noexcept nogil:
+        cdef Py_ssize_t i, parent
+        cdef QEntry* grown
+        if self.size == self.cap:
+            grown = <QEntry*>realloc(self.heap, 2 * self.cap * sizeof(QEntry))
+            if grown == NULL:
+                return
+            self.heap = grown
+            self.cap *= 2
+        i = self.size
+        self.size += 1
+        while i > 0:
+            parent = (i - 1) >> 1
+            if not _less(e, &self.heap[parent]):
+                break
+            self.heap[i] = self.heap[parent]
+            i = parent
+        self.heap[i] = e[0]
+
+    cdef void _pop(self) noexcept nogil:
+        cdef Py_ssize_t i = 0, child
+        cdef QEntry last
+        self.size -= 1
+        if self.size == 0:
+            return
+        last = self.heap[self.size]
+        while True:
+            child = 2 * i + 1
+            if child >= self.size:
+                break
+            if child + 1 < self.size and _less(&self.heap[child + 1], &self.heap[child]):
+                child += 1
+            if not _less(&self.heap[child], &last):
+                break
+            self.heap[i] = self.heap[child]
+            i = child
+        self.heap[i] = last
+
+    cdef void _refresh(self, TouchLog log, const double[:, ::1] allocatable, const double[:, ::1] idle,
+                       const double[:, ::1] avail, const double[::1] gpu_capacity,
+                       const int[::1] name_rank, int n) noexcept nogil:
+        cdef QEntry e
+        if self.pushed[n] == log.ver[n] + 1:
+            return
+        self.pushed[n] = log.ver[n] + 1
+        if self._key(allocatable, idle, avail, gpu_capacity, name_rank, n, &e):
+            e.ver = log.ver[n]
+            self._push(&e)
+
+    cdef void sync(self, TouchLog log, const double[:, ::1] allocatable, const double[:, ::1] idle,
+                   const double[:, ::1] avail, const double[::1] gpu_capacity,
+                   const int[::1] name_rank) noexcept nogil:
+        cdef Py_ssize_t p, n
+        if self.synced < 0:
+            self.size = 0
+            for n in range(self.n_nodes):
+                self.pushed[n] = 0
+            for n in range(self.n_nodes):
+                self._refresh(log, allocatable, idle, avail, gpu_capacity, name_rank, <int>n)
+        else:
+            for p in range(self.synced, log.length):
+                self._refresh(log, allocatable, idle, avail, gpu_capacity, name_rank, log.log[p])
+        self.synced = log.length
+
+    cdef int best(self, TouchLog log) noexcept nogil:
+        while self.size > 0:
+            if self.heap[0].ver == log.ver[self.heap[0].node]:
+                return self.heap[0].node
+            self._pop()
+        return -1
+
+    def place(self, TouchLog log, const double[:, ::1] allocatable, double[:, ::1] idle,
+              double[:, ::1] releasing, double[:, ::1] avail, const double[::1] gpu_capacity,
+              const int[::1] name_rank, int count, int[::1] out_nodes,
+              unsigned char[::1] out_pipelined, double[:, :, ::1] undo):
+        """Same contract as ``place`` (no extra scores), answered from the queue.
+
+        Returns the number placed, or -1 when the class turned out not to be exact (the
+        caller must then use ``place``; nothing was changed).
+        """
+        cdef int i, node, placed = 0, n_res = idle.shape[0]
+        cdef Py_ssize_t c, k
+        cdef bint pipelined
+        with nogil:
+            self.sync(log, allocatable, idle, avail, gpu_capacity, name_rank)
+            if not self.exact:
+                placed = -1
+            else:
+                for i in range(count):
+                    node = self.best(log)
+                    if node < 0:
+                        break
+                    pipelined = False
+                    for k in range(self.req_cols.shape[0]):
+                        c = self.req_cols[k]
+                        if idle[c, node] < self.req[c] - EPS:
+                            pipelined = True
+                            break
+                    for c in range(n_res):
+                        undo[i, 0, c] = idle[c, node]
+                        undo[i, 1, c] = releasing[c, node]
+                    _take(idle, releasing, avail, self.req, self.req_cols, node, pipelined)
+                    log.touch(node)
+                    out_nodes[i] = node
+                    out_pipelined[i] = pipelined
+                    placed += 1
+                    self.sync(log, allocatable, idle, avail, gpu_capacity, name_rank)
+                    if not self.exact:
+                        break
+        return placed

@@ -39,6 +39,14 @@ def schedulable_jobs(ssn) -> list:
             ssn.record_fit_error(job, [f"queue {job.queue!r} is not a leaf queue; only leaf queues take jobs"])
             continue
         if not job.is_ready():
+            short = []
+            for ps in job.podsets.values():
+                alive = sum(1 for t in ps.tasks if t.status & C.ALIVE and t.status != S.GATED)
+                if alive < ps.min_available:
+                    where = f"subgroup {ps.name!r}" if ps.name else "the PodGroup"
+                    short.append(f"{where} has {alive} schedulable pod(s), fewer than its minMember "
+                                 f"{ps.min_available} (pods not created yet or scheduling-gated)")
+            ssn.record_fit_error(job, short)
             continue
         out.append(job)
     return out

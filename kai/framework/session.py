@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from kai._fast.placement import STRATEGY_BINPACK, STRATEGY_SPREAD
+from kai._fast.placement import STRATEGY_BINPACK, STRATEGY_SPREAD, NodeQueue, TouchLog
 from kai.api import constants as C
 from kai.api.pod_info import PodInfo
 from kai.api.podgroup_info import PodGroupInfo, default_task_order_key
@@ -42,6 +42,8 @@ class Session:
         self.gpu_capacity = t.gpu_capacity
         self.name_rank = t.name_rank
         self.node_infos = t.infos
+        self.touch_log = TouchLog(self.idle.shape[1])
+        self._node_queues: dict[tuple, NodeQueue] = {}
         self.registry = state.registry
         self.jobs: dict[str, PodGroupInfo] = state.jobs
         self.queues = QueueTree(list(state.queues.values()))
@@ -81,6 +83,18 @@ class Session:
         if lq.priority != rq.priority:
             return -1 if lq.priority > rq.priority else 1
         return -1 if (lq.creation, lq.name) < (rq.creation, rq.name) else 1
+
+    def node_queue(self, mask, req, req_cols, score_col, strategy, cpu_only, allow_pipeline) -> NodeQueue:
+        """The session's lazy node queue for one task class (created on first use)."""
+        key = (id(mask), req.tobytes(), strategy, cpu_only, allow_pipeline)
+        q = self._node_queues.get(key)
+        if q is None:
+            if len(self._node_queues) >= 256:
+                self._node_queues.pop(next(iter(self._node_queues)))
+            q = NodeQueue(mask, req, req_cols, score_col, strategy, cpu_only, 2, allow_pipeline)
+            q.mask_ref = mask     # keep the mask alive while its id is a key
+            self._node_queues[key] = q
+        return q
 
     def placement_strategy(self, cpu_only: bool) -> int:
         return self.placement["cpu" if cpu_only else "gpu"]

@@ -68,9 +68,28 @@ class Statement:
         cpu_only = t0.is_cpu_only
         strat = ssn.placement_strategy(cpu_only)
         score_col = 0 if cpu_only else 2
-        placed = _placement.place(ssn.allocatable, ssn.idle, ssn.releasing, ssn.avail, ssn.gpu_capacity,
-                                  mask, ssn.name_rank, extra, req, req_cols, score_col, strat, cpu_only,
-                                  2, allow_pipeline, k, out_nodes, out_pipe, undo)
+        placed = 0
+        if extra is None and not ssn.node_mask_fns:
+            q = ssn.node_queue(mask, req, req_cols, score_col, strat, cpu_only, allow_pipeline)
+            placed = q.place(ssn.touch_log, ssn.allocatable, ssn.idle, ssn.releasing, ssn.avail,
+                             ssn.gpu_capacity, ssn.name_rank, k, out_nodes, out_pipe, undo)
+            if placed < 0:
+                placed = 0
+            elif placed == k or q.exact:
+                return self._record(tasks, placed, out_nodes, out_pipe, undo)
+        if placed < k:
+            rest = k - placed
+            n2, p2, u2 = out_nodes[placed:], out_pipe[placed:], undo[placed:]
+            got = _placement.place(ssn.allocatable, ssn.idle, ssn.releasing, ssn.avail, ssn.gpu_capacity,
+                                   mask, ssn.name_rank, extra, req, req_cols, score_col, strat, cpu_only,
+                                   2, allow_pipeline, rest, n2, p2, u2)
+            for node in n2[:got]:
+                ssn.touch_log.mark(int(node))
+            placed += got
+        return self._record(tasks, placed, out_nodes, out_pipe, undo)
+
+    def _record(self, tasks, placed, out_nodes, out_pipe, undo) -> int:
+        ssn = self.ssn
         infos = ssn.node_infos
         for i in range(placed):
             t = tasks[i]
@@ -100,6 +119,7 @@ class Statement:
         else:
             ssn.releasing[:, i] += req
         ssn.avail[:, i] = ssn.idle[:, i] + ssn.releasing[:, i]
+        ssn.touch_log.mark(i)
         self.ops.append(Op(EVICT, task, i, None, old, task.status, task.node_name, action, preemptor))
         ssn.fire_deallocate(task)
         task.status = S.RELEASING if not was_pipelined else S.PENDING
@@ -124,6 +144,7 @@ class Statement:
             ssn.idle[:, i] = op.old[0]
             ssn.releasing[:, i] = op.old[1]
             ssn.avail[:, i] = op.old[0] + op.old[1]
+            ssn.touch_log.mark(i)
             if op.kind == EVICT:
                 op.task.status = op.old_status
                 ssn.fire_allocate(op.task)
