@@ -234,3 +234,15 @@ def test_run_of_tasks_fills_one_node_before_the_next_under_binpack():
                np.arange(2, dtype=np.int32), None, req, np.array([2, 3], np.int32), GPU_COL,
                fast.STRATEGY_SPREAD, False, GPU_COL, True, 6, out2, pipe, undo)
     assert out2.tolist() == [0, 1, 0, 1, 0, 1]
+
+
+@pytest.mark.parametrize("mod", [fast, ref], ids=["kernel", "reference"])
+def test_zero_nodes_places_nothing(mod):
+    z = np.zeros((R, 0))
+    out, pipe, undo = np.zeros(2, np.int32), np.zeros(2, np.uint8), np.zeros((2, 2, R))
+    req = np.array([1, 0, 0, 1, 0], dtype=np.float64)
+    cols = np.array([0, 3], dtype=np.int32)
+    assert mod.place(z, z.copy(), z.copy(), z.copy(), np.zeros(0), np.zeros(0, np.uint8), np.zeros(0, np.int32),
+                     None, req, cols, 0, 0, True, GPU_COL, True, 2, out, pipe, undo) == 0
+    short = np.zeros(2, dtype=np.int64)
+    assert mod.fit_counts(z, z, np.zeros(0, np.uint8), req, cols, short) == 0 and short.tolist() == [0, 0]

@@ -45,11 +45,13 @@ def queue(name, parent="", gpu=None, cpu=None, memory=None):
 
 
 def pod(name, group, gpu=0, cpu="1", memory="1Gi", ns="default", node_name="", deleting=False,
-        annotations=None, node_selector=None, tolerations=None, affinity=None, phase=None):
+        annotations=None, node_selector=None, tolerations=None, affinity=None, phase=None, labels=None):
     req = {"cpu": str(cpu), "memory": memory}
     if gpu:
         req["nvidia.com/gpu"] = str(gpu)
     meta = {"name": name, "namespace": ns, "annotations": {"pod-group-name": group, **(annotations or {})}}
+    if labels:
+        meta["labels"] = dict(labels)
     if deleting:
         meta["deletionTimestamp"] = "2024-01-01T00:00:00Z"
     spec = {"schedulerName": SCHEDULER, "containers": [{"name": "main", "resources": {"requests": req}}]}
