@@ -24,7 +24,7 @@ PER_NODE = 10
 
 def _objects():
     nodes = synthetic_nodes(N_NODES, seed=3)
-    pgs, pods = running_pods(nodes, PER_NODE, seed=3)
+    pgs, pods = running_pods(nodes, PER_NODE, seed=3, gang=8)
     return nodes, pgs, pods
 
 

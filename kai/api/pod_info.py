@@ -194,7 +194,7 @@ class PodInfo:
     """A pod inside the scheduler: identity, request vector, constraints, session status."""
 
     __slots__ = ("pod", "uid", "name", "namespace", "key", "job_key", "status", "node_name",
-                 "req", "gpu_sharing", "gpu_groups", "signature", "creation", "invalid_reason",
+                 "req", "gpu_sharing", "gpu_groups", "_signature", "creation", "invalid_reason",
                  "task_priority", "subgroup", "is_virtual", "deleting")
 
     def __init__(self, pod: Pod, registry: ResourceRegistry) -> None:
@@ -216,16 +216,26 @@ class PodInfo:
             self.req = np.zeros(len(registry))
             self.req[PODS] = 1.0
             self.invalid_reason = f"pod {self.key}: {exc}"
-        self.gpu_sharing, err = parse_gpu_sharing(pod, float(self.req[GPU]))
-        if err and not self.invalid_reason:
-            self.invalid_reason = f"pod {self.key}: {err}"
+        ann = meta.annotations
+        if ann and (C.GPU_FRACTION in ann or C.GPU_MEMORY in ann or C.GPU_FRACTION_NUM_DEVICES in ann
+                    or C.MPS in ann):
+            self.gpu_sharing, err = parse_gpu_sharing(pod, float(self.req[GPU]))
+            if err and not self.invalid_reason:
+                self.invalid_reason = f"pod {self.key}: {err}"
+        else:
+            self.gpu_sharing = None
         self.gpu_groups: list[str] = []
-        self.signature = constraint_signature(pod)
-        try:
-            self.task_priority = int(meta.labels.get(C.TASK_PRIORITY_LABEL, 0))
-        except ValueError:
-            self.task_priority = 0
-        self.subgroup = meta.labels.get(C.SUBGROUP_LABEL, "")
+        self._signature = None
+        labels = meta.labels
+        self.task_priority = 0
+        self.subgroup = ""
+        if labels:
+            if C.TASK_PRIORITY_LABEL in labels:
+                try:
+                    self.task_priority = int(labels[C.TASK_PRIORITY_LABEL])
+                except ValueError:
+                    pass
+            self.subgroup = labels.get(C.SUBGROUP_LABEL, "")
         self.is_virtual = False
         self.status = self._initial_status()
 
@@ -244,6 +254,14 @@ class PodInfo:
         if self.pod.spec.scheduling_gates:
             return C.PodStatus.GATED
         return C.PodStatus.PENDING
+
+    @property
+    def signature(self) -> tuple:
+        """Constraint signature (computed on first use; running pods never need it)."""
+        sig = self._signature
+        if sig is None:
+            sig = self._signature = constraint_signature(self.pod)
+        return sig
 
     def req_vec(self, width: int) -> np.ndarray:
         """The request padded to ``width`` columns (extended resources may have been added)."""

@@ -20,7 +20,7 @@ class PodSet:
 
     def __init__(self, name: str, min_available: int) -> None:
         self.name = name
-        self.min_available = max(int(min_available), 0)
+        self.min_available = min_available if min_available > 0 else 0
         self.tasks: list[PodInfo] = []
 
     def count(self, mask: int) -> int:
@@ -62,7 +62,8 @@ class PodGroupInfo:
         self.priority = priority
         self.priority_class = pg.spec.priority_class_name
         self.preemptible = preemptible
-        self.min_member = max(int(pg.spec.min_member), 1)
+        mm = pg.spec.min_member
+        self.min_member = mm if mm > 1 else 1
         self.creation = parse_time(meta.creation_timestamp)
         self.tasks: dict[str, PodInfo] = {}
         self.invalid_reasons: list[str] = []

@@ -27,6 +27,10 @@ S = C.PodStatus
 class Session:
     """Snapshot + registered callbacks + dispatch. Actions run against one open Session."""
 
+    #: answer runs of placements from lazy node queues when no plugin scores nodes
+    #: (False forces a full scan per decision: used as the benchmarks' baseline)
+    use_node_queues = True
+
     def __init__(self, state: ClusterState, cache, config, now: float | None = None) -> None:
         self.state = state
         self.cache = cache

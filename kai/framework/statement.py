@@ -69,7 +69,7 @@ class Statement:
         strat = ssn.placement_strategy(cpu_only)
         score_col = 0 if cpu_only else 2
         placed = 0
-        if extra is None and not ssn.node_mask_fns:
+        if extra is None and not ssn.node_mask_fns and ssn.use_node_queues:
             q = ssn.node_queue(mask, req, req_cols, score_col, strat, cpu_only, allow_pipeline)
             placed = q.place(ssn.touch_log, ssn.allocatable, ssn.idle, ssn.releasing, ssn.avail,
                              ssn.gpu_capacity, ssn.name_rank, k, out_nodes, out_pipe, undo)
@@ -114,8 +114,17 @@ class Statement:
         req = task.req_vec(ssn.allocatable.shape[0])
         was_pipelined = task.status == S.PIPELINED
         if was_pipelined:
-            # undoing a pipeline of this same statement frees its resources outright
-            ssn.idle[:, i] += req
+            # Undoing a pipeline gives back what it took: the part taken from releasing goes
+            # back to releasing (that pod is still terminating), the rest to idle. The kernel
+            # takes min(req, releasing) from releasing. Pipelined in an earlier statement: the
+            # split is unknown, so all of it goes to releasing (never over-commits idle).
+            from_rel = req
+            for prev in reversed(self.ops):
+                if prev.task is task and prev.kind == PIPELINE and prev.node == i:
+                    from_rel = np.minimum(req, np.maximum(prev.old[1], 0.0))
+                    break
+            ssn.releasing[:, i] += from_rel
+            ssn.idle[:, i] += req - from_rel
         else:
             ssn.releasing[:, i] += req
         ssn.avail[:, i] = ssn.idle[:, i] + ssn.releasing[:, i]

@@ -97,15 +97,22 @@ def synthetic_jobs(n_jobs: int, total_pods: int, seed: int = 0, queues: list[str
     return pgs, pods
 
 
-def running_pods(nodes: list[Node], per_node: int, seed: int = 0, prefix: str = "run") -> tuple[list[PodGroup], list[Pod]]:
-    """``per_node`` running single-pod jobs on every node (1 GPU each on GPU nodes)."""
+def running_pods(nodes: list[Node], per_node: int, seed: int = 0, prefix: str = "run",
+                 gang: int = 1) -> tuple[list[PodGroup], list[Pod]]:
+    """``per_node`` running pods on every node (1 GPU each for the first 4 on GPU nodes),
+    grouped into jobs of ``gang`` consecutive pods (a job spans nodes, as distributed training does)."""
     pgs, pods = [], []
+    k = 0
+    group = ""
     for n in nodes:
         has_gpu = "nvidia.com/gpu" in n.status.allocatable
         for i in range(per_node):
-            name = f"{prefix}-{n.metadata.name}-{i}"
-            pgs.append(PodGroup(metadata=ObjectMeta(name=name, namespace="running", uid=f"uid-pg-{name}"),
-                                spec=PodGroupSpec(min_member=1, queue="default-queue", priority_class_name="train")))
-            pods.append(make_pod(name, "running", name, 1 if (has_gpu and i < 4) else 0, cpu="500m",
-                                 mem="2Gi", node=n.metadata.name))
+            if k % gang == 0:
+                group = f"{prefix}-{k // gang:06d}"
+                pgs.append(PodGroup(metadata=ObjectMeta(name=group, namespace="running", uid=f"uid-pg-{group}"),
+                                    spec=PodGroupSpec(min_member=gang, queue="default-queue",
+                                                      priority_class_name="train")))
+            pods.append(make_pod(f"{group}-{k % gang}", "running", group, 1 if (has_gpu and i < 4) else 0,
+                                 cpu="500m", mem="2Gi", node=n.metadata.name))
+            k += 1
     return pgs, pods
