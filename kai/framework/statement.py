@@ -117,7 +117,7 @@ class Statement:
             # Undoing a pipeline gives back what it took: the part taken from releasing goes
             # back to releasing (that pod is still terminating), the rest to idle. The kernel
             # takes min(req, releasing) from releasing. Pipelined in an earlier statement: the
-            # split is unknown, so all of it goes to releasing (never over-commits idle).
+            # split is unknown, so all of it goes to releasing (errs away from over-committing idle).
             from_rel = req
             for prev in reversed(self.ops):
                 if prev.task is task and prev.kind == PIPELINE and prev.node == i:

@@ -254,10 +254,17 @@ def test_evicting_own_pipelined_task_frees_idle(ssn):
     stmt.allocate_run(tasks(ssn, "pend")[:4], mask(ssn, "n2"), None)
     piped = [t for t in tasks(ssn, "pend") if t.status == S.PIPELINED]
     assert len(piped) == 1
+    assert ssn.releasing[2, i] == rel0[2] - 1 and ssn.idle[2, i] == idle0[2] - 3
     stmt.evict(piped[0], "consolidation")
     assert piped[0].status == S.PENDING
-    assert ssn.releasing[2, i] == rel0[2] - 1     # the pipelined task consumed releasing
-    assert ssn.idle[2, i] == idle0[2] - 3 + 1
+    # the GPU it was waiting for is still held by the terminating pod: back to releasing, not idle
+    assert ssn.releasing[2, i] == rel0[2]
+    assert ssn.idle[2, i] == idle0[2] - 3
+    assert np.array_equal(ssn.avail, ssn.idle + ssn.releasing)
+    # so nothing can be bound (only pipelined) onto it
+    other = tasks(ssn, "pend")[4]
+    stmt.allocate_run([other], mask(ssn, "n2"), None, allow_pipeline=False)
+    assert other.status == S.PENDING
     stmt.discard()
     assert np.array_equal(ssn.idle[:, i], idle0) and np.array_equal(ssn.releasing[:, i], rel0)
 
