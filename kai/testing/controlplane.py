@@ -504,19 +504,30 @@ class ControlPlane:
             atexit.unregister(self.stop)
             self._atexit_registered = False
 
-    def restart_apiserver(self, downtime: float = 0.0) -> None:
-        """Stop kube-apiserver, wait ``downtime`` seconds, start it again on the same port/etcd."""
+    def restart_apiserver(self, downtime: float = 0.0, *, graceful: bool = True) -> None:
+        """Stop kube-apiserver, wait ``downtime`` seconds, start it again on the same port/etcd.
+
+        Data survives (etcd keeps running); clients see their connections and watches drop.
+        """
         with self._lock:
-            self.stop_apiserver()
+            self.stop_apiserver(graceful=graceful)
             if downtime > 0:
                 time.sleep(downtime)
             self.start_apiserver()
 
-    def stop_apiserver(self) -> None:
+    def stop_apiserver(self, *, graceful: bool = True, timeout: float = 3.0) -> None:
+        """SIGTERM kube-apiserver (SIGKILL after ``timeout``), or SIGKILL it if not ``graceful``.
+
+        With open watches kube-apiserver can take 15s+ to exit on SIGTERM, hence the short timeout.
+        """
         with self._lock:
             proc = self._procs.get("kube-apiserver")
-            if proc is not None:
-                proc.stop()
+            if proc is None:
+                return
+            if graceful:
+                proc.stop(timeout)
+            else:
+                proc.kill()
 
     def start_apiserver(self) -> None:
         with self._lock:
