@@ -661,21 +661,8 @@ class ControlPlane:
         self._wait(proc, ready, "did not become ready (/readyz)")
 
     def _write_kubeconfig(self) -> None:
-        assert self.workdir is not None
-        cfg = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "kai-test", "cluster": {"server": self.server,
-                                                          "certificate-authority": self.ca_file}}],
-            "users": [{"name": "kai-admin", "user": {"token": self.token}}],
-            "contexts": [{"name": "kai-test", "context": {"cluster": "kai-test", "user": "kai-admin"}}],
-            "current-context": "kai-test",
-            "preferences": {},
-        }
-        path = self.workdir / "kubeconfig"
-        path.write_text(json.dumps(cfg, indent=2) + "\n")  # JSON is valid YAML
-        path.chmod(0o600)
-        self.kubeconfig = str(path)
+        assert self.workdir is not None and self.token is not None
+        self.kubeconfig = self.write_kubeconfig(self.workdir / "kubeconfig", self.token, user="kai-admin")
 
     def _component_auth_args(self) -> list[str]:
         return [
@@ -814,6 +801,46 @@ class ControlPlane:
                 return
             time.sleep(0.1)
         raise ControlPlaneError(f"no default ServiceAccount in {namespace} after {timeout}s")
+
+    def write_kubeconfig(self, path: str | os.PathLike[str], token: str, user: str = "user") -> str:
+        """Write a kubeconfig for this cluster authenticating with ``token``; returns the path."""
+        cfg = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "kai-test", "cluster": {"server": self.server,
+                                                          "certificate-authority": self.ca_file}}],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": "kai-test", "context": {"cluster": "kai-test", "user": user}}],
+            "current-context": "kai-test",
+            "preferences": {},
+        }
+        p = Path(path)
+        p.write_text(json.dumps(cfg, indent=2) + "\n")  # JSON is valid YAML
+        p.chmod(0o600)
+        return str(p)
+
+    def service_account_kubeconfig(self, namespace: str, name: str, *, create: bool = True,
+                                   expiration_seconds: int = 86400) -> str:
+        """A kubeconfig with a TokenRequest token for ServiceAccount ``namespace/name``.
+
+        For least-privilege tests: the token has exactly the RBAC bound to that ServiceAccount.
+        The ServiceAccount is created if missing (``create=True``).
+        """
+        assert self.workdir is not None, "not started"
+        if create:
+            status, body = self.api_request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts",
+                                            {"apiVersion": "v1", "kind": "ServiceAccount",
+                                             "metadata": {"name": name}})
+            if status not in (201, 409):
+                raise ControlPlaneError(f"creating ServiceAccount {namespace}/{name}: {status} {body}")
+        status, body = self.api_request(
+            "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+             "spec": {"expirationSeconds": expiration_seconds}})
+        if status != 201:
+            raise ControlPlaneError(f"TokenRequest for {namespace}/{name}: {status} {body}")
+        return self.write_kubeconfig(self.workdir / f"kubeconfig-sa-{namespace}-{name}",
+                                     body["status"]["token"], user=f"{namespace}-{name}")
 
     def api_client(self) -> Any:
         """A ``kubernetes.client.ApiClient`` for the admin kubeconfig."""

@@ -208,3 +208,38 @@ def test_restart_apiserver_keeps_data(control_plane: ControlPlane, kube_api: cli
     core.create_namespaced_pod(kube_namespace, _pod("after-restart", node_name=gpu_node))
     _wait(lambda: core.read_namespaced_pod("after-restart", kube_namespace).status.phase == "Running",
           timeout=60, what="pod Running after apiserver restart")
+
+
+def test_service_account_kubeconfig_is_least_privilege(control_plane: ControlPlane,
+                                                       kube_namespace: str) -> None:
+    from kubernetes import config
+
+    sa_client = config.new_client_from_config(
+        config_file=control_plane.service_account_kubeconfig(kube_namespace, "limited"))
+    core = client.CoreV1Api(sa_client)
+    with pytest.raises(client.ApiException) as err:
+        core.list_namespaced_pod(kube_namespace)
+    assert err.value.status == 403
+    admin = control_plane.api_client()
+    rbac = client.RbacAuthorizationV1Api(admin)
+    rbac.create_namespaced_role(kube_namespace, {
+        "metadata": {"name": "pod-reader"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]})
+    rbac.create_namespaced_role_binding(kube_namespace, {
+        "metadata": {"name": "pod-reader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": "limited", "namespace": kube_namespace}]})
+    _wait(lambda: _can_list(core, kube_namespace), what="RBAC binding effective")
+    with pytest.raises(client.ApiException) as err:
+        core.list_node()
+    assert err.value.status == 403
+    sa_client.close()
+    admin.close()
+
+
+def _can_list(core: client.CoreV1Api, ns: str) -> bool:
+    try:
+        core.list_namespaced_pod(ns)
+        return True
+    except client.ApiException:
+        return False
