@@ -65,6 +65,7 @@ class ClusterState:
         self._node_pods: dict[str, set[str]] = defaultdict(set)
         self._charged: dict[str, tuple[int, np.ndarray, bool]] = {}  # uid -> (node idx, req, releasing)
         self._waiting: dict[str, set[str]] = defaultdict(set)   # podgroup key -> pod uids
+        self._waiting_key: dict[str, str] = {}                  # pod uid -> podgroup key it waits for
         self.pod_problems: dict[str, str] = {}                  # pod key -> why it is not scheduled
         self._bulk: list | None = None
 
@@ -82,6 +83,8 @@ class ClusterState:
         finally:
             if gc_was_enabled:
                 gc.enable()
+            # what the first list built lives long: keep it out of every later collection
+            gc.freeze()
 
     def _load(self, nodes, podgroups, pods, queues, priority_classes) -> None:
         for pc in priority_classes:
@@ -182,8 +185,13 @@ class ClusterState:
             job = self.jobs.get(p.job_key)
             if job is not None:
                 job.remove_task(uid)
-        for waiting in self._waiting.values():
-            waiting.discard(uid)
+        key = self._waiting_key.pop(uid, None)
+        if key is not None:
+            waiting = self._waiting.get(key)
+            if waiting is not None:
+                waiting.discard(uid)
+                if not waiting:
+                    del self._waiting[key]
         self.pod_problems.pop(p.key, None)
 
     def _attach(self, p: PodInfo) -> None:
@@ -203,6 +211,7 @@ class ClusterState:
         job = self.jobs.get(key)
         if job is None:
             self._waiting[key].add(p.uid)
+            self._waiting_key[p.uid] = key
             self.pod_problems[p.key] = f"PodGroup {key} does not exist"
             return
         job.add_task(p)
@@ -218,6 +227,8 @@ class ClusterState:
         old = self.jobs.get(key)
         self.jobs[key] = job
         uids = set(self._waiting.pop(key, set()))
+        for uid in uids:
+            self._waiting_key.pop(uid, None)
         if old is not None:
             uids.update(old.tasks)
         for uid in uids:
@@ -237,6 +248,7 @@ class ClusterState:
             self._waiting[key].update(job.tasks)
             for t in job.tasks.values():
                 t.job_key = ""
+                self._waiting_key[t.uid] = key
 
     # ------------------------------------------------------------------ the rest
     def upsert_queue(self, q: Queue) -> None:
