@@ -1,26 +1,58 @@
 """proportion: queue fair share, queue order and capacity checks (KAI's proportion plugin).
 
-This first version enforces queue limits (OverLimit) and non-preemptible in-quota use
-(NonPreemptibleOverQuota) for the leaf and every ancestor, and keeps per-queue allocation
-in sync through the session's allocate/deallocate handlers.
+At session open (``pkg/scheduler/plugins/proportion/proportion.go``):
+
+* One walk over the session's jobs fills, per leaf queue row, vectors [gpu devices, cpu
+  millicores, memory bytes]:
+  - allocated: Allocated|Bound|Binding|Running pods (KAI ``AllocatedStatus``), counted with
+    their quota vector (whole GPUs, or fraction x devices);
+  - allocated non-preemptible: the same for non-preemptible jobs;
+  - request: allocated + Pending pods' requests (a pending gpu-memory pod adds
+    devices x memory / the smallest node GPU memory, as KAI does).
+  ``aggregate_to_parents`` then adds every queue's descendants.
+* Total capacity: allocatable of the Ready nodes (in use, not NotReady) minus what pods of
+  other schedulers use there. kai's node arrays charge every pod on a node, ours and others',
+  so per ready node ``allocatable - idle`` is everything charged; the walk above also sums
+  the charges of kai's own tasks on nodes, and the difference is the other schedulers' use.
+  (A kai-scheduler pod that is on a node but belongs to no job -- its PodGroup is missing --
+  is counted as foreign here; KAI would not subtract it.) Clamped at 0.
+* ``divide_fair_share`` (kai._fast.proportion) is called once with all queues, the plugin
+  argument ``kValue`` (default 1.0; <= 0 becomes 0, as in KAI) and zero historical usage
+  (no UsageDB).
+
+Session attributes set (queue name -> numpy [gpu, cpu, memory]):
+``queue_allocated`` and ``queue_allocated_nonpreemptible`` (live row views, kept in sync by the
+allocate/deallocate handlers), ``queue_fair_share``, ``queue_deserved`` (-1 kept),
+``queue_request``, ``queue_allocatable_share``; ``queue_total_resources`` ([3]);
+``queue_fair_share_fn(name) -> {"gpu", "cpu", "memory"}``.
+
+Registered: the queue order (``kai.plugins.queue_order``), the OverLimit /
+NonPreemptibleOverQuota job capacity check, the event handlers, and the reclaim hooks of
+``kai.plugins.proportion_reclaim`` when that module is present.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from kai._fast.proportion import aggregate_to_parents, allocatable_share, divide_fair_share
 from kai.api import constants as C
 from kai.api.resources import CPU, GPU, MEMORY
 from kai.framework.plugin import Plugin, register_plugin
+from kai.plugins.queue_order import QueueOrder
 
 _COLS = (GPU, CPU, MEMORY)
 _NAMES = ("gpu", "cpu", "memory")
-_UNITS = (1.0, 1.0, 1.0)
 
 
 def quota_vector(task) -> np.ndarray:
     """A task's [gpu, cpu millicores, memory bytes] as counted in queue quota."""
     r = task.req
     return np.array([task.gpu_quota, r[CPU], r[MEMORY]])
+
+
+def _quota_tuple(task) -> tuple:
+    r = task.req
+    return (task.gpu_quota, float(r[CPU]), float(r[MEMORY]))
 
 
 def _fmt(i: int, v: float) -> str:
@@ -31,60 +63,214 @@ def _fmt(i: int, v: float) -> str:
     return f"{v:g}"
 
 
+def k_value_argument(arguments: dict) -> float:
+    try:
+        k = float(arguments.get("kValue", 1.0))
+    except (TypeError, ValueError):
+        k = 1.0
+    if not np.isfinite(k):
+        k = 1.0
+    return k if k > 0 else 0.0
+
+
+def _min_node_gpu_memory_mib(ssn) -> float:
+    best = 0.0
+    for info in ssn.node_infos:
+        if info is not None and info.gpu_memory_mib and (best == 0 or info.gpu_memory_mib < best):
+            best = float(info.gpu_memory_mib)
+    return best
+
+
 @register_plugin
 class Proportion(Plugin):
     name = "proportion"
 
+    quota_vector = staticmethod(quota_vector)
+
+    # ------------------------------------------------------------------ session open
     def on_session_open(self, ssn) -> None:
         tree = ssn.queues
-        self.allocated = {name: np.zeros(3) for name in tree.queues}
-        self.allocated_np = {name: np.zeros(3) for name in tree.queues}
-        for job in ssn.jobs.values():
-            if job.queue not in tree:
-                continue
-            for t in job.tasks.values():
-                if t.status & C.ALLOCATED:
-                    self._add(tree, job, t, 1.0)
+        order = tree.topological()
+        n = len(order)
+        self.names = [q.name for q in order]
+        self.index = index = {name: i for i, name in enumerate(self.names)}
+        parent = np.array([index[q.parent] if q.parent else -1 for q in order], dtype=np.int32)
+        self.parent = parent
+        priority = np.array([q.priority for q in order], dtype=np.int64)
+        ranked = sorted(range(n), key=lambda i: (order[i].creation, order[i].uid, order[i].name))
+        order_key = np.empty(n, dtype=np.int64)
+        order_key[ranked] = np.arange(n, dtype=np.int64)
+        self.deserved = np.array([q.deserved for q in order], dtype=np.float64).reshape(n, 3)
+        self.limit = np.array([q.limit for q in order], dtype=np.float64).reshape(n, 3)
+        weight = np.array([q.weight for q in order], dtype=np.float64).reshape(n, 3)
+        # rows of a queue and its ancestors, for the handlers and the capacity checks
+        self.paths: dict[str, np.ndarray] = {}
+        for i, q in enumerate(order):
+            rows = [i]
+            p = parent[i]
+            while p >= 0:
+                rows.append(int(p))
+                p = parent[p]
+            self.paths[q.name] = np.array(rows, dtype=np.intp)
+
+        alloc, alloc_np, request, kai_used = self._walk_jobs(ssn)
+        self.alloc = aggregate_to_parents(parent, alloc) if n else alloc
+        self.alloc_np = aggregate_to_parents(parent, alloc_np) if n else alloc_np
+        self.request = aggregate_to_parents(parent, request) if n else request
+        self.total = self._capacity(ssn, kai_used)
+        self.k_value = k_value_argument(self.arguments)
+        self.fair = np.zeros((n, 3))
+        if n:
+            divide_fair_share(parent, priority, order_key, self.deserved, self.limit, weight,
+                              self.request, np.zeros((n, 3)), self.total, self.k_value, self.fair)
+        self.alloc_share = allocatable_share(self.deserved, self.fair, self.limit, np.zeros((n, 3)))
+
+        names = self.names
+        self.allocated = {name: self.alloc[i] for i, name in enumerate(names)}           # live views
+        self.allocated_np = {name: self.alloc_np[i] for i, name in enumerate(names)}     # live views
+        ssn.queue_allocated = self.allocated
+        ssn.queue_allocated_nonpreemptible = self.allocated_np
+        ssn.queue_fair_share = {name: self.fair[i] for i, name in enumerate(names)}
+        ssn.queue_deserved = {name: self.deserved[i] for i, name in enumerate(names)}
+        ssn.queue_request = {name: self.request[i] for i, name in enumerate(names)}
+        ssn.queue_allocatable_share = {name: self.alloc_share[i] for i, name in enumerate(names)}
+        ssn.queue_total_resources = self.total
+
+        def fair_share_of(name: str) -> dict | None:
+            i = index.get(name)
+            if i is None:
+                return None
+            return dict(zip(_NAMES, self.fair[i].tolist()))
+
+        ssn.queue_fair_share_fn = fair_share_of
+
+        self.order = QueueOrder(self, ssn.task_order_key, ssn.podset_order_key)
+        ssn.queue_order_fns.append(self.order.compare)
 
         def on_alloc(task):
-            job = ssn.jobs.get(task.job_key)
-            if job is not None and job.queue in tree:
-                self._add(tree, job, task, 1.0)
+            self._event(ssn, task, 1.0)
 
         def on_dealloc(task):
-            job = ssn.jobs.get(task.job_key)
-            if job is not None and job.queue in tree:
-                self._add(tree, job, task, -1.0)
-
-        def over_capacity(job, tasks):
-            if job.queue not in tree:
-                return None
-            req = sum((quota_vector(t) for t in tasks), np.zeros(3))
-            for q in tree.ancestors(job.queue):
-                alloc = self.allocated[q.name]
-                for i in range(3):
-                    lim = q.limit[i]
-                    if req[i] > 0 and lim != -1 and alloc[i] + req[i] > lim + 1e-9:
-                        return (f"OverLimit: queue {q.name!r} would use {_fmt(i, alloc[i] + req[i])} "
-                                f"{_NAMES[i]}, above its limit {_fmt(i, lim)}")
-                if not job.preemptible:
-                    anp = self.allocated_np[q.name]
-                    for i in range(3):
-                        d = q.deserved[i]
-                        if req[i] > 0 and d != -1 and anp[i] + req[i] > d + 1e-9:
-                            return (f"NonPreemptibleOverQuota: non-preemptible job would bring queue {q.name!r} "
-                                    f"to {_fmt(i, anp[i] + req[i])} {_NAMES[i]}, above its quota {_fmt(i, d)}")
-            return None
+            self._event(ssn, task, -1.0)
 
         ssn.allocate_handlers.append(on_alloc)
         ssn.deallocate_handlers.append(on_dealloc)
-        ssn.is_job_over_capacity_fns.append(over_capacity)
-        ssn.queue_allocated = self.allocated
-        from kai.plugins.proportion_reclaim import register_reclaim_hooks; register_reclaim_hooks(ssn, self)  # noqa: E702,I001
+        ssn.is_job_over_capacity_fns.append(self.over_capacity)
 
-    def _add(self, tree, job, task, sign: float) -> None:
+        try:
+            from kai.plugins.proportion_reclaim import register_reclaim_hooks
+        except ImportError:
+            register_reclaim_hooks = None
+        if register_reclaim_hooks is not None:
+            register_reclaim_hooks(ssn, self)
+
+    def _walk_jobs(self, ssn):
+        """One pass over all jobs: per-leaf allocated / non-preemptible / request rows, and the
+        [gpu, cpu, memory] charged on ready nodes by kai's own on-node tasks."""
+        n = len(self.names)
+        alloc = np.zeros((n, 3))
+        alloc_np = np.zeros((n, 3))
+        request = np.zeros((n, 3))
+        nodes = ssn.state.nodes
+        ready = nodes.in_use.astype(bool) & ~nodes.not_ready.astype(bool)
+        by_name = nodes.by_name
+        kai_g = kai_c = kai_m = 0.0
+        allocated_mask = C.ALLOCATED
+        on_node_mask = C.ON_NODE
+        pending = C.PodStatus.PENDING
+        min_gpu_mem = None
+        index = self.index
+        for job in ssn.jobs.values():
+            i = index.get(job.queue, -1)
+            ag = ac = am = pg = pc = pm = 0.0
+            for t in job.tasks.values():
+                st = t.status
+                if st & on_node_mask and t.node_name:
+                    info = by_name.get(t.node_name)
+                    if info is not None and ready[info.idx]:
+                        r = t.req
+                        kai_g += r[GPU]
+                        kai_c += r[CPU]
+                        kai_m += r[MEMORY]
+                if i < 0:
+                    continue
+                if st & allocated_mask:
+                    g, c, m = _quota_tuple(t)
+                    ag += g
+                    ac += c
+                    am += m
+                elif st == pending:
+                    g, c, m = _quota_tuple(t)
+                    gs = t.gpu_sharing
+                    if gs is not None and not gs.portion and gs.memory_mib:
+                        if min_gpu_mem is None:
+                            min_gpu_mem = _min_node_gpu_memory_mib(ssn)
+                        if min_gpu_mem > 0:
+                            g += gs.num_devices * gs.memory_mib / min_gpu_mem
+                    pg += g
+                    pc += c
+                    pm += m
+            if i < 0:
+                continue
+            if ag or ac or am:
+                alloc[i, 0] += ag
+                alloc[i, 1] += ac
+                alloc[i, 2] += am
+                if not job.preemptible:
+                    alloc_np[i, 0] += ag
+                    alloc_np[i, 1] += ac
+                    alloc_np[i, 2] += am
+            request[i, 0] += ag + pg
+            request[i, 1] += ac + pc
+            request[i, 2] += am + pm
+        return alloc, alloc_np, request, np.array([kai_g, kai_c, kai_m])
+
+    @staticmethod
+    def _capacity(ssn, kai_used: np.ndarray) -> np.ndarray:
+        nodes = ssn.state.nodes
+        nodes.ensure_width()
+        ready = nodes.in_use.astype(bool) & ~nodes.not_ready.astype(bool)
+        cols = list(_COLS)
+        if not ready.any():
+            return np.zeros(3)
+        allocatable = nodes.allocatable[cols][:, ready].sum(axis=1)
+        charged = (nodes.allocatable[cols][:, ready] - nodes.idle[cols][:, ready]).sum(axis=1)
+        foreign = np.maximum(charged - kai_used, 0.0)
+        return np.maximum(allocatable - foreign, 0.0)
+
+    # ------------------------------------------------------------------ handlers / checks
+    def _event(self, ssn, task, sign: float) -> None:
+        job = ssn.jobs.get(task.job_key)
+        if job is None:
+            return
+        self.order.forget(job.key)
+        rows = self.paths.get(job.queue)
+        if rows is None:
+            return
         v = quota_vector(task) * sign
-        for q in tree.ancestors(job.queue):
-            self.allocated[q.name] += v
+        self.alloc[rows] += v
+        if not job.preemptible:
+            self.alloc_np[rows] += v
+
+    def over_capacity(self, job, tasks) -> str | None:
+        """OverLimit for the leaf and every ancestor; NonPreemptibleOverQuota for non-preemptible jobs."""
+        rows = self.paths.get(job.queue)
+        if rows is None:
+            return None
+        req = sum((quota_vector(t) for t in tasks), np.zeros(3))
+        for row in rows:
+            name = self.names[row]
+            alloc = self.alloc[row]
+            lim = self.limit[row]
+            for i in range(3):
+                if req[i] > 0 and lim[i] != -1 and alloc[i] + req[i] > lim[i] + 1e-9:
+                    return (f"OverLimit: queue {name!r} would use {_fmt(i, alloc[i] + req[i])} "
+                            f"{_NAMES[i]}, above its limit {_fmt(i, lim[i])}")
             if not job.preemptible:
-                self.allocated_np[q.name] += v
+                anp = self.alloc_np[row]
+                des = self.deserved[row]
+                for i in range(3):
+                    if req[i] > 0 and des[i] != -1 and anp[i] + req[i] > des[i] + 1e-9:
+                        return (f"NonPreemptibleOverQuota: non-preemptible job would bring queue {name!r} "
+                                f"to {_fmt(i, anp[i] + req[i])} {_NAMES[i]}, above its quota {_fmt(i, des[i])}")
+        return None

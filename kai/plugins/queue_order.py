@@ -1,0 +1,186 @@
+"""KAI's queue comparator (proportion ``queue_order/queue_order.go``, ``GetQueueOrderResult``).
+
+``QueueOrder(state).compare(lq, rq, lj, rj, lv=None, rv=None)`` returns -1 when the left queue
+goes first, 1 when the right one does, 0 when undecided. ``lj``/``rj`` are the head pending
+jobs of the two subtrees (KAI passes nil in victim mode), ``lv``/``rv`` optional victim job
+lists (KAI's victim mode: all jobs already popped from that queue plus the next one).
+
+The rules, first decisive one wins:
+
+1. Not over fair share first. KAI's ``FairShareLessThanAllocated`` is *strict in every
+   resource*: a queue is "over" only when allocated > fairShare for gpu, cpu AND memory
+   (``ResourceQuantities.Less``), not when it is over in one resource.
+2. Starved first: allocated + the head job's init request <= deserved in every resource
+   (deserved -1 = unlimited; 1e-9 tolerance, ``AllocatedPlusResourcesLessEqualDeserved``).
+3. Higher queue priority first.
+4. Zero-share penalty: a queue whose allocatable share is 0 in a resource it would use
+   (allocated + job > 0) goes after one that has no such resource.
+5. Smaller dominant resource share with the job added and the victims' allocation removed.
+6. Smaller dominant resource share as is.
+7. Smaller allocatable share (<= in all resources, < in one; -1 is the largest).
+8. Earlier creation time. On equal timestamps KAI answers "right first" whatever the
+   arguments; this returns 0 so the session's deterministic fallback (name) decides.
+
+DRS = max over resources of allocated / allocatableShare, where an allocatable share of -1
+is replaced by the cluster total and a share of 0 gives allocated x 1000
+(``QueueResourceShare.GetDominantResourceShare``). All vectors are [gpu, cpu millicores,
+memory bytes].
+
+The job's init request is the quota vector summed over ``tasks_to_allocate`` (the gang chunk,
+or the one elastic extra), cached per job and dropped by the plugin's allocate/deallocate
+handlers (``forget``), so decisions made earlier in the cycle are seen.
+"""
+from __future__ import annotations
+
+from kai.api import constants as C
+
+TOLERANCE = 1e-9                 # resource_info.LessOrEqualWithTolerance
+NO_FAIR_SHARE_DRF_MULTIPLIER = 1000.0
+UNLIMITED = -1.0
+_ZERO = (0.0, 0.0, 0.0)
+
+
+def _cmp_quantity(a: float, b: float) -> int:
+    """resource_share.compareQuantities: -1 is unlimited (largest), equal within 1e-9."""
+    if a == UNLIMITED:
+        return 0 if b == UNLIMITED else 1
+    if b == UNLIMITED:
+        return -1
+    if not (a <= b or abs(a - b) <= TOLERANCE):
+        return 1
+    if not (b <= a or abs(a - b) <= TOLERANCE):
+        return -1
+    return 0
+
+
+def less_equal(a, b) -> bool:
+    return all(_cmp_quantity(x, y) <= 0 for x, y in zip(a, b))
+
+
+class QueueOrder:
+    """The comparator over a proportion plugin's per-queue arrays.
+
+    ``state`` provides: ``index`` (queue name -> row), ``alloc`` (numpy [Q, 3], live),
+    ``fair``, ``deserved``, ``alloc_share`` ([Q, 3] each, fixed for the session), ``total``
+    ([3]), and ``quota_vector(task)``; ``task_order_key``/``podset_order_key`` order the
+    job's tasks as the allocate action does.
+    """
+
+    def __init__(self, state, task_order_key, podset_order_key=None) -> None:
+        self.index = state.index
+        self.alloc = state.alloc
+        self.quota_vector = state.quota_vector
+        self.task_order_key = task_order_key
+        self.podset_order_key = podset_order_key
+        total = [float(x) for x in state.total]
+        self.fair = [tuple(r) for r in state.fair.tolist()]
+        self.deserved = [tuple(r) for r in state.deserved.tolist()]
+        self.share = [tuple(r) for r in state.alloc_share.tolist()]
+        # DRS denominators: -1 -> cluster total
+        self.denom = [tuple(total[c] if s == UNLIMITED else s for c, s in enumerate(row)) for row in self.share]
+        self._req: dict[str, tuple] = {}
+
+    # ------------------------------------------------------------------ job vectors
+    def forget(self, job_key: str) -> None:
+        self._req.pop(job_key, None)
+
+    def init_request(self, job) -> tuple:
+        """Quota vector of the job's next allocation chunk (KAI GetTasksToAllocateInitResource)."""
+        if job is None:
+            return _ZERO
+        got = self._req.get(job.key)
+        if got is None:
+            g = c = m = 0.0
+            for t in job.tasks_to_allocate(self.task_order_key, self.podset_order_key):
+                v = self.quota_vector(t)
+                g += v[0]
+                c += v[1]
+                m += v[2]
+            got = (g, c, m)
+            self._req[job.key] = got
+        return got
+
+    def victims_allocated(self, victims) -> tuple:
+        """Sum of the victims' allocated (Allocated|Bound|Binding|Running) quota vectors."""
+        g = c = m = 0.0
+        for job in victims or ():
+            for t in job.tasks.values():
+                if t.status & C.ALLOCATED:
+                    v = self.quota_vector(t)
+                    g += v[0]
+                    c += v[1]
+                    m += v[2]
+        return (g, c, m)
+
+    def drs(self, i: int, alloc) -> float:
+        best = 0.0
+        for a, d in zip(alloc, self.denom[i]):
+            v = a * NO_FAIR_SHARE_DRF_MULTIPLIER if d == 0 else a / d
+            if v > best:
+                best = v
+        return best
+
+    # ------------------------------------------------------------------ comparator
+    def compare(self, lq, rq, lj=None, rj=None, lv=None, rv=None) -> int:
+        li = self.index.get(lq.name)
+        ri = self.index.get(rq.name)
+        if li is None or ri is None:           # KAI: a queue without attributes goes last
+            return 0 if li is None and ri is None else (1 if li is None else -1)
+        la = self.alloc[li].tolist()
+        ra = self.alloc[ri].tolist()
+
+        # 1. over fair share (strictly, in every resource) goes last
+        lover = all(f < a for f, a in zip(self.fair[li], la))
+        rover = all(f < a for f, a in zip(self.fair[ri], ra))
+        if lover != rover:
+            return 1 if lover else -1
+
+        # 2. starved: stays within deserved with the head job
+        lr = self.init_request(lj)
+        rr = self.init_request(rj)
+        lwith = [a + r for a, r in zip(la, lr)]
+        rwith = [a + r for a, r in zip(ra, rr)]
+        lst = less_equal(lwith, self.deserved[li])
+        rst = less_equal(rwith, self.deserved[ri])
+        if lst != rst:
+            return -1 if lst else 1
+
+        # 3. queue priority
+        if lq.priority != rq.priority:
+            return -1 if lq.priority > rq.priority else 1
+
+        # 4. zero allocatable share in a resource the queue would use
+        lz = any(s == 0 and a > 0 for s, a in zip(self.share[li], lwith))
+        rz = any(s == 0 and a > 0 for s, a in zip(self.share[ri], rwith))
+        if lz != rz:
+            return 1 if lz else -1
+
+        # 5. dominant resource share with the job (minus victims)
+        lx, rx = lwith, rwith
+        if lv:
+            lx = [a - v for a, v in zip(lwith, self.victims_allocated(lv))]
+        if rv:
+            rx = [a - v for a, v in zip(rwith, self.victims_allocated(rv))]
+        ld, rd = self.drs(li, lx), self.drs(ri, rx)
+        if ld != rd:
+            return -1 if ld < rd else 1
+
+        # 6. dominant resource share without the job
+        ld, rd = self.drs(li, la), self.drs(ri, ra)
+        if ld != rd:
+            return -1 if ld < rd else 1
+
+        # 7. the "weaker" queue (smaller allocatable share) first
+        ls, rs = self.share[li], self.share[ri]
+        if less_equal(ls, rs) and not less_equal(rs, ls):
+            return -1
+        if less_equal(rs, ls) and not less_equal(ls, rs):
+            return 1
+
+        # 8. creation time
+        if lq.creation != rq.creation:
+            return -1 if lq.creation < rq.creation else 1
+        return 0
+
+
+__all__ = ["QueueOrder", "less_equal"]
