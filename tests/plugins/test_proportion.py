@@ -1,0 +1,244 @@
+"""proportion: per-cycle fair share (KAI's division), session vectors, capacity, capacity checks.
+
+Fair shares are read from ``report["queues"]`` of ``kai.sim.simulator.simulate`` runs built
+in-test. The expected numbers are worked out by hand from KAI's resource_division.go
+(deserved pass, over-quota rounds by priority with floored slices, remainder dealt by
+largest fractional remainder) and are written next to each case.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from proportion_builders import allocated, bound, fair, job, node, open_session, queue, res, run
+
+from kai.plugins.proportion import Proportion, k_value_argument
+
+# ---------------------------------------------------------------------------------------------
+# fair share: worked examples (gpu), table-driven
+
+CASES = [
+    pytest.param(
+        # 10 GPUs; deserved 1 + 1, 8 left over split by weight 1:3 -> slices 2 and 6
+        [node("n1", gpu=10)],
+        [queue("q1", gpu=res(1, -1, 1), created=1), queue("q2", gpu=res(1, -1, 3), created=2)],
+        [job("a", "q1", pods=10, min_member=1), job("b", "q2", pods=10, min_member=1)],
+        {"q1": 3, "q2": 7},
+        id="over-quota-by-weight"),
+    pytest.param(
+        # weights 1:1, 5 left over: slices 2.5 -> floor 2 each, remainder 1 to the older queue
+        [node("n1", gpu=5)],
+        [queue("q1", gpu=res(0, -1, 1), created=1), queue("q2", gpu=res(0, -1, 1), created=2)],
+        [job("a", "q1", pods=5, min_member=1), job("b", "q2", pods=5, min_member=1)],
+        {"q1": 3, "q2": 2},
+        id="rounding-remainder-to-older-queue"),
+    pytest.param(
+        # q1 only asks for 1: it is satisfied in round 1, q2 gets the rest in round 2
+        [node("n1", gpu=8)],
+        [queue("q1", gpu=res(0, -1, 1), created=1), queue("q2", gpu=res(0, -1, 1), created=2)],
+        [job("a", "q1", pods=1), job("b", "q2", pods=8, min_member=1)],
+        {"q1": 1, "q2": 7},
+        id="satisfied-queue-leaves-rest"),
+    pytest.param(
+        # priority groups: the higher priority group takes all the over-quota it requests
+        [node("n1", gpu=4)],
+        [queue("hi", gpu=res(0, -1, 1), priority=200, created=2), queue("lo", gpu=res(0, -1, 1), priority=100, created=1)],
+        [job("a", "hi", pods=4, min_member=1), job("b", "lo", pods=4, min_member=1)],
+        {"hi": 4, "lo": 0},
+        id="priority-group-first"),
+    pytest.param(
+        # ... and only the leftover flows to the lower priority group
+        [node("n1", gpu=4)],
+        [queue("hi", gpu=res(0, -1, 1), priority=200, created=2), queue("lo", gpu=res(0, -1, 1), priority=100, created=1)],
+        [job("a", "hi", pods=3, min_member=1), job("b", "lo", pods=4, min_member=1)],
+        {"hi": 3, "lo": 1},
+        id="priority-leftover-flows-down"),
+    pytest.param(
+        # deserved is honoured before priority: lo keeps its quota of 2
+        [node("n1", gpu=4)],
+        [queue("hi", gpu=res(0, -1, 1), priority=200), queue("lo", gpu=res(2, -1, 1), priority=100)],
+        [job("a", "hi", pods=4, min_member=1), job("b", "lo", pods=4, min_member=1)],
+        {"hi": 2, "lo": 2},
+        id="deserved-before-priority"),
+    pytest.param(
+        # limit 2 caps q1 in round 1 (slice 4); round 2 gives q2 the 2 q1 left
+        [node("n1", gpu=8)],
+        [queue("q1", gpu=res(0, 2, 1), created=1), queue("q2", gpu=res(0, -1, 1), created=2)],
+        [job("a", "q1", pods=8, min_member=1), job("b", "q2", pods=8, min_member=1)],
+        {"q1": 2, "q2": 6},
+        id="limit-caps-share"),
+    pytest.param(
+        # zero weight: no over-quota at all, even with idle GPUs
+        [node("n1", gpu=8)],
+        [queue("q1", gpu=res(1, -1, 0), created=1), queue("q2", gpu=res(2, -1, 0), created=2)],
+        [job("a", "q1", pods=8, min_member=1), job("b", "q2", pods=8, min_member=1)],
+        {"q1": 1, "q2": 2},
+        id="zero-weight-no-over-quota"),
+    pytest.param(
+        # 3 levels, 10 GPUs. org (quota -1) gets min(10, 21) = 10.
+        # org's children: d1 2, d2 min(2, 1) = 1; the 7 left go to d1 (d2 satisfied) -> d1 9.
+        # d1's children divide 9: a 1, b 1, 7 left by weight 1:3 -> slices 1.75 / 5.25,
+        # floors 1 / 5, remainder 1 to a (larger fraction .75) -> a 3, b 6. d2's child c gets 1.
+        [node("n1", gpu=10)],
+        [queue("org", gpu=res(-1, -1, 1)),
+         queue("d1", "org", gpu=res(2, -1, 1), created=1), queue("d2", "org", gpu=res(2, -1, 1), created=2),
+         queue("a", "d1", gpu=res(1, -1, 1), created=3), queue("b", "d1", gpu=res(1, -1, 3), created=4),
+         queue("c", "d2", gpu=res(0, -1, 1), created=5)],
+        [job("ja", "a", pods=10, min_member=1), job("jb", "b", pods=10, min_member=1), job("jc", "c", pods=1)],
+        {"org": 10, "d1": 9, "d2": 1, "a": 3, "b": 6, "c": 1},
+        id="three-level-tree"),
+    pytest.param(
+        # running pods count in the request: q1 runs 3 (request 3 + 3 pending = 6), q2 asks 6;
+        # 8 GPUs, deserved 1 + 1, 6 left by equal weight -> 3 each -> 4 / 4
+        [node("n1", gpu=8)],
+        [queue("q1", gpu=res(1, -1, 1), created=1), queue("q2", gpu=res(1, -1, 1), created=2)],
+        [job("a", "q1", pods=6, min_member=1, running=["n1"] * 3), job("b", "q2", pods=6, min_member=1)],
+        {"q1": 4, "q2": 4},
+        id="running-counts-in-request"),
+]
+
+
+@pytest.mark.parametrize("nodes,queues,jobs,expected", CASES)
+def test_fair_share_matches_kai_division(tmp_path, nodes, queues, jobs, expected):
+    report = run(tmp_path, nodes, queues, jobs)
+    got = fair(report)
+    assert {k: got[k] for k in expected} == expected
+
+
+def test_over_quota_by_weight_allocates_to_fair_share(tmp_path):
+    # the queue order hands out the 10 GPUs so each queue ends exactly at its fair share
+    report = run(tmp_path, [node("n1", gpu=10)],
+                 [queue("q1", gpu=res(1, -1, 1), created=1), queue("q2", gpu=res(1, -1, 3), created=2)],
+                 [job("a", "q1", pods=10, min_member=1), job("b", "q2", pods=10, min_member=1)])
+    assert allocated(report) == {"q1": 3, "q2": 7}
+    assert fair(report) == {"q1": 3, "q2": 7}
+
+
+def test_cpu_memory_shares_with_unlimited_quota_follow_request(tmp_path):
+    # quota -1: every queue deserves what it requests (capped by capacity); units millicores / bytes
+    report = run(tmp_path, [node("n1", gpu=0, cpu="10", memory="100Gi")],
+                 [queue("q1", created=1), queue("q2", created=2)],
+                 [job("a", "q1", pods=2, gpu=0, cpu="2", memory="1Gi", min_member=1),
+                  job("b", "q2", pods=3, gpu=0, cpu="1", memory="2Gi", min_member=1)])
+    assert fair(report, "cpu") == {"q1": 4000, "q2": 3000}
+    assert fair(report, "memory") == {"q1": 2 * 2**30, "q2": 6 * 2**30}
+
+
+def test_memory_quota_in_mb(tmp_path):
+    # queue memory quota is MB (1e6 bytes): 1000 MB deserved, weight 0
+    report = run(tmp_path, [node("n1", gpu=0, cpu="10", memory="100Gi")],
+                 [queue("q1", memory=res(1000, -1, 0))],
+                 [job("a", "q1", pods=4, gpu=0, cpu="1", memory="1Gi", min_member=1)])
+    assert fair(report, "memory") == {"q1": 1_000_000_000}
+
+
+# ---------------------------------------------------------------------------------------------
+# capacity: ready nodes only, other schedulers' pods subtracted
+
+def test_capacity_counts_ready_nodes_minus_other_schedulers(tmp_path):
+    ssn = open_session(tmp_path, [node("n1", gpu=4), node("n2", gpu=4), node("sick", gpu=8, ready=False)],
+                       [queue("q1", gpu=res(0, -1, 1))],
+                       [job("mine", "q1", pods=2, running=["n1"]),
+                        job("other", "q1", pods=1, gpu=3, running=["n2"], scheduler="default-scheduler"),
+                        job("other-sick", "q1", pods=1, gpu=2, running=["sick"], scheduler="default-scheduler")])
+    try:
+        # 4 + 4 ready GPUs, minus the 3 of the other scheduler's pod on n2 (sick node ignored)
+        assert ssn.queue_total_resources[0] == 5
+        # q1 requests 2 (1 running + 1 pending) and gets them
+        assert ssn.queue_fair_share["q1"][0] == 2
+    finally:
+        ssn.close()
+
+
+def test_fair_share_is_capped_by_capacity(tmp_path):
+    report = run(tmp_path, [node("n1", gpu=2), node("n2", gpu=6, ready=False)],
+                 [queue("q1", gpu=res(-1, -1, 1))],
+                 [job("a", "q1", pods=8, min_member=1)])
+    assert fair(report) == {"q1": 2}
+
+
+# ---------------------------------------------------------------------------------------------
+# session vectors for the reclaim code
+
+def test_session_vectors(tmp_path):
+    ssn = open_session(tmp_path, [node("n1", gpu=8)],
+                       [queue("dep", gpu=res(-1, -1, 1)),
+                        queue("q1", "dep", gpu=res(2, 4, 1), cpu=res(-1, -1, 1), memory=res(-1, -1, 1)),
+                        queue("q2", "dep", gpu=res(1, -1, 1))],
+                       [job("train", "q1", pods=2, running=["n1", "n1"], cpu="1"),
+                        job("serve", "q1", pods=1, running=["n1"], priority_class="inference"),
+                        job("wait", "q2", pods=2, min_member=1)])
+    try:
+        np.testing.assert_array_equal(ssn.queue_deserved["q1"], [2, -1, -1])
+        np.testing.assert_array_equal(ssn.queue_deserved["dep"], [-1, -1, -1])
+        np.testing.assert_array_equal(ssn.queue_allocated["q1"], [3, 2000, 0])
+        np.testing.assert_array_equal(ssn.queue_allocated["dep"], [3, 2000, 0])
+        np.testing.assert_array_equal(ssn.queue_allocated_nonpreemptible["q1"], [1, 0, 0])
+        np.testing.assert_array_equal(ssn.queue_allocated_nonpreemptible["dep"], [1, 0, 0])
+        np.testing.assert_array_equal(ssn.queue_request["dep"], [5, 2000, 0])
+        assert ssn.queue_fair_share["q1"][0] == 3 and ssn.queue_fair_share["q2"][0] == 2
+        assert ssn.queue_fair_share_fn("q2")["gpu"] == 2
+        assert ssn.queue_fair_share_fn("nope") is None
+        # allocatable share: min(limit, max(deserved, fair)); deserved -1 -> limit
+        np.testing.assert_array_equal(ssn.queue_allocatable_share["q1"], [3, -1, -1])
+        assert ssn.queue_order_fns and ssn.is_job_over_capacity_fns
+    finally:
+        ssn.close()
+
+
+def test_handlers_keep_allocated_in_sync(tmp_path):
+    ssn = open_session(tmp_path, [node("n1", gpu=8)],
+                       [queue("dep"), queue("q1", "dep", gpu=res(2, -1, 1))],
+                       [job("serve", "q1", pods=2, priority_class="inference")])
+    try:
+        task = next(iter(ssn.jobs["default/serve"].tasks.values()))
+        view = ssn.queue_allocated["dep"]
+        ssn.fire_allocate(task)
+        assert view[0] == 1 and ssn.queue_allocated["q1"][0] == 1
+        assert ssn.queue_allocated_nonpreemptible["dep"][0] == 1
+        ssn.fire_deallocate(task)
+        assert view[0] == 0 and ssn.queue_allocated_nonpreemptible["q1"][0] == 0
+    finally:
+        ssn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# kValue
+
+@pytest.mark.parametrize("args,expected", [({}, 1.0), ({"kValue": "2.5"}, 2.5), ({"kValue": "0"}, 0.0),
+                                           ({"kValue": "-3"}, 0.0), ({"kValue": "x"}, 1.0)])
+def test_k_value_argument(args, expected):
+    assert k_value_argument(args) == expected
+
+
+def test_k_value_without_usage_does_not_change_shares(tmp_path):
+    # without historical usage, shareWeight = nW * (1 + k): the proportions are the same
+    nodes = [node("n1", gpu=10)]
+    queues = [queue("q1", gpu=res(1, -1, 1), created=1), queue("q2", gpu=res(1, -1, 3), created=2)]
+    jobs = [job("a", "q1", pods=10, min_member=1), job("b", "q2", pods=10, min_member=1)]
+    for k in ("0", "1", "4"):
+        assert fair(run(tmp_path, nodes, queues, jobs, proportion={"kValue": k})) == {"q1": 3, "q2": 7}
+    ssn = open_session(tmp_path, nodes, queues, jobs, proportion={"kValue": "4"})
+    try:
+        assert next(p for p in ssn.plugins if isinstance(p, Proportion)).k_value == 4.0
+    finally:
+        ssn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# capacity checks still hold
+
+def test_limit_blocks_over_limit_job(tmp_path):
+    report = run(tmp_path, [node("n1", gpu=8)],
+                 [queue("q1", gpu=res(0, 2, 1))],
+                 [job("a", "q1", pods=2, running=["n1", "n1"]), job("b", "q1", pods=1)])
+    assert bound(report) == []
+    (unsched,) = report["cycles"][0]["unschedulable"]
+    assert "OverLimit" in unsched["reasons"][0]
+
+
+def test_non_preemptible_stays_in_quota(tmp_path):
+    report = run(tmp_path, [node("n1", gpu=8)],
+                 [queue("q1", gpu=res(1, -1, 1))],
+                 [job("a", "q1", pods=1, running=["n1"], priority_class="inference"),
+                  job("b", "q1", pods=1, priority_class="inference"), job("c", "q1", pods=1)])
+    assert bound(report) == ["c-0"]
