@@ -1,8 +1,10 @@
 """PodGroupInfo: a job (gang) with its pods, queue, priority and PodSets.
 
 A PodSet is a leaf SubGroup with its own ``minAvailable``; a PodGroup without subGroups
-has one PodSet holding every pod with ``minMember``. Everything here is plain bookkeeping
-over PodInfo statuses; the actions decide what to allocate or evict.
+has one PodSet holding every pod with ``minMember``. The SubGroups also form a tree
+(``SubGroupNode``, rooted at the job) that carries each level's topology constraint; the
+allocate action walks it (KAI's SubGroupSet recursion). Everything here is plain
+bookkeeping over PodInfo statuses; the actions decide what to allocate or evict.
 """
 from __future__ import annotations
 
@@ -38,6 +40,42 @@ class PodSet:
         return f"PodSet({self.name!r}, min={self.min_available}, tasks={len(self.tasks)})"
 
 
+class SubGroupNode:
+    """One node of the job's SubGroup tree: the root (the job itself, name ``""``), an inner
+    SubGroup set, or a leaf whose pods form ``podset``. ``topology_constraint`` is the
+    node's own (a TopologyConstraint or None); children inherit nothing implicitly -- the
+    allocate walk narrows the node set level by level instead."""
+
+    __slots__ = ("name", "parent", "children", "podset", "topology_constraint")
+
+    def __init__(self, name: str, topology_constraint=None, parent: "SubGroupNode | None" = None) -> None:
+        self.name = name
+        self.parent = parent
+        self.children: list[SubGroupNode] = []
+        self.podset: PodSet | None = None
+        tc = topology_constraint
+        self.topology_constraint = tc if tc is not None and tc.topology else None
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.podset is not None
+
+    def podsets(self) -> list[PodSet]:
+        """The PodSets under this node (itself when a leaf), depth first."""
+        if self.podset is not None:
+            return [self.podset]
+        out: list[PodSet] = []
+        for c in self.children:
+            out.extend(c.podsets())
+        return out
+
+    def has_constraints(self) -> bool:
+        return self.topology_constraint is not None or any(c.has_constraints() for c in self.children)
+
+    def __repr__(self) -> str:
+        return f"SubGroupNode({self.name!r}, children={len(self.children)}, leaf={self.is_leaf})"
+
+
 def default_task_order_key(t: PodInfo) -> tuple:
     """Within a PodSet: higher ``kai.scheduler/task-priority`` first, then older, then name."""
     return (-t.task_priority, t.creation, t.name)
@@ -49,7 +87,7 @@ class PodGroupInfo:
     __slots__ = ("key", "name", "namespace", "uid", "queue", "priority", "priority_class",
                  "preemptible", "min_member", "creation", "tasks", "podsets", "invalid_reasons",
                  "last_start", "stale_since", "scheduling_backoff", "topology_constraint",
-                 "subgroups", "podgroup")
+                 "subgroups", "podgroup", "root_subgroup", "subgroup_nodes", "leaf_nodes")
 
     def __init__(self, pg: PodGroup, priority: int, preemptible: bool) -> None:
         meta = pg.metadata
@@ -76,24 +114,59 @@ class PodGroupInfo:
         self._build_podsets()
 
     def _build_podsets(self) -> None:
+        root = self.root_subgroup = SubGroupNode("", self.topology_constraint)
+        self.subgroup_nodes: dict[str, SubGroupNode] = {"": root}
+        self.leaf_nodes: dict[str, SubGroupNode] = {}
         leaves = []
         if self.subgroups:
             parents = {sg.parent for sg in self.subgroups if sg.parent}
             leaves = [sg for sg in self.subgroups if sg.name not in parents]
         if leaves:
+            for sg in self.subgroups:
+                if sg.name and sg.name not in self.subgroup_nodes:
+                    self.subgroup_nodes[sg.name] = SubGroupNode(sg.name, sg.topology_constraint)
+            for sg in self.subgroups:
+                node = self.subgroup_nodes.get(sg.name)
+                if node is None or node.parent is not None:
+                    continue
+                parent = self.subgroup_nodes.get(sg.parent or "", root)
+                # a parent chain that loops back is cut at the root
+                p = parent
+                while p is not None and p is not node:
+                    p = p.parent
+                node.parent = root if p is node else parent
+                node.parent.children.append(node)
             for sg in leaves:
-                self.podsets[sg.name] = PodSet(sg.name, sg.min_member)
+                ps = self.podsets[sg.name] = PodSet(sg.name, sg.min_member)
+                leaf = self.subgroup_nodes.get(sg.name) if sg.name else None
+                if leaf is None:
+                    leaf = SubGroupNode(sg.name, sg.topology_constraint, root)
+                    root.children.append(leaf)
+                leaf.podset = ps
+                self.leaf_nodes[sg.name] = leaf
         else:
-            self.podsets[""] = PodSet("", self.min_member)
+            ps = self.podsets[""] = PodSet("", self.min_member)
+            leaf = SubGroupNode("", None, root)
+            leaf.podset = ps
+            root.children.append(leaf)
+            self.leaf_nodes[""] = leaf
+
+    def podset_of(self, task: PodInfo) -> PodSet:
+        """The PodSet a task belongs to (same rule as ``add_task``)."""
+        ps = self.podsets.get(task.subgroup) if task.subgroup else None
+        if ps is None:
+            ps = self.podsets.get("") or next(iter(self.podsets.values()))
+        return ps
+
+    def subgroup_node(self, podset: PodSet) -> SubGroupNode:
+        """The tree node of a PodSet (its leaf)."""
+        return self.leaf_nodes[podset.name]
 
     # --- membership -------------------------------------------------------------------
     def add_task(self, task: PodInfo) -> None:
         task.job_key = self.key
         self.tasks[task.uid] = task
-        ps = self.podsets.get(task.subgroup) if task.subgroup else None
-        if ps is None:
-            ps = self.podsets.get("") or next(iter(self.podsets.values()))
-        ps.tasks.append(task)
+        self.podset_of(task).tasks.append(task)
 
     def remove_task(self, uid: str) -> None:
         task = self.tasks.pop(uid, None)
