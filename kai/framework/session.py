@@ -62,6 +62,14 @@ class Session:
         self.pre_predicate_fns: list[Callable[[PodInfo, PodGroupInfo], str | None]] = []
         self.node_mask_fns: list[Callable[[PodInfo, PodGroupInfo], np.ndarray | None]] = []
         self.node_order_fns: list[Callable[[PodInfo, PodGroupInfo, np.ndarray], np.ndarray | None]] = []
+        #: KAI's SubsetNodesFn: fn(job, subgroup, podsets, tasks, node_set) -> candidate node sets.
+        #: ``subgroup`` is a SubGroupNode, ``node_set`` a uint8[N] mask (None = every node).
+        #: Returns None (no opinion: keep ``node_set``), a list of uint8[N] masks to try in
+        #: order, or a str (no candidate: the reason). Chained: each fn splits every set.
+        self.subset_nodes_fns: list[Callable] = []
+        #: the node set the allocate walk is placing into (uint8[N]; None = every node);
+        #: ``node_mask`` applies it, so every placement path honours it
+        self.node_set: np.ndarray | None = None
         self.is_job_over_capacity_fns: list[Callable[[PodGroupInfo, list[PodInfo]], str | None]] = []
         self.allocate_handlers: list[Callable[[PodInfo], None]] = []
         self.deallocate_handlers: list[Callable[[PodInfo], None]] = []
@@ -117,6 +125,8 @@ class Session:
             extra = fn(task, job)
             if extra is not None:
                 m = np.ascontiguousarray(m & extra.astype(np.uint8))
+        if self.node_set is not None:
+            m = np.ascontiguousarray(m & self.node_set)
         return m
 
     def node_scores(self, task: PodInfo, job: PodGroupInfo, mask: np.ndarray) -> np.ndarray | None:
@@ -126,6 +136,28 @@ class Session:
             if s is not None:
                 total = s.astype(np.float64) if total is None else total + s
         return None if total is None else np.ascontiguousarray(total)
+
+    def subset_nodes(self, job: PodGroupInfo, subgroup, podsets, tasks: list[PodInfo],
+                     node_set: np.ndarray | None) -> tuple[list[tuple[np.ndarray | None, str]], list[str]]:
+        """Candidate node sets ``(mask, name)`` for a subgroup's tasks, in the order to try, and
+        the reasons of fns that left no candidate. A fn may name its sets by returning
+        ``(mask, name)`` tuples; names of chained fns are joined with '/'."""
+        sets: list[tuple[np.ndarray | None, str]] = [(node_set, "")]
+        reasons: list[str] = []
+        for fn in self.subset_nodes_fns:
+            out: list[tuple[np.ndarray | None, str]] = []
+            for mask, name in sets:
+                got = fn(job, subgroup, podsets, tasks, mask)
+                if got is None:
+                    out.append((mask, name))
+                elif isinstance(got, str):
+                    reasons.append(got)
+                else:
+                    for item in got:
+                        m, n = item if isinstance(item, tuple) else (item, "")
+                        out.append((m, f"{name}/{n}" if name and n else (n or name)))
+            sets = out
+        return sets, reasons
 
     def is_job_over_capacity(self, job: PodGroupInfo, tasks: list[PodInfo]) -> str | None:
         for fn in self.is_job_over_capacity_fns[:1]:     # single-answer hook, as in KAI
