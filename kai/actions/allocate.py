@@ -8,6 +8,7 @@ so extras interleave with other jobs. Failures are explained once, for that job 
 """
 from __future__ import annotations
 
+import numpy as np
 import structlog
 
 from kai.actions.common.explain import explain_task
@@ -65,7 +66,13 @@ def _runs(tasks):
 
 
 def allocate_job(ssn, job, stmt: Statement, allow_pipeline: bool = True) -> tuple[bool, list[str]]:
-    """Try to place the job's next chunk in ``stmt``; (success, reasons). Leaves ops on success."""
+    """Try to place the job's next chunk in ``stmt``; (success, reasons). Leaves ops on success.
+
+    The chunk is placed by walking the job's SubGroup tree (KAI's SubGroupSet recursion):
+    at each level ``ssn.subset_nodes`` splits the current node set into candidate sets
+    (topology domains); each is tried under a checkpoint and rolled back on failure.
+    Inner SubGroup sets go before PodSets; a PodSet's tasks are placed in runs.
+    """
     tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
     if not tasks:
         return False, []
@@ -73,35 +80,14 @@ def allocate_job(ssn, job, stmt: Statement, allow_pipeline: bool = True) -> tupl
     if over:
         return False, [over]
     cp = stmt.checkpoint()
-    for run in _runs(tasks):
-        t0 = run[0]
-        msg = ssn.pre_predicate(t0, job)
-        if msg:
-            stmt.rollback(cp)
-            return False, [msg]
-        if t0.gpu_sharing is not None:
-            alloc = ssn.shared_gpu_allocator
-            if alloc is None:
-                stmt.rollback(cp)
-                return False, [f"pod {t0.key} requests a GPU fraction but GPU sharing is not enabled"]
-            for t in run:
-                ok, why = alloc(ssn, stmt, t, job)
-                if not ok:
-                    stmt.rollback(cp)
-                    return False, [why]
-            continue
-        mask = ssn.node_mask(t0, job)
-        extra = ssn.node_scores(t0, job, mask)
-        placed = stmt.allocate_run(run, mask, extra, allow_pipeline)
-        if placed < len(run):
-            failed = run[placed]
-            total = len(tasks)
-            done = sum(1 for t in tasks if t.status & (S.ALLOCATED | S.PIPELINED))
-            why = explain_task(ssn, failed, job, mask)
-            stmt.rollback(cp)
-            prefix = (f"gang of {total} pods: only {done} could be placed; pod {failed.key}: "
-                      if total > 1 else f"pod {failed.key}: ")
-            return False, [prefix + why]
+    by_podset: dict[int, list] = {}
+    for t in tasks:
+        by_podset.setdefault(id(job.podset_of(t)), []).append(t)
+    walk = _Walk(ssn, job, stmt, allow_pipeline, tasks, by_podset)
+    ok, reasons = walk.subgroup(job.root_subgroup, None)
+    if not ok:
+        stmt.rollback(cp)
+        return False, reasons
     if not job.is_gang_satisfied():
         stmt.rollback(cp)
         missing = sum(max(ps.min_available - ps.active_allocated, 0) for ps in job.podsets.values())
@@ -109,6 +95,103 @@ def allocate_job(ssn, job, stmt: Statement, allow_pipeline: bool = True) -> tupl
     if any(t.status == S.PIPELINED for t in tasks):
         stmt.convert_to_pipelined(job.key)
     return True, []
+
+
+class _Walk:
+    """One job chunk's walk over its SubGroup tree (see ``allocate_job``)."""
+
+    def __init__(self, ssn, job, stmt, allow_pipeline, tasks, by_podset) -> None:
+        self.ssn, self.job, self.stmt, self.allow_pipeline = ssn, job, stmt, allow_pipeline
+        self.tasks = tasks
+        self.by_podset = by_podset
+        self.first = {id(t): i for i, t in enumerate(tasks)}
+
+    def _tasks_under(self, sg) -> list:
+        out = []
+        for ps in sg.podsets():
+            out.extend(self.by_podset.get(id(ps), ()))
+        return out
+
+    def subgroup(self, sg, node_set) -> tuple[bool, list[str]]:
+        """Place the chunk's tasks under ``sg`` inside ``node_set``; nothing is rolled back here
+        on success, and on failure the caller rolls back to its checkpoint."""
+        ssn, stmt = self.ssn, self.stmt
+        tasks = self._tasks_under(sg)
+        if not tasks:
+            return True, []
+        if ssn.subset_nodes_fns:
+            sets, dropped = ssn.subset_nodes(self.job, sg, sg.podsets(), tasks, node_set)
+        else:
+            sets, dropped = [(node_set, "")], []
+        if not sets:
+            return False, dropped or [f"no candidate nodes for {_who(sg)}"]
+        failures: list[tuple[str, list[str]]] = []
+        for mask, name in sets:
+            cp = stmt.checkpoint()
+            ok, why = self._children(sg, mask)
+            if ok:
+                return True, []
+            stmt.rollback(cp)
+            failures.append((name, why))
+        if len(failures) == 1:
+            name, why = failures[0]
+            return False, [f"in {name}: {w}" for w in why] if name else why
+        shown = "; ".join(f"{name or 'node set'}: {' / '.join(why)}" for name, why in failures[:3])
+        more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
+        return False, [f"none of {len(failures)} candidate node sets could place {_who(sg)}: {shown}{more}"]
+
+    def _children(self, sg, node_set) -> tuple[bool, list[str]]:
+        if sg.podset is not None:
+            return self.place(self.by_podset.get(id(sg.podset), []), node_set)
+        kids = [c for c in sg.children if self._tasks_under(c)]
+        kids.sort(key=lambda c: (c.podset is not None, min(self.first[id(t)] for t in self._tasks_under(c))))
+        for child in kids:
+            ok, why = self.subgroup(child, node_set)
+            if not ok:
+                return False, why
+        return True, []
+
+    def place(self, tasks, node_set) -> tuple[bool, list[str]]:
+        """Place tasks in runs of identical ones, restricted to ``node_set``."""
+        ssn, stmt, job = self.ssn, self.stmt, self.job
+        prev = ssn.node_set
+        ssn.node_set = node_set
+        try:
+            for run in _runs(tasks):
+                t0 = run[0]
+                msg = ssn.pre_predicate(t0, job)
+                if msg:
+                    return False, [msg]
+                if t0.gpu_sharing is not None:
+                    alloc = ssn.shared_gpu_allocator
+                    if alloc is None:
+                        return False, [f"pod {t0.key} requests a GPU fraction but GPU sharing is not enabled"]
+                    for t in run:
+                        ok, why = alloc(ssn, stmt, t, job)
+                        if not ok:
+                            return False, [why]
+                    continue
+                mask = ssn.node_mask(t0, job)
+                extra = ssn.node_scores(t0, job, mask)
+                if extra is None and node_set is not None:
+                    # a node set is a fresh mask: skip the lazy node queues (keyed per mask)
+                    extra = np.zeros(mask.shape[0])
+                placed = stmt.allocate_run(run, mask, extra, self.allow_pipeline)
+                if placed < len(run):
+                    failed = run[placed]
+                    total = len(self.tasks)
+                    done = sum(1 for t in self.tasks if t.status & (S.ALLOCATED | S.PIPELINED))
+                    why = explain_task(ssn, failed, job, mask)
+                    prefix = (f"gang of {total} pods: only {done} could be placed; pod {failed.key}: "
+                              if total > 1 else f"pod {failed.key}: ")
+                    return False, [prefix + why]
+            return True, []
+        finally:
+            ssn.node_set = prev
+
+
+def _who(sg) -> str:
+    return f"subgroup {sg.name!r}" if sg.name else "the job"
 
 
 @register_action
