@@ -47,6 +47,9 @@ def _container_requests(c: Container) -> dict[str, object]:
 
 def _req_key(pod: Pod) -> tuple:
     spec = pod.spec
+    if len(spec.containers) == 1 and not spec.init_containers and not spec.overhead:
+        r = spec.containers[0].resources
+        return (tuple(r.requests.items()), tuple(r.limits.items()))
     return (tuple((tuple(c.resources.requests.items()), tuple(c.resources.limits.items()))
                   for c in spec.containers),
             tuple((tuple(c.resources.requests.items()), tuple(c.resources.limits.items()), c.restart_policy)

@@ -133,14 +133,15 @@ class ClusterState:
         info = self.nodes.by_name.get(pod.node_name)
         if info is None:
             return
-        t = self.nodes
-        t.ensure_width()
-        req = pod.req_vec(len(self.registry))
         releasing = bool(pod.status & S.RELEASING)
         i = info.idx
         if self._bulk is not None:
+            req = pod.req
             self._bulk.append((i, req, releasing))
         else:
+            t = self.nodes
+            t.ensure_width()
+            req = pod.req_vec(len(self.registry))
             _charge_kernel(t.idle, t.releasing, t.avail, i, req, 1.0, releasing)
         self._charged[pod.uid] = (i, req, releasing)
 
