@@ -40,7 +40,7 @@ from kai.api.resources import CPU, GPU, MEMORY
 from kai.framework.plugin import Plugin, register_plugin
 from kai.plugins.queue_order import QueueOrder
 
-_COLS = (GPU, CPU, MEMORY)
+_COLS = np.array([GPU, CPU, MEMORY], dtype=np.intp)
 _NAMES = ("gpu", "cpu", "memory")
 
 
@@ -230,7 +230,7 @@ class Proportion(Plugin):
         nodes = ssn.state.nodes
         nodes.ensure_width()
         ready = nodes.in_use.astype(bool) & ~nodes.not_ready.astype(bool)
-        cols = list(_COLS)
+        cols = _COLS
         if not ready.any():
             return np.zeros(3)
         allocatable = nodes.allocatable[cols][:, ready].sum(axis=1)
@@ -247,10 +247,14 @@ class Proportion(Plugin):
         rows = self.paths.get(job.queue)
         if rows is None:
             return
-        v = quota_vector(task) * sign
-        self.alloc[rows] += v
+        v = task.req.take(_COLS)                 # [gpu, cpu, memory]; hot path, no temporaries
+        if task.gpu_sharing is not None:
+            v[0] = task.gpu_quota
+        if sign < 0:
+            np.negative(v, out=v)
+        np.add.at(self.alloc, rows, v)
         if not job.preemptible:
-            self.alloc_np[rows] += v
+            np.add.at(self.alloc_np, rows, v)
 
     def over_capacity(self, job, tasks) -> str | None:
         """OverLimit for the leaf and every ancestor; NonPreemptibleOverQuota for non-preemptible jobs."""

@@ -27,8 +27,10 @@ is replaced by the cluster total and a share of 0 gives allocated x 1000
 memory bytes].
 
 The job's init request is the quota vector summed over ``tasks_to_allocate`` (the gang chunk,
-or the one elastic extra), cached per job and dropped by the plugin's allocate/deallocate
-handlers (``forget``), so decisions made earlier in the cycle are seen.
+or the one elastic extra), cached per job; each queue's view for a head job (rules 1, 2, 4,
+5, 6) is cached too. The plugin's allocate/deallocate handlers call ``forget``, which drops
+them, so decisions made earlier in the cycle are seen. The allocated vectors must therefore
+change only through those handlers.
 """
 from __future__ import annotations
 
@@ -79,10 +81,13 @@ class QueueOrder:
         # DRS denominators: -1 -> cluster total
         self.denom = [tuple(total[c] if s == UNLIMITED else s for c, s in enumerate(row)) for row in self.share]
         self._req: dict[str, tuple] = {}
+        self._stats: dict[tuple, tuple] = {}
 
     # ------------------------------------------------------------------ job vectors
     def forget(self, job_key: str) -> None:
+        """A task of this job was (de)allocated: its request and every cached queue view are stale."""
         self._req.pop(job_key, None)
+        self._stats.clear()
 
     def init_request(self, job) -> tuple:
         """Quota vector of the job's next allocation chunk (KAI GetTasksToAllocateInitResource)."""
@@ -120,63 +125,63 @@ class QueueOrder:
                 best = v
         return best
 
+    def stats(self, i: int, job, victims=None) -> tuple:
+        """(over fair share, starved, zero-share penalty, DRS with job - victims, DRS) of queue row i.
+
+        Cached per (queue, head job) until the next allocate/deallocate event, so one pop of
+        the job queue computes each queue's view once however many comparisons it makes."""
+        key = (i, job.key if job is not None else None)
+        if not victims:
+            got = self._stats.get(key)
+            if got is not None:
+                return got
+        alloc = self.alloc[i].tolist()
+        over = all(f < a for f, a in zip(self.fair[i], alloc))
+        req = self.init_request(job)
+        with_job = [a + r for a, r in zip(alloc, req)]
+        starved = less_equal(with_job, self.deserved[i])
+        zero = any(s == 0 and a > 0 for s, a in zip(self.share[i], with_job))
+        if victims:
+            with_job = [a - v for a, v in zip(with_job, self.victims_allocated(victims))]
+        got = (over, starved, zero, self.drs(i, with_job), self.drs(i, alloc))
+        if not victims:
+            self._stats[key] = got
+        return got
+
     # ------------------------------------------------------------------ comparator
     def compare(self, lq, rq, lj=None, rj=None, lv=None, rv=None) -> int:
         li = self.index.get(lq.name)
         ri = self.index.get(rq.name)
         if li is None or ri is None:           # KAI: a queue without attributes goes last
             return 0 if li is None and ri is None else (1 if li is None else -1)
-        la = self.alloc[li].tolist()
-        ra = self.alloc[ri].tolist()
-
+        lover, lst, lz, ldj, ld = self.stats(li, lj, lv)
+        rover, rst, rz, rdj, rd = self.stats(ri, rj, rv)
         # 1. over fair share (strictly, in every resource) goes last
-        lover = all(f < a for f, a in zip(self.fair[li], la))
-        rover = all(f < a for f, a in zip(self.fair[ri], ra))
         if lover != rover:
             return 1 if lover else -1
-
         # 2. starved: stays within deserved with the head job
-        lr = self.init_request(lj)
-        rr = self.init_request(rj)
-        lwith = [a + r for a, r in zip(la, lr)]
-        rwith = [a + r for a, r in zip(ra, rr)]
-        lst = less_equal(lwith, self.deserved[li])
-        rst = less_equal(rwith, self.deserved[ri])
         if lst != rst:
             return -1 if lst else 1
-
         # 3. queue priority
         if lq.priority != rq.priority:
             return -1 if lq.priority > rq.priority else 1
-
         # 4. zero allocatable share in a resource the queue would use
-        lz = any(s == 0 and a > 0 for s, a in zip(self.share[li], lwith))
-        rz = any(s == 0 and a > 0 for s, a in zip(self.share[ri], rwith))
         if lz != rz:
             return 1 if lz else -1
-
         # 5. dominant resource share with the job (minus victims)
-        lx, rx = lwith, rwith
-        if lv:
-            lx = [a - v for a, v in zip(lwith, self.victims_allocated(lv))]
-        if rv:
-            rx = [a - v for a, v in zip(rwith, self.victims_allocated(rv))]
-        ld, rd = self.drs(li, lx), self.drs(ri, rx)
-        if ld != rd:
-            return -1 if ld < rd else 1
-
+        if ldj != rdj:
+            return -1 if ldj < rdj else 1
         # 6. dominant resource share without the job
-        ld, rd = self.drs(li, la), self.drs(ri, ra)
         if ld != rd:
             return -1 if ld < rd else 1
-
         # 7. the "weaker" queue (smaller allocatable share) first
         ls, rs = self.share[li], self.share[ri]
-        if less_equal(ls, rs) and not less_equal(rs, ls):
-            return -1
-        if less_equal(rs, ls) and not less_equal(ls, rs):
-            return 1
-
+        if ls != rs:
+            l_le, r_le = less_equal(ls, rs), less_equal(rs, ls)
+            if l_le and not r_le:
+                return -1
+            if r_le and not l_le:
+                return 1
         # 8. creation time
         if lq.creation != rq.creation:
             return -1 if lq.creation < rq.creation else 1
