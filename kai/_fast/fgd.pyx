@@ -1,0 +1,188 @@
+# cython: language_level=3
+"""Fragmentation Gradient Descent kernel. See fgd.pxd for shapes and units and
+reference/fgd.py for the definitions in plain Python.
+
+Per node, the fragment of a type depends on the devices only through three numbers:
+total free GPU, how many devices have ``free >= g`` and the free GPU on devices with
+``free < g``. They are computed once per distinct ``g`` (U values, not T types), and a
+candidate placement, which moves k devices from one free value to another, updates them in
+O(U) before the O(T) sum. One call answers every node for one decision.
+"""
+import numpy as np
+cimport numpy as cnp
+from libc.math cimport INFINITY, fabs
+from libc.stdlib cimport malloc, free
+
+cnp.import_array()
+
+cdef double EPS = 1e-9
+cdef double TIE = 1e-9
+
+
+cdef inline double _fragmentation(double cpu, double mem, unsigned long long bit, double total,
+                                  const double* cnt, const double* lt,
+                                  const double[::1] t_cpu, const double[::1] t_mem, const int[::1] t_g,
+                                  const int[::1] t_ndev, const unsigned long long[::1] t_models,
+                                  const double[::1] t_weight) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef int u
+    cdef double out = 0.0, frag
+    for k in range(t_weight.shape[0]):
+        u = t_g[k]
+        if u < 0 or (t_models[k] & bit) == 0 or cpu < t_cpu[k] - EPS or mem < t_mem[k] - EPS:
+            frag = total
+        elif cnt[u] >= t_ndev[k]:
+            frag = lt[u]
+        else:
+            frag = total
+        out += t_weight[k] * frag
+    return out
+
+
+cdef inline void _moved(const double[::1] g_values, const double* cnt, const double* lt,
+                        double f_old, double f_new, double k, double* cnt2, double* lt2) noexcept nogil:
+    """Stats after k devices go from free f_old to free f_new."""
+    cdef Py_ssize_t u
+    cdef double g
+    for u in range(g_values.shape[0]):
+        g = g_values[u] - EPS
+        cnt2[u] = cnt[u]
+        lt2[u] = lt[u]
+        if f_old >= g:
+            cnt2[u] -= k
+        else:
+            lt2[u] -= k * f_old
+        if f_new >= g:
+            cnt2[u] += k
+        else:
+            lt2[u] += k * f_new
+
+
+def frag_delta(const double[::1] cpu_free, const double[::1] mem_free, const double[:, ::1] dev_free,
+               const unsigned long long[::1] node_model, const unsigned char[::1] mask,
+               const double[::1] g_values, const double[::1] t_cpu, const double[::1] t_mem,
+               const int[::1] t_g, const int[::1] t_ndev, const unsigned long long[::1] t_models,
+               const double[::1] t_weight, double cpu, double mem, double gpu, int ndev,
+               unsigned long long models, double[::1] out_delta, int[::1] out_device):
+    """Fill ``out_delta`` (F after - F before, +inf where the task does not fit) and
+    ``out_device`` (fractional tasks: the device to use) for every node; return how many fit."""
+    cdef Py_ssize_t n_nodes = mask.shape[0], n_dev = dev_free.shape[1], n_u = g_values.shape[0]
+    cdef Py_ssize_t n, d, e, u
+    cdef int feasible = 0, best_dev, n_full
+    cdef double total, before, after, best, best_free, f, c2, m2, g
+    cdef bint seen, fractional = gpu > 0 and gpu < 1.0 - EPS, whole = gpu > 0 and ndev > 0 and not fractional
+    cdef unsigned long long bit
+    cdef double* buf = <double*>malloc((4 * n_u + 1) * sizeof(double))
+    if buf == NULL:
+        raise MemoryError()
+    cdef double* cnt = buf
+    cdef double* lt = buf + n_u
+    cdef double* cnt2 = buf + 2 * n_u
+    cdef double* lt2 = buf + 3 * n_u
+    try:
+        with nogil:
+            for n in range(n_nodes):
+                out_delta[n] = INFINITY
+                out_device[n] = -1
+                if not mask[n] or cpu_free[n] < cpu - EPS or mem_free[n] < mem - EPS:
+                    continue
+                bit = node_model[n]
+                if (fractional or whole) and (models & bit) == 0:
+                    continue
+                total = 0.0
+                n_full = 0
+                for d in range(n_dev):
+                    total += dev_free[n, d]
+                    if dev_free[n, d] >= 1.0 - EPS:
+                        n_full += 1
+                if whole and n_full < ndev:
+                    continue
+                for u in range(n_u):
+                    g = g_values[u] - EPS
+                    cnt[u] = 0.0
+                    lt[u] = 0.0
+                    for d in range(n_dev):
+                        f = dev_free[n, d]
+                        if f >= g:
+                            cnt[u] += 1.0
+                        else:
+                            lt[u] += f
+                before = _fragmentation(cpu_free[n], mem_free[n], bit, total, cnt, lt,
+                                        t_cpu, t_mem, t_g, t_ndev, t_models, t_weight)
+                c2 = cpu_free[n] - cpu
+                m2 = mem_free[n] - mem
+                if fractional:
+                    best = INFINITY
+                    best_free = INFINITY
+                    best_dev = -1
+                    for d in range(n_dev):
+                        f = dev_free[n, d]
+                        if f < gpu - EPS:
+                            continue
+                        seen = False
+                        for e in range(d):
+                            if fabs(dev_free[n, e] - f) <= EPS:
+                                seen = True
+                                break
+                        if seen:
+                            continue
+                        _moved(g_values, cnt, lt, f, f - gpu, 1.0, cnt2, lt2)
+                        after = _fragmentation(c2, m2, bit, total - gpu, cnt2, lt2,
+                                               t_cpu, t_mem, t_g, t_ndev, t_models, t_weight)
+                        if after < best - TIE or (after <= best + TIE and f < best_free - EPS):
+                            best = after
+                            best_free = f
+                            best_dev = <int>d
+                    if best_dev < 0:
+                        continue
+                    out_delta[n] = best - before
+                    out_device[n] = best_dev
+                elif whole:
+                    _moved(g_values, cnt, lt, 1.0, 0.0, <double>ndev, cnt2, lt2)
+                    after = _fragmentation(c2, m2, bit, total - ndev, cnt2, lt2,
+                                           t_cpu, t_mem, t_g, t_ndev, t_models, t_weight)
+                    out_delta[n] = after - before
+                else:
+                    after = _fragmentation(c2, m2, bit, total, cnt, lt,
+                                           t_cpu, t_mem, t_g, t_ndev, t_models, t_weight)
+                    out_delta[n] = after - before
+                feasible += 1
+    finally:
+        free(buf)
+    return feasible
+
+
+def node_fragmentation(const double[::1] cpu_free, const double[::1] mem_free,
+                       const double[:, ::1] dev_free, const unsigned long long[::1] node_model,
+                       const double[::1] g_values, const double[::1] t_cpu, const double[::1] t_mem,
+                       const int[::1] t_g, const int[::1] t_ndev, const unsigned long long[::1] t_models,
+                       const double[::1] t_weight, double[::1] out):
+    """``out[n]`` = expected fragmentation F of node n as it is (for reports and tests)."""
+    cdef Py_ssize_t n_nodes = cpu_free.shape[0], n_dev = dev_free.shape[1], n_u = g_values.shape[0]
+    cdef Py_ssize_t n, d, u
+    cdef double total, g, f
+    cdef double* buf = <double*>malloc((2 * n_u + 1) * sizeof(double))
+    if buf == NULL:
+        raise MemoryError()
+    cdef double* cnt = buf
+    cdef double* lt = buf + n_u
+    try:
+        with nogil:
+            for n in range(n_nodes):
+                total = 0.0
+                for d in range(n_dev):
+                    total += dev_free[n, d]
+                for u in range(n_u):
+                    g = g_values[u] - EPS
+                    cnt[u] = 0.0
+                    lt[u] = 0.0
+                    for d in range(n_dev):
+                        f = dev_free[n, d]
+                        if f >= g:
+                            cnt[u] += 1.0
+                        else:
+                            lt[u] += f
+                out[n] = _fragmentation(cpu_free[n], mem_free[n], node_model[n], total, cnt, lt,
+                                        t_cpu, t_mem, t_g, t_ndev, t_models, t_weight)
+    finally:
+        free(buf)
