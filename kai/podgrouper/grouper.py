@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from kai.api import constants as C
-from kai.api.k8s import ObjectMeta, OwnerReference, Pod, PodGroup, PodGroupSpec
+from kai.api.k8s import ObjectMeta, OwnerReference, Pod, PodGroup, PodGroupSpec, TopologyConstraint
 
 # owner kind -> default priority class (KAI: Deployment/Knative -> inference, Notebook -> build)
 _DEFAULT_PRIORITY = {"Deployment": "inference", "ReplicaSet": "inference", "Service": "inference",
@@ -59,6 +59,19 @@ def _min_member(kind: str, obj: dict) -> int:
     return 1
 
 
+def _topology_constraint(pod: Pod, obj: dict) -> TopologyConstraint | None:
+    """The top owner's ``kai.scheduler/topology*`` annotations (the pod's own when the owner
+    is unknown or lacks them) as the PodGroup's topologyConstraint."""
+    ann = {**pod.metadata.annotations, **((obj.get("metadata", {}) or {}).get("annotations", {}) or {})}
+    topology = ann.get(C.TOPOLOGY, "")
+    required = ann.get(C.TOPOLOGY_REQUIRED, "")
+    preferred = ann.get(C.TOPOLOGY_PREFERRED, "")
+    if not topology and not required and not preferred:
+        return None
+    return TopologyConstraint(topology=str(topology), required_topology_level=str(required),
+                              preferred_topology_level=str(preferred))
+
+
 def group_for_pod(pod: Pod, owners: dict[tuple[str, str, str], dict[str, Any]] | None = None) -> PodGroup | None:
     """The PodGroup KAI's pod-grouper would make for ``pod``; None if the pod names its own."""
     if C.POD_GROUP_ANNOTATION in pod.metadata.annotations:
@@ -80,5 +93,6 @@ def group_for_pod(pod: Pod, owners: dict[tuple[str, str, str], dict[str, Any]] |
                             uid=f"{pg_name}-uid", creation_timestamp=pod.metadata.creation_timestamp,
                             labels={k: v for k, v in labels.items() if k in (C.QUEUE_LABEL,)}),
         spec=PodGroupSpec(min_member=_min_member(kind, obj), queue=queue, priority_class_name=priority,
-                          preemptibility=labels.get(C.PREEMPTIBILITY_LABEL, "")),
+                          preemptibility=labels.get(C.PREEMPTIBILITY_LABEL, ""),
+                          topology_constraint=_topology_constraint(pod, obj)),
     )
