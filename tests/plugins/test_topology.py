@@ -363,3 +363,28 @@ def test_scores_rank_roomiest_rack_highest():
     # -> b1 = floor(10/3), a1 = floor(20/3), a2 = 10 (times 10^4)
     assert by["n-b1-0"] == 30000 and by["n-a1-0"] == 60000 and by["n-a2-1"] == 100000
     ssn.close()
+
+
+# ---------------------------------------------------------------------------------- pod-grouper
+def test_grouper_copies_owner_topology_annotations():
+    from kai.api.k8s import Pod
+    from kai.podgrouper.grouper import group_for_pod
+    owner = {"apiVersion": "batch/v1", "kind": "Job",
+             "metadata": {"name": "train", "namespace": "default", "uid": "u1",
+                          "annotations": {"kai.scheduler/topology": "dc",
+                                          "kai.scheduler/topology-required-placement": ZONE,
+                                          "kai.scheduler/topology-preferred-placement": RACK}}}
+    p = msgspec.convert({"metadata": {"name": "train-0", "namespace": "default",
+                                      "ownerReferences": [{"kind": "Job", "name": "train", "uid": "u1",
+                                                           "controller": True}]},
+                         "spec": {"schedulerName": SCHED}}, Pod)
+    pg = group_for_pod(p, {("Job", "default", "train"): owner})
+    tc = pg.spec.topology_constraint
+    assert (tc.topology, tc.required_topology_level, tc.preferred_topology_level) == ("dc", ZONE, RACK)
+    bare = msgspec.convert({"metadata": {"name": "solo", "namespace": "default"}, "spec": {}}, Pod)
+    assert group_for_pod(bare).spec.topology_constraint is None
+    own = msgspec.convert({"metadata": {"name": "solo", "namespace": "default",
+                                        "annotations": {"kai.scheduler/topology": "dc",
+                                                        "kai.scheduler/topology-required-placement": RACK}},
+                           "spec": {}}, Pod)
+    assert group_for_pod(own).spec.topology_constraint.required_topology_level == RACK
