@@ -388,3 +388,61 @@ def test_grouper_copies_owner_topology_annotations():
                                                         "kai.scheduler/topology-required-placement": RACK}},
                            "spec": {}}, Pod)
     assert group_for_pod(own).spec.topology_constraint.required_topology_level == RACK
+
+
+# ---------------------------------------------------------------------------------- KAI cases
+# From KAI-Scheduler pkg/scheduler/actions/allocate/allocateTopology_test.go (commit 521a99a):
+# rack/spine topologies with 1-2 GPU nodes; "running" = GPUs held by single-GPU running pods.
+# Note the Go tests list the levels as [rack, spine]: rack is the broader level there.
+KR, KS = "k8s.io/rack", "k8s.io/spine"
+KAI_CASES = [
+    dict(id="required-rack-same-rack", levels=(KR,),
+         nodes={"node0": (1, "rack1", None), "node1": (1, "rack1", None),
+                "node2": (1, "rack2", None), "node3": (1, "rack2", None)},
+         running=["node0"], pods=2, required=KR, expect={0: "node2", 1: "node3"}),
+    dict(id="multi-level-same-spine", levels=(KR, KS),
+         nodes={"node0": (2, "rack1", "spine1"), "node1": (2, "rack1", "spine2")},
+         running=["node0"], pods=2, required=KS, expect={0: "node1", 1: "node1"}),
+    dict(id="multi-level-same-rack", levels=(KR, KS),
+         nodes={"node0": (2, "rack1", "spine1"), "node1": (2, "rack1", "spine2"),
+                "node2": (2, "rack2", "spine1"), "node3": (2, "rack2", "spine2")},
+         running=["node0"], pods=4, required=KR, expect={0: "node2", 1: "node2", 2: "node3", 3: "node3"}),
+    dict(id="multi-level-partially-occupied-rack", levels=(KR, KS),
+         nodes={"node0": (2, "rack1", "spine1"), "node1": (2, "rack1", "spine2")},
+         running=["node0"], pods=2, required=KR, expect={0: "node0", 1: "node1"}),
+    dict(id="multi-level-pending-no-rack", levels=(KR, KS),
+         nodes={"node0": (2, "rack1", "spine1"), "node1": (2, "rack1", "spine2"),
+                "node2": (2, "rack2", "spine1"), "node3": (2, "rack2", "spine2")},
+         running=["node0", "node2"], pods=4, required=KR, expect={},
+         reason="no rack of topology 'cluster-topology' can hold all 4 pods of job default/pj: "
+                "best (rack1) has room for 3 of 4 pods"),
+    dict(id="preferred-same-rack", levels=(KR,),
+         nodes={"node0": (2, "rack1", None), "node1": (2, "rack2", None)},
+         running=["node0"], pods=2, preferred=KR, expect={0: "node1", 1: "node1"}),
+    dict(id="preferred-not-met-still-scheduled", levels=(KR,),
+         nodes={"node0": (2, "rack1", None), "node1": (2, "rack2", None)},
+         running=["node0", "node1"], pods=2, preferred=KR, expect={0: "node1", 1: "node0"}),
+    dict(id="required-rack-preferred-spine-not-met", levels=(KR, KS),
+         nodes={"node0": (2, "rack1", "spine1"), "node1": (2, "rack1", "spine2"),
+                "node2": (2, "rack2", "spine1"), "node3": (2, "rack2", "spine2")},
+         running=["node0", "node0", "node1", "node2", "node3"], pods=2, required=KR, preferred=KS,
+         expect={0: "node3", 1: "node2"}),
+]
+
+
+@pytest.mark.parametrize("case", KAI_CASES, ids=[c["id"] for c in KAI_CASES])
+def test_kai_topology_cases(case):
+    docs = [topology("cluster-topology", case["levels"]), queue()]
+    for name, (gpus, rack, spine) in case["nodes"].items():
+        n = node(name, gpu=gpus)
+        n["metadata"]["labels"][KR] = rack
+        if spine:
+            n["metadata"]["labels"][KS] = spine
+        docs.append(n)
+    docs += job("running", pods=len(case["running"]), running_on=case["running"])
+    docs += job("pj", pods=case["pods"], required=case.get("required"), preferred=case.get("preferred"),
+                topo="cluster-topology")
+    rep = run(docs)
+    assert bound(rep) == {f"pj-{i}": n for i, n in case["expect"].items()}
+    if case.get("reason"):
+        assert case["reason"] in reasons(rep)["pj"]
