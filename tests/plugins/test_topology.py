@@ -446,3 +446,45 @@ def test_kai_topology_cases(case):
     assert bound(rep) == {f"pj-{i}": n for i, n in case["expect"].items()}
     if case.get("reason"):
         assert case["reason"] in reasons(rep)["pj"]
+
+
+KZ = "k8s.io/zone"
+# KAI subgroup-hierarchy cases: nodes name -> (gpus, {label: value}); subgroups as in ``job``
+KAI_SUBGROUP_CASES = [
+    dict(id="subgroup-rack-workload-zone", levels=(KZ, KR), gpu=2,
+         nodes={"node0": (2, {KZ: "zone1", KR: "rack1"}), "node1": (2, {KZ: "zone1", KR: "rack2"}),
+                "node2": (2, {KZ: "zone2", KR: "rack3"}), "node3": (2, {KZ: "zone2", KR: "rack4"})},
+         running=["node0"], required=KZ,
+         subgroups=[{"name": "sub-a", "pods": 1, "required": KR}, {"name": "sub-b", "pods": 1, "required": KR}],
+         expect={"pj-sub-a-0": "node2", "pj-sub-b-0": "node3"}),
+    dict(id="subgroup-rack-spine-zone", levels=(KZ, KS, KR), gpu=2,
+         nodes={f"node{i}": (2, {KZ: f"zone{i // 4 + 1}", KS: f"spine{i // 2 + 1}", KR: f"rack{i + 1}"})
+                for i in range(8)},
+         running=["node0"], required=KZ,
+         subgroups=[{"name": "replica1", "required": KS},
+                    {"name": "rep1-sub-a", "parent": "replica1", "pods": 1, "required": KR},
+                    {"name": "rep1-sub-b", "parent": "replica1", "pods": 1, "required": KR},
+                    {"name": "replica2", "required": KS},
+                    {"name": "rep2-sub-a", "parent": "replica2", "pods": 1, "required": KR},
+                    {"name": "rep2-sub-b", "parent": "replica2", "pods": 1, "required": KR}],
+         expect={"pj-rep1-sub-a-0": "node4", "pj-rep1-sub-b-0": "node5",
+                 "pj-rep2-sub-a-0": "node6", "pj-rep2-sub-b-0": "node7"}),
+    dict(id="subgroup-required-prefers-packed-rack", levels=(KR,), gpu=1,
+         nodes={"node0": (10, {KR: "rack1"}), "node1": (10, {KR: "rack2"})},
+         running=["node1"], required=None,
+         subgroups=[{"name": "sub-a", "pods": 2, "min": 1, "required": KR}],
+         expect={"pj-sub-a-0": "node1", "pj-sub-a-1": "node1"}),
+]
+
+
+@pytest.mark.parametrize("case", KAI_SUBGROUP_CASES, ids=[c["id"] for c in KAI_SUBGROUP_CASES])
+def test_kai_topology_subgroup_cases(case):
+    docs = [topology("cluster-topology", case["levels"]), queue()]
+    for name, (gpus, labels) in case["nodes"].items():
+        n = node(name, gpu=gpus)
+        n["metadata"]["labels"].update(labels)
+        docs.append(n)
+    docs += job("running", pods=len(case["running"]), gpu=case["gpu"], running_on=case["running"])
+    docs += job("pj", gpu=case["gpu"], required=case.get("required"), topo="cluster-topology",
+                subgroups=case["subgroups"])
+    assert bound(run(docs)) == case["expect"]
