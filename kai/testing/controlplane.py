@@ -613,7 +613,7 @@ class ControlPlane:
         proc.start()
 
         def ready() -> bool:
-            status, body = _http_get(f"127.0.0.1", client, "/health", None, None)
+            status, body = _http_get("127.0.0.1", client, "/health", None, None)
             return status == 200 and '"true"' in body
 
         self._wait(proc, ready, "did not become healthy")
