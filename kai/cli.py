@@ -81,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--schedule-period", type=float, default=1.0, help="seconds between cycles")
     r.add_argument("--leader-elect", action="store_true")
     r.add_argument("--namespace", default="kai-scheduler", help="namespace of the leader-election Lease")
-    r.add_argument("--metrics-port", type=int, default=8080)
+    r.add_argument("--metrics-port", type=int, default=8080, help="/metrics, /healthz, /readyz port (0: any free)")
+    r.add_argument("--metrics-namespace", default="kai", help="prefix of the Prometheus metric names")
+    r.add_argument("--lease-name", default=None, help="leader-election Lease name (default: the scheduler name)")
+    r.add_argument("--identity", default=None, help="leader-election identity (default: host_pid_random)")
+    r.add_argument("--bind-workers", type=int, default=16, help="concurrent binding/eviction API calls")
     r.set_defaults(func=cmd_scheduler)
     return p
 

@@ -1,0 +1,210 @@
+"""The live commit sink: bindings, evictions and pipeline Events against the API server.
+
+:class:`LiveCache` is what ``Scheduler.run_cycle`` commits into in the live controller (the
+counterpart of ``RecordingCache``). Each decision is applied to the ClusterState at once
+(``assume_bound`` / ``assume_evicted``) so the next cycle sees it before the watch confirms,
+and handed to :class:`Binder`, whose worker pool does the API calls:
+
+- bind: ``POST pods/{name}/binding`` (raw; the official client cannot parse the answer),
+  retried with backoff on 5xx/429/timeouts; a 409 (already assigned) is final, and a pod the
+  informer already shows on a node is never bound again;
+- evict: pod condition ``DisruptionTarget`` (status patch), then ``DELETE`` with the pod's UID
+  as precondition (KAI's evictor);
+- pipeline: an Event only.
+
+Outcomes come back to the controller thread through the informers' event queue as
+``("Binder", kind, payload)``; the controller (the single writer) keeps assumptions alive
+across watch updates and drops them when the watch confirms or the call failed
+(``Binder.apply_result`` / ``Binder.reassume``). A failed gang member stays recorded in
+``failed_binds``; the stale-gang action evicts what remains of a partial gang.
+"""
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import structlog
+
+from kai.cache.kubeclient import ApiError, KubeClient
+from kai.cache.status import StatusWriter, now_rfc3339
+from kai.scheduler import CycleResult, Decision
+
+log = structlog.get_logger("kai.binder")
+
+BIND_OK, BIND_FAILED, EVICT_FAILED = "BIND_OK", "BIND_FAILED", "EVICT_FAILED"
+
+
+class Binder:
+    """Bounded-concurrency API writer for scheduling decisions."""
+
+    def __init__(self, client: KubeClient, events: "queue.Queue", workers: int = 16, max_attempts: int = 5,
+                 latest_pod: Callable[[str], Any] | None = None, status: StatusWriter | None = None,
+                 scheduler_name: str = "kai-scheduler", on_bound: Callable[[float], None] | None = None) -> None:
+        self.client = client
+        self.events = events
+        self.max_attempts = max_attempts
+        self.latest_pod = latest_pod or (lambda key: None)
+        self.status = status
+        self.scheduler_name = scheduler_name
+        self.on_bound = on_bound
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bind")
+        # touched by the controller thread only
+        self.assumed_bind: dict[str, tuple[str, str]] = {}     # uid -> (pod key, node)
+        self.assumed_evict: dict[str, str] = {}               # uid -> pod key
+        self.failed_binds: dict[str, str] = {}                # pod key -> reason (last failure)
+        self.bind_count = 0
+        self._lock = threading.Lock()
+        self.posted: dict[str, str] = {}                      # uid -> node, every binding POSTed OK
+
+    def shutdown(self, wait: bool = True) -> None:
+        self.pool.shutdown(wait=wait, cancel_futures=not wait)
+
+    # ------------------------------------------------------------------ submission (controller thread)
+    def can_bind(self, uid: str) -> bool:
+        return uid not in self.assumed_bind
+
+    def submit_bind(self, ns: str, name: str, uid: str, node: str) -> None:
+        self.assumed_bind[uid] = (f"{ns}/{name}", node)
+        self.bind_count += 1
+        self.pool.submit(self._bind, ns, name, uid, node, time.monotonic())
+
+    def submit_evict(self, ns: str, name: str, uid: str, message: str) -> None:
+        self.assumed_evict[uid] = f"{ns}/{name}"
+        self.pool.submit(self._evict, ns, name, uid, message)
+
+    # ------------------------------------------------------------------ workers
+    def _bind(self, ns: str, name: str, uid: str, node: str, t0: float) -> None:
+        key = f"{ns}/{name}"
+        latest = self.latest_pod(key)
+        if latest is not None and (latest.spec.node_name or latest.metadata.uid != uid):
+            why = (f"already on node {latest.spec.node_name}" if latest.spec.node_name
+                   else "pod was replaced")
+            self.events.put(("Binder", BIND_FAILED, (uid, key, node, why)))
+            return
+        body = {"apiVersion": "v1", "kind": "Binding",
+                "metadata": {"name": name, "namespace": ns, "uid": uid},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+        delay = 0.1
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                self.client.request("POST", f"/api/v1/namespaces/{ns}/pods/{name}/binding", body)
+                with self._lock:
+                    self.posted[uid] = node
+                if self.on_bound is not None:
+                    self.on_bound(time.monotonic() - t0)
+                self.events.put(("Binder", BIND_OK, (uid, key, node, "")))
+                return
+            except ApiError as exc:
+                if exc.status == 409 and f'"{node}"' in exc.message:
+                    # an earlier attempt whose answer was lost did bind it to this very node
+                    self.events.put(("Binder", BIND_OK, (uid, key, node, "")))
+                    return
+                if not exc.retryable or attempt == self.max_attempts:
+                    reason = f"binding {key} to {node} failed: {exc}"
+                    log.warning("bind failed", pod=key, node=node, error=str(exc), attempts=attempt)
+                    if self.status is not None:
+                        self.status.event({"kind": "Pod", "apiVersion": "v1", "namespace": ns, "name": name,
+                                           "uid": uid}, "FailedBinding", reason, "Warning")
+                    self.events.put(("Binder", BIND_FAILED, (uid, key, node, reason)))
+                    return
+                # before retrying, make sure an earlier attempt did not bind it after all
+                latest = self.latest_pod(key)
+                if latest is not None and latest.spec.node_name == node:
+                    self.events.put(("Binder", BIND_OK, (uid, key, node, "")))
+                    return
+                time.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 5.0)
+
+    def _evict(self, ns: str, name: str, uid: str, message: str) -> None:
+        key = f"{ns}/{name}"
+        base = f"/api/v1/namespaces/{ns}/pods/{name}"
+        try:
+            cond = {"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+                    "message": message, "lastTransitionTime": now_rfc3339()}
+            try:
+                self.client.patch(base + "/status", {"status": {"conditions": [cond]}}, kind="strategic")
+            except ApiError as exc:
+                if exc.status == 404:
+                    return
+                log.debug("eviction condition failed", pod=key, error=str(exc))
+            self.client.delete(base, {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}})
+            if self.status is not None:
+                self.status.event({"kind": "Pod", "apiVersion": "v1", "namespace": ns, "name": name, "uid": uid},
+                                  "Evict", message)
+        except ApiError as exc:
+            if exc.status in (404, 409):     # gone already / replaced by a new pod of that name
+                return
+            log.warning("eviction failed", pod=key, error=str(exc))
+            self.events.put(("Binder", EVICT_FAILED, (uid, key, "", str(exc))))
+
+    # ------------------------------------------------------------------ results (controller thread)
+    def apply_result(self, state, kind: str, payload: tuple) -> None:
+        uid, key, node, reason = payload
+        if kind == BIND_OK:
+            self.failed_binds.pop(key, None)
+            return          # keep the assumption until the watch shows spec.nodeName
+        latest = self.latest_pod(key)
+        if kind == BIND_FAILED:
+            self.assumed_bind.pop(uid, None)
+            self.failed_binds[key] = reason
+        else:
+            self.assumed_evict.pop(uid, None)
+        if latest is not None and latest.metadata.uid == uid:
+            state.upsert_pod(latest)           # back to what the API server says
+            self.reassume(state, latest)
+
+    def reassume(self, state, pod) -> None:
+        """After a pod update from the watch: keep our not yet visible decisions applied."""
+        uid = pod.metadata.uid
+        got = self.assumed_bind.get(uid)
+        if got is not None:
+            if pod.spec.node_name or pod.metadata.deletion_timestamp:
+                del self.assumed_bind[uid]
+            else:
+                info = state.pods.get(uid)
+                if info is not None:
+                    state.assume_bound(info, got[1])
+        if uid in self.assumed_evict:
+            info = state.pods.get(uid)
+            if info is not None and not pod.metadata.deletion_timestamp:
+                state.assume_evicted(info)
+
+    def forget(self, uid: str) -> None:
+        self.assumed_bind.pop(uid, None)
+        self.assumed_evict.pop(uid, None)
+
+
+class LiveCache:
+    """Commit sink for one live cycle (see module docstring)."""
+
+    def __init__(self, state, binder: Binder, status: StatusWriter | None = None) -> None:
+        self.state = state
+        self.binder = binder
+        self.status = status
+        self.result = CycleResult()
+
+    def bind(self, task, node_name: str) -> None:
+        if not self.binder.can_bind(task.uid):
+            log.warning("not binding twice", pod=task.key, node=node_name)
+            return
+        self.state.assume_bound(task, node_name)
+        self.binder.submit_bind(task.namespace, task.name, task.uid, node_name)
+        self.result.bindings.append(Decision(task.key, node_name, list(getattr(task, "gpu_groups", []) or [])))
+
+    def pipeline(self, task, node_name: str) -> None:
+        self.result.pipelined.append(Decision(task.key, node_name))
+        if self.status is not None:
+            self.status.event({"kind": "Pod", "apiVersion": "v1", "namespace": task.namespace, "name": task.name,
+                               "uid": task.uid}, "Pipelined",
+                              f"pod {task.key} is pipelined to node {node_name}, waiting for resources to be released")
+
+    def evict(self, task, action: str, preemptor: str = "") -> None:
+        node = task.node_name
+        self.state.assume_evicted(task)
+        msg = f"Pod {task.key} was evicted by the {action} action" + (f" for {preemptor}" if preemptor else "")
+        self.binder.submit_evict(task.namespace, task.name, task.uid, msg)
+        self.result.evictions.append(Decision(task.key, node, action=action, preemptor=preemptor))

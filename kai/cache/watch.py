@@ -1,0 +1,231 @@
+"""Informers: paged list + watch per kind, delivering events to one thread-safe queue.
+
+Each :class:`Informer` owns a thread and a store (key -> last object seen). It lists with
+``limit``/``continue``, then watches from the list's resourceVersion with bookmarks; a 410
+Gone (expired resourceVersion) triggers a relist whose differences against the store come
+out as ADDED/MODIFIED/DELETED events, so consumers never miss a deletion. Transport errors
+reconnect with exponential backoff and full jitter. Events are ``(kind, type, obj)`` tuples
+put on the shared ``queue.Queue``; after the first list an ``(kind, "SYNCED", None)`` marker
+follows. The controller (``kai.controller.main``) drains the queue between cycles and is the
+single writer of the ClusterState.
+"""
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import msgspec
+import structlog
+
+from kai.api.k8s import Node, Pod, PodGroup, PriorityClass, Queue, Topology
+from kai.cache.kubeclient import ApiError, KubeClient, Status
+
+log = structlog.get_logger("kai.watch")
+
+ADDED, MODIFIED, DELETED, SYNCED = "ADDED", "MODIFIED", "DELETED", "SYNCED"
+
+
+@dataclass(frozen=True)
+class Resource:
+    kind: str
+    path: str           # collection path across namespaces
+    type: type
+    optional: bool = False   # CRD may be absent: treat 404 as an empty list and retry later
+
+
+RESOURCES: dict[str, Resource] = {
+    "Node": Resource("Node", "/api/v1/nodes", Node),
+    "Pod": Resource("Pod", "/api/v1/pods", Pod),
+    "PodGroup": Resource("PodGroup", "/apis/scheduling.run.ai/v2alpha2/podgroups", PodGroup, True),
+    "Queue": Resource("Queue", "/apis/scheduling.run.ai/v2/queues", Queue, True),
+    "PriorityClass": Resource("PriorityClass", "/apis/scheduling.k8s.io/v1/priorityclasses", PriorityClass),
+    "Topology": Resource("Topology", "/apis/kai.scheduler/v1alpha1/topologies", Topology, True),
+}
+
+
+def object_key(obj: Any) -> str:
+    m = obj.metadata
+    return f"{m.namespace}/{m.name}" if m.namespace else m.name
+
+
+class Backoff:
+    """Exponential backoff with full jitter: sleep uniform(0, min(cap, base * 2**n))."""
+
+    def __init__(self, base: float = 0.2, cap: float = 30.0) -> None:
+        self.base, self.cap, self.n = base, cap, 0
+
+    def next(self) -> float:
+        d = random.uniform(0, min(self.cap, self.base * (2 ** self.n)))
+        self.n = min(self.n + 1, 16)
+        return max(d, self.base / 2)
+
+    def reset(self) -> None:
+        self.n = 0
+
+
+class Informer:
+    """List + watch one resource kind into ``store`` and ``events``."""
+
+    def __init__(self, client: KubeClient, resource: Resource, events: "queue.Queue",
+                 page_size: int = 500, watch_timeout: tuple[int, int] = (240, 360),
+                 on_event: Callable[[str, str, Any], None] | None = None) -> None:
+        self.client = client
+        self.resource = resource
+        self.kind = resource.kind
+        self.events = events
+        self.page_size = page_size
+        self.watch_timeout = watch_timeout
+        self.on_event = on_event
+        self.store: dict[str, Any] = {}
+        self.resource_version = ""
+        self.synced = threading.Event()
+        self._stop = threading.Event()
+        self._resp = None
+        self._thread: threading.Thread | None = None
+        self._decoder = msgspec.json.Decoder(resource.type)
+        self.stats = {"lists": 0, "relists_410": 0, "bookmarks": 0, "reconnects": 0, "events": 0}
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> Informer:
+        self._thread = threading.Thread(target=self._run, name=f"informer-{self.kind}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        r = self._resp
+        if r is not None:
+            try:
+                r.shutdown()
+            except Exception:   # noqa: BLE001 - best effort: the thread exits on its own anyway
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def force_resource_version(self, rv: str) -> None:
+        """Test hook: make the next watch start from ``rv`` (e.g. a stale one, to force 410)."""
+        self.resource_version = rv
+        r = self._resp
+        if r is not None:
+            try:
+                r.shutdown()
+            except Exception:   # noqa: BLE001
+                pass
+
+    # ------------------------------------------------------------------ internals
+    def _emit(self, etype: str, obj: Any) -> None:
+        self.stats["events"] += 1
+        self.events.put((self.kind, etype, obj))
+        if self.on_event is not None:
+            self.on_event(self.kind, etype, obj)
+
+    def _list(self) -> None:
+        """List everything; emit the differences against the store; remember the RV."""
+        try:
+            items, rv = self.client.list(self.resource.path, self.resource.type, limit=self.page_size)
+        except ApiError as exc:
+            if exc.status == 404 and self.resource.optional:
+                items, rv = [], ""
+            else:
+                raise
+        self.stats["lists"] += 1
+        fresh = {object_key(o): o for o in items}
+        for k in [k for k in self.store if k not in fresh]:
+            self._emit(DELETED, self.store.pop(k))
+        for k, o in fresh.items():
+            old = self.store.get(k)
+            if old is None:
+                self.store[k] = o
+                self._emit(ADDED, o)
+            elif old.metadata.resource_version != o.metadata.resource_version:
+                self.store[k] = o
+                self._emit(MODIFIED, o)
+        self.resource_version = rv
+        if not self.synced.is_set():
+            self.synced.set()
+            self.events.put((self.kind, SYNCED, None))
+
+    def _watch(self) -> None:
+        """Watch from ``resource_version`` until the stream ends; raises ApiError(410) if expired."""
+        timeout = random.randint(*self.watch_timeout)
+
+        def hold(r: Any) -> None:
+            self._resp = r
+
+        try:
+            for ev in self.client.watch(self.resource.path, self.resource_version, timeout, on_response=hold):
+                if self._stop.is_set():
+                    return
+                if ev.type == "ERROR":
+                    st = msgspec.json.decode(ev.object, type=Status)
+                    raise ApiError(st.code or 500, st.reason, st.message)
+                obj = self._decoder.decode(ev.object)
+                rv = obj.metadata.resource_version
+                if ev.type == "BOOKMARK":
+                    self.stats["bookmarks"] += 1
+                    self.resource_version = rv or self.resource_version
+                    continue
+                key = object_key(obj)
+                if ev.type == DELETED:
+                    self.store.pop(key, None)
+                    self._emit(DELETED, obj)
+                elif ev.type in (ADDED, MODIFIED):
+                    etype = MODIFIED if key in self.store else ADDED
+                    self.store[key] = obj
+                    self._emit(etype, obj)
+                if rv:
+                    self.resource_version = rv
+        finally:
+            self._resp = None
+
+    def _run(self) -> None:
+        backoff = Backoff()
+        need_list = not self.synced.is_set()
+        while not self._stop.is_set():
+            try:
+                if need_list:
+                    self._list()
+                    need_list = False
+                    if not self.resource_version:          # optional kind not installed yet
+                        self._stop.wait(min(30.0, backoff.next() * 10))
+                        need_list = True
+                        continue
+                self._watch()
+                backoff.reset()
+            except ApiError as exc:
+                if self._stop.is_set():
+                    return
+                if exc.status == 410:
+                    self.stats["relists_410"] += 1
+                    log.info("watch expired, relisting", kind=self.kind, rv=self.resource_version)
+                    need_list = True
+                    continue
+                self.stats["reconnects"] += 1
+                d = backoff.next()
+                log.warning("watch error, backing off", kind=self.kind, error=str(exc), seconds=round(d, 2))
+                self._stop.wait(d)
+            except Exception as exc:   # noqa: BLE001 - decode errors etc.: relist rather than die
+                if self._stop.is_set():
+                    return
+                self.stats["reconnects"] += 1
+                log.exception("informer failure, relisting", kind=self.kind, error=str(exc))
+                need_list = True
+                self._stop.wait(backoff.next())
+
+
+def start_informers(client: KubeClient, events: "queue.Queue", kinds=tuple(RESOURCES),
+                    **kw: Any) -> dict[str, Informer]:
+    return {k: Informer(client, RESOURCES[k], events, **kw).start() for k in kinds}
+
+
+def wait_synced(informers: dict[str, Informer], timeout: float | None = None) -> bool:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for inf in informers.values():
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not inf.synced.wait(left):
+            return False
+    return True

@@ -1,0 +1,1 @@
+"""Live controller process: informers, leader election, cycle loop, metrics (``kai scheduler``)."""

@@ -1,0 +1,296 @@
+"""``kai scheduler``: the live controller process.
+
+One process, one shared informer cache: informers (``kai.cache.watch``) feed one event queue;
+this module's :class:`Controller` is the single writer of the ClusterState. Every
+``--schedule-period`` it drains the queue into the state, and, when it holds the leader Lease
+(``kai.controller.leader``), runs ``Scheduler.run_cycle`` committing into
+``kai.cache.binder.LiveCache``. Followers keep their cache warm and schedule nothing. The
+pod-grouper (``kai.podgrouper.controller``) and status writer (``kai.cache.status``) run on
+worker threads of the same process; metrics and health are served by
+``kai.controller.metrics``. SIGTERM/SIGINT stop cleanly: the cycle loop ends, in-flight
+bindings finish, the Lease is released.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+import structlog
+
+from kai.api import constants as C
+from kai.cache.binder import Binder, LiveCache
+from kai.cache.cluster_state import ClusterState
+from kai.cache.kubeclient import ApiError, KubeClient
+from kai.cache.status import StatusWriter
+from kai.cache.watch import ADDED, DELETED, MODIFIED, SYNCED, Informer, start_informers
+from kai.controller.leader import LeaderElector
+from kai.controller.metrics import HealthServer, Metrics
+from kai.podgrouper.controller import PodGrouperController
+from kai.scheduler import Scheduler
+
+log = structlog.get_logger("kai.controller")
+
+
+def _key(obj: Any) -> str:
+    m = obj.metadata
+    return f"{m.namespace}/{m.name}" if m.namespace else m.name
+
+
+class Controller:
+    """Informers -> ClusterState -> Scheduler -> Binder, one writer thread."""
+
+    def __init__(self, client: KubeClient, config, scheduler_name: str = C.SCHEDULER_NAME,
+                 metrics: Metrics | None = None, bind_workers: int = 16, status_workers: int = 2,
+                 group_pods: bool = True) -> None:
+        self.client = client
+        self.scheduler_name = scheduler_name
+        self.events: queue.Queue = queue.Queue()
+        self.state = ClusterState(scheduler_name=scheduler_name)
+        self.metrics = metrics or Metrics()
+        self.status = StatusWriter(client, workers=status_workers)
+        self.informers: dict[str, Informer] = {}
+        self.binder = Binder(client, self.events, workers=bind_workers, latest_pod=self._latest_pod,
+                             status=self.status, scheduler_name=scheduler_name,
+                             on_bound=lambda s: self.metrics.task_bind.observe(s * 1000.0))
+        self.grouper = PodGrouperController(client, scheduler_name) if group_pods else None
+        self.scheduler = Scheduler(self.state, config)
+        self._action_ms: dict[str, float] = {}
+        for action in self.scheduler.actions:
+            self._time_action(action)
+        self.synced = False
+        self.cycles = 0
+        self.last_result = None
+
+    def _latest_pod(self, key: str):
+        inf = self.informers.get("Pod")
+        return inf.store.get(key) if inf is not None else None
+
+    def _time_action(self, action) -> None:
+        name = getattr(action, "name", type(action).__name__)
+        run = action.execute
+        ms = self._action_ms
+
+        def timed(ssn):
+            t = time.perf_counter()
+            try:
+                return run(ssn)
+            finally:
+                ms[name] = (time.perf_counter() - t) * 1000.0
+        action.execute = timed
+
+    # ------------------------------------------------------------------ startup
+    def start(self) -> Controller:
+        self.informers = start_informers(self.client, self.events)
+        if self.grouper is not None:
+            self.grouper.start()
+        return self
+
+    def initial_sync(self, stop: threading.Event, timeout: float | None = None) -> bool:
+        """Drain until every informer listed once, then bulk-load the state."""
+        pending = set(self.informers)
+        seen: dict[str, dict[str, Any]] = {k: {} for k in self.informers}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while pending and not stop.is_set():
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            try:
+                kind, etype, obj = self.events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if kind == "Binder":
+                continue
+            if etype == SYNCED:
+                pending.discard(kind)
+            elif etype == DELETED:
+                seen[kind].pop(_key(obj), None)
+            else:
+                seen[kind][_key(obj)] = obj
+        if stop.is_set():
+            return False
+        st = self.state
+        st.load(nodes=seen.get("Node", {}).values(), podgroups=seen.get("PodGroup", {}).values(),
+                pods=seen.get("Pod", {}).values(), queues=seen.get("Queue", {}).values(),
+                priority_classes=seen.get("PriorityClass", {}).values())
+        for t in seen.get("Topology", {}).values():
+            st.upsert_topology(t)
+        if self.grouper is not None:
+            for p in seen.get("Pod", {}).values():
+                self.grouper.observe(p)
+        self.synced = True
+        log.info("informers synced", **{k.lower() + "s": len(v) for k, v in seen.items()})
+        return True
+
+    # ------------------------------------------------------------------ events
+    def drain(self) -> int:
+        n = 0
+        while True:
+            try:
+                kind, etype, obj = self.events.get_nowait()
+            except queue.Empty:
+                return n
+            n += 1
+            try:
+                self.apply(kind, etype, obj)
+            except Exception as exc:   # noqa: BLE001 - one malformed object must not stop the controller
+                log.exception("applying event failed", kind=kind, type=etype, error=str(exc))
+
+    def apply(self, kind: str, etype: str, obj: Any) -> None:
+        st = self.state
+        if kind == "Binder":
+            self.binder.apply_result(st, etype, obj)
+            return
+        if etype == SYNCED:
+            return
+        if kind == "Pod":
+            if etype == DELETED:
+                st.delete_pod(obj.metadata.uid)
+                self.binder.forget(obj.metadata.uid)
+                self.status.forget_pod(obj.metadata.uid)
+                return
+            st.upsert_pod(obj)
+            self.binder.reassume(st, obj)
+            if self.grouper is not None:
+                self.grouper.observe(obj)
+        elif kind == "Node":
+            if etype == DELETED:
+                st.delete_node(obj.metadata.name)
+            else:
+                st.upsert_node(obj)
+        elif kind == "PodGroup":
+            if etype == DELETED:
+                st.delete_podgroup(_key(obj))
+            else:
+                st.upsert_podgroup(obj)
+        elif kind == "Queue":
+            if etype == DELETED:
+                st.delete_queue(obj.metadata.name)
+            else:
+                st.upsert_queue(obj)
+        elif kind == "PriorityClass":
+            if etype == DELETED:
+                st.priority_classes.pop(obj.metadata.name, None)
+            else:
+                st.upsert_priority_class(obj)
+        elif kind == "Topology":
+            if etype == DELETED:
+                st.topologies.pop(obj.metadata.name, None)
+            else:
+                st.upsert_topology(obj)
+
+    # ------------------------------------------------------------------ cycle
+    def cycle(self, leader: bool) -> None:
+        self.drain()
+        if not leader:
+            return
+        sink = LiveCache(self.state, self.binder, self.status)
+        result = self.scheduler.run_cycle(sink, now=time.time())
+        self.cycles += 1
+        self.last_result = result
+        self.metrics.observe_cycle(result, self._action_ms)
+        self._report_unschedulable(result)
+
+    def _report_unschedulable(self, result) -> None:
+        for key, reasons in result.unschedulable.items():
+            job = self.state.jobs.get(key)
+            if job is None:
+                continue
+            message = "; ".join(dict.fromkeys(r for r in reasons if r)) or "pod group could not be scheduled"
+            ns, name = key.split("/", 1)
+            pg = self.state.podgroups.get(key)
+            self.status.podgroup_unschedulable(ns, name, pg.metadata.uid if pg else "", message)
+            for t in list(getattr(job, "tasks", {}).values()):
+                if not t.node_name and t.status & C.PodStatus.PENDING:
+                    self.status.pod_unschedulable(t.namespace, t.name, t.uid, message)
+
+    def stop(self) -> None:
+        for inf in self.informers.values():
+            inf.stop(timeout=2.0)
+        if self.grouper is not None:
+            self.grouper.stop()
+        self.binder.shutdown(wait=True)
+        self.status.stop()
+
+
+def _ensure_namespace(client: KubeClient, ns: str) -> None:
+    try:
+        client.get(f"/api/v1/namespaces/{ns}")
+    except ApiError as exc:
+        if exc.status == 404:
+            try:
+                client.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+            except ApiError as exc2:
+                log.warning("cannot create lease namespace", namespace=ns, error=str(exc2))
+
+
+def run_controller(args, config) -> int:
+    """Entry point of ``kai scheduler``; returns the process exit code."""
+    client = KubeClient.from_kubeconfig(getattr(args, "kubeconfig", None),
+                                        maxsize=max(32, getattr(args, "bind_workers", 16) + 16))
+    scheduler_name = getattr(args, "scheduler_name", C.SCHEDULER_NAME)
+    period = float(getattr(args, "schedule_period", 1.0))
+    stop = threading.Event()
+    exit_code = [0]
+
+    def on_signal(signum, frame) -> None:
+        log.info("signal received, stopping", signal=signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    metrics = Metrics(getattr(args, "metrics_namespace", "kai") or "kai")
+    ctl = Controller(client, config, scheduler_name=scheduler_name, metrics=metrics,
+                     bind_workers=getattr(args, "bind_workers", 16))
+    health = None
+    port = getattr(args, "metrics_port", 8080)
+    if port is not None and port >= 0:
+        health = HealthServer(metrics, port, ready=lambda: ctl.synced).start()
+        log.info("serving metrics and health", port=health.port)
+
+    elector = None
+    if getattr(args, "leader_elect", False):
+        ns = getattr(args, "namespace", "kai-scheduler")
+        _ensure_namespace(client, ns)
+        identity = getattr(args, "identity", None) or f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+        def lost() -> None:
+            exit_code[0] = 1
+            stop.set()
+
+        elector = LeaderElector(client, ns, getattr(args, "lease_name", None) or scheduler_name, identity,
+                                on_stopped=lost).start()
+
+    def is_leader() -> bool:
+        return elector is None or elector.is_leader.is_set()
+
+    ctl.start()
+    try:
+        if ctl.initial_sync(stop):
+            next_t = time.monotonic()
+            while not stop.is_set():
+                leader = is_leader()
+                metrics.is_leader.set(1 if leader else 0)
+                try:
+                    ctl.cycle(leader)
+                except Exception as exc:   # noqa: BLE001 - a failing cycle is logged, the next one retries
+                    log.exception("cycle failed", error=str(exc))
+                next_t += period
+                delay = next_t - time.monotonic()
+                if delay < 0:
+                    next_t = time.monotonic()
+                    delay = 0
+                stop.wait(delay)
+    finally:
+        if elector is not None:
+            elector.stop(release=exit_code[0] == 0)
+        ctl.stop()
+        if health is not None:
+            health.stop()
+        log.info("stopped", cycles=ctl.cycles, bindings=ctl.binder.bind_count)
+    return exit_code[0]
