@@ -14,6 +14,7 @@ $PY setup.py -q build_ext --inplace
 echo "== control plane (kube-apiserver, etcd, controller-manager, kube-scheduler, kwok)"
 if command -v go >/dev/null 2>&1; then
   bash hack/controlplane/build.sh
+  bash hack/tools/build-helm.sh
 else
   echo "go not found: integration tests will be skipped (or fail when CI=true)"
 fi
