@@ -106,8 +106,8 @@ def parse_config(doc: object, source: str = "<config>") -> SchedulerConfig:
     if np_args:
         for k in ("gpu", "cpu"):
             v = np_args.get(k, "binpack")
-            if v not in ("binpack", "spread"):
-                raise ConfigError(f"{source}: nodeplacement argument {k}={v!r}: expected binpack or spread")
+            if v not in ("binpack", "spread", "fgd"):
+                raise ConfigError(f"{source}: nodeplacement argument {k}={v!r}: expected binpack, spread or fgd")
     qd = doc.get("queueDepthPerAction") or {}
     if not isinstance(qd, dict):
         raise ConfigError(f"{source}: field 'queueDepthPerAction' must be a mapping")

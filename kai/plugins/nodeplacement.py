@@ -1,12 +1,15 @@
-"""nodeplacement: binpack (default) or spread, per GPU and CPU, from arguments ``gpu`` / ``cpu``.
+"""nodeplacement: binpack (default), spread or fgd, per GPU and CPU, from arguments ``gpu`` / ``cpu``.
 
 The scores themselves (KAI's 0..9 pack formula, free/capacity spread) are computed inside
 the placement kernel; GPU tasks use the GPU strategy and CPU-only tasks the CPU strategy.
+``fgd`` (beyond KAI: fragmentation gradient descent, see kai.plugins.fgd) scores nodes
+through a NodeOrder callback in the same band.
 """
 from __future__ import annotations
 
 from kai._fast.placement import STRATEGY_BINPACK, STRATEGY_SPREAD
 from kai.framework.plugin import Plugin, register_plugin
+from kai.plugins import fgd
 
 _STRATEGIES = {"binpack": STRATEGY_BINPACK, "spread": STRATEGY_SPREAD}
 
@@ -16,5 +19,12 @@ class NodePlacement(Plugin):
     name = "nodeplacement"
 
     def on_session_open(self, ssn) -> None:
+        fgd_kinds = set()
         for kind in ("gpu", "cpu"):
-            ssn.placement[kind] = _STRATEGIES.get(self.arguments.get(kind, "binpack"), STRATEGY_BINPACK)
+            value = self.arguments.get(kind, "binpack")
+            if value == "fgd":
+                fgd_kinds.add(kind)
+                value = "spread"        # the kernel's spread term; fgd's callback takes it back out
+            ssn.placement[kind] = _STRATEGIES.get(value, STRATEGY_BINPACK)
+        if fgd_kinds:
+            fgd.attach(ssn, fgd_kinds, self.arguments)

@@ -1,0 +1,200 @@
+"""Alibaba GPU cluster traces (``openb``, Weng et al., USENIX ATC'23) as kai objects.
+
+The traces in ``shared/traces/gpu-v2023`` are CSV files: a node list (``sn, cpu_milli,
+memory_mib, gpu, model``) and pod lists (``name, cpu_milli, memory_mib, num_gpu, gpu_milli,
+gpu_spec, ..., creation_time, ...``). This module reads them into
+
+* :class:`TraceNodes` / :class:`TracePods`: plain numpy columns, for kernels and benchmarks;
+* kai ``Node`` / ``Pod`` structs (:func:`to_nodes`, :func:`to_pods`) that the scheduler takes
+  like any manifest: nodes carry ``nvidia.com/gpu.product`` (the GPU model),
+  ``nvidia.com/gpu.count`` and ``nvidia.com/gpu.memory``; a pod asking for a fraction of one
+  GPU gets KAI's ``gpu-fraction`` annotation, whole GPUs are an ``nvidia.com/gpu`` limit, and
+  ``gpu_spec`` (allowed models, ``|``-separated) becomes required node affinity on the model
+  label. Creation timestamps follow the arrival order, so one allocate cycle over a single
+  queue places pods exactly in arrival order.
+
+:func:`arrivals` builds the arrival sequence: the trace in creation order, or, with
+``inflate``, pods drawn at random with replacement from the trace (seeded) until the GPU
+demand reaches ``inflate`` times the cluster's GPUs (the paper's workload inflation).
+Callers: ``bench/bench_traces.py``, tests.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from kai.api.k8s import (Affinity, Container, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement,
+                         NodeSelectorTerm, NodeSpec, NodeStatus, ObjectMeta, Pod, PodSpec, PodStatus,
+                         ResourceRequirements)
+
+TRACE_DIR = os.environ.get("KAI_TRACE_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "..",
+                                                         "shared", "traces", "gpu-v2023"))
+MODEL_LABEL = "nvidia.com/gpu.product"
+COUNT_LABEL = "nvidia.com/gpu.count"
+MEMORY_LABEL = "nvidia.com/gpu.memory"
+#: per-device memory (MiB) by model; G1-G3 are undisclosed in the trace, their values are guesses
+GPU_MEMORY_MIB = {"P100": 16384, "T4": 15360, "V100M16": 16384, "V100M32": 32768, "A10": 23028,
+                  "G1": 32768, "G2": 32768, "G3": 40960}
+_EPOCH = _dt.datetime(2024, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+@dataclass
+class TraceNodes:
+    """One row per node: name, cpu (millicores), memory (MiB), gpu (devices), model ('' = none)."""
+    name: list[str]
+    cpu: np.ndarray
+    mem: np.ndarray
+    gpu: np.ndarray
+    model: list[str]
+
+    def __len__(self) -> int:
+        return len(self.name)
+
+    @property
+    def total_gpu(self) -> float:
+        return float(self.gpu.sum())
+
+    def subset(self, idx) -> "TraceNodes":
+        idx = list(idx)
+        return TraceNodes([self.name[i] for i in idx], self.cpu[idx], self.mem[idx], self.gpu[idx],
+                          [self.model[i] for i in idx])
+
+
+@dataclass
+class TracePods:
+    """One row per pod, in arrival order. ``gpu`` is the GPU demand in devices (a fraction
+    for ``num_gpu == 1`` pods asking less than 1000 milli); ``spec`` the allowed models
+    (empty tuple = any)."""
+    name: list[str]
+    cpu: np.ndarray
+    mem: np.ndarray
+    num_gpu: np.ndarray
+    gpu_milli: np.ndarray
+    spec: list[tuple[str, ...]]
+
+    def __len__(self) -> int:
+        return len(self.name)
+
+    @property
+    def gpu(self) -> np.ndarray:
+        """GPU demand per pod in devices."""
+        return np.where(self.num_gpu == 1, self.gpu_milli / 1000.0, self.num_gpu.astype(np.float64))
+
+    def take(self, idx, names: list[str] | None = None) -> "TracePods":
+        idx = np.asarray(idx, dtype=np.int64)
+        return TracePods(names if names is not None else [self.name[i] for i in idx], self.cpu[idx],
+                         self.mem[idx], self.num_gpu[idx], self.gpu_milli[idx], [self.spec[i] for i in idx])
+
+
+def trace_path(name: str, trace_dir: str | None = None) -> str:
+    """Path of a pod list: ``default`` -> openb_pod_list_default.csv; a path is returned as is."""
+    if name.endswith(".csv") or os.sep in name:
+        return name
+    return os.path.join(trace_dir or TRACE_DIR, f"openb_pod_list_{name}.csv")
+
+
+def load_nodes(path: str | None = None, gpu_only: bool = True) -> TraceNodes:
+    path = path or os.path.join(TRACE_DIR, "openb_node_list_gpu_node.csv" if gpu_only
+                                else "openb_node_list_all_node.csv")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if gpu_only:
+        rows = [r for r in rows if int(r["gpu"]) > 0]
+    return TraceNodes([r["sn"] for r in rows],
+                      np.array([float(r["cpu_milli"]) for r in rows]),
+                      np.array([float(r["memory_mib"]) for r in rows]),
+                      np.array([int(r["gpu"]) for r in rows], dtype=np.int64),
+                      [(r.get("model") or "").strip() for r in rows])
+
+
+def load_pods(name_or_path: str = "default", trace_dir: str | None = None) -> TracePods:
+    """A pod list in creation order (ties keep file order)."""
+    with open(trace_path(name_or_path, trace_dir), newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows.sort(key=lambda r: float(r.get("creation_time") or 0))
+    spec = []
+    for r in rows:
+        s = (r.get("gpu_spec") or "").strip()
+        spec.append(tuple(m for m in s.split("|") if m) if s and s.lower() != "nan" else ())
+    return TracePods([r["name"] for r in rows],
+                     np.array([float(r["cpu_milli"]) for r in rows]),
+                     np.array([float(r["memory_mib"]) for r in rows]),
+                     np.array([int(r["num_gpu"]) for r in rows], dtype=np.int64),
+                     np.array([int(r["gpu_milli"]) for r in rows], dtype=np.int64), spec)
+
+
+def arrivals(pods: TracePods, capacity_gpu: float, inflate: float | None = None, seed: int = 0) -> TracePods:
+    """The arrival sequence. Without ``inflate``: the trace as is. With it: pods drawn
+    uniformly with replacement (``numpy`` generator seeded with ``seed``) until the summed
+    GPU demand reaches ``inflate * capacity_gpu``; copies get unique names ``<name>-r<k>``."""
+    if inflate is None:
+        return pods
+    rng = np.random.default_rng(seed)
+    demand = pods.gpu
+    if demand.sum() <= 0:
+        raise ValueError("the trace asks for no GPU; it cannot be inflated to a GPU capacity")
+    target = inflate * capacity_gpu
+    picks: list[int] = []
+    total = 0.0
+    while total < target - 1e-9:
+        batch = rng.integers(0, len(pods), size=4096)
+        for i in batch:
+            picks.append(int(i))
+            total += demand[i]
+            if total >= target - 1e-9:
+                break
+    names = [f"{pods.name[i]}-r{k}" for k, i in enumerate(picks)]
+    return pods.take(picks, names)
+
+
+def _fmt_gpu_fraction(milli: int) -> str:
+    return f"{milli / 1000:.3f}".rstrip("0").rstrip(".")
+
+
+def to_nodes(nodes: TraceNodes) -> list[Node]:
+    out = []
+    for i in range(len(nodes)):
+        name = nodes.name[i]
+        labels = {"kubernetes.io/hostname": name}
+        alloc = {"cpu": f"{int(nodes.cpu[i])}m", "memory": f"{int(nodes.mem[i])}Mi", "pods": "1000"}
+        if nodes.gpu[i] > 0:
+            model = nodes.model[i]
+            labels[MODEL_LABEL] = model
+            labels[COUNT_LABEL] = str(int(nodes.gpu[i]))
+            labels[MEMORY_LABEL] = str(GPU_MEMORY_MIB.get(model, 16384))
+            alloc["nvidia.com/gpu"] = str(int(nodes.gpu[i]))
+        out.append(Node(metadata=ObjectMeta(name=name, uid=f"uid-{name}", labels=labels),
+                        spec=NodeSpec(), status=NodeStatus(allocatable=alloc)))
+    return out
+
+
+def to_pods(pods: TracePods, namespace: str = "trace", queue: str = "default-queue") -> list[Pod]:
+    """Pending pods for ``kai-scheduler``; creation time = arrival index (seconds)."""
+    out = []
+    for i in range(len(pods)):
+        name = pods.name[i]
+        requests = {"cpu": f"{int(pods.cpu[i])}m", "memory": f"{int(pods.mem[i])}Mi"}
+        limits = {}
+        annotations = {}
+        ng, milli = int(pods.num_gpu[i]), int(pods.gpu_milli[i])
+        if ng == 1 and 0 < milli < 1000:
+            annotations["gpu-fraction"] = _fmt_gpu_fraction(milli)
+        elif ng > 0:
+            limits["nvidia.com/gpu"] = str(ng)
+        spec = PodSpec(scheduler_name="kai-scheduler", containers=[
+            Container(name="main", resources=ResourceRequirements(requests=requests, limits=limits))])
+        if pods.spec[i] and ng > 0:
+            spec.affinity = Affinity(node_affinity=NodeAffinity(
+                required_during_scheduling_ignored_during_execution=NodeSelector(node_selector_terms=[
+                    NodeSelectorTerm(match_expressions=[NodeSelectorRequirement(
+                        key=MODEL_LABEL, operator="In", values=list(pods.spec[i]))])])))
+        ts = (_EPOCH + _dt.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        out.append(Pod(metadata=ObjectMeta(name=name, namespace=namespace, uid=f"uid-{namespace}-{name}",
+                                           creation_timestamp=ts, labels={"kai.scheduler/queue": queue},
+                                           annotations=annotations),
+                       spec=spec, status=PodStatus(phase="Pending")))
+    return out
