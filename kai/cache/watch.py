@@ -52,6 +52,17 @@ def object_key(obj: Any) -> str:
     return f"{m.namespace}/{m.name}" if m.namespace else m.name
 
 
+class _BookmarkMeta(msgspec.Struct):
+    resourceVersion: str = ""
+
+
+class _Bookmark(msgspec.Struct):
+    metadata: _BookmarkMeta = msgspec.field(default_factory=_BookmarkMeta)
+
+
+_bookmark_decoder = msgspec.json.Decoder(_Bookmark)
+
+
 class Backoff:
     """Exponential backoff with full jitter: sleep uniform(0, min(cap, base * 2**n))."""
 
@@ -163,12 +174,14 @@ class Informer:
                 if ev.type == "ERROR":
                     st = msgspec.json.decode(ev.object, type=Status)
                     raise ApiError(st.code or 500, st.reason, st.message)
-                obj = self._decoder.decode(ev.object)
-                rv = obj.metadata.resource_version
                 if ev.type == "BOOKMARK":
+                    # a bookmark's object is a stub (``spec.containers: null`` ...): read the RV only
                     self.stats["bookmarks"] += 1
+                    rv = _bookmark_decoder.decode(ev.object).metadata.resourceVersion
                     self.resource_version = rv or self.resource_version
                     continue
+                obj = self._decoder.decode(ev.object)
+                rv = obj.metadata.resource_version
                 key = object_key(obj)
                 if ev.type == DELETED:
                     self.store.pop(key, None)
