@@ -13,8 +13,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kai._fast import placement as _placement
+from kai._fast.gpusharing import (KIND_ALLOCATED, KIND_PIPELINED, KIND_RELEASING, WHOLE_RELEASING,
+                                  update_group as _update_group)
 from kai.api import constants as C
 from kai.api.pod_info import PodInfo
+from kai.api.resources import GPU
+from kai.cache.cluster_state import shared_portion
 
 if TYPE_CHECKING:
     from kai.framework.session import Session
@@ -24,9 +28,9 @@ ALLOCATE, PIPELINE, EVICT = "allocate", "pipeline", "evict"
 
 
 class Op:
-    __slots__ = ("kind", "task", "node", "cols", "old", "old_status", "old_node", "action", "preemptor")
+    __slots__ = ("kind", "task", "node", "cols", "old", "old_status", "old_node", "action", "preemptor", "dev")
 
-    def __init__(self, kind, task, node, cols, old, old_status, old_node, action="", preemptor=""):
+    def __init__(self, kind, task, node, cols, old, old_status, old_node, action="", preemptor="", dev=None):
         self.kind = kind
         self.task = task
         self.node = node            # node column index
@@ -36,6 +40,7 @@ class Op:
         self.old_node = old_node
         self.action = action
         self.preemptor = preemptor
+        self.dev = dev              # shared GPUs: (node's device rows, group names, task.gpu_groups) before
 
 
 class Statement:
@@ -103,6 +108,90 @@ class Statement:
             ssn.fire_allocate(t)
         return placed
 
+    # ------------------------------------------------------------------ shared GPUs
+    def _save_dev(self, i: int, task: PodInfo) -> tuple:
+        ssn = self.ssn
+        rows = (ssn.dev_used[i].copy(), ssn.dev_alloc[i].copy(), ssn.dev_rel[i].copy(), ssn.dev_from_rel[i].copy())
+        names = ssn.group_names.get(i)
+        return rows, (dict(names) if names is not None else None), list(task.gpu_groups)
+
+    def _restore_dev(self, i: int, task: PodInfo, dev: tuple) -> None:
+        ssn = self.ssn
+        rows, names, groups = dev
+        ssn.dev_used[i], ssn.dev_alloc[i], ssn.dev_rel[i], ssn.dev_from_rel[i] = rows
+        if names is None:
+            ssn.group_names.pop(i, None)
+        else:
+            ssn.group_names[i] = names
+        task.gpu_groups = groups
+
+    def _group(self, i: int, slot: int, portion: float, kind: int, sign: float, from_rel: bool = False) -> None:
+        ssn = self.ssn
+        _update_group(ssn.idle, ssn.releasing, ssn.avail, ssn.dev_used, ssn.dev_alloc, ssn.dev_rel,
+                      ssn.dev_from_rel, i, slot, portion, kind, sign, from_rel, GPU)
+        if sign < 0 and ssn.dev_used[i, slot] == 0.0:
+            ssn.group_names.get(i, {}).pop(slot, None)
+
+    def allocate_shared(self, task: PodInfo, node: int, devs, portion: float, pipelined: bool) -> None:
+        """Place a fraction / gpu-memory task on ``node``: ``devs`` from ``choose_node`` (an existing
+        group's slot, or a new group on a whole idle (-1) or releasing (-2) device). Records an
+        op whose undo restores the node's columns, device rows, group ids and the task's groups."""
+        ssn = self.ssn
+        i = node
+        old = np.stack([ssn.idle[:, i].copy(), ssn.releasing[:, i].copy()])
+        dev = self._save_dev(i, task)
+        req = task.req_vec(ssn.allocatable.shape[0]).copy()
+        req[GPU] = 0.0
+        if pipelined:
+            from_rel = np.minimum(req, np.maximum(ssn.releasing[:, i], 0.0))
+            ssn.releasing[:, i] -= from_rel
+            ssn.idle[:, i] -= req - from_rel
+        else:
+            ssn.idle[:, i] -= req
+        ssn.avail[:, i] = ssn.idle[:, i] + ssn.releasing[:, i]
+        names = ssn.group_names.setdefault(i, {})
+        kind = KIND_PIPELINED if pipelined else KIND_ALLOCATED
+        groups = []
+        chosen: list[int] = []
+        for code in devs:
+            code = int(code)
+            if code >= 0:
+                slot = code
+            else:
+                slot = next(d for d in range(ssn.dev_used.shape[1])
+                            if d not in chosen and ssn.dev_used[i, d] <= 1e-9 and d not in names)
+                state = ssn.state.nodes
+                names[slot] = f"{ssn.node_infos[i].name}-gpu{slot}-{state.group_seq}"
+                state.group_seq += 1
+            chosen.append(slot)
+            self._group(i, slot, portion, kind, 1.0, code == WHOLE_RELEASING)
+            groups.append(names[slot])
+        ssn.touch_log.mark(i)
+        op = Op(PIPELINE if pipelined else ALLOCATE, task, i, None, old, task.status, task.node_name, dev=dev)
+        self.ops.append(op)
+        task.gpu_groups = groups
+        task.status = S.PIPELINED if pipelined else S.ALLOCATED
+        task.node_name = ssn.node_infos[i].name
+        task.is_virtual = True
+        ssn.fire_allocate(task)
+
+    def _evict_shared(self, task: PodInfo, i: int, was_pipelined: bool) -> None:
+        ssn = self.ssn
+        info = ssn.node_infos[i]
+        portion = shared_portion(task, info)
+        by_name = {v: k for k, v in ssn.group_names.get(i, {}).items()}
+        for name in task.gpu_groups:
+            slot = by_name.get(name)
+            if slot is None:
+                continue
+            if was_pipelined:
+                self._group(i, slot, portion, KIND_PIPELINED, -1.0)
+            else:
+                self._group(i, slot, portion, KIND_ALLOCATED, -1.0)
+                self._group(i, slot, portion, KIND_RELEASING, 1.0)
+        if was_pipelined:
+            task.gpu_groups = []
+
     def evict(self, task: PodInfo, action: str, preemptor: str = "") -> None:
         """Virtually evict a task on a node: its request becomes releasing there."""
         ssn = self.ssn
@@ -113,6 +202,9 @@ class Statement:
         old = np.stack([ssn.idle[:, i].copy(), ssn.releasing[:, i].copy()])
         req = task.req_vec(ssn.allocatable.shape[0])
         was_pipelined = task.status == S.PIPELINED
+        dev = None
+        if task.gpu_sharing is not None and task.gpu_groups:
+            dev = self._save_dev(i, task)
         if was_pipelined:
             # Undoing a pipeline gives back what it took: the part taken from releasing goes
             # back to releasing (that pod is still terminating), the rest to idle. The kernel
@@ -128,8 +220,10 @@ class Statement:
         else:
             ssn.releasing[:, i] += req
         ssn.avail[:, i] = ssn.idle[:, i] + ssn.releasing[:, i]
+        if dev is not None:
+            self._evict_shared(task, i, was_pipelined)
         ssn.touch_log.mark(i)
-        self.ops.append(Op(EVICT, task, i, None, old, task.status, task.node_name, action, preemptor))
+        self.ops.append(Op(EVICT, task, i, None, old, task.status, task.node_name, action, preemptor, dev))
         ssn.fire_deallocate(task)
         task.status = S.RELEASING if not was_pipelined else S.PENDING
         task.is_virtual = True
@@ -153,6 +247,8 @@ class Statement:
             ssn.idle[:, i] = op.old[0]
             ssn.releasing[:, i] = op.old[1]
             ssn.avail[:, i] = op.old[0] + op.old[1]
+            if op.dev is not None:
+                self._restore_dev(i, op.task, op.dev)
             ssn.touch_log.mark(i)
             if op.kind == EVICT:
                 op.task.status = op.old_status
@@ -167,17 +263,47 @@ class Statement:
         self.rollback(0)
 
     def commit(self) -> None:
-        """Send the operations to the cache in order; the statement is empty afterwards."""
+        """Send the operations to the cache in order; the statement is empty afterwards.
+
+        A task evicted and then placed again in this statement (a victim *moved* by
+        consolidation or consolidating reclaim) is evicted from its old node -- the cache
+        sees it Releasing there -- and pipelined on its new one. Placed back on the very
+        node it was evicted from, it is *un-evicted* (KAI's unevict): neither operation is
+        sent and the task keeps its status.
+        """
         ssn = self.ssn
-        for op in self.ops:
-            op.task.is_virtual = False
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
+        for i, op in enumerate(self.ops):
+            first.setdefault(id(op.task), i)
+            last[id(op.task)] = i
+        unevicted: set[int] = set()
+        for key, i in first.items():
+            a, b = self.ops[i], self.ops[last[key]]
+            if a.kind == EVICT and b.kind != EVICT and b.node == a.node:
+                unevicted.add(key)
+        for i, op in enumerate(self.ops):
+            task = op.task
+            task.is_virtual = False
+            key = id(task)
+            if key in unevicted:
+                if i == last[key]:
+                    start = self.ops[first[key]]
+                    task.status, task.node_name = start.old_status, start.old_node
+                continue
             if op.kind == ALLOCATE:
-                ssn.cache.bind(op.task, op.task.node_name)
+                ssn.cache.bind(task, task.node_name)
             elif op.kind == PIPELINE:
-                ssn.cache.pipeline(op.task, op.task.node_name)
-                ssn.pipelined.append((op.task, op.old_status, op.old_node))
+                ssn.cache.pipeline(task, task.node_name)
+                ssn.pipelined.append((task, op.old_status, op.old_node))
+            elif last[key] != i:
+                # moved: evict it where it runs now, then keep its new (virtual) placement
+                now = task.status, task.node_name
+                task.status, task.node_name = S.RELEASING, op.old_node
+                ssn.cache.evict(task, op.action, op.preemptor)
+                task.status, task.node_name = now
             else:
-                ssn.cache.evict(op.task, op.action, op.preemptor)
+                ssn.cache.evict(task, op.action, op.preemptor)
         self.ops = []
 
     def __len__(self) -> int:
