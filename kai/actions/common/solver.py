@@ -29,6 +29,16 @@ with ``victims`` mapping victim job key -> the pods the scenario evicts from tha
 Session's queue accounting already reflects the virtual evictions when it is called). When
 the latest chunk alone makes a sequential scenario invalid, that chunk is given back and its
 job is not taken from again (KAI keeps it and fails every later scenario).
+
+*Move* mode (``move=True``; consolidation, and reclaim with ``--allow-consolidating-reclaim``)
+is KAI's victim re-placement (``TryToVirtuallyAllocatePreemptorAndGetVictims``): after the
+preemptor is placed, every victim job, in job order, tries to place its evicted pods again
+-- pipeline only, anywhere, its own old node included -- and a victim that fits is *moved*
+(evicted from its old node, pipelined on its new one; back on its old node it is simply
+kept, see ``Statement.commit``). Only the victims left Releasing are *lost*: they are what
+the validators see (with the Session's accounting holding the lost evictions but not yet
+the preemptor), and ``all_moved=True`` (consolidation's ``allPodsReallocated``) rejects any
+scenario that loses one. The capacity bound still looks at the preemptor alone.
 """
 from __future__ import annotations
 
@@ -36,9 +46,11 @@ from typing import Callable
 
 import numpy as np
 
-from kai.actions.allocate import allocate_job
+from kai.actions.allocate import _Walk, allocate_job
 from kai.actions.common.victims import VictimsOrderByQueues
+from kai.api import constants as C
 from kai.api.podgroup_info import PodGroupInfo
+from kai.api.resources import GPU
 from kai.framework.statement import EVICT, Statement
 
 SEQUENTIAL_TRIES = 4
@@ -46,22 +58,67 @@ _EPS = 1e-9
 
 
 class Solution:
-    """A committed-ready Statement plus the victims it evicts."""
+    """A committed-ready Statement plus its victims: ``victims`` maps job key -> the pods it
+    evicts (lost and moved ones), ``moved`` the subset placed again on another node."""
 
-    def __init__(self, stmt: Statement, victims: dict[str, list]) -> None:
+    def __init__(self, stmt: Statement, victims: dict[str, list], moved: dict[str, list] | None = None) -> None:
         self.stmt = stmt
         self.victims = victims
+        self.moved = moved or {}
 
     @property
     def n_victim_pods(self) -> int:
         return sum(len(v) for v in self.victims.values())
 
+    @property
+    def n_moved_pods(self) -> int:
+        return sum(len(v) for v in self.moved.values())
+
+
+def allow_consolidating_reclaim(config) -> bool:
+    """KAI's ``--allow-consolidating-reclaim`` (default true): reclaim may move its victims."""
+    v = getattr(config, "allow_consolidating_reclaim", None)
+    if v is None:
+        return True
+    if isinstance(v, str):
+        return v.strip().lower() not in ("false", "0", "no", "off")
+    return bool(v)
+
+
+def place_again(ssn, job: PodGroupInfo, stmt: Statement, tasks: list) -> bool:
+    """Place a victim's evicted (Releasing) pods again, pipeline only; ops left in stmt on success.
+
+    All or nothing: the pods go back together (a gang's pods were evicted together) through
+    the allocate walk, so topology node sets and GPU sharing apply as for any placement.
+    """
+    if not tasks:
+        return True
+    cp = stmt.checkpoint()
+    tasks = sorted(tasks, key=ssn.task_order_key)
+    by_podset: dict[int, list] = {}
+    for t in tasks:
+        by_podset.setdefault(id(job.podset_of(t)), []).append(t)
+    ok, _ = _Walk(ssn, job, stmt, True, tasks, by_podset).subgroup(job.root_subgroup, None)
+    if not ok or any(t.status == C.PodStatus.RELEASING for t in tasks):
+        stmt.rollback(cp)
+        return False
+    stmt.convert_to_pipelined(job.key)
+    return True
+
 
 class JobSolver:
-    def __init__(self, ssn, action: str, validators: list[Callable]) -> None:
+    """Victim search for one action. ``move``: re-place victims (see the module docstring);
+    ``all_moved``: accept only scenarios where every victim was re-placed."""
+
+    def __init__(self, ssn, action: str, validators: list[Callable], move: bool | None = None,
+                 all_moved: bool = False) -> None:
         self.ssn = ssn
         self.action = action
         self.validators = validators
+        if move is None:               # reclaim moves victims unless --allow-consolidating-reclaim=false
+            move = action == "reclaim" and allow_consolidating_reclaim(ssn.config)
+        self.move = move or all_moved
+        self.all_moved = all_moved
         self.attempts = 0
 
     # ------------------------------------------------------------------ helpers
@@ -75,6 +132,8 @@ class JobSolver:
 
     def _try(self, job: PodGroupInfo, stmt: Statement, chunks: list) -> str:
         """'ok' (preemptor placed, ops left in stmt), 'invalid' or 'nofit' (stmt unchanged)."""
+        if self.move:
+            return self._try_move(job, stmt, chunks)
         if not self._valid(job, chunks):
             return "invalid"
         self.attempts += 1
@@ -85,13 +144,61 @@ class JobSolver:
         stmt.rollback(cp)
         return "nofit"
 
+    def _try_move(self, job: PodGroupInfo, stmt: Statement, chunks: list) -> str:
+        """Place the preemptor, then re-place the victims; validate on the lost ones only."""
+        ssn = self.ssn
+        self.attempts += 1
+        cp = stmt.checkpoint()
+        ok, _ = allocate_job(ssn, job, stmt)
+        if not (ok and job.is_gang_satisfied()):
+            stmt.rollback(cp)
+            return "nofit"
+        placed = [op.task for op in stmt.ops[cp:]]
+        lost = self._replace_victims(stmt, chunks)
+        if lost and self.all_moved:
+            stmt.rollback(cp)
+            return "nofit"
+        if self.validators:
+            for t in placed:                  # the validators see the scenario before placement
+                ssn.fire_deallocate(t)
+            try:
+                valid = all(fn(ssn, job, lost) for fn in self.validators)
+            finally:
+                for t in placed:
+                    ssn.fire_allocate(t)
+            if not valid:
+                stmt.rollback(cp)
+                return "invalid"
+        return "ok"
+
+    def _replace_victims(self, stmt: Statement, chunks: list) -> dict[str, list]:
+        """Re-place each victim job's evicted pods (job order); returns the lost ones per job."""
+        ssn = self.ssn
+        by_job: dict[str, tuple] = {}
+        for vjob, tasks in chunks:
+            by_job.setdefault(vjob.key, (vjob, []))[1].extend(tasks)
+        lost: dict[str, list] = {}
+        for vjob, tasks in sorted(by_job.values(), key=lambda e: ssn.job_order_key(e[0])):
+            todo = [t for t in tasks if t.status == C.PodStatus.RELEASING]
+            if todo and not place_again(ssn, vjob, stmt, todo):
+                lost[vjob.key] = todo
+                if self.all_moved:
+                    break
+        return lost
+
     def _evict(self, stmt: Statement, job: PodGroupInfo, chunk) -> None:
         for t in chunk[1]:
             stmt.evict(t, self.action, job.key)
 
     # ------------------------------------------------------------------ search
-    def solve(self, job: PodGroupInfo, victims: VictimsOrderByQueues) -> Solution | None:
+    def solve(self, job: PodGroupInfo, victims: VictimsOrderByQueues,
+              max_victim_jobs: int | None = None) -> Solution | None:
+        """The smallest victim prefix that places the job's next chunk, or None.
+
+        ``max_victim_jobs`` caps how many distinct victim jobs may be taken (consolidation's
+        ``--max-consolidation-preemptees``; None or negative: no cap)."""
         ssn = self.ssn
+        taken: set[str] = set()
         tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
         if not tasks:
             return None
@@ -134,6 +241,9 @@ class JobSolver:
                     tries = k - k0 + 1
                     next_try = k + 1 if tries < SEQUENTIAL_TRIES else k + max(1, k - k0)
             nxt = victims.pop_chunk()
+            if nxt is not None and max_victim_jobs is not None and max_victim_jobs >= 0 \
+                    and nxt[0].key not in taken and len(taken) >= max_victim_jobs:
+                nxt = None
             if nxt is None:
                 k = len(chunks)
                 if bound_ok and k > last_fail and k > 0 and self._try(job, stmt, chunks) == "ok":
@@ -144,6 +254,7 @@ class JobSolver:
             vjob, ctasks = nxt
             if not ctasks:
                 continue
+            taken.add(vjob.key)
             self._evict(stmt, job, nxt)
             chunks.append(nxt)
             cps.append(stmt.checkpoint())
@@ -185,11 +296,15 @@ class JobSolver:
         out = np.zeros(width)
         for t in tasks:
             out += t.req_vec(width)
+            if t.gpu_sharing is not None:
+                # a fraction's eviction may free each of its devices whole (when its group
+                # empties): count them, so the bound stays an over-estimate
+                out[GPU] += t.gpu_sharing.num_devices
         return out[cols]
 
     def _prune(self, job: PodGroupInfo, stmt: Statement, chunks: list) -> Solution:
         """Give back victim jobs none of whose evicted pods sit on a node the preemptor uses."""
-        used = {op.node for op in stmt.ops if op.kind != EVICT}
+        used = {op.node for op in stmt.ops if op.kind != EVICT and op.task.job_key == job.key}
         keep_jobs = set()
         infos = self.ssn.state.nodes.by_name
         for vjob, tasks in chunks:
@@ -209,7 +324,22 @@ class JobSolver:
                 if self._try(job, stmt, chunks) != "ok":   # pragma: no cover - it worked before
                     stmt.discard()
                     raise RuntimeError("victim scenario no longer fits after pruning")
+        return self._solution(stmt, chunks)
+
+    def _solution(self, stmt: Statement, chunks: list) -> Solution:
+        """Victims as committed: a pod placed back on its own node is kept, not a victim."""
+        infos = self.ssn.node_infos
+        evicted_on = {id(op.task): op.node for op in stmt.ops if op.kind == EVICT}
         victims: dict[str, list] = {}
+        moved: dict[str, list] = {}
         for vjob, tasks in chunks:
-            victims.setdefault(vjob.key, []).extend(tasks)
-        return Solution(stmt, victims)
+            for t in tasks:
+                if t.status == C.PodStatus.RELEASING:
+                    victims.setdefault(vjob.key, []).append(t)
+                    continue
+                node = evicted_on.get(id(t))
+                if node is not None and infos[node].name == t.node_name:
+                    continue
+                victims.setdefault(vjob.key, []).append(t)
+                moved.setdefault(vjob.key, []).append(t)
+        return Solution(stmt, victims, moved)
