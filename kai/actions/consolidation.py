@@ -1,0 +1,95 @@
+"""consolidation: move running preemptible pods so that a pending preemptible job fits.
+
+KAI's consolidation action (``actions/consolidation``): defragmentation without losses. For
+each pending job (the jobs allocate considers, in queue-fair order) that is **preemptible**:
+
+1. precheck: the cluster's idle + releasing resources must cover the job's next chunk
+   (KAI checks GPUs, ``IsEnoughGPUsAllocatableForJob``; every requested resource here) --
+   moving pods never creates capacity, it only gathers it;
+2. victims: preemptible jobs with pods on nodes, in any queue, other than the job itself,
+   taken in KAI's victim order (inverted queue order, then inverted job order; gangs whole,
+   elastic jobs one pod at a time), at most ``max_consolidation_preemptees`` distinct jobs
+   (``--max-consolidation-preemptees``, default 16; 0 disables the action, a negative value
+   lifts the cap);
+3. the shared JobSolver in move mode with ``all_moved``: a scenario evicts the first *k*
+   victim chunks, places the job, then places every victim's pods again (pipeline only);
+   it is accepted only if the job is placed **and** every victim pod was re-placed
+   (KAI's ``allPodsReallocated``), so nothing is evicted for good. The smallest *k* wins
+   (fewest moves).
+
+On success the statement is committed: each moved pod is evicted (action
+``consolidation``) from its old node and pipelined on its new one, and the job is
+pipelined (or bound where it fits on idle resources). A pod placed back on its own node is
+kept running. Otherwise everything is discarded. The Scheduler drops this action when a
+placement strategy is ``spread`` (as KAI does).
+"""
+from __future__ import annotations
+
+import numpy as np
+import structlog
+
+from kai.actions.allocate import schedulable_jobs
+from kai.actions.common.job_order import JobsOrderByQueues
+from kai.actions.common.solver import JobSolver
+from kai.actions.common.victims import VictimCandidates
+from kai.actions.preempt import commit_solution
+from kai.framework.action import Action, register_action
+
+log = structlog.get_logger("kai.consolidation")
+
+DEFAULT_MAX_PREEMPTEES = 16
+_EPS = 1e-9
+
+
+def max_consolidation_preemptees(config) -> int:
+    """``--max-consolidation-preemptees`` from the scheduler config (default 16)."""
+    v = getattr(config, "max_consolidation_preemptees", None)
+    if v is None or v == "":
+        return DEFAULT_MAX_PREEMPTEES
+    return int(v)
+
+
+def enough_capacity(ssn, tasks) -> bool:
+    """The cluster's idle + releasing totals cover the tasks' total request."""
+    width = ssn.allocatable.shape[0]
+    need = np.zeros(width)
+    for t in tasks:
+        need += t.req_vec(width)
+    cols = np.flatnonzero(need > 0)
+    if cols.size == 0:
+        return True
+    have = np.maximum(ssn.avail[cols], 0).sum(axis=1)
+    return bool((have + _EPS >= need[cols]).all())
+
+
+@register_action
+class Consolidation(Action):
+    name = "consolidation"
+
+    def execute(self, ssn) -> None:
+        cap = max_consolidation_preemptees(ssn.config)
+        if cap == 0:
+            return
+        pending = [j for j in schedulable_jobs(ssn) if j.preemptible]
+        if not pending:
+            return
+        cands = VictimCandidates(ssn)
+        if not cands.jobs:
+            return
+        solver = JobSolver(ssn, self.name, [], move=True, all_moved=True)
+        queues = list(cands.jobs)
+        for job in JobsOrderByQueues(ssn, pending, ssn.config.queue_depth_per_action.get(self.name)):
+            if not job.has_pending():
+                continue
+            tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
+            if not tasks or not enough_capacity(ssn, tasks):
+                continue
+
+            def accept(v, job=job):
+                return v.key != job.key
+
+            solution = solver.solve(job, cands.order(queues, accept), max_victim_jobs=cap)
+            if solution is None:
+                continue
+            log.info("consolidation moves", job=job.key, moved_pods=solution.n_moved_pods)
+            commit_solution(ssn, job, solution, self.name)
