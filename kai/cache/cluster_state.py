@@ -19,7 +19,9 @@ from kai.api.k8s import Node, Pod, PodGroup, PriorityClass, Queue, Topology
 from kai.api.pod_info import PodInfo
 from kai.api.podgroup_info import PodGroupInfo
 from kai.api.resources import ResourceRegistry
+from kai._fast.gpusharing import KIND_ALLOCATED, KIND_RELEASING, update_group as _update_group
 from kai._fast.nodearrays import charge as _charge_kernel, charge_many as _charge_many
+from kai.api.resources import GPU
 from kai.cache.node_table import NodeTable
 
 S = C.PodStatus
@@ -48,6 +50,31 @@ def resolve_preemptible(pg: PodGroup, priority: int) -> bool:
     return priority < C.PREEMPTIBLE_BELOW
 
 
+def shared_portion(pod: PodInfo, info) -> float:
+    """A fraction pod's portion per device on a node (gpu-memory over the node's device memory, <= 1)."""
+    gs = pod.gpu_sharing
+    if gs.portion:
+        return gs.portion
+    return min(gs.memory_mib / max(info.gpu_memory_mib, 1), 1.0)
+
+
+def _label_groups(pod: PodInfo, devices: int) -> list[str]:
+    """Shared-GPU group ids a bound fraction pod carries in its labels (KAI's binder sets them)."""
+    labels = pod.pod.metadata.labels
+    if not labels:
+        return []
+    prefix = C.GPU_GROUP_LABEL + "/"
+    per_device = sorted(k[len(prefix):] for k in labels if k.startswith(prefix))
+    if per_device:
+        return per_device
+    v = labels.get(C.GPU_GROUP_LABEL, "")
+    if not v:
+        return []
+    if devices > 1 and len(v.split("_")) == devices:
+        return v.split("_")
+    return [v]
+
+
 class ClusterState:
     """Nodes, pods, jobs and queues, with node resources charged incrementally."""
 
@@ -64,6 +91,7 @@ class ClusterState:
         self.grouper = grouper            # callable(Pod) -> PodGroup | None, for ungrouped pods
         self._node_pods: dict[str, set[str]] = defaultdict(set)
         self._charged: dict[str, tuple[int, np.ndarray, bool]] = {}  # uid -> (node idx, req, releasing)
+        self._shared: dict[str, tuple[int, list[tuple[int, float]], int]] = {}  # uid -> (idx, [(slot, portion)], kind)
         self._waiting: dict[str, set[str]] = defaultdict(set)   # podgroup key -> pod uids
         self._waiting_key: dict[str, str] = {}                  # pod uid -> podgroup key it waits for
         self.pod_problems: dict[str, str] = {}                  # pod key -> why it is not scheduled
@@ -127,6 +155,7 @@ class ClusterState:
             return
         for uid in self._node_pods.get(name, ()):
             self._charged.pop(uid, None)
+            self._shared.pop(uid, None)
 
     # ------------------------------------------------------------------ pods
     def _charge(self, pod: PodInfo) -> None:
@@ -144,8 +173,71 @@ class ClusterState:
             req = pod.req_vec(len(self.registry))
             _charge_kernel(t.idle, t.releasing, t.avail, i, req, 1.0, releasing)
         self._charged[pod.uid] = (i, req, releasing)
+        if pod.gpu_sharing is not None and not pod.invalid_reason:
+            self._charge_shared(pod, info, releasing)
+
+    def _charge_shared(self, pod: PodInfo, info, releasing: bool) -> None:
+        """Charge a fraction pod on a node to its shared-GPU groups (see kai/_fast/gpusharing.pxd).
+
+        Groups come from ``pod.gpu_groups`` (set by the scheduler when it placed the pod), else
+        from the labels ``runai-gpu-group/<group>`` (multi-fraction) or ``runai-gpu-group``;
+        without any, the pod is packed first-fit onto groups of its node (deterministic ids).
+        """
+        t = self.nodes
+        gs = pod.gpu_sharing
+        i = info.idx
+        portion = shared_portion(pod, info)
+        names = list(pod.gpu_groups) or _label_groups(pod, gs.num_devices)
+        slots: list[int] = []
+        node_names = t.group_names.setdefault(i, {})
+        by_name = {v: k for k, v in node_names.items()}
+        for k in range(gs.num_devices):
+            name = names[k] if k < len(names) else ""
+            slot = by_name.get(name, -1) if name else -1
+            if slot < 0 and not name:
+                for d in range(t.dev_used.shape[1]):
+                    if d not in slots and t.dev_used[i, d] > 1e-9 and t.dev_alloc[i, d] + portion <= 1 + 1e-9:
+                        slot = d
+                        break
+            if slot < 0:
+                slot = self._free_slot(i, slots)
+                if not name:
+                    name = f"{info.name}-gpu{slot}-{t.group_seq}"
+                    t.group_seq += 1
+                node_names[slot] = name
+                by_name[name] = slot
+            slots.append(slot)
+        kind = KIND_RELEASING if releasing else KIND_ALLOCATED
+        for slot in slots:
+            _update_group(t.idle, t.releasing, t.avail, t.dev_used, t.dev_alloc, t.dev_rel, t.dev_from_rel,
+                          i, slot, portion, kind, 1.0, False, GPU)
+        pod.gpu_groups = [node_names[s] for s in slots]
+        self._shared[pod.uid] = (i, [(s, portion) for s in slots], kind)
+
+    def _free_slot(self, i: int, taken: list[int]) -> int:
+        t = self.nodes
+        names = t.group_names.get(i, {})
+        for d in range(t.dev_used.shape[1]):
+            if d not in taken and t.dev_used[i, d] <= 1e-9 and d not in names:
+                return d
+        t.ensure_devices(t.dev_used.shape[1] + 1)       # more groups than devices: over-committed node
+        return t.dev_used.shape[1] - 1
+
+    def _uncharge_shared(self, uid: str) -> None:
+        got = self._shared.pop(uid, None)
+        if got is None:
+            return
+        i, slots, kind = got
+        t = self.nodes
+        names = t.group_names.get(i, {})
+        for slot, portion in slots:
+            _update_group(t.idle, t.releasing, t.avail, t.dev_used, t.dev_alloc, t.dev_rel, t.dev_from_rel,
+                          i, slot, portion, kind, -1.0, False, GPU)
+            if t.dev_used[i, slot] == 0.0:
+                names.pop(slot, None)
 
     def _uncharge(self, uid: str) -> None:
+        self._uncharge_shared(uid)
         got = self._charged.pop(uid, None)
         if got is None:
             return

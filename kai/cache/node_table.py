@@ -47,6 +47,13 @@ class NodeTable:
         self.releasing = np.zeros((r, 0))
         self.avail = np.zeros((r, 0))
         self.gpu_capacity = np.zeros(0)
+        # shared-GPU groups, one slot per device (see kai/_fast/gpusharing.pxd): (N, D)
+        self.dev_used = np.zeros((0, 0))
+        self.dev_alloc = np.zeros((0, 0))
+        self.dev_rel = np.zeros((0, 0))
+        self.dev_from_rel = np.zeros((0, 0), dtype=np.uint8)
+        self.group_names: dict[int, dict[int, str]] = {}    # node idx -> {slot: group id}
+        self.group_seq = 0                                   # for deterministic new group ids
         self.base_ok = np.zeros(0, dtype=np.uint8)     # in use, Ready and schedulable
         self.cordoned = np.zeros(0, dtype=np.uint8)
         self.not_ready = np.zeros(0, dtype=np.uint8)
@@ -77,6 +84,12 @@ class NodeTable:
         self.avail = np.ascontiguousarray(pad(self.avail))
         z8 = np.zeros(count, dtype=np.uint8)
         self.gpu_capacity = np.concatenate([self.gpu_capacity, np.zeros(count)])
+        d = self.dev_used.shape[1]
+        self.dev_used = np.ascontiguousarray(np.vstack([self.dev_used, np.zeros((count, d))]))
+        self.dev_alloc = np.ascontiguousarray(np.vstack([self.dev_alloc, np.zeros((count, d))]))
+        self.dev_rel = np.ascontiguousarray(np.vstack([self.dev_rel, np.zeros((count, d))]))
+        self.dev_from_rel = np.ascontiguousarray(
+            np.vstack([self.dev_from_rel, np.zeros((count, d), dtype=np.uint8)]))
         self.base_ok = np.concatenate([self.base_ok, z8])
         self.cordoned = np.concatenate([self.cordoned, z8])
         self.not_ready = np.concatenate([self.not_ready, z8])
@@ -98,6 +111,19 @@ class NodeTable:
             self.idle = np.ascontiguousarray(np.vstack([self.idle, extra]))
             self.releasing = np.ascontiguousarray(np.vstack([self.releasing, extra]))
             self.avail = np.ascontiguousarray(np.vstack([self.avail, extra]))
+
+    def ensure_devices(self, d: int) -> None:
+        """At least ``d`` device slots per node for shared-GPU groups."""
+        have = self.dev_used.shape[1]
+        if d <= have:
+            return
+        n = self.dev_used.shape[0]
+        pad = lambda a, dt=np.float64: np.ascontiguousarray(  # noqa: E731
+            np.hstack([a, np.zeros((n, d - have), dtype=dt)]))
+        self.dev_used = pad(self.dev_used)
+        self.dev_alloc = pad(self.dev_alloc)
+        self.dev_rel = pad(self.dev_rel)
+        self.dev_from_rel = pad(self.dev_from_rel, np.uint8)
 
     # ------------------------------------------------------------------ nodes
     def upsert(self, node: Node) -> NodeInfo:
@@ -132,6 +158,9 @@ class NodeTable:
         self.idle[:, idx] = new_alloc - used
         self.avail[:, idx] = self.idle[:, idx] + self.releasing[:, idx]
         self.gpu_capacity[idx] = info.gpu_count_label or new_alloc[GPU]
+        # two slots per device: a group whose fractions are all releasing keeps its slot while
+        # a new group is pipelined onto that (releasing) device
+        self.ensure_devices(2 * int(max(new_alloc[GPU], info.gpu_count_label, 0)))
         self.in_use[idx] = 1
         self.cordoned[idx] = 1 if info.unschedulable else 0
         self.not_ready[idx] = 0 if info.ready else 1
@@ -162,6 +191,9 @@ class NodeTable:
         for a in (self.allocatable, self.idle, self.releasing, self.avail):
             a[:, idx] = 0.0
         self.gpu_capacity[idx] = 0
+        self.dev_used[idx] = self.dev_alloc[idx] = self.dev_rel[idx] = 0.0
+        self.dev_from_rel[idx] = 0
+        self.group_names.pop(idx, None)
         self.base_ok[idx] = self.in_use[idx] = self.cordoned[idx] = self.not_ready[idx] = 0
         for col in self._label_cols:
             col[idx] = -1

@@ -44,6 +44,12 @@ class Session:
         self.releasing = t.releasing.copy()
         self.avail = t.avail.copy()
         self.gpu_capacity = t.gpu_capacity
+        # shared-GPU groups (kai/_fast/gpusharing.pxd), the session's own copies
+        self.dev_used = t.dev_used.copy()
+        self.dev_alloc = t.dev_alloc.copy()
+        self.dev_rel = t.dev_rel.copy()
+        self.dev_from_rel = t.dev_from_rel.copy()
+        self.group_names: dict[int, dict[int, str]] = {i: dict(v) for i, v in t.group_names.items() if v}
         self.name_rank = t.name_rank
         self.node_infos = t.infos
         self.touch_log = TouchLog(self.idle.shape[1])
@@ -79,7 +85,12 @@ class Session:
         self.reclaim_scenario_validator_fns: list[Callable] = []
         self.preempt_scenario_validator_fns: list[Callable] = []
         self.queue_fair_share_fn: Callable[[str], dict] | None = None
+        #: fn(ssn, stmt, task, job) -> (ok, reason) for fraction / gpu-memory tasks (kai.plugins.gpusharing)
         self.shared_gpu_allocator = None
+        #: GPU order inside a node for shared groups: 0 none, 1 gpupack, 2 gpuspread
+        self.gpu_order = 0
+        #: gpusharingorder's node score for a node with a fitting shared group
+        self.gpu_sharing_order_score = 0.0
         self.placement = {"gpu": STRATEGY_BINPACK, "cpu": STRATEGY_BINPACK}
         self.plugins = []
 
