@@ -1,0 +1,190 @@
+"""GPU sharing: the ``gpupack``, ``gpuspread`` and ``gpusharingorder`` plugins and the allocator.
+
+KAI places fraction (``gpu-fraction``), gpu-memory (``gpu-memory``) and multi-fraction
+(``gpu-fraction-num-devices``) pods with ``gpu_sharing.AllocateFractionalGPUTaskToNode``:
+nodes are scored as for any task, plus gpusharingorder's +1000 for a node with an existing
+shared group the portion fits into; on the chosen node the candidate devices -- existing
+groups with room, plus one "whole GPU" per idle or releasing device -- are sorted by the
+GPU order fns (gpupack: fuller groups first, a whole device scores 0; gpuspread: 1 - used,
+a whole device 1) and the first N distinct ones are taken. The task is pipelined when
+cpu/memory or a chosen device waits for releasing resources.
+
+Here the node and device choice is one call of ``kai._fast.gpusharing.choose_node`` per task
+over the session's node and per-device arrays; the placement itself is
+``Statement.allocate_shared`` (exact undo). Any of the three plugins installs the allocator
+as ``ssn.shared_gpu_allocator``; gpupack / gpuspread set ``ssn.gpu_order`` and
+gpusharingorder sets ``ssn.gpu_sharing_order_score``.
+
+Per node a task's portion is its fraction, or gpu-memory / the node's device memory (label
+``nvidia.com/gpu.memory``). Nodes without that label cannot host gpu-memory pods, and MIG
+nodes (``nvidia.com/mig.strategy`` / ``node-role.kubernetes.io/mig-enabled``) host no
+fractions: KAI's mig strategy ``single`` allows whole GPUs only, ``mixed`` MIG only.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kai._fast.gpusharing import GPU_ORDER_PACK, GPU_ORDER_SPREAD, choose_node
+from kai.actions.common.explain import explain_task
+from kai.api import constants as C
+from kai.api.resources import GPU
+from kai.framework.plugin import Plugin, register_plugin
+
+GPU_SHARING_SCORE = 1000.0     # KAI scores.GpuSharing
+MIG_ENABLED_LABEL = "node-role.kubernetes.io/mig-enabled"
+_EPS = 1e-9
+
+
+class _NodeGPUFacts:
+    """Per-session, per-node GPU facts the allocator needs (computed once per session)."""
+
+    def __init__(self, ssn) -> None:
+        n = ssn.allocatable.shape[1]
+        self.memory = np.zeros(n)            # device memory MiB, 0 = label missing
+        self.mig = np.zeros(n, dtype=bool)
+        for info in ssn.node_infos:
+            if info is None:
+                continue
+            if info.gpu_memory_synced:
+                self.memory[info.idx] = info.gpu_memory_mib
+            labels = info.labels
+            if labels.get(C.MIG_STRATEGY_LABEL) or labels.get(MIG_ENABLED_LABEL, "").lower() == "true":
+                self.mig[info.idx] = True
+        self.portions: dict[tuple[float, int], np.ndarray] = {}
+
+    def portion(self, gs) -> np.ndarray:
+        """float64[N]: the task's portion per device on each node; 0 where it cannot be hosted."""
+        key = (gs.portion, gs.memory_mib)
+        got = self.portions.get(key)
+        if got is None:
+            if gs.portion:
+                got = np.full(self.memory.shape[0], gs.portion)
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    got = np.where(self.memory > 0, gs.memory_mib / np.maximum(self.memory, 1.0), 0.0)
+            got[self.mig] = 0.0
+            got = np.ascontiguousarray(got)
+            self.portions[key] = got
+        return got
+
+
+def _facts(ssn) -> _NodeGPUFacts:
+    f = getattr(ssn, "_gpu_sharing_facts", None)
+    if f is None:
+        f = ssn._gpu_sharing_facts = _NodeGPUFacts(ssn)
+    return f
+
+
+def allocate_shared(ssn, stmt, task, job, allow_pipeline: bool = True) -> tuple[bool, str]:
+    """Place one shared-GPU task in ``stmt``: (True, "") or (False, why)."""
+    gs = task.gpu_sharing
+    facts = _facts(ssn)
+    mask = ssn.node_mask(task, job)
+    portion = facts.portion(gs)
+    extra = ssn.node_scores(task, job, mask)
+    width = ssn.allocatable.shape[0]
+    req = task.req_vec(width).copy()
+    req[GPU] = 0.0
+    req_cols = np.flatnonzero(req > 0).astype(np.int32)
+    out = np.empty(gs.num_devices, dtype=np.int32)
+    node, pipelined = choose_node(ssn.allocatable, ssn.idle, ssn.releasing, ssn.avail, ssn.gpu_capacity,
+                                  mask, ssn.name_rank, extra, req, req_cols, portion, gs.num_devices,
+                                  ssn.dev_used, ssn.dev_alloc, ssn.dev_rel, GPU,
+                                  ssn.placement_strategy(False), ssn.gpu_order,
+                                  ssn.gpu_sharing_order_score, allow_pipeline, out)
+    if node < 0:
+        return False, f"pod {task.key}: {explain_shared(ssn, task, job, mask, portion)}"
+    stmt.allocate_shared(task, node, out, float(portion[node]), pipelined)
+    return True, ""
+
+
+def describe_request(gs) -> str:
+    what = f"GPU fraction {gs.portion:g}" if gs.portion else f"{gs.memory_mib} MiB of GPU memory"
+    return what + (f" on each of {gs.num_devices} devices" if gs.num_devices > 1 else "")
+
+
+def explain_shared(ssn, task, job, mask: np.ndarray, portion: np.ndarray) -> str:
+    """Why a shared-GPU task fits on no node (lazy: only for a failed task)."""
+    gs = task.gpu_sharing
+    facts = _facts(ssn)
+    table = ssn.state.nodes
+    live = table.in_use.astype(bool)
+    m = mask.astype(bool) & live
+    if not m.any():
+        return explain_task(ssn, task, job, mask)
+    total = int(live.sum())
+    parts: list[tuple[int, str]] = []
+    remaining = m.copy()
+
+    def charge(failing: np.ndarray, text: str) -> None:
+        nonlocal remaining
+        c = int((failing & remaining).sum())
+        if c:
+            parts.append((c, text))
+        remaining &= ~failing
+
+    charge(~m, "node(s) excluded by node predicates or constraints")
+    charge(facts.mig, "MIG node(s) (mig strategy allows no GPU fractions)")
+    charge(ssn.allocatable[GPU] <= 0, "node(s) without GPUs")
+    if not gs.portion:
+        charge(facts.memory <= 0, f"node(s) without the {C.GPU_MEMORY_LABEL} label (needed for gpu-memory requests)")
+        charge(portion > 1.0 + _EPS, f"node(s) whose GPUs have less than {gs.memory_mib} MiB")
+    req = task.req_vec(ssn.allocatable.shape[0])
+    names = ssn.registry.names
+    for c in np.flatnonzero(req > 0):
+        if c == GPU:
+            continue
+        what = "too many pods" if names[c] == "pods" else f"insufficient {names[c]}"
+        charge(ssn.avail[c] < req[c] - _EPS, what)
+    # the rest lack devices: count what each offers (groups with room + whole devices)
+    short = 0
+    for n in np.flatnonzero(remaining):
+        p = portion[n]
+        groups = 0
+        for d in range(ssn.dev_used.shape[1]):
+            used, alloc, rel = ssn.dev_used[n, d], ssn.dev_alloc[n, d], ssn.dev_rel[n, d]
+            if used > _EPS and abs(alloc - rel) > _EPS and 1.0 - alloc + rel - p >= -_EPS:
+                groups += 1
+        whole = max(int(np.floor(ssn.idle[GPU, n] + _EPS)), 0) + max(int(np.floor(ssn.releasing[GPU, n] + _EPS)), 0)
+        if groups + whole < gs.num_devices:
+            short += 1
+    if short:
+        parts.append((short, f"node(s) without {gs.num_devices} GPU device(s) with room for the share"
+                      if gs.num_devices > 1 else "node(s) without a GPU device with room for the share"))
+    parts.sort(key=lambda x: -x[0])
+    detail = ", ".join(f"{c} {t}" for c, t in parts) or "no node has room"
+    return f"0/{total} nodes fit a {describe_request(gs)}: {detail}"
+
+
+def _install(ssn) -> None:
+    ssn.shared_gpu_allocator = allocate_shared
+
+
+@register_plugin
+class GPUPack(Plugin):
+    """GPUOrder: fuller shared groups first (score = used portion; a whole device 0)."""
+    name = "gpupack"
+
+    def on_session_open(self, ssn) -> None:
+        _install(ssn)
+        ssn.gpu_order = GPU_ORDER_PACK
+
+
+@register_plugin
+class GPUSpread(Plugin):
+    """GPUOrder: emptier shared groups first (score = 1 - used; a whole device 1)."""
+    name = "gpuspread"
+
+    def on_session_open(self, ssn) -> None:
+        _install(ssn)
+        ssn.gpu_order = GPU_ORDER_SPREAD
+
+
+@register_plugin
+class GPUSharingOrder(Plugin):
+    """NodeOrder: +1000 for a node with an existing shared group the task fits into."""
+    name = "gpusharingorder"
+
+    def on_session_open(self, ssn) -> None:
+        _install(ssn)
+        ssn.gpu_sharing_order_score = GPU_SHARING_SCORE
