@@ -235,6 +235,10 @@ class Proportion(Plugin):
             return np.zeros(3)
         allocatable = nodes.allocatable[cols][:, ready].sum(axis=1)
         charged = (nodes.allocatable[cols][:, ready] - nodes.idle[cols][:, ready]).sum(axis=1)
+        # a shared-GPU group holds a whole device for kai's fraction pods (counted by portion
+        # in the walk): those devices are not another scheduler's use
+        if nodes.dev_used.shape[1]:
+            charged[0] -= float((nodes.dev_used[ready] > 1e-9).sum())
         foreign = np.maximum(charged - kai_used, 0.0)
         return np.maximum(allocatable - foreign, 0.0)
 
