@@ -1,145 +1,13 @@
-"""Helpers for the end-to-end tests: CRDs, queues, and ``kai scheduler`` subprocesses.
-
-Everything goes through a KUBECONFIG (the ``control_plane`` fixture's, so the same tests run
-against kind or a real cluster) and plain API requests.
-"""
+"""Fixtures for the end-to-end tests: a cluster with KAI's CRDs, queues, nodes, and a scheduler."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-from typing import Any, Callable
 
 import pytest
-import yaml
 
-from kai.cache.kubeclient import ApiError, KubeClient
-
-REPO = Path(__file__).resolve().parents[2]
-CRD_DIR = REPO / "charts" / "kai-scheduler" / "crds"
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0.25, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-def install_crds(client: KubeClient) -> None:
-    for f in sorted(CRD_DIR.glob("*.yaml")):
-        crd = yaml.safe_load(f.read_text())
-        name = crd["metadata"]["name"]
-        try:
-            client.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
-        def established() -> bool:
-            c = client.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-            return any(x["type"] == "Established" and x["status"] == "True"
-                       for x in (c.get("status") or {}).get("conditions") or [])
-        wait_for(established, 30, what=f"CRD {name} established")
-
-
-def queue_manifest(name: str, parent: str = "", gpu_quota: float = -1, priority: int | None = None) -> dict:
-    res = {"quota": gpu_quota, "overQuotaWeight": 1, "limit": -1}
-    spec: dict[str, Any] = {"resources": {"gpu": res, "cpu": {"quota": -1, "overQuotaWeight": 1, "limit": -1},
-                                          "memory": {"quota": -1, "overQuotaWeight": 1, "limit": -1}}}
-    if parent:
-        spec["parentQueue"] = parent
-    if priority is not None:
-        spec["priority"] = priority
-    return {"apiVersion": "scheduling.run.ai/v2", "kind": "Queue", "metadata": {"name": name}, "spec": spec}
-
-
-def ensure(client: KubeClient, path: str, body: dict) -> None:
-    try:
-        client.post(path, body)
-    except ApiError as exc:
-        if exc.status != 409:
-            raise
-
-
-def create_default_queues(client: KubeClient) -> None:
-    ensure(client, "/apis/scheduling.run.ai/v2/queues", queue_manifest("default-parent-queue"))
-    ensure(client, "/apis/scheduling.run.ai/v2/queues", queue_manifest("default-queue", "default-parent-queue"))
-
-
-def pod_manifest(name: str, gpus: int = 1, scheduler: str = "kai-scheduler", annotations: dict | None = None,
-                 labels: dict | None = None, cpu: str = "100m") -> dict:
-    req: dict[str, str] = {"cpu": cpu, "memory": "100Mi"}
-    if gpus:
-        req["nvidia.com/gpu"] = str(gpus)
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "annotations": annotations or {}, "labels": labels or {}},
-            "spec": {"schedulerName": scheduler, "terminationGracePeriodSeconds": 0,
-                     "tolerations": [{"operator": "Exists"}],
-                     "containers": [{"name": "main", "image": "busybox",
-                                     "resources": {"requests": req, "limits": {k: v for k, v in req.items()
-                                                                                 if k == "nvidia.com/gpu"}}}]}}
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class SchedulerProcess:
-    """``python -m kai scheduler`` in a subprocess; stopped by pid (SIGTERM, then SIGKILL)."""
-
-    def __init__(self, kubeconfig: str, log_path: Path, *extra: str) -> None:
-        self.metrics_port = free_port()
-        argv = [sys.executable, "-m", "kai", "-v", "scheduler", "--kubeconfig", kubeconfig,
-                "--schedule-period", "0.5", "--metrics-port", str(self.metrics_port), *extra]
-        env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
-
-    def get(self, path: str) -> tuple[int, str]:
-        import urllib.request
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=2) as r:
-                return r.status, r.read().decode()
-        except OSError as exc:
-            code = getattr(exc, "code", 0)
-            return code, str(exc)
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        def ready() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"scheduler exited {self.proc.returncode}:\n{self.tail()}")
-            return self.get("/readyz")[0] == 200
-        wait_for(ready, timeout, 0.3, "scheduler /readyz")
-
-    def tail(self, n: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-        return self.proc.returncode
+from e2e_helpers import SchedulerProcess, create_default_queues, install_crds
+from kai.cache.kubeclient import KubeClient
+from kai.testing.controlplane import fake_node_manifest
 
 
 @pytest.fixture(scope="session")
@@ -155,8 +23,7 @@ def kai_cluster(control_plane, kai_client, tmp_path_factory):
     names = ["e2e-gpu-0", "e2e-gpu-1"]
     for n in names:
         try:
-            control_plane.create_node(__import__("kai.testing.controlplane", fromlist=["x"])
-                                      .fake_node_manifest(n, gpus=8, cpu="32", memory="256Gi"))
+            control_plane.create_node(fake_node_manifest(n, gpus=8, cpu="32", memory="256Gi"))
         except Exception as exc:   # noqa: BLE001 - already there
             if "AlreadyExists" not in str(exc) and "409" not in str(exc):
                 raise
