@@ -290,6 +290,8 @@ class Statement:
                 if i == last[key]:
                     start = self.ops[first[key]]
                     task.status, task.node_name = start.old_status, start.old_node
+                    if start.dev is not None:
+                        task.gpu_groups = start.dev[2]      # still charged to its old groups
                 continue
             if op.kind == ALLOCATE:
                 ssn.cache.bind(task, task.node_name)
@@ -298,10 +300,12 @@ class Statement:
                 ssn.pipelined.append((task, op.old_status, op.old_node))
             elif last[key] != i:
                 # moved: evict it where it runs now, then keep its new (virtual) placement
-                now = task.status, task.node_name
+                now = task.status, task.node_name, task.gpu_groups
                 task.status, task.node_name = S.RELEASING, op.old_node
+                if op.dev is not None:
+                    task.gpu_groups = op.dev[2]             # its shared groups on the old node
                 ssn.cache.evict(task, op.action, op.preemptor)
-                task.status, task.node_name = now
+                task.status, task.node_name, task.gpu_groups = now
             else:
                 ssn.cache.evict(task, op.action, op.preemptor)
         self.ops = []
