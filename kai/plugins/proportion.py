@@ -44,15 +44,31 @@ _COLS = np.array([GPU, CPU, MEMORY], dtype=np.intp)
 _NAMES = ("gpu", "cpu", "memory")
 
 
+#: (column, g) of every MIG resource ``nvidia.com/mig-<g>g.<mem>gb``, set when a session opens:
+#: a MIG instance counts as g GPUs in queue quota (KAI GetGpusQuota)
+_MIG_COLS: list[tuple[int, int]] = []
+
+
+def mig_gpus(r: np.ndarray) -> float:
+    """GPUs the MIG instances of a request count for (g x quantity per MIG resource)."""
+    g = 0.0
+    for col, w in _MIG_COLS:
+        if col < r.shape[0] and r[col]:
+            g += w * float(r[col])
+    return g
+
+
 def quota_vector(task) -> np.ndarray:
     """A task's [gpu, cpu millicores, memory bytes] as counted in queue quota."""
     r = task.req
-    return np.array([task.gpu_quota, r[CPU], r[MEMORY]])
+    gpu = task.gpu_quota + mig_gpus(r) if _MIG_COLS else task.gpu_quota
+    return np.array([gpu, r[CPU], r[MEMORY]])
 
 
 def _quota_tuple(task) -> tuple:
     r = task.req
-    return (task.gpu_quota, float(r[CPU]), float(r[MEMORY]))
+    gpu = task.gpu_quota + mig_gpus(r) if _MIG_COLS else task.gpu_quota
+    return (gpu, float(r[CPU]), float(r[MEMORY]))
 
 
 def _fmt(i: int, v: float) -> str:
@@ -89,6 +105,7 @@ class Proportion(Plugin):
 
     # ------------------------------------------------------------------ session open
     def on_session_open(self, ssn) -> None:
+        _MIG_COLS[:] = ssn.registry.mig_columns()
         tree = ssn.queues
         order = tree.topological()
         n = len(order)
@@ -254,6 +271,8 @@ class Proportion(Plugin):
         v = task.req.take(_COLS)                 # [gpu, cpu, memory]; hot path, no temporaries
         if task.gpu_sharing is not None:
             v[0] = task.gpu_quota
+        elif _MIG_COLS:
+            v[0] += mig_gpus(task.req)
         if sign < 0:
             np.negative(v, out=v)
         np.add.at(self.alloc, rows, v)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from kai.api.resources import CPU, GPU, MEMORY
+from kai.plugins.proportion import quota_vector
 
 _EPS = 1e-9
 _INF = float("inf")
@@ -46,8 +47,7 @@ def _vec(v) -> np.ndarray:
 
 
 def _quota_vector(task) -> np.ndarray:
-    r = task.req
-    return np.array([task.gpu_quota, r[CPU], r[MEMORY]])
+    return quota_vector(task)       # whole GPUs, fractions x devices, MIG g x count
 
 
 def _ratio(alloc: float, share: float) -> float:
