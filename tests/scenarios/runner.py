@@ -388,8 +388,6 @@ def scheduler_config(case: dict):
 _TAG_PLUGINS = {"topology": "topology", "pod-affinity": "podaffinity", "dra": "dynamicresources",
                 "minruntime": "minruntime"}
 _TAG_UNSUPPORTED = {
-    "mig": "MIG instances are not modelled by kai yet",
-    "multi-fraction": "multi-device GPU fractions are not supported by kai yet",
     "time-based-fairshare": "time-based fair share (usage DB) is not supported by kai yet",
     "scheduling-signatures": "scheduling-signature caching is not modelled by kai yet",
 }
