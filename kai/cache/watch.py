@@ -27,6 +27,8 @@ from kai.cache.kubeclient import ApiError, KubeClient, Status
 log = structlog.get_logger("kai.watch")
 
 ADDED, MODIFIED, DELETED, SYNCED = "ADDED", "MODIFIED", "DELETED", "SYNCED"
+# an object that does not decode into the model: payload {kind, namespace, name, uid, error}
+INVALID = "INVALID"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ def object_key(obj: Any) -> str:
 
 class _BookmarkMeta(msgspec.Struct):
     resourceVersion: str = ""
+    name: str = ""
+    namespace: str = ""
+    uid: str = ""
 
 
 class _Bookmark(msgspec.Struct):
@@ -98,7 +103,8 @@ class Informer:
         self._resp = None
         self._thread: threading.Thread | None = None
         self._decoder = msgspec.json.Decoder(resource.type)
-        self.stats = {"lists": 0, "relists_410": 0, "bookmarks": 0, "reconnects": 0, "events": 0}
+        self.stats = {"lists": 0, "relists_410": 0, "bookmarks": 0, "reconnects": 0, "events": 0,
+                      "invalid": 0}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Informer:
@@ -134,17 +140,41 @@ class Informer:
         if self.on_event is not None:
             self.on_event(self.kind, etype, obj)
 
+    def _decode(self, raw: bytes) -> Any:
+        """The object, or None (and an INVALID event) when it does not fit the model."""
+        try:
+            return self._decoder.decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            try:
+                m = _bookmark_decoder.decode(raw).metadata
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                m = _BookmarkMeta()
+            self.stats["invalid"] += 1
+            log.warning("malformed object", kind=self.kind, namespace=m.namespace, name=m.name, error=str(exc))
+            self.events.put((self.kind, INVALID, {"kind": self.kind, "namespace": m.namespace, "name": m.name,
+                                                  "uid": m.uid, "error": str(exc)}))
+            return None
+
     def _list(self) -> None:
         """List everything; emit the differences against the store; remember the RV."""
         try:
-            items, rv = self.client.list(self.resource.path, self.resource.type, limit=self.page_size)
+            raws, rv = self.client.list(self.resource.path, msgspec.Raw, limit=self.page_size)
         except ApiError as exc:
             if exc.status == 404 and self.resource.optional:
-                items, rv = [], ""
+                raws, rv = [], ""
             else:
                 raise
         self.stats["lists"] += 1
-        fresh = {object_key(o): o for o in items}
+        fresh = {}
+        for raw in raws:
+            o = self._decode(raw)
+            if o is not None:
+                fresh[object_key(o)] = o
+            else:                    # keep the last good version rather than forget the object
+                m = _bookmark_decoder.decode(raw).metadata
+                k = f"{m.namespace}/{m.name}" if m.namespace else m.name
+                if k in self.store:
+                    fresh[k] = self.store[k]
         for k in [k for k in self.store if k not in fresh]:
             self._emit(DELETED, self.store.pop(k))
         for k, o in fresh.items():
@@ -180,7 +210,11 @@ class Informer:
                     rv = _bookmark_decoder.decode(ev.object).metadata.resourceVersion
                     self.resource_version = rv or self.resource_version
                     continue
-                obj = self._decoder.decode(ev.object)
+                obj = self._decode(ev.object)
+                if obj is None:
+                    self.resource_version = _bookmark_decoder.decode(ev.object).metadata.resourceVersion \
+                        or self.resource_version
+                    continue
                 rv = obj.metadata.resource_version
                 key = object_key(obj)
                 if ev.type == DELETED:

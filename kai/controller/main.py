@@ -28,7 +28,7 @@ from kai.cache.binder import Binder, LiveCache
 from kai.cache.cluster_state import ClusterState
 from kai.cache.kubeclient import ApiError, KubeClient
 from kai.cache.status import StatusWriter
-from kai.cache.watch import ADDED, DELETED, MODIFIED, SYNCED, Informer, start_informers
+from kai.cache.watch import DELETED, INVALID, SYNCED, Informer, start_informers
 from kai.controller.leader import LeaderElector
 from kai.controller.metrics import HealthServer, Metrics
 from kai.podgrouper.controller import PodGrouperController
@@ -71,6 +71,20 @@ class Controller:
         inf = self.informers.get("Pod")
         return inf.store.get(key) if inf is not None else None
 
+    def debug_state(self) -> dict:
+        """What the cache believes (read from another thread: retried if a dict changes meanwhile)."""
+        st = self.state
+        for _ in range(10):
+            try:
+                return {"cycles": self.cycles, "nodes": sorted(st.nodes.by_name),
+                        "pods": {p.key: p.node_name for p in list(st.pods.values())
+                                 if p.pod.spec.scheduler_name == self.scheduler_name},
+                        "podgroups": sorted(st.podgroups), "queues": sorted(st.queues),
+                        "failedBinds": dict(self.binder.failed_binds)}
+            except RuntimeError:
+                time.sleep(0.01)
+        return {}
+
     def _time_action(self, action) -> None:
         name = getattr(action, "name", type(action).__name__)
         run = action.execute
@@ -105,7 +119,9 @@ class Controller:
                 continue
             if kind == "Binder":
                 continue
-            if etype == SYNCED:
+            if etype == INVALID:
+                self._report_invalid(obj)
+            elif etype == SYNCED:
                 pending.discard(kind)
             elif etype == DELETED:
                 seen[kind].pop(_key(obj), None)
@@ -146,6 +162,9 @@ class Controller:
             self.binder.apply_result(st, etype, obj)
             return
         if etype == SYNCED:
+            return
+        if etype == INVALID:
+            self._report_invalid(obj)
             return
         if kind == "Pod":
             if etype == DELETED:
@@ -194,6 +213,14 @@ class Controller:
         self.last_result = result
         self.metrics.observe_cycle(result, self._action_ms)
         self._report_unschedulable(result)
+
+    def _report_invalid(self, info: dict) -> None:
+        api = {"Pod": "v1", "Node": "v1", "PodGroup": "scheduling.run.ai/v2alpha2", "Queue": "scheduling.run.ai/v2",
+               "Topology": "kai.scheduler/v1alpha1", "PriorityClass": "scheduling.k8s.io/v1"}.get(info["kind"], "")
+        where = f"{info['namespace']}/{info['name']}" if info["namespace"] else info["name"]
+        self.status.event({"kind": info["kind"], "apiVersion": api, "namespace": info["namespace"] or "default",
+                           "name": info["name"], "uid": info["uid"]}, "InvalidObject",
+                          f"{self.scheduler_name} ignores {info['kind']} {where}: {info['error']}", "Warning")
 
     def _report_unschedulable(self, result) -> None:
         for key, reasons in result.unschedulable.items():
@@ -250,7 +277,7 @@ def run_controller(args, config) -> int:
     health = None
     port = getattr(args, "metrics_port", 8080)
     if port is not None and port >= 0:
-        health = HealthServer(metrics, port, ready=lambda: ctl.synced).start()
+        health = HealthServer(metrics, port, ready=lambda: ctl.synced, debug=ctl.debug_state).start()
         log.info("serving metrics and health", port=health.port)
 
     elector = None

@@ -1,4 +1,4 @@
-"""Prometheus metrics with KAI's names, plus /healthz and /readyz, on one HTTP port.
+"""Prometheus metrics with KAI's names, plus /healthz, /readyz and /debug/state, on one HTTP port.
 
 Names follow KAI's scheduler (``pkg/scheduler/metrics``), prefixed with the metrics namespace
 (default ``kai``): latency gauges in milliseconds, bind latency histogram with KAI's buckets
@@ -6,6 +6,7 @@ Names follow KAI's scheduler (``pkg/scheduler/metrics``), prefixed with the metr
 """
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
@@ -65,9 +66,11 @@ class Metrics:
 
 
 class HealthServer:
-    """/metrics, /healthz (process alive) and /readyz (informers synced) on ``port``."""
+    """/metrics, /healthz (process alive), /readyz (informers synced) and /debug/state (the
+    cache's view: pods -> nodes, for comparing with a fresh list) on ``port``."""
 
-    def __init__(self, metrics: Metrics, port: int, ready: Callable[[], bool], host: str = "0.0.0.0") -> None:
+    def __init__(self, metrics: Metrics, port: int, ready: Callable[[], bool], host: str = "0.0.0.0",
+                 debug: Callable[[], dict] | None = None) -> None:
         registry = metrics.registry
 
         class Handler(BaseHTTPRequestHandler):
@@ -77,6 +80,8 @@ class HealthServer:
                     body, ctype, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
                 elif path in ("/healthz", "/livez"):
                     body, ctype, code = b"ok", "text/plain", 200
+                elif path == "/debug/state" and debug is not None:
+                    body, ctype, code = json.dumps(debug(), sort_keys=True).encode(), "application/json", 200
                 elif path == "/readyz":
                     ok = ready()
                     body, ctype, code = (b"ok" if ok else b"informers not synced"), "text/plain", (200 if ok else 503)
