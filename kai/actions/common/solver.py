@@ -178,12 +178,24 @@ class JobSolver:
         for vjob, tasks in chunks:
             by_job.setdefault(vjob.key, (vjob, []))[1].extend(tasks)
         lost: dict[str, list] = {}
+        width = ssn.allocatable.shape[0]
+        have = None                       # cluster idle + releasing totals, recomputed after a move
         for vjob, tasks in sorted(by_job.values(), key=lambda e: ssn.job_order_key(e[0])):
             todo = [t for t in tasks if t.status == C.PodStatus.RELEASING]
-            if todo and not place_again(ssn, vjob, stmt, todo):
-                lost[vjob.key] = todo
-                if self.all_moved:
-                    break
+            if not todo:
+                continue
+            need = np.zeros(width)
+            for t in todo:
+                need += t.req_vec(width)
+            if have is None:
+                have = np.maximum(ssn.avail, 0).sum(axis=1)
+            # the cheap bound first: a full cluster takes no victim back
+            if (have + _EPS >= need).all() and place_again(ssn, vjob, stmt, todo):
+                have = None
+                continue
+            lost[vjob.key] = todo
+            if self.all_moved:
+                break
         return lost
 
     def _evict(self, stmt: Statement, job: PodGroupInfo, chunk) -> None:
