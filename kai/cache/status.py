@@ -131,11 +131,14 @@ class StatusWriter:
                 self._events.clear()
 
     # ------------------------------------------------------------------ conditions
-    def pod_unschedulable(self, ns: str, name: str, uid: str, message: str) -> None:
+    def pod_unschedulable(self, ns: str, name: str, uid: str, message: str, event: bool = False) -> None:
         with self._lock:
             if self._pod_msgs.get(uid) == message:
                 return
             self._pod_msgs[uid] = message
+        if event:
+            self.event({"kind": "Pod", "apiVersion": "v1", "namespace": ns, "name": name, "uid": uid},
+                       "Unschedulable", message, "Warning")
 
         def write() -> None:
             body = {"status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",

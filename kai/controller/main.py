@@ -64,6 +64,7 @@ class Controller:
         for action in self.scheduler.actions:
             self._time_action(action)
         self.synced = False
+        self._problem_seen: dict[str, float] = {}
         self.cycles = 0
         self.last_result = None
 
@@ -213,6 +214,28 @@ class Controller:
         self.last_result = result
         self.metrics.observe_cycle(result, self._action_ms)
         self._report_unschedulable(result)
+        self._report_problems()
+
+    def _report_problems(self, grace: float = 5.0) -> None:
+        """Pods the scheduler cannot consider at all (their PodGroup is missing): after ``grace``
+        seconds, a PodScheduled=False condition naming the problem, and an Event."""
+        problems = self.state.pod_problems
+        now = time.monotonic()
+        seen = self._problem_seen
+        for key in [k for k in seen if k not in problems]:
+            del seen[key]
+        for key, msg in problems.items():
+            first = seen.setdefault(key, now)
+            if now - first < grace:
+                continue
+            pod = self._latest_pod(key)
+            if pod is None or pod.spec.node_name:
+                continue
+            m = pod.metadata
+            if any(c.type == "PodScheduled" and c.status == "False" and c.message == msg
+                   for c in pod.status.conditions):
+                continue
+            self.status.pod_unschedulable(m.namespace, m.name, m.uid, msg, event=True)
 
     def _report_invalid(self, info: dict) -> None:
         api = {"Pod": "v1", "Node": "v1", "PodGroup": "scheduling.run.ai/v2alpha2", "Queue": "scheduling.run.ai/v2",
@@ -230,9 +253,15 @@ class Controller:
             message = "; ".join(dict.fromkeys(r for r in reasons if r)) or "pod group could not be scheduled"
             ns, name = key.split("/", 1)
             pg = self.state.podgroups.get(key)
-            self.status.podgroup_unschedulable(ns, name, pg.metadata.uid if pg else "", message)
+            # already written (e.g. by a previous run of this process)? then leave it alone
+            conds = (pg.status.get("schedulingConditions") or []) if pg is not None else []
+            if not any((r or {}).get("message") == message for c in conds for r in c.get("reasons") or []):
+                self.status.podgroup_unschedulable(ns, name, pg.metadata.uid if pg else "", message)
             for t in list(getattr(job, "tasks", {}).values()):
                 if not t.node_name and t.status & C.PodStatus.PENDING:
+                    if any(c.type == "PodScheduled" and c.status == "False" and c.message == message
+                           for c in t.pod.status.conditions):
+                        continue
                     self.status.pod_unschedulable(t.namespace, t.name, t.uid, message)
 
     def stop(self) -> None:
