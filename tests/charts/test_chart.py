@@ -520,3 +520,39 @@ def test_rbac_least_privilege(helm, control_plane):
     finally:
         for d in reversed(created):
             admin.delete(d)
+
+
+def _leaf_keys(d: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in d.items():
+        path = f"{prefix}.{k}" if prefix else k
+        if isinstance(v, dict) and v and k not in ("parentResources", "childResources", "resources",
+                                                   "podSecurityContext", "securityContext",
+                                                   "livenessProbe", "readinessProbe"):
+            out += _leaf_keys(v, path)
+        else:
+            out.append(path)
+    return out
+
+
+def test_every_value_is_documented():
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    lines = (REPO / "docs" / "configuration.md").read_text().splitlines()
+
+    def documented(key: str) -> bool:
+        parent, _, leaf = key.rpartition(".")
+        # `a.b.c`, or a row like "`a.b.x` / `.c`" or "`a.x`, `a.b.c`"
+        return any(f"`{key}`" in ln or (parent and f"`{parent}." in ln and f"`.{leaf}`" in ln) for ln in lines)
+
+    missing = [k for k in _leaf_keys(values) if not documented(k)]
+    assert not missing, f"values not in docs/configuration.md: {missing}"
+
+
+@pytest.mark.integration
+def test_readme_quickstart_manifests_dry_run(control_plane):
+    api = Api(control_plane, control_plane.token)
+    _install_crds(api)
+    docs = [d for d in yaml.safe_load_all((REPO / "docs" / "examples" / "quickstart-cluster.yaml").read_text()) if d]
+    for d in docs:
+        status, body = api.create(d, dry_run=True)
+        assert status in (200, 201), f"{d['kind']} {d['metadata']['name']}: {status} {body}"
