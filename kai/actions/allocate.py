@@ -105,6 +105,7 @@ class _Walk:
         self.tasks = tasks
         self.by_podset = by_podset
         self.first = {id(t): i for i, t in enumerate(tasks)}
+        self.quiet = False      # True: failures are not explained (their reason is never shown)
 
     def _tasks_under(self, sg) -> list:
         out = []
@@ -119,20 +120,24 @@ class _Walk:
         tasks = self._tasks_under(sg)
         if not tasks:
             return True, []
+        dropped: list[str] = []
         if ssn.subset_nodes_fns:
-            sets, dropped = ssn.subset_nodes(self.job, sg, sg.podsets(), tasks, node_set)
+            sets = ssn.subset_nodes(self.job, sg, sg.podsets(), tasks, node_set, dropped)
         else:
-            sets, dropped = [(node_set, "")], []
-        if not sets:
-            return False, dropped or [f"no candidate nodes for {_who(sg)}"]
+            sets = [(node_set, "")]
         failures: list[tuple[str, list[str]]] = []
+        quiet = self.quiet
         for mask, name in sets:
             cp = stmt.checkpoint()
+            self.quiet = quiet or len(failures) >= 3      # only the shown failures are explained
             ok, why = self._children(sg, mask)
+            self.quiet = quiet
             if ok:
                 return True, []
             stmt.rollback(cp)
             failures.append((name, why))
+        if not failures:
+            return False, dropped or [f"no candidate nodes for {_who(sg)}"]
         if len(failures) == 1:
             name, why = failures[0]
             return False, [f"in {name}: {w}" for w in why] if name else why
@@ -181,7 +186,7 @@ class _Walk:
                     failed = run[placed]
                     total = len(self.tasks)
                     done = sum(1 for t in self.tasks if t.status & (S.ALLOCATED | S.PIPELINED))
-                    why = explain_task(ssn, failed, job, mask)
+                    why = "not explained" if self.quiet else explain_task(ssn, failed, job, mask)
                     prefix = (f"gang of {total} pods: only {done} could be placed; pod {failed.key}: "
                               if total > 1 else f"pod {failed.key}: ")
                     return False, [prefix + why]

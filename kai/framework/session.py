@@ -70,8 +70,9 @@ class Session:
         self.node_order_fns: list[Callable[[PodInfo, PodGroupInfo, np.ndarray], np.ndarray | None]] = []
         #: KAI's SubsetNodesFn: fn(job, subgroup, podsets, tasks, node_set) -> candidate node sets.
         #: ``subgroup`` is a SubGroupNode, ``node_set`` a uint8[N] mask (None = every node).
-        #: Returns None (no opinion: keep ``node_set``), a list of uint8[N] masks to try in
-        #: order, or a str (no candidate: the reason). Chained: each fn splits every set.
+        #: Returns None (no opinion: keep ``node_set``), a list or iterator of uint8[N] masks
+        #: (or (mask, name) pairs) to try in order, or a str (no candidate: the reason).
+        #: Chained: each fn splits every set.
         self.subset_nodes_fns: list[Callable] = []
         #: the node set the allocate walk is placing into (uint8[N]; None = every node);
         #: ``node_mask`` applies it, so every placement path honours it
@@ -149,26 +150,29 @@ class Session:
         return None if total is None else np.ascontiguousarray(total)
 
     def subset_nodes(self, job: PodGroupInfo, subgroup, podsets, tasks: list[PodInfo],
-                     node_set: np.ndarray | None) -> tuple[list[tuple[np.ndarray | None, str]], list[str]]:
-        """Candidate node sets ``(mask, name)`` for a subgroup's tasks, in the order to try, and
-        the reasons of fns that left no candidate. A fn may name its sets by returning
-        ``(mask, name)`` tuples; names of chained fns are joined with '/'."""
-        sets: list[tuple[np.ndarray | None, str]] = [(node_set, "")]
-        reasons: list[str] = []
-        for fn in self.subset_nodes_fns:
-            out: list[tuple[np.ndarray | None, str]] = []
-            for mask, name in sets:
-                got = fn(job, subgroup, podsets, tasks, mask)
-                if got is None:
-                    out.append((mask, name))
-                elif isinstance(got, str):
-                    reasons.append(got)
-                else:
-                    for item in got:
-                        m, n = item if isinstance(item, tuple) else (item, "")
-                        out.append((m, f"{name}/{n}" if name and n else (n or name)))
-            sets = out
-        return sets, reasons
+                     node_set: np.ndarray | None, reasons: list[str]):
+        """Candidate node sets ``(mask, name)`` for a subgroup's tasks, lazily, in the order to
+        try; fns that leave no candidate append their reason to ``reasons`` as the iteration
+        reaches them. A fn may name its sets by returning ``(mask, name)`` tuples, and may
+        return an iterator (sets are then built only when tried); names of chained fns are
+        joined with '/'."""
+        fns = self.subset_nodes_fns
+
+        def chain(i: int, mask, name: str):
+            if i == len(fns):
+                yield mask, name
+                return
+            got = fns[i](job, subgroup, podsets, tasks, mask)
+            if got is None:
+                yield from chain(i + 1, mask, name)
+            elif isinstance(got, str):
+                reasons.append(got)
+            else:
+                for item in got:
+                    m, n = item if isinstance(item, tuple) else (item, "")
+                    yield from chain(i + 1, m, f"{name}/{n}" if name and n else (n or name))
+
+        return chain(0, node_set, "")
 
     def is_job_over_capacity(self, job: PodGroupInfo, tasks: list[PodInfo]) -> str | None:
         for fn in self.is_job_over_capacity_fns[:1]:     # single-answer hook, as in KAI
