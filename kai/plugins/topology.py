@@ -34,8 +34,6 @@ SubsetNodes for a constraint {topology, requiredTopologyLevel, preferredTopology
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from kai.api import constants as C
@@ -87,6 +85,7 @@ class DomainTree:
         self.dom: list[np.ndarray] = []
         self.ids: list[list[str]] = []
         self.rep: list[np.ndarray] = []
+        self.id_rank: list[np.ndarray] = []
         for i in range(len(levels)):
             d = np.full(n, -1, dtype=np.int32)
             if len(idx):
@@ -99,6 +98,10 @@ class DomainTree:
                 self.ids.append([])
                 self.rep.append(np.zeros(0, dtype=np.int64))
             self.dom.append(d)
+            # rank of each domain id in string order (ties in the bin-packing sort break by id)
+            rank = np.empty(len(self.ids[i]), dtype=np.int64)
+            rank[np.argsort(np.array(self.ids[i], dtype=object), kind="stable")] = np.arange(len(self.ids[i]))
+            self.id_rank.append(rank)
 
     def level_index(self, label: str) -> int | None:
         try:
@@ -207,12 +210,24 @@ class TopologyPlugin(Plugin):
         scope = tree.valid.copy()
         if node_set is not None:
             scope &= node_set.astype(bool)
-        nodes = np.flatnonzero(scope)
         n_tasks = len(tasks)
         noun_req = level_noun(tree.levels[req_i]) if req_i != ROOT else "domain"
-        if not len(nodes):
+        if not scope.any():
             return (f"topology {tree.name!r}: no node of the candidate set carries every level label "
                     f"({', '.join(tree.levels)}), so none can hold {who}")
+        # Nodes none of the tasks may use (selector, affinity, taints, ...) hold none of them:
+        # leaving them out drops domains that would only fail placement (KAI counts them).
+        feasible = np.zeros_like(scope)
+        seen = set()
+        for t in tasks:
+            if t.signature not in seen:
+                seen.add(t.signature)
+                feasible |= ssn.node_mask(t, job).astype(bool)
+        if not (scope & feasible).any():
+            # let the placement explain it, once, over the topology's nodes
+            return [(np.ascontiguousarray(scope, dtype=np.uint8), f"topology {tree.name!r}")]
+        scope &= feasible
+        nodes = np.flatnonzero(scope)
         # lowest common domain of the scope, no deeper than the preferred level
         stop = pref_i if pref_i is not None else len(tree.levels) - 1
         common = ROOT
@@ -278,17 +293,21 @@ class TopologyPlugin(Plugin):
                             held.add(int(tree.dom[req_i][info.idx]))
             allowed_req = np.array(sorted(held - {-1}), dtype=np.int32)
 
-        def order_key(level: int, doms: np.ndarray) -> list[tuple]:
-            """Tree order below the common domain, siblings fullest first (then fewer pods, id)."""
-            keys = [[] for _ in range(len(doms))]
-            for j in range(common + 1, level + 1):
+        def ordered(level: int, doms: np.ndarray) -> np.ndarray:
+            """``doms`` in tree order below the common domain, siblings fullest first
+            (higher request-to-free ratio), then fewer allocatable pods, then id."""
+            if len(doms) < 2:
+                return doms
+            keys = []       # np.lexsort: last key is the primary one
+            for j in range(level, common, -1):
                 anc = tree.ancestor(level, doms, j)
                 ratio, pods, _, _ = level_stats(j)
-                for k, a in enumerate(anc):
-                    keys[k].extend((-float(ratio[a]), float(pods[a]), tree.ids[j][a]))
-            return [tuple(k) for k in keys]
+                keys += [tree.id_rank[j][anc], pods[anc], -ratio[anc]]
+            if not keys:
+                return np.sort(doms)
+            return doms[np.lexsort(keys)]
 
-        out = []
+        out = []                    # (level, ordered domains, node grouping) per level
         top_failures: list[int] = []
         for level in levels:
             _, _, present, _ = level_stats(level)
@@ -299,13 +318,19 @@ class TopologyPlugin(Plugin):
             if level == levels[-1]:
                 top_failures = [int(d) for d in doms[~ok]]
             doms = doms[ok]
-            keys = order_key(level, doms)
-            for _, d in sorted(zip(keys, doms.tolist())):
-                mask = np.ascontiguousarray(scope & (tree.dom_of(level) == d), dtype=np.uint8)
-                out.append((mask, tree.describe(level, d)))
+            if not len(doms):
+                continue
+            # group the scope's nodes by domain once: each mask costs O(its nodes), not O(N)
+            dom_scope = tree.dom_of(level)[nodes]
+            by_dom = np.argsort(dom_scope, kind="stable")
+            starts = np.searchsorted(dom_scope[by_dom], doms, side="left")
+            ends = np.searchsorted(dom_scope[by_dom], doms, side="right")
+            seq = ordered(level, doms)
+            pos = np.argsort(doms)[np.searchsorted(doms[np.argsort(doms)], seq)]
+            out.append((level, seq, nodes[by_dom], starts[pos], ends[pos]))
 
         if pref_i is not None:
-            self._score(job, sg, tree, nodes, common, pref_i, order_key)
+            self._score(job, sg, tree, nodes, pref_i, ordered)
 
         if not out:
             top = levels[-1]
@@ -328,7 +353,7 @@ class TopologyPlugin(Plugin):
                 best = min(top_failures, key=lambda d: (ratio[d], -pods[d]))
             return (f"{lead}: best ({tree.domain_id(top, best)}) has "
                     f"{self._room(tree, top, best, level_stats, representor, total, cols, n_tasks)}")
-        return out
+        return _node_sets(tree, scope.shape[0], out)
 
     def _room(self, tree, level, d, level_stats, representor, total, cols, n_tasks) -> str:
         ratio, pods, _, free = level_stats(level)
@@ -341,19 +366,26 @@ class TopologyPlugin(Plugin):
                 short.append(f"{names[c]} {_fmt(free[c][d], c)} free of {_fmt(total[c], c)} needed")
         return ", ".join(short) if short else "room by resource sums"
 
-    def _score(self, job, sg, tree, nodes, common, pref_i, order_key) -> None:
+    def _score(self, job, sg, tree, nodes, pref_i, ordered) -> None:
         """floor(10*(i+1)/n) * 10^4 for nodes of the i-th preferred-level domain (tree order)."""
         dom = tree.dom[pref_i][nodes]
         doms = np.unique(dom).astype(np.int32)
-        keys = order_key(pref_i, doms)
-        ordered = [d for _, d in sorted(zip(keys, doms.tolist()))]
-        n = len(ordered)
+        seq = ordered(pref_i, doms)
+        n = len(seq)
         rank = np.zeros(tree.n_domains(pref_i))
-        for i, d in enumerate(ordered):
-            rank[d] = math.floor(10.0 * (i + 1) / n) * TOPOLOGY_SCORE
+        rank[seq] = np.floor(10.0 * np.arange(1, n + 1) / n) * TOPOLOGY_SCORE
         scores = np.zeros(self.ssn.allocatable.shape[1])
         scores[nodes] = rank[dom]
         self.scores[(job.key, sg.name)] = scores
+
+
+def _node_sets(tree: DomainTree, n: int, plan):
+    """The candidate masks, built one at a time as the allocate walk asks for them."""
+    for level, seq, grouped, starts, ends in plan:
+        for d, a, b in zip(seq.tolist(), starts.tolist(), ends.tolist()):
+            mask = np.zeros(n, dtype=np.uint8)
+            mask[grouped[a:b]] = 1
+            yield mask, tree.describe(level, d)
 
 
 def _homogeneous(reqs: np.ndarray) -> bool:

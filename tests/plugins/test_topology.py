@@ -355,8 +355,8 @@ def test_scores_rank_roomiest_rack_highest():
     plugin = next(p for p in ssn.plugins if p.name == "topology")
     j = ssn.jobs["default/j"]
     tasks = j.tasks_to_allocate()
-    sets = plugin.subset_nodes(j, j.root_subgroup, j.root_subgroup.podsets(), tasks, None)
-    assert isinstance(sets, list) and sets
+    sets = list(plugin.subset_nodes(j, j.root_subgroup, j.root_subgroup.podsets(), tasks, None))
+    assert [name for _, name in sets] == ["zone a", "topology 'dc'"]
     scores = plugin.node_order(tasks[0], j, None)
     by = {info.name: scores[info.idx] for info in ssn.state.nodes.nodes()}
     # tree order: zone b (fuller vs. job) before zone a; within a: a1 (fuller) before a2
