@@ -202,8 +202,7 @@ class ClusterState:
             if slot < 0:
                 slot = self._free_slot(i, slots)
                 if not name:
-                    name = f"{info.name}-gpu{slot}-{t.group_seq}"
-                    t.group_seq += 1
+                    name = t.new_group_id(info.name, slot)
                 node_names[slot] = name
                 by_name[name] = slot
             slots.append(slot)

@@ -8,6 +8,8 @@ signature until the node set changes.
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from kai.api import constants as C
@@ -124,6 +126,18 @@ class NodeTable:
         self.dev_alloc = pad(self.dev_alloc)
         self.dev_rel = pad(self.dev_rel)
         self.dev_from_rel = pad(self.dev_from_rel, np.uint8)
+
+    def new_group_id(self, node_name: str, slot: int) -> str:
+        """A fresh shared-GPU group id ``<node>-gpu<slot>-<n>``: deterministic (a counter, no
+        UUID) and a valid label value (<= 63 chars; long node names are cut and hashed)."""
+        seq = self.group_seq
+        self.group_seq += 1
+        gid = f"{node_name}-gpu{slot}-{seq}"
+        if len(gid) > 63:
+            digest = hashlib.sha1(node_name.encode()).hexdigest()[:8]
+            tail = f"-{digest}-gpu{slot}-{seq}"
+            gid = node_name[: 63 - len(tail)].rstrip("-.") + tail
+        return gid
 
     # ------------------------------------------------------------------ nodes
     def upsert(self, node: Node) -> NodeInfo:

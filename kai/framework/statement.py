@@ -160,9 +160,7 @@ class Statement:
             else:
                 slot = next(d for d in range(ssn.dev_used.shape[1])
                             if d not in chosen and ssn.dev_used[i, d] <= 1e-9 and d not in names)
-                state = ssn.state.nodes
-                names[slot] = f"{ssn.node_infos[i].name}-gpu{slot}-{state.group_seq}"
-                state.group_seq += 1
+                names[slot] = ssn.state.nodes.new_group_id(ssn.node_infos[i].name, slot)
             chosen.append(slot)
             self._group(i, slot, portion, kind, 1.0, code == WHOLE_RELEASING)
             groups.append(names[slot])
