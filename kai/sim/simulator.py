@@ -60,7 +60,15 @@ def _advance(state: ClusterState, result) -> None:
         if p is None:
             continue
         pod = p.pod
-        new = msgspec.structs.replace(pod, spec=msgspec.structs.replace(pod.spec, node_name=d.node),
+        meta = pod.metadata
+        if d.gpu_groups:        # as the binder labels fraction pods with their shared-GPU groups
+            labels = dict(meta.labels or {})
+            if len(d.gpu_groups) == 1:
+                labels["runai-gpu-group"] = d.gpu_groups[0]
+            else:
+                labels.update({f"runai-gpu-group/{g}": g for g in d.gpu_groups})
+            meta = msgspec.structs.replace(meta, labels=labels)
+        new = msgspec.structs.replace(pod, metadata=meta, spec=msgspec.structs.replace(pod.spec, node_name=d.node),
                                       status=PodStatus(phase="Running"))
         state.upsert_pod(new)
     for d in result.evictions:
