@@ -301,3 +301,38 @@ def test_statement_discard_restores_every_array(problem):
         assert {i: v for i, v in ssn.group_names.items() if v} == {i: v for i, v in names.items() if v}
     finally:
         ssn.close()
+
+
+def _state(docs):
+    import msgspec
+    from kai.api.k8s import KINDS
+    m = Manifests()
+    for d in flatten(docs):
+        m.objects[d["kind"]].append(msgspec.convert(d, KINDS[d["kind"]]))
+    return build_state(m)
+
+
+def test_simulated_binder_labels_keep_groups_across_cycles():
+    """Bound fraction pods come back labelled with their groups, so the next cycle charges the
+    same groups instead of re-packing them (0.5 and 0.3 on two devices stay on two devices)."""
+    from kai.sim.simulator import _advance
+    state = _state([node("n0", gpu=2), queue("q"), frac("a", 0.5), frac("b", 0.3)])
+    sched = Scheduler(state, cfg("gpuspread"))
+    r1 = sched.run_cycle(RecordingCache(state), now=0.0)
+    groups = {d.pod: d.gpu_groups for d in r1.bindings}
+    assert groups["default/a-0"] != groups["default/b-0"]
+    _advance(state, r1)
+    t = state.nodes
+    i = t.by_name["n0"].idx
+    assert t.idle[GPU, i] == 0
+    assert sorted(t.group_names[i].values()) == sorted(g for v in groups.values() for g in v)
+    pods = {p.key: p for p in state.pods.values()}
+    assert pods["default/a-0"].pod.metadata.labels["runai-gpu-group"] == groups["default/a-0"][0]
+
+
+def test_group_ids_are_valid_label_values_for_long_node_names():
+    import re
+    name = "very-long-node-name." + "x" * 60 + ".compute.internal"
+    rep = simulate_docs([node(name, gpu=1), queue("q"), frac("a", 0.5, devices=1)], cfg())
+    (gid,) = rep["cycles"][0]["bindings"][0]["gpuGroups"]
+    assert len(gid) <= 63 and re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?", gid)
