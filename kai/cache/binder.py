@@ -10,7 +10,10 @@ and handed to :class:`Binder`, whose worker pool does the API calls:
   informer already shows on a node is never bound again;
 - evict: pod condition ``DisruptionTarget`` (status patch), then ``DELETE`` with the pod's UID
   as precondition (KAI's evictor);
-- pipeline: an Event only.
+- pipeline: an Event only;
+- fraction pods are first labelled with their shared-GPU groups (``runai-gpu-group``), KAI's
+  labels, so any cache rebuilt from the API charges the same groups. Reservation pods and
+  the device-visibility ConfigMaps are not created (yet).
 
 Outcomes come back to the controller thread through the informers' event queue as
 ``("Binder", kind, payload)``; the controller (the single writer) keeps assumptions alive
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import queue
 import random
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +40,8 @@ from kai.scheduler import CycleResult, Decision
 log = structlog.get_logger("kai.binder")
 
 BIND_OK, BIND_FAILED, EVICT_FAILED = "BIND_OK", "BIND_FAILED", "EVICT_FAILED"
+GPU_GROUP_LABEL = "runai-gpu-group"
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 
 
 class Binder:
@@ -67,17 +73,17 @@ class Binder:
     def can_bind(self, uid: str) -> bool:
         return uid not in self.assumed_bind
 
-    def submit_bind(self, ns: str, name: str, uid: str, node: str) -> None:
+    def submit_bind(self, ns: str, name: str, uid: str, node: str, gpu_groups: list[str] | None = None) -> None:
         self.assumed_bind[uid] = (f"{ns}/{name}", node)
         self.bind_count += 1
-        self.pool.submit(self._bind, ns, name, uid, node, time.monotonic())
+        self.pool.submit(self._bind, ns, name, uid, node, time.monotonic(), list(gpu_groups or ()))
 
     def submit_evict(self, ns: str, name: str, uid: str, message: str) -> None:
         self.assumed_evict[uid] = f"{ns}/{name}"
         self.pool.submit(self._evict, ns, name, uid, message)
 
     # ------------------------------------------------------------------ workers
-    def _bind(self, ns: str, name: str, uid: str, node: str, t0: float) -> None:
+    def _bind(self, ns: str, name: str, uid: str, node: str, t0: float, gpu_groups: list[str] = ()) -> None:
         key = f"{ns}/{name}"
         latest = self.latest_pod(key)
         if latest is not None and (latest.spec.node_name or latest.metadata.uid != uid):
@@ -85,6 +91,13 @@ class Binder:
                    else "pod was replaced")
             self.events.put(("Binder", BIND_FAILED, (uid, key, node, why)))
             return
+        if gpu_groups:
+            try:
+                self._label_gpu_groups(ns, name, uid, gpu_groups)
+            except ApiError as exc:
+                reason = f"labelling {key} with its GPU groups failed: {exc}"
+                self.events.put(("Binder", BIND_FAILED, (uid, key, node, reason)))
+                return
         body = {"apiVersion": "v1", "kind": "Binding",
                 "metadata": {"name": name, "namespace": ns, "uid": uid},
                 "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
@@ -118,6 +131,20 @@ class Binder:
                     return
                 time.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 5.0)
+
+    def _label_gpu_groups(self, ns: str, name: str, uid: str, groups: list[str]) -> None:
+        """KAI's shared-GPU labels, so every cache rebuilt from the API charges the same groups:
+        ``runai-gpu-group=<group>``, or ``runai-gpu-group/<group>`` per device (multi-fraction)."""
+        ok = [g for g in groups if _LABEL_VALUE.match(g)]
+        if len(ok) != len(groups):
+            log.warning("GPU group ids are not valid label values, not labelling", pod=f"{ns}/{name}", groups=groups)
+            return
+        if len(groups) == 1:
+            labels = {GPU_GROUP_LABEL: groups[0]}
+        else:
+            labels = {f"{GPU_GROUP_LABEL}/{g}": g for g in groups}
+        body = {"metadata": {"labels": labels, "uid": uid}}
+        self.client.patch(f"/api/v1/namespaces/{ns}/pods/{name}", body)
 
     def _evict(self, ns: str, name: str, uid: str, message: str) -> None:
         key = f"{ns}/{name}"
@@ -191,9 +218,12 @@ class LiveCache:
         if not self.binder.can_bind(task.uid):
             log.warning("not binding twice", pod=task.key, node=node_name)
             return
+        groups = list(getattr(task, "gpu_groups", None) or [])
         self.state.assume_bound(task, node_name)
-        self.binder.submit_bind(task.namespace, task.name, task.uid, node_name)
-        self.result.bindings.append(Decision(task.key, node_name, list(getattr(task, "gpu_groups", []) or [])))
+        groups = list(getattr(task, "gpu_groups", None) or []) or groups
+        self.binder.submit_bind(task.namespace, task.name, task.uid, node_name,
+                                groups if getattr(task, "gpu_sharing", None) is not None else None)
+        self.result.bindings.append(Decision(task.key, node_name, groups))
 
     def pipeline(self, task, node_name: str) -> None:
         self.result.pipelined.append(Decision(task.key, node_name))

@@ -100,3 +100,19 @@ def test_metrics_and_health(kai_scheduler):
                  "kai_queue_fair_share_gpu{queue_name=", "kai_task_bind_latency_milliseconds_bucket",
                  "kai_is_leader 1.0"):
         assert name in body, name
+
+
+def test_two_fraction_pods_share_one_gpu(kai_client, kai_scheduler, kube_namespace):
+    c, ns = kai_client, kube_namespace
+    for n in ("half-a", "half-b"):
+        c.post(f"/api/v1/namespaces/{ns}/pods", pod_manifest(n, gpus=0, annotations={"gpu-fraction": "0.5"},
+                                                             labels={"app": "halves"}))
+
+    def bound():
+        pods = _pods(c, ns, "app=halves")
+        return len(pods) == 2 and all(p["spec"].get("nodeName") and p["metadata"].get("labels", {})
+                                      .get("runai-gpu-group") for p in pods) and pods
+
+    pods = wait_for(bound, 30, what="both halves bound and labelled")
+    assert len({p["spec"]["nodeName"] for p in pods}) == 1
+    assert len({p["metadata"]["labels"]["runai-gpu-group"] for p in pods}) == 1      # one shared GPU
