@@ -157,6 +157,13 @@ def choose_node(const double[:, ::1] allocatable, const double[:, ::1] idle,
     cdef bint has_extra = extra_score is not None
     cdef double* free_gpu
     cdef unsigned char* taken
+    if num_devices < 1 or out_devs.shape[0] < num_devices:
+        raise ValueError("num_devices must be >= 1 and out_devs must hold num_devices entries")
+    if portion.shape[0] != n_nodes or dev_used.shape[0] != n_nodes or idle.shape[1] != n_nodes:
+        raise ValueError("portion, dev_* and node arrays must all have one entry per node")
+    if dev_alloc.shape[0] != n_nodes or dev_rel.shape[0] != n_nodes or \
+            dev_alloc.shape[1] != n_dev or dev_rel.shape[1] != n_dev:
+        raise ValueError("dev_used, dev_alloc and dev_rel must have the same shape")
     if has_extra:
         extra = extra_score
     else:
