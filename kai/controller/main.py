@@ -63,6 +63,7 @@ class Controller:
         self._action_ms: dict[str, float] = {}
         for action in self.scheduler.actions:
             self._time_action(action)
+        self._time_session()
         self.synced = False
         self._problem_seen: dict[str, float] = {}
         self.cycles = 0
@@ -85,6 +86,27 @@ class Controller:
             except RuntimeError:
                 time.sleep(0.01)
         return {}
+
+    def _time_session(self) -> None:
+        """open/close session latency gauges (KAI's open_/close_session_latency_milliseconds)."""
+        sched, metrics = self.scheduler, self.metrics
+        open_session = sched.open_session
+
+        def timed_open(cache, now=None):
+            t = time.perf_counter()
+            ssn = open_session(cache, now)
+            metrics.open_session.set((time.perf_counter() - t) * 1000.0)
+            close = ssn.close
+
+            def timed_close():
+                t2 = time.perf_counter()
+                try:
+                    return close()
+                finally:
+                    metrics.close_session.set((time.perf_counter() - t2) * 1000.0)
+            ssn.close = timed_close
+            return ssn
+        sched.open_session = timed_open
 
     def _time_action(self, action) -> None:
         name = getattr(action, "name", type(action).__name__)
