@@ -45,6 +45,7 @@ POLICIES = ("binpack", "spread", "fgd")
 EPS = 1e-9
 ALL_MODELS = np.uint64(2**64 - 1)
 MAX_DEV = 8
+TIE_BREAK = 1e-6        # the plugin's secondary key (kai.plugins.fgd.TIE_BREAK)
 
 
 @dataclass
@@ -94,12 +95,21 @@ def pod_shapes(pods: T.TracePods, bits: dict[str, int]):
     return pods.cpu.astype(np.float64), pods.mem.astype(np.float64), g, ndev, models
 
 
-def type_table(cpu, mem, g, ndev, models):
-    """The workload distribution: distinct task types of the arrivals and their shares."""
+def type_table(cpu, mem, g, ndev, models, coverage: float = 1.0):
+    """The workload distribution: distinct task types of the arrivals and their shares
+    (the most popular ones covering ``coverage`` of the pods)."""
     keys = {}
     for k in zip(cpu.tolist(), mem.tolist(), g.tolist(), ndev.tolist(), models.tolist()):
         keys[k] = keys.get(k, 0) + 1
-    items = sorted(keys.items(), key=lambda kv: -kv[1])
+    items = sorted(keys.items(), key=lambda kv: (-kv[1], kv[0]))
+    if coverage < 1.0:
+        need, acc, keep = coverage * len(cpu), 0, []
+        for k, v in items:
+            keep.append((k, v))
+            acc += v
+            if acc >= need:
+                break
+        items = keep
     gs = sorted({k[2] for k, _ in items if k[2] > 0}) or [1.0]
     gi = {v: i for i, v in enumerate(gs)}
     total = float(sum(v for _, v in items))
@@ -112,7 +122,7 @@ def type_table(cpu, mem, g, ndev, models):
 
 
 # ---------------------------------------------------------------------- model replay
-def model_replay(nodes: T.TraceNodes, pods: T.TracePods, policy: str) -> Curve:
+def model_replay(nodes: T.TraceNodes, pods: T.TracePods, policy: str, coverage: float = 1.0) -> Curve:
     n = len(nodes)
     node_model, bits = model_bits(nodes)
     cpu_free = nodes.cpu.astype(np.float64).copy()
@@ -123,10 +133,11 @@ def model_replay(nodes: T.TraceNodes, pods: T.TracePods, policy: str) -> Curve:
     for i in range(n):
         dev[i, :int(nodes.gpu[i])] = 1.0
     cpu, mem, g, ndev, models = pod_shapes(pods, bits)
-    types = type_table(cpu, mem, g, ndev, models) if policy == "fgd" else None
+    types = type_table(cpu, mem, g, ndev, models, coverage) if policy == "fgd" else None
     out_delta = np.empty(n)
     out_dev = np.empty(n, dtype=np.int32)
     all_nodes = np.ones(n, dtype=np.uint8)
+    caches: dict[tuple, _fgd.FragCache] = {}     # per task class (kai.plugins.fgd does the same)
     capacity = gpu_cap.sum()
     demand = np.cumsum(g * np.maximum(ndev, 0) * (g > 0)) / capacity
     alloc = np.empty(len(pods))
@@ -140,11 +151,17 @@ def model_replay(nodes: T.TraceNodes, pods: T.TracePods, policy: str) -> Curve:
         best = -1
         if policy == "fgd":
             mask = static.astype(np.uint8) if gi > 0 else all_nodes
+            key = (cpu[i], mem[i], gi, ki, int(models[i]))
+            cache = caches.get(key)
+            if cache is None:
+                cache = caches[key] = _fgd.FragCache()
             fit = _fgd.frag_delta(cpu_free, mem_free, dev, node_model, mask, types["g_values"], types["t_cpu"],
                                   types["t_mem"], types["t_g"], types["t_ndev"], types["t_models"],
-                                  types["t_weight"], cpu[i], mem[i], gi, ki, models[i], out_delta, out_dev)
+                                  types["t_weight"], cpu[i], mem[i], gi, ki, models[i], out_delta, out_dev,
+                                  cache)
             if fit:
-                best = int(np.argmin(out_delta))
+                # smallest growth of fragmentation; among equal ones the node with least free GPU
+                best = int(np.argmin(out_delta + TIE_BREAK * dev.sum(axis=1)))
         else:
             fits = static & (cpu_free >= cpu[i] - EPS) & (mem_free >= mem[i] - EPS)
             if gi > 0 and gi < 1.0:
@@ -152,8 +169,10 @@ def model_replay(nodes: T.TraceNodes, pods: T.TracePods, policy: str) -> Curve:
             elif gi > 0:
                 fits &= (dev >= 1.0 - EPS).sum(axis=1) >= ki
             if fits.any():
-                if gi > 0:
+                if 0 < gi < 1.0:       # KAI's shared-GPU kernel: idle devices + room in groups
                     free, cap, has = dev.sum(axis=1), gpu_cap, gpu_cap > 0
+                elif gi > 0:           # the placement kernel: the idle GPU column (whole devices)
+                    free, cap, has = (dev >= 1.0 - EPS).sum(axis=1).astype(np.float64), gpu_cap, gpu_cap > 0
                 else:
                     free, cap, has = cpu_free, cpu_cap, cpu_cap > 0
                 if policy == "binpack":
@@ -199,8 +218,9 @@ def engine_replay(nodes: T.TraceNodes, pods: T.TracePods, policy: str) -> Curve:
     plugins = [{"name": "predicates"}, {"name": "proportion"},
                {"name": "nodeplacement", "arguments": {"gpu": policy, "cpu": policy}}]
     notes = []
-    if "gpusharing" in PLUGINS:
-        plugins.insert(2, {"name": "gpusharing"})
+    sharing = "gpuspread" if policy == "spread" else "gpupack"
+    if sharing in PLUGINS:
+        plugins.insert(2, {"name": sharing})     # before nodeplacement: fgd then owns fractions
     else:
         notes.append("GPU sharing not available in the engine: fractional pods stay pending")
     cfg = parse_config({"actions": "allocate", "tiers": [{"plugins": plugins}]})

@@ -21,3 +21,8 @@
 # Outputs:
 #   out_delta  : float64[N]     F(after) - F(before); +inf where the task does not fit
 #   out_device : int32[N]       the device a fractional task should take on that node, else -1
+# cache (optional FragCache, one per task class): per node, the answer (delta, device) and the
+#   node state it was computed for (key float64[N, G+2]: cpu, memory, device row); a node whose
+#   state is unchanged since the class's last call is answered from it.
+# device_view: the device rows from the session's GPU-sharing arrays (idle_gpu float64[N],
+#   dev_used / dev_alloc / dev_rel float64[N, D], see gpusharing.pxd) into out float64[N, W>=D].

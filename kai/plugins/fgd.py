@@ -18,12 +18,21 @@ band (0..9, KAI's pack formula applied to ``-delta``), so availability (100) and
 type (10) still come first. The placement kernel always adds its spread term under fgd;
 the node order function subtracts it, so the band holds the FGD score alone.
 
-Per-device state: GPU-sharing groups come from the session's per-device arrays when the
-gpusharing plugin provides them (``ssn.dev_used``: portion used per device slot); whole
-idle devices are the node's idle GPU count. Without GPU sharing every device is either
-fully free or taken. :meth:`FGD.fraction_choice` gives a fractional task's per-node delta and
-device (existing group slot, or -1 for a new group on an idle device) for the shared-GPU
-allocator.
+Among nodes with the same growth the one with the least free GPU wins (a best-fit tie
+break, ``TIE_BREAK`` per free device, far below any real difference).
+
+Per-device state is the session's (kai.cache.node_table / kai.plugins.gpusharing): shared
+groups are device slots with ``dev_used > 0`` (free part ``1 - dev_alloc``), whole idle
+devices are the node's idle GPU column. Fraction pods (``gpu-fraction``, one device) are
+placed by :meth:`FGD.allocate_shared`, installed as ``ssn.shared_gpu_allocator``: FGD picks
+node and device (an existing group or a new one on an idle device) among nodes where the
+fraction fits on idle resources, adds the other plugins' node scores, and records the
+placement with ``Statement.allocate_shared``; anything else (gpu-memory and multi-device
+fractions, fits only on releasing resources) goes to KAI's allocator
+(``kai.plugins.gpusharing.allocate_shared``). Plugins that install the shared allocator
+(gpupack, gpuspread, gpusharingorder) must come before nodeplacement in the config for
+FGD to own the fraction placements; if one comes after, fractions still get FGD's node
+scores but KAI's device order (and gpusharingorder's +1000 for existing groups).
 """
 from __future__ import annotations
 
@@ -34,11 +43,13 @@ import numpy as np
 from kai._fast import fgd as _fgd
 from kai.api import constants as C
 from kai.api.resources import CPU, GPU, MEMORY
+from kai.plugins import gpusharing
 
 ANY_MODEL = np.uint64(2**64 - 1)
 MODEL_LABEL = "nvidia.com/gpu.product"
 BAND = 9.0
 EPS = 1e-9
+TIE_BREAK = 1e-6
 
 #: decayed histograms across cycles, per scheduler config (id) -> {type key: weight}
 _HISTORY: dict[int, dict[tuple, float]] = {}
@@ -71,6 +82,7 @@ class FGD:
         self._build_types()
         self._out_delta = np.empty(self.n_nodes)
         self._out_dev = np.empty(self.n_nodes, dtype=np.int32)
+        self._dev: np.ndarray | None = None
         self.calls = 0
 
     # ------------------------------------------------------------------ session setup
@@ -147,77 +159,129 @@ class FGD:
         self.t_ndev = np.array([k[3] for k, _ in items], dtype=np.int32)
         self.t_models = np.array([k[4] for k, _ in items], dtype=np.uint64)
         self.t_weight = np.array([v / wsum for _, v in items], dtype=np.float64)
+        self._caches: dict[tuple, _fgd.FragCache] = {}     # per task class, for these types
 
     # ------------------------------------------------------------------ per decision
-    def device_free(self) -> tuple[np.ndarray, int]:
-        """(free part per device slot float64[N, W], number of group slots D). Slots < D are
-        GPU-sharing groups (free = 1 - used), slots >= D fully idle devices."""
+    def device_free(self) -> np.ndarray:
+        """Free part of every device slot, float64[N, W] (``kai._fast.fgd.device_view``): a
+        shared group (``dev_used > 0``, usable without waiting) has ``1 - allocated portion``;
+        the node's whole idle devices fill its empty slots with 1.0. A slot index is the group
+        slot of the session's per-device arrays, so an empty slot chosen for a fraction means
+        a new group on an idle device. Refreshed once per decision."""
         ssn = self.ssn
-        idle_whole = np.floor(np.maximum(ssn.idle[GPU], 0.0) + EPS)
+        idle = ssn.idle[GPU]
         used = getattr(ssn, "dev_used", None)
-        d = 0 if used is None else used.shape[1]
-        width = max(int(idle_whole.max(initial=0)), 1)
-        out = np.zeros((self.n_nodes, d + width))
-        if d:
-            out[:, :d] = np.where(used > EPS, 1.0 - used, 0.0)
-        out[:, d:] = (np.arange(width)[None, :] < idle_whole[:, None])
-        return np.ascontiguousarray(out), d
+        if used is None:
+            used = alloc = rel = np.zeros((self.n_nodes, 0))
+        else:
+            alloc, rel = ssn.dev_alloc, ssn.dev_rel
+        width = max(used.shape[1], int(np.floor(idle.max(initial=0) + EPS)), 1)
+        if self._dev is None or self._dev.shape[1] != width:
+            self._dev = np.zeros((self.n_nodes, width))
+        _fgd.device_view(idle, used, alloc, rel, self._dev)
+        return self._dev
 
-    def deltas(self, task, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
-        """(delta float64[N] (+inf = does not fit), device int32[N], group slots D) or None."""
+    def deltas(self, task, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(delta float64[N] (+inf = does not fit), device slot int32[N]) or None."""
         shape = _task_shape(task)
         if shape is None:
             return None
         g, ndev = shape
-        dev, d = self.device_free()
+        dev = self.device_free()
         ssn = self.ssn
         self.calls += 1
+        cpu, mem, models = float(task.req[CPU]), float(task.req[MEMORY]), self.task_models(task)
+        key = (cpu, mem, g, ndev, int(models))
+        cache = self._caches.get(key)
+        if cache is None:
+            if len(self._caches) >= 512:
+                self._caches.pop(next(iter(self._caches)))
+            cache = self._caches[key] = _fgd.FragCache()
         _fgd.frag_delta(ssn.idle[CPU], ssn.idle[MEMORY], dev, self.node_model, mask, self.g_values,
                         self.t_cpu, self.t_mem, self.t_g, self.t_ndev, self.t_models, self.t_weight,
-                        float(task.req[CPU]), float(task.req[MEMORY]), g, ndev, self.task_models(task),
-                        self._out_delta, self._out_dev)
-        return self._out_delta, self._out_dev, d
+                        cpu, mem, g, ndev, models, self._out_delta, self._out_dev, cache)
+        return self._out_delta, self._out_dev
 
     def scores(self, delta: np.ndarray) -> np.ndarray:
-        """Band scores: 9 for the smallest delta, 0 for the largest (KAI's pack formula on -delta)."""
+        """Band scores: 9 for the smallest delta, 0 for the largest (KAI's pack formula on
+        -delta), minus the best-fit tie break; 0 where the task does not fit."""
         ok = np.isfinite(delta)
         out = np.zeros(delta.shape[0])
         if not ok.any():
             return out
         lo, hi = delta[ok].min(), delta[ok].max()
         out[ok] = BAND if hi - lo <= EPS else BAND * (1.0 - (delta[ok] - lo) / (hi - lo))
+        out[ok] -= TIE_BREAK * self._free_gpu()[ok]
         return out
 
-    def node_order(self, task, job, mask) -> np.ndarray | None:
-        """NodeOrder callback: FGD scores minus the placement kernel's spread term."""
-        kind = "cpu" if task.is_cpu_only else "gpu"
-        if kind not in self.kinds or task.gpu_sharing is not None:
-            return None
-        got = self.deltas(task, mask)
-        if got is None:
-            return None
-        ssn = self.ssn
-        col = CPU if kind == "cpu" else GPU
-        cap = ssn.gpu_capacity if col == GPU else ssn.allocatable[CPU]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            spread = np.where(cap > 0, ssn.avail[col] / np.where(cap > 0, cap, 1.0), 0.0)
-        return self.scores(got[0]) - spread
+    def _free_gpu(self) -> np.ndarray:
+        """Free GPU per node as the last decision saw it (idle devices + room in groups)."""
+        return self._dev.sum(axis=1)
 
-    def fraction_choice(self, task, job, mask) -> tuple[np.ndarray, np.ndarray] | None:
-        """For the shared-GPU allocator: (band scores float64[N], device int32[N]) for a
-        fractional task; device >= 0 is an existing group slot, -1 a new group on an idle
-        device, and the score is 0 where the task does not fit."""
+    def _placement_term(self, col: int, shared: bool) -> np.ndarray:
+        """The spread score the placement kernels add under fgd (taken back out)."""
+        ssn = self.ssn
+        cap = ssn.gpu_capacity if col == GPU else ssn.allocatable[CPU]
+        free = ssn.avail[col].copy()
+        if shared and getattr(ssn, "dev_used", None) is not None and ssn.dev_used.shape[1]:
+            free += np.where(ssn.dev_used > EPS,
+                             np.maximum(0.0, 1.0 - ssn.dev_alloc + ssn.dev_rel), 0.0).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(cap > 0, free / np.where(cap > 0, cap, 1.0), 0.0)
+
+    def node_order(self, task, job, mask) -> np.ndarray | None:
+        """NodeOrder callback: FGD band scores minus the placement kernel's spread term.
+
+        Fraction pods get scores here only when KAI's shared allocator places them (see the
+        module docstring); FGD's own allocator computes them itself."""
+        kind = "cpu" if task.is_cpu_only else "gpu"
+        if kind not in self.kinds or self._own_call:
+            return None
         got = self.deltas(task, mask)
         if got is None:
             return None
-        delta, dev, d = got
-        device = np.where(dev >= d, -1, dev).astype(np.int32)
-        return self.scores(delta), device
+        shared = task.gpu_sharing is not None
+        return self.scores(got[0]) - self._placement_term(CPU if kind == "cpu" else GPU, shared)
+
+    _own_call = False
+
+    def allocate_shared(self, ssn, stmt, task, job, allow_pipeline: bool = True) -> tuple[bool, str]:
+        """Shared-GPU allocator: FGD's node and device for a one-device fraction that fits on
+        idle resources; everything else goes to KAI's allocator."""
+        gs = task.gpu_sharing
+        if "gpu" in self.kinds and gs is not None and gs.portion and gs.num_devices == 1:
+            mask = ssn.node_mask(task, job)
+            mask = np.ascontiguousarray(mask & (gpusharing._facts(ssn).portion(gs) > 0))
+            got = self.deltas(task, mask)
+            if got is not None and np.isfinite(got[0]).any():
+                delta, dev = got
+                ok = np.isfinite(delta)
+                self._own_call = True
+                try:
+                    extra = ssn.node_scores(task, job, mask)
+                finally:
+                    self._own_call = False
+                total = self.scores(delta)
+                if extra is not None:
+                    total = total + extra
+                total = np.where(ok, total, -np.inf)
+                top = total.max()
+                ties = np.flatnonzero(total >= top)
+                node = int(ties[np.argmin(ssn.name_rank[ties])]) if len(ties) > 1 else int(ties[0])
+                slot = int(dev[node])
+                code = slot if slot < ssn.dev_used.shape[1] and ssn.dev_used[node, slot] > EPS else -1
+                stmt.allocate_shared(task, node, np.array([code], dtype=np.int32), float(gs.portion), False)
+                return True, ""
+        return self.fallback(ssn, stmt, task, job, allow_pipeline)
 
 
 def attach(ssn, kinds: set[str], arguments: dict | None = None) -> FGD:
-    """Build the session's FGD scorer and register its NodeOrder callback."""
+    """Build the session's FGD scorer, register its NodeOrder callback and, for GPU tasks,
+    install it as the shared-GPU allocator (KAI's allocator kept as the fallback)."""
     scorer = FGD(ssn, kinds, arguments)
     ssn.fgd = scorer
     ssn.node_order_fns.append(scorer.node_order)
+    if "gpu" in kinds:
+        scorer.fallback = ssn.shared_gpu_allocator or gpusharing.allocate_shared
+        ssn.shared_gpu_allocator = scorer.allocate_shared
     return scorer

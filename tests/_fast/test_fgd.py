@@ -162,3 +162,43 @@ def test_kernel_matches_reference(p):
     assert np.allclose(d_f[ok], d_r[ok], atol=1e-9)
     assert list(dev_f) == list(dev_r)
     assert np.allclose(_frag(fast, nodes, types), _frag(ref, nodes, types), atol=1e-9)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems(), st.integers(0, 2**32 - 1))
+def test_cache_answers_like_a_fresh_call(p, seed):
+    """A per-class cache gives the same answers while nodes change under it."""
+    nodes, types, task, mask = p
+    rng = np.random.default_rng(seed)
+    cache = fast.FragCache()
+    for _ in range(4):
+        got = _delta_cached(nodes, types, task, mask, cache)
+        want = _delta(fast, nodes, types, task, mask)
+        assert got[0] == want[0]
+        assert np.array_equal(got[1], want[1]) and list(got[2]) == list(want[2])
+        n = rng.integers(0, len(mask))            # change one node
+        nodes["dev_free"][n, 0] = rng.choice([0.0, 0.3, 1.0])
+        nodes["cpu_free"][n] = rng.integers(0, 8) * 1000.0
+
+
+def _delta_cached(nodes, types, task, mask, cache):
+    n = len(nodes["cpu_free"])
+    out = np.empty(n)
+    dev = np.empty(n, dtype=np.int32)
+    fit = fast.frag_delta(nodes["cpu_free"], nodes["mem_free"], nodes["dev_free"], nodes["node_model"], mask,
+                          types["g_values"], types["t_cpu"], types["t_mem"], types["t_g"], types["t_ndev"],
+                          types["t_models"], types["t_weight"], *task, out, dev, cache)
+    return fit, out.copy(), dev.copy()
+
+
+@pytest.mark.parametrize("mod", [fast, ref], ids=["fast", "ref"])
+def test_device_view(mod):
+    # node 0: group in slot 1 with 0.3 allocated, 2.0 idle GPUs -> slots 0 and 2 are whole
+    # node 1: group fully releasing (not usable), 0 idle; node 2: no groups, 3 idle, width 4
+    idle = np.array([2.0, 0.0, 3.0])
+    used = np.array([[0.0, 0.3, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    alloc = used.copy()
+    rel = np.array([[0.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    out = np.full((3, 4), -1.0)
+    mod.device_view(idle, used, alloc, rel, out)
+    assert np.allclose(out, [[1.0, 0.7, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0]])

@@ -59,8 +59,9 @@ def node_fragmentation(cpu_free, mem_free, dev_free, node_model, g_values, t_cpu
 
 def frag_delta(cpu_free, mem_free, dev_free, node_model, mask, g_values,
                t_cpu, t_mem, t_g, t_ndev, t_models, t_weight,
-               cpu, mem, gpu, ndev, models, out_delta, out_device) -> int:
-    """Same contract as ``kai._fast.fgd.frag_delta``; returns the number of feasible nodes."""
+               cpu, mem, gpu, ndev, models, out_delta, out_device, cache=None) -> int:
+    """Same contract as ``kai._fast.fgd.frag_delta``; returns the number of feasible nodes.
+    ``cache`` is accepted and ignored (it only saves work)."""
     types = _types(g_values, t_cpu, t_mem, t_g, t_ndev, t_models, t_weight)
     n_nodes = len(mask)
     feasible = 0
@@ -103,3 +104,30 @@ def frag_delta(cpu_free, mem_free, dev_free, node_model, mask, g_values,
             out_delta[n] = _node_f(c2, m2, after_dev, bit, types) - before
         feasible += 1
     return feasible
+
+
+class FragCache:
+    """Accepted for signature parity with the kernel; the reference recomputes everything."""
+
+    def __init__(self, n_nodes: int = 0, n_dev: int = 0) -> None:
+        self.reset(n_nodes, n_dev)
+
+    def reset(self, n_nodes: int, n_dev: int) -> None:
+        pass
+
+
+def device_view(idle_gpu, dev_used, dev_alloc, dev_rel, out) -> None:
+    """See kai._fast.fgd.device_view."""
+    n_dev = len(dev_used[0]) if len(dev_used) else 0
+    for n in range(len(out)):
+        whole = int(idle_gpu[n] + EPS) if idle_gpu[n] > 0 else 0
+        for d in range(len(out[n])):
+            f = 0.0
+            if d < n_dev and dev_used[n][d] > EPS:
+                used, alloc, rel = dev_used[n][d], dev_alloc[n][d], dev_rel[n][d]
+                if alloc > EPS and abs(alloc - rel) > EPS:
+                    f = max(0.0, 1.0 - max(alloc, used))
+            elif whole > 0:
+                f = 1.0
+                whole -= 1
+            out[n][d] = f
