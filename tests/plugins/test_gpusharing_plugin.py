@@ -336,3 +336,140 @@ def test_group_ids_are_valid_label_values_for_long_node_names():
     rep = simulate_docs([node(name, gpu=1), queue("q"), frac("a", 0.5, devices=1)], cfg())
     (gid,) = rep["cycles"][0]["bindings"][0]["gpuGroups"]
     assert len(gid) <= 63 and re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?", gid)
+
+
+# --------------------------------------------------------------------------- KAI's own cases
+# allocateFractionalGpu_test.go (TestHandleFractionalGPUAllocation), in the scenario runner's
+# format (tests/scenarios/README.md); GPU group ids are not compared (the runner does not).
+def _j(name, gpus, prio, *tasks, queue_="queue0"):
+    return {"name": name, "queue": queue_, "priority": prio, "requiredGPUsPerTask": gpus,
+            "tasks": list(tasks) or [{"state": "Pending"}]}
+
+
+def _run(node_, groups=None, state="Running"):
+    t = {"state": state, "nodeName": node_}
+    if groups:
+        t["gpuGroups"] = groups
+    return t
+
+
+BUILD, TRAIN = 100, 50
+KAI_FRACTION_CASES = [
+    {"name": "project-over-allowance", "actions": "allocate", "nodes": {"node0": {"gpus": 4}},
+     "departments": [{"name": "department-a", "deservedGPUs": 1, "maxAllowedGPUs": 1}],
+     "queues": [{"name": "queue0", "parentQueue": "department-a", "deservedGPUs": 1, "gpuOverQuotaWeight": 1,
+                 "maxAllowedGPUs": 1}],
+     "jobs": [_j("pending_job0", 0.5, TRAIN, {"state": "Pending"}, {"state": "Pending"}, {"state": "Pending"})],
+     "expected": {"jobs": {"pending_job0": {"status": "Pending", "gpusRequired": 1.5}}, "counts": {"binds": 2}}},
+    {"name": "department-over-allowance", "actions": "allocate", "nodes": {"node0": {"gpus": 4}},
+     "departments": [{"name": "department-a", "deservedGPUs": 1, "maxAllowedGPUs": 1}],
+     "queues": [{"name": "queue0", "parentQueue": "department-a", "deservedGPUs": 1, "gpuOverQuotaWeight": 1}],
+     "jobs": [_j("pending_job0", 0.5, TRAIN, {"state": "Pending"}, {"state": "Pending"}, {"state": "Pending"})],
+     "expected": {"jobs": {"pending_job0": {"status": "Pending", "gpusRequired": 1.5}}, "counts": {"binds": 2}}},
+    {"name": "same-gpu", "actions": "allocate", "nodes": {"node0": {"gpus": 2}},
+     "queues": [{"name": "queue0", "deservedGPUs": 2}],
+     "jobs": [_j("running_shared_gpu_job0", 0.5, BUILD, _run("node0", ["1"])),
+              _j("pending_shared_gpu_job1", 0.5, BUILD)],
+     "expected": {"jobs": {"running_shared_gpu_job0": {"status": "Running", "nodeName": "node0", "gpusRequired": 0.5},
+                           "pending_shared_gpu_job1": {"status": "Binding", "nodeName": "node0", "gpusRequired": 0.5}},
+                  "nodes": {"node0": {"idleGPUs": 1}}, "counts": {"binds": 5}}},
+    {"name": "same-gpu-other-node-gpusharingorder", "actions": "allocate",
+     "nodes": {"node0": {"gpus": 2}, "node1": {"gpus": 2}}, "queues": [{"name": "queue0", "deservedGPUs": 2}],
+     "jobs": [_j("running_shared_gpu_job0", 0.5, BUILD, _run("node1", ["1"])),
+              _j("pending_shared_gpu_job1", 0.5, BUILD)],
+     "expected": {"jobs": {"pending_shared_gpu_job1": {"status": "Binding", "nodeName": "node1", "gpusRequired": 0.5},
+                           "running_shared_gpu_job0": {"status": "Running", "nodeName": "node1", "gpusRequired": 0.5}},
+                  "nodes": {"node0": {"idleGPUs": 2}, "node1": {"idleGPUs": 1}}, "counts": {"binds": 5}}},
+    {"name": "new-gpu", "actions": "allocate", "nodes": {"node0": {"gpus": 2}},
+     "queues": [{"name": "queue0", "deservedGPUs": 2}],
+     "jobs": [_j("running_shared_gpu_job0", 0.6, BUILD, _run("node0", ["0"])),
+              _j("pending_shared_gpu_job1", 0.5, BUILD)],
+     "expected": {"jobs": {"running_shared_gpu_job0": {"status": "Running", "nodeName": "node0", "gpusRequired": 0.6},
+                           "pending_shared_gpu_job1": {"status": "Binding", "nodeName": "node0", "gpusRequired": 0.5}},
+                  "nodes": {"node0": {"idleGPUs": 0}}, "counts": {"binds": 5}}},
+    {"name": "queue-overused-non-preemptible", "actions": "allocate", "nodes": {"node0": {"gpus": 2}},
+     "queues": [{"name": "queue0", "deservedGPUs": 1}],
+     "jobs": [_j("running_shared_gpu_job0", 0.6, BUILD, _run("node0", ["0"])),
+              _j("pending_shared_gpu_job1", 0.5, BUILD)],
+     "expected": {"jobs": {"running_shared_gpu_job0": {"status": "Running", "nodeName": "node0", "gpusRequired": 0.6},
+                           "pending_shared_gpu_job1": {"status": "Pending", "gpusRequired": 0.5}},
+                  "counts": {"binds": 5}}},
+    {"name": "whole-running-fraction-pending", "actions": "allocate", "nodes": {"node0": {"gpus": 2}},
+     "queues": [{"name": "queue0", "deservedGPUs": 2}],
+     "jobs": [_j("running_job0", 1, TRAIN, _run("node0")), _j("pending_shared_gpu_job1", 0.5, BUILD)],
+     "expected": {"jobs": {"running_job0": {"status": "Running", "nodeName": "node0", "gpusRequired": 1},
+                           "pending_shared_gpu_job1": {"status": "Binding", "nodeName": "node0", "gpusRequired": 0.5}},
+                  "counts": {"binds": 5}}},
+    {"name": "fraction-running-whole-pending", "actions": "allocate", "nodes": {"node0": {"gpus": 2}},
+     "queues": [{"name": "queue0", "deservedGPUs": 2}],
+     "jobs": [_j("running_shared_gpu_job0", 0.5, BUILD, _run("node0", ["1"])), _j("pending_whole_gpu_job1", 1, TRAIN)],
+     "expected": {"jobs": {"running_shared_gpu_job0": {"status": "Running", "nodeName": "node0", "gpusRequired": 0.5},
+                           "pending_whole_gpu_job1": {"status": "Binding", "nodeName": "node0", "gpusRequired": 1}},
+                  "nodes": {"node0": {"idleGPUs": 0}}, "counts": {"binds": 5}}},
+    {"name": "four-pending-three-fit", "actions": "allocate", "nodes": {"node0": {"gpus": 2}},
+     "queues": [{"name": "queue0", "deservedGPUs": 2}],
+     "jobs": [_j("running_shared_gpu_job0", 0.5, BUILD, _run("node0", ["0"])),
+              _j("pending_shared_gpu_job0", 0.6, BUILD), _j("pending_shared_gpu_job1", 0.5, BUILD),
+              _j("pending_shared_gpu_job2", 0.5, BUILD), _j("pending_shared_gpu_job3", 0.3, BUILD)],
+     "expected": {"jobs": {"pending_shared_gpu_job0": {"status": "Binding", "nodeName": "node0", "gpusRequired": 0.6},
+                           "pending_shared_gpu_job1": {"status": "Binding", "nodeName": "node0", "gpusRequired": 0.5},
+                           "pending_shared_gpu_job2": {"status": "Pending", "gpusRequired": 0.5},
+                           "pending_shared_gpu_job3": {"status": "Binding", "nodeName": "node0", "gpusRequired": 0.3},
+                           "running_shared_gpu_job0": {"status": "Running", "nodeName": "node0", "gpusRequired": 0.5}},
+                  "counts": {"binds": 5}}},
+    {"name": "fractions-count-in-department", "actions": "allocate", "nodes": {"node0": {"gpus": 2}},
+     "queues": [{"name": "queue0", "deservedGPUs": 2}],
+     "jobs": [_j("running_job0", 0.5, BUILD, _run("node0", ["1"])), _j("pending_job0", 1, BUILD)],
+     "expected": {"jobs": {"running_job0": {"status": "Running", "nodeName": "node0", "gpusRequired": 0.5},
+                           "pending_job0": {"status": "Binding", "nodeName": "node0", "gpusRequired": 1}},
+                  "counts": {"binds": 1}}},
+    {"name": "pipeline-onto-evicting-group", "actions": "allocate", "nodes": {"node0": {"gpus": 2}},
+     "queues": [{"name": "queue0", "deservedGPUs": 2}],
+     "jobs": [_j("running_job0", 0.5, BUILD, _run("node0", ["0"])),
+              dict(_j("releasing_job0", 0.5, BUILD, _run("node0", ["0"], "Releasing")), deleteJobInTest=True),
+              _j("pending_job0", 0.5, BUILD)],
+     "expected": {"jobs": {"running_job0": {"status": "Running", "nodeName": "node0", "gpusRequired": 0.5},
+                           "releasing_job0": {"status": "Releasing", "nodeName": "node0", "gpusRequired": 0.5},
+                           "pending_job0": {"status": "Pipelined", "nodeName": "node0", "gpusRequired": 0.5}},
+                  "counts": {"pipelines": 1}}},
+    {"name": "fraction-training-over-quota", "actions": "allocate", "nodes": {"node0": {"gpus": 2}},
+     "queues": [{"name": "queue0", "deservedGPUs": 1}],
+     "jobs": [_j("running_job0", 0.5, BUILD, _run("node0", ["0"])), _j("running_job1", 0.5, BUILD, _run("node0", ["0"])),
+              _j("pending_job0", 0.5, TRAIN)],
+     "expected": {"jobs": {"running_job0": {"status": "Running", "nodeName": "node0", "gpusRequired": 0.5},
+                           "running_job1": {"status": "Running", "nodeName": "node0", "gpusRequired": 0.5},
+                           "pending_job0": {"status": "Binding", "nodeName": "node0", "gpusRequired": 0.5}},
+                  "nodes": {"node0": {"idleGPUs": 0}}, "counts": {"binds": 5}}},
+    {"name": "fraction-training-over-quota-whole-running", "actions": "allocate", "nodes": {"node0": {"gpus": 2}},
+     "queues": [{"name": "queue0", "deservedGPUs": 1}],
+     "jobs": [_j("running_job0", 1, BUILD, _run("node0")), _j("pending_job0", 0.5, TRAIN)],
+     "expected": {"jobs": {"running_job0": {"status": "Running", "nodeName": "node0", "gpusRequired": 1},
+                           "pending_job0": {"status": "Binding", "nodeName": "node0", "gpusRequired": 0.5}},
+                  "counts": {"binds": 5}}},
+    {"name": "spread-across-nodes-with-a-shared-gpu", "actions": "allocate",
+     "schedulerConf": {"actions": "allocate", "tiers": [{"plugins": [
+         {"name": "nodeplacement", "arguments": {"gpu": "spread", "cpu": "spread"}}, {"name": "gpuspread"},
+         {"name": "proportion"}, {"name": "priority"}, {"name": "nodeavailability"}, {"name": "resourcetype"}]}]},
+     "nodes": {"node0": {"gpus": 2}, "node1": {"gpus": 2}}, "queues": [{"name": "queue0", "deservedGPUs": 2}],
+     "jobs": [_j("running_job0", 0.5, TRAIN, _run("node0", ["0"])), _j("pending_job0", 0.2, TRAIN)],
+     "expected": {"jobs": {"running_job0": {"status": "Running", "nodeName": "node0", "gpusRequired": 0.5},
+                           "pending_job0": {"status": "Binding", "nodeName": "node1", "gpusRequired": 0.2}},
+                  "counts": {"binds": 1}}},
+    {"name": "pack-jobs-on-nodes", "actions": "allocate", "nodes": {"node0": {"gpus": 2}, "node1": {"gpus": 2}},
+     "queues": [{"name": "queue0", "deservedGPUs": 4}],
+     "jobs": [_j("running_job0", 0.5, TRAIN, _run("node0", ["0"])), _j("pending_job0", 0.2, TRAIN)],
+     "expected": {"jobs": {"running_job0": {"status": "Running", "nodeName": "node0", "gpusRequired": 0.5},
+                           "pending_job0": {"status": "Binding", "nodeName": "node0", "gpusRequired": 0.2}},
+                  "nodes": {"node0": {"idleGPUs": 1}, "node1": {"idleGPUs": 2}}, "counts": {"binds": 1}}},
+]
+
+
+@pytest.mark.parametrize("case", KAI_FRACTION_CASES, ids=[c["name"] for c in KAI_FRACTION_CASES])
+def test_kai_fractional_gpu_allocation_case(case):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scenarios"))
+    import runner
+    case = dict(case, source="allocateFractionalGpu_test.go", tags=["gpu-sharing"])
+    assert runner.skip_reason(case) is None
+    out = runner.run_case(case)
+    errs = runner.compare(case, out)
+    assert not errs, "\n".join(errs) + "\n" + runner.describe(out)
