@@ -30,7 +30,8 @@ Session's queue accounting already reflects the virtual evictions when it is cal
 the latest chunk alone makes a sequential scenario invalid, that chunk is given back and its
 job is not taken from again (KAI keeps it and fails every later scenario).
 
-*Move* mode (``move=True``; consolidation, and reclaim with ``--allow-consolidating-reclaim``)
+*Move* mode (``move=True``; consolidation, and reclaim / preempt unless
+``--allow-consolidating-reclaim=false``)
 is KAI's victim re-placement (``TryToVirtuallyAllocatePreemptorAndGetVictims``): after the
 preemptor is placed, every victim job, in job order, tries to place its evicted pods again
 -- pipeline only, anywhere, its own old node included -- and a victim that fits is *moved*
@@ -115,8 +116,10 @@ class JobSolver:
         self.ssn = ssn
         self.action = action
         self.validators = validators
-        if move is None:               # reclaim moves victims unless --allow-consolidating-reclaim=false
-            move = action == "reclaim" and allow_consolidating_reclaim(ssn.config)
+        if move is None:
+            # KAI's byPodSolver re-places the victims of reclaim and preempt alike; the flag
+            # --allow-consolidating-reclaim (default true) switches it off here
+            move = action in ("reclaim", "preempt") and allow_consolidating_reclaim(ssn.config)
         self.move = move or all_moved
         self.all_moved = all_moved
         self.attempts = 0
@@ -318,9 +321,10 @@ class JobSolver:
         """Give back victim jobs none of whose evicted pods sit on a node the preemptor uses."""
         used = {op.node for op in stmt.ops if op.kind != EVICT and op.task.job_key == job.key}
         keep_jobs = set()
-        infos = self.ssn.state.nodes.by_name
+        # where each victim was evicted from (a moved victim's node_name is its new node)
+        evicted_on = {id(op.task): op.node for op in stmt.ops if op.kind == EVICT}
         for vjob, tasks in chunks:
-            if any(infos[t.node_name].idx in used for t in tasks if t.node_name in infos):
+            if any(evicted_on.get(id(t)) in used for t in tasks):
                 keep_jobs.add(vjob.key)
         kept = [c for c in chunks if c[0].key in keep_jobs]
         if len(kept) < len(chunks):
