@@ -249,3 +249,23 @@ def test_converges_without_ping_pong(case):
     assert len(running) == len(state.pods)                  # everyone runs in the end
     big = running["default/big-0"]
     assert all(n != big for k, n in running.items() if k != "default/big-0")
+
+
+# ------------------------------------------------------------------ consolidating reclaim
+@pytest.mark.parametrize("allow,want_evicted,want_pipelined",
+                         [(True, ["q0b-0"], ["q0b-0", "q1a-0"]), (False, [], [])])
+def test_reclaim_moves_victims_unless_disallowed(allow, want_evicted, want_pipelined):
+    """KAI's reclaim-consolidate-then-pipeline: q0 is exactly at its quota, so none of its pods
+    may be taken -- but one may be moved next to its sibling, which frees a node for q1. With
+    --allow-consolidating-reclaim=false the move is not considered and nothing happens."""
+    cfg = config("reclaim")
+    cfg.allow_consolidating_reclaim = allow
+    m = manifests([node("n0", gpu=3), node("n1", gpu=2)],
+                  [queue("q0", gpu_quota=3, weight=0), queue("q1", gpu_quota=2, weight=0)],
+                  [job("q0a", "q0", gpu=2, running=["n0"], created=1),
+                   job("q0b", "q0", gpu=1, running=["n1"], created=2),
+                   job("q1a", "q1", gpu=2, created=3)])
+    rep = simulate(m, cfg, start_time=START)
+    assert evicted(rep) == want_evicted
+    assert set(evicted_by(rep).values()) <= {"reclaim"}
+    assert pipelined(rep) == want_pipelined
