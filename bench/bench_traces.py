@@ -226,10 +226,19 @@ def engine_replay(nodes: T.TraceNodes, pods: T.TracePods, policy: str) -> Curve:
     cfg = parse_config({"actions": "allocate", "tiers": [{"plugins": plugins}]})
     state = ClusterState(grouper=lambda pod: group_for_pod(pod, {}))
     state.load(T.to_nodes(nodes), [], T.to_pods(pods), queues=[open_queue("default-queue")])
+    from kai.actions.allocate import Allocate
+    cache = RecordingCache(state)
     t0 = time.perf_counter()
-    result = Scheduler(state, cfg).run_cycle(RecordingCache(state), now=1_900_000_000.0)
+    ssn = Scheduler(state, cfg).open_session(cache, now=1_900_000_000.0)
+    try:
+        Allocate().execute(ssn)          # the config's only action: what run_cycle would do
+    finally:
+        ssn.close()
     spent = time.perf_counter() - t0
-    bound = {b.pod.split("/", 1)[1] for b in result.bindings}
+    scorer = getattr(ssn, "fgd", None)
+    if scorer is not None and scorer.calls:
+        notes.append(f"fgd scoring {scorer.seconds / scorer.calls * 1e3:.3f} ms/decision over {scorer.calls}")
+    bound = {b.pod.split("/", 1)[1] for b in cache.result.bindings}
     gpu = pods.gpu
     capacity = float(nodes.gpu.sum())
     got = np.array([gpu[i] if pods.name[i] in bound else 0.0 for i in range(len(pods))])
@@ -282,9 +291,13 @@ def plot(results: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     traces = list(results)
-    fig, axes = plt.subplots(1, len(traces), figsize=(5.2 * len(traces), 4.2), squeeze=False)
+    cols = min(len(traces), 2)
+    rows = (len(traces) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(6.0 * cols, 4.4 * rows), squeeze=False)
+    for ax in axes.flat[len(traces):]:
+        ax.set_visible(False)
     grid = np.linspace(0.0, 1.3, 261)
-    for ax, trace in zip(axes[0], traces):
+    for ax, trace in zip(axes.flat, traces):
         for p, curves in results[trace].items():
             ys = np.mean([np.interp(grid, c.demand, c.alloc) for c in curves], axis=0)
             ax.plot(grid * 100, ys * 100, label=f"{p} ({ys[np.searchsorted(grid, 1.0)] * 100:.1f}% at 100%)")

@@ -37,6 +37,7 @@ scores but KAI's device order (and gpusharingorder's +1000 for existing groups).
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -83,7 +84,8 @@ class FGD:
         self._out_delta = np.empty(self.n_nodes)
         self._out_dev = np.empty(self.n_nodes, dtype=np.int32)
         self._dev: np.ndarray | None = None
-        self.calls = 0
+        self.calls = 0          # decisions scored
+        self.seconds = 0.0      # time spent scoring them (device view, kernel, band scores)
 
     # ------------------------------------------------------------------ session setup
     def _model_bits(self) -> None:
@@ -237,11 +239,14 @@ class FGD:
         kind = "cpu" if task.is_cpu_only else "gpu"
         if kind not in self.kinds or self._own_call:
             return None
+        start = time.perf_counter()
         got = self.deltas(task, mask)
         if got is None:
             return None
         shared = task.gpu_sharing is not None
-        return self.scores(got[0]) - self._placement_term(CPU if kind == "cpu" else GPU, shared)
+        out = self.scores(got[0]) - self._placement_term(CPU if kind == "cpu" else GPU, shared)
+        self.seconds += time.perf_counter() - start
+        return out
 
     _own_call = False
 
@@ -252,7 +257,9 @@ class FGD:
         if "gpu" in self.kinds and gs is not None and gs.portion and gs.num_devices == 1:
             mask = ssn.node_mask(task, job)
             mask = np.ascontiguousarray(mask & (gpusharing._facts(ssn).portion(gs) > 0))
+            start = time.perf_counter()
             got = self.deltas(task, mask)
+            self.seconds += time.perf_counter() - start
             if got is not None and np.isfinite(got[0]).any():
                 delta, dev = got
                 ok = np.isfinite(delta)
@@ -261,6 +268,7 @@ class FGD:
                     extra = ssn.node_scores(task, job, mask)
                 finally:
                     self._own_call = False
+                start = time.perf_counter()
                 total = self.scores(delta)
                 if extra is not None:
                     total = total + extra
@@ -268,6 +276,7 @@ class FGD:
                 top = total.max()
                 ties = np.flatnonzero(total >= top)
                 node = int(ties[np.argmin(ssn.name_rank[ties])]) if len(ties) > 1 else int(ties[0])
+                self.seconds += time.perf_counter() - start
                 slot = int(dev[node])
                 code = slot if slot < ssn.dev_used.shape[1] and ssn.dev_used[node, slot] > EPS else -1
                 stmt.allocate_shared(task, node, np.array([code], dtype=np.int32), float(gs.portion), False)
