@@ -183,3 +183,17 @@ def test_engine_matches_the_bench_array_replay_on_a_trace_slice():
         engine = B.engine_replay(nodes, arr, policy)
         assert engine.placed == model.placed
         assert np.allclose(engine.alloc, model.alloc)
+
+
+def test_kai_simulate_selects_fgd_from_a_config_file(tmp_path):
+    """``kai simulate --config`` with nodeplacement gpu/cpu: fgd over the bundled example."""
+    from kai.config import load_config
+    from kai.sim.loader import load_manifests
+    from kai.sim.simulator import simulate
+    conf = tmp_path / "conf.yaml"
+    conf.write_text('actions: "allocate"\ntiers:\n- plugins:\n  - name: predicates\n  - name: proportion\n'
+                    '  - name: gpupack\n  - name: nodeplacement\n    arguments: {gpu: fgd, cpu: fgd}\n')
+    example = os.path.join(os.path.dirname(T.__file__), "..", "examples", "quickstart.yaml")
+    report = simulate(load_manifests([example]), load_config(str(conf)))
+    default = simulate(load_manifests([example]), load_config(str(conf)).__class__())
+    assert len(report["cycles"][0]["bindings"]) == len(default["cycles"][0]["bindings"]) > 0
