@@ -556,3 +556,127 @@ def test_readme_quickstart_manifests_dry_run(control_plane):
     for d in docs:
         status, body = api.create(d, dry_run=True)
         assert status in (200, 201), f"{d['kind']} {d['metadata']['name']}: {status} {body}"
+
+
+@pytest.mark.integration
+def test_scheduler_runs_with_chart_rbac(helm, control_plane, tmp_path):
+    """The real scheduler, started with the chart Deployment's arguments and a token of the
+    chart's ServiceAccount (not admin): it syncs, takes the Lease, groups a bare pod
+    (creates a PodGroup, annotates the pod) and binds a gang, with no Forbidden in its log."""
+    import signal
+    import socket
+    import subprocess as sp
+    import sys
+
+    from kai.testing.controlplane import fake_node_manifest
+
+    admin = Api(control_plane, control_plane.token)
+    _install_crds(admin)
+    _ensure_namespace(admin, NS)
+    uid = uuid.uuid4().hex[:6]
+    sched, release, node, ns = f"kai-rbac-{uid}", f"e2e-{uid}", f"kai-rbac-node-{uid}", f"kai-rbac-{uid}"
+    parent, leaf = f"rbac-parent-{uid}", f"rbac-leaf-{uid}"
+    docs = render(helm, {"scheduler.schedulerName": sched, "scheduler.replicaCount": 2,
+                         "scheduler.schedulePeriod": 0.5}, release=release)
+    rbac = [d for d in docs if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
+                                             "RoleBinding")]
+    res = {"quota": -1, "overQuotaWeight": 1, "limit": -1}
+    queues = [{"apiVersion": "scheduling.run.ai/v2", "kind": "Queue", "metadata": {"name": parent},
+               "spec": {"resources": {"gpu": res, "cpu": res, "memory": res}}},
+              {"apiVersion": "scheduling.run.ai/v2", "kind": "Queue", "metadata": {"name": leaf},
+               "spec": {"parentQueue": parent, "resources": {"gpu": res, "cpu": res, "memory": res}}}]
+    taint = {"key": "kai-rbac-test", "value": uid, "effect": "NoSchedule"}
+
+    def pod(name: str, annotations: dict | None = None) -> dict:
+        return {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": ns, "labels": {"kai.scheduler/queue": leaf},
+                             "annotations": annotations or {}},
+                "spec": {"schedulerName": sched, "terminationGracePeriodSeconds": 0,
+                         "tolerations": [{"operator": "Exists"}],   # also node.kubernetes.io/not-ready (kwok)
+                         "nodeSelector": {"kubernetes.io/hostname": node},
+                         "containers": [{"name": "main", "image": "busybox",
+                                         "resources": {"requests": {"cpu": "100m", "nvidia.com/gpu": "2"},
+                                                       "limits": {"nvidia.com/gpu": "2"}}}]}}
+
+    created: list[dict] = []
+    proc = None
+    log_path = tmp_path / "scheduler.log"
+    try:
+        for d in rbac + queues:
+            status, body = admin.create(d)
+            assert status == 201, f"{d['kind']} {d['metadata']['name']}: {status} {body}"
+            created.append(d)
+        _ensure_namespace(admin, ns)
+        created.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        control_plane.wait_default_service_account(ns)
+        control_plane.create_node(fake_node_manifest(node, gpus=8, taints=[taint]))
+        created.append({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}})
+        control_plane.wait_nodes_ready([node])
+
+        sa = one(rbac, "ServiceAccount")["metadata"]["name"]
+        kubeconfig = control_plane.service_account_kubeconfig(NS, sa, create=False, expiration_seconds=600)
+        config = tmp_path / "config.yaml"
+        config.write_text(one(docs, "ConfigMap")["data"]["config.yaml"])
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        args = [a.replace("/etc/kai/config.yaml", str(config)) if a.startswith("--config=") else
+                (f"--metrics-port={port}" if a.startswith("--metrics-port=") else a)
+                for a in container(docs)["args"]]
+        assert "--leader-elect" in args
+        args.insert(args.index("scheduler") + 1, f"--kubeconfig={kubeconfig}")
+        with open(log_path, "wb") as log:
+            proc = sp.Popen([sys.executable, "-m", "kai", *args], stdout=log, stderr=sp.STDOUT, cwd=str(REPO),
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+
+        def ready() -> bool:
+            assert proc.poll() is None, f"scheduler exited {proc.returncode}:\n{log_path.read_text()[-3000:]}"
+            try:
+                import urllib.request
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+        _wait(ready, 60, "scheduler /readyz with the chart's ServiceAccount")
+
+        pg = {"apiVersion": "scheduling.run.ai/v2alpha2", "kind": "PodGroup",
+              "metadata": {"name": "gang", "namespace": ns},
+              "spec": {"minMember": 2, "queue": leaf, "priorityClassName": "train"}}
+        for d in (pg, pod("gang-0", {"pod-group-name": "gang"}), pod("gang-1", {"pod-group-name": "gang"}),
+                  pod("bare")):
+            status, body = admin.create(d)
+            assert status == 201, f"{d['kind']} {d['metadata']['name']}: {status} {body}"
+
+        def bound() -> bool:
+            names = []
+            for p in ("gang-0", "gang-1", "bare"):
+                _, body = admin.request("GET", f"/api/v1/namespaces/{ns}/pods/{p}")
+                if body.get("spec", {}).get("nodeName") == node:
+                    names.append(p)
+            return len(names) == 3
+        try:
+            _wait(bound, 60, "the gang and the grouped pod bound by the scheduler")
+        except AssertionError:
+            conds = {p: admin.request("GET", f"/api/v1/namespaces/{ns}/pods/{p}")[1].get("status", {}).get("conditions")
+                     for p in ("gang-0", "gang-1", "bare")}
+            raise AssertionError(f"not bound: {conds}\nscheduler log:\n" + log_path.read_text()[:3000])
+        _, bare = admin.request("GET", f"/api/v1/namespaces/{ns}/pods/bare")
+        pg_name = bare["metadata"]["annotations"].get("pod-group-name", "")
+        assert pg_name.startswith("pg-bare-"), bare["metadata"]
+        assert admin.request("GET", f"/apis/scheduling.run.ai/v2alpha2/namespaces/{ns}/podgroups/{pg_name}")[0] == 200
+        _, lease = admin.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/{sched}")
+        assert lease.get("spec", {}).get("holderIdentity"), lease
+        text = log_path.read_text()
+        assert "403" not in text and "forbidden" not in text.lower(), text[-4000:]
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except sp.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        for d in reversed(created):
+            admin.delete(d)
+        admin.request("DELETE", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/{sched}")
