@@ -5,7 +5,8 @@ reaches 130% of the cluster's GPUs, seeded), nothing departs, a pod that fits no
 pending and changes nothing. After each arrival we record the GPU allocation ratio
 (allocated GPU / total GPU) against the arrived GPU demand (% of capacity).
 
-Two replays of the same arrivals:
+Two replays of the same arrivals (they agree placement for placement; see
+tests/plugins/test_fgd_plugin.py):
 
 * ``model``: the placement decisions over per-device arrays (free CPU, memory, and free part
   of every GPU): KAI's binpack / spread node scores (with gpupack / gpuspread device choice
@@ -15,7 +16,7 @@ Two replays of the same arrivals:
   creation order = arrival order) with ``nodeplacement`` ``gpu/cpu = binpack|spread|fgd``.
   Fractional pods need the GPU-sharing plugin; without it they stay pending (reported).
 
-CLI::
+CLI (``--mode engine`` is the default; ``--mode model`` is the fast array replay)::
 
     python bench/bench_traces.py --trace default --seeds 3 --plot docs/fgd.png
     python bench/bench_traces.py --trace default,gpushare100,multigpu50,gpuspec33 --seeds 3 --plot docs/fgd.png
@@ -320,7 +321,8 @@ def main(argv=None) -> int:
     ap.add_argument("--trace", default="default", help="comma-separated pod lists (default, gpushare100, ...)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--policies", default=",".join(POLICIES))
-    ap.add_argument("--mode", choices=("model", "engine"), default="model")
+    ap.add_argument("--mode", choices=("engine", "model"), default="engine",
+                    help="engine: the scheduler (one allocate cycle); model: the array replay (fast)")
     ap.add_argument("--inflate", type=float, default=1.3)
     ap.add_argument("--plot", default="")
     args = ap.parse_args(argv)
