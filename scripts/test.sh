@@ -27,7 +27,8 @@ dbg=$(mktemp -d)
 trap 'rm -rf "$dbg"' EXIT
 git ls-files -z | xargs -0 -I{} cp --parents {} "$dbg" 2>/dev/null || cp -r . "$dbg"
 (cd "$dbg" && KAI_CYTHON_DEBUG=1 $PY setup.py -q build_ext --inplace >/dev/null \
-   && PYTHONPATH="$dbg" $PY -m pytest -q -p no:cacheprovider tests/_fast tests/framework tests/cache)
+   && PYTHONPATH="$dbg" $PY -m pytest -q -p no:cacheprovider -m "not integration and not slow" \
+        tests/_fast tests/framework tests/cache tests/plugins)
 
 echo "== benchmarks, smoke size"
 KAI_BENCH_SMOKE=1 $PY -m pytest -q -p no:cacheprovider --benchmark-enable --benchmark-disable-gc \
