@@ -173,13 +173,14 @@ def load_manifests(paths: list[str]) -> Manifests:
                 seq += 1
                 obj = dict(obj)
                 meta = dict(meta)
-                meta.setdefault("uid", f"uid-{kind.lower()}-{meta.get('namespace') or ''}-{meta['name']}")
+                if kind in ("Pod", "PodGroup") and not meta.get("namespace"):
+                    meta["namespace"] = "default"
+                ns_part = f"{meta['namespace']}-" if meta.get("namespace") else ""
+                meta.setdefault("uid", f"uid-{kind.lower()}-{ns_part}{meta['name']}")
                 if kind in ("Pod", "PodGroup", "Queue") and not meta.get("creationTimestamp"):
                     # file order is creation order when the manifests do not say
                     ts = _BASE_TIME + _dt.timedelta(seconds=seq)
                     meta["creationTimestamp"] = ts.strftime("%Y-%m-%dT%H:%M:%SZ")
-                if kind in ("Pod", "PodGroup") and not meta.get("namespace"):
-                    meta["namespace"] = "default"
                 obj["metadata"] = meta
                 try:
                     converted = msgspec.convert(obj, KINDS[kind])
