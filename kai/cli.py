@@ -41,6 +41,7 @@ def cmd_simulate(args) -> int:
     if args.cycles < 1:
         print("kai simulate: error: --cycles must be >= 1", file=sys.stderr)
         return 2
+    apply_flags(config, args)
     report = simulate(manifests, config, cycles=args.cycles, interval=args.interval)
     if args.output == "json":
         json.dump(report, sys.stdout, indent=2)
@@ -58,7 +59,46 @@ def cmd_scheduler(args) -> int:
     except ConfigError as exc:
         print(f"kai scheduler: error: {exc}", file=sys.stderr)
         return 2
-    return run_controller(args, config)
+    return run_controller(args, apply_flags(config, args))
+
+
+def _bool(v: str) -> bool:
+    low = v.strip().lower()
+    if low in ("true", "1", "yes", "on"):
+        return True
+    if low in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {v!r}")
+
+
+def _duration(v: str) -> float:
+    from kai.api.queue_info import parse_duration
+    neg = v.startswith("-")
+    secs = parse_duration(v.lstrip("-"))
+    if secs is None:
+        try:
+            secs = float(v.lstrip("-"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a duration like 60s or 2m, got {v!r}") from None
+    return -secs if neg else secs
+
+
+def _add_algorithm_flags(p: argparse.ArgumentParser) -> None:
+    """KAI's scheduler flags that change decisions; shared by `simulate` and `scheduler`."""
+    p.add_argument("--max-consolidation-preemptees", type=int, default=16,
+                   help="jobs consolidation may move for one pending job (default 16; 0 disables)")
+    p.add_argument("--allow-consolidating-reclaim", type=_bool, default=True, metavar="BOOL",
+                   help="reclaim may move victims instead of evicting them (default true)")
+    p.add_argument("--default-staleness-grace-period", type=_duration, default=60.0, metavar="DURATION",
+                   help="evict a running gang below minMember after this long (default 60s; negative: never)")
+
+
+def apply_flags(config, args):
+    """Copy the algorithm flags onto the loaded config."""
+    config.max_consolidation_preemptees = args.max_consolidation_preemptees
+    config.allow_consolidating_reclaim = args.allow_consolidating_reclaim
+    config.default_staleness_grace_period = args.default_staleness_grace_period
+    return config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,8 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cycles", type=int, default=1, help="cycles to run, feeding results back (default 1)")
     s.add_argument("--interval", type=float, default=1.0, help="seconds of simulated time per cycle (default 1)")
     s.add_argument("--output", choices=["table", "json"], default="table")
+    _add_algorithm_flags(s)
     s.set_defaults(func=cmd_simulate)
     r = sub.add_parser("scheduler", help="run the scheduler against a cluster")
+    _add_algorithm_flags(r)
     r.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, then ~/.kube/config)")
     r.add_argument("--config", help="scheduler config YAML")
     r.add_argument("--scheduler-name", default="kai-scheduler")

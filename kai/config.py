@@ -46,6 +46,10 @@ class SchedulerConfig:
     plugins: list[PluginConf] = field(default_factory=lambda: [PluginConf(n) for n in DEFAULT_PLUGINS])
     queue_depth_per_action: dict[str, int] = field(default_factory=dict)
     source: str = "<default>"
+    # KAI's scheduler flags that shape the algorithm (set from the command line)
+    max_consolidation_preemptees: int = 16          # 0 disables consolidation
+    allow_consolidating_reclaim: bool = True        # reclaim may move victims instead of evicting
+    default_staleness_grace_period: float = 60.0    # seconds; negative = never evict stale gangs
 
     def plugin_args(self, name: str) -> dict[str, str] | None:
         for p in self.plugins:
