@@ -12,6 +12,9 @@ time down to minMember) by the shared JobSolver, and scenarios must pass every
 preemptor that would push its queue's non-preemptible usage over quota is skipped first.
 The first scenario in which the preemptor's gang fits is committed: evictions, and the
 preemptor pipelined onto the releasing resources (bound at once where they are idle).
+As in KAI's shared solver, a victim that can be placed again elsewhere is moved (evicted
+and pipelined on another node) rather than lost, unless ``--allow-consolidating-reclaim``
+is false.
 """
 from __future__ import annotations
 
