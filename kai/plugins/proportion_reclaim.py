@@ -27,9 +27,10 @@ Hooks (signatures the reclaim action relies on)::
         saturation times ``relcaimerSaturationMultiplier`` (sic, KAI's argument name;
         values < 1 are clamped to 1) must stay below the sibling's remaining saturation.
 
-This is a simpler version of KAI's (reclaimable.go): elastic victim pods are not split
-into separate chunks, and the boundary is checked at the leveled pair only, not at every
-level of the reclaimer's path.
+As in KAI's reclaimable.go, a victim job's pods above its gang minimum are separate
+chunks and its core pods one lump; the saturation boundary (and, for a non-preemptible
+reclaimer, the deserved bound) is checked at every level of the reclaimer's path against
+each sibling the reclaim touched.
 """
 from __future__ import annotations
 
@@ -123,6 +124,19 @@ def register_reclaim_hooks(ssn, plugin) -> None:
             return None                 # one is an ancestor of the other
         return pa[i], pb[i]
 
+    def victim_chunks(vjob, tasks) -> list[np.ndarray]:
+        """Elastic pods (above minMember) one by one, then the core pods as one lump."""
+        from kai.api import constants as C
+        active = vjob.count(C.ACTIVE_ALLOCATED) + len(tasks)      # before these evictions
+        extra = max(active - vjob.min_member, 0)
+        vecs = [_quota_vector(t) for t in tasks]
+        singles = vecs[:extra]
+        rest = vecs[extra:]
+        chunks = list(singles)
+        if rest:
+            chunks.append(sum(rest, np.zeros(3)))
+        return chunks
+
     def reclaimable(ssn_, reclaimer, victims) -> bool:
         if reclaimer.queue not in tree:
             return False
@@ -130,14 +144,16 @@ def register_reclaim_hooks(ssn, plugin) -> None:
         # allocations already exclude every victim; add back what has not been "taken" yet
         pending_back: dict[str, np.ndarray] = {}
         chunks = []
+        touched: set[str] = set()
         for key, tasks in victims.items():
             vjob = ssn.jobs.get(key)
             if vjob is None or vjob.queue not in tree:
                 return False
-            amount = sum((_quota_vector(t) for t in tasks), np.zeros(3))
-            chunks.append((vjob.queue, amount))
-            for q in tree.ancestors(vjob.queue):
-                pending_back[q.name] = pending_back.get(q.name, np.zeros(3)) + amount
+            for amount in victim_chunks(vjob, tasks):
+                chunks.append((vjob.queue, amount))
+                for q in tree.ancestors(vjob.queue):
+                    pending_back[q.name] = pending_back.get(q.name, np.zeros(3)) + amount
+                    touched.add(q.name)
         for vqueue, amount in chunks:
             pair = level(reclaimer.queue, vqueue)
             if pair is None:
@@ -152,16 +168,30 @@ def register_reclaim_hooks(ssn, plugin) -> None:
                 return False
             for q in tree.ancestors(vqueue):
                 pending_back[q.name] = pending_back[q.name] - amount
-            # saturation boundary at the leveled pair, over the reclaimer's involved resources
-            fr, fs = fair_share(r_name), fair_share(v_name)
-            v_after = allocated(v_name) + pending_back.get(v_name, 0)
-            for i in np.flatnonzero(req > 0):
-                if fr[i] == _INF and fs[i] == _INF:
-                    continue
-                ratio_r = _ratio(r_after[i], fr[i])
-                ratio_s = _ratio(v_after[i], fs[i])
-                if ratio_r > 1 + _EPS and fs[i] > 0 and ratio_r * mult >= ratio_s:
+        # boundaries: at every level of the reclaimer's path, against each touched sibling
+        involved = np.flatnonzero(req > 0)
+        anp_all = getattr(plugin, "allocated_np", {})
+        for r_q in tree.ancestors(reclaimer.queue):
+            r_after = allocated(r_q.name) + req
+            if not reclaimer.preemptible:
+                anp = anp_all.get(r_q.name)
+                if anp is not None and not (np.asarray(anp) + req <= deserved(r_q.name) + _EPS).all():
                     return False
+            parent = tree.get(r_q.parent) if r_q.parent else None
+            siblings = parent.children if parent is not None else [q.name for q in tree.roots()]
+            fr = fair_share(r_q.name)
+            for sib in siblings:
+                if sib == r_q.name or sib not in touched:
+                    continue
+                fs = fair_share(sib)
+                s_after = allocated(sib)
+                for i in involved:
+                    if fr[i] == _INF and fs[i] == _INF:
+                        continue
+                    ratio_r = _ratio(r_after[i], fr[i])
+                    ratio_s = _ratio(s_after[i], fs[i])
+                    if ratio_r > 1 + _EPS and fs[i] > 0 and ratio_r * mult >= ratio_s:
+                        return False
         return True
 
     ssn.can_reclaim_fns.append(can_reclaim)
