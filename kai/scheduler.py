@@ -37,6 +37,10 @@ class CycleResult:
     pipelined: list[Decision] = field(default_factory=list)
     unschedulable: dict[str, list[str]] = field(default_factory=dict)
     queues: list[dict] = field(default_factory=list)
+    # per usable queue: {"allocated", "allocatedNonPreemptible", "requested", "deserved"} as
+    # (gpu devices, cpu millicores, memory bytes) after the cycle's commits (the status writer's input)
+    queue_usage: dict[str, dict[str, tuple]] = field(default_factory=dict)
+    queue_problems: dict[str, str] = field(default_factory=dict)   # queue -> why it is left out
     duration: float = 0.0
 
 
@@ -97,6 +101,8 @@ class Scheduler:
                 if job is not None and job.has_pending():
                     result.unschedulable[key] = reasons
             result.queues = queue_report(ssn)
+            result.queue_usage = queue_usage(ssn)
+            result.queue_problems = dict(ssn.queues.problems)
         finally:
             ssn.close()
         result.duration = time.perf_counter() - start
@@ -120,6 +126,18 @@ def queue_report(ssn) -> list[dict]:
             "fairShare": _triple(f),
             "allocated": _triple(a),
         })
+    return out
+
+
+def queue_usage(ssn) -> dict[str, dict[str, tuple]]:
+    """Per queue, the proportion plugin's vectors as plain tuples (safe to use after close)."""
+    got = {k: getattr(ssn, a, None) or {} for k, a in (
+        ("allocated", "queue_allocated"), ("allocatedNonPreemptible", "queue_allocated_nonpreemptible"),
+        ("requested", "queue_request"), ("deserved", "queue_deserved"))}
+    out: dict[str, dict[str, tuple]] = {}
+    for q in ssn.queues.topological():
+        out[q.name] = {k: tuple(float(x) for x in v[q.name]) if q.name in v else (0.0, 0.0, 0.0)
+                       for k, v in got.items()}
     return out
 
 
