@@ -187,3 +187,204 @@ class StatusWriter:
 def pod_ref(pod: Any) -> dict[str, str]:
     m = pod.metadata
     return {"kind": "Pod", "apiVersion": "v1", "namespace": m.namespace or "default", "name": m.name, "uid": m.uid}
+
+
+# ---------------------------------------------------------------------- Queue / PodGroup status
+QUEUE_API = "/apis/scheduling.run.ai/v2/queues"
+PODGROUP_API = "/apis/scheduling.run.ai/v2alpha2"
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+def _milli(v: float) -> str:
+    """A quantity from a value in units (``1.5`` -> ``1500m``, ``2`` -> ``2``)."""
+    m = int(round(float(v) * 1000))
+    return str(m // 1000) if m % 1000 == 0 else f"{m}m"
+
+
+def resource_list(vec) -> dict[str, str]:
+    """(gpu devices, cpu millicores, memory bytes) -> a ResourceList of quantities
+    (``nvidia.com/gpu`` may be fractional, e.g. ``500m``)."""
+    gpu, cpu, mem = (float(x) for x in vec)
+    return {GPU_RESOURCE: _milli(gpu), "cpu": _milli(cpu / 1000.0), "memory": str(int(round(mem)))}
+
+
+def _strip_times(conds: list) -> list:
+    return [{k: v for k, v in (c or {}).items() if k != "lastTransitionTime"} for c in conds or []]
+
+
+def _keep_times(new: list, old: list) -> list:
+    """Conditions keep their lastTransitionTime while type and status are unchanged."""
+    prev = {(c or {}).get("type"): c for c in old or []}
+    for c in new:
+        o = prev.get(c["type"])
+        c["lastTransitionTime"] = (o.get("lastTransitionTime") if o and o.get("status") == c["status"]
+                                   and o.get("lastTransitionTime") else now_rfc3339())
+    return new
+
+
+def _same(desired: dict, current: dict) -> bool:
+    """``desired`` (a status fragment) is already what the object holds."""
+    for k, v in desired.items():
+        cur = (current or {}).get(k)
+        if k == "conditions":
+            if _strip_times(v) != _strip_times(cur):
+                return False
+        elif v != cur and not (v in ({}, []) and cur is None):
+            return False
+    return True
+
+
+def queue_conditions(name: str, problem: str | None, own_spec_error: bool, usage: dict | None) -> list[dict]:
+    """KAI's Queue conditions: ``Orphan`` (parent missing, parent cycle, or an unusable
+    ancestor) and ``OverQuota`` (allocated > deserved in some resource with a finite quota)."""
+    conds: list[dict] = []
+    if problem and not own_spec_error:
+        reason = ("ParentQueueCycle" if "cycle" in problem
+                  else "ParentQueueNotFound" if "does not exist" in problem else "ParentQueueUnusable")
+        conds.append({"type": "Orphan", "status": "True", "reason": reason, "message": problem})
+    if usage:
+        over = [r for r, a, d in zip(("gpu", "cpu", "memory"), usage["allocated"], usage["deserved"])
+                if d >= 0 and a > d + 1e-9]
+        if over:
+            conds.append({"type": "OverQuota", "status": "True", "reason": "AllocatedOverDeserved",
+                          "message": f"queue {name} is allocated over its quota in: {', '.join(over)}"})
+    return conds
+
+
+def build_queue_statuses(queues: dict, result) -> dict[str, dict]:
+    """Desired ``status`` per Queue object from a cycle's result (``queue_usage``,
+    ``queue_problems``) and the Queue objects themselves (``childQueues``)."""
+    from kai.api.queue_info import validate_queue
+    children: dict[str, list[str]] = {}
+    for q in queues.values():
+        if q.spec.parent_queue:
+            children.setdefault(q.spec.parent_queue, []).append(q.metadata.name)
+    zero = resource_list((0, 0, 0))
+    out = {}
+    for name, q in queues.items():
+        usage = result.queue_usage.get(name)
+        problem = result.queue_problems.get(name)
+        st = {"childQueues": sorted(children.get(name, [])),
+              "allocated": resource_list(usage["allocated"]) if usage else zero,
+              "allocatedNonPreemptible": resource_list(usage["allocatedNonPreemptible"]) if usage else zero,
+              "requested": resource_list(usage["requested"]) if usage else zero,
+              "conditions": queue_conditions(name, problem, bool(problem and validate_queue(q)), usage)}
+        out[name] = st
+    return out
+
+
+def podgroup_phase(pg, running: int, pending: int, succeeded: int, failed: int) -> str:
+    total = running + pending + succeeded + failed
+    min_member = max(1, int(getattr(pg.spec, "min_member", 1) or 1))
+    if total and succeeded == total:
+        return "Succeeded"
+    if failed and running + succeeded < min_member:
+        return "Failed"
+    if running and running + succeeded >= min_member:
+        return "Running"
+    return "Pending"
+
+
+def build_podgroup_status(pg, job) -> dict:
+    """``phase``, pod counts by pod phase, and ``resourcesStatus`` (allocated: tasks bound or
+    being bound; requested: allocated + pending; non-preemptible when the job is)."""
+    from kai.api import constants as C
+    from kai.plugins.proportion import quota_vector
+    counts = {"Running": 0, "Pending": 0, "Succeeded": 0, "Failed": 0}
+    alloc = [0.0, 0.0, 0.0]
+    req = [0.0, 0.0, 0.0]
+    tasks = list(job.tasks.values()) if job is not None else []
+    for t in tasks:
+        phase = t.pod.status.phase or "Pending"
+        if phase in counts:
+            counts[phase] += 1
+        st = t.status
+        if st & C.ALLOCATED or st == C.PodStatus.PENDING:
+            v = quota_vector(t)
+            for i in range(3):
+                req[i] += float(v[i])
+                if st & C.ALLOCATED:
+                    alloc[i] += float(v[i])
+    preemptible = getattr(job, "preemptible", True) if job is not None else True
+    return {"phase": podgroup_phase(pg, counts["Running"], counts["Pending"], counts["Succeeded"],
+                                    counts["Failed"]),
+            "running": counts["Running"], "pending": counts["Pending"],
+            "succeeded": counts["Succeeded"], "failed": counts["Failed"],
+            "resourcesStatus": {"allocated": resource_list(alloc),
+                                "allocatedNonPreemptible": resource_list((0, 0, 0) if preemptible else alloc),
+                                "requested": resource_list(req)}}
+
+
+class StatusReporter:
+    """Turns a cycle's result and the ClusterState into Queue and PodGroup status writes.
+
+    Runs on the controller thread after a cycle (cheap: a dict per object), compares with what
+    the object already holds and with what was last submitted, and hands only changes to the
+    :class:`StatusWriter` (merge-patch on the ``status`` subresource). A bad Queue also gets a
+    Warning Event naming its problem, once per distinct problem.
+    """
+
+    def __init__(self, writer: StatusWriter) -> None:
+        self.writer = writer
+        self._queues: dict[str, dict] = {}       # name -> status last submitted
+        self._pgs: dict[str, dict] = {}          # ns/name -> status last submitted
+        self._queue_problem: dict[str, str] = {}
+
+    def report(self, state, result) -> int:
+        n = self.report_queues(state.queues, result)
+        return n + self.report_podgroups(state.podgroups, state.jobs)
+
+    def report_queues(self, queues: dict, result) -> int:
+        n = 0
+        desired = build_queue_statuses(queues, result)
+        for name in [k for k in self._queues if k not in queues]:
+            del self._queues[name]
+            self._queue_problem.pop(name, None)
+        for name, st in desired.items():
+            q = queues[name]
+            problem = result.queue_problems.get(name)
+            if problem and self._queue_problem.get(name) != problem:
+                self.writer.event({"kind": "Queue", "apiVersion": "scheduling.run.ai/v2", "namespace": "default",
+                                   "name": name, "uid": q.metadata.uid}, "InvalidQueue" if not any(
+                                       c["type"] == "Orphan" for c in st["conditions"]) else "OrphanQueue",
+                                  f"queue {name} is not scheduled: {problem}", "Warning")
+            if problem:
+                self._queue_problem[name] = problem
+            else:
+                self._queue_problem.pop(name, None)
+            if _same(st, self._queues.get(name) or {}) or _same(st, q.status):
+                self._queues[name] = st
+                continue
+            st["conditions"] = _keep_times(st["conditions"], (q.status or {}).get("conditions"))
+            self._queues[name] = st
+            self._patch(f"{QUEUE_API}/{name}/status", st, lambda name=name: self._queues.pop(name, None))
+            n += 1
+        return n
+
+    def report_podgroups(self, podgroups: dict, jobs: dict) -> int:
+        n = 0
+        for key in [k for k in self._pgs if k not in podgroups]:
+            del self._pgs[key]
+        for key, pg in podgroups.items():
+            st = build_podgroup_status(pg, jobs.get(key))
+            if _same(st, self._pgs.get(key) or {}) or _same(st, pg.status):
+                self._pgs[key] = st
+                continue
+            self._pgs[key] = st
+            ns, name = key.split("/", 1)
+            self._patch(f"{PODGROUP_API}/namespaces/{ns}/podgroups/{name}/status", st,
+                        lambda key=key: self._pgs.pop(key, None))
+            n += 1
+        return n
+
+    def _patch(self, path: str, status: dict, on_error: Callable[[], Any]) -> None:
+        client = self.writer.client
+
+        def write() -> None:
+            try:
+                client.patch(path, {"status": status})
+            except ApiError as exc:
+                on_error()          # written again after the next cycle
+                if exc.status != 404:
+                    raise
+        self.writer.submit(write)
