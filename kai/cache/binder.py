@@ -11,9 +11,14 @@ and handed to :class:`Binder`, whose worker pool does the API calls:
 - evict: pod condition ``DisruptionTarget`` (status patch), then ``DELETE`` with the pod's UID
   as precondition (KAI's evictor);
 - pipeline: an Event only;
-- fraction pods are first labelled with their shared-GPU groups (``runai-gpu-group``), KAI's
-  labels, so any cache rebuilt from the API charges the same groups. Reservation pods and
-  the device-visibility ConfigMaps are not created (yet).
+- fraction pods, before binding (KAI's binder steps, ``kai.cache.reservation``): for each GPU
+  group a reservation pod is found or created on the node and its GPU UUID awaited (bounded;
+  on timeout the pod is still bound, with a ``GPUReservationTimeout`` Warning Event); the pod
+  is labelled with its groups (``runai-gpu-group``, KAI's labels, so any cache rebuilt from the
+  API charges the same groups) and annotated with its ConfigMap prefix
+  (``runai/shared-gpu-configmap``); the ConfigMap ``<prefix>-0`` gets
+  ``NVIDIA_VISIBLE_DEVICES`` and ``GPU_PORTION``. A failed bind deletes that ConfigMap again.
+  All of it runs on the worker threads, never in the cycle.
 
 Outcomes come back to the controller thread through the informers' event queue as
 ``("Binder", kind, payload)``; the controller (the single writer) keeps assumptions alive
@@ -33,7 +38,9 @@ from typing import Any, Callable
 
 import structlog
 
+from kai.cache.cluster_state import shared_portion
 from kai.cache.kubeclient import ApiError, KubeClient
+from kai.cache.reservation import CONFIGMAP_ANNOTATION, ReservationService, configmap_prefix
 from kai.cache.status import StatusWriter, now_rfc3339
 from kai.scheduler import CycleResult, Decision
 
@@ -49,8 +56,10 @@ class Binder:
 
     def __init__(self, client: KubeClient, events: "queue.Queue", workers: int = 16, max_attempts: int = 5,
                  latest_pod: Callable[[str], Any] | None = None, status: StatusWriter | None = None,
-                 scheduler_name: str = "kai-scheduler", on_bound: Callable[[float], None] | None = None) -> None:
+                 scheduler_name: str = "kai-scheduler", on_bound: Callable[[float], None] | None = None,
+                 reservations: ReservationService | None = None) -> None:
         self.client = client
+        self.reservations = reservations
         self.events = events
         self.max_attempts = max_attempts
         self.latest_pod = latest_pod or (lambda key: None)
@@ -73,17 +82,19 @@ class Binder:
     def can_bind(self, uid: str) -> bool:
         return uid not in self.assumed_bind
 
-    def submit_bind(self, ns: str, name: str, uid: str, node: str, gpu_groups: list[str] | None = None) -> None:
+    def submit_bind(self, ns: str, name: str, uid: str, node: str, gpu_groups: list[str] | None = None,
+                    portion: float = 0.0) -> None:
         self.assumed_bind[uid] = (f"{ns}/{name}", node)
         self.bind_count += 1
-        self.pool.submit(self._bind, ns, name, uid, node, time.monotonic(), list(gpu_groups or ()))
+        self.pool.submit(self._bind, ns, name, uid, node, time.monotonic(), list(gpu_groups or ()), portion)
 
     def submit_evict(self, ns: str, name: str, uid: str, message: str) -> None:
         self.assumed_evict[uid] = f"{ns}/{name}"
         self.pool.submit(self._evict, ns, name, uid, message)
 
     # ------------------------------------------------------------------ workers
-    def _bind(self, ns: str, name: str, uid: str, node: str, t0: float, gpu_groups: list[str] = ()) -> None:
+    def _bind(self, ns: str, name: str, uid: str, node: str, t0: float, gpu_groups: list[str] = (),
+              portion: float = 0.0) -> None:
         key = f"{ns}/{name}"
         latest = self.latest_pod(key)
         if latest is not None and (latest.spec.node_name or latest.metadata.uid != uid):
@@ -91,11 +102,13 @@ class Binder:
                    else "pod was replaced")
             self.events.put(("Binder", BIND_FAILED, (uid, key, node, why)))
             return
+        cm_prefix = ""
         if gpu_groups:
             try:
-                self._label_gpu_groups(ns, name, uid, gpu_groups)
+                cm_prefix = self._prepare_shared(ns, name, uid, node, gpu_groups, portion, latest)
             except ApiError as exc:
-                reason = f"labelling {key} with its GPU groups failed: {exc}"
+                reason = f"reserving the shared GPU for {key} failed: {exc}"
+                log.warning("shared GPU preparation failed", pod=key, node=node, error=str(exc))
                 self.events.put(("Binder", BIND_FAILED, (uid, key, node, reason)))
                 return
         body = {"apiVersion": "v1", "kind": "Binding",
@@ -122,6 +135,8 @@ class Binder:
                     if self.status is not None:
                         self.status.event({"kind": "Pod", "apiVersion": "v1", "namespace": ns, "name": name,
                                            "uid": uid}, "FailedBinding", reason, "Warning")
+                    if cm_prefix and self.reservations is not None:
+                        self.reservations.delete_configmaps(ns, cm_prefix)
                     self.events.put(("Binder", BIND_FAILED, (uid, key, node, reason)))
                     return
                 # before retrying, make sure an earlier attempt did not bind it after all
@@ -132,19 +147,47 @@ class Binder:
                 time.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 5.0)
 
-    def _label_gpu_groups(self, ns: str, name: str, uid: str, groups: list[str]) -> None:
+    def _prepare_shared(self, ns: str, name: str, uid: str, node: str, groups: list[str], portion: float,
+                        latest) -> str:
+        """KAI's binder steps for a fraction pod (module docstring); returns the ConfigMap prefix
+        ('' without a reservation service: then only the labels are written)."""
+        rs = self.reservations
+        if rs is None:
+            self._label_gpu_groups(ns, name, uid, groups)
+            return ""
+        uuids = [rs.reserve(node, g) for g in groups]
+        ann = latest.metadata.annotations if latest is not None else {}
+        prefix = (ann or {}).get(CONFIGMAP_ANNOTATION, "")
+        if not prefix:
+            owners = latest.metadata.owner_references if latest is not None else []
+            prefix = configmap_prefix(name, owners[0].name if owners else "")
+        self._label_gpu_groups(ns, name, uid, groups, {CONFIGMAP_ANNOTATION: prefix})
+        rs.write_visibility(ns, name, uid, prefix, uuids, portion)
+        if not all(uuids):
+            msg = (f"no GPU UUID from the reservation pod of GPU group(s) {', '.join(groups)} on node {node} "
+                   f"within {rs.timeout:g}s; bound without NVIDIA_VISIBLE_DEVICES")
+            log.warning("GPU reservation timed out, binding anyway", pod=f"{ns}/{name}", node=node, groups=groups)
+            if self.status is not None:
+                self.status.event({"kind": "Pod", "apiVersion": "v1", "namespace": ns, "name": name, "uid": uid},
+                                  "GPUReservationTimeout", msg, "Warning")
+        return prefix
+
+    def _label_gpu_groups(self, ns: str, name: str, uid: str, groups: list[str],
+                          annotations: dict[str, str] | None = None) -> None:
         """KAI's shared-GPU labels, so every cache rebuilt from the API charges the same groups:
         ``runai-gpu-group=<group>``, or ``runai-gpu-group/<group>`` per device (multi-fraction)."""
         ok = [g for g in groups if _LABEL_VALUE.match(g)]
+        meta: dict[str, Any] = {"uid": uid}
+        if annotations:
+            meta["annotations"] = annotations
         if len(ok) != len(groups):
             log.warning("GPU group ids are not valid label values, not labelling", pod=f"{ns}/{name}", groups=groups)
-            return
-        if len(groups) == 1:
-            labels = {GPU_GROUP_LABEL: groups[0]}
+        elif len(groups) == 1:
+            meta["labels"] = {GPU_GROUP_LABEL: groups[0]}
         else:
-            labels = {f"{GPU_GROUP_LABEL}/{g}": g for g in groups}
-        body = {"metadata": {"labels": labels, "uid": uid}}
-        self.client.patch(f"/api/v1/namespaces/{ns}/pods/{name}", body)
+            meta["labels"] = {f"{GPU_GROUP_LABEL}/{g}": g for g in groups}
+        if len(meta) > 1:
+            self.client.patch(f"/api/v1/namespaces/{ns}/pods/{name}", {"metadata": meta})
 
     def _evict(self, ns: str, name: str, uid: str, message: str) -> None:
         key = f"{ns}/{name}"
@@ -221,8 +264,13 @@ class LiveCache:
         groups = list(getattr(task, "gpu_groups", None) or [])
         self.state.assume_bound(task, node_name)
         groups = list(getattr(task, "gpu_groups", None) or []) or groups
+        shared = getattr(task, "gpu_sharing", None) is not None
+        portion = 0.0
+        if shared:
+            info = self.state.nodes.by_name.get(node_name)
+            portion = shared_portion(task, info) if info is not None else float(task.gpu_sharing.portion or 0)
         self.binder.submit_bind(task.namespace, task.name, task.uid, node_name,
-                                groups if getattr(task, "gpu_sharing", None) is not None else None)
+                                groups if shared else None, portion)
         self.result.bindings.append(Decision(task.key, node_name, groups))
 
     def pipeline(self, task, node_name: str) -> None:
