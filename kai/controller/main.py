@@ -27,7 +27,8 @@ from kai.api import constants as C
 from kai.cache.binder import Binder, LiveCache
 from kai.cache.cluster_state import ClusterState
 from kai.cache.kubeclient import ApiError, KubeClient
-from kai.cache.status import StatusWriter
+from kai.cache.reservation import GPU_GROUP_LABEL, ReservationService, is_reservation_pod
+from kai.cache.status import StatusReporter, StatusWriter
 from kai.cache.watch import DELETED, INVALID, SYNCED, Informer, start_informers
 from kai.controller.leader import LeaderElector
 from kai.controller.metrics import HealthServer, Metrics
@@ -54,10 +55,21 @@ class Controller:
         self.state = ClusterState(scheduler_name=scheduler_name)
         self.metrics = metrics or Metrics()
         self.status = StatusWriter(client, workers=status_workers)
+        self.reporter = StatusReporter(self.status)
         self.informers: dict[str, Informer] = {}
+        # GPU reservation pods (kai.cache.reservation): KAI_GPU_RESERVATION_TIMEOUT bounds the wait
+        # for a reservation pod's GPU UUID, KAI_RESERVATION_IMAGE / KAI_RESERVATION_SERVICE_ACCOUNT
+        # configure the pod
+        self.reservations = ReservationService(
+            client, timeout=float(os.environ.get("KAI_GPU_RESERVATION_TIMEOUT", "15")),
+            **{k: v for k, v in (("image", os.environ.get("KAI_RESERVATION_IMAGE")),
+                                 ("service_account", os.environ.get("KAI_RESERVATION_SERVICE_ACCOUNT")))
+               if v})
+        self.reservation_pods: dict[str, Any] = {}     # name -> Pod; not charged (their group's pods are)
         self.binder = Binder(client, self.events, workers=bind_workers, latest_pod=self._latest_pod,
                              status=self.status, scheduler_name=scheduler_name,
-                             on_bound=lambda s: self.metrics.task_bind.observe(s * 1000.0))
+                             on_bound=lambda s: self.metrics.task_bind.observe(s * 1000.0),
+                             reservations=self.reservations)
         self.grouper = PodGrouperController(client, scheduler_name) if group_pods else None
         self.scheduler = Scheduler(self.state, config)
         self._action_ms: dict[str, float] = {}
@@ -152,6 +164,9 @@ class Controller:
                 seen[kind][_key(obj)] = obj
         if stop.is_set():
             return False
+        pods = seen.get("Pod", {})
+        for k in [k for k, p in pods.items() if is_reservation_pod(p, self.reservations.namespace)]:
+            self.reservation_pods[pods[k].metadata.name] = pods.pop(k)
         st = self.state
         st.load(nodes=seen.get("Node", {}).values(), podgroups=seen.get("PodGroup", {}).values(),
                 pods=seen.get("Pod", {}).values(), queues=seen.get("Queue", {}).values(),
@@ -188,6 +203,14 @@ class Controller:
             return
         if etype == INVALID:
             self._report_invalid(obj)
+            return
+        if kind == "Pod" and is_reservation_pod(obj, self.reservations.namespace):
+            name = obj.metadata.name
+            if etype == DELETED:
+                self.reservation_pods.pop(name, None)
+                self.reservations.forget(name, obj.metadata.labels.get(GPU_GROUP_LABEL, ""))
+            else:
+                self.reservation_pods[name] = obj
             return
         if kind == "Pod":
             if etype == DELETED:
@@ -237,6 +260,33 @@ class Controller:
         self.metrics.observe_cycle(result, self._action_ms)
         self._report_unschedulable(result)
         self._report_problems()
+        try:
+            self.reporter.report(self.state, result)
+        except Exception as exc:   # noqa: BLE001 - status is best effort, never stops the loop
+            log.exception("status report failed", error=str(exc))
+        self._sync_reservations()
+
+    def live_gpu_groups(self) -> set[str]:
+        """GPU groups that still have a fraction pod on a node (bound, binding or releasing)."""
+        groups: set[str] = set()
+        for p in self.state.pods.values():
+            if p.gpu_sharing is not None and p.node_name and p.status & C.ACTIVE_USED and p.gpu_groups:
+                groups.update(p.gpu_groups)
+        return groups
+
+    def _sync_reservations(self) -> None:
+        """Delete reservation pods whose GPU group has no fraction pod left (KAI's binder sync);
+        the DELETEs run on the binder's workers."""
+        if not self.reservation_pods:
+            return
+        for name in self.reservations.stale(self.reservation_pods.values(), self.live_gpu_groups()):
+            self.binder.pool.submit(self._delete_reservation, name)
+
+    def _delete_reservation(self, name: str) -> None:
+        try:
+            self.reservations.delete(name)
+        except Exception as exc:   # noqa: BLE001 - retried by a later sync
+            log.warning("deleting reservation pod failed", pod=name, error=str(exc))
 
     def _report_problems(self, grace: float = 5.0) -> None:
         """Pods the scheduler cannot consider at all (their PodGroup is missing): after ``grace``
