@@ -26,3 +26,5 @@
 #   state is unchanged since the class's last call is answered from it.
 # device_view: the device rows from the session's GPU-sharing arrays (idle_gpu float64[N],
 #   dev_used / dev_alloc / dev_rel float64[N, D], see gpusharing.pxd) into out float64[N, W>=D].
+# band_scores: delta float64[N] + dev_free float64[N, W] -> out float64[N], the nodeplacement-band
+#   score (band for the smallest delta, 0 for the largest, minus tie * free GPU; 0 = no fit).

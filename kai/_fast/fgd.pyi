@@ -28,3 +28,6 @@ class FragCache:
 def device_view(idle_gpu: npt.NDArray[np.float64], dev_used: npt.NDArray[np.float64],
                 dev_alloc: npt.NDArray[np.float64], dev_rel: npt.NDArray[np.float64],
                 out: npt.NDArray[np.float64]) -> None: ...
+
+def band_scores(delta: npt.NDArray[np.float64], dev_free: npt.NDArray[np.float64], band: float, tie: float,
+                out: npt.NDArray[np.float64]) -> int: ...

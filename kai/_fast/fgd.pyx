@@ -290,3 +290,34 @@ def device_view(const double[::1] idle_gpu, const double[:, ::1] dev_used, const
                     f = 1.0
                     whole -= 1
                 out[n, d] = f
+
+
+def band_scores(const double[::1] delta, const double[:, ::1] dev_free, double band, double tie,
+                double[::1] out):
+    """Node scores from ``frag_delta``'s deltas: ``band`` for the smallest delta, 0 for the
+    largest (linear in between, KAI's pack formula on -delta), minus ``tie`` per free device
+    part (best fit among equal deltas); 0 where delta is +inf. Returns the number scored."""
+    cdef Py_ssize_t n_nodes = delta.shape[0], n_dev = dev_free.shape[1], n, d
+    cdef double lo = INFINITY, hi = -INFINITY, span, free_gpu
+    cdef int scored = 0
+    with nogil:
+        for n in range(n_nodes):
+            if delta[n] < INFINITY:
+                if delta[n] < lo:
+                    lo = delta[n]
+                if delta[n] > hi:
+                    hi = delta[n]
+                scored += 1
+        span = hi - lo
+        for n in range(n_nodes):
+            if delta[n] < INFINITY:
+                free_gpu = 0.0
+                for d in range(n_dev):
+                    free_gpu += dev_free[n, d]
+                if span <= EPS:
+                    out[n] = band - tie * free_gpu
+                else:
+                    out[n] = band * (1.0 - (delta[n] - lo) / span) - tie * free_gpu
+            else:
+                out[n] = 0.0
+    return scored

@@ -84,6 +84,13 @@ class FGD:
         self._out_delta = np.empty(self.n_nodes)
         self._out_dev = np.empty(self.n_nodes, dtype=np.int32)
         self._dev: np.ndarray | None = None
+        self._out_score = np.empty(self.n_nodes)
+        with np.errstate(divide="ignore"):
+            self._inv_cap = {GPU: np.where(ssn.gpu_capacity > 0, 1.0 / ssn.gpu_capacity, 0.0),
+                             CPU: np.where(ssn.allocatable[CPU] > 0, 1.0 / ssn.allocatable[CPU], 0.0)}
+        used = getattr(ssn, "dev_used", None)
+        self._width = max(0 if used is None else used.shape[1],
+                          int(np.floor(ssn.allocatable[GPU].max(initial=0) + EPS)), 1)
         self.calls = 0          # decisions scored
         self.seconds = 0.0      # time spent scoring them (device view, kernel, band scores)
 
@@ -177,7 +184,7 @@ class FGD:
             used = alloc = rel = np.zeros((self.n_nodes, 0))
         else:
             alloc, rel = ssn.dev_alloc, ssn.dev_rel
-        width = max(used.shape[1], int(np.floor(idle.max(initial=0) + EPS)), 1)
+        width = max(self._width, used.shape[1])
         if self._dev is None or self._dev.shape[1] != width:
             self._dev = np.zeros((self.n_nodes, width))
         _fgd.device_view(idle, used, alloc, rel, self._dev)
@@ -207,29 +214,17 @@ class FGD:
     def scores(self, delta: np.ndarray) -> np.ndarray:
         """Band scores: 9 for the smallest delta, 0 for the largest (KAI's pack formula on
         -delta), minus the best-fit tie break; 0 where the task does not fit."""
-        ok = np.isfinite(delta)
-        out = np.zeros(delta.shape[0])
-        if not ok.any():
-            return out
-        lo, hi = delta[ok].min(), delta[ok].max()
-        out[ok] = BAND if hi - lo <= EPS else BAND * (1.0 - (delta[ok] - lo) / (hi - lo))
-        out[ok] -= TIE_BREAK * self._free_gpu()[ok]
-        return out
-
-    def _free_gpu(self) -> np.ndarray:
-        """Free GPU per node as the last decision saw it (idle devices + room in groups)."""
-        return self._dev.sum(axis=1)
+        _fgd.band_scores(delta, self._dev, BAND, TIE_BREAK, self._out_score)
+        return self._out_score
 
     def _placement_term(self, col: int, shared: bool) -> np.ndarray:
         """The spread score the placement kernels add under fgd (taken back out)."""
         ssn = self.ssn
-        cap = ssn.gpu_capacity if col == GPU else ssn.allocatable[CPU]
-        free = ssn.avail[col].copy()
+        free = ssn.avail[col]
         if shared and getattr(ssn, "dev_used", None) is not None and ssn.dev_used.shape[1]:
-            free += np.where(ssn.dev_used > EPS,
-                             np.maximum(0.0, 1.0 - ssn.dev_alloc + ssn.dev_rel), 0.0).sum(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(cap > 0, free / np.where(cap > 0, cap, 1.0), 0.0)
+            free = free + np.where(ssn.dev_used > EPS,
+                                   np.maximum(0.0, 1.0 - ssn.dev_alloc + ssn.dev_rel), 0.0).sum(axis=1)
+        return free * self._inv_cap[col]
 
     def node_order(self, task, job, mask) -> np.ndarray | None:
         """NodeOrder callback: FGD band scores minus the placement kernel's spread term.
@@ -244,7 +239,7 @@ class FGD:
         if got is None:
             return None
         shared = task.gpu_sharing is not None
-        out = self.scores(got[0]) - self._placement_term(CPU if kind == "cpu" else GPU, shared)
+        out = self.scores(got[0]) - self._placement_term(CPU if kind == "cpu" else GPU, shared)   # a new array
         self.seconds += time.perf_counter() - start
         return out
 
@@ -269,7 +264,7 @@ class FGD:
                 finally:
                     self._own_call = False
                 start = time.perf_counter()
-                total = self.scores(delta)
+                total = self.scores(delta).copy()
                 if extra is not None:
                     total = total + extra
                 total = np.where(ok, total, -np.inf)

@@ -202,3 +202,16 @@ def test_device_view(mod):
     out = np.full((3, 4), -1.0)
     mod.device_view(idle, used, alloc, rel, out)
     assert np.allclose(out, [[1.0, 0.7, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0]])
+
+
+@pytest.mark.parametrize("mod", [fast, ref], ids=["fast", "ref"])
+def test_band_scores(mod):
+    delta = np.array([0.5, -0.5, np.inf, 0.0, -0.5])
+    dev = np.array([[1.0, 1.0], [1.0, 0.5], [0.0, 0.0], [0.3, 0.0], [1.0, 1.0]])
+    out = np.full(5, -1.0)
+    assert mod.band_scores(delta, dev, 9.0, 1e-3, out) == 4
+    # -0.5 -> 9, 0.5 -> 0, 0.0 -> 4.5; minus 1e-3 per free GPU; no fit -> 0
+    assert np.allclose(out, [0.0 - 2e-3, 9.0 - 1.5e-3, 0.0, 4.5 - 0.3e-3, 9.0 - 2e-3])
+    same = np.array([0.2, 0.2])
+    mod.band_scores(same, dev[:2], 9.0, 0.0, out[:2])
+    assert np.allclose(out[:2], [9.0, 9.0])

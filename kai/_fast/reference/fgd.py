@@ -131,3 +131,16 @@ def device_view(idle_gpu, dev_used, dev_alloc, dev_rel, out) -> None:
                 f = 1.0
                 whole -= 1
             out[n][d] = f
+
+
+def band_scores(delta, dev_free, band, tie, out) -> int:
+    """See kai._fast.fgd.band_scores."""
+    finite = [x for x in delta if x < math.inf]
+    lo, hi = (min(finite), max(finite)) if finite else (0.0, 0.0)
+    for n, x in enumerate(delta):
+        if x < math.inf:
+            base = band if hi - lo <= EPS else band * (1.0 - (x - lo) / (hi - lo))
+            out[n] = base - tie * sum(dev_free[n])
+        else:
+            out[n] = 0.0
+    return len(finite)
