@@ -21,7 +21,7 @@ directives = {
     "wraparound": DEBUG,
     "initializedcheck": DEBUG,
     "cdivision": not DEBUG,
-    "nonecheck": DEBUG,
+    "nonecheck": False,   # nogil methods of cdef classes cannot carry None checks
     "embedsignature": True,
 }
 

@@ -30,15 +30,26 @@ cdef int best_node(const double[:, ::1] allocatable, const double[:, ::1] idle,
     cdef double r, lo = INFINITY, hi = 0.0, x, cap, score, best_score = -INFINITY, span
     cdef int best = -1, best_rank = 0
     cdef const double* col
-    cdef const unsigned char* m = &mask[0]
-    cdef unsigned char* ok = &scratch[0]            # fits on idle + releasing
-    cdef unsigned char* on_idle = &scratch[n_nodes]  # fits on idle alone
-    cdef const double* s_alloc = &allocatable[score_col, 0]
-    cdef const double* s_avail = &avail[score_col, 0]
-    cdef const double* g_alloc = &allocatable[gpu_col, 0]
-    cdef const double* gcap = &gpu_capacity[0]
-    cdef const int* rank = &name_rank[0]
-    cdef const double* extra = &extra_score[0]
+    cdef const unsigned char* m
+    cdef unsigned char* ok
+    cdef unsigned char* on_idle
+    cdef const double* s_alloc
+    cdef const double* s_avail
+    cdef const double* g_alloc
+    cdef const double* gcap
+    cdef const int* rank
+    cdef const double* extra
+    if n_nodes == 0:
+        return -1
+    m = &mask[0]
+    ok = &scratch[0]                 # fits on idle + releasing
+    on_idle = &scratch[n_nodes]      # fits on idle alone
+    s_alloc = &allocatable[score_col, 0]
+    s_avail = &avail[score_col, 0]
+    g_alloc = &allocatable[gpu_col, 0]
+    gcap = &gpu_capacity[0]
+    rank = &name_rank[0]
+    extra = &extra_score[0]
 
     for n in range(n_nodes):
         ok[n] = m[n]
