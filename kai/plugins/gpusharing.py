@@ -136,18 +136,17 @@ def explain_shared(ssn, task, job, mask: np.ndarray, portion: np.ndarray) -> str
             continue
         what = "too many pods" if names[c] == "pods" else f"insufficient {names[c]}"
         charge(ssn.avail[c] < req[c] - _EPS, what)
-    # the rest lack devices: count what each offers (groups with room + whole devices)
+    # the rest lack devices: count what each offers (groups with room + whole devices), vectorized
+    rows = np.flatnonzero(remaining)
     short = 0
-    for n in np.flatnonzero(remaining):
-        p = portion[n]
-        groups = 0
-        for d in range(ssn.dev_used.shape[1]):
-            used, alloc, rel = ssn.dev_used[n, d], ssn.dev_alloc[n, d], ssn.dev_rel[n, d]
-            if used > _EPS and abs(alloc - rel) > _EPS and 1.0 - alloc + rel - p >= -_EPS:
-                groups += 1
-        whole = max(int(np.floor(ssn.idle[GPU, n] + _EPS)), 0) + max(int(np.floor(ssn.releasing[GPU, n] + _EPS)), 0)
-        if groups + whole < gs.num_devices:
-            short += 1
+    if rows.size:
+        p = portion[rows][:, None]
+        used, alloc, rel = ssn.dev_used[rows], ssn.dev_alloc[rows], ssn.dev_rel[rows]
+        room = (used > _EPS) & (np.abs(alloc - rel) > _EPS) & (1.0 - alloc + rel - p >= -_EPS)
+        groups = room.sum(axis=1)
+        whole = (np.maximum(np.floor(ssn.idle[GPU, rows] + _EPS), 0)
+                 + np.maximum(np.floor(ssn.releasing[GPU, rows] + _EPS), 0))
+        short = int(((groups + whole) < gs.num_devices).sum())
     if short:
         parts.append((short, f"node(s) without {gs.num_devices} GPU device(s) with room for the share"
                       if gs.num_devices > 1 else "node(s) without a GPU device with room for the share"))
