@@ -60,7 +60,7 @@ import msgspec  # noqa: E402
 import yaml  # noqa: E402
 
 from kai.cache.kubeclient import ApiError, KubeClient  # noqa: E402
-from kai.testing.controlplane import (ControlPlane, _https_healthz, binaries_available,  # noqa: E402
+from kai.testing.controlplane import (ControlPlane, _pdeathsig, binaries_available,  # noqa: E402
                                       fake_node_manifest)
 
 try:
@@ -131,7 +131,8 @@ class LiveBench:
     """A control plane with kwok GPU nodes, and timed scheduler runs on it."""
 
     def __init__(self, nodes: int, *, bind_workers: int = 16, schedule_period: float = 1.0,
-                 creators: int = 16, log=print) -> None:
+                 creators: int = 16, log=print, out_dir: str | None = None) -> None:
+        self.out_dir = out_dir
         self.n_nodes = nodes
         self.bind_workers = bind_workers
         self.schedule_period = schedule_period
@@ -226,11 +227,12 @@ class LiveBench:
     def cleanup(self, ns: str) -> None:
         c = self.client
         t = time.monotonic()
-        c.request("DELETE", f"/api/v1/namespaces/{ns}/pods", params={"gracePeriodSeconds": 0})
-        try:
-            c.request("DELETE", PG_API.format(ns=ns))
-        except ApiError:
-            pass
+        for path, params in ((f"/api/v1/namespaces/{ns}/pods", {"gracePeriodSeconds": 0}),
+                             (PG_API.format(ns=ns), None)):
+            try:   # a collection delete of 5,000 pods can outlast a client timeout: we wait below anyway
+                c.request("DELETE", path, params=params, timeout=300)
+            except ApiError as exc:
+                self.log(f"  (delete {path}: {exc})")
 
         def gone() -> bool:
             return not c.get(f"/api/v1/namespaces/{ns}/pods", params={"limit": 1})["items"]
@@ -251,7 +253,7 @@ class LiveBench:
                 f"--authentication-kubeconfig={cp.kubeconfig}", f"--authorization-kubeconfig={cp.kubeconfig}",
                 "--bind-address=127.0.0.1", f"--secure-port={port}", f"--cert-dir={logdir / 'ks-certs'}", "-v=1"]
         return subprocess.Popen(argv, stdout=open(logdir / "kube-scheduler.log", "wb"), stderr=subprocess.STDOUT,
-                                cwd=str(logdir), start_new_session=True)
+                                cwd=str(logdir), preexec_fn=_pdeathsig)
 
     def _start_kai(self, logdir: Path) -> subprocess.Popen:
         argv = [sys.executable, "-m", "kai", "scheduler", "--kubeconfig", self.cp.kubeconfig,
@@ -259,7 +261,7 @@ class LiveBench:
                 "--bind-workers", str(self.bind_workers)]
         env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         return subprocess.Popen(argv, stdout=open(logdir / "kai-scheduler.log", "wb"), stderr=subprocess.STDOUT,
-                                cwd=str(REPO), env=env, start_new_session=True)
+                                cwd=str(REPO), env=env, preexec_fn=_pdeathsig)
 
     @staticmethod
     def _stop_proc(proc: subprocess.Popen) -> None:
@@ -278,7 +280,7 @@ class LiveBench:
         self._run_no += 1
         kai = scheduler == "kai"
         ns = f"bench-{self._run_no}-{workload.lower()}-{'kai' if kai else 'kube'}"
-        logdir = Path(self.cp.workdir) / "logs" / ns
+        logdir = Path(self.out_dir or (Path(self.cp.workdir) / "logs")) / ns
         logdir.mkdir(parents=True, exist_ok=True)
         self.log(f"[{workload}/{scheduler}] namespace {ns}")
         n = self.create_workload(ns, workload, kai, pods, gangs, gang_size)
@@ -465,18 +467,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true",
                    help="afterwards, one more kai run of workload A under py-spy (not in the figures)")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--out", help="directory for logs and profiles (default /tmp/bench_live-<pid>)")
     args = p.parse_args(argv)
-    b = LiveBench(args.nodes, bind_workers=args.bind_workers, schedule_period=args.schedule_period)
+    out = Path(args.out or f"/tmp/bench_live-{os.getpid()}")
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"logs, scheduler configs and profiles: {out}")
+    b = LiveBench(args.nodes, bind_workers=args.bind_workers, schedule_period=args.schedule_period,
+                  out_dir=str(out))
     results: list[dict] = []
     try:
         b.start()
         for w in args.workloads.split(","):
             for s in args.schedulers.split(","):
                 results.append(b.run(w, s, args.pods, args.gangs, args.gang_size))
+                (out / "results.json").write_text(json.dumps({"idle_cpu": b.idle_cpu, "results": results},
+                                                             indent=2))
         prof = None
         if args.profile:
-            prof = b.run("A", "kai", args.pods, args.gangs, args.gang_size, profile=True)
-            prof["pyspy_top"] = summarize_pyspy(prof.get("pyspy_raw", ""))
+            try:
+                prof = b.run("A", "kai", args.pods, args.gangs, args.gang_size, profile=True)
+                prof["pyspy_top"] = summarize_pyspy(prof.get("pyspy_raw", ""))
+            except Exception as exc:  # noqa: BLE001 - the figures above still count
+                print(f"profiled run failed: {exc!r}")
     finally:
         b.stop()
     print()
