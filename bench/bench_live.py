@@ -509,7 +509,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"workload {w}: kai / kube-scheduler = {k['pods_per_s'] / ks['pods_per_s']:.2f}x")
     if prof is not None:
         print(f"\nprofiled kai run (py-spy, workload A): {prof['pods_per_s']} pods/s; top frames (inclusive share "
-              f"of kai's on-CPU samples):")
+              f"of kai's py-spy samples; threads blocked in an SSL read, i.e. waiting for the API server, "
+              f"are sampled too):")
         for frame, share in prof["pyspy_top"]:
             print(f"  {share:6.1%}  {frame}")
         results.append(prof)
