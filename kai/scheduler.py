@@ -103,6 +103,7 @@ class Scheduler:
             result.queues = queue_report(ssn)
             result.queue_usage = queue_usage(ssn)
             result.queue_problems = dict(ssn.queues.problems)
+            self._nominate(ssn)
         finally:
             ssn.close()
         result.duration = time.perf_counter() - start
@@ -110,6 +111,23 @@ class Scheduler:
                  pipelined=len(result.pipelined), unschedulable=len(result.unschedulable),
                  seconds=round(result.duration, 4))
         return result
+
+    NOMINATION_TTL = 30.0   # seconds a pipelined job keeps its turn at the front of allocate
+
+    def _nominate(self, ssn) -> None:
+        """Remember jobs pipelined this cycle; forget those placed, gone or expired."""
+        nominated = self.state.nominated
+        for task, _status, _node in ssn.pipelined:
+            if task.job_key:
+                nominated.setdefault(task.job_key, ssn.now)
+        for key, since in list(nominated.items()):
+            job = self.state.jobs.get(key)
+            pipelined_now = any(t.status == C.PodStatus.PIPELINED for t in job.tasks.values()) if job else False
+            if job is None or ssn.now - since > self.NOMINATION_TTL or \
+                    (not pipelined_now and not job.has_pending()):
+                del nominated[key]
+            elif not pipelined_now and job.is_gang_satisfied():
+                del nominated[key]
 
 
 def queue_report(ssn) -> list[dict]:

@@ -49,6 +49,14 @@ def schedulable_jobs(ssn) -> list:
                                  f"{ps.min_available} (pods not created yet or scheduling-gated)")
             ssn.record_fit_error(job, short)
             continue
+        # A job its queue cannot take now (OverLimit, NonPreemptibleOverQuota) stays out of
+        # the queue order: as a queue's head job it would misrepresent the queue (its large
+        # request would push the queue back behind others) and cause allocate/reclaim
+        # ping-pong. Within an action usage only grows, so it could not run later in it.
+        over = ssn.is_job_over_capacity(job, job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key))
+        if over:
+            ssn.record_fit_error(job, [over])
+            continue
         out.append(job)
     return out
 
@@ -204,7 +212,22 @@ class Allocate(Action):
     name = "allocate"
 
     def execute(self, ssn) -> None:
-        jobs = JobsOrderByQueues(ssn, schedulable_jobs(ssn), ssn.config.queue_depth_per_action.get(self.name))
+        depth = ssn.config.queue_depth_per_action.get(self.name)
+        candidates = schedulable_jobs(ssn)
+        nominated = getattr(ssn.state, "nominated", {})
+        first = [j for j in candidates if j.key in nominated]
+        if not first:
+            self._run(ssn, candidates, depth)
+            return
+        # Jobs that reclaim/preempt/consolidation pipelined in an earlier cycle go first
+        # (like kube-scheduler's nominated pods): the resources were freed for them, and if
+        # the queue order handed them to someone else again, the next reclaim would take
+        # them back -- allocate/evict ping-pong. Within each group, the usual queue order.
+        self._run(ssn, first, depth)
+        self._run(ssn, [j for j in candidates if j.key not in nominated], depth)
+
+    def _run(self, ssn, candidates, depth) -> None:
+        jobs = JobsOrderByQueues(ssn, candidates, depth)
         for job in jobs:
             stmt = Statement(ssn)
             ok, reasons = allocate_job(ssn, job, stmt)

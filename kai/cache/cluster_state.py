@@ -96,6 +96,8 @@ class ClusterState:
         self._waiting_key: dict[str, str] = {}                  # pod uid -> podgroup key it waits for
         self.pod_problems: dict[str, str] = {}                  # pod key -> why it is not scheduled
         self._bulk: list | None = None
+        # job key -> time its pods were last pipelined onto resources being freed for it
+        self.nominated: dict[str, float] = {}
 
     def load(self, nodes=(), podgroups=(), pods=(), queues=(), priority_classes=()) -> None:
         """Bulk initial load (the informers' first list): nodes first, charges applied in one pass.

@@ -94,6 +94,11 @@ def place_again(ssn, job: PodGroupInfo, stmt: Statement, tasks: list) -> bool:
     """
     if not tasks:
         return True
+    # Its queue's usage dropped when the pods were evicted and may have been taken since (by
+    # the preemptor, or another victim of the same queue): coming back must respect the
+    # queue's limit and non-preemptible quota like any allocation.
+    if ssn.is_job_over_capacity(job, tasks):
+        return False
     cp = stmt.checkpoint()
     tasks = sorted(tasks, key=ssn.task_order_key)
     by_podset: dict[int, list] = {}
