@@ -98,6 +98,8 @@ class ClusterState:
         self._bulk: list | None = None
         # job key -> time its pods were last pipelined onto resources being freed for it
         self.nominated: dict[str, float] = {}
+        # PodGroup keys whose pods or spec changed since the status writer last looked
+        self.dirty_jobs: set[str] = set()
 
     def load(self, nodes=(), podgroups=(), pods=(), queues=(), priority_classes=()) -> None:
         """Bulk initial load (the informers' first list): nodes first, charges applied in one pass.
@@ -276,6 +278,7 @@ class ClusterState:
         if p.node_name:
             self._node_pods[p.node_name].discard(uid)
         if p.job_key:
+            self.dirty_jobs.add(p.job_key)
             job = self.jobs.get(p.job_key)
             if job is not None:
                 job.remove_task(uid)
@@ -309,6 +312,7 @@ class ClusterState:
             self.pod_problems[p.key] = f"PodGroup {key} does not exist"
             return
         job.add_task(p)
+        self.dirty_jobs.add(key)
         if p.invalid_reason:
             job.invalid_reasons.append(p.invalid_reason)
 
@@ -316,6 +320,7 @@ class ClusterState:
     def upsert_podgroup(self, pg: PodGroup) -> None:
         key = f"{pg.metadata.namespace or 'default'}/{pg.metadata.name}"
         self.podgroups[key] = pg
+        self.dirty_jobs.add(key)
         priority = resolve_priority(pg.spec.priority_class_name, self.priority_classes)
         job = PodGroupInfo(pg, priority, resolve_preemptible(pg, priority))
         old = self.jobs.get(key)
@@ -367,6 +372,7 @@ class ClusterState:
             self._node_pods[task.node_name].discard(task.uid)
         task.node_name = node_name
         task.status = S.BINDING
+        self.dirty_jobs.add(task.job_key)
         self._node_pods[node_name].add(task.uid)
         self._charge(task)
 
@@ -374,4 +380,5 @@ class ClusterState:
         """An eviction was issued: the pod's resources are releasing until it is gone."""
         self._uncharge(task.uid)
         task.status = S.RELEASING
+        self.dirty_jobs.add(task.job_key)
         self._charge(task)

@@ -329,10 +329,22 @@ class StatusReporter:
         self._queues: dict[str, dict] = {}       # name -> status last submitted
         self._pgs: dict[str, dict] = {}          # ns/name -> status last submitted
         self._queue_problem: dict[str, str] = {}
+        self._last_full = float("-inf")
+
+    FULL_PASS_SECONDS = 60.0    # recompute every PodGroup's status at least this often
 
     def report(self, state, result) -> int:
         n = self.report_queues(state.queues, result)
-        return n + self.report_podgroups(state.podgroups, state.jobs)
+        dirty = getattr(state, "dirty_jobs", None)
+        now = time.monotonic()
+        if dirty is None or now - self._last_full >= self.FULL_PASS_SECONDS:
+            self._last_full = now
+            only = None
+        else:
+            only = set(dirty)
+        if dirty is not None:
+            dirty.clear()
+        return n + self.report_podgroups(state.podgroups, state.jobs, only)
 
     def report_queues(self, queues: dict, result) -> int:
         n = 0
@@ -361,11 +373,17 @@ class StatusReporter:
             n += 1
         return n
 
-    def report_podgroups(self, podgroups: dict, jobs: dict) -> int:
+    def report_podgroups(self, podgroups: dict, jobs: dict, only: set | None = None) -> int:
+        """Write changed PodGroup statuses; ``only``: just these keys (jobs whose pods changed)."""
         n = 0
         for key in [k for k in self._pgs if k not in podgroups]:
             del self._pgs[key]
-        for key, pg in podgroups.items():
+        if only is None:
+            items = podgroups.items()
+        else:
+            items = [(k, podgroups[k]) for k in only if k in podgroups]
+            items += [(k, pg) for k, pg in podgroups.items() if k not in self._pgs and k not in only]
+        for key, pg in items:
             st = build_podgroup_status(pg, jobs.get(key))
             if _same(st, self._pgs.get(key) or {}) or _same(st, pg.status):
                 self._pgs[key] = st
