@@ -13,6 +13,8 @@ from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from kai.api import constants as C
+
 BUCKETS = tuple(5 * 2 ** i for i in range(10))     # 5 ms .. 2560 ms
 
 
@@ -46,14 +48,68 @@ class Metrics:
         self.use_cpu = Gauge("queue_cpu_usage", "Queue CPU usage (cores)", ["queue_name"], namespace=ns, registry=r)
         self.use_mem = Gauge("queue_memory_usage", "Queue memory usage (GB)", ["queue_name"],
                              namespace=ns, registry=r)
+        self.preemption_attempts = Counter("total_preemption_attempts", "Total preemption attempts in the cluster",
+                                           namespace=ns, registry=r)
+        self._queues: set[str] = set()
         self.is_leader = Gauge("is_leader", "1 when this replica holds the leader Lease", namespace=ns, registry=r)
 
-    def observe_cycle(self, result, action_ms: dict[str, float] | None = None) -> None:
+    def observe_cycle(self, result, action_ms: dict[str, float] | None = None, state=None) -> None:
+        """Update every per-cycle metric from one cycle's :class:`kai.scheduler.CycleResult`.
+
+        ``state`` (the ClusterState) maps pod keys to their PodGroups; without it each pod
+        counts as its own group and evictions carry no podgroup/uid. A binding or pipelined
+        decision without an action is counted under ``allocate``.
+
+        - ``podgroups_scheduled_by_action{action}``: PodGroups that got pods bound or pipelined
+          by the action, plus the preemptors its evictions were for (KAI counts a job once per
+          successful attempt).
+        - ``podgroups_acted_on_by_action{action}``: those plus the PodGroups whose pods the
+          action evicted.
+        - ``total_preemption_attempts``: preemptor PodGroups of the ``preempt`` action.
+        - ``pod_group_evicted_pods_total{podgroup,uid,nodepool,action}``: one per evicted pod.
+        """
         self.e2e.set(result.duration * 1000.0)
         for a, ms in (action_ms or {}).items():
             self.action_latency.labels(action=a).set(ms)
+        self._observe_queues(result)
+        wanted = {d.pod for d in (*result.bindings, *result.pipelined, *result.evictions)}
+        pods = _pods_by_key(state, wanted)
+
+        def job_of(pod_key: str) -> str:
+            p = pods.get(pod_key)
+            return (p.job_key if p is not None and p.job_key else "") or pod_key
+
+        scheduled: dict[str, set[str]] = {}
+        acted: dict[str, set[str]] = {}
+        for d in (*result.bindings, *result.pipelined):
+            action = d.action or "allocate"
+            job = job_of(d.pod)
+            scheduled.setdefault(action, set()).add(job)
+            acted.setdefault(action, set()).add(job)
+        preemptors: set[str] = set()
+        for d in result.evictions:
+            action = d.action or "unknown"
+            victim = job_of(d.pod)
+            acted.setdefault(action, set()).add(victim)
+            if d.preemptor:
+                scheduled.setdefault(action, set()).add(d.preemptor)
+                acted[action].add(d.preemptor)
+                if action == "preempt":
+                    preemptors.add(d.preemptor)
+            name, uid, pool = _podgroup_labels(state, pods.get(d.pod))
+            self.evicted.labels(podgroup=name, uid=uid, nodepool=pool, action=action).inc()
+        for action, jobs in scheduled.items():
+            self.scheduled.labels(action=action).inc(len(jobs))
+        for action, jobs in acted.items():
+            self.acted_on.labels(action=action).inc(len(jobs))
+        if preemptors:
+            self.preemption_attempts.inc(len(preemptors))
+
+    def _observe_queues(self, result) -> None:
+        seen = set()
         for q in result.queues:
             name = q["name"]
+            seen.add(name)
             f, a = q["fairShare"], q["allocated"]
             self.fair_gpu.labels(queue_name=name).set(f["gpu"])
             self.fair_cpu.labels(queue_name=name).set(f["cpu"] / 1000.0)
@@ -61,8 +117,34 @@ class Metrics:
             self.use_gpu.labels(queue_name=name).set(a["gpu"])
             self.use_cpu.labels(queue_name=name).set(a["cpu"] / 1000.0)
             self.use_mem.labels(queue_name=name).set(a["memory"] / 1e9)
-        for d in result.evictions:
-            self.evicted.labels(podgroup="", uid="", nodepool="default", action=d.action).inc()
+        for gone in self._queues - seen:        # deleted queues stop being reported
+            for g in (self.fair_gpu, self.fair_cpu, self.fair_mem, self.use_gpu, self.use_cpu, self.use_mem):
+                try:
+                    g.remove(gone)
+                except KeyError:
+                    pass
+        self._queues = seen
+
+
+def _pods_by_key(state, keys: set[str]) -> dict:
+    """PodInfo by ``namespace/name`` for the pods in ``keys`` (one pass over the state)."""
+    if state is None or not keys:
+        return {}
+    return {p.key: p for p in list(state.pods.values()) if p.key in keys}
+
+
+def _podgroup_labels(state, pod) -> tuple[str, str, str]:
+    """(podgroup name, podgroup uid, node pool) of an evicted pod, as KAI labels the counter."""
+    if state is None or pod is None or not pod.job_key:
+        return "", "", "default"
+    job = state.jobs.get(pod.job_key)
+    pg = state.podgroups.get(pod.job_key) or (getattr(job, "podgroup", None) if job is not None else None)
+    name = job.name if job is not None else pod.job_key.split("/", 1)[-1]
+    uid = job.uid if job is not None else ""
+    pool = ""
+    if pg is not None:
+        pool = (pg.metadata.labels or {}).get(C.NODE_POOL_LABEL, "")
+    return name, uid, pool or "default"
 
 
 class HealthServer:
