@@ -127,10 +127,15 @@ class Controller:
 
         def timed(ssn):
             t = time.perf_counter()
+            res = getattr(ssn.cache, "result", None)
+            n_bound, n_piped = (len(res.bindings), len(res.pipelined)) if res is not None else (0, 0)
             try:
                 return run(ssn)
             finally:
                 ms[name] = (time.perf_counter() - t) * 1000.0
+                if res is not None:     # which action bound/pipelined what (per-action metrics)
+                    for d in (*res.bindings[n_bound:], *res.pipelined[n_piped:]):
+                        d.action = d.action or name
         action.execute = timed
 
     # ------------------------------------------------------------------ startup
@@ -257,7 +262,7 @@ class Controller:
         result = self.scheduler.run_cycle(sink, now=time.time())
         self.cycles += 1
         self.last_result = result
-        self.metrics.observe_cycle(result, self._action_ms)
+        self.metrics.observe_cycle(result, self._action_ms, state=self.state)
         self._report_unschedulable(result)
         self._report_problems()
         try:
