@@ -1,4 +1,4 @@
-"""Command line: ``kai simulate`` (offline, over manifests) and ``kai scheduler`` (live)."""
+"""Command line: ``kai simulate`` (offline, over manifests), ``kai scheduler`` (live) and ``kai webhook``."""
 from __future__ import annotations
 
 import argparse
@@ -60,6 +60,12 @@ def cmd_scheduler(args) -> int:
         print(f"kai scheduler: error: {exc}", file=sys.stderr)
         return 2
     return run_controller(args, apply_flags(config, args))
+
+
+def cmd_webhook(args) -> int:
+    from kai.admission.webhook import run_webhook   # pod admission webhook (KAI's gpusharing, runtimeenforcement)
+
+    return run_webhook(args)
 
 
 def _bool(v: str) -> bool:
@@ -129,6 +135,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--identity", default=None, help="leader-election identity (default: host_pid_random)")
     r.add_argument("--bind-workers", type=int, default=16, help="concurrent binding/eviction API calls")
     r.set_defaults(func=cmd_scheduler)
+    w = sub.add_parser("webhook", help="run the pod admission webhook (GPU sharing env, runtimeClassName)")
+    w.add_argument("--port", type=int, default=9443, help="HTTPS port (default 9443)")
+    w.add_argument("--bind-address", default="0.0.0.0")
+    w.add_argument("--tls-cert-file", help="serving certificate (default: self-signed, generated at start)")
+    w.add_argument("--tls-private-key-file", help="its private key")
+    w.add_argument("--tls-san", action="append", metavar="NAME",
+                   help="extra DNS name or IP of a generated certificate (repeatable)")
+    w.add_argument("--write-ca-file", metavar="FILE", help="write the serving certificate (PEM) here, e.g. for caBundle")
+    w.add_argument("--gpu-pod-runtime-class-name", default="nvidia",
+                   help="runtimeClassName set on GPU pods without one (default nvidia; empty: off)")
+    w.add_argument("--scheduler-name", default="kai-scheduler", help="only pods with this schedulerName are handled")
+    w.add_argument("--gpu-sharing-enabled", type=_bool, default=True, metavar="BOOL",
+                   help="admit fraction pods (default true; false rejects them as KAI does)")
+    w.add_argument("--nri-plugin-enabled", type=_bool, default=False, metavar="BOOL",
+                   help="skip the NVIDIA_VISIBLE_DEVICES env var (device visibility set by the NRI plugin)")
+    w.set_defaults(func=cmd_webhook)
     return p
 
 
