@@ -11,10 +11,10 @@ An HTTPS server answering AdmissionReview v1 on the paths KAI's admission servic
     ``i<index>`` as in KAI) gets the env vars ``NVIDIA_VISIBLE_DEVICES``, ``RUNAI_NUM_OF_GPUS``
     (deprecated KAI name) and ``GPU_PORTION``, each ``valueFrom.configMapKeyRef`` on ConfigMap
     ``<prefix>-<index>`` with ``optional: true``, and the pod gets a ConfigMap volume
-    ``<prefix>-<index>-vol`` for it. The binder fills the ConfigMap when it binds the pod.
-    Differences from KAI: the env refs are optional (kai's binder writes only
-    ``NVIDIA_VISIBLE_DEVICES`` and ``GPU_PORTION``, so a required ``RUNAI_NUM_OF_GPUS`` ref would
-    keep the container from starting), and KAI's ``envFrom`` ConfigMap ``<prefix>-<index>-evar``
+    ``<prefix>-<index>-vol`` for it (also optional). The binder fills the ConfigMap when it binds
+    the pod. Differences from KAI: the env refs and the volume are optional (kai's binder writes
+    only ``NVIDIA_VISIBLE_DEVICES`` and ``GPU_PORTION``, and only ConfigMap ``<prefix>-0``, so
+    required refs would keep some containers from starting), and KAI's ``envFrom`` ConfigMap ``<prefix>-<index>-evar``
     is not referenced (kai's binder does not write it).
   * runtimeenforcement: a pod requesting GPUs (``nvidia.com/gpu``, MIG resources or a fraction)
     without ``runtimeClassName`` gets ``--gpu-pod-runtime-class-name`` (default ``nvidia``;
@@ -256,7 +256,7 @@ def _mutate_gpu_sharing(pod: dict, cfg: AdmissionConfig) -> None:
     vol = volume_name(cm)
     spec = pod["spec"]
     spec["volumes"] = [v for v in (spec.get("volumes") or []) if v.get("name") != vol] + [
-        {"name": vol, "configMap": {"name": cm}}]
+        {"name": vol, "configMap": {"name": cm, "optional": True}}]
 
 
 def _mutate_runtime_class(pod: dict, cfg: AdmissionConfig) -> None:

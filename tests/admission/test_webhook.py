@@ -78,7 +78,7 @@ def test_fraction_pod_gets_configmap_env_volume_annotation_and_runtime_class():
     assert sorted(env) == sorted(ENV_KEYS)
     for k in ENV_KEYS:
         assert env[k]["valueFrom"] == {"configMapKeyRef": {"name": cm, "key": k, "optional": True}}
-    assert new["spec"]["volumes"] == [{"name": f"{cm}-vol", "configMap": {"name": cm}}]
+    assert new["spec"]["volumes"] == [{"name": f"{cm}-vol", "configMap": {"name": cm, "optional": True}}]
     assert new["spec"]["runtimeClassName"] == "nvidia"
     assert p["metadata"]["annotations"] == {"gpu-fraction": "0.5"}      # input untouched
 
@@ -372,7 +372,8 @@ def test_webhook_on_a_real_apiserver(control_plane, kube_namespace):
         assert sorted(env) == sorted(ENV_KEYS)
         assert env["GPU_PORTION"]["valueFrom"]["configMapKeyRef"] == {"name": f"{prefix}-0", "key": "GPU_PORTION",
                                                                       "optional": True}
-        assert {"name": volume_name(f"{prefix}-0"), "configMap": {"name": f"{prefix}-0", "defaultMode": 420}} in \
+        assert {"name": volume_name(f"{prefix}-0"), "configMap": {"name": f"{prefix}-0", "defaultMode": 420,
+                                                                 "optional": True}} in \
             body["spec"]["volumes"]
 
         bad = pod(name="bad", annotations={"gpu-fraction": "1.5"})
