@@ -121,8 +121,13 @@ class PodGrouperController:
             for r in pod.metadata.owner_references:
                 if r.kind == kind and r.name == oname:
                     api_version = r.api_version
-        if ouid and api_version:
+        refs = [r for r in meta.get("ownerReferences") or [] if r.get("uid") and r.get("apiVersion")]
+        if refs:
+            meta["ownerReferences"] = refs     # the grouper's choice (pod, Job under a CronJob, ...)
+        elif ouid and api_version:
             meta["ownerReferences"] = [{"apiVersion": api_version, "kind": kind, "name": oname, "uid": ouid}]
+        else:
+            meta.pop("ownerReferences", None)
         name = meta["name"]
         try:
             self.client.post(f"/apis/scheduling.run.ai/v2alpha2/namespaces/{ns}/podgroups", body)
