@@ -176,6 +176,24 @@ def parse_gpu_sharing(pod: Pod, whole_gpus: float) -> tuple[GPUSharing | None, s
     return GPUSharing(0.0, m, num), ""
 
 
+def fraction_configmap_suffix(pod: Pod | None) -> str:
+    """KAI's per-container suffix of a GPU-sharing pod's ConfigMap: ``<index>`` of the container
+    named by ``gpu-fraction-container-name`` (default container 0), ``i<index>`` for an init
+    container. The admission webhook points the container's env at ``<prefix>-<suffix>``."""
+    if pod is None:
+        return "0"
+    name = pod.metadata.annotations.get(C.GPU_FRACTION_CONTAINER)
+    if name is None:
+        return "0"
+    for i, c in enumerate(pod.spec.containers):
+        if c.name == name:
+            return str(i)
+    for i, c in enumerate(pod.spec.init_containers):
+        if c.name == name:
+            return f"i{i}"
+    return "0"
+
+
 def constraint_signature(pod: Pod) -> tuple:
     """Hashable key of everything that decides which nodes a pod may use, apart from resources.
 

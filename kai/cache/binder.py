@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 import structlog
 
+from kai.api.pod_info import fraction_configmap_suffix
 from kai.cache.cluster_state import shared_portion
 from kai.cache.kubeclient import ApiError, KubeClient
 from kai.cache.reservation import CONFIGMAP_ANNOTATION, ReservationService, configmap_prefix
@@ -136,7 +137,8 @@ class Binder:
                         self.status.event({"kind": "Pod", "apiVersion": "v1", "namespace": ns, "name": name,
                                            "uid": uid}, "FailedBinding", reason, "Warning")
                     if cm_prefix and self.reservations is not None:
-                        self.reservations.delete_configmaps(ns, cm_prefix)
+                        self.reservations.delete_configmaps(ns, cm_prefix,
+                                                            fraction_configmap_suffix(self.latest_pod(key)))
                     self.events.put(("Binder", BIND_FAILED, (uid, key, node, reason)))
                     return
                 # before retrying, make sure an earlier attempt did not bind it after all
@@ -162,7 +164,7 @@ class Binder:
             owners = latest.metadata.owner_references if latest is not None else []
             prefix = configmap_prefix(name, owners[0].name if owners else "")
         self._label_gpu_groups(ns, name, uid, groups, {CONFIGMAP_ANNOTATION: prefix})
-        rs.write_visibility(ns, name, uid, prefix, uuids, portion)
+        rs.write_visibility(ns, name, uid, prefix, uuids, portion, fraction_configmap_suffix(latest))
         if not all(uuids):
             msg = (f"no GPU UUID from the reservation pod of GPU group(s) {', '.join(groups)} on node {node} "
                    f"within {rs.timeout:g}s; bound without NVIDIA_VISIBLE_DEVICES")

@@ -216,9 +216,10 @@ class ReservationService:
 
     # ------------------------------------------------------------------ device ConfigMap
     def write_visibility(self, ns: str, pod_name: str, pod_uid: str, prefix: str, uuids: list[str],
-                         portion: float) -> str:
-        """Create or update the pod's ConfigMap ``<prefix>-0``; returns its name."""
-        name = f"{prefix}-0"
+                         portion: float, suffix: str = "0") -> str:
+        """Create or update the pod's ConfigMap ``<prefix>-<suffix>`` (the GPU container's index,
+        ``i<n>`` for an init container: where the admission webhook points its env); returns its name."""
+        name = f"{prefix}-{suffix}"
         data = {VISIBLE_DEVICES: ",".join(u for u in uuids if u), GPU_PORTION: f"{portion:g}"}
         self._upsert_cm(ns, name, pod_name, pod_uid, data)
         return name
@@ -237,9 +238,9 @@ class ReservationService:
             self.client.patch(f"/api/v1/namespaces/{ns}/configmaps/{name}",
                               {"metadata": {"ownerReferences": body["metadata"]["ownerReferences"]}, "data": data})
 
-    def delete_configmaps(self, ns: str, prefix: str) -> None:
+    def delete_configmaps(self, ns: str, prefix: str, suffix: str = "0") -> None:
         """Rollback of a failed bind (KAI's gpusharing Rollback)."""
-        for name in (f"{prefix}-0", f"{prefix}-0-evar"):
+        for name in (f"{prefix}-{suffix}", f"{prefix}-{suffix}-evar"):
             try:
                 self.client.delete(f"/api/v1/namespaces/{ns}/configmaps/{name}")
             except ApiError as exc:

@@ -227,3 +227,21 @@ def test_constraint_signature_ignores_resources_and_order():
     assert constraint_signature(a) == constraint_signature(b)
     assert constraint_signature(a) != constraint_signature(c)
     assert np.array_equal(req(a)[[1, 2, 3]], req(c)[[1, 2, 3]])
+
+
+def test_fraction_configmap_suffix_follows_the_gpu_container():
+    import msgspec
+
+    from kai.api.k8s import Pod
+    from kai.api.pod_info import fraction_configmap_suffix
+
+    def pod(ann):
+        return msgspec.convert({"metadata": {"name": "p", "annotations": ann},
+                                "spec": {"initContainers": [{"name": "setup"}],
+                                         "containers": [{"name": "side"}, {"name": "train"}]}}, Pod)
+
+    assert fraction_configmap_suffix(None) == "0"
+    assert fraction_configmap_suffix(pod({"gpu-fraction": "0.5"})) == "0"
+    assert fraction_configmap_suffix(pod({"gpu-fraction-container-name": "train"})) == "1"
+    assert fraction_configmap_suffix(pod({"gpu-fraction-container-name": "setup"})) == "i0"
+    assert fraction_configmap_suffix(pod({"gpu-fraction-container-name": "nope"})) == "0"
