@@ -16,7 +16,7 @@ from e2e_helpers import SchedulerProcess, ensure, pod_manifest, wait_for
 pytestmark = pytest.mark.integration
 
 NAME = "kai-ha"
-LEASE_NS = "kai-ha-system"
+LEASE_NS = "kai-scheduler"   # the chart's namespace: its Role grants Leases only there
 LEASE = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases/{NAME}"
 
 
