@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from kai._fast.gpusharing import GPU_ORDER_PACK, GPU_ORDER_SPREAD, choose_node
-from kai.actions.common.explain import explain_task
+from kai.actions.common.explain import NodeTally, explain_task
 from kai.api import constants as C
 from kai.api.resources import GPU
 from kai.framework.plugin import Plugin, register_plugin
@@ -113,32 +113,23 @@ def explain_shared(ssn, task, job, mask: np.ndarray, portion: np.ndarray) -> str
     if not m.any():
         return explain_task(ssn, task, job, mask)
     total = int(live.sum())
-    parts: list[tuple[int, str]] = []
-    remaining = m.copy()
-
-    def charge(failing: np.ndarray, text: str) -> None:
-        nonlocal remaining
-        c = int((failing & remaining).sum())
-        if c:
-            parts.append((c, text))
-        remaining &= ~failing
-
-    charge(~m, "node(s) excluded by node predicates or constraints")
-    charge(facts.mig, "MIG node(s) (mig strategy allows no GPU fractions)")
-    charge(ssn.allocatable[GPU] <= 0, "node(s) without GPUs")
+    tally = NodeTally(live)
+    tally.charge(~m, "node(s) excluded by node predicates or constraints")
+    tally.charge(facts.mig, "MIG node(s) (mig strategy allows no GPU fractions)")
+    tally.charge(ssn.allocatable[GPU] <= 0, "node(s) without GPUs")
     if not gs.portion:
-        charge(facts.memory <= 0, f"node(s) without the {C.GPU_MEMORY_LABEL} label (needed for gpu-memory requests)")
-        charge(portion > 1.0 + _EPS, f"node(s) whose GPUs have less than {gs.memory_mib} MiB")
+        tally.charge(facts.memory <= 0,
+                     f"node(s) without the {C.GPU_MEMORY_LABEL} label (needed for gpu-memory requests)")
+        tally.charge(portion > 1.0 + _EPS, f"node(s) whose GPUs have less than {gs.memory_mib} MiB")
     req = task.req_vec(ssn.allocatable.shape[0])
     names = ssn.registry.names
     for c in np.flatnonzero(req > 0):
         if c == GPU:
             continue
         what = "too many pods" if names[c] == "pods" else f"insufficient {names[c]}"
-        charge(ssn.avail[c] < req[c] - _EPS, what)
+        tally.charge(ssn.avail[c] < req[c] - _EPS, what)
     # the rest lack devices: count what each offers (groups with room + whole devices), vectorized
-    rows = np.flatnonzero(remaining)
-    short = 0
+    rows = np.flatnonzero(tally.remaining)
     if rows.size:
         p = portion[rows][:, None]
         used, alloc, rel = ssn.dev_used[rows], ssn.dev_alloc[rows], ssn.dev_rel[rows]
@@ -146,12 +137,10 @@ def explain_shared(ssn, task, job, mask: np.ndarray, portion: np.ndarray) -> str
         groups = room.sum(axis=1)
         whole = (np.maximum(np.floor(ssn.idle[GPU, rows] + _EPS), 0)
                  + np.maximum(np.floor(ssn.releasing[GPU, rows] + _EPS), 0))
-        short = int(((groups + whole) < gs.num_devices).sum())
-    if short:
-        parts.append((short, f"node(s) without {gs.num_devices} GPU device(s) with room for the share"
-                      if gs.num_devices > 1 else "node(s) without a GPU device with room for the share"))
-    parts.sort(key=lambda x: -x[0])
-    detail = ", ".join(f"{c} {t}" for c, t in parts) or "no node has room"
+        tally.add(int(((groups + whole) < gs.num_devices).sum()),
+                  f"node(s) without {gs.num_devices} GPU device(s) with room for the share"
+                  if gs.num_devices > 1 else "node(s) without a GPU device with room for the share")
+    detail = tally.detail() or "no node has room"
     return f"0/{total} nodes fit a {describe_request(gs)}: {detail}"
 
 

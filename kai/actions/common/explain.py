@@ -13,48 +13,55 @@ from kai.api import constants as C
 from kai.cache.node_table import tolerates
 
 
+class NodeTally:
+    """Counts of nodes per failure reason: each node is charged to the first reason it fails."""
+
+    def __init__(self, among: np.ndarray) -> None:
+        self.remaining = among.copy()
+        self.parts: list[tuple[int, str]] = []
+
+    def charge(self, failing: np.ndarray, text: str) -> None:
+        c = int((failing & self.remaining).sum())
+        if c:
+            self.parts.append((c, text))
+        self.remaining &= ~failing
+
+    def add(self, count: int, text: str) -> None:
+        if count:
+            self.parts.append((int(count), text))
+
+    def detail(self) -> str:
+        """``'4980 insufficient nvidia.com/gpu, 20 untolerated taint ...'``, largest first."""
+        return ", ".join(f"{c} {t}" for c, t in sorted(self.parts, key=lambda p: -p[0]))
+
+
 def explain_task(ssn, task, job, mask: np.ndarray | None = None) -> str:
     table = ssn.state.nodes
     in_use = table.in_use.astype(bool)
     total = int(in_use.sum())
     if total == 0:
         return "0/0 nodes fit: the cluster has no nodes"
-    parts: list[tuple[int, str]] = []
-    remaining = in_use.copy()
-
-    def charge(failing: np.ndarray, text: str) -> None:
-        nonlocal remaining
-        c = int((failing & remaining).sum())
-        if c:
-            parts.append((c, text))
-        remaining &= ~failing
-
-    charge(table.not_ready.astype(bool), "node(s) not ready")
+    tally = NodeTally(in_use)
+    tally.charge(table.not_ready.astype(bool), "node(s) not ready")
     if not tolerates(task.pod.spec.tolerations, C.UNSCHEDULABLE_TAINT, "", "NoSchedule"):
-        charge(table.cordoned.astype(bool), "node(s) unschedulable (cordoned)")
-    charge(~table.selector_mask(task.pod), "node(s) didn't match the pod's node selector/affinity")
+        tally.charge(table.cordoned.astype(bool), "node(s) unschedulable (cordoned)")
+    tally.charge(~table.selector_mask(task.pod), "node(s) didn't match the pod's node selector/affinity")
     taint_ok, _ = table.taint_mask(task.pod)
-    for taint, count in _untolerated_by_taint(table, task, remaining & ~taint_ok):
-        parts.append((count, f"untolerated taint {taint}"))
-    remaining &= taint_ok
+    for taint, count in _untolerated_by_taint(table, task, tally.remaining & ~taint_ok):
+        tally.add(count, f"untolerated taint {taint}")
+    tally.remaining &= taint_ok
     plugin_mask = ssn.node_mask(task, job) if mask is None else mask
-    blocked = remaining & ~plugin_mask.astype(bool)
-    if blocked.any():
-        parts.append((int(blocked.sum()), "node(s) excluded by scheduling constraints (topology/plugins)"))
-        remaining &= plugin_mask.astype(bool)
+    tally.charge(~plugin_mask.astype(bool), "node(s) excluded by scheduling constraints (topology/plugins)")
     width = ssn.allocatable.shape[0]
     req = task.req_vec(width)
     cols = np.flatnonzero(req > 0).astype(np.int32)
     short = np.zeros(len(cols), dtype=np.int64)
-    fits = _placement.fit_counts(ssn.idle, ssn.avail, np.ascontiguousarray(remaining, dtype=np.uint8),
+    fits = _placement.fit_counts(ssn.idle, ssn.avail, np.ascontiguousarray(tally.remaining, dtype=np.uint8),
                                  req, cols, short)
     names = ssn.registry.names
     for k, c in enumerate(cols):
-        if short[k]:
-            what = "too many pods" if names[c] == "pods" else f"insufficient {names[c]}"
-            parts.append((int(short[k]), what))
-    parts.sort(key=lambda p: -p[0])
-    detail = ", ".join(f"{c} {t}" for c, t in parts)
+        tally.add(short[k], "too many pods" if names[c] == "pods" else f"insufficient {names[c]}")
+    detail = tally.detail()
     if fits:
         extra = f"{fits} node(s) have room but were not usable for this pod"
         detail = f"{detail}; {extra}" if detail else extra
