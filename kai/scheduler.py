@@ -6,61 +6,19 @@ differ only in the ``cache`` that receives the decisions (API calls vs. a record
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import structlog
 
 import kai.actions  # noqa: F401  (registers actions)
 from kai.api import constants as C
 from kai.cache.cluster_state import ClusterState
+from kai.cache.decisions import CycleResult, Decision, RecordingCache
 from kai.config import SchedulerConfig
 from kai.framework.action import ACTIONS
-from kai.framework.session import Session
+from kai.framework.session import CycleMemory, Session
 from kai.plugins import build_plugins
 
 log = structlog.get_logger("kai.scheduler")
-
-
-@dataclass
-class Decision:
-    pod: str
-    node: str = ""
-    gpu_groups: list[str] = field(default_factory=list)
-    action: str = ""
-    preemptor: str = ""
-
-
-@dataclass
-class CycleResult:
-    bindings: list[Decision] = field(default_factory=list)
-    evictions: list[Decision] = field(default_factory=list)
-    pipelined: list[Decision] = field(default_factory=list)
-    unschedulable: dict[str, list[str]] = field(default_factory=dict)
-    queues: list[dict] = field(default_factory=list)
-    # per usable queue: {"allocated", "allocatedNonPreemptible", "requested", "deserved"} as
-    # (gpu devices, cpu millicores, memory bytes) after the cycle's commits (the status writer's input)
-    queue_usage: dict[str, dict[str, tuple]] = field(default_factory=dict)
-    queue_problems: dict[str, str] = field(default_factory=dict)   # queue -> why it is left out
-    duration: float = 0.0
-
-
-class RecordingCache:
-    """Commit sink that records decisions and applies them to the ClusterState as assumed."""
-
-    def __init__(self, state: ClusterState) -> None:
-        self.state = state
-        self.result = CycleResult()
-
-    def bind(self, task, node_name: str) -> None:
-        self.state.assume_bound(task, node_name)
-        self.result.bindings.append(Decision(task.key, node_name, list(task.gpu_groups)))
-
-    def pipeline(self, task, node_name: str) -> None:
-        self.result.pipelined.append(Decision(task.key, node_name))
-
-    def evict(self, task, action: str, preemptor: str = "") -> None:
-        self.state.assume_evicted(task)
-        self.result.evictions.append(Decision(task.key, task.node_name, action=action, preemptor=preemptor))
 
 
 class Scheduler:
@@ -69,6 +27,7 @@ class Scheduler:
     def __init__(self, state: ClusterState, config: SchedulerConfig) -> None:
         self.state = state
         self.config = config
+        self.memory = CycleMemory()
         actions = list(config.actions)
         if "consolidation" in actions and "spread" in config.placement.values():
             actions.remove("consolidation")       # as KAI: spread disables consolidation
@@ -82,20 +41,29 @@ class Scheduler:
                 self.actions.append(cls())
 
     def open_session(self, cache, now: float | None = None) -> Session:
-        ssn = Session(self.state, cache, self.config, now)
+        ssn = Session(self.state, cache, self.config, now, self.memory)
         ssn.plugins = build_plugins(self.config)
         for p in ssn.plugins:
             p.on_session_open(ssn)
         return ssn
 
     def run_cycle(self, cache=None, now: float | None = None) -> CycleResult:
+        """Open a session, run the actions in order, close it. ``cache`` receives the commits
+        (a RecordingCache when None) and carries the :class:`CycleResult`, which also gets the
+        cycle's timings and, on each decision, the action that made it."""
         start = time.perf_counter()
         cache = cache or RecordingCache(self.state)
+        result: CycleResult = cache.result
         ssn = self.open_session(cache, now)
+        result.open_seconds = time.perf_counter() - start
         try:
             for action in self.actions:
+                n_bound, n_piped, n_evicted = len(result.bindings), len(result.pipelined), len(result.evictions)
+                t = time.perf_counter()
                 action.execute(ssn)
-            result = getattr(cache, "result", CycleResult())
+                result.action_seconds[action.name] = time.perf_counter() - t
+                for d in (*result.bindings[n_bound:], *result.pipelined[n_piped:], *result.evictions[n_evicted:]):
+                    d.action = d.action or action.name
             for key, reasons in ssn.fit_errors.items():
                 job = ssn.jobs.get(key)
                 if job is not None and job.has_pending():
@@ -105,7 +73,9 @@ class Scheduler:
             result.queue_problems = dict(ssn.queues.problems)
             self._nominate(ssn)
         finally:
+            t = time.perf_counter()
             ssn.close()
+            result.close_seconds = time.perf_counter() - t
         result.duration = time.perf_counter() - start
         log.info("cycle", bindings=len(result.bindings), evictions=len(result.evictions),
                  pipelined=len(result.pipelined), unschedulable=len(result.unschedulable),
@@ -132,8 +102,9 @@ class Scheduler:
 
 def queue_report(ssn) -> list[dict]:
     """Per queue: fair share and allocation (gpu devices, cpu millicores, memory bytes)."""
-    allocated = getattr(ssn, "queue_allocated", {})
-    fair = getattr(ssn, "queue_fair_share", {})
+    shares = ssn.shares
+    allocated = shares.allocated if shares is not None else {}
+    fair = shares.fair_share if shares is not None else {}
     out = []
     for q in ssn.queues.topological():
         a = allocated.get(q.name)
@@ -149,9 +120,10 @@ def queue_report(ssn) -> list[dict]:
 
 def queue_usage(ssn) -> dict[str, dict[str, tuple]]:
     """Per queue, the proportion plugin's vectors as plain tuples (safe to use after close)."""
-    got = {k: getattr(ssn, a, None) or {} for k, a in (
-        ("allocated", "queue_allocated"), ("allocatedNonPreemptible", "queue_allocated_nonpreemptible"),
-        ("requested", "queue_request"), ("deserved", "queue_deserved"))}
+    sh = ssn.shares
+    got = {"allocated": sh.allocated, "allocatedNonPreemptible": sh.allocated_nonpreemptible,
+           "requested": sh.request, "deserved": sh.deserved} if sh is not None else {
+        k: {} for k in ("allocated", "allocatedNonPreemptible", "requested", "deserved")}
     out: dict[str, dict[str, tuple]] = {}
     for q in ssn.queues.topological():
         out[q.name] = {k: tuple(float(x) for x in v[q.name]) if q.name in v else (0.0, 0.0, 0.0)

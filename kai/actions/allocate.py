@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import structlog
 
-from kai.actions.common.explain import explain_task
+from kai.framework.explain import explain_task
 from kai.actions.common.job_order import JobsOrderByQueues
 from kai.api import constants as C
 from kai.framework.action import Action, register_action
@@ -214,7 +214,7 @@ class Allocate(Action):
     def execute(self, ssn) -> None:
         depth = ssn.config.queue_depth_per_action.get(self.name)
         candidates = schedulable_jobs(ssn)
-        nominated = getattr(ssn.state, "nominated", {})
+        nominated = ssn.state.nominated
         first = [j for j in candidates if j.key in nominated]
         if not first:
             self._run(ssn, candidates, depth)

@@ -37,16 +37,12 @@ from kai.framework.action import Action, register_action
 
 log = structlog.get_logger("kai.consolidation")
 
-DEFAULT_MAX_PREEMPTEES = 16
 _EPS = 1e-9
 
 
 def max_consolidation_preemptees(config) -> int:
     """``--max-consolidation-preemptees`` from the scheduler config (default 16)."""
-    v = getattr(config, "max_consolidation_preemptees", None)
-    if v is None or v == "":
-        return DEFAULT_MAX_PREEMPTEES
-    return int(v)
+    return int(config.max_consolidation_preemptees)
 
 
 def enough_capacity(ssn, tasks) -> bool:

@@ -11,8 +11,8 @@ KAI evicts with ``ssn.Evict`` directly; kai goes through a Statement (committed 
 so the node arrays and the queue accounting stay consistent for later actions.
 
 Grace period (seconds; negative = never evict), first found wins: the PodGroup's
-``spec.stalenessGracePeriod`` (newer KAI), ``ssn.staleness_grace_period`` (set by a plugin), ``config.default_staleness_grace_period``
-(the ``--default-staleness-grace-period`` flag), else 60.
+``spec.stalenessGracePeriod`` (newer KAI), ``config.default_staleness_grace_period``
+(the ``--default-staleness-grace-period`` flag, 60 by default).
 """
 from __future__ import annotations
 
@@ -26,24 +26,20 @@ from kai.framework.statement import Statement
 S = C.PodStatus
 log = structlog.get_logger("kai.stalegangeviction")
 
-DEFAULT_STALENESS_GRACE_PERIOD = 60.0
 ACTION_NAME = "stalegangeviction"
 
 
 def staleness_grace_period(ssn, job=None) -> float:
-    """Per-job ``spec.stalenessGracePeriod`` first, then the session / flag value, else 60 s."""
-    if job is not None:
-        own = getattr(job.podgroup.spec, "staleness_grace_period", None)
+    """Per-job ``spec.stalenessGracePeriod`` first, then the scheduler's
+    ``--default-staleness-grace-period`` (60 s by default; negative: never evict)."""
+    if job is not None and job.podgroup is not None:
+        own = job.podgroup.spec.staleness_grace_period
         if own:
             neg = own.startswith("-")
             secs = parse_duration(own.lstrip("-"))
             if secs is not None:
                 return -secs if neg else secs
-    for v in (getattr(ssn, "staleness_grace_period", None),
-              getattr(ssn.config, "default_staleness_grace_period", None)):
-        if v is not None:
-            return float(v)
-    return DEFAULT_STALENESS_GRACE_PERIOD
+    return float(ssn.config.default_staleness_grace_period)
 
 
 def is_stale(job) -> bool:

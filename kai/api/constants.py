@@ -33,6 +33,7 @@ GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"
 GPU_COUNT_LABEL = "nvidia.com/gpu.count"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 MIG_STRATEGY_LABEL = "nvidia.com/mig.strategy"
+MIG_ENABLED_LABEL = "node-role.kubernetes.io/mig-enabled"
 NODE_POOL_LABEL = "kai.scheduler/node-pool"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 

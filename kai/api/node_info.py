@@ -35,6 +35,12 @@ def gpu_memory_mib(node: Node) -> tuple[int, bool]:
     return (v, True) if v > 0 else (100, False)
 
 
+def is_mig_node(labels: dict[str, str]) -> bool:
+    """MIG nodes host no GPU fractions: KAI's mig strategy ``single`` allows whole GPUs only,
+    ``mixed`` MIG instances only."""
+    return bool(labels.get(C.MIG_STRATEGY_LABEL)) or labels.get(C.MIG_ENABLED_LABEL, "").lower() == "true"
+
+
 class NodeInfo:
     """Static facts about a node (labels, taints, readiness, GPU memory) plus its array column."""
 

@@ -97,6 +97,7 @@ class ResourceRegistry:
         self.index: dict[str, int] = {n: i for i, n in enumerate(self.names)}
         self._cache: dict[tuple[str, object], float] = {}
         self.request_cache: dict[tuple, object] = {}   # pod resource fields -> request vector
+        self._mig: tuple[int, tuple[tuple[int, int], ...]] = (-1, ())
 
     def __len__(self) -> int:
         return len(self.names)
@@ -121,9 +122,13 @@ class ResourceRegistry:
                 self._cache[key] = got
         return got
 
-    def mig_columns(self) -> list[tuple[int, int]]:
-        """(column, gpu equivalent) for every MIG resource registered so far."""
-        return [(i, g) for i, n in enumerate(self.names) if (g := mig_gpu_equivalent(n))]
+    def mig_columns(self) -> tuple[tuple[int, int], ...]:
+        """(column, gpu equivalent) for every MIG resource registered so far (cached until a
+        new resource is registered)."""
+        if self._mig[0] != len(self.names):
+            self._mig = (len(self.names),
+                         tuple((i, g) for i, n in enumerate(self.names) if (g := mig_gpu_equivalent(n))))
+        return self._mig[1]
 
 
 def format_resource(name: str, amount: float) -> str:

@@ -43,7 +43,7 @@ from kai.cache.cluster_state import shared_portion
 from kai.cache.kubeclient import ApiError, KubeClient
 from kai.cache.reservation import CONFIGMAP_ANNOTATION, ReservationService, configmap_prefix
 from kai.cache.status import StatusWriter, now_rfc3339
-from kai.scheduler import CycleResult, Decision
+from kai.cache.decisions import CycleResult, Decision
 
 log = structlog.get_logger("kai.binder")
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from kai.api import constants as C
 from kai.api.k8s import Node, NodeSelectorRequirement, Pod, Toleration
-from kai.api.node_info import NodeInfo
+from kai.api.node_info import NodeInfo, is_mig_node
 from kai.api.resources import GPU, ResourceRegistry
 
 _BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
@@ -49,6 +49,8 @@ class NodeTable:
         self.releasing = np.zeros((r, 0))
         self.avail = np.zeros((r, 0))
         self.gpu_capacity = np.zeros(0)
+        self.gpu_memory = np.zeros(0)                  # float64[N]: device memory MiB (label), 0 = unknown
+        self.mig = np.zeros(0, dtype=np.uint8)         # uint8[N]: 1 = MIG node (no GPU fractions)
         # shared-GPU groups, one slot per device (see kai/_fast/gpusharing.pxd): (N, D)
         self.dev_used = np.zeros((0, 0))
         self.dev_alloc = np.zeros((0, 0))
@@ -86,6 +88,8 @@ class NodeTable:
         self.avail = np.ascontiguousarray(pad(self.avail))
         z8 = np.zeros(count, dtype=np.uint8)
         self.gpu_capacity = np.concatenate([self.gpu_capacity, np.zeros(count)])
+        self.gpu_memory = np.concatenate([self.gpu_memory, np.zeros(count)])
+        self.mig = np.concatenate([self.mig, z8])
         d = self.dev_used.shape[1]
         self.dev_used = np.ascontiguousarray(np.vstack([self.dev_used, np.zeros((count, d))]))
         self.dev_alloc = np.ascontiguousarray(np.vstack([self.dev_alloc, np.zeros((count, d))]))
@@ -172,6 +176,8 @@ class NodeTable:
         self.idle[:, idx] = new_alloc - used
         self.avail[:, idx] = self.idle[:, idx] + self.releasing[:, idx]
         self.gpu_capacity[idx] = info.gpu_count_label or new_alloc[GPU]
+        self.gpu_memory[idx] = info.gpu_memory_mib if info.gpu_memory_synced else 0.0
+        self.mig[idx] = 1 if is_mig_node(info.labels) else 0
         # two slots per device: a group whose fractions are all releasing keeps its slot while
         # a new group is pipelined onto that (releasing) device
         self.ensure_devices(2 * int(max(new_alloc[GPU], info.gpu_count_label, 0)))
@@ -205,6 +211,8 @@ class NodeTable:
         for a in (self.allocatable, self.idle, self.releasing, self.avail):
             a[:, idx] = 0.0
         self.gpu_capacity[idx] = 0
+        self.gpu_memory[idx] = 0.0
+        self.mig[idx] = 0
         self.dev_used[idx] = self.dev_alloc[idx] = self.dev_rel[idx] = 0.0
         self.dev_from_rel[idx] = 0
         self.group_names.pop(idx, None)
@@ -267,6 +275,18 @@ class NodeTable:
                 self._taint_bits = np.concatenate(
                     [self._taint_bits, np.zeros((self.n, word + 1 - self._taint_bits.shape[1]), dtype=np.uint64)], axis=1)
             self._taint_bits[idx, word] |= np.uint64(1) << np.uint64(tid % 64)
+
+    def label_column(self, key: str) -> tuple[np.ndarray, list[str]]:
+        """int32[N] value ids of label ``key`` per node (-1: node lacks the label; the hostname
+        label is implied by the node name) and the values by id. A fresh all -1 column and no
+        values when no node has the label. The column is live: read it, don't write it."""
+        k = self._label_keys.get(key)
+        if k is None:
+            return np.full(self.n, -1, dtype=np.int32), []
+        values = [""] * len(self._label_values[k])
+        for v, vid in self._label_values[k].items():
+            values[vid] = v
+        return self._label_cols[k], values
 
     # ------------------------------------------------------------------ predicates
     def _expr_mask(self, e: NodeSelectorRequirement) -> np.ndarray:

@@ -19,6 +19,9 @@ from typing import Any, Callable
 
 import structlog
 
+from kai.api import constants as C
+from kai.api.queue_info import validate_queue
+from kai.api.quota import MigColumns, quota_tuple
 from kai.cache.kubeclient import ApiError, KubeClient
 
 log = structlog.get_logger("kai.status")
@@ -254,7 +257,6 @@ def queue_conditions(name: str, problem: str | None, own_spec_error: bool, usage
 def build_queue_statuses(queues: dict, result) -> dict[str, dict]:
     """Desired ``status`` per Queue object from a cycle's result (``queue_usage``,
     ``queue_problems``) and the Queue objects themselves (``childQueues``)."""
-    from kai.api.queue_info import validate_queue
     children: dict[str, list[str]] = {}
     for q in queues.values():
         if q.spec.parent_queue:
@@ -285,11 +287,10 @@ def podgroup_phase(pg, running: int, pending: int, succeeded: int, failed: int) 
     return "Pending"
 
 
-def build_podgroup_status(pg, job) -> dict:
+def build_podgroup_status(pg, job, mig_cols: MigColumns = ()) -> dict:
     """``phase``, pod counts by pod phase, and ``resourcesStatus`` (allocated: tasks bound or
-    being bound; requested: allocated + pending; non-preemptible when the job is)."""
-    from kai.api import constants as C
-    from kai.plugins.proportion import quota_vector
+    being bound; requested: allocated + pending; non-preemptible when the job is), with
+    GPUs counted as queue quota counts them (``kai.api.quota``)."""
     counts = {"Running": 0, "Pending": 0, "Succeeded": 0, "Failed": 0}
     alloc = [0.0, 0.0, 0.0]
     req = [0.0, 0.0, 0.0]
@@ -300,7 +301,7 @@ def build_podgroup_status(pg, job) -> dict:
             counts[phase] += 1
         st = t.status
         if st & C.ALLOCATED or st == C.PodStatus.PENDING:
-            v = quota_vector(t)
+            v = quota_tuple(t, mig_cols)
             for i in range(3):
                 req[i] += float(v[i])
                 if st & C.ALLOCATED:
@@ -344,7 +345,7 @@ class StatusReporter:
             only = set(dirty)
         if dirty is not None:
             dirty.clear()
-        return n + self.report_podgroups(state.podgroups, state.jobs, only)
+        return n + self.report_podgroups(state.podgroups, state.jobs, only, state.registry.mig_columns())
 
     def report_queues(self, queues: dict, result) -> int:
         n = 0
@@ -373,7 +374,8 @@ class StatusReporter:
             n += 1
         return n
 
-    def report_podgroups(self, podgroups: dict, jobs: dict, only: set | None = None) -> int:
+    def report_podgroups(self, podgroups: dict, jobs: dict, only: set | None = None,
+                         mig_cols: MigColumns = ()) -> int:
         """Write changed PodGroup statuses; ``only``: just these keys (jobs whose pods changed)."""
         n = 0
         for key in [k for k in self._pgs if k not in podgroups]:
@@ -384,7 +386,7 @@ class StatusReporter:
             items = [(k, podgroups[k]) for k in only if k in podgroups]
             items += [(k, pg) for k, pg in podgroups.items() if k not in self._pgs and k not in only]
         for key, pg in items:
-            st = build_podgroup_status(pg, jobs.get(key))
+            st = build_podgroup_status(pg, jobs.get(key), mig_cols)
             if _same(st, self._pgs.get(key) or {}) or _same(st, pg.status):
                 self._pgs[key] = st
                 continue

@@ -72,10 +72,6 @@ class Controller:
                              reservations=self.reservations)
         self.grouper = PodGrouperController(client, scheduler_name) if group_pods else None
         self.scheduler = Scheduler(self.state, config)
-        self._action_ms: dict[str, float] = {}
-        for action in self.scheduler.actions:
-            self._time_action(action)
-        self._time_session()
         self.synced = False
         self._problem_seen: dict[str, float] = {}
         self.cycles = 0
@@ -98,45 +94,6 @@ class Controller:
             except RuntimeError:
                 time.sleep(0.01)
         return {}
-
-    def _time_session(self) -> None:
-        """open/close session latency gauges (KAI's open_/close_session_latency_milliseconds)."""
-        sched, metrics = self.scheduler, self.metrics
-        open_session = sched.open_session
-
-        def timed_open(cache, now=None):
-            t = time.perf_counter()
-            ssn = open_session(cache, now)
-            metrics.open_session.set((time.perf_counter() - t) * 1000.0)
-            close = ssn.close
-
-            def timed_close():
-                t2 = time.perf_counter()
-                try:
-                    return close()
-                finally:
-                    metrics.close_session.set((time.perf_counter() - t2) * 1000.0)
-            ssn.close = timed_close
-            return ssn
-        sched.open_session = timed_open
-
-    def _time_action(self, action) -> None:
-        name = getattr(action, "name", type(action).__name__)
-        run = action.execute
-        ms = self._action_ms
-
-        def timed(ssn):
-            t = time.perf_counter()
-            res = getattr(ssn.cache, "result", None)
-            n_bound, n_piped = (len(res.bindings), len(res.pipelined)) if res is not None else (0, 0)
-            try:
-                return run(ssn)
-            finally:
-                ms[name] = (time.perf_counter() - t) * 1000.0
-                if res is not None:     # which action bound/pipelined what (per-action metrics)
-                    for d in (*res.bindings[n_bound:], *res.pipelined[n_piped:]):
-                        d.action = d.action or name
-        action.execute = timed
 
     # ------------------------------------------------------------------ startup
     def start(self) -> Controller:
@@ -262,7 +219,7 @@ class Controller:
         result = self.scheduler.run_cycle(sink, now=time.time())
         self.cycles += 1
         self.last_result = result
-        self.metrics.observe_cycle(result, self._action_ms, state=self.state)
+        self.metrics.observe_cycle(result, state=self.state)
         self._report_unschedulable(result)
         self._report_problems()
         try:

@@ -53,8 +53,9 @@ class Metrics:
         self._queues: set[str] = set()
         self.is_leader = Gauge("is_leader", "1 when this replica holds the leader Lease", namespace=ns, registry=r)
 
-    def observe_cycle(self, result, action_ms: dict[str, float] | None = None, state=None) -> None:
-        """Update every per-cycle metric from one cycle's :class:`kai.scheduler.CycleResult`.
+    def observe_cycle(self, result, state=None) -> None:
+        """Update every per-cycle metric from one cycle's :class:`kai.cache.decisions.CycleResult`
+        (``duration``, ``open_seconds``/``close_seconds`` and ``action_seconds`` included).
 
         ``state`` (the ClusterState) maps pod keys to their PodGroups; without it each pod
         counts as its own group and evictions carry no podgroup/uid. A binding or pipelined
@@ -69,8 +70,10 @@ class Metrics:
         - ``pod_group_evicted_pods_total{podgroup,uid,nodepool,action}``: one per evicted pod.
         """
         self.e2e.set(result.duration * 1000.0)
-        for a, ms in (action_ms or {}).items():
-            self.action_latency.labels(action=a).set(ms)
+        self.open_session.set(result.open_seconds * 1000.0)
+        self.close_session.set(result.close_seconds * 1000.0)
+        for a, seconds in result.action_seconds.items():
+            self.action_latency.labels(action=a).set(seconds * 1000.0)
         self._observe_queues(result)
         wanted = {d.pod for d in (*result.bindings, *result.pipelined, *result.evictions)}
         pods = _pods_by_key(state, wanted)

@@ -5,16 +5,22 @@ releasing, avail), the live job objects, and the queue tree. Plugins register ca
 in ``on_session_open`` (KAI's extension points, with KAI's names); actions call the
 dispatch helpers below. Closing the session undoes what was only virtual (pipelined
 tasks go back to Pending) and runs the plugins' ``on_session_close``.
+
+Everything a plugin publishes for others is a declared field (``__slots__``: assigning an
+undeclared attribute raises): queue figures in :class:`QueueShares` (proportion), the
+shared-GPU allocator and GPU order (gpusharing), and :class:`CycleMemory`, the only state
+that outlives a session (owned by the Scheduler, e.g. FGD's decayed task-type history).
 """
 from __future__ import annotations
 
 import functools
 import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from kai._fast.placement import STRATEGY_BINPACK, STRATEGY_SPREAD, NodeQueue, TouchLog
+from kai._fast.placement import STRATEGY_BINPACK, NodeQueue, TouchLog
 from kai.api import constants as C
 from kai.api.pod_info import PodInfo
 from kai.api.podgroup_info import PodGroupInfo, default_task_order_key
@@ -23,19 +29,65 @@ from kai.cache.cluster_state import ClusterState
 
 S = C.PodStatus
 
+#: fn(ssn, stmt, task, job) -> (ok, reason): places one fraction / gpu-memory task
+SharedGpuAllocator = Callable[..., tuple[bool, str]]
+
+
+@dataclass(eq=False)
+class QueueShares:
+    """Queue figures the proportion plugin publishes at session open.
+
+    Every map is queue name -> float64[3] ``[gpu devices, cpu millicores, memory bytes]``,
+    for the queue and its descendants. ``allocated`` and ``allocated_nonpreemptible`` are live
+    row views, kept in sync with virtual allocations and evictions by proportion's handlers;
+    the others are fixed for the session. ``deserved`` keeps -1 (unlimited)."""
+    allocated: dict[str, np.ndarray]
+    allocated_nonpreemptible: dict[str, np.ndarray]
+    fair_share: dict[str, np.ndarray]
+    deserved: dict[str, np.ndarray]
+    request: dict[str, np.ndarray]
+    allocatable_share: dict[str, np.ndarray]
+    total: np.ndarray                      # float64[3]: capacity the division shared out
+
+    def fair_share_of(self, name: str) -> dict[str, float] | None:
+        v = self.fair_share.get(name)
+        return None if v is None else dict(zip(("gpu", "cpu", "memory"), (float(x) for x in v)))
+
+
+@dataclass(eq=False)
+class CycleMemory:
+    """State kept from one session to the next, owned by the Scheduler (not module globals).
+
+    ``fgd_history``: FGD's decayed task-type histogram {type key: weight} (``fgdDecay``)."""
+    fgd_history: dict[tuple, float] = field(default_factory=dict)
+
 
 class Session:
     """Snapshot + registered callbacks + dispatch. Actions run against one open Session."""
 
-    #: answer runs of placements from lazy node queues when no plugin scores nodes
-    #: (False forces a full scan per decision: used as the benchmarks' baseline)
+    __slots__ = (
+        "state", "cache", "config", "now", "memory", "allocatable", "idle", "releasing", "avail",
+        "gpu_capacity", "dev_used", "dev_alloc", "dev_rel", "dev_from_rel", "group_names", "name_rank",
+        "node_infos", "touch_log", "_node_queues", "registry", "jobs", "queues", "pipelined", "fit_errors",
+        "results_log", "job_order_keys", "task_order_key", "podset_order_key", "queue_order_fns",
+        "pre_predicate_fns", "node_mask_fns", "node_order_fns", "subset_nodes_fns", "node_set",
+        "is_job_over_capacity_fns", "allocate_handlers", "deallocate_handlers", "can_reclaim_fns",
+        "reclaim_victim_filter_fns", "preempt_victim_filter_fns", "reclaim_scenario_validator_fns",
+        "preempt_scenario_validator_fns", "shares", "shared_gpu_allocator", "gpu_order",
+        "gpu_sharing_order_score", "gpu_portions", "placement", "plugins",
+    )
+
+    #: answer runs of placements from lazy node queues when no plugin scores nodes; a class-wide
+    #: switch (False forces a full scan per decision: the benchmarks' algorithmic baseline)
     use_node_queues = True
 
-    def __init__(self, state: ClusterState, cache, config, now: float | None = None) -> None:
+    def __init__(self, state: ClusterState, cache, config, now: float | None = None,
+                 memory: CycleMemory | None = None) -> None:
         self.state = state
         self.cache = cache
         self.config = config
         self.now = time.time() if now is None else now
+        self.memory = memory if memory is not None else CycleMemory()
         t = state.nodes
         t.ensure_width()
         t.refresh_rank()
@@ -85,15 +137,20 @@ class Session:
         self.preempt_victim_filter_fns: list[Callable] = []
         self.reclaim_scenario_validator_fns: list[Callable] = []
         self.preempt_scenario_validator_fns: list[Callable] = []
-        self.queue_fair_share_fn: Callable[[str], dict] | None = None
-        #: fn(ssn, stmt, task, job) -> (ok, reason) for fraction / gpu-memory tasks (kai.plugins.gpusharing)
-        self.shared_gpu_allocator = None
+        # --- published by plugins for others (see the module docstring) ---
+        #: queue figures (kai.plugins.proportion); None when proportion is not configured
+        self.shares: QueueShares | None = None
+        #: places fraction / gpu-memory tasks (kai.plugins.gpusharing, or fgd's); None: not enabled
+        self.shared_gpu_allocator: SharedGpuAllocator | None = None
         #: GPU order inside a node for shared groups: 0 none, 1 gpupack, 2 gpuspread
         self.gpu_order = 0
         #: gpusharingorder's node score for a node with a fitting shared group
         self.gpu_sharing_order_score = 0.0
+        #: (fraction, gpu-memory MiB) -> float64[N] portion per device on each node (gpusharing's cache)
+        self.gpu_portions: dict[tuple[float, int], np.ndarray] = {}
+        #: placement strategy per kind ("gpu", "cpu"): kai._fast.placement STRATEGY_* (nodeplacement)
         self.placement = {"gpu": STRATEGY_BINPACK, "cpu": STRATEGY_BINPACK}
-        self.plugins = []
+        self.plugins: list = []
 
     # ------------------------------------------------------------------ dispatch helpers
     def job_order_key(self, job: PodGroupInfo) -> tuple:

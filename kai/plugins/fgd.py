@@ -52,10 +52,6 @@ BAND = 9.0
 EPS = 1e-9
 TIE_BREAK = 1e-6
 
-#: decayed histograms across cycles, per scheduler config (id) -> {type key: weight}
-_HISTORY: dict[int, dict[tuple, float]] = {}
-
-
 def _task_shape(task) -> tuple[float, int] | None:
     """(GPU per device, devices) of a task; (0, 0) = no GPU; None = not expressible
     (a gpu-memory request or a multi-device fraction)."""
@@ -88,8 +84,7 @@ class FGD:
         with np.errstate(divide="ignore"):
             self._inv_cap = {GPU: np.where(ssn.gpu_capacity > 0, 1.0 / ssn.gpu_capacity, 0.0),
                              CPU: np.where(ssn.allocatable[CPU] > 0, 1.0 / ssn.allocatable[CPU], 0.0)}
-        used = getattr(ssn, "dev_used", None)
-        self._width = max(0 if used is None else used.shape[1],
+        self._width = max(ssn.dev_used.shape[1],
                           int(np.floor(ssn.allocatable[GPU].max(initial=0) + EPS)), 1)
         self.calls = 0          # decisions scored
         self.seconds = 0.0      # time spent scoring them (device view, kernel, band scores)
@@ -139,12 +134,13 @@ class FGD:
         if total > 0:
             hist = {k: v / total for k, v in hist.items()}
         if self.decay > 0:
-            past = _HISTORY.get(id(self.ssn.config), {})
+            memory = self.ssn.memory          # kept by the Scheduler from one cycle to the next
+            past = memory.fgd_history
             merged = {k: (1 - self.decay) * v for k, v in hist.items()}
             for k, v in past.items():
                 merged[k] = merged.get(k, 0.0) + self.decay * v
             hist = merged
-            _HISTORY[id(self.ssn.config)] = dict(hist)
+            memory.fgd_history = dict(hist)
         self.set_types(hist)
 
     def set_types(self, hist: dict[tuple, float]) -> None:
@@ -179,11 +175,7 @@ class FGD:
         a new group on an idle device. Refreshed once per decision."""
         ssn = self.ssn
         idle = ssn.idle[GPU]
-        used = getattr(ssn, "dev_used", None)
-        if used is None:
-            used = alloc = rel = np.zeros((self.n_nodes, 0))
-        else:
-            alloc, rel = ssn.dev_alloc, ssn.dev_rel
+        used, alloc, rel = ssn.dev_used, ssn.dev_alloc, ssn.dev_rel
         width = max(self._width, used.shape[1])
         if self._dev is None or self._dev.shape[1] != width:
             self._dev = np.zeros((self.n_nodes, width))
@@ -221,7 +213,7 @@ class FGD:
         """The spread score the placement kernels add under fgd (taken back out)."""
         ssn = self.ssn
         free = ssn.avail[col]
-        if shared and getattr(ssn, "dev_used", None) is not None and ssn.dev_used.shape[1]:
+        if shared and ssn.dev_used.shape[1]:
             free = free + np.where(ssn.dev_used > EPS,
                                    np.maximum(0.0, 1.0 - ssn.dev_alloc + ssn.dev_rel), 0.0).sum(axis=1)
         return free * self._inv_cap[col]
@@ -251,7 +243,7 @@ class FGD:
         gs = task.gpu_sharing
         if "gpu" in self.kinds and gs is not None and gs.portion and gs.num_devices == 1:
             mask = ssn.node_mask(task, job)
-            mask = np.ascontiguousarray(mask & (gpusharing._facts(ssn).portion(gs) > 0))
+            mask = np.ascontiguousarray(mask & (gpusharing.task_portions(ssn, gs) > 0))
             start = time.perf_counter()
             got = self.deltas(task, mask)
             self.seconds += time.perf_counter() - start
@@ -283,7 +275,6 @@ def attach(ssn, kinds: set[str], arguments: dict | None = None) -> FGD:
     """Build the session's FGD scorer, register its NodeOrder callback and, for GPU tasks,
     install it as the shared-GPU allocator (KAI's allocator kept as the fallback)."""
     scorer = FGD(ssn, kinds, arguments)
-    ssn.fgd = scorer
     ssn.node_order_fns.append(scorer.node_order)
     if "gpu" in kinds:
         scorer.fallback = ssn.shared_gpu_allocator or gpusharing.allocate_shared

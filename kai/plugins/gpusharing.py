@@ -17,70 +17,49 @@ gpusharingorder sets ``ssn.gpu_sharing_order_score``.
 
 Per node a task's portion is its fraction, or gpu-memory / the node's device memory (label
 ``nvidia.com/gpu.memory``). Nodes without that label cannot host gpu-memory pods, and MIG
-nodes (``nvidia.com/mig.strategy`` / ``node-role.kubernetes.io/mig-enabled``) host no
-fractions: KAI's mig strategy ``single`` allows whole GPUs only, ``mixed`` MIG only.
+nodes (``kai.api.node_info.is_mig_node``) host no fractions. Both node facts are NodeTable
+columns (``gpu_memory``, ``mig``); the per-request portion arrays are cached per session in
+``ssn.gpu_portions``.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from kai._fast.gpusharing import GPU_ORDER_PACK, GPU_ORDER_SPREAD, choose_node
-from kai.actions.common.explain import NodeTally, explain_task
+from kai.framework.explain import NodeTally, explain_task
 from kai.api import constants as C
 from kai.api.resources import GPU
 from kai.framework.plugin import Plugin, register_plugin
 
 GPU_SHARING_SCORE = 1000.0     # KAI scores.GpuSharing
-MIG_ENABLED_LABEL = "node-role.kubernetes.io/mig-enabled"
 _EPS = 1e-9
 
 
-class _NodeGPUFacts:
-    """Per-session, per-node GPU facts the allocator needs (computed once per session)."""
-
-    def __init__(self, ssn) -> None:
-        n = ssn.allocatable.shape[1]
-        self.memory = np.zeros(n)            # device memory MiB, 0 = label missing
-        self.mig = np.zeros(n, dtype=bool)
-        for info in ssn.node_infos:
-            if info is None:
-                continue
-            if info.gpu_memory_synced:
-                self.memory[info.idx] = info.gpu_memory_mib
-            labels = info.labels
-            if labels.get(C.MIG_STRATEGY_LABEL) or labels.get(MIG_ENABLED_LABEL, "").lower() == "true":
-                self.mig[info.idx] = True
-        self.portions: dict[tuple[float, int], np.ndarray] = {}
-
-    def portion(self, gs) -> np.ndarray:
-        """float64[N]: the task's portion per device on each node; 0 where it cannot be hosted."""
-        key = (gs.portion, gs.memory_mib)
-        got = self.portions.get(key)
-        if got is None:
-            if gs.portion:
-                got = np.full(self.memory.shape[0], gs.portion)
-            else:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    got = np.where(self.memory > 0, gs.memory_mib / np.maximum(self.memory, 1.0), 0.0)
-            got[self.mig] = 0.0
-            got = np.ascontiguousarray(got)
-            self.portions[key] = got
-        return got
-
-
-def _facts(ssn) -> _NodeGPUFacts:
-    f = getattr(ssn, "_gpu_sharing_facts", None)
-    if f is None:
-        f = ssn._gpu_sharing_facts = _NodeGPUFacts(ssn)
-    return f
+def task_portions(ssn, gs) -> np.ndarray:
+    """float64[N]: a shared-GPU task's portion per device on each node (its fraction, or its
+    gpu-memory / the node's device memory); 0 where it cannot be hosted (no memory label for a
+    gpu-memory request, MIG nodes). Cached in ``ssn.gpu_portions`` per (fraction, MiB)."""
+    key = (gs.portion, gs.memory_mib)
+    got = ssn.gpu_portions.get(key)
+    if got is None:
+        table = ssn.state.nodes
+        if gs.portion:
+            got = np.full(table.n, gs.portion)
+        else:
+            memory = table.gpu_memory
+            with np.errstate(divide="ignore", invalid="ignore"):
+                got = np.where(memory > 0, gs.memory_mib / np.maximum(memory, 1.0), 0.0)
+        got[table.mig.astype(bool)] = 0.0
+        got = np.ascontiguousarray(got)
+        ssn.gpu_portions[key] = got
+    return got
 
 
 def allocate_shared(ssn, stmt, task, job, allow_pipeline: bool = True) -> tuple[bool, str]:
     """Place one shared-GPU task in ``stmt``: (True, "") or (False, why)."""
     gs = task.gpu_sharing
-    facts = _facts(ssn)
     mask = ssn.node_mask(task, job)
-    portion = facts.portion(gs)
+    portion = task_portions(ssn, gs)
     extra = ssn.node_scores(task, job, mask)
     width = ssn.allocatable.shape[0]
     req = task.req_vec(width).copy()
@@ -106,7 +85,6 @@ def describe_request(gs) -> str:
 def explain_shared(ssn, task, job, mask: np.ndarray, portion: np.ndarray) -> str:
     """Why a shared-GPU task fits on no node (lazy: only for a failed task)."""
     gs = task.gpu_sharing
-    facts = _facts(ssn)
     table = ssn.state.nodes
     live = table.in_use.astype(bool)
     m = mask.astype(bool) & live
@@ -115,10 +93,10 @@ def explain_shared(ssn, task, job, mask: np.ndarray, portion: np.ndarray) -> str
     total = int(live.sum())
     tally = NodeTally(live)
     tally.charge(~m, "node(s) excluded by node predicates or constraints")
-    tally.charge(facts.mig, "MIG node(s) (mig strategy allows no GPU fractions)")
+    tally.charge(table.mig.astype(bool), "MIG node(s) (mig strategy allows no GPU fractions)")
     tally.charge(ssn.allocatable[GPU] <= 0, "node(s) without GPUs")
     if not gs.portion:
-        tally.charge(facts.memory <= 0,
+        tally.charge(table.gpu_memory <= 0,
                      f"node(s) without the {C.GPU_MEMORY_LABEL} label (needed for gpu-memory requests)")
         tally.charge(portion > 1.0 + _EPS, f"node(s) whose GPUs have less than {gs.memory_mib} MiB")
     req = task.req_vec(ssn.allocatable.shape[0])

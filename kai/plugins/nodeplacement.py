@@ -18,7 +18,11 @@ _STRATEGIES = {"binpack": STRATEGY_BINPACK, "spread": STRATEGY_SPREAD}
 class NodePlacement(Plugin):
     name = "nodeplacement"
 
+    #: this session's FGD scorer when ``gpu`` or ``cpu`` is ``fgd``, else None
+    fgd: fgd.FGD | None = None
+
     def on_session_open(self, ssn) -> None:
+        self.fgd = None
         fgd_kinds = set()
         for kind in ("gpu", "cpu"):
             value = self.arguments.get(kind, "binpack")
@@ -27,4 +31,4 @@ class NodePlacement(Plugin):
                 value = "spread"        # the kernel's spread term; fgd's callback takes it back out
             ssn.placement[kind] = _STRATEGIES.get(value, STRATEGY_BINPACK)
         if fgd_kinds:
-            fgd.attach(ssn, fgd_kinds, self.arguments)
+            self.fgd = fgd.attach(ssn, fgd_kinds, self.arguments)

@@ -20,15 +20,13 @@ At session open (``pkg/scheduler/plugins/proportion/proportion.go``):
   argument ``kValue`` (default 1.0; <= 0 becomes 0, as in KAI) and zero historical usage
   (no UsageDB).
 
-Session attributes set (queue name -> numpy [gpu, cpu, memory]):
-``queue_allocated`` and ``queue_allocated_nonpreemptible`` (live row views, kept in sync by the
-allocate/deallocate handlers), ``queue_fair_share``, ``queue_deserved`` (-1 kept),
-``queue_request``, ``queue_allocatable_share``; ``queue_total_resources`` ([3]);
-``queue_fair_share_fn(name) -> {"gpu", "cpu", "memory"}``.
+Published: ``ssn.shares`` (:class:`kai.framework.session.QueueShares`, queue name -> numpy
+[gpu, cpu, memory]; allocated and allocated-non-preemptible are live row views kept in sync
+by the allocate/deallocate handlers).
 
 Registered: the queue order (``kai.plugins.queue_order``), the OverLimit /
 NonPreemptibleOverQuota job capacity check, the event handlers, and the reclaim hooks of
-``kai.plugins.proportion_reclaim`` when that module is present.
+``kai.plugins.proportion_reclaim``.
 """
 from __future__ import annotations
 
@@ -36,39 +34,15 @@ import numpy as np
 
 from kai._fast.proportion import aggregate_to_parents, allocatable_share, divide_fair_share
 from kai.api import constants as C
+from kai.api.quota import mig_gpus, quota_tuple, quota_vector
 from kai.api.resources import CPU, GPU, MEMORY
 from kai.framework.plugin import Plugin, register_plugin
+from kai.framework.session import QueueShares
+from kai.plugins.proportion_reclaim import register_reclaim_hooks
 from kai.plugins.queue_order import QueueOrder
 
 _COLS = np.array([GPU, CPU, MEMORY], dtype=np.intp)
 _NAMES = ("gpu", "cpu", "memory")
-
-
-#: (column, g) of every MIG resource ``nvidia.com/mig-<g>g.<mem>gb``, set when a session opens:
-#: a MIG instance counts as g GPUs in queue quota (KAI GetGpusQuota)
-_MIG_COLS: list[tuple[int, int]] = []
-
-
-def mig_gpus(r: np.ndarray) -> float:
-    """GPUs the MIG instances of a request count for (g x quantity per MIG resource)."""
-    g = 0.0
-    for col, w in _MIG_COLS:
-        if col < r.shape[0] and r[col]:
-            g += w * float(r[col])
-    return g
-
-
-def quota_vector(task) -> np.ndarray:
-    """A task's [gpu, cpu millicores, memory bytes] as counted in queue quota."""
-    r = task.req
-    gpu = task.gpu_quota + mig_gpus(r) if _MIG_COLS else task.gpu_quota
-    return np.array([gpu, r[CPU], r[MEMORY]])
-
-
-def _quota_tuple(task) -> tuple:
-    r = task.req
-    gpu = task.gpu_quota + mig_gpus(r) if _MIG_COLS else task.gpu_quota
-    return (gpu, float(r[CPU]), float(r[MEMORY]))
 
 
 def _fmt(i: int, v: float) -> str:
@@ -101,11 +75,14 @@ def _min_node_gpu_memory_mib(ssn) -> float:
 class Proportion(Plugin):
     name = "proportion"
 
-    quota_vector = staticmethod(quota_vector)
+    def quota_vector(self, task) -> np.ndarray:
+        """The task's [gpu, cpu, memory] in queue quota, MIG instances as their GPUs."""
+        return quota_vector(task, self.mig_cols)
 
     # ------------------------------------------------------------------ session open
     def on_session_open(self, ssn) -> None:
-        _MIG_COLS[:] = ssn.registry.mig_columns()
+        #: (column, g) of every MIG resource: a MIG instance counts as g GPUs (KAI GetGpusQuota)
+        self.mig_cols = mig_cols = ssn.registry.mig_columns()
         tree = ssn.queues
         order = tree.topological()
         n = len(order)
@@ -145,21 +122,13 @@ class Proportion(Plugin):
         names = self.names
         self.allocated = {name: self.alloc[i] for i, name in enumerate(names)}           # live views
         self.allocated_np = {name: self.alloc_np[i] for i, name in enumerate(names)}     # live views
-        ssn.queue_allocated = self.allocated
-        ssn.queue_allocated_nonpreemptible = self.allocated_np
-        ssn.queue_fair_share = {name: self.fair[i] for i, name in enumerate(names)}
-        ssn.queue_deserved = {name: self.deserved[i] for i, name in enumerate(names)}
-        ssn.queue_request = {name: self.request[i] for i, name in enumerate(names)}
-        ssn.queue_allocatable_share = {name: self.alloc_share[i] for i, name in enumerate(names)}
-        ssn.queue_total_resources = self.total
-
-        def fair_share_of(name: str) -> dict | None:
-            i = index.get(name)
-            if i is None:
-                return None
-            return dict(zip(_NAMES, self.fair[i].tolist()))
-
-        ssn.queue_fair_share_fn = fair_share_of
+        ssn.shares = QueueShares(
+            allocated=self.allocated, allocated_nonpreemptible=self.allocated_np,
+            fair_share={name: self.fair[i] for i, name in enumerate(names)},
+            deserved={name: self.deserved[i] for i, name in enumerate(names)},
+            request={name: self.request[i] for i, name in enumerate(names)},
+            allocatable_share={name: self.alloc_share[i] for i, name in enumerate(names)},
+            total=self.total)
 
         self.order = QueueOrder(self, ssn.task_order_key, ssn.podset_order_key)
         ssn.queue_order_fns.append(self.order.compare)
@@ -173,13 +142,7 @@ class Proportion(Plugin):
         ssn.allocate_handlers.append(on_alloc)
         ssn.deallocate_handlers.append(on_dealloc)
         ssn.is_job_over_capacity_fns.append(self.over_capacity)
-
-        try:
-            from kai.plugins.proportion_reclaim import register_reclaim_hooks
-        except ImportError:
-            register_reclaim_hooks = None
-        if register_reclaim_hooks is not None:
-            register_reclaim_hooks(ssn, self)
+        register_reclaim_hooks(ssn, self.arguments, mig_cols)
 
     def _walk_jobs(self, ssn):
         """One pass over all jobs: per-leaf allocated / non-preemptible / request rows, and the
@@ -197,6 +160,7 @@ class Proportion(Plugin):
         pending = C.PodStatus.PENDING
         min_gpu_mem = None
         index = self.index
+        mig_cols = self.mig_cols
         for job in ssn.jobs.values():
             i = index.get(job.queue, -1)
             ag = ac = am = pg = pc = pm = 0.0
@@ -212,12 +176,12 @@ class Proportion(Plugin):
                 if i < 0:
                     continue
                 if st & allocated_mask:
-                    g, c, m = _quota_tuple(t)
+                    g, c, m = quota_tuple(t, mig_cols)
                     ag += g
                     ac += c
                     am += m
                 elif st == pending:
-                    g, c, m = _quota_tuple(t)
+                    g, c, m = quota_tuple(t, mig_cols)
                     gs = t.gpu_sharing
                     if gs is not None and not gs.portion and gs.memory_mib:
                         if min_gpu_mem is None:
@@ -271,8 +235,8 @@ class Proportion(Plugin):
         v = task.req.take(_COLS)                 # [gpu, cpu, memory]; hot path, no temporaries
         if task.gpu_sharing is not None:
             v[0] = task.gpu_quota
-        elif _MIG_COLS:
-            v[0] += mig_gpus(task.req)
+        elif self.mig_cols:
+            v[0] += mig_gpus(task.req, self.mig_cols)
         if sign < 0:
             np.negative(v, out=v)
         np.add.at(self.alloc, rows, v)
@@ -284,7 +248,7 @@ class Proportion(Plugin):
         rows = self.paths.get(job.queue)
         if rows is None:
             return None
-        req = sum((quota_vector(t) for t in tasks), np.zeros(3))
+        req = sum((quota_vector(t, self.mig_cols) for t in tasks), np.zeros(3))
         for row in rows:
             name = self.names[row]
             alloc = self.alloc[row]

@@ -1,13 +1,15 @@
 """proportion's reclaim rules: KAI's CanReclaimResources gate and Reclaimable validator.
 
-Called from the proportion plugin's ``on_session_open`` as ``register_reclaim_hooks(ssn, plugin)``.
-Reads, per queue name, numpy ``[gpu devices, cpu millicores, memory bytes]`` vectors:
+Called from the proportion plugin's ``on_session_open`` (after it published ``ssn.shares``)
+as ``register_reclaim_hooks(ssn, arguments, mig_cols)``. Reads, per queue name, numpy
+``[gpu devices, cpu millicores, memory bytes]`` vectors from ``ssn.shares``
+(:class:`kai.framework.session.QueueShares`):
 
-- ``ssn.queue_allocated`` -- allocation of the queue and its descendants, kept in sync with
-  virtual evictions/allocations by proportion's event handlers;
-- ``ssn.queue_fair_share`` -- the computed fair share (when absent for a queue: its deserved
-  quota, so the rules still mean "stay within what you are owed");
-- ``plugin.allocated_np`` (optional) -- the non-preemptible part of the allocation;
+- ``allocated`` -- allocation of the queue and its descendants, kept in sync with virtual
+  evictions/allocations by proportion's event handlers;
+- ``fair_share`` -- the computed fair share (when absent for a queue: its deserved quota, so
+  the rules still mean "stay within what you are owed");
+- ``allocated_nonpreemptible`` -- the non-preemptible part of the allocation;
 - ``QueueInfo.deserved`` / ``QueueInfo.limit`` (-1 = unlimited).
 
 Hooks (signatures the reclaim action relies on)::
@@ -36,8 +38,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kai.api.resources import CPU, GPU, MEMORY
-from kai.plugins.proportion import quota_vector
+from kai.api import constants as C
+from kai.api.quota import MigColumns, quota_vector
 
 _EPS = 1e-9
 _INF = float("inf")
@@ -45,10 +47,6 @@ _INF = float("inf")
 
 def _vec(v) -> np.ndarray:
     return np.array([_INF if x == -1 else float(x) for x in v])
-
-
-def _quota_vector(task) -> np.ndarray:
-    return quota_vector(task)       # whole GPUs, fractions x devices, MIG g x count
 
 
 def _ratio(alloc: float, share: float) -> float:
@@ -60,24 +58,32 @@ def _ratio(alloc: float, share: float) -> float:
     return alloc / share
 
 
-def register_reclaim_hooks(ssn, plugin) -> None:
+def register_reclaim_hooks(ssn, arguments: dict, mig_cols: MigColumns) -> None:
+    """Register ``can_reclaim`` and ``reclaimable`` (see the module docstring); ``arguments``
+    are proportion's plugin arguments, ``mig_cols`` the registry's MIG columns."""
     try:
-        mult = float((getattr(plugin, "arguments", {}) or {}).get("relcaimerSaturationMultiplier", 1.0))
-    except ValueError:
+        mult = float(arguments.get("relcaimerSaturationMultiplier", 1.0))
+    except (TypeError, ValueError):
         mult = 1.0
-    mult = max(mult, 1.0)
+    mult = max(mult, 1.0) if np.isfinite(mult) else 1.0
     tree = ssn.queues
+    shares = ssn.shares
+    if shares is None:
+        raise RuntimeError("proportion's reclaim rules need ssn.shares (register after publishing it)")
     last_request: dict[str, np.ndarray] = {}
 
+    def _quota_vector(task) -> np.ndarray:
+        return quota_vector(task, mig_cols)       # whole GPUs, fractions x devices, MIG g x count
+
     def allocated(name: str) -> np.ndarray:
-        a = getattr(ssn, "queue_allocated", {}).get(name)
+        a = shares.allocated.get(name)
         return np.zeros(3) if a is None else np.asarray(a, dtype=float)
 
     def deserved(name: str) -> np.ndarray:
         return _vec(tree.get(name).deserved)
 
     def fair_share(name: str) -> np.ndarray:
-        f = getattr(ssn, "queue_fair_share", {}).get(name)
+        f = shares.fair_share.get(name)
         if f is None:
             return deserved(name)
         return np.array([_INF if x == -1 else float(x) for x in f])
@@ -108,7 +114,7 @@ def register_reclaim_hooks(ssn, plugin) -> None:
         if not (allocated(job.queue) + req <= fair_share(job.queue) + _EPS).all():
             return False
         if not job.preemptible:
-            anp = getattr(plugin, "allocated_np", {}).get(job.queue)
+            anp = shares.allocated_nonpreemptible.get(job.queue)
             if anp is not None and not (np.asarray(anp) + req <= deserved(job.queue) + _EPS).all():
                 return False
         return True
@@ -126,7 +132,6 @@ def register_reclaim_hooks(ssn, plugin) -> None:
 
     def victim_chunks(vjob, tasks) -> list[np.ndarray]:
         """Elastic pods (above minMember) one by one, then the core pods as one lump."""
-        from kai.api import constants as C
         active = vjob.count(C.ACTIVE_ALLOCATED) + len(tasks)      # before these evictions
         extra = max(active - vjob.min_member, 0)
         vecs = [_quota_vector(t) for t in tasks]
@@ -170,7 +175,7 @@ def register_reclaim_hooks(ssn, plugin) -> None:
                 pending_back[q.name] = pending_back[q.name] - amount
         # boundaries: at every level of the reclaimer's path, against each touched sibling
         involved = np.flatnonzero(req > 0)
-        anp_all = getattr(plugin, "allocated_np", {})
+        anp_all = shares.allocated_nonpreemptible
         for r_q in tree.ancestors(reclaimer.queue):
             r_after = allocated(r_q.name) + req
             if not reclaimer.preemptible:
@@ -198,4 +203,4 @@ def register_reclaim_hooks(ssn, plugin) -> None:
     ssn.reclaim_scenario_validator_fns.append(reclaimable)
 
 
-__all__ = ["register_reclaim_hooks", "GPU"]
+__all__ = ["register_reclaim_hooks"]

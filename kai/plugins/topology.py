@@ -66,17 +66,8 @@ class DomainTree:
         n = table.n
         valid = table.in_use.astype(bool).copy()
         cols, values = [], []
-        keys = getattr(table, "_label_keys", {})
         for label in levels:
-            k = keys.get(label)
-            if k is None:
-                col = np.full(n, -1, dtype=np.int32)
-                rev: list[str] = []
-            else:
-                col = table._label_cols[k]
-                rev = [""] * len(table._label_values[k])
-                for v, vid in table._label_values[k].items():
-                    rev[vid] = v
+            col, rev = table.label_column(label)
             valid &= col >= 0
             cols.append(col)
             values.append(rev)

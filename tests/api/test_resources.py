@@ -82,7 +82,7 @@ def test_registry_extended_columns_on_demand():
     assert reg.column("example.com/foo") == 5          # stable
     assert len(reg) == 7
     assert reg.names[5:] == ["example.com/foo", "nvidia.com/mig-3g.20gb"]
-    assert reg.mig_columns() == [(6, 3)]
+    assert reg.mig_columns() == ((6, 3),)
 
 
 def test_registry_units():

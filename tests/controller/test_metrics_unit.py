@@ -7,7 +7,7 @@ from prometheus_client import generate_latest
 from kai.api.k8s import Pod, PodGroup
 from kai.cache.cluster_state import ClusterState
 from kai.controller.metrics import Metrics
-from kai.scheduler import CycleResult, Decision
+from kai.cache.decisions import CycleResult, Decision
 
 
 def val(m: Metrics, name: str, **labels) -> float:
@@ -31,7 +31,8 @@ def _state() -> ClusterState:
 
 
 def _result() -> CycleResult:
-    r = CycleResult(duration=0.125)
+    r = CycleResult(duration=0.125, open_seconds=0.002, close_seconds=0.001,
+                    action_seconds={"allocate": 0.0035, "preempt": 0.00125})
     r.bindings = [Decision("ns/a-0", "n0", action="allocate"), Decision("ns/a-1", "n0", action="allocate"),
                   Decision("ns/c-0", "n1")]                      # no action: counted as allocate
     r.pipelined = [Decision("ns/x-0", "n1", action="preempt")]   # pod unknown to the state: its own group
@@ -48,9 +49,11 @@ def _result() -> CycleResult:
 def test_observe_cycle_updates_all_metrics():
     m = Metrics("kai")
     st = _state()
-    m.observe_cycle(_result(), {"allocate": 3.5, "preempt": 1.25}, state=st)
+    m.observe_cycle(_result(), state=st)
 
     assert val(m, "kai_e2e_scheduling_latency_milliseconds") == 125.0
+    assert val(m, "kai_open_session_latency_milliseconds") == 2.0
+    assert val(m, "kai_close_session_latency_milliseconds") == 1.0
     assert val(m, "kai_action_scheduling_latency_milliseconds", action="allocate") == 3.5
     assert val(m, "kai_action_scheduling_latency_milliseconds", action="preempt") == 1.25
     # allocate bound pods of pg-a and pg-c; preempt pipelined x-0 and evicted for pg-a
@@ -73,11 +76,11 @@ def test_observe_cycle_updates_all_metrics():
     assert val(m, "kai_queue_memory_usage", queue_name="q") == 2.0
 
     # a second cycle: counters add up, gauges follow, a deleted queue disappears
-    r2 = CycleResult(duration=0.01, bindings=[Decision("ns/b-0", "n0", action="allocate")],
+    r2 = CycleResult(duration=0.01, action_seconds={"allocate": 0.002}, bindings=[Decision("ns/b-0", "n0", action="allocate")],
                      evictions=[Decision("ns/a-0", "n0", action="preempt", preemptor="ns/pg-c")])
     r2.queues = [{"name": "q", "parent": None, "fairShare": {"gpu": 3, "cpu": 1000, "memory": 0},
                   "allocated": {"gpu": 3, "cpu": 0, "memory": 0}}]
-    m.observe_cycle(r2, {"allocate": 2.0}, state=st)
+    m.observe_cycle(r2, state=st)
     assert val(m, "kai_e2e_scheduling_latency_milliseconds") == 10.0
     assert val(m, "kai_action_scheduling_latency_milliseconds", action="allocate") == 2.0
     assert val(m, "kai_podgroups_scheduled_by_action_total", action="allocate") == 3

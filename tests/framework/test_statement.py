@@ -103,19 +103,19 @@ def statuses(ssn):
 
 def test_allocate_run_then_discard_restores_exactly(ssn):
     before, st_before = snap(ssn), statuses(ssn)
-    alloc_before = {k: v.copy() for k, v in ssn.queue_allocated.items()}
+    alloc_before = {k: v.copy() for k, v in ssn.shares.allocated.items()}
     stmt = Statement(ssn)
     placed = stmt.allocate_run(tasks(ssn, "pend"), mask(ssn), None)
     assert placed == 5
     assert all(t.status in (S.ALLOCATED, S.PIPELINED) and t.node_name for t in tasks(ssn, "pend"))
     assert not np.array_equal(ssn.idle, before[0])
-    assert ssn.queue_allocated["q"][0] > alloc_before["q"][0] - 1e-9
+    assert ssn.shares.allocated["q"][0] > alloc_before["q"][0] - 1e-9
     stmt.discard()
     assert_same(ssn, before)
     assert statuses(ssn) == st_before
     assert len(stmt) == 0
     for k in alloc_before:
-        assert np.allclose(ssn.queue_allocated[k], alloc_before[k])
+        assert np.allclose(ssn.shares.allocated[k], alloc_before[k])
 
 
 def test_run_stops_when_nothing_fits(ssn):

@@ -54,6 +54,11 @@ def state_(nodes, pods, running=()):
     return st
 
 
+def scorer(ssn):
+    """The session's FGD scorer (held by the nodeplacement plugin), or None."""
+    return next(p for p in ssn.plugins if p.name == "nodeplacement").fgd
+
+
 def run(st, cfg, types=None):
     """One allocate cycle; ``types`` ({(cpu, mem bytes, g, ndev, models): weight}) replaces
     the session's workload distribution. Returns {pod name: (node, gpu groups)}."""
@@ -62,7 +67,7 @@ def run(st, cfg, types=None):
     ssn = sched.open_session(cache, now=1_900_000_000.0)
     try:
         if types is not None:
-            ssn.fgd.set_types(types)
+            scorer(ssn).set_types(types)
         Allocate().execute(ssn)
     finally:
         ssn.close()
@@ -83,11 +88,11 @@ def test_fgd_registers_scorer_and_shared_allocator_only_when_selected():
     nodes = nodes_([("n0", 8000, 8192, 2, "A")])
     st = state_(nodes, pods_([("p", 1000, 1024, 1, 1000, ())]))
     ssn = Scheduler(st, config()).open_session(RecordingCache(st))
-    assert ssn.fgd.kinds == {"gpu", "cpu"}
-    assert ssn.shared_gpu_allocator == ssn.fgd.allocate_shared
+    assert scorer(ssn).kinds == {"gpu", "cpu"}
+    assert ssn.shared_gpu_allocator == scorer(ssn).allocate_shared
     ssn.close()
     ssn = Scheduler(st, config(gpu="binpack", cpu="binpack")).open_session(RecordingCache(st))
-    assert not hasattr(ssn, "fgd") or ssn.fgd is None
+    assert scorer(ssn) is None
     ssn.close()
 
 
@@ -96,7 +101,7 @@ def test_workload_distribution_is_the_sessions_pending_and_running_pods():
     pods = pods_([("a", 1000, 1024, 1, 500, ()), ("b", 1000, 1024, 1, 500, ()), ("c", 2000, 1024, 2, 1000, ())])
     st = state_(nodes, pods, running=[(("r", 1000, 1024, 1, 1000, ()), "n0")])
     ssn = Scheduler(st, config()).open_session(RecordingCache(st))
-    f = ssn.fgd
+    f = scorer(ssn)
     got = {(float(f.g_values[g]) if g >= 0 else 0.0, int(nd)): round(float(w), 3)
            for g, nd, w in zip(f.t_g, f.t_ndev, f.t_weight)}
     assert got == {(0.5, 1): 0.5, (1.0, 2): 0.25, (1.0, 1): 0.25}
@@ -124,7 +129,7 @@ def test_whole_gpu_goes_where_it_blocks_no_typical_pod():
     pods = pods_([("one", 1000, 1024, 1, 1000, ())])
     st = state_(nodes, pods)
     ssn = Scheduler(st, config()).open_session(RecordingCache(st))
-    bit_a = int(ssn.fgd.node_model[0])
+    bit_a = int(scorer(ssn).node_model[0])
     ssn.close()
     types = {(1000.0, 1024.0 * MIB, 1.0, 2, bit_a): 1.0}
     assert run(state_(nodes, pods), config(), types)["one"][0] == "n1"

@@ -142,9 +142,9 @@ def test_capacity_counts_ready_nodes_minus_other_schedulers(tmp_path):
                         job("other-sick", "q1", pods=1, gpu=2, running=["sick"], scheduler="default-scheduler")])
     try:
         # 4 + 4 ready GPUs, minus the 3 of the other scheduler's pod on n2 (sick node ignored)
-        assert ssn.queue_total_resources[0] == 5
+        assert ssn.shares.total[0] == 5
         # q1 requests 2 (1 running + 1 pending) and gets them
-        assert ssn.queue_fair_share["q1"][0] == 2
+        assert ssn.shares.fair_share["q1"][0] == 2
     finally:
         ssn.close()
 
@@ -168,18 +168,18 @@ def test_session_vectors(tmp_path):
                         job("serve", "q1", pods=1, running=["n1"], priority_class="inference"),
                         job("wait", "q2", pods=2, min_member=1)])
     try:
-        np.testing.assert_array_equal(ssn.queue_deserved["q1"], [2, -1, -1])
-        np.testing.assert_array_equal(ssn.queue_deserved["dep"], [-1, -1, -1])
-        np.testing.assert_array_equal(ssn.queue_allocated["q1"], [3, 2000, 0])
-        np.testing.assert_array_equal(ssn.queue_allocated["dep"], [3, 2000, 0])
-        np.testing.assert_array_equal(ssn.queue_allocated_nonpreemptible["q1"], [1, 0, 0])
-        np.testing.assert_array_equal(ssn.queue_allocated_nonpreemptible["dep"], [1, 0, 0])
-        np.testing.assert_array_equal(ssn.queue_request["dep"], [5, 2000, 0])
-        assert ssn.queue_fair_share["q1"][0] == 3 and ssn.queue_fair_share["q2"][0] == 2
-        assert ssn.queue_fair_share_fn("q2")["gpu"] == 2
-        assert ssn.queue_fair_share_fn("nope") is None
+        np.testing.assert_array_equal(ssn.shares.deserved["q1"], [2, -1, -1])
+        np.testing.assert_array_equal(ssn.shares.deserved["dep"], [-1, -1, -1])
+        np.testing.assert_array_equal(ssn.shares.allocated["q1"], [3, 2000, 0])
+        np.testing.assert_array_equal(ssn.shares.allocated["dep"], [3, 2000, 0])
+        np.testing.assert_array_equal(ssn.shares.allocated_nonpreemptible["q1"], [1, 0, 0])
+        np.testing.assert_array_equal(ssn.shares.allocated_nonpreemptible["dep"], [1, 0, 0])
+        np.testing.assert_array_equal(ssn.shares.request["dep"], [5, 2000, 0])
+        assert ssn.shares.fair_share["q1"][0] == 3 and ssn.shares.fair_share["q2"][0] == 2
+        assert ssn.shares.fair_share_of("q2")["gpu"] == 2
+        assert ssn.shares.fair_share_of("nope") is None
         # allocatable share: min(limit, max(deserved, fair)); deserved -1 -> limit
-        np.testing.assert_array_equal(ssn.queue_allocatable_share["q1"], [3, -1, -1])
+        np.testing.assert_array_equal(ssn.shares.allocatable_share["q1"], [3, -1, -1])
         assert ssn.queue_order_fns and ssn.is_job_over_capacity_fns
     finally:
         ssn.close()
@@ -191,12 +191,12 @@ def test_handlers_keep_allocated_in_sync(tmp_path):
                        [job("serve", "q1", pods=2, priority_class="inference")])
     try:
         task = next(iter(ssn.jobs["default/serve"].tasks.values()))
-        view = ssn.queue_allocated["dep"]
+        view = ssn.shares.allocated["dep"]
         ssn.fire_allocate(task)
-        assert view[0] == 1 and ssn.queue_allocated["q1"][0] == 1
-        assert ssn.queue_allocated_nonpreemptible["dep"][0] == 1
+        assert view[0] == 1 and ssn.shares.allocated["q1"][0] == 1
+        assert ssn.shares.allocated_nonpreemptible["dep"][0] == 1
         ssn.fire_deallocate(task)
-        assert view[0] == 0 and ssn.queue_allocated_nonpreemptible["q1"][0] == 0
+        assert view[0] == 0 and ssn.shares.allocated_nonpreemptible["q1"][0] == 0
     finally:
         ssn.close()
 

@@ -78,12 +78,7 @@ class Solution:
 
 def allow_consolidating_reclaim(config) -> bool:
     """KAI's ``--allow-consolidating-reclaim`` (default true): reclaim may move its victims."""
-    v = getattr(config, "allow_consolidating_reclaim", None)
-    if v is None:
-        return True
-    if isinstance(v, str):
-        return v.strip().lower() not in ("false", "0", "no", "off")
-    return bool(v)
+    return bool(config.allow_consolidating_reclaim)
 
 
 def place_again(ssn, job: PodGroupInfo, stmt: Statement, tasks: list) -> bool:
