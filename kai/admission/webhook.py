@@ -51,12 +51,10 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import msgspec
 import structlog
 
 from kai.api import constants as C
-from kai.api.k8s import Pod
-from kai.api.pod_info import parse_gpu_sharing
+from kai.api.gpu_sharing import parse_gpu_sharing_annotations
 from kai.cache.reservation import APP_LABEL, APP_LABEL_VALUE, CONFIGMAP_ANNOTATION, configmap_prefix
 
 log = structlog.get_logger("kai.admission")
@@ -162,44 +160,6 @@ def new_prefix(pod: dict) -> str:
 
 # ---------------------------------------------------------------------------------- validation
 
-def _kai_fraction_errors(pod: dict) -> str:
-    """KAI's ValidateGPUFractionRequest for the legacy annotations; '' when valid."""
-    ann = _annotations(pod)
-    frac_s, mem_s = ann.get(C.GPU_FRACTION, ""), ann.get(C.GPU_MEMORY, "")
-    num_s = ann.get(C.GPU_FRACTION_NUM_DEVICES)
-    if not frac_s and not mem_s:
-        if num_s is not None:
-            return ("cannot request multiple fractional devices without specifying fraction details "
-                    "(portion or memory)")
-        return ""
-    if frac_s:
-        try:
-            f = float(frac_s)
-        except ValueError:
-            f = -1.0
-        if not (0.0 < f < 1.0):
-            return "gpu-fraction annotation value must be a positive number smaller than 1.0"
-    if mem_s:
-        try:
-            m = int(mem_s)
-        except ValueError:
-            m = 0
-        if m <= 0:
-            return "gpu-memory annotation value must be a positive integer greater than 0"
-    if num_s is not None:
-        try:
-            n = int(num_s)
-        except ValueError:
-            n = 0
-        if n <= 0:
-            return "fraction count annotation value must be a positive integer greater than 0"
-    if requests_whole_gpu(pod):
-        return "cannot have both GPU fraction request and whole GPU resource request/limit"
-    if frac_s and mem_s:
-        return "cannot request both gpu-fraction and GPU memory request"
-    return ""
-
-
 def validate_pod(pod: dict, cfg: AdmissionConfig, namespace: str = "") -> str:
     """The reason to reject ``pod``, or '' to admit it."""
     if _spec(pod).get("schedulerName", "default-scheduler") != cfg.scheduler_name:
@@ -214,15 +174,8 @@ def validate_pod(pod: dict, cfg: AdmissionConfig, namespace: str = "") -> str:
             fraction_container(pod)
         except FractionContainerError as exc:
             return str(exc)
-    msg = _kai_fraction_errors(pod)
-    if msg:
-        return msg
-    # kai's scheduler rules (e.g. mps without a fraction): reject what it would never place.
-    try:
-        typed = msgspec.convert(pod, Pod, strict=False)
-    except (msgspec.ValidationError, TypeError):
-        return ""
-    _, err = parse_gpu_sharing(typed, 1.0 if requests_whole_gpu(pod) else 0.0)
+    # the same validator as the scheduler's model (KAI's rules and messages)
+    _, err = parse_gpu_sharing_annotations(_annotations(pod), requests_whole_gpu(pod))
     return err
 
 

@@ -9,11 +9,11 @@ the scheduler reports it on the pod's group instead of scheduling it.
 from __future__ import annotations
 
 import datetime as _dt
-import math
 
 import numpy as np
 
 from kai.api import constants as C
+from kai.api.gpu_sharing import GPUSharing, parse_gpu_sharing_annotations
 from kai.api.k8s import Container, Pod
 from kai.api.resources import CPU, GPU, PODS, QuantityError, ResourceRegistry
 
@@ -122,58 +122,9 @@ def _pod_requests(pod: Pod, registry: ResourceRegistry) -> np.ndarray:
     return out
 
 
-class GPUSharing:
-    """A fractional GPU request from KAI's annotations. ``portion`` is per device."""
-
-    __slots__ = ("portion", "memory_mib", "num_devices")
-
-    def __init__(self, portion: float, memory_mib: int, num_devices: int) -> None:
-        self.portion = portion
-        self.memory_mib = memory_mib
-        self.num_devices = num_devices
-
-    def __repr__(self) -> str:
-        return f"GPUSharing(portion={self.portion}, memory_mib={self.memory_mib}, devices={self.num_devices})"
-
-
 def parse_gpu_sharing(pod: Pod, whole_gpus: float) -> tuple[GPUSharing | None, str]:
-    """Read gpu-fraction / gpu-memory / gpu-fraction-num-devices; return (request, error)."""
-    ann = pod.metadata.annotations
-    frac_s, mem_s, num_s = ann.get(C.GPU_FRACTION), ann.get(C.GPU_MEMORY), ann.get(C.GPU_FRACTION_NUM_DEVICES)
-    if frac_s is None and mem_s is None:
-        if num_s is not None:
-            return None, f"annotation {C.GPU_FRACTION_NUM_DEVICES} needs {C.GPU_FRACTION} or {C.GPU_MEMORY}"
-        if ann.get(C.MPS, "").lower() == "true":
-            return None, f"annotation {C.MPS}=true is only valid with {C.GPU_FRACTION} or {C.GPU_MEMORY}"
-        return None, ""
-    if frac_s is not None and mem_s is not None:
-        return None, f"annotations {C.GPU_FRACTION} and {C.GPU_MEMORY} cannot be used together"
-    if whole_gpus:
-        which = C.GPU_FRACTION if frac_s is not None else C.GPU_MEMORY
-        return None, f"annotation {which} cannot be combined with a nvidia.com/gpu resource request"
-    num = 1
-    if num_s is not None:
-        try:
-            num = int(num_s)
-        except ValueError:
-            num = 0
-        if num <= 0:
-            return None, f"annotation {C.GPU_FRACTION_NUM_DEVICES}={num_s!r} must be a positive integer"
-    if frac_s is not None:
-        try:
-            f = float(frac_s)
-        except ValueError:
-            f = math.nan
-        if not (0.0 < f < 1.0):
-            return None, f"annotation {C.GPU_FRACTION}={frac_s!r} must be a number with 0 < fraction < 1"
-        return GPUSharing(f, 0, num), ""
-    try:
-        m = int(mem_s)
-    except ValueError:
-        m = 0
-    if m <= 0:
-        return None, f"annotation {C.GPU_MEMORY}={mem_s!r} must be a positive integer (MiB)"
-    return GPUSharing(0.0, m, num), ""
+    """The pod's GPU-sharing request (``kai.api.gpu_sharing``): (request, error)."""
+    return parse_gpu_sharing_annotations(pod.metadata.annotations, bool(whole_gpus))
 
 
 def fraction_configmap_suffix(pod: Pod | None) -> str:
