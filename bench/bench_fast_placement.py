@@ -48,11 +48,11 @@ def _per_pod(ssn, tasks, impl) -> float:
     req = t0.req_vec(width)
     cols = np.flatnonzero(req > 0).astype(np.int32)
     k = len(tasks)
-    out_n, out_p, undo = np.empty(k, np.int32), np.empty(k, np.uint8), np.empty((k, 2, width))
-    idle, rel, avail = ssn.idle.copy(), ssn.releasing.copy(), ssn.avail.copy()
+    out = fast.Placements(k, width)
+    arrays = fast.NodeArrays(ssn.allocatable, ssn.idle.copy(), ssn.releasing.copy(), ssn.avail.copy(),
+                             ssn.gpu_capacity, ssn.name_rank)
     start = time.perf_counter()
-    placed = impl.place(ssn.allocatable, idle, rel, avail, ssn.gpu_capacity, mask, ssn.name_rank, None,
-                        req, cols, 2, 0, False, 2, True, k, out_n, out_p, undo)
+    placed = impl.place(arrays, mask, None, req, cols, 2, 0, False, True, out)
     elapsed = time.perf_counter() - start
     assert placed == k
     return elapsed / k

@@ -53,11 +53,11 @@ def explain_task(ssn, task, job, mask: np.ndarray | None = None) -> str:
     plugin_mask = ssn.node_mask(task, job) if mask is None else mask
     tally.charge(~plugin_mask.astype(bool), "node(s) excluded by scheduling constraints (topology/plugins)")
     width = ssn.allocatable.shape[0]
-    req = task.req_vec(width)
+    req = task.req_vec(width)[:width]
     cols = np.flatnonzero(req > 0).astype(np.int32)
     short = np.zeros(len(cols), dtype=np.int64)
-    fits = _placement.fit_counts(ssn.idle, ssn.avail, np.ascontiguousarray(tally.remaining, dtype=np.uint8),
-                                 req, cols, short)
+    fits = _placement.fit_counts(ssn.arrays, np.ascontiguousarray(tally.remaining, dtype=np.uint8),
+                                 np.ascontiguousarray(req), cols, short)
     names = ssn.registry.names
     for k, c in enumerate(cols):
         tally.add(short[k], "too many pods" if names[c] == "pods" else f"insufficient {names[c]}")

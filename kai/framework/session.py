@@ -20,11 +20,12 @@ from typing import Callable
 
 import numpy as np
 
-from kai._fast.placement import STRATEGY_BINPACK, NodeQueue, TouchLog
+from kai._fast.placement import STRATEGY_BINPACK, NodeArrays, NodeQueue, TouchLog
 from kai.api import constants as C
 from kai.api.pod_info import PodInfo
 from kai.api.podgroup_info import PodGroupInfo, default_task_order_key
 from kai.api.queue_info import QueueInfo, QueueTree
+from kai.api.resources import GPU
 from kai.cache.cluster_state import ClusterState
 
 S = C.PodStatus
@@ -67,7 +68,7 @@ class Session:
 
     __slots__ = (
         "state", "cache", "config", "now", "memory", "allocatable", "idle", "releasing", "avail",
-        "gpu_capacity", "dev_used", "dev_alloc", "dev_rel", "dev_from_rel", "group_names", "name_rank",
+        "gpu_capacity", "arrays", "dev_used", "dev_alloc", "dev_rel", "dev_from_rel", "group_names", "name_rank",
         "node_infos", "touch_log", "_node_queues", "registry", "jobs", "queues", "pipelined", "fit_errors",
         "results_log", "job_order_keys", "task_order_key", "podset_order_key", "queue_order_fns",
         "pre_predicate_fns", "node_mask_fns", "node_order_fns", "subset_nodes_fns", "node_set",
@@ -103,6 +104,10 @@ class Session:
         self.dev_from_rel = t.dev_from_rel.copy()
         self.group_names: dict[int, dict[int, str]] = {i: dict(v) for i, v in t.group_names.items() if v}
         self.name_rank = t.name_rank
+        #: the arrays above, checked once, as every kernel takes them (kai._fast.placement)
+        self.arrays = NodeArrays(self.allocatable, self.idle, self.releasing, self.avail, self.gpu_capacity,
+                                 self.name_rank, self.dev_used, self.dev_alloc, self.dev_rel, self.dev_from_rel,
+                                 GPU)
         self.node_infos = t.infos
         self.touch_log = TouchLog(self.idle.shape[1])
         self._node_queues: dict[tuple, NodeQueue] = {}
@@ -172,7 +177,7 @@ class Session:
         if q is None:
             if len(self._node_queues) >= 256:
                 self._node_queues.pop(next(iter(self._node_queues)))
-            q = NodeQueue(mask, req, req_cols, score_col, strategy, cpu_only, 2, allow_pipeline)
+            q = NodeQueue(mask, req, req_cols, score_col, strategy, cpu_only, GPU, allow_pipeline)
             q.mask_ref = mask     # keep the mask alive while its id is a key
             self._node_queues[key] = q
         return q

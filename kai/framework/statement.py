@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kai._fast import placement as _placement
+from kai._fast.placement import Placements
 from kai._fast.gpusharing import (KIND_ALLOCATED, KIND_PIPELINED, KIND_RELEASING, WHOLE_RELEASING,
                                   update_group as _update_group)
 from kai.api import constants as C
@@ -64,42 +65,36 @@ class Statement:
             return 0
         t0 = tasks[0]
         width = ssn.allocatable.shape[0]
-        req = t0.req_vec(width)
+        req = t0.req_vec(width)[:width]
         req_cols = np.flatnonzero(req > 0).astype(np.int32)
-        k = len(tasks)
-        out_nodes = np.empty(k, dtype=np.int32)
-        out_pipe = np.empty(k, dtype=np.uint8)
-        undo = np.empty((k, 2, width))
+        out = Placements(len(tasks), width)
         cpu_only = t0.is_cpu_only
         strat = ssn.placement_strategy(cpu_only)
-        score_col = 0 if cpu_only else 2
+        score_col = 0 if cpu_only else GPU
         placed = 0
         if extra is None and not ssn.node_mask_fns and ssn.use_node_queues:
             q = ssn.node_queue(mask, req, req_cols, score_col, strat, cpu_only, allow_pipeline)
-            placed = q.place(ssn.touch_log, ssn.allocatable, ssn.idle, ssn.releasing, ssn.avail,
-                             ssn.gpu_capacity, ssn.name_rank, k, out_nodes, out_pipe, undo)
+            placed = q.place(ssn.touch_log, ssn.arrays, out)
             if placed < 0:
                 placed = 0
-            elif placed == k or q.exact:
-                return self._record(tasks, placed, out_nodes, out_pipe, undo)
-        if placed < k:
-            rest = k - placed
-            n2, p2, u2 = out_nodes[placed:], out_pipe[placed:], undo[placed:]
-            got = _placement.place(ssn.allocatable, ssn.idle, ssn.releasing, ssn.avail, ssn.gpu_capacity,
-                                   mask, ssn.name_rank, extra, req, req_cols, score_col, strat, cpu_only,
-                                   2, allow_pipeline, rest, n2, p2, u2)
-            for node in n2[:got]:
+            elif placed == len(tasks) or q.exact:
+                return self._record(tasks, placed, out)
+        if placed < len(tasks):
+            got = _placement.place(ssn.arrays, mask, extra, req, req_cols, score_col, strat, cpu_only,
+                                   allow_pipeline, out, placed)
+            for node in out.nodes[placed:placed + got]:
                 ssn.touch_log.mark(int(node))
             placed += got
-        return self._record(tasks, placed, out_nodes, out_pipe, undo)
+        return self._record(tasks, placed, out)
 
-    def _record(self, tasks, placed, out_nodes, out_pipe, undo) -> int:
+    def _record(self, tasks, placed, out) -> int:
         ssn = self.ssn
         infos = ssn.node_infos
+        nodes, pipe, undo = out.nodes, out.pipelined, out.undo
         for i in range(placed):
             t = tasks[i]
-            pipelined = bool(out_pipe[i])
-            op = Op(PIPELINE if pipelined else ALLOCATE, t, int(out_nodes[i]), None, undo[i],
+            pipelined = bool(pipe[i])
+            op = Op(PIPELINE if pipelined else ALLOCATE, t, int(nodes[i]), None, undo[i],
                     t.status, t.node_name)
             self.ops.append(op)
             t.status = S.PIPELINED if pipelined else S.ALLOCATED

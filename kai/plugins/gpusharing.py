@@ -62,13 +62,11 @@ def allocate_shared(ssn, stmt, task, job, allow_pipeline: bool = True) -> tuple[
     portion = task_portions(ssn, gs)
     extra = ssn.node_scores(task, job, mask)
     width = ssn.allocatable.shape[0]
-    req = task.req_vec(width).copy()
+    req = task.req_vec(width)[:width].copy()
     req[GPU] = 0.0
     req_cols = np.flatnonzero(req > 0).astype(np.int32)
     out = np.empty(gs.num_devices, dtype=np.int32)
-    node, pipelined = choose_node(ssn.allocatable, ssn.idle, ssn.releasing, ssn.avail, ssn.gpu_capacity,
-                                  mask, ssn.name_rank, extra, req, req_cols, portion, gs.num_devices,
-                                  ssn.dev_used, ssn.dev_alloc, ssn.dev_rel, GPU,
+    node, pipelined = choose_node(ssn.arrays, mask, extra, req, req_cols, portion, gs.num_devices,
                                   ssn.placement_strategy(False), ssn.gpu_order,
                                   ssn.gpu_sharing_order_score, allow_pipeline, out)
     if node < 0:

@@ -2,8 +2,11 @@
 
 Each case is turned into plain manifests, loaded as ``kai simulate`` loads them, run for one
 cycle with the case's actions, and compared with its expectations (tests/scenarios/README.md).
-Cases needing an action or feature kai does not have yet are skipped with the reason; the
-check is made at run time, so they start running as soon as kai registers what they need.
+
+Every case runs. The cases kai is known not to pass yet are listed by name in ``KNOWN_GAPS``
+with the reason: they are strict xfails, so one that starts passing fails until it is taken
+off the list. A case that needs an action, plugin or feature kai lacks and is *not* listed
+fails with what is missing (a plugin dropped by mistake cannot hide as a skip).
 """
 from __future__ import annotations
 
@@ -17,12 +20,26 @@ import runner  # noqa: E402
 
 CASES = runner.load_cases()
 
+#: case name -> why kai does not pass it yet (each is a strict xfail)
+KNOWN_GAPS: dict[str, str] = {}
 
-@pytest.mark.parametrize("stem,case", [pytest.param(s, c, id=c["name"]) for s, c in CASES])
+
+def _param(stem, case):
+    gap = KNOWN_GAPS.get(case["name"])
+    marks = [pytest.mark.xfail(strict=True, reason=gap)] if gap else []
+    return pytest.param(stem, case, id=case["name"], marks=marks)
+
+
+def test_known_gaps_name_real_cases():
+    names = {c["name"] for _, c in CASES}
+    assert set(KNOWN_GAPS) <= names, sorted(set(KNOWN_GAPS) - names)
+
+
+@pytest.mark.parametrize("stem,case", [_param(s, c) for s, c in CASES])
 def test_kai_scenario(stem, case):
     why = runner.skip_reason(case)
-    if why:
-        pytest.skip(why)
+    if why and case["name"] not in KNOWN_GAPS:
+        pytest.fail(f"{case['name']}: kai cannot run this case: {why}")
     out = runner.run_case(case)
     assert not out.problems, "runner built objects kai could not attach:\n" + "\n".join(out.problems)
     errs = runner.compare(case, out)

@@ -190,15 +190,57 @@ def test_engine_matches_the_bench_array_replay_on_a_trace_slice():
         assert np.allclose(engine.alloc, model.alloc)
 
 
+FGD_VS_BINPACK = """
+apiVersion: scheduling.run.ai/v2
+kind: Queue
+metadata: {name: q}
+spec: {resources: {gpu: {quota: -1, limit: -1, overQuotaWeight: 1}, cpu: {quota: -1, limit: -1, overQuotaWeight: 1},
+       memory: {quota: -1, limit: -1, overQuotaWeight: 1}}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n0, labels: {nvidia.com/gpu.product: A}}
+status: {allocatable: {cpu: "32", memory: 64Gi, nvidia.com/gpu: "2", pods: "110"}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {nvidia.com/gpu.product: B}}
+status: {allocatable: {cpu: "32", memory: 64Gi, nvidia.com/gpu: "2", pods: "110"}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: one, namespace: default, labels: {kai.scheduler/queue: q}, creationTimestamp: "2024-01-01T00:00:00Z"}
+spec:
+  schedulerName: kai-scheduler
+  containers: [{name: c, image: x, resources: {limits: {nvidia.com/gpu: "1"}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: two, namespace: default, labels: {kai.scheduler/queue: q}, creationTimestamp: "2024-01-01T00:01:00Z"}
+spec:
+  schedulerName: kai-scheduler
+  nodeSelector: {nvidia.com/gpu.product: A}
+  containers: [{name: c, image: x, resources: {limits: {nvidia.com/gpu: "2"}}}]
+"""
+
+
 def test_kai_simulate_selects_fgd_from_a_config_file(tmp_path):
-    """``kai simulate --config`` with nodeplacement gpu/cpu: fgd over the bundled example."""
+    """``kai simulate --config`` with nodeplacement gpu/cpu: fgd. The 1-GPU pod comes first:
+    binpack takes n0 (tie, name order) and leaves the 2-GPU model-A pod pending; FGD sees that
+    a GPU taken on n0 is a GPU the 2-GPU A pods cannot use and puts it on n1, so both run."""
     from kai.config import load_config
     from kai.sim.loader import load_manifests
     from kai.sim.simulator import simulate
     conf = tmp_path / "conf.yaml"
     conf.write_text('actions: "allocate"\ntiers:\n- plugins:\n  - name: predicates\n  - name: proportion\n'
                     '  - name: gpupack\n  - name: nodeplacement\n    arguments: {gpu: fgd, cpu: fgd}\n')
-    example = os.path.join(os.path.dirname(T.__file__), "..", "examples", "quickstart.yaml")
-    report = simulate(load_manifests([example]), load_config(str(conf)))
-    default = simulate(load_manifests([example]), load_config(str(conf)).__class__())
-    assert len(report["cycles"][0]["bindings"]) == len(default["cycles"][0]["bindings"]) > 0
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text(FGD_VS_BINPACK)
+
+    def placements(config) -> dict[str, str]:
+        report = simulate(load_manifests([str(cluster)]), config)
+        return {b["pod"]: b["node"] for b in report["cycles"][0]["bindings"]}
+
+    assert load_config(str(conf)).plugin_args("nodeplacement") == {"gpu": "fgd", "cpu": "fgd"}
+    assert placements(load_config(str(conf))) == {"default/one": "n1", "default/two": "n0"}
+    assert placements(load_config(str(conf)).__class__()) == {"default/one": "n0"}

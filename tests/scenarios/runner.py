@@ -425,9 +425,6 @@ def skip_reason(case: dict) -> str | None:
     if tags & {"gpu-sharing", "gpu-memory"} and not _gpu_sharing_enabled():
         which = sorted(tags & {"gpu-sharing", "gpu-memory"})
         return f"tag {', '.join(which)}: GPU sharing is not enabled in kai yet (no shared-GPU allocator plugin)"
-    for j in case.get("jobs") or []:
-        if any(sg.get("minSubGroup") is not None for sg in j.get("subGroups") or []):
-            return f"job {j['name']}: subGroup minSubGroup (partial sub-group sets) is not supported by kai yet"
     return None
 
 

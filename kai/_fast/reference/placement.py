@@ -48,20 +48,21 @@ def _best_node(allocatable, idle, avail, gpu_capacity, mask, name_rank, extra, r
     return best, not all(idle[c][best] >= req[c] - EPS for c in req_cols)
 
 
-def place(allocatable, idle, releasing, avail, gpu_capacity, mask, name_rank, extra_score, req,
-          req_cols, score_col, strategy, cpu_only, gpu_col, allow_pipeline, count, out_nodes,
-          out_pipelined, undo):
-    """See kai._fast.placement.place."""
+def place(a, mask, extra_score, req, req_cols, score_col, strategy, cpu_only, allow_pipeline, out, start=0):
+    """See kai._fast.placement.place. ``a`` has the node arrays as attributes (a NodeArrays),
+    ``out`` the output arrays (a Placements)."""
+    allocatable, idle, releasing, avail = a.allocatable, a.idle, a.releasing, a.avail
     n_res = len(idle)
+    count = out.capacity - start
     for i in range(count):
-        node, pipelined = _best_node(allocatable, idle, avail, gpu_capacity, mask, name_rank,
+        node, pipelined = _best_node(allocatable, idle, avail, a.gpu_capacity, mask, a.name_rank,
                                      extra_score, req, req_cols, score_col, strategy, cpu_only,
-                                     gpu_col, allow_pipeline)
+                                     a.gpu_col, allow_pipeline)
         if node < 0:
             return i
         for c in range(n_res):
-            undo[i][0][c] = idle[c][node]
-            undo[i][1][c] = releasing[c][node]
+            out.undo[start + i][0][c] = idle[c][node]
+            out.undo[start + i][1][c] = releasing[c][node]
         for c in req_cols:
             if pipelined:
                 from_rel = min(req[c], max(releasing[c][node], 0.0))
@@ -70,13 +71,14 @@ def place(allocatable, idle, releasing, avail, gpu_capacity, mask, name_rank, ex
             else:
                 idle[c][node] -= req[c]
             avail[c][node] = idle[c][node] + releasing[c][node]
-        out_nodes[i] = node
-        out_pipelined[i] = pipelined
+        out.nodes[start + i] = node
+        out.pipelined[start + i] = pipelined
     return count
 
 
-def fit_counts(idle, avail, mask, req, req_cols, out_short):
+def fit_counts(a, mask, req, req_cols, out_short):
     """See kai._fast.placement.fit_counts."""
+    avail = a.avail
     for k in range(len(req_cols)):
         out_short[k] = 0
     fits = 0
