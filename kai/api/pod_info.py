@@ -15,6 +15,7 @@ import numpy as np
 from kai.api import constants as C
 from kai.api.gpu_sharing import GPUSharing, parse_gpu_sharing_annotations
 from kai.api.k8s import Container, Pod
+from kai.api.pod_fields import unhonoured
 from kai.api.resources import CPU, GPU, PODS, QuantityError, ResourceRegistry
 
 
@@ -196,6 +197,11 @@ class PodInfo:
                 self.invalid_reason = f"pod {self.key}: {err}"
         else:
             self.gpu_sharing = None
+        if not self.node_name and not self.invalid_reason:
+            missing = unhonoured(pod)
+            if missing:
+                self.invalid_reason = (f"pod {self.key} sets fields kai does not honour yet, so it waits: "
+                                       + "; ".join(missing))
         self.gpu_groups: list[str] = []
         self._signature = None
         labels = meta.labels
