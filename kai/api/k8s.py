@@ -73,9 +73,16 @@ class Node(_K):
 
 # --- Pod ----------------------------------------------------------------------------------
 
+class ResourceClaimRef(_K):
+    """A container's use of one of the pod's resource claims (``resources.claims[]``)."""
+    name: str = ""
+    request: str = ""
+
+
 class ResourceRequirements(_K):
     requests: dict[str, str | int | float] = {}
     limits: dict[str, str | int | float] = {}
+    claims: list[ResourceClaimRef] = []
 
 
 class ContainerPort(_K):
@@ -141,6 +148,19 @@ class SchedulingGate(_K):
     name: str = ""
 
 
+class PodResourceClaim(_K):
+    """``spec.resourceClaims[]``: a ResourceClaim by name, or one generated from a template."""
+    name: str = ""
+    resource_claim_name: str | None = None
+    resource_claim_template_name: str | None = None
+
+
+class PodResourceClaimStatus(_K):
+    """``status.resourceClaimStatuses[]``: the claim generated for a template entry."""
+    name: str = ""
+    resource_claim_name: str | None = None
+
+
 class PodSpec(_K):
     containers: list[Container] = []
     init_containers: list[Container] = []
@@ -155,6 +175,7 @@ class PodSpec(_K):
     scheduling_gates: list[SchedulingGate] = []
     node_name: str = ""
     restart_policy: str = "Always"
+    resource_claims: list[PodResourceClaim] = []
 
 
 class PodCondition(_K):
@@ -170,6 +191,7 @@ class PodStatus(_K):
     conditions: list[PodCondition] = []
     nominated_node_name: str = ""
     start_time: str | None = None
+    resource_claim_statuses: list[PodResourceClaimStatus] = []
 
 
 class Pod(_K):
