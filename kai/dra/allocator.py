@@ -329,18 +329,21 @@ class DraAllocator:
                 break
         matched = m.copy()
         m &= inv.dev_ok.astype(bool)
-        if matched.any() and not m.any():
-            rows = np.flatnonzero(matched)
-            why = f"{len(rows)} matching devices are unusable: {inv.problems.get(int(rows[0]), '')}"
+        lost: list[str] = []
+        unusable = np.flatnonzero(matched & ~m)
+        if len(unusable):
+            lost.append(f"{len(unusable)} matching devices are unusable: "
+                        + "; ".join(dict.fromkeys(inv.problems.get(int(r), "") for r in unusable[:20])))
         tainted = m & inv.dev_tainted.astype(bool)
         if tainted.any():
             for row in np.flatnonzero(tainted).tolist():
                 if not all(tolerates(tolerations, t) for t in inv.taints.get(row, [])):
                     m[row] = False
-            if not m.any():
-                why = f"{int(tainted.sum())} matching devices have taints the request does not tolerate"
-        if errors and not m.any():
-            why = "; ".join(errors)
+            n_bad = int((tainted & ~m).sum())
+            if n_bad:
+                lost.append(f"{n_bad} matching devices have taints the request does not tolerate")
+        if not m.any():
+            why = "; ".join(errors + lost) or why
         got = (m, why)
         if len(self._alt_cache) < 10_000:
             self._alt_cache[key] = got
