@@ -47,6 +47,18 @@ def test_api_does_not_import_upper_layers(path):
     assert not bad, f"{path.relative_to(KAI)} imports {sorted(bad)}"
 
 
+FORBIDDEN_FOR_DRA = ("kai.cache", "kai.framework", "kai.actions", "kai.plugins", "kai.sim", "kai.cli",
+                     "kai.scheduler", "kai.controller")
+
+
+@pytest.mark.parametrize("path", files("dra"), ids=lambda p: str(p.relative_to(KAI)))
+def test_dra_sits_below_cache(path):
+    """kai.dra (inventories, selectors, allocator) uses only api and _fast: cache feeds it, the
+    framework calls it."""
+    bad = {m for m in imported_modules(path) if m.startswith(FORBIDDEN_FOR_DRA)}
+    assert not bad, f"{path.relative_to(KAI)} imports {sorted(bad)}"
+
+
 def test_scan_sees_imports():
     # guard against a scan that silently finds nothing
     assert "kai.api.k8s" in imported_modules(KAI / "api" / "pod_info.py")
