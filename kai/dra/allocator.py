@@ -655,7 +655,7 @@ def _request_of(starts, a: int) -> int:
 
 
 def _disjoint(cand: np.ndarray) -> bool:
-    if len(cand) <= 1:
+    if len(cand) <= 1 or cand.shape[1] == 0:
         return True
     return int(cand.sum(axis=0, dtype=np.int32).max()) <= 1
 
