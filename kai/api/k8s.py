@@ -73,10 +73,16 @@ class Node(_K):
 
 # --- Pod ----------------------------------------------------------------------------------
 
+class ResourceClaimRef(_K):
+    """A container's use of one of the pod's resource claims (``resources.claims[]``)."""
+    name: str = ""
+    request: str = ""
+
+
 class ResourceRequirements(_K):
     requests: dict[str, str | int | float] = {}
     limits: dict[str, str | int | float] = {}
-    claims: list[dict[str, Any]] = []           # DRA: names of the pod's resourceClaims
+    claims: list[ResourceClaimRef] = []         # DRA: names of the pod's resourceClaims
 
 
 class ContainerPort(_K):
@@ -267,6 +273,19 @@ class SchedulingGate(_K):
     name: str = ""
 
 
+class PodResourceClaim(_K):
+    """``spec.resourceClaims[]``: a ResourceClaim by name, or one generated from a template."""
+    name: str = ""
+    resource_claim_name: str | None = None
+    resource_claim_template_name: str | None = None
+
+
+class PodResourceClaimStatus(_K):
+    """``status.resourceClaimStatuses[]``: the claim generated for a template entry."""
+    name: str = ""
+    resource_claim_name: str | None = None
+
+
 class PodSpec(_K):
     """The pod fields kai reads: every field kube-scheduler's filters and scores read is here,
     so kai either honours it or refuses the pod naming it (kai.api.pod_fields)."""
@@ -280,7 +299,6 @@ class PodSpec(_K):
     tolerations: list[Toleration] = []
     topology_spread_constraints: list[TopologySpreadConstraint] = []
     volumes: list[Volume] = []
-    resource_claims: list[dict[str, Any]] = []            # Dynamic Resource Allocation
     host_network: bool = False
     scheduler_name: str = "default-scheduler"
     priority_class_name: str = ""
@@ -289,6 +307,7 @@ class PodSpec(_K):
     scheduling_gates: list[SchedulingGate] = []
     node_name: str = ""
     restart_policy: str = "Always"
+    resource_claims: list[PodResourceClaim] = []
 
 
 class PodCondition(_K):
@@ -304,6 +323,7 @@ class PodStatus(_K):
     conditions: list[PodCondition] = []
     nominated_node_name: str = ""
     start_time: str | None = None
+    resource_claim_statuses: list[PodResourceClaimStatus] = []
 
 
 class Pod(_K):

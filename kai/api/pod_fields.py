@@ -58,7 +58,7 @@ def set_fields(pod: Pod) -> list[str]:
     spec = pod.spec
     out: list[str] = []
     if spec.resource_claims:
-        out.append("spec.resourceClaims: " + ", ".join(str(c.get("name", "?")) for c in spec.resource_claims))
+        out.append("spec.resourceClaims: " + ", ".join(c.name or "?" for c in spec.resource_claims))
     for kind, containers in (("containers", spec.containers), ("initContainers", spec.init_containers)):
         for c in containers:
             if c.resources.claims:

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import msgspec
 import structlog
 
+from kai.api.dra import DeviceClass, ResourceClaim, ResourceClaimTemplate, ResourceSlice
 from kai.api.k8s import Node, Pod, PodGroup, PriorityClass, Queue, Topology
 from kai.cache.kubeclient import ApiError, KubeClient, Status
 
@@ -46,6 +47,12 @@ RESOURCES: dict[str, Resource] = {
     "Queue": Resource("Queue", "/apis/scheduling.run.ai/v2/queues", Queue, True),
     "PriorityClass": Resource("PriorityClass", "/apis/scheduling.k8s.io/v1/priorityclasses", PriorityClass),
     "Topology": Resource("Topology", "/apis/kai.scheduler/v1alpha1/topologies", Topology, True),
+    # DRA (resource.k8s.io/v1, GA in Kubernetes 1.34); optional: older servers answer 404
+    "ResourceSlice": Resource("ResourceSlice", "/apis/resource.k8s.io/v1/resourceslices", ResourceSlice, True),
+    "DeviceClass": Resource("DeviceClass", "/apis/resource.k8s.io/v1/deviceclasses", DeviceClass, True),
+    "ResourceClaim": Resource("ResourceClaim", "/apis/resource.k8s.io/v1/resourceclaims", ResourceClaim, True),
+    "ResourceClaimTemplate": Resource("ResourceClaimTemplate", "/apis/resource.k8s.io/v1/resourceclaimtemplates",
+                                      ResourceClaimTemplate, True),
 }
 
 

@@ -26,6 +26,7 @@ import structlog
 from kai.api import constants as C
 from kai.cache.binder import Binder, LiveCache
 from kai.cache.cluster_state import ClusterState
+from kai.cache.dra_store import DraStore
 from kai.cache.kubeclient import ApiError, KubeClient
 from kai.cache.reservation import GPU_GROUP_LABEL, ReservationService, is_reservation_pod
 from kai.cache.status import StatusReporter, StatusWriter
@@ -53,6 +54,7 @@ class Controller:
         self.scheduler_name = scheduler_name
         self.events: queue.Queue = queue.Queue()
         self.state = ClusterState(scheduler_name=scheduler_name)
+        self.dra = DraStore()        # ResourceSlices, DeviceClasses, ResourceClaims, templates
         self.metrics = metrics or Metrics()
         self.status = StatusWriter(client, workers=status_workers)
         self.reporter = StatusReporter(self.status)
@@ -135,6 +137,7 @@ class Controller:
                 priority_classes=seen.get("PriorityClass", {}).values())
         for t in seen.get("Topology", {}).values():
             st.upsert_topology(t)
+        self.dra.load({k: v.values() for k, v in seen.items() if DraStore.handles(k)})
         if self.grouper is not None:
             for p in seen.get("Pod", {}).values():
                 self.grouper.observe(p)
@@ -165,6 +168,9 @@ class Controller:
             return
         if etype == INVALID:
             self._report_invalid(obj)
+            return
+        if DraStore.handles(kind):
+            self.dra.apply(kind, etype, obj)
             return
         if kind == "Pod" and is_reservation_pod(obj, self.reservations.namespace):
             name = obj.metadata.name
@@ -273,7 +279,9 @@ class Controller:
 
     def _report_invalid(self, info: dict) -> None:
         api = {"Pod": "v1", "Node": "v1", "PodGroup": "scheduling.run.ai/v2alpha2", "Queue": "scheduling.run.ai/v2",
-               "Topology": "kai.scheduler/v1alpha1", "PriorityClass": "scheduling.k8s.io/v1"}.get(info["kind"], "")
+               "Topology": "kai.scheduler/v1alpha1", "PriorityClass": "scheduling.k8s.io/v1",
+               "ResourceSlice": "resource.k8s.io/v1", "DeviceClass": "resource.k8s.io/v1",
+               "ResourceClaim": "resource.k8s.io/v1", "ResourceClaimTemplate": "resource.k8s.io/v1"}.get(info["kind"], "")
         where = f"{info['namespace']}/{info['name']}" if info["namespace"] else info["name"]
         self.status.event({"kind": info["kind"], "apiVersion": api, "namespace": info["namespace"] or "default",
                            "name": info["name"], "uid": info["uid"]}, "InvalidObject",

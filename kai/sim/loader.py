@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import msgspec
 import yaml
 
-from kai.api.k8s import KINDS
+from kai.api.dra import DRA_KINDS, validate as validate_dra
+from kai.api.k8s import KINDS as _CORE_KINDS
 from kai.api.resources import QuantityError, parse_quantity
 
 # kinds that may sit in the same manifests but carry nothing kai schedules with
@@ -29,6 +30,7 @@ IGNORED_KINDS = {"Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service"
 # owners kept so the pod-grouper can read their labels and gang sizes
 OWNER_KINDS = {"Deployment", "ReplicaSet", "StatefulSet", "Job", "CronJob", "JobSet", "LeaderWorkerSet",
                "PyTorchJob", "TFJob", "MPIJob", "RayCluster", "RayJob", "Notebook"}
+KINDS = {**_CORE_KINDS, **DRA_KINDS}    # DeviceClass, ResourceSlice, ResourceClaim(Template) too
 _MAX_QUANTITY = 2**63 // 1000   # kai keeps milli-units; larger values overflow them
 _BASE_TIME = _dt.datetime(2024, 1, 1, tzinfo=_dt.timezone.utc)
 
@@ -173,7 +175,7 @@ def load_manifests(paths: list[str]) -> Manifests:
                 seq += 1
                 obj = dict(obj)
                 meta = dict(meta)
-                if kind in ("Pod", "PodGroup") and not meta.get("namespace"):
+                if kind in ("Pod", "PodGroup", "ResourceClaim", "ResourceClaimTemplate") and not meta.get("namespace"):
                     meta["namespace"] = "default"
                 ns_part = f"{meta['namespace']}-" if meta.get("namespace") else ""
                 meta.setdefault("uid", f"uid-{kind.lower()}-{ns_part}{meta['name']}")
@@ -190,5 +192,9 @@ def load_manifests(paths: list[str]) -> Manifests:
                     _check_quantities(obj, kind)
                 except ValueError as exc:
                     raise LoadError(f"{where}: {exc}") from None
+                if kind in DRA_KINDS:
+                    problems = validate_dra(converted)
+                    if problems:
+                        raise LoadError(f"{where}: {problems[0]}")
                 out.objects[kind].append(converted)
     return out

@@ -112,3 +112,63 @@ def test_invalid_json_and_binary(tmp_path):
     p = tmp_path / "bin.yaml"
     p.write_bytes(b"\xff\xfe\x00kind")
     assert "not UTF-8" in error_of(str(p))
+
+
+# --- DRA manifests ---------------------------------------------------------------------------
+
+DRA_MANIFEST = """
+apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata: {name: gpu.example.com}
+spec:
+  selectors: [{cel: {expression: 'device.driver == "gpu.example.com"'}}]
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceSlice
+metadata: {name: node-1-gpus}
+spec:
+  driver: gpu.example.com
+  nodeName: node-1
+  pool: {name: node-1, generation: 1, resourceSliceCount: 1}
+  devices:
+  - name: gpu-0
+    attributes: {model: {string: A100}}
+    capacity: {memory: {value: 80Gi}}
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: {name: one-gpu, namespace: team-a}
+spec:
+  spec:
+    devices:
+      requests: [{name: gpu, exactly: {deviceClassName: gpu.example.com}}]
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata: {name: shared}
+spec:
+  devices:
+    requests: [{name: gpu, exactly: {deviceClassName: gpu.example.com, count: 2}}]
+"""
+
+
+def test_loads_dra_kinds(tmp_path):
+    from kai.sim.loader import load_manifests
+    f = tmp_path / "dra.yaml"
+    f.write_text(DRA_MANIFEST)
+    m = load_manifests([str(f)])
+    assert [o.metadata.name for o in m.objects["DeviceClass"]] == ["gpu.example.com"]
+    assert m.objects["ResourceSlice"][0].spec.devices[0].attributes["model"].string == "A100"
+    assert m.objects["ResourceClaimTemplate"][0].metadata.namespace == "team-a"
+    assert m.objects["ResourceClaim"][0].metadata.namespace == "default"
+    assert m.objects["ResourceClaim"][0].spec.devices.requests[0].exactly.count == 2
+
+
+def test_invalid_dra_manifest_names_file_document_and_field(tmp_path):
+    import pytest
+    from kai.sim.loader import LoadError, load_manifests
+    f = tmp_path / "bad.yaml"
+    f.write_text(DRA_MANIFEST.replace("count: 2", "count: 0"))
+    with pytest.raises(LoadError, match=r"bad.yaml: document 4 \(ResourceClaim shared\): "
+                                        r"spec.devices.requests\[0\].exactly.count: must be at least 1"):
+        load_manifests([str(f)])
