@@ -103,6 +103,7 @@ def podgroup_body(meta: PodGroupMetadata) -> dict:
     import msgspec
 
     body = msgspec.to_builtins(to_podgroup(meta))
+    body["apiVersion"], body["kind"] = "scheduling.run.ai/v2alpha2", "PodGroup"
     m = body["metadata"]
     m.pop("uid", None)
     m.pop("creationTimestamp", None)

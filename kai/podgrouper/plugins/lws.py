@@ -16,9 +16,11 @@ then holds ``leader`` and ``workers`` children (segment-0 is one pod larger when
 ``(size-1) % segment == 0``); ``LeaderExcluded`` puts the leader in its own top-level
 ``leader`` SubGroup and needs ``(size-1) % segment == 0``.
 
-One deviation: while a LeaderReady leader waits alone (minMember 1) KAI fails to group it
-when segments are configured (segment size > 1 pod); kai groups the leader without
-segments, so the group can start.
+Two deviations, both where KAI's PodGroup could never be scheduled: while a LeaderReady
+leader waits alone (minMember 1) KAI fails to group it when segments are configured
+(segment size > 1 pod); kai groups the leader without segments, so the group can start. And
+with a single segment of ``size - 1`` workers KAI counts the leader twice (segment-0 one
+pod larger than the group); kai counts it once.
 """
 from __future__ import annotations
 
@@ -153,7 +155,10 @@ def build_subgroups(lws: Obj, pod: Pod, replicas: int) -> list[SubGroupMetadata]
     topology = segment_topology(pod, lws)
     n = segment_index(replicas - 1, replicas, seg) + 1
     segments = [SubGroupMetadata(f"segment-{k}", seg, topology=topology) for k in range(n)]
-    segments[-1].min_available = sum(1 for w in range(replicas) if segment_index(w, replicas, seg) == n - 1)
+    # the last segment may be short; the leader is counted here only when it is not the extra
+    # pod of segment-0 (KAI counts it twice when there is a single segment of size - 1 workers)
+    first = 1 if _divisible(replicas, seg) else 0
+    segments[-1].min_available = sum(1 for w in range(first, replicas) if segment_index(w, replicas, seg) == n - 1)
     try:
         worker = int(pod.metadata.labels.get(WORKER_INDEX_LABEL, ""))
     except ValueError:
