@@ -164,3 +164,34 @@ def test_simulate_reports_pods_that_cannot_be_grouped(tmp_path, capsys):
     problems = {p["object"]: p["reason"] for p in report["problems"]}
     assert "pod-grouper" in problems["Pod ml/orphan-0"] and "PyTorchJob ml/missing" in problems["Pod ml/orphan-0"]
     assert report["cycles"][0]["bindings"] == []
+
+
+QUEUES = """---
+apiVersion: scheduling.run.ai/v2
+kind: Queue
+metadata: {name: team-a}
+spec: {resources: {gpu: {quota: -1, limit: -1}, cpu: {quota: -1, limit: -1}, memory: {quota: -1, limit: -1}}}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: j, namespace: ml, uid: j-uid, labels: {runai/queue: team-a}}
+spec: {}
+""" + _pod("j-0", "Job", "j", "j-uid", "batch/v1")
+
+
+def test_queue_label_key_flag_and_config(tmp_path, capsys):
+    path = tmp_path / "q.yaml"
+    path.write_text(NODES + QUEUES)
+    assert main(["simulate", str(path), "--output", "json", "--queue-label-key", "runai/queue"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["podGroups"][0]["queue"] == "team-a"
+    assert [b["pod"] for b in report["cycles"][0]["bindings"]] == ["ml/j-0"]
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("queueLabelKey: runai/queue\n")
+    assert main(["simulate", str(path), "--output", "json", "--config", str(cfg)]) == 0
+    assert json.loads(capsys.readouterr().out)["podGroups"][0]["queue"] == "team-a"
+    assert main(["simulate", str(path), "--output", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["podGroups"][0]["queue"] == "default-queue"
+    cfg.write_text("queueLabelKey: 'not a key'\n")
+    assert main(["simulate", str(path), "--config", str(cfg)]) == 2
+    assert "queueLabelKey" in capsys.readouterr().err
