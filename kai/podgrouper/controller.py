@@ -47,11 +47,20 @@ _CLUSTER_SCOPED = {"PriorityClass"}
 
 class ApiReader:
     """The grouper's Reader over the API server: GETs by apiVersion/kind (plural and scope
-    found through API discovery, cached), pod lists by label selector."""
+    found through API discovery, cached), pod lists by label selector.
 
-    def __init__(self, client: KubeClient) -> None:
+    Owners, PriorityClasses and ConfigMaps read within the last ``ttl`` seconds are served from
+    memory (the pods of one gang arrive together and share their owners; KAI reads them through
+    informer caches, which lag the same way); PodGroups and pods are always read fresh."""
+
+    FRESH_KINDS = frozenset({"PodGroup", "Pod"})
+
+    def __init__(self, client: KubeClient, ttl: float = 2.0, max_entries: int = 4096) -> None:
         self.client = client
+        self.ttl = ttl
+        self.max_entries = max_entries
         self._resources: dict[str, dict[str, tuple[str, bool]]] = {}
+        self._cache: dict[tuple[str, str, str, str], tuple[float, dict | None]] = {}
         self._lock = threading.Lock()
 
     def _resource(self, api_version: str, kind: str) -> tuple[str, bool]:
@@ -83,14 +92,28 @@ class ApiReader:
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
         if not api_version:
             raise GroupingError(f"{kind} {namespace}/{name}: the owner reference has no apiVersion")
+        key = (api_version, kind, namespace, name)
+        cacheable = self.ttl > 0 and kind not in self.FRESH_KINDS
+        now = time.monotonic()
+        if cacheable:
+            with self._lock:
+                hit = self._cache.get(key)
+            if hit is not None and now - hit[0] < self.ttl:
+                return hit[1]
         try:
-            return self.client.get(self.path(api_version, kind, namespace, name))
+            obj = self.client.get(self.path(api_version, kind, namespace, name))
         except ApiError as exc:
-            if exc.status == 404:
-                return None
             if exc.status == 403:
                 raise Forbidden(str(exc)) from None
-            raise
+            if exc.status != 404:
+                raise
+            obj = None
+        if cacheable:
+            with self._lock:
+                if len(self._cache) >= self.max_entries:
+                    self._cache.clear()
+                self._cache[key] = (now, obj)
+        return obj
 
     def list_pods(self, namespace: str, labels: dict[str, str]) -> list[dict]:
         selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))

@@ -188,10 +188,15 @@ class ManifestReader:
                  podgroups: Iterable[Any] = (), priority_classes: Iterable[str] = ()) -> None:
         self.objects = dict(objects or {})
         self.pods: list[Pod] = list(pods)
+        self._pod_index = {((p.metadata.namespace or "default"), p.metadata.name): i for i, p in enumerate(self.pods)}
         self.podgroups: dict[tuple[str, str], dict] = {}
         for pg in podgroups:
             self.put_podgroup(pg if isinstance(pg, dict) else msgspec.to_builtins(pg))
         self.priority_classes = set(priority_classes) | set(C.PRIORITY_CLASSES)
+
+    def replace_pod(self, i: int, pod: Pod) -> None:
+        """Pod ``i`` (same name) as it is now."""
+        self.pods[i] = pod
 
     def put_podgroup(self, body: dict) -> None:
         m = body.get("metadata") or {}
@@ -203,9 +208,8 @@ class ManifestReader:
         if kind == "PriorityClass":
             return {"metadata": {"name": name}} if name in self.priority_classes else None
         if kind == "Pod":
-            p = next((p for p in self.pods if p.metadata.name == name
-                      and (p.metadata.namespace or "default") == namespace), None)
-            return pod_obj(p).raw if p is not None else None
+            i = self._pod_index.get((namespace, name))
+            return pod_obj(self.pods[i]).raw if i is not None else None
         obj = self.objects.get((kind, namespace, name)) or self.objects.get((kind, "", name))
         if obj is None:
             return None

@@ -94,7 +94,7 @@ def group_pods(pods: list[Pod], objects: dict, existing: list[PodGroup] = (), pr
         reader.put_podgroup(msgspec.to_builtins(pg))
         grouped = assign(pod, meta)
         out.pods.append(grouped)
-        reader.pods[i] = grouped
+        reader.replace_pod(i, grouped)
         sg = grouped.metadata.labels.get(C.SUBGROUP_LABEL, "")
         out.members.setdefault(pg_key, {}).setdefault(sg, []).append(pod.metadata.name)
     return out
