@@ -195,3 +195,54 @@ def test_queue_label_key_flag_and_config(tmp_path, capsys):
     cfg.write_text("queueLabelKey: 'not a key'\n")
     assert main(["simulate", str(path), "--config", str(cfg)]) == 2
     assert "queueLabelKey" in capsys.readouterr().err
+
+
+def _rack_nodes():
+    out = """---
+apiVersion: kai.scheduler/v1alpha1
+kind: Topology
+metadata: {name: dc}
+spec:
+  levels: [{nodeLabel: example.com/rack}, {nodeLabel: kubernetes.io/hostname}]
+"""
+    for rack in ("a", "b"):
+        for i in range(2):
+            out += f"""---
+apiVersion: v1
+kind: Node
+metadata: {{name: {rack}{i}, labels: {{example.com/rack: {rack}, kubernetes.io/hostname: {rack}{i}}}}}
+status: {{allocatable: {{cpu: '32', memory: 128Gi, pods: '50', nvidia.com/gpu: '2'}}}}
+"""
+    return out
+
+
+def test_pytorchjob_segments_each_land_in_one_rack(tmp_path, capsys):
+    """Segments of 4 workers with a required rack level: each segment in one rack (4 GPUs per
+    rack), the job as a whole across both racks."""
+    job = """---
+apiVersion: kubeflow.org/v1
+kind: PyTorchJob
+metadata: {name: seg, namespace: ml, uid: seg-uid, annotations: {kai.scheduler/topology: dc}}
+spec:
+  pytorchReplicaSpecs:
+    Worker:
+      replicas: 8
+      template:
+        metadata:
+          annotations: {kai.scheduler/segment-size: '4',
+                        kai.scheduler/segment-topology-required-placement: example.com/rack}
+"""
+    pods = "".join(_pod(f"seg-worker-{i}", "PyTorchJob", "seg", "seg-uid", "kubeflow.org/v1",
+                        f"'training.kubeflow.org/replica-type': worker, 'training.kubeflow.org/replica-index': '{i}'")
+                   for i in range(8))
+    path = tmp_path / "seg.yaml"
+    path.write_text(_rack_nodes() + job + pods)
+    assert main(["simulate", str(path), "--output", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (pg,) = report["podGroups"]
+    assert [(s["name"], s["minMember"], s.get("parent")) for s in pg["subGroups"]] == [
+        ("worker", 8, None), ("worker-0", 4, "worker"), ("worker-1", 4, "worker")]
+    node = {b["pod"]: b["node"] for b in report["cycles"][0]["bindings"]}
+    assert len(node) == 8
+    racks = [{node[f"ml/seg-worker-{i}"][0] for i in range(k * 4, k * 4 + 4)} for k in range(2)]
+    assert all(len(r) == 1 for r in racks) and racks[0] != racks[1]
