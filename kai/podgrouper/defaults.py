@@ -23,7 +23,9 @@ Called by every plugin in ``kai.podgrouper.plugins``; reads through a :class:`Co
 """
 from __future__ import annotations
 
+import functools
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,7 +146,25 @@ def pod_owner_ref(pod: Pod) -> OwnerReference:
                           uid=pod.metadata.uid)
 
 
+_PLAIN = re.compile(r"^[A-Za-z0-9_./][A-Za-z0-9_./-]*$")
+# numbers YAML 1.2 (Go's yaml.v3) reads as such although YAML 1.1 (PyYAML) does not
+_NUMBER_12 = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+_RESOLVER = yaml.resolver.Resolver()
+
+
 def _yaml_scalar(v: str) -> str:
+    """``v`` as a YAML scalar the way Go's yaml.v3 writes it: plain when that reads back as
+    the same string, else double-quoted."""
+    if v and _PLAIN.match(v) and not _NUMBER_12.match(v) and \
+            _RESOLVER.resolve(yaml.ScalarNode, v, (True, False)) == "tag:yaml.org,2002:str":
+        return v
+    if _NUMBER_12.match(v):
+        return json.dumps(v)
+    return _yaml_scalar_slow(v)
+
+
+@functools.lru_cache(maxsize=1024)
+def _yaml_scalar_slow(v: str) -> str:
     dumped = yaml.safe_dump(v, default_flow_style=True).strip()
     if dumped.endswith("\n..."):
         dumped = dumped[:-4].strip()
