@@ -75,10 +75,10 @@ class ApiReader:
                 for r in doc.get("resources") or []:
                     if "/" not in r.get("name", ""):
                         known[r.get("kind", "")] = (r["name"], bool(r.get("namespaced", True)))
-            except ApiError as exc:
+                with self._lock:
+                    self._resources[api_version] = known
+            except ApiError as exc:      # not served (yet): guess the plural, ask again next time
                 log.debug("API discovery failed", api_version=api_version, error=str(exc))
-            with self._lock:
-                self._resources[api_version] = known
         if kind in known:
             return known[kind]
         return _PLURALS.get(kind) or kind.lower() + "s", kind not in _CLUSTER_SCOPED
