@@ -35,13 +35,13 @@ def cmd_simulate(args) -> int:
             config = parse_config(doc, where)
         else:
             config = default_config()
+        apply_flags(config, args)
     except (LoadError, ConfigError) as exc:
         print(f"kai simulate: error: {exc}", file=sys.stderr)
         return 2
     if args.cycles < 1:
         print("kai simulate: error: --cycles must be >= 1", file=sys.stderr)
         return 2
-    apply_flags(config, args)
     report = simulate(manifests, config, cycles=args.cycles, interval=args.interval)
     if args.output == "json":
         json.dump(report, sys.stdout, indent=2)
@@ -55,11 +55,11 @@ def cmd_scheduler(args) -> int:
     from kai.controller.main import run_controller   # live controller (needs a cluster)
 
     try:
-        config = load_config(args.config) if args.config else default_config()
+        config = apply_flags(load_config(args.config) if args.config else default_config(), args)
     except ConfigError as exc:
         print(f"kai scheduler: error: {exc}", file=sys.stderr)
         return 2
-    return run_controller(args, apply_flags(config, args))
+    return run_controller(args, config)
 
 
 def cmd_webhook(args) -> int:
@@ -99,11 +99,32 @@ def _add_algorithm_flags(p: argparse.ArgumentParser) -> None:
                    help="evict a running gang below minMember after this long (default 60s; negative: never)")
 
 
+def _add_grouper_flags(p: argparse.ArgumentParser) -> None:
+    """The pod-grouper's flags (KAI's podgrouper flags); shared by `simulate` and `scheduler`."""
+    p.add_argument("--queue-label-key", default=None, metavar="KEY",
+                   help="pod/owner label naming the queue (default: the config's queueLabelKey, else "
+                        "kai.scheduler/queue)")
+    p.add_argument("--default-priorities-configmap-name", default="", metavar="NAME",
+                   help="ConfigMap with the per-kind default priority class and preemptibility (key 'types')")
+    p.add_argument("--default-priorities-configmap-namespace", default="", metavar="NAMESPACE",
+                   help="namespace of that ConfigMap")
+    p.add_argument("--knative-gang-schedule", type=_bool, default=True, metavar="BOOL",
+                   help="one PodGroup per Knative revision, minMember its min-scale (default true)")
+    p.add_argument("--search-legacy-pg", type=_bool, default=True, metavar="BOOL",
+                   help="keep using PodGroups of the legacy name of batch Jobs when they exist (default true)")
+
+
 def apply_flags(config, args):
-    """Copy the algorithm flags onto the loaded config."""
+    """Copy the algorithm and pod-grouper flags onto the loaded config."""
+    from kai.config import check_label_key
+    from kai.podgrouper.defaults import grouper_config
+
     config.max_consolidation_preemptees = args.max_consolidation_preemptees
     config.allow_consolidating_reclaim = args.allow_consolidating_reclaim
     config.default_staleness_grace_period = args.default_staleness_grace_period
+    if getattr(args, "queue_label_key", None):
+        config.queue_label_key = check_label_key(args.queue_label_key, "--queue-label-key")
+    config.grouper = grouper_config(args, config.queue_label_key)
     return config
 
 
@@ -120,9 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--interval", type=float, default=1.0, help="seconds of simulated time per cycle (default 1)")
     s.add_argument("--output", choices=["table", "json"], default="table")
     _add_algorithm_flags(s)
+    _add_grouper_flags(s)
     s.set_defaults(func=cmd_simulate)
     r = sub.add_parser("scheduler", help="run the scheduler against a cluster")
     _add_algorithm_flags(r)
+    _add_grouper_flags(r)
     r.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, then ~/.kube/config)")
     r.add_argument("--config", help="scheduler config YAML")
     r.add_argument("--scheduler-name", default="kai-scheduler")

@@ -28,6 +28,9 @@ An HTTPS server answering AdmissionReview v1 on the paths KAI's admission servic
   (:func:`kai.api.pod_info.parse_gpu_sharing`) is rejected too, so an invalid request fails at
   creation instead of sitting unschedulable.
 
+``/validate-scheduling-run-ai-v2-queue``, ``/validate-scheduling-run-ai-v2alpha2-podgroup``
+  KAI's Queue and PodGroup validation (:mod:`kai.admission.crd_validation`).
+
 TLS: ``--tls-cert-file``/``--tls-private-key-file`` (reloaded when the files change, e.g. a
 cert-manager or Secret rotation), or a self-signed certificate generated at start (SANs
 localhost, 127.0.0.1 and ``--tls-san``), optionally written out (``--write-ca-file``) so it can
@@ -54,6 +57,7 @@ from typing import Any
 import structlog
 
 from kai.api import constants as C
+from kai.admission.crd_validation import VALIDATORS as CRD_VALIDATORS, review_crd
 from kai.api.gpu_sharing import parse_gpu_sharing_annotations
 from kai.cache.reservation import APP_LABEL, APP_LABEL_VALUE, CONFIGMAP_ANNOTATION, configmap_prefix
 
@@ -265,6 +269,8 @@ def mutate_pod(pod: dict, cfg: AdmissionConfig, namespace: str = "") -> tuple[di
 def review(body: bytes | dict, path: str, cfg: AdmissionConfig) -> dict:
     """Answer one AdmissionReview (v1, or v1beta1 echoed back) for ``path``."""
     doc = json.loads(body) if isinstance(body, (bytes, str)) else body
+    if path in CRD_VALIDATORS:              # Queue / PodGroup (kai.admission.crd_validation)
+        return review_crd(doc, path)
     req = doc.get("request") or {}
     resp: dict[str, Any] = {"uid": req.get("uid", ""), "allowed": True}
     out = {"apiVersion": doc.get("apiVersion") or "admission.k8s.io/v1", "kind": "AdmissionReview",
@@ -405,7 +411,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         path = self.path.split("?", 1)[0]
-        if path not in (MUTATE_PATH, VALIDATE_PATH):
+        if path not in (MUTATE_PATH, VALIDATE_PATH) and path not in CRD_VALIDATORS:
             self._send(404, b"not found", "text/plain")
             return
         try:

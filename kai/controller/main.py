@@ -72,7 +72,8 @@ class Controller:
                              status=self.status, scheduler_name=scheduler_name,
                              on_bound=lambda s: self.metrics.task_bind.observe(s * 1000.0),
                              reservations=self.reservations)
-        self.grouper = PodGrouperController(client, scheduler_name) if group_pods else None
+        self.grouper = PodGrouperController(client, scheduler_name, config=getattr(config, "grouper", None),
+                                            status=self.status) if group_pods else None
         self.scheduler = Scheduler(self.state, config)
         self.synced = False
         self._problem_seen: dict[str, float] = {}
@@ -184,6 +185,8 @@ class Controller:
             if etype == DELETED:
                 st.delete_pod(obj.metadata.uid)
                 self.binder.forget(obj.metadata.uid)
+                if self.grouper is not None:
+                    self.grouper.forget(obj.metadata.uid)
                 self.status.forget_pod(obj.metadata.uid)
                 return
             st.upsert_pod(obj)

@@ -8,6 +8,7 @@ from kai.framework.plugin import PLUGINS, Plugin
 from kai.plugins import elastic, minruntime, nodeplacement, predicates, priority, proportion  # noqa: F401  (register)
 from kai.plugins import gpusharing  # noqa: F401  (register gpupack, gpuspread, gpusharingorder)
 from kai.plugins import topology  # noqa: F401  (register)
+from kai.plugins import leaders  # noqa: F401  (register kubeflow, ray)
 
 log = structlog.get_logger("kai.plugins")
 

@@ -18,6 +18,7 @@ import yaml
 
 from kai.api.dra import DRA_KINDS, validate as validate_dra
 from kai.api.k8s import KINDS as _CORE_KINDS
+from kai.podgrouper.hub import OWNER_KINDS as _GROUPER_KINDS
 from kai.api.resources import QuantityError, parse_quantity
 
 # kinds that may sit in the same manifests but carry nothing kai schedules with
@@ -26,10 +27,9 @@ IGNORED_KINDS = {"Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service"
                  "CronJob", "DaemonSet", "CustomResourceDefinition", "LimitRange", "ResourceQuota",
                  "PersistentVolumeClaim", "PersistentVolume", "StorageClass", "BindRequest",
                  "SchedulingShard", "Config", "JobSet", "LeaderWorkerSet", "PyTorchJob", "TFJob", "MPIJob",
-                 "RayCluster", "RayJob", "Notebook"}
-# owners kept so the pod-grouper can read their labels and gang sizes
-OWNER_KINDS = {"Deployment", "ReplicaSet", "StatefulSet", "Job", "CronJob", "JobSet", "LeaderWorkerSet",
-               "PyTorchJob", "TFJob", "MPIJob", "RayCluster", "RayJob", "Notebook"}
+                 "RayCluster", "RayJob", "Notebook"} | _GROUPER_KINDS
+# owners (and the defaults ConfigMap) kept so the pod-grouper can read them
+OWNER_KINDS = set(_GROUPER_KINDS)
 KINDS = {**_CORE_KINDS, **DRA_KINDS}    # DeviceClass, ResourceSlice, ResourceClaim(Template) too
 _MAX_QUANTITY = 2**63 // 1000   # kai keeps milli-units; larger values overflow them
 _BASE_TIME = _dt.datetime(2024, 1, 1, tzinfo=_dt.timezone.utc)
@@ -163,7 +163,7 @@ def load_manifests(paths: list[str]) -> Manifests:
                         out.config_docs.append((f"{path}: document {label}", obj))
                         continue
                     raise LoadError(f"{path}: document {label}: missing field 'kind'")
-                if kind in OWNER_KINDS:
+                if kind in OWNER_KINDS and not (kind == "Service" and obj.get("apiVersion") == "v1"):
                     out.owners[(kind, meta.get("namespace") or "default", str(meta.get("name", "")))] = obj
                 if kind not in KINDS:
                     if kind in IGNORED_KINDS:

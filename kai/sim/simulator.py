@@ -12,7 +12,7 @@ from kai.api import constants as C
 from kai.api.k8s import ObjectMeta, PodStatus, Queue, QueueResource, QueueResources, QueueSpec
 from kai.cache.cluster_state import ClusterState
 from kai.config import SchedulerConfig
-from kai.podgrouper.grouper import group_for_pod
+from kai.podgrouper.offline import group_pods
 from kai.scheduler import RecordingCache, Scheduler
 from kai.sim.loader import Manifests
 
@@ -26,10 +26,13 @@ def _default_queue(name: str, parent: str = "") -> Queue:
                                 resources=QueueResources(gpu=open_, cpu=open_, memory=open_)))
 
 
-def build_state(m: Manifests) -> ClusterState:
-    """ClusterState with the manifests' objects, in dependency order."""
-    owners = m.owners
-    state = ClusterState(grouper=lambda pod: group_for_pod(pod, owners))
+def build_state(m: Manifests, grouper=None) -> ClusterState:
+    """ClusterState with the manifests' objects, in dependency order; pods are grouped first
+    (``kai.podgrouper.offline``, settings ``grouper``: a GrouperConfig)."""
+    state = ClusterState()
+    grouped = group_pods(m.objects["Pod"], m.owners, m.objects["PodGroup"],
+                         [pc.metadata.name for pc in m.objects["PriorityClass"]], grouper)
+    state.grouped = grouped
     for pc in m.objects["PriorityClass"]:
         state.upsert_priority_class(pc)
     queues = m.objects["Queue"]
@@ -42,8 +45,12 @@ def build_state(m: Manifests) -> ClusterState:
         state.upsert_node(n)
     for pg in m.objects["PodGroup"]:
         state.upsert_podgroup(pg)
-    for p in m.objects["Pod"]:
+    for pg in grouped.podgroups.values():
+        state.upsert_podgroup(pg)
+    for p in grouped.pods:
         state.upsert_pod(p)
+    for key, why in grouped.errors.items():
+        state.pod_problems[key] = f"pod-grouper: {why}"
     # KAI's Helm chart creates default-parent-queue -> default-queue; do the same when used
     wants_default = not queues or any(j.queue == C.DEFAULT_QUEUE for j in state.jobs.values())
     if wants_default and C.DEFAULT_QUEUE not in names:
@@ -51,6 +58,22 @@ def build_state(m: Manifests) -> ClusterState:
             state.upsert_queue(_default_queue(C.DEFAULT_PARENT_QUEUE))
         state.upsert_queue(_default_queue(C.DEFAULT_QUEUE, C.DEFAULT_PARENT_QUEUE))
     return state
+
+
+def podgroups_report(grouped) -> list[dict]:
+    """The PodGroups the pod-grouper made: name, queue, minMember, pods, subGroups."""
+    out = []
+    for key, pg in sorted(grouped.podgroups.items()):
+        members = grouped.members.get(key, {})
+        entry = {"name": key, "queue": pg.spec.queue, "minMember": pg.spec.min_member,
+                 "priorityClassName": pg.spec.priority_class_name,
+                 "pods": sorted(p for pods in members.values() for p in pods)}
+        if pg.spec.sub_groups:
+            entry["subGroups"] = [{"name": sg.name, "minMember": sg.min_member,
+                                   **({"parent": sg.parent} if sg.parent else {}),
+                                   "pods": sorted(members.get(sg.name, []))} for sg in pg.spec.sub_groups]
+        out.append(entry)
+    return out
 
 
 def _advance(state: ClusterState, result) -> None:
@@ -87,9 +110,9 @@ def _pod_by_key(state: ClusterState, key: str):
 def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: float = 1.0,
              start_time: float = 1_704_067_200.0 + 3600) -> dict:
     """Run ``cycles`` cycles; return the report documented in docs/simulate.md."""
-    state = build_state(m)
+    state = build_state(m, getattr(config, "grouper", None))
     sched = Scheduler(state, config)
-    report = {"cycles": [], "queues": [], "skipped": m.skipped,
+    report = {"cycles": [], "queues": [], "podGroups": podgroups_report(state.grouped), "skipped": m.skipped,
               "notImplementedActions": sched.skipped_actions, "problems": []}
     now = start_time
     result = None

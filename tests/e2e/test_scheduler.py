@@ -52,19 +52,21 @@ def test_job_grouped_and_scheduled(kai_client, kai_scheduler, kube_namespace):
                                  "spec": {**tmpl["spec"], "restartPolicy": "Never"}}}}
     created = c.post(f"/apis/batch/v1/namespaces/{ns}/jobs", job)
     uid = created["metadata"]["uid"]
-    pg_name = f"pg-train-{uid}"
-    pg = wait_for(lambda: next((g for g in c.get(PG.format(ns=ns))["items"] if g["metadata"]["name"] == pg_name),
-                               None), 30, what="the Job's PodGroup")
-    assert pg["spec"]["queue"] == "default-queue"
-    assert pg["spec"]["priorityClassName"] == "train"
-    assert pg["metadata"]["ownerReferences"][0]["uid"] == uid
 
     def all_bound():
         pods = _pods(c, ns, "app=train")
         return len(pods) == 2 and all(p["spec"].get("nodeName") for p in pods) and pods
 
     pods = wait_for(all_bound, 30, what="the Job's pods bound")
-    assert {p["metadata"]["annotations"]["pod-group-name"] for p in pods} == {pg_name}
+    # KAI's rule for batch Jobs: one PodGroup per pod, pg-<pod>-<job uid>, owned by the Job
+    names = {p["metadata"]["annotations"]["pod-group-name"] for p in pods}
+    assert names == {f"pg-{p['metadata']['name']}-{uid}" for p in pods}
+    for name in names:
+        pg = c.get(f"{PG.format(ns=ns)}/{name}")
+        assert pg["spec"]["queue"] == "default-queue"
+        assert pg["spec"]["priorityClassName"] == "train"
+        assert pg["spec"]["minMember"] == 1
+        assert pg["metadata"]["ownerReferences"][0]["uid"] == uid
 
 
 def test_pod_that_cannot_fit_reports_why(kai_client, kai_scheduler, kube_namespace):
