@@ -61,11 +61,13 @@ def schedulable_jobs(ssn) -> list:
     return out
 
 
-def _runs(tasks):
-    """Split tasks into runs of identical request and constraints (one kernel call each)."""
+def _runs(ssn, tasks):
+    """Split tasks into runs of identical request and constraints (one kernel call each);
+    a task whose predicates change with every placement is a run of its own."""
     runs = []
     for t in tasks:
         if runs and t.gpu_sharing is None and runs[-1][0].gpu_sharing is None \
+                and not ssn.placed_one_at_a_time(t) \
                 and t.signature == runs[-1][0].signature and (t.req == runs[-1][0].req).all():
             runs[-1].append(t)
         else:
@@ -170,7 +172,7 @@ class _Walk:
         prev = ssn.node_set
         ssn.node_set = node_set
         try:
-            for run in _runs(tasks):
+            for run in _runs(ssn, tasks):
                 t0 = run[0]
                 msg = ssn.pre_predicate(t0, job)
                 if msg:

@@ -50,6 +50,9 @@ def explain_task(ssn, task, job, mask: np.ndarray | None = None) -> str:
     for taint, count in _untolerated_by_taint(table, task, tally.remaining & ~taint_ok):
         tally.add(count, f"untolerated taint {taint}")
     tally.remaining &= taint_ok
+    for pred in ssn.predicates_for(task):
+        for failing, text in pred.explain(task, job, tally.remaining.copy()):
+            tally.charge(np.asarray(failing, dtype=bool), text)
     plugin_mask = ssn.node_mask(task, job) if mask is None else mask
     tally.charge(~plugin_mask.astype(bool), "node(s) excluded by scheduling constraints (topology/plugins)")
     width = ssn.allocatable.shape[0]

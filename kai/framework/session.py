@@ -27,6 +27,7 @@ from kai.api.podgroup_info import PodGroupInfo, default_task_order_key
 from kai.api.queue_info import QueueInfo, QueueTree
 from kai.api.resources import GPU
 from kai.cache.cluster_state import ClusterState
+from kai.framework.predicate import NodePredicate
 
 S = C.PodStatus
 
@@ -71,7 +72,7 @@ class Session:
         "gpu_capacity", "arrays", "dev_used", "dev_alloc", "dev_rel", "dev_from_rel", "group_names", "name_rank",
         "node_infos", "touch_log", "_node_queues", "registry", "jobs", "queues", "pipelined", "fit_errors",
         "results_log", "job_order_keys", "task_order_key", "podset_order_key", "queue_order_fns",
-        "pre_predicate_fns", "node_mask_fns", "node_order_fns", "subset_nodes_fns", "node_set",
+        "pre_predicate_fns", "node_predicates", "node_mask_fns", "node_order_fns", "subset_nodes_fns", "node_set",
         "is_job_over_capacity_fns", "allocate_handlers", "deallocate_handlers", "can_reclaim_fns",
         "reclaim_victim_filter_fns", "preempt_victim_filter_fns", "reclaim_scenario_validator_fns",
         "preempt_scenario_validator_fns", "shares", "shared_gpu_allocator", "gpu_order",
@@ -123,6 +124,8 @@ class Session:
         self.podset_order_key = None
         self.queue_order_fns: list[Callable] = []
         self.pre_predicate_fns: list[Callable[[PodInfo, PodGroupInfo], str | None]] = []
+        #: filter plugins beyond the static node facts (kai.framework.predicate)
+        self.node_predicates: list[NodePredicate] = []
         self.node_mask_fns: list[Callable[[PodInfo, PodGroupInfo], np.ndarray | None]] = []
         self.node_order_fns: list[Callable[[PodInfo, PodGroupInfo, np.ndarray], np.ndarray | None]] = []
         #: KAI's SubsetNodesFn: fn(job, subgroup, podsets, tasks, node_set) -> candidate node sets.
@@ -190,11 +193,28 @@ class Session:
             msg = fn(task, job)
             if msg:
                 return msg
+        for p in self.node_predicates:
+            if p.applies(task):
+                msg = p.pre_filter(task, job)
+                if msg:
+                    return msg
         return None
+
+    def predicates_for(self, task: PodInfo) -> list[NodePredicate]:
+        return [p for p in self.node_predicates if p.applies(task)]
+
+    def placed_one_at_a_time(self, task: PodInfo) -> bool:
+        """True when a predicate's answer for ``task`` moves with every placement (no runs)."""
+        return any(p.per_task for p in self.node_predicates if p.applies(task))
 
     def node_mask(self, task: PodInfo, job: PodGroupInfo) -> np.ndarray:
         """uint8[N]: static predicates for the task, AND every plugin mask."""
         m = self.state.nodes.static_mask(task.pod, task.signature)
+        for p in self.node_predicates:
+            if p.applies(task):
+                extra = p.mask(task, job)
+                if extra is not None:
+                    m = np.ascontiguousarray(m & np.asarray(extra).astype(np.uint8))
         for fn in self.node_mask_fns:
             extra = fn(task, job)
             if extra is not None:

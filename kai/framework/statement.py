@@ -72,7 +72,7 @@ class Statement:
         strat = ssn.placement_strategy(cpu_only)
         score_col = 0 if cpu_only else GPU
         placed = 0
-        if extra is None and not ssn.node_mask_fns and ssn.use_node_queues:
+        if extra is None and not ssn.node_mask_fns and ssn.use_node_queues and not ssn.predicates_for(t0):
             q = ssn.node_queue(mask, req, req_cols, score_col, strat, cpu_only, allow_pipeline)
             placed = q.place(ssn.touch_log, ssn.arrays, out)
             if placed < 0:
