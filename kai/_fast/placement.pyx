@@ -6,6 +6,8 @@ cimport numpy as cnp
 from libc.math cimport INFINITY
 from libc.stdlib cimport malloc, realloc, free
 
+from kai._fast.domains cimport DomainConstraints
+
 cnp.import_array()
 
 cdef double EPS = 1e-9
@@ -208,17 +210,22 @@ cdef inline void _take(double[:, ::1] idle, double[:, ::1] releasing, double[:, 
 
 
 def place(NodeArrays a, mask, extra_score, req, req_cols, int score_col, int strategy,
-          bint cpu_only, bint allow_pipeline, Placements out, Py_ssize_t start=0):
+          bint cpu_only, bint allow_pipeline, Placements out, Py_ssize_t start=0,
+          DomainConstraints constraints=None):
     """Place up to ``out.capacity - start`` identical tasks one after another, updating ``a``'s
     idle / releasing / avail in place; results go to ``out`` from index ``start``.
 
     Each task takes the best node given the placements before it. Returns how many were
     placed (stops at the first that fits nowhere). Arguments are checked against ``a``
-    (``check_task``) before the one nogil loop.
+    (``check_task``) before the one nogil loop. ``constraints`` (kai._fast.domains): topology
+    domain filters and scores re-evaluated before each decision and charged after it, so the
+    run's own earlier placements count for its later ones.
     """
     check_task(a, mask, extra_score, req, req_cols, score_col)
     if not 0 <= start <= out.capacity or out.undo.shape[2] != a.n_res:
         raise ValueError("out: wrong width for these node arrays, or start outside it")
+    if constraints is not None and constraints.n_nodes != a.n_nodes:
+        raise ValueError("constraints: built for another number of nodes")
     cdef const unsigned char[::1] m = mask
     cdef const double[::1] rq = req
     cdef const int[::1] rc = req_cols
@@ -234,14 +241,32 @@ def place(NodeArrays a, mask, extra_score, req, req_cols, int score_col, int str
     cdef int[::1] out_nodes = out.nodes_v
     cdef unsigned char[::1] out_pipe = out.pipelined_v
     cdef double[:, :, ::1] undo = out.undo_v
+    cdef bint has_c = constraints is not None and constraints.n_c > 0
+    cdef unsigned char[::1] cmask
+    cdef double[::1] cscore, base_score
     extra = extra_score if has_extra else np.zeros(1, dtype=np.float64)
+    if has_c:
+        cmask = np.empty(max(n_nodes, 1), dtype=np.uint8)
+        cscore = np.zeros(max(n_nodes, 1))
+        base_score = np.array(extra_score, dtype=np.float64) if has_extra else np.zeros(max(n_nodes, 1))
     with nogil:
         for i in range(<int>k):
-            node = best_node(a.allocatable_v, idle, avail, a.gpu_capacity_v, m, a.name_rank_v, extra, has_extra,
-                             rq, rc, score_col, strategy, cpu_only, gpu_col, allow_pipeline,
-                             scratch, &pipelined)
+            if has_c:
+                if n_nodes == 0:
+                    break
+                cscore[:] = base_score
+                constraints.evaluate(&m[0], &cmask[0], &cscore[0])
+                node = best_node(a.allocatable_v, idle, avail, a.gpu_capacity_v, cmask, a.name_rank_v,
+                                 cscore, True, rq, rc, score_col, strategy, cpu_only, gpu_col, allow_pipeline,
+                                 scratch, &pipelined)
+            else:
+                node = best_node(a.allocatable_v, idle, avail, a.gpu_capacity_v, m, a.name_rank_v, extra,
+                                 has_extra, rq, rc, score_col, strategy, cpu_only, gpu_col, allow_pipeline,
+                                 scratch, &pipelined)
             if node < 0:
                 break
+            if has_c:
+                constraints.charge(node)
             for c in range(n_res):
                 undo[start + i, 0, c] = idle[c, node]
                 undo[start + i, 1, c] = releasing[c, node]

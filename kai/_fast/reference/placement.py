@@ -48,18 +48,25 @@ def _best_node(allocatable, idle, avail, gpu_capacity, mask, name_rank, extra, r
     return best, not all(idle[c][best] >= req[c] - EPS for c in req_cols)
 
 
-def place(a, mask, extra_score, req, req_cols, score_col, strategy, cpu_only, allow_pipeline, out, start=0):
+def place(a, mask, extra_score, req, req_cols, score_col, strategy, cpu_only, allow_pipeline, out, start=0,
+          constraints=None):
     """See kai._fast.placement.place. ``a`` has the node arrays as attributes (a NodeArrays),
-    ``out`` the output arrays (a Placements)."""
+    ``out`` the output arrays (a Placements), ``constraints`` a reference DomainConstraints."""
     allocatable, idle, releasing, avail = a.allocatable, a.idle, a.releasing, a.avail
     n_res = len(idle)
     count = out.capacity - start
     for i in range(count):
-        node, pipelined = _best_node(allocatable, idle, avail, a.gpu_capacity, mask, a.name_rank,
-                                     extra_score, req, req_cols, score_col, strategy, cpu_only,
+        m, extra = mask, extra_score
+        if constraints is not None and constraints.n_c:
+            extra = [float(x) for x in extra_score] if extra_score is not None else [0.0] * len(mask)
+            m = constraints.filter_and_score(mask, extra)
+        node, pipelined = _best_node(allocatable, idle, avail, a.gpu_capacity, m, a.name_rank,
+                                     extra, req, req_cols, score_col, strategy, cpu_only,
                                      a.gpu_col, allow_pipeline)
         if node < 0:
             return i
+        if constraints is not None and constraints.n_c:
+            constraints.place_at(node)
         for c in range(n_res):
             out.undo[start + i][0][c] = idle[c][node]
             out.undo[start + i][1][c] = releasing[c][node]
