@@ -68,7 +68,8 @@ def _runs(ssn, tasks):
     for t in tasks:
         if runs and t.gpu_sharing is None and runs[-1][0].gpu_sharing is None \
                 and not ssn.placed_one_at_a_time(t) \
-                and t.signature == runs[-1][0].signature and (t.req == runs[-1][0].req).all():
+                and t.signature == runs[-1][0].signature and (t.req == runs[-1][0].req).all() \
+                and ssn.run_key(t) == ssn.run_key(runs[-1][0]):
             runs[-1].append(t)
         else:
             runs.append([t])
@@ -191,7 +192,8 @@ class _Walk:
                 if extra is None and node_set is not None:
                     # a node set is a fresh mask: skip the lazy node queues (keyed per mask)
                     extra = np.zeros(mask.shape[0])
-                placed = stmt.allocate_run(run, mask, extra, self.allow_pipeline)
+                dc = ssn.domain_constraints(t0, job)
+                placed = stmt.allocate_run(run, mask, extra, self.allow_pipeline, dc)
                 if placed < len(run):
                     failed = run[placed]
                     total = len(self.tasks)

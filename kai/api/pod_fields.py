@@ -27,16 +27,18 @@ HONOURED: dict[str, str] = {
     "spec.overhead": "kai.api.pod_info.pod_requests",
     "spec.resources": "kai.api.pod_info.pod_requests (pod-level requests win per resource)",
     "spec.priority / priorityClassName / preemptionPolicy": "kai.plugins.priority",
+    "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution":
+        "kai.plugins.nodeaffinity (score)",
+    "spec.affinity.podAffinity": "kai.plugins.podaffinity (filter and score)",
+    "spec.affinity.podAntiAffinity": "kai.plugins.podaffinity (filter and score)",
+    "spec.topologySpreadConstraints": "kai.plugins.topologyspread (filter and score)",
+    "spec.containers[].ports[].hostPort": "kai.plugins.nodeports",
 }
 
 #: field -> why kai does not honour it yet (a pod that sets it waits with this reason)
 NOT_HONOURED: dict[str, str] = {
     "spec.resourceClaims": "Dynamic Resource Allocation is not implemented yet",
     "spec.containers[].resources.claims": "Dynamic Resource Allocation is not implemented yet",
-    "spec.affinity.podAffinity": "inter-pod affinity is not implemented yet",
-    "spec.affinity.podAntiAffinity": "inter-pod anti-affinity is not implemented yet",
-    "spec.topologySpreadConstraints": "pod topology spread is not implemented yet",
-    "spec.containers[].ports[].hostPort": "host ports (NodePorts) are not implemented yet",
     "spec.volumes[].persistentVolumeClaim": "volume binding is not implemented yet",
     "spec.volumes[].ephemeral": "volume binding is not implemented yet",
     "spec.volumes[] (in-tree disk)": "in-tree disk volume sources are not scheduled by kai; use a CSI driver",

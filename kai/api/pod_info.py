@@ -15,7 +15,9 @@ import numpy as np
 from kai.api import constants as C
 from kai.api.gpu_sharing import GPUSharing, parse_gpu_sharing_annotations
 from kai.api.k8s import Container, Pod
+from kai.api.affinity import PodConstraints
 from kai.api.pod_fields import unhonoured
+from kai.api.selectors import SelectorError
 from kai.api.resources import CPU, GPU, PODS, QuantityError, ResourceRegistry
 
 
@@ -168,7 +170,7 @@ class PodInfo:
 
     __slots__ = ("pod", "uid", "name", "namespace", "key", "job_key", "status", "node_name",
                  "req", "gpu_sharing", "gpu_groups", "_signature", "creation", "invalid_reason",
-                 "task_priority", "subgroup", "is_virtual", "deleting")
+                 "task_priority", "subgroup", "is_virtual", "deleting", "constraints")
 
     def __init__(self, pod: Pod, registry: ResourceRegistry) -> None:
         meta = pod.metadata
@@ -197,6 +199,13 @@ class PodInfo:
                 self.invalid_reason = f"pod {self.key}: {err}"
         else:
             self.gpu_sharing = None
+        # inter-pod affinity, topology spread, host ports (kai.api.affinity): None for most pods
+        try:
+            self.constraints = PodConstraints.of(pod)
+        except SelectorError as exc:
+            self.constraints = None
+            if not self.invalid_reason:
+                self.invalid_reason = f"pod {self.key}: {exc}"
         if not self.node_name and not self.invalid_reason:
             missing = unhonoured(pod)
             if missing:

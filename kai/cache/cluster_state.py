@@ -23,6 +23,7 @@ from kai._fast.gpusharing import KIND_ALLOCATED, KIND_RELEASING, update_group as
 from kai._fast.nodearrays import charge as _charge_kernel, charge_many as _charge_many
 from kai.api.resources import GPU
 from kai.cache.node_table import NodeTable
+from kai.cache.pod_table import PodTable
 
 S = C.PodStatus
 
@@ -83,6 +84,10 @@ class ClusterState:
         self.registry = ResourceRegistry()
         self.nodes = NodeTable(self.registry)
         self.pods: dict[str, PodInfo] = {}
+        #: pods on nodes as rows, for inter-pod affinity / spread / ports (kai.cache.pod_table)
+        self.pod_table = PodTable()
+        #: namespace name -> labels (namespaceSelector of pod affinity terms)
+        self.namespaces: dict[str, dict[str, str]] = {}
         self.podgroups: dict[str, PodGroup] = {}
         self.jobs: dict[str, PodGroupInfo] = {}
         self.queues: dict[str, Queue] = {}
@@ -160,6 +165,7 @@ class ClusterState:
         for uid in self._node_pods.get(name, ()):
             self._charged.pop(uid, None)
             self._shared.pop(uid, None)
+        self.pod_table.remove_node(info.idx)
 
     # ------------------------------------------------------------------ pods
     def _charge(self, pod: PodInfo) -> None:
@@ -177,6 +183,7 @@ class ClusterState:
             req = pod.req_vec(len(self.registry))
             _charge_kernel(t.idle, t.releasing, t.avail, i, req, 1.0, releasing)
         self._charged[pod.uid] = (i, req, releasing)
+        self.pod_table.add(pod, i)
         if pod.gpu_sharing is not None and not pod.invalid_reason:
             self._charge_shared(pod, info, releasing)
 
@@ -240,6 +247,7 @@ class ClusterState:
                 names.pop(slot, None)
 
     def _uncharge(self, uid: str) -> None:
+        self.pod_table.remove(uid)
         self._uncharge_shared(uid)
         got = self._charged.pop(uid, None)
         if got is None:
@@ -360,6 +368,12 @@ class ClusterState:
         self.priority_classes[pc.metadata.name] = pc
         for key, pg in list(self.podgroups.items()):
             self.upsert_podgroup(pg)
+
+    def upsert_namespace(self, name: str, labels: dict[str, str]) -> None:
+        self.namespaces[name] = dict(labels)
+
+    def delete_namespace(self, name: str) -> None:
+        self.namespaces.pop(name, None)
 
     def upsert_topology(self, t: Topology) -> None:
         self.topologies[t.metadata.name] = t

@@ -8,8 +8,11 @@ asks ``pre_filter`` first (a reason there is the job's pending reason, no node i
 and ``kai.framework.explain`` asks ``explain`` only when a task fits nowhere.
 
 A predicate whose answer can change when another pod is placed in the same session (a volume
-taken, a port used, a pod counted) sets ``per_task``: tasks it applies to are then placed one
-at a time, each with a fresh mask, instead of in runs of identical tasks. Whatever a placement
+taken, a port used, a pod counted) either sets ``per_task`` (tasks it applies to are then
+placed one at a time, each with a fresh mask) or answers through ``domain_constraints``:
+topology-domain filters and scores (kai._fast.domains) that the placement kernel re-evaluates
+before each decision and charges after it, so runs of identical tasks stay one kernel call.
+Such a predicate gives a ``run_key``: tasks with equal keys may share a run. Whatever a placement
 takes is recorded through ``ssn.allocate_handlers`` / ``deallocate_handlers``, which the
 Statement fires on allocate, evict and every undo, so a rolled-back gang gives it back.
 """
@@ -35,6 +38,17 @@ class NodePredicate:
 
     def mask(self, task, job) -> np.ndarray | None:
         """bool or uint8[N]: nodes where ``task`` passes; None = every node."""
+        return None
+
+    def domain_constraints(self, task, job) -> tuple[list[dict], bool] | None:
+        """Kernel constraint specs for ``task`` (see kai._fast.domains.DomainConstraints; a spec
+        may carry a ``reason`` for explanations) and whether the task may bootstrap its own
+        affinity; None when this predicate adds none."""
+        return None
+
+    def run_key(self, task):
+        """Tasks with equal keys get the same domain constraints (default: this predicate does
+        not distinguish them)."""
         return None
 
     def explain(self, task, job, among: np.ndarray) -> list[tuple[np.ndarray, str]]:

@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from kai._fast.domains import DomainConstraints
 from kai._fast.placement import STRATEGY_BINPACK, NodeArrays, NodeQueue, TouchLog
 from kai.api import constants as C
 from kai.api.pod_info import PodInfo
@@ -76,7 +77,7 @@ class Session:
         "is_job_over_capacity_fns", "allocate_handlers", "deallocate_handlers", "can_reclaim_fns",
         "reclaim_victim_filter_fns", "preempt_victim_filter_fns", "reclaim_scenario_validator_fns",
         "preempt_scenario_validator_fns", "shares", "shared_gpu_allocator", "gpu_order",
-        "gpu_sharing_order_score", "gpu_portions", "placement", "plugins",
+        "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts",
     )
 
     #: answer runs of placements from lazy node queues when no plugin scores nodes; a class-wide
@@ -159,6 +160,9 @@ class Session:
         #: placement strategy per kind ("gpu", "cpu"): kai._fast.placement STRATEGY_* (nodeplacement)
         self.placement = {"gpu": STRATEGY_BINPACK, "cpu": STRATEGY_BINPACK}
         self.plugins: list = []
+        #: pods per topology domain, kept current with placements (kai.framework.pod_counts);
+        #: created by the first plugin that needs it
+        self.pod_counts = None
 
     # ------------------------------------------------------------------ dispatch helpers
     def job_order_key(self, job: PodGroupInfo) -> tuple:
@@ -206,6 +210,30 @@ class Session:
     def placed_one_at_a_time(self, task: PodInfo) -> bool:
         """True when a predicate's answer for ``task`` moves with every placement (no runs)."""
         return any(p.per_task for p in self.node_predicates if p.applies(task))
+
+    def domain_specs(self, task: PodInfo, job: PodGroupInfo) -> tuple[list[dict], bool]:
+        """Every predicate's kernel constraint specs for ``task`` and the affinity bootstrap flag."""
+        specs: list[dict] = []
+        boot = False
+        for p in self.node_predicates:
+            if p.applies(task):
+                got = p.domain_constraints(task, job)
+                if got:
+                    specs.extend(got[0])
+                    boot = boot or got[1]
+        return specs, boot
+
+    def domain_constraints(self, task: PodInfo, job: PodGroupInfo) -> DomainConstraints | None:
+        """The topology-domain constraints of ``task`` for the placement kernel (inter-pod
+        affinity, spread, host ports), or None when no predicate adds any."""
+        specs, boot = self.domain_specs(task, job)
+        if not specs:
+            return None
+        return DomainConstraints(self.allocatable.shape[1], specs, boot)
+
+    def run_key(self, task: PodInfo) -> tuple:
+        """Tasks with equal run keys (and signature and request) are placed as one run."""
+        return tuple(p.run_key(task) for p in self.node_predicates if p.applies(task))
 
     def node_mask(self, task: PodInfo, job: PodGroupInfo) -> np.ndarray:
         """uint8[N]: static predicates for the task, AND every plugin mask."""

@@ -53,7 +53,7 @@ class Statement:
 
     # ------------------------------------------------------------------ operations
     def allocate_run(self, tasks: list[PodInfo], mask: np.ndarray, extra: np.ndarray | None,
-                     allow_pipeline: bool = True) -> int:
+                     allow_pipeline: bool = True, constraints=None) -> int:
         """Place identical tasks (same request and constraints) one by one; returns how many fit.
 
         One kernel call for the whole run: each task goes to the best node given the ones
@@ -72,7 +72,8 @@ class Statement:
         strat = ssn.placement_strategy(cpu_only)
         score_col = 0 if cpu_only else GPU
         placed = 0
-        if extra is None and not ssn.node_mask_fns and ssn.use_node_queues and not ssn.predicates_for(t0):
+        if extra is None and constraints is None and not ssn.node_mask_fns and ssn.use_node_queues \
+                and not ssn.predicates_for(t0):
             q = ssn.node_queue(mask, req, req_cols, score_col, strat, cpu_only, allow_pipeline)
             placed = q.place(ssn.touch_log, ssn.arrays, out)
             if placed < 0:
@@ -81,7 +82,7 @@ class Statement:
                 return self._record(tasks, placed, out)
         if placed < len(tasks):
             got = _placement.place(ssn.arrays, mask, extra, req, req_cols, score_col, strat, cpu_only,
-                                   allow_pipeline, out, placed)
+                                   allow_pipeline, out, placed, constraints)
             for node in out.nodes[placed:placed + got]:
                 ssn.touch_log.mark(int(node))
             placed += got

@@ -9,6 +9,7 @@ from kai.plugins import elastic, minruntime, nodeplacement, predicates, priority
 from kai.plugins import gpusharing  # noqa: F401  (register gpupack, gpuspread, gpusharingorder)
 from kai.plugins import topology  # noqa: F401  (register)
 from kai.plugins import leaders  # noqa: F401  (register kubeflow, ray)
+from kai.plugins import podaffinity  # noqa: F401  (register)
 
 log = structlog.get_logger("kai.plugins")
 

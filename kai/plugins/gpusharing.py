@@ -61,6 +61,10 @@ def allocate_shared(ssn, stmt, task, job, allow_pipeline: bool = True) -> tuple[
     mask = ssn.node_mask(task, job)
     portion = task_portions(ssn, gs)
     extra = ssn.node_scores(task, job, mask)
+    dc = ssn.domain_constraints(task, job)
+    if dc is not None:          # one task at a time: the constraints' filters and scores, once
+        extra = np.zeros(mask.shape[0]) if extra is None else extra.copy()
+        mask = np.ascontiguousarray(dc.filter_and_score(mask, extra))
     width = ssn.allocatable.shape[0]
     req = task.req_vec(width)[:width].copy()
     req[GPU] = 0.0

@@ -2,6 +2,8 @@
 from types import SimpleNamespace
 
 import msgspec
+
+from kai.cache.cluster_state import ClusterState
 import numpy as np
 import pytest
 
@@ -83,8 +85,9 @@ def test_predicates_prepredicate():
     alloc[0] = [4000, 8000]          # cpu millicores
     alloc[2] = [2, 4]                # gpus
     alloc[3] = [10, 10]
-    ssn = fake_ssn(allocatable=alloc, registry=reg)
+    ssn = fake_ssn(allocatable=alloc, registry=reg, node_predicates=[], node_order_fns=[], state=ClusterState())
     Predicates().on_session_open(ssn)
+    assert [p.name for p in ssn.node_predicates] == ["InterPodAffinity", "PodTopologySpread", "NodePorts"]
     (pre,) = ssn.pre_predicate_fns
     assert pre(_task(gpu=4, cpu="8"), None) is None
     msg = pre(_task(gpu=5), None)
