@@ -17,6 +17,14 @@
 #   min_domains: int32[C]       SPREAD: fewer eligible domains than this -> minimum taken as 0
 #   elig       : uint8[C, N]    SPREAD*: node counts towards the domain (inclusion policies)
 #   dom_elig   : uint8[DT]      SPREAD: domain takes part in the minimum (has an eligible node)
+#   releasing  : float64[DT]    ANTI / SPREAD / AFFINITY: pods counted out of ``counts`` because this session
+#                               evicts them, though they still run until they are gone. A node
+#                               that passes only without them gets ``out_wait`` = 1: a task placed
+#                               there must wait (pipeline), as kube-scheduler's preemptor waits
+#                               for its victims. AFFINITY: a node passing only through the bootstrap
+#                               rule while evicted pods would match waits as well
+#   arriving   : float64[DT]    AFFINITY: pods in ``counts`` this session only pipelined (not there
+#                               yet); a node whose domain holds only such pods gets ``out_wait``
 #
 # Kinds (kube-scheduler semantics):
 #   ANTI         node passes when dom < 0 or counts[dom] == 0
@@ -49,11 +57,15 @@ cdef class DomainConstraints:
     cdef int[::1] min_domains
     cdef unsigned char[:, ::1] elig
     cdef unsigned char[::1] dom_elig
+    cdef double[::1] releasing
+    cdef double[::1] arriving
+    cdef bint has_releasing
     cdef bint bootstrap
     cdef double[::1] raw            # scratch float64[N]
     cdef unsigned char[::1] seen    # scratch uint8[DT]
     cdef readonly object counts_array
 
-    cdef double _min_eligible(self, int c) noexcept nogil
-    cdef void evaluate(self, const unsigned char* base, unsigned char* out_mask, double* out_score) noexcept nogil
+    cdef double _min_eligible(self, int c, bint with_releasing=*) noexcept nogil
+    cdef void evaluate(self, const unsigned char* base, unsigned char* out_mask, double* out_score,
+                       unsigned char* out_wait) noexcept nogil
     cdef void charge(self, int node) noexcept nogil

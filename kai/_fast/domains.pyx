@@ -70,35 +70,60 @@ cdef class DomainConstraints:
                 dom_elig[off[i]:off[i + 1]] = de
         self.elig = elig
         self.dom_elig = dom_elig
+        rel = np.zeros(int(off[n_c]))
+        for i, s in enumerate(constraints):
+            if s.get("releasing") is not None:
+                r = np.asarray(s["releasing"], dtype=np.float64)
+                if r.shape != (sizes[i],):
+                    raise ValueError(f"constraint {i}: releasing must be float64[{sizes[i]}]")
+                rel[off[i]:off[i + 1]] = r
+        self.has_releasing = bool(rel.any())
+        self.releasing = rel
+        arr = np.zeros(int(off[n_c]))
+        for i, s in enumerate(constraints):
+            if s.get("arriving") is not None:
+                a = np.asarray(s["arriving"], dtype=np.float64)
+                if a.shape != (sizes[i],):
+                    raise ValueError(f"constraint {i}: arriving must be float64[{sizes[i]}]")
+                arr[off[i]:off[i + 1]] = a
+        self.arriving = arr
         self.raw = np.zeros(max(n_nodes, 1))
         self.seen = np.zeros(max(int(off[n_c]), 1), dtype=np.uint8)
 
-    cdef double _min_eligible(self, int c) noexcept nogil:
+    cdef double _min_eligible(self, int c, bint with_releasing=False) noexcept nogil:
         cdef int d, n_dom = 0
-        cdef double lo = INFINITY
+        cdef double lo = INFINITY, x
         for d in range(self.offset[c], self.offset[c + 1]):
             if self.dom_elig[d]:
                 n_dom += 1
-                if self.counts[d] < lo:
-                    lo = self.counts[d]
+                x = self.counts[d] + (self.releasing[d] if with_releasing else 0.0)
+                if x < lo:
+                    lo = x
         if n_dom < self.min_domains[c] or n_dom == 0:
             return 0.0
         return lo
 
-    cdef void evaluate(self, const unsigned char* base, unsigned char* out_mask, double* out_score) noexcept nogil:
-        """out_mask[n] = base[n] and every filter passes; out_score[n] += the score kinds."""
+    cdef void evaluate(self, const unsigned char* base, unsigned char* out_mask, double* out_score,
+                       unsigned char* out_wait) noexcept nogil:
+        """out_mask[n] = base[n] and every filter passes; out_score[n] += the score kinds;
+        out_wait[n] (when not NULL) = 1 where a filter passes only while evicted pods are gone."""
         cdef Py_ssize_t n, nn = self.n_nodes
         cdef int c, d, o, k
-        cdef double lo, hi, total_aff = 0.0, w, mn, x, tw
-        cdef bint any_aff = False, any_soft = False, boot
+        cdef double lo, hi, total_aff = 0.0, total_rel = 0.0, w, mn, x, tw
+        cdef bint any_aff = False, any_soft = False, boot, boot_strict
         for n in range(nn):
             out_mask[n] = base[n]
+            if out_wait != NULL:
+                out_wait[n] = 0
         for c in range(self.n_c):
             if self.kind[c] == AFFINITY:
                 any_aff = True
                 for d in range(self.offset[c], self.offset[c + 1]):
                     total_aff += self.counts[d]
+                    total_rel += self.releasing[d]
         boot = any_aff and total_aff <= 0 and self.bootstrap
+        # bootstrapping only because evicted pods are out of the counts: must wait for them
+        boot_strict = boot and total_rel <= 0
         # filters
         for c in range(self.n_c):
             k = self.kind[c]
@@ -106,19 +131,30 @@ cdef class DomainConstraints:
             if k == ANTI:
                 for n in range(nn):
                     d = self.dom[c, n]
-                    if d >= 0 and self.counts[o + d] > 0:
-                        out_mask[n] = 0
+                    if d >= 0:
+                        if self.counts[o + d] > 0:
+                            out_mask[n] = 0
+                        elif out_wait != NULL and self.releasing[o + d] > 0:
+                            out_wait[n] = 1
             elif k == AFFINITY:
                 for n in range(nn):
                     d = self.dom[c, n]
                     if d < 0 or (not boot and self.counts[o + d] <= 0):
                         out_mask[n] = 0
+                    elif out_wait != NULL and (
+                            (self.counts[o + d] <= 0 and not boot_strict) or
+                            (self.counts[o + d] > 0 and self.counts[o + d] - self.arriving[o + d] <= 0)):
+                        out_wait[n] = 1
             elif k == SPREAD:
                 mn = self._min_eligible(c)
+                x = self._min_eligible(c, True)
                 for n in range(nn):
                     d = self.dom[c, n]
                     if d < 0 or self.counts[o + d] + self.self_inc[c] - mn > self.max_skew[c]:
                         out_mask[n] = 0
+                    elif out_wait != NULL and self.has_releasing and \
+                            self.counts[o + d] + self.releasing[o + d] + self.self_inc[c] - x > self.max_skew[c]:
+                        out_wait[n] = 1
         # scores
         for c in range(self.n_c):
             k = self.kind[c]
@@ -192,16 +228,25 @@ cdef class DomainConstraints:
                 continue
             self.counts[self.offset[c] + d] += 1.0
 
-    def filter_and_score(self, const unsigned char[::1] base, double[::1] out_score):
-        """Python entry for tests and explanations: the mask (uint8[N]) after the filters, with
-        the score kinds added to ``out_score`` (float64[N])."""
+    def filter_and_score(self, const unsigned char[::1] base, double[::1] out_score, wait=None):
+        """Python entry for tests, explanations and one-task placements: the mask (uint8[N])
+        after the filters, with the score kinds added to ``out_score`` (float64[N]); ``wait``
+        (uint8[N], optional) receives the nodes that must wait for evicted pods."""
         if base.shape[0] != self.n_nodes or out_score.shape[0] != self.n_nodes:
             raise ValueError("base and out_score must have one entry per node")
         out = np.zeros(self.n_nodes, dtype=np.uint8)
         cdef unsigned char[::1] o = out
+        cdef unsigned char[::1] w
+        cdef unsigned char* wp = NULL
+        if wait is not None:
+            w = wait
+            if w.shape[0] != self.n_nodes:
+                raise ValueError("wait must have one entry per node")
+            if self.n_nodes:
+                wp = &w[0]
         if self.n_nodes:
             with nogil:
-                self.evaluate(&base[0], &o[0], &out_score[0])
+                self.evaluate(&base[0], &o[0], &out_score[0], wp)
         return out
 
     def place_at(self, int node):

@@ -62,7 +62,7 @@ cdef int best_node(const double[:, ::1] allocatable, const double[:, ::1] idle,
                    const double[::1] req, const int[::1] req_cols,
                    int score_col, int strategy, bint cpu_only, int gpu_col,
                    bint allow_pipeline, unsigned char[::1] scratch,
-                   bint* pipelined) noexcept nogil
+                   bint* pipelined, const unsigned char* wait=*) noexcept nogil
 
 # --- Lazy node queues (one per task class) --------------------------------------------
 # When no plugin adds per-node scores, KAI's total score orders nodes lexicographically by

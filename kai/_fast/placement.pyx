@@ -106,8 +106,9 @@ cdef int best_node(const double[:, ::1] allocatable, const double[:, ::1] idle,
                    const double[::1] req, const int[::1] req_cols,
                    int score_col, int strategy, bint cpu_only, int gpu_col,
                    bint allow_pipeline, unsigned char[::1] scratch,
-                   bint* pipelined) noexcept nogil:
-    """Index of the best node for ``req`` or -1; sets ``pipelined`` when it fits only on releasing.
+                   bint* pipelined, const unsigned char* wait=NULL) noexcept nogil:
+    """Index of the best node for ``req`` or -1; sets ``pipelined`` when it fits only on releasing
+    (or, ``wait`` given, the node's constraints hold only once evicted pods are gone).
 
     Works column by column over raw pointers so the feasibility passes are contiguous,
     branch-free loops the compiler vectorizes; scores are computed only for feasible nodes.
@@ -142,6 +143,8 @@ cdef int best_node(const double[:, ::1] allocatable, const double[:, ::1] idle,
     for n in range(n_nodes):
         ok[n] = m[n]
         on_idle[n] = 1
+        if wait != NULL and wait[n]:
+            on_idle[n] = 0
     for k in range(req_cols.shape[0]):
         c = req_cols[k]
         r = req[c] - EPS
@@ -242,11 +245,12 @@ def place(NodeArrays a, mask, extra_score, req, req_cols, int score_col, int str
     cdef unsigned char[::1] out_pipe = out.pipelined_v
     cdef double[:, :, ::1] undo = out.undo_v
     cdef bint has_c = constraints is not None and constraints.n_c > 0
-    cdef unsigned char[::1] cmask
+    cdef unsigned char[::1] cmask, cwait
     cdef double[::1] cscore, base_score
     extra = extra_score if has_extra else np.zeros(1, dtype=np.float64)
     if has_c:
         cmask = np.empty(max(n_nodes, 1), dtype=np.uint8)
+        cwait = np.zeros(max(n_nodes, 1), dtype=np.uint8)
         cscore = np.zeros(max(n_nodes, 1))
         base_score = np.array(extra_score, dtype=np.float64) if has_extra else np.zeros(max(n_nodes, 1))
     with nogil:
@@ -255,10 +259,10 @@ def place(NodeArrays a, mask, extra_score, req, req_cols, int score_col, int str
                 if n_nodes == 0:
                     break
                 cscore[:] = base_score
-                constraints.evaluate(&m[0], &cmask[0], &cscore[0])
+                constraints.evaluate(&m[0], &cmask[0], &cscore[0], &cwait[0])
                 node = best_node(a.allocatable_v, idle, avail, a.gpu_capacity_v, cmask, a.name_rank_v,
                                  cscore, True, rq, rc, score_col, strategy, cpu_only, gpu_col, allow_pipeline,
-                                 scratch, &pipelined)
+                                 scratch, &pipelined, &cwait[0])
             else:
                 node = best_node(a.allocatable_v, idle, avail, a.gpu_capacity_v, m, a.name_rank_v, extra,
                                  has_extra, rq, rc, score_col, strategy, cpu_only, gpu_col, allow_pipeline,

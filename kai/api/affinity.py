@@ -39,9 +39,10 @@ class Term:
 
     def matches(self, namespace: str, labels: dict[str, str], ns_labels: dict[str, str] | None) -> bool:
         """kube-scheduler's AffinityTerm.Matches: the pod's namespace is listed, or its labels
-        (``ns_labels``; None = unknown) match the namespaceSelector; then the label selector."""
+        (``ns_labels``; None = no Namespace object, i.e. no labels) match the namespaceSelector;
+        then the label selector."""
         if namespace not in self.namespaces:
-            if self.ns_selector.nothing or ns_labels is None or not self.ns_selector.matches(ns_labels):
+            if self.ns_selector.nothing or not self.ns_selector.matches(ns_labels or {}):
                 return False
         return self.selector.matches(labels)
 

@@ -430,7 +430,15 @@ class Topology(_K):
     spec: TopologySpec = msgspec.field(default_factory=TopologySpec)
 
 
+class Namespace(_K):
+    """Only its labels matter to kai (namespaceSelector of pod affinity terms)."""
+    api_version: str = "v1"
+    kind: str = "Namespace"
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+
+
 KINDS: dict[str, type] = {
+    "Namespace": Namespace,
     "Node": Node,
     "Pod": Pod,
     "PodGroup": PodGroup,

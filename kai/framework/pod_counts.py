@@ -20,15 +20,25 @@ from typing import Callable
 
 import numpy as np
 
+from kai.api import constants as C
 from kai.api.affinity import HOSTNAME
+from kai.cache.pod_table import (PREFERRED_AFFINITY, PREFERRED_ANTI, REQUIRED_AFFINITY, REQUIRED_ANTI,
+                                  CarriedTerm)
+
+S = C.PodStatus
 
 
 class Entry:
-    __slots__ = ("key", "counts", "dom", "matcher", "node_ok", "cache")
+    __slots__ = ("key", "counts", "releasing", "arriving", "dom", "matcher", "node_ok", "cache")
 
     def __init__(self, key, counts, dom, matcher, node_ok) -> None:
         self.key = key
         self.counts = counts          # float64[D]
+        #: float64[D]: pods this session evicted from the domain, still there until they are gone
+        self.releasing = np.zeros_like(counts)
+        #: float64[D]: pods counted in ``counts`` that this session only pipelined there: they
+        #: are not there yet (a pod needing them for its affinity must wait for them too)
+        self.arriving = np.zeros_like(counts)
         self.dom = dom                # int32[N]: domain of each node column (-1: none)
         self.matcher = matcher        # fn(PodInfo) -> bool
         self.node_ok = node_ok        # uint8[N] or None: only pods on these nodes count
@@ -51,8 +61,12 @@ class PodCounts:
         self._dom: dict[str, tuple[np.ndarray, int]] = {}
         self._moves: dict[str, tuple[object, int]] = {}     # uid -> (task, node column or -1)
         self._identity: np.ndarray | None = None
+        #: terms carried by pods this session placed, beyond the PodTable's (kind, weight, key) -> CarriedTerm
+        self._session_terms: dict[tuple, CarriedTerm] = {}
+        self.terms_version = 0
         ssn.allocate_handlers.append(self._allocated)
         ssn.deallocate_handlers.append(self._deallocated)
+        ssn.pipeline_handlers.append(self._pipelined)
 
     @staticmethod
     def of(ssn) -> "PodCounts":
@@ -112,45 +126,96 @@ class PodCounts:
         e = Entry(key, counts, dom, matcher, node_ok)
         for uid, (task, n) in self._moves.items():          # replay this session's moves
             r = t.row_of.get(uid)
+            at = int(node[r]) if r is not None else -1
+            if at == n:
+                continue                                     # the table already has it there
             if r is not None:
-                at = int(node[r])
                 counted = m[r] if m is not None else (
                     0 <= at < self.n_nodes and (node_ok is None or node_ok[at]) and e.matches(t.pods[r]))
                 if counted:
                     self._add(e, at, -1.0)
+                    self._add(e, at, 1.0, e.releasing)
             if n >= 0 and (node_ok is None or node_ok[n]) and e.matches(task):
                 self._add(e, n, 1.0)
+                if task.status == S.PIPELINED:
+                    self._add(e, n, 1.0, e.arriving)
         self.entries[key] = e
         return e
 
     @staticmethod
-    def _add(e: Entry, n: int, sign: float) -> None:
+    def _add(e: Entry, n: int, sign: float, arr: np.ndarray | None = None) -> None:
         d = e.dom[n]
         if d >= 0:
-            e.counts[d] += sign
+            (e.counts if arr is None else arr)[d] += sign
 
     # ------------------------------------------------------------------ session moves
     def _node_of(self, task) -> int:
         info = self.nodes.by_name.get(task.node_name) if task.node_name else None
         return info.idx if info is not None and info.idx < self.n_nodes else -1
 
+    def _table_node(self, task) -> int:
+        r = self.table.row_of.get(task.uid)
+        return int(self.table.node[r]) if r is not None else -1
+
+    def carried_terms(self):
+        """Every distinct (anti-)affinity term carried by a pod on a node, the PodTable's and
+        those of pods placed in this session (their carriers are counted by the entries)."""
+        if not self._session_terms:
+            return self.table.terms.values()
+        return list(self.table.terms.values()) + [ct for k, ct in self._session_terms.items()
+                                                   if k not in self.table.terms]
+
+    def _note_terms(self, task) -> None:
+        pc = task.constraints
+        if pc is None or not pc.has_terms:
+            return
+        for kind, items in ((REQUIRED_ANTI, [(0, t) for t in pc.anti_affinity]),
+                            (REQUIRED_AFFINITY, [(0, t) for t in pc.affinity]),
+                            (PREFERRED_AFFINITY, pc.preferred_affinity), (PREFERRED_ANTI, pc.preferred_anti)):
+            for w, t in items:
+                k = (kind, w, t.key)
+                if k not in self.table.terms and k not in self._session_terms:
+                    self._session_terms[k] = CarriedTerm(kind, w, t)
+                    self.terms_version += 1
+
     def _allocated(self, task) -> None:
         n = self._node_of(task)
         if n < 0:
             return
+        self._note_terms(task)
+        back = n == self._table_node(task)        # an eviction undone: it no longer releases
+        piped = task.status == S.PIPELINED
         self._record(task, n)
         for e in self.entries.values():
             if (e.node_ok is None or e.node_ok[n]) and e.matches(task):
                 self._add(e, n, 1.0)
+                if back:
+                    self._add(e, n, -1.0, e.releasing)
+                if piped:
+                    self._add(e, n, 1.0, e.arriving)
 
     def _deallocated(self, task) -> None:
         n = self._node_of(task)
         if n < 0:
             return
+        evicted = n == self._table_node(task)     # leaves a node it really runs on: releasing
+        piped = task.status == S.PIPELINED
         self._record(task, -1)
         for e in self.entries.values():
             if (e.node_ok is None or e.node_ok[n]) and e.matches(task):
                 self._add(e, n, -1.0)
+                if evicted:
+                    self._add(e, n, 1.0, e.releasing)
+                if piped:
+                    self._add(e, n, -1.0, e.arriving)
+
+    def _pipelined(self, task) -> None:
+        n = self._node_of(task)
+        if n < 0:
+            return
+        for e in self.entries.values():
+            if (e.node_ok is None or e.node_ok[n]) and e.matches(task):
+                self._add(e, n, 1.0, e.arriving)
 
     def _record(self, task, n: int) -> None:
         r = self.table.row_of.get(task.uid)
@@ -169,7 +234,8 @@ class PodCounts:
         t = self.table
         allowed = set(term.namespaces)
         if not term.ns_selector.nothing:
-            allowed |= {ns for ns, labels in self.ssn.state.namespaces.items() if term.ns_selector.matches(labels)}
+            known = self.ssn.state.namespaces
+            allowed |= {ns for ns in set(t.ns_ids) | set(known) if term.ns_selector.matches(known.get(ns, {}))}
         return t.rows_in_namespaces(allowed) & t.rows_matching(term.selector)
 
     def term_matcher(self, term) -> Callable[[object], bool]:

@@ -74,7 +74,8 @@ class Session:
         "node_infos", "touch_log", "_node_queues", "registry", "jobs", "queues", "pipelined", "fit_errors",
         "results_log", "job_order_keys", "task_order_key", "podset_order_key", "queue_order_fns",
         "pre_predicate_fns", "node_predicates", "node_mask_fns", "node_order_fns", "subset_nodes_fns", "node_set",
-        "is_job_over_capacity_fns", "allocate_handlers", "deallocate_handlers", "can_reclaim_fns",
+        "is_job_over_capacity_fns", "allocate_handlers", "deallocate_handlers", "pipeline_handlers",
+        "can_reclaim_fns",
         "reclaim_victim_filter_fns", "preempt_victim_filter_fns", "reclaim_scenario_validator_fns",
         "preempt_scenario_validator_fns", "shares", "shared_gpu_allocator", "gpu_order",
         "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts",
@@ -141,6 +142,8 @@ class Session:
         self.is_job_over_capacity_fns: list[Callable[[PodGroupInfo, list[PodInfo]], str | None]] = []
         self.allocate_handlers: list[Callable[[PodInfo], None]] = []
         self.deallocate_handlers: list[Callable[[PodInfo], None]] = []
+        #: fired when an allocated task of the session is turned into a pipeline (gang not ready)
+        self.pipeline_handlers: list[Callable[[PodInfo], None]] = []
         self.can_reclaim_fns: list[Callable] = []
         self.reclaim_victim_filter_fns: list[Callable] = []
         self.preempt_victim_filter_fns: list[Callable] = []
@@ -295,6 +298,10 @@ class Session:
 
     def fire_deallocate(self, task: PodInfo) -> None:
         for fn in self.deallocate_handlers:
+            fn(task)
+
+    def fire_pipelined(self, task: PodInfo) -> None:
+        for fn in self.pipeline_handlers:
             fn(task)
 
     def record_fit_error(self, job: PodGroupInfo, reasons: list[str]) -> None:

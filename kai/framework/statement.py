@@ -228,6 +228,7 @@ class Statement:
             if op.kind == ALLOCATE and op.task.job_key == job_key and op.task.status == S.ALLOCATED:
                 op.kind = PIPELINE
                 op.task.status = S.PIPELINED
+                self.ssn.fire_pipelined(op.task)
 
     # ------------------------------------------------------------------ undo
     def checkpoint(self) -> int:

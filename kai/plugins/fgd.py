@@ -241,7 +241,8 @@ class FGD:
         """Shared-GPU allocator: FGD's node and device for a one-device fraction that fits on
         idle resources; everything else goes to KAI's allocator."""
         gs = task.gpu_sharing
-        if "gpu" in self.kinds and gs is not None and gs.portion and gs.num_devices == 1:
+        if "gpu" in self.kinds and gs is not None and gs.portion and gs.num_devices == 1 \
+                and not ssn.predicates_for(task):      # pod constraints: KAI's allocator honours them
             mask = ssn.node_mask(task, job)
             mask = np.ascontiguousarray(mask & (gpusharing.task_portions(ssn, gs) > 0))
             start = time.perf_counter()

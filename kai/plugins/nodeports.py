@@ -50,5 +50,5 @@ class NodePorts(NodePredicate):
                 return c is not None and any(p == port and pr == proto and _conflicts(ip, i) for i, pr, p in c.ports)
 
             e = pc.entry(("port", ip, proto, port), None, uses, per_node=dict(users))
-            specs.append(dict(dom=e.dom, counts=e.counts, kind=KIND_ANTI, self_inc=True, reason=PORTS_REASON))
+            specs.append(dict(dom=e.dom, counts=e.counts, kind=KIND_ANTI, releasing=e.releasing, self_inc=True, reason=PORTS_REASON))
         return specs, False

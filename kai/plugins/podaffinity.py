@@ -53,15 +53,21 @@ class _Terms(NodePredicate):
 
     def carried_matching(self, task, kinds) -> list:
         """Distinct terms existing pods carry, of ``kinds``, that match ``task``."""
-        key = (task.namespace, tuple(sorted(task.pod.metadata.labels.items())), kinds)
+        pc = self.ssn.pod_counts
+        version = pc.terms_version if pc is not None else 0
+        key = (task.namespace, tuple(sorted(task.pod.metadata.labels.items())), kinds, version)
         got = self._carried.get(key)
         if got is None:
             labels = task.pod.metadata.labels
             nsl = self.ns_labels(task)
-            got = [ct for ct in self.table.terms.values()
-                   if ct.kind in kinds and ct.term.matches(task.namespace, labels, nsl)]
+            terms = pc.carried_terms() if pc is not None else self.table.terms.values()
+            got = [ct for ct in terms if ct.kind in kinds and ct.term.matches(task.namespace, labels, nsl)]
             self._carried[key] = got
         return got
+
+    def _any_terms(self) -> bool:
+        pc = self.ssn.pod_counts
+        return bool(self.table.terms) or (pc is not None and pc.terms_version > 0)
 
     def own_match(self, task, term) -> bool:
         return term.matches(task.namespace, task.pod.metadata.labels, self.ns_labels(task))
@@ -94,7 +100,7 @@ class InterPodAffinity(_Terms):
         c = task.constraints
         if c is not None and (c.affinity or c.anti_affinity):
             return True
-        return bool(self.table.terms) and bool(self.carried_matching(task, (REQUIRED_ANTI,)))
+        return self._any_terms() and bool(self.carried_matching(task, (REQUIRED_ANTI,)))
 
     def run_key(self, task):
         c = task.constraints
@@ -124,16 +130,17 @@ class InterPodAffinity(_Terms):
             for t in terms:
                 e = pc.entry(("match-all", keys, t.topology_key), t.topology_key,
                              lambda x, ms=matchers: all(m(x) for m in ms), rows=rows)
-                specs.append(dict(dom=e.dom, counts=e.counts, kind=KIND_AFFINITY, self_inc=boot,
+                specs.append(dict(dom=e.dom, counts=e.counts, releasing=e.releasing, arriving=e.arriving, kind=KIND_AFFINITY,
+                                  self_inc=boot,
                                   reason=AFFINITY_REASON))
         if c is not None:
             for t in c.anti_affinity:
                 e = self.term_entry(t)
-                specs.append(dict(dom=e.dom, counts=e.counts, kind=KIND_ANTI, self_inc=self.own_match(task, t),
+                specs.append(dict(dom=e.dom, counts=e.counts, kind=KIND_ANTI, releasing=e.releasing, self_inc=self.own_match(task, t),
                                   reason=ANTI_REASON))
         for ct in self.carried_matching(task, (REQUIRED_ANTI,)):
             e = self.carried_entry(ct)
-            specs.append(dict(dom=e.dom, counts=e.counts, kind=KIND_ANTI, self_inc=self.carries(task, ct),
+            specs.append(dict(dom=e.dom, counts=e.counts, kind=KIND_ANTI, releasing=e.releasing, self_inc=self.carries(task, ct),
                               reason=EXISTING_ANTI_REASON))
         return specs, boot
 
@@ -146,7 +153,7 @@ class InterPodAffinityScore(_Terms):
         c = task.constraints
         if c is not None and (c.preferred_affinity or c.preferred_anti):
             return True
-        return bool(self.table.terms) and bool(self.carried_matching(task, self._CARRIED))
+        return self._any_terms() and bool(self.carried_matching(task, self._CARRIED))
 
     def run_key(self, task):
         c = task.constraints

@@ -92,7 +92,7 @@ class TopologySpread(NodePredicate):
                     dom_elig = np.zeros(e.counts.shape[0], dtype=np.uint8)
                     d = e.dom[elig.astype(bool)]
                     dom_elig[d[d >= 0]] = 1
-                    specs.append(dict(dom=e.dom, counts=e.counts, kind=KIND_SPREAD, self_inc=self_inc,
+                    specs.append(dict(dom=e.dom, counts=e.counts, kind=KIND_SPREAD, releasing=e.releasing, self_inc=self_inc,
                                       max_skew=s.max_skew, min_domains=s.min_domains, elig=elig,
                                       dom_elig=dom_elig, reason=SPREAD_REASON))
                 else:

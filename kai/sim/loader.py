@@ -22,7 +22,7 @@ from kai.podgrouper.hub import OWNER_KINDS as _GROUPER_KINDS
 from kai.api.resources import QuantityError, parse_quantity
 
 # kinds that may sit in the same manifests but carry nothing kai schedules with
-IGNORED_KINDS = {"Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Role", "RoleBinding",
+IGNORED_KINDS = {"ConfigMap", "Secret", "ServiceAccount", "Service", "Role", "RoleBinding",
                  "ClusterRole", "ClusterRoleBinding", "Deployment", "ReplicaSet", "StatefulSet", "Job",
                  "CronJob", "DaemonSet", "CustomResourceDefinition", "LimitRange", "ResourceQuota",
                  "PersistentVolumeClaim", "PersistentVolume", "StorageClass", "BindRequest",

@@ -41,6 +41,8 @@ def build_state(m: Manifests, grouper=None) -> ClusterState:
         state.upsert_queue(q)
     for t in m.objects["Topology"]:
         state.upsert_topology(t)
+    for ns in m.objects["Namespace"]:
+        state.upsert_namespace(ns.metadata.name, ns.metadata.labels)
     for n in m.objects["Node"]:
         state.upsert_node(n)
     for pg in m.objects["PodGroup"]:

@@ -33,7 +33,7 @@ def test_loads_kinds_and_applies_defaults(tmp_path):
     q = m.objects["Queue"][0]
     # file order becomes creation order when timestamps are absent
     assert p.metadata.creation_timestamp < q.metadata.creation_timestamp
-    assert m.skipped == ["Namespace ns"]
+    assert m.skipped == [] and [n.metadata.name for n in m.objects["Namespace"]] == ["ns"]
 
 
 def test_list_kind_and_json(tmp_path):

@@ -22,35 +22,47 @@ class DomainConstraints:
                 weight=float(s.get("weight", 0.0)), max_skew=int(s.get("max_skew", 1)),
                 min_domains=int(s.get("min_domains", 1)),
                 elig=[int(x) for x in s["elig"]] if s.get("elig") is not None else [1] * n_nodes,
-                dom_elig=[int(x) for x in s["dom_elig"]] if s.get("dom_elig") is not None else [1] * len(cnt)))
+                dom_elig=[int(x) for x in s["dom_elig"]] if s.get("dom_elig") is not None else [1] * len(cnt),
+                releasing=[float(x) for x in s["releasing"]] if s.get("releasing") is not None else [0.0] * len(cnt),
+                arriving=[float(x) for x in s["arriving"]] if s.get("arriving") is not None else [0.0] * len(cnt)))
 
     @property
     def counts_array(self):
         return [x for c in self.cs for x in c["counts"]]
 
     @staticmethod
-    def _min_eligible(c):
-        vals = [v for v, e in zip(c["counts"], c["dom_elig"]) if e]
+    def _min_eligible(c, with_releasing=False):
+        vals = [v + (r if with_releasing else 0.0) for v, r, e in zip(c["counts"], c["releasing"], c["dom_elig"]) if e]
         if not vals or len(vals) < c["min_domains"]:
             return 0.0
         return min(vals)
 
-    def filter_and_score(self, base, out_score):
+    def filter_and_score(self, base, out_score, wait=None):
         n_nodes = self.n_nodes
         mask = [1 if base[n] else 0 for n in range(n_nodes)]
+        waits = [0] * n_nodes
         affs = [c for c in self.cs if c["kind"] == KIND_AFFINITY]
         boot = bool(affs) and sum(sum(c["counts"]) for c in affs) <= 0 and self.bootstrap
+        boot_strict = boot and sum(sum(c["releasing"]) for c in affs) <= 0
         for c in self.cs:
             k = c["kind"]
             for n in range(n_nodes):
                 d = c["dom"][n]
                 if k == KIND_ANTI and d >= 0 and c["counts"][d] > 0:
                     mask[n] = 0
+                elif k == KIND_ANTI and d >= 0 and c["releasing"][d] > 0:
+                    waits[n] = 1
                 elif k == KIND_AFFINITY and (d < 0 or (not boot and c["counts"][d] <= 0)):
                     mask[n] = 0
+                elif k == KIND_AFFINITY and ((c["counts"][d] <= 0 and not boot_strict) or
+                                             (c["counts"][d] > 0 and c["counts"][d] - c["arriving"][d] <= 0)):
+                    waits[n] = 1
                 elif k == KIND_SPREAD:
                     if d < 0 or c["counts"][d] + c["self_inc"] - self._min_eligible(c) > c["max_skew"]:
                         mask[n] = 0
+                    elif c["counts"][d] + c["releasing"][d] + c["self_inc"] - self._min_eligible(c, True) > \
+                            c["max_skew"]:
+                        waits[n] = 1
         for c in self.cs:
             if c["kind"] == KIND_SCORE:
                 for n in range(n_nodes):
@@ -75,6 +87,9 @@ class DomainConstraints:
                 lo, hi = min(raw.values()), max(max(raw.values()), 0.0)
                 for n, x in raw.items():
                     out_score[n] += w * (100.0 if hi == 0 else math.floor(100.0 * (hi + lo - x) / hi))
+        if wait is not None:
+            for n in range(n_nodes):
+                wait[n] = waits[n] if base[n] else 0
         return mask
 
     def place_at(self, node):

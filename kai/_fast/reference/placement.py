@@ -13,7 +13,7 @@ STRATEGY_SPREAD = 1
 
 
 def _best_node(allocatable, idle, avail, gpu_capacity, mask, name_rank, extra, req, req_cols,
-               score_col, strategy, cpu_only, gpu_col, allow_pipeline):
+               score_col, strategy, cpu_only, gpu_col, allow_pipeline, wait=None):
     n_nodes = len(mask)
     candidates = [n for n in range(n_nodes) if mask[n]]
     fitting = [n for n in candidates if all(avail[c][n] >= req[c] - EPS for c in req_cols)]
@@ -25,7 +25,7 @@ def _best_node(allocatable, idle, avail, gpu_capacity, mask, name_rank, extra, r
                 hi = max(hi, avail[score_col][n])
     best, best_key = -1, None
     for n in fitting:
-        fits_idle = all(idle[c][n] >= req[c] - EPS for c in req_cols)
+        fits_idle = all(idle[c][n] >= req[c] - EPS for c in req_cols) and not (wait is not None and wait[n])
         if not fits_idle and not allow_pipeline:
             continue
         score = 100.0 if fits_idle else 0.0          # nodeavailability
@@ -45,7 +45,7 @@ def _best_node(allocatable, idle, avail, gpu_capacity, mask, name_rank, extra, r
             best, best_key = n, key
     if best < 0:
         return -1, False
-    return best, not all(idle[c][best] >= req[c] - EPS for c in req_cols)
+    return best, not all(idle[c][best] >= req[c] - EPS for c in req_cols) or bool(wait is not None and wait[best])
 
 
 def place(a, mask, extra_score, req, req_cols, score_col, strategy, cpu_only, allow_pipeline, out, start=0,
@@ -56,13 +56,14 @@ def place(a, mask, extra_score, req, req_cols, score_col, strategy, cpu_only, al
     n_res = len(idle)
     count = out.capacity - start
     for i in range(count):
-        m, extra = mask, extra_score
+        m, extra, wait = mask, extra_score, None
         if constraints is not None and constraints.n_c:
             extra = [float(x) for x in extra_score] if extra_score is not None else [0.0] * len(mask)
-            m = constraints.filter_and_score(mask, extra)
+            wait = [0] * len(mask)
+            m = constraints.filter_and_score(mask, extra, wait)
         node, pipelined = _best_node(allocatable, idle, avail, a.gpu_capacity, m, a.name_rank,
                                      extra, req, req_cols, score_col, strategy, cpu_only,
-                                     a.gpu_col, allow_pipeline)
+                                     a.gpu_col, allow_pipeline, wait)
         if node < 0:
             return i
         if constraints is not None and constraints.n_c:
