@@ -14,6 +14,8 @@ from typing import Callable
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from kai.api import constants as C
+from kai.status.occupancy import node_occupancy, pool_occupancy
+from kai.status.reasons import cause
 
 BUCKETS = tuple(5 * 2 ** i for i in range(10))     # 5 ms .. 2560 ms
 
@@ -50,7 +52,13 @@ class Metrics:
                              namespace=ns, registry=r)
         self.preemption_attempts = Counter("total_preemption_attempts", "Total preemption attempts in the cluster",
                                            namespace=ns, registry=r)
+        self.unschedulable = Gauge("unschedulable_podgroups", "PodGroups the last cycle left unschedulable, by cause",
+                                   ["reason"], namespace=ns, registry=r)
+        self.gpu_devices = Gauge("gpu_devices", "GPU devices per node pool: whole, fractional, fragmented, free",
+                                 ["nodepool", "state"], namespace=ns, registry=r)
         self._queues: set[str] = set()
+        self._causes: set[str] = set()
+        self._gpu_series: set[tuple[str, str]] = set()
         self.is_leader = Gauge("is_leader", "1 when this replica holds the leader Lease", namespace=ns, registry=r)
 
     def observe_cycle(self, result, action_ms: dict[str, float] | None = None, state=None) -> None:
@@ -72,6 +80,9 @@ class Metrics:
         for a, ms in (action_ms or {}).items():
             self.action_latency.labels(action=a).set(ms)
         self._observe_queues(result)
+        self._observe_unschedulable(result)
+        if state is not None:
+            self._observe_gpus(state)
         wanted = {d.pod for d in (*result.bindings, *result.pipelined, *result.evictions)}
         pods = _pods_by_key(state, wanted)
 
@@ -124,6 +135,34 @@ class Metrics:
                 except KeyError:
                     pass
         self._queues = seen
+
+
+    def _observe_unschedulable(self, result) -> None:
+        """``unschedulable_podgroups{reason}``: the cycle's unschedulable PodGroups by cause
+        (``kai.status.reasons.cause`` of the first reason)."""
+        counts: dict[str, int] = {}
+        for reasons in result.unschedulable.values():
+            c = cause(reasons[0] if reasons else "")
+            counts[c] = counts.get(c, 0) + 1
+        for c in self._causes - counts.keys():
+            self.unschedulable.remove(c)
+        for c, n in counts.items():
+            self.unschedulable.labels(reason=c).set(n)
+        self._causes = set(counts)
+
+    def _observe_gpus(self, state) -> None:
+        """``gpu_devices{nodepool,state}``, as ``kai.status.occupancy`` defines the states."""
+        seen = set()
+        for p in pool_occupancy(node_occupancy(state.nodes)):
+            for st in GPU_STATES:
+                self.gpu_devices.labels(nodepool=p["name"], state=st).set(p[st])
+                seen.add((p["name"], st))
+        for gone in self._gpu_series - seen:
+            self.gpu_devices.remove(*gone)
+        self._gpu_series = seen
+
+
+GPU_STATES = ("whole", "fractional", "fragmented", "free")
 
 
 def _pods_by_key(state, keys: set[str]) -> dict:
