@@ -1,4 +1,5 @@
-"""Command line: ``kai simulate`` (offline, over manifests), ``kai scheduler`` (live) and ``kai webhook``."""
+"""Command line: ``kai simulate`` (offline, over manifests), ``kai scheduler`` (live), ``kai webhook``
+and ``kai status`` (a read-only view of a live cluster; also the kubectl plugin ``kubectl kai``)."""
 from __future__ import annotations
 
 import argparse
@@ -68,6 +69,12 @@ def cmd_webhook(args) -> int:
     return run_webhook(args)
 
 
+def cmd_status(args) -> int:
+    from kai.status.command import run_status   # read-only view of a live cluster
+
+    return run_status(args)
+
+
 def _bool(v: str) -> bool:
     low = v.strip().lower()
     if low in ("true", "1", "yes", "on"):
@@ -107,8 +114,8 @@ def apply_flags(config, args):
     return config
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kai", description="GPU batch scheduler for Kubernetes, KAI-Scheduler compatible")
+def build_parser(prog: str = "kai") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="GPU batch scheduler for Kubernetes, KAI-Scheduler compatible")
     p.add_argument("--version", action="version", version=f"kai {kai.__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     sub = p.add_subparsers(dest="command")
@@ -151,11 +158,30 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--nri-plugin-enabled", type=_bool, default=False, metavar="BOOL",
                    help="skip the NVIDIA_VISIBLE_DEVICES env var (device visibility set by the NRI plugin)")
     w.set_defaults(func=cmd_webhook)
+    st = sub.add_parser("status", help="show queues, pending jobs and GPU occupancy of a live cluster (read-only)")
+    st.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+    st.add_argument("--context", help="kubeconfig context (default: the current context)")
+    st.add_argument("--config", help="scheduler config YAML for the fair-share computation "
+                                     "(default: read from --config-map)")
+    st.add_argument("--config-map", default="kai-scheduler/kai-scheduler-config", metavar="NAMESPACE/NAME",
+                    help="the scheduler's ConfigMap (default kai-scheduler/kai-scheduler-config; "
+                         "KAI's defaults when it is absent)")
+    st.add_argument("--scheduler-name", default="kai-scheduler")
+    st.add_argument("--output", "-o", choices=["text", "json"], default="text")
+    st.add_argument("--watch", "-w", action="store_true", help="redraw every --interval seconds until Ctrl-C")
+    st.add_argument("--interval", type=float, default=2.0, help="seconds between --watch refreshes (default 2)")
+    st.add_argument("--top", type=int, default=10, help="pending PodGroups to show (default 10)")
+    st.add_argument("--resources", default=None, metavar="LIST",
+                    help="queue bars to draw, e.g. gpu or gpu,cpu,memory (default: all three when the "
+                         "terminal is at least 120 columns wide, else gpu)")
+    st.add_argument("--width", type=int, default=None, help="columns (default: the terminal's)")
+    st.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    st.set_defaults(func=cmd_status)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, prog: str = "kai") -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     if not getattr(args, "func", None):
@@ -165,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
+
+
+def kubectl_main() -> int:
+    """``kubectl kai ...``: kubectl runs this as the plugin ``kubectl-kai`` with the words after ``kai``."""
+    return main(sys.argv[1:], prog="kubectl kai")
 
 
 if __name__ == "__main__":
