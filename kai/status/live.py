@@ -28,6 +28,7 @@ from kai.api import constants as C
 from kai.api.k8s import Node, Pod, PodGroup, PriorityClass, Queue
 from kai.cache.cluster_state import ClusterState
 from kai.cache.kubeclient import ApiError, Credentials, KubeClient, ListOf
+from kai.cache.reservation import is_reservation_pod
 from kai.config import ConfigError, SchedulerConfig, default_config, parse_config
 from kai.scheduler import RecordingCache, Scheduler, queue_report, queue_usage
 from kai.status.occupancy import node_occupancy, pool_occupancy, total_occupancy
@@ -267,7 +268,10 @@ def build_document(listing: Listing, now: float | None = None, top: int = 10,
     now = time.time() if now is None else now
     o = listing.objects
     state = ClusterState(scheduler_name=scheduler_name)
-    state.load(nodes=o["Node"], podgroups=o["PodGroup"], pods=o["Pod"], queues=o["Queue"],
+    # GPU reservation pods hold the devices of shared groups, which the fraction pods already
+    # charge: left out, as the controller does (kai.cache.reservation)
+    pods = [p for p in o["Pod"] if not is_reservation_pod(p)]
+    state.load(nodes=o["Node"], podgroups=o["PodGroup"], pods=pods, queues=o["Queue"],
                priority_classes=o["PriorityClass"])
     ssn = Scheduler(state, listing.config).open_session(RecordingCache(state), now)
     try:
