@@ -42,14 +42,54 @@ def cmd_simulate(args) -> int:
     if args.cycles < 1:
         print("kai simulate: error: --cycles must be >= 1", file=sys.stderr)
         return 2
+    if args.compare and not args.report:
+        print("kai simulate: error: --compare needs --report FILE.html", file=sys.stderr)
+        return 2
     apply_flags(config, args)
-    report = simulate(manifests, config, cycles=args.cycles, interval=args.interval)
+    report = simulate(manifests, config, cycles=args.cycles, interval=args.interval, gpu_map=bool(args.report))
+    if args.report:
+        err = _write_report(args, paths, manifests, config, report)
+        if err:
+            print(f"kai simulate: error: {err}", file=sys.stderr)
+            return 2
     if args.output == "json":
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         print(format_table(report))
     return 0
+
+
+def _write_report(args, paths, manifests, config, report) -> str | None:
+    """``--report`` (and ``--compare``): the HTML page of kai.sim.report; an error text or None."""
+    from kai.sim.loader import LoadError, load_manifests
+    from kai.sim.report import overlay, run_view, write_report
+    from kai.sim.simulator import simulate
+
+    runs = [run_view(os.path.basename(args.config) if args.config else "baseline", config.source, report)]
+    if args.compare:
+        try:
+            other = load_manifests([args.compare])
+            both = overlay(manifests, other)
+            if other.config_docs:
+                where, doc = other.config_docs[-1]
+                config_b = parse_config(doc, where)
+            elif any(x.startswith("ConfigMap ") for x in other.skipped):   # the chart's ConfigMap
+                config_b = load_config(args.compare)
+            else:
+                config_b = config                 # same config, other objects
+        except (LoadError, ConfigError) as exc:
+            return f"--compare: {exc}"
+        apply_flags(config_b, args)
+        report_b = simulate(both, config_b, cycles=args.cycles, interval=args.interval, gpu_map=True)
+        runs.append(run_view(os.path.basename(args.compare), config_b.source, report_b))
+    try:
+        write_report(args.report, runs, title="kai simulate" + (" — compare" if args.compare else ""),
+                     inputs=list(paths) + ([args.compare] if args.compare else []))
+    except OSError as exc:
+        return f"--report {args.report}: {exc.strerror}"
+    print(f"kai simulate: report written to {args.report}", file=sys.stderr)
+    return None
 
 
 def cmd_scheduler(args) -> int:
@@ -126,6 +166,11 @@ def build_parser(prog: str = "kai") -> argparse.ArgumentParser:
     s.add_argument("--cycles", type=int, default=1, help="cycles to run, feeding results back (default 1)")
     s.add_argument("--interval", type=float, default=1.0, help="seconds of simulated time per cycle (default 1)")
     s.add_argument("--output", choices=["table", "json"], default="table")
+    s.add_argument("--report", metavar="FILE.html",
+                   help="also write a self-contained HTML report (fair share vs allocation, GPU map, pending causes)")
+    s.add_argument("--compare", metavar="OTHER",
+                   help="with --report: run again with OTHER's scheduler config and/or objects (e.g. Queues "
+                        "with moved quota, replacing those of the same name) and show both side by side")
     _add_algorithm_flags(s)
     s.set_defaults(func=cmd_simulate)
     r = sub.add_parser("scheduler", help="run the scheduler against a cluster")
