@@ -180,7 +180,8 @@ def _queue_lines(doc: dict, width: int, paint: _Paint, resources: tuple[str, ...
     quota_w = 0
     if resources == ("gpu",):
         quota_w = max([len(fmt_amount("gpu", q["quota"]["gpu"])) for q in queues if q["quota"]] + [5])
-    fixed = name_w + sum(num_w[r] + ext_w[r] + 3 for r in resources) + (quota_w + 1 if quota_w else 0)
+    cond_w = max([len(",".join(q["conditions"])) + 1 for q in queues if q["conditions"]] + [0])
+    fixed = name_w + sum(num_w[r] + ext_w[r] + 3 for r in resources) + (quota_w + 1 if quota_w else 0) + cond_w
     bar_w = max((width - fixed) // len(resources) - 1, 8)
     legend = (f"{paint('alloc', GLYPH['alloc'])} allocated  {paint('over', GLYPH['over'])} above fair share  "
               f"{paint('pending', GLYPH['pending'])} pending  {paint('fair', GLYPH['fair'])} fair share  "
