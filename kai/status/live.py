@@ -94,7 +94,7 @@ class Listing:
 
     objects: dict[str, list] = field(default_factory=lambda: {k: [] for k in LISTS})
     config: SchedulerConfig = field(default_factory=default_config)
-    config_source: str = "default"
+    config_source: str = "KAI defaults"
     missing: list[str] = field(default_factory=list)       # optional kinds the server does not serve
     server: str = ""
     list_seconds: float = 0.0
@@ -129,15 +129,17 @@ def _fetch_config(client: KubeClient, ref: str) -> tuple[SchedulerConfig, str]:
     try:
         cm = client.get(f"/api/v1/namespaces/{ns}/configmaps/{name}")
     except ApiError as exc:
-        if exc.status in (403, 404):
-            return default_config(), f"default (ConfigMap {ref}: {exc.status} {exc.reason or 'not readable'})"
+        if exc.status == 404:
+            return default_config(), f"KAI defaults (no ConfigMap {ref})"
+        if exc.status == 403:
+            return default_config(), f"KAI defaults (ConfigMap {ref} not readable: 403)"
         raise
     data = cm.get("data") or {}
     text = data.get("config.yaml") or next(iter(data.values()), "")
     try:
         return parse_config(yaml.safe_load(text), f"ConfigMap {ref}"), f"ConfigMap {ref}"
     except (ConfigError, yaml.YAMLError) as exc:
-        return default_config(), f"default (ConfigMap {ref} is not usable: {exc})"
+        return default_config(), f"KAI defaults (ConfigMap {ref} is not usable: {exc})"
 
 
 def list_cluster(client: KubeClient, config: SchedulerConfig | None = None,

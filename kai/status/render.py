@@ -226,8 +226,10 @@ def _pending_lines(doc: dict, width: int, paint: _Paint, top: int | None) -> lis
     for r in rows:
         why = r["cause"]
         detail = r["reasons"][0] if r["reasons"] else ""
-        if detail and detail != why:
+        if detail and not detail.startswith(why):
             why = f"{why}: {detail}"
+        elif detail:
+            why = detail
         lead = (f"  {_cut(r['podGroup'], pg_w):<{pg_w}} {_cut(r['queue'], q_w):<{q_w}} {r['priority']:>4} "
                 f"{str(r['pendingPods']) + '/' + str(r['pods']):>7} {_age(r['ageSeconds']):>4}  ")
         lines.append(lead + _cut(why, max(width - len(lead), 10)))
