@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from kai.api import constants as C
-from kai.status.occupancy import node_occupancy, pool_occupancy
+from kai.status.occupancy import pool_occupancy
 from kai.status.reasons import cause
 
 BUCKETS = tuple(5 * 2 ** i for i in range(10))     # 5 ms .. 2560 ms
@@ -59,6 +60,7 @@ class Metrics:
         self._queues: set[str] = set()
         self._causes: set[str] = set()
         self._gpu_series: set[tuple[str, str]] = set()
+        self._gpus_at = float("-inf")
         self.is_leader = Gauge("is_leader", "1 when this replica holds the leader Lease", namespace=ns, registry=r)
 
     def observe_cycle(self, result, action_ms: dict[str, float] | None = None, state=None) -> None:
@@ -81,7 +83,8 @@ class Metrics:
             self.action_latency.labels(action=a).set(ms)
         self._observe_queues(result)
         self._observe_unschedulable(result)
-        if state is not None:
+        if state is not None and time.monotonic() - self._gpus_at >= self.GPU_REFRESH_SECONDS:
+            self._gpus_at = time.monotonic()
             self._observe_gpus(state)
         wanted = {d.pod for d in (*result.bindings, *result.pipelined, *result.evictions)}
         pods = _pods_by_key(state, wanted)
@@ -150,10 +153,12 @@ class Metrics:
             self.unschedulable.labels(reason=c).set(n)
         self._causes = set(counts)
 
+    GPU_REFRESH_SECONDS = 5.0    # gpu_devices is recomputed at most this often (~10 ms on 10,000 nodes)
+
     def _observe_gpus(self, state) -> None:
         """``gpu_devices{nodepool,state}``, as ``kai.status.occupancy`` defines the states."""
         seen = set()
-        for p in pool_occupancy(node_occupancy(state.nodes)):
+        for p in pool_occupancy(state.nodes):
             for st in GPU_STATES:
                 self.gpu_devices.labels(nodepool=p["name"], state=st).set(p[st])
                 seen.add((p["name"], st))
