@@ -31,7 +31,7 @@ from kai.cache.kubeclient import ApiError, Credentials, KubeClient, ListOf
 from kai.cache.reservation import is_reservation_pod
 from kai.config import ConfigError, SchedulerConfig, default_config, parse_config
 from kai.scheduler import RecordingCache, Scheduler, queue_report, queue_usage
-from kai.status.occupancy import node_occupancy, pool_occupancy, total_occupancy
+from kai.status.occupancy import pool_occupancy, total_occupancy
 from kai.status.reasons import cause
 
 RESOURCES = ("gpu", "cpu", "memory")
@@ -282,7 +282,7 @@ def build_document(listing: Listing, now: float | None = None, top: int = 10,
             else _vec((0, 0, 0))
     finally:
         ssn.close()
-    pools = pool_occupancy(node_occupancy(state.nodes))
+    pools = pool_occupancy(state.nodes)
     problems = [{"object": f"Pod {k}", "reason": v} for k, v in sorted(state.pod_problems.items())]
     ours = sum(1 for p in o["Pod"] if p.spec.scheduler_name == scheduler_name)
     return {

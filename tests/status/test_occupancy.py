@@ -58,7 +58,7 @@ def test_node_rows_partition_the_gpus(state):
 
 
 def test_pools_and_total(state):
-    pools = pool_occupancy(node_occupancy(state.nodes))
+    pools = pool_occupancy(state.nodes)
     assert [p["name"] for p in pools] == ["a", "default"]
     a = pools[0]
     assert a == {"name": "a", "nodes": 2, "gpus": 16, "whole": 6, "fractional": 0.75, "fragmented": 0.25,
@@ -70,5 +70,5 @@ def test_pools_and_total(state):
 
 def test_empty_table():
     st = ClusterState()
-    assert node_occupancy(st.nodes) == [] and pool_occupancy([]) == []
+    assert node_occupancy(st.nodes) == [] and pool_occupancy(st.nodes) == []
     assert total_occupancy([])["gpus"] == 0
