@@ -96,29 +96,50 @@ class Listing:
     config: SchedulerConfig = field(default_factory=default_config)
     config_source: str = "KAI defaults"
     missing: list[str] = field(default_factory=list)       # optional kinds the server does not serve
+    problems: list[dict] = field(default_factory=list)     # objects left out: {object, reason}
     server: str = ""
     list_seconds: float = 0.0
     calls: int = 0
 
 
-def _list_kind(client: KubeClient, kind: str) -> tuple[list, int]:
+class _Meta(msgspec.Struct):
+    name: str = ""
+    namespace: str = ""
+
+
+class _Named(msgspec.Struct):
+    metadata: _Meta = msgspec.field(default_factory=_Meta)
+
+
+_PAGE = msgspec.json.Decoder(ListOf[msgspec.Raw])
+_NAMED = msgspec.json.Decoder(_Named)
+
+
+def _list_kind(client: KubeClient, kind: str) -> tuple[list, list[dict], int]:
+    """All objects of a kind (paged), the ones that do not fit kai's model as problems, and
+    the number of calls. Items decode one by one, so one bad object does not hide the rest."""
     path, typ, params = LISTS[kind]
+    dec = msgspec.json.Decoder(typ)
     items: list = []
+    bad: list[dict] = []
     cont = ""
     calls = 0
-    dec = msgspec.json.Decoder(type=_page_type(typ))
     while True:
-        raw = client.request("GET", path, params={**params, "limit": PAGE, "continue": cont})
+        page = _PAGE.decode(client.request("GET", path, params={**params, "limit": PAGE, "continue": cont}))
         calls += 1
-        page = dec.decode(raw)
-        items.extend(page.items)
+        for raw in page.items:
+            try:
+                items.append(dec.decode(raw))
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                try:
+                    m = _NAMED.decode(raw).metadata
+                except (msgspec.ValidationError, msgspec.DecodeError):
+                    m = _Meta()
+                who = f"{m.namespace}/{m.name}" if m.namespace else m.name
+                bad.append({"object": f"{kind} {who or '?'}", "reason": f"does not fit kai's model: {exc}"})
         cont = page.metadata.continue_
         if not cont:
-            return items, calls
-
-
-def _page_type(typ: type) -> type:
-    return ListOf[typ]  # type: ignore[valid-type]
+            return items, bad, calls
 
 
 def _fetch_config(client: KubeClient, ref: str) -> tuple[SchedulerConfig, str]:
@@ -153,15 +174,16 @@ def list_cluster(client: KubeClient, config: SchedulerConfig | None = None,
         cfg_future = pool.submit(_fetch_config, client, config_map) if config is None and config_map else None
         for kind, fut in futures.items():
             try:
-                out.objects[kind], n = fut.result()
+                out.objects[kind], bad, n = fut.result()
                 out.calls += n
+                out.problems += bad
             except ApiError as exc:
                 if exc.status == 404 and kind in OPTIONAL:
                     out.missing.append(kind)
                     continue
                 raise StatusError(f"listing {kind}s at {out.server}: {exc}") from exc
-            except msgspec.ValidationError as exc:
-                raise StatusError(f"listing {kind}s: an object does not decode: {exc}") from exc
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                raise StatusError(f"listing {kind}s at {out.server}: not a Kubernetes list: {exc}") from exc
         if config is not None:
             out.config, out.config_source = config, config.source
         elif cfg_future is not None:
@@ -283,7 +305,8 @@ def build_document(listing: Listing, now: float | None = None, top: int = 10,
     finally:
         ssn.close()
     pools = pool_occupancy(state.nodes)
-    problems = [{"object": f"Pod {k}", "reason": v} for k, v in sorted(state.pod_problems.items())]
+    problems = list(listing.problems) + [{"object": f"Pod {k}", "reason": v}
+                                         for k, v in sorted(state.pod_problems.items())]
     ours = sum(1 for p in o["Pod"] if p.spec.scheduler_name == scheduler_name)
     return {
         "server": listing.server,

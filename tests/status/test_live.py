@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from kai.api.k8s import Node, Pod, PodGroup, Queue
+from kai.config import default_config
 from kai.status.live import Listing, StatusError, build_document, connect
 
 NOW = 1_767_225_600.0      # 2026-01-01T00:00:00Z
@@ -159,3 +160,32 @@ def test_connect_without_kubeconfig_is_a_status_error(tmp_path, monkeypatch):
     assert client.creds.token() == "abc" and client.creds.insecure
     with pytest.raises(StatusError):
         connect(str(cfg), context="nope")
+
+
+def test_an_object_outside_the_model_is_a_problem_not_a_failure():
+    """One undecodable object is listed under problems; the others still count (paged list)."""
+    import json as _json
+
+    from kai.status.live import list_cluster
+
+    good = {"metadata": {"name": "q1"}, "spec": {"resources": {}}}
+    bad = {"metadata": {"name": "q2"}, "spec": {"priority": "high"}}       # priority must be an int
+    pages = {"": {"metadata": {"continue": "p2"}, "items": [good]}, "p2": {"metadata": {}, "items": [bad]}}
+
+    class OnePageAtATime:        # the API server's paged list answer, as bytes
+        class creds:
+            server = "https://stub"
+
+        def request(self, method, path, params=None, **kw):
+            if "queues" in path:
+                return _json.dumps(pages[params.get("continue", "")]).encode()
+            if "configmaps" in path:
+                raise AssertionError("config given: no ConfigMap read")
+            return b'{"metadata": {}, "items": []}'
+
+    lst = list_cluster(OnePageAtATime(), config=default_config())
+    assert [q.metadata.name for q in lst.objects["Queue"]] == ["q1"]
+    assert lst.problems[0]["object"] == "Queue q2" and "does not fit kai's model" in lst.problems[0]["reason"]
+    assert lst.calls == 6                      # two pages of queues + one list per other kind
+    doc = build_document(lst, now=NOW)
+    assert doc["problems"][0]["object"] == "Queue q2"
