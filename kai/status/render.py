@@ -197,7 +197,7 @@ def _queue_lines(doc: dict, width: int, paint: _Paint, resources: tuple[str, ...
     for i, q in enumerate(queues):
         name = _cut(names[i], name_w - 1).ljust(name_w)
         if q["problem"] is not None:
-            lines.append(_cut(name + paint("bad", f"not scheduled: {q['problem']}"), width + 20))
+            lines.append(name + paint("bad", _cut(f"not scheduled: {q['problem']}", width - name_w)))
             continue
         row = name
         for r in resources:
@@ -217,8 +217,8 @@ def _pending_lines(doc: dict, width: int, paint: _Paint, top: int | None) -> lis
     if not p["podGroups"]:
         return [paint("head", "PENDING") + "  nothing pending"]
     causes = " · ".join(f"{x['cause']} {x['count']}" for x in p["byCause"])
-    lines = [_cut(paint("head", "PENDING") + f"  {p['podGroups']} PodGroups, {p['pods']} pods — by cause: {causes}",
-                  width + (len(paint("head", "")) if paint.color else 0))]
+    lines = [paint("head", "PENDING") + _cut(f"  {p['podGroups']} PodGroups, {p['pods']} pods — by cause: {causes}",
+                                             width - len("PENDING"))]
     rows = p["top"][:top] if top else p["top"]
     pg_w = min(max([len(r["podGroup"]) for r in rows] + [8]), 40)
     q_w = min(max([len(r["queue"]) for r in rows] + [5]), 24)
