@@ -199,8 +199,22 @@ def test_status_shows_queues_gangs_fractions_and_pool(kai_client, kai_scheduler,
         assert plug.returncode == 0, plug.stderr
         assert {q["name"] for q in json.loads(plug.stdout)["queues"]} >= {"vs-root", "vs-team-a", "vs-team-b"}
     finally:
-        stop.set()
-        t.join(2)
+        # leave no GPU reservation pod behind: a scheduler starting later must find none of ours
+        try:
+            c.request("DELETE", f"/api/v1/namespaces/{ns}/pods", params={"gracePeriodSeconds": 0})
+        except ApiError:
+            pass
+
+        def reservations_gone() -> bool:
+            try:
+                return not [p for p in c.get(RES_PODS)["items"] if p["spec"].get("nodeName") in NODES]
+            except ApiError:
+                return False
+        try:
+            wait_for(reservations_gone, 60, what="the reservation pods on the vs nodes deleted")
+        finally:
+            stop.set()
+            t.join(2)
         for q in ("vs-team-a", "vs-team-b", "vs-root"):
             try:
                 c.delete(f"{QUEUES}/{q}")
