@@ -78,9 +78,9 @@ def _write_report(args, paths, manifests, config, report) -> str | None:
                 config_b = load_config(args.compare)
             else:
                 config_b = config                 # same config, other objects
+            apply_flags(config_b, args)
         except (LoadError, ConfigError) as exc:
             return f"--compare: {exc}"
-        apply_flags(config_b, args)
         report_b = simulate(both, config_b, cycles=args.cycles, interval=args.interval, gpu_map=True)
         runs.append(run_view(os.path.basename(args.compare), config_b.source, report_b))
     try:
