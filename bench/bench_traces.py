@@ -236,7 +236,7 @@ def engine_replay(nodes: T.TraceNodes, pods: T.TracePods, policy: str) -> Curve:
     finally:
         ssn.close()
     spent = time.perf_counter() - t0
-    scorer = getattr(ssn, "fgd", None)
+    scorer = next((p.fgd for p in ssn.plugins if p.name == "nodeplacement"), None)
     if scorer is not None and scorer.calls:
         notes.append(f"fgd scoring {scorer.seconds / scorer.calls * 1e3:.3f} ms/decision over {scorer.calls}")
     bound = {b.pod.split("/", 1)[1] for b in cache.result.bindings}

@@ -1,4 +1,5 @@
-"""Command line: ``kai simulate`` (offline, over manifests), ``kai scheduler`` (live) and ``kai webhook``."""
+"""Command line: ``kai simulate`` (offline, over manifests), ``kai scheduler`` (live), ``kai webhook``
+and ``kai status`` (a read-only view of a live cluster; also the kubectl plugin ``kubectl kai``)."""
 from __future__ import annotations
 
 import argparse
@@ -42,13 +43,53 @@ def cmd_simulate(args) -> int:
     if args.cycles < 1:
         print("kai simulate: error: --cycles must be >= 1", file=sys.stderr)
         return 2
-    report = simulate(manifests, config, cycles=args.cycles, interval=args.interval)
+    if args.compare and not args.report:
+        print("kai simulate: error: --compare needs --report FILE.html", file=sys.stderr)
+        return 2
+    report = simulate(manifests, config, cycles=args.cycles, interval=args.interval, gpu_map=bool(args.report))
+    if args.report:
+        err = _write_report(args, paths, manifests, config, report)
+        if err:
+            print(f"kai simulate: error: {err}", file=sys.stderr)
+            return 2
     if args.output == "json":
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         print(format_table(report))
     return 0
+
+
+def _write_report(args, paths, manifests, config, report) -> str | None:
+    """``--report`` (and ``--compare``): the HTML page of kai.sim.report; an error text or None."""
+    from kai.sim.loader import LoadError, load_manifests
+    from kai.sim.report import overlay, run_view, write_report
+    from kai.sim.simulator import simulate
+
+    runs = [run_view(os.path.basename(args.config) if args.config else "baseline", config.source, report)]
+    if args.compare:
+        try:
+            other = load_manifests([args.compare])
+            both = overlay(manifests, other)
+            if other.config_docs:
+                where, doc = other.config_docs[-1]
+                config_b = parse_config(doc, where)
+            elif any(x.startswith("ConfigMap ") for x in other.skipped):   # the chart's ConfigMap
+                config_b = load_config(args.compare)
+            else:
+                config_b = config                 # same config, other objects
+            apply_flags(config_b, args)
+        except (LoadError, ConfigError) as exc:
+            return f"--compare: {exc}"
+        report_b = simulate(both, config_b, cycles=args.cycles, interval=args.interval, gpu_map=True)
+        runs.append(run_view(os.path.basename(args.compare), config_b.source, report_b))
+    try:
+        write_report(args.report, runs, title="kai simulate" + (" — compare" if args.compare else ""),
+                     inputs=list(paths) + ([args.compare] if args.compare else []))
+    except OSError as exc:
+        return f"--report {args.report}: {exc.strerror}"
+    print(f"kai simulate: report written to {args.report}", file=sys.stderr)
+    return None
 
 
 def cmd_scheduler(args) -> int:
@@ -66,6 +107,12 @@ def cmd_webhook(args) -> int:
     from kai.admission.webhook import run_webhook   # pod admission webhook (KAI's gpusharing, runtimeenforcement)
 
     return run_webhook(args)
+
+
+def cmd_status(args) -> int:
+    from kai.status.command import run_status   # read-only view of a live cluster
+
+    return run_status(args)
 
 
 def _bool(v: str) -> bool:
@@ -128,8 +175,8 @@ def apply_flags(config, args):
     return config
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kai", description="GPU batch scheduler for Kubernetes, KAI-Scheduler compatible")
+def build_parser(prog: str = "kai") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="GPU batch scheduler for Kubernetes, KAI-Scheduler compatible")
     p.add_argument("--version", action="version", version=f"kai {kai.__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     sub = p.add_subparsers(dest="command")
@@ -140,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cycles", type=int, default=1, help="cycles to run, feeding results back (default 1)")
     s.add_argument("--interval", type=float, default=1.0, help="seconds of simulated time per cycle (default 1)")
     s.add_argument("--output", choices=["table", "json"], default="table")
+    s.add_argument("--report", metavar="FILE.html",
+                   help="also write a self-contained HTML report (fair share vs allocation, GPU map, pending causes)")
+    s.add_argument("--compare", metavar="OTHER",
+                   help="with --report: run again with OTHER's scheduler config and/or objects (e.g. Queues "
+                        "with moved quota, replacing those of the same name) and show both side by side")
     _add_algorithm_flags(s)
     _add_grouper_flags(s)
     s.set_defaults(func=cmd_simulate)
@@ -174,11 +226,30 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--nri-plugin-enabled", type=_bool, default=False, metavar="BOOL",
                    help="skip the NVIDIA_VISIBLE_DEVICES env var (device visibility set by the NRI plugin)")
     w.set_defaults(func=cmd_webhook)
+    st = sub.add_parser("status", help="show queues, pending jobs and GPU occupancy of a live cluster (read-only)")
+    st.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+    st.add_argument("--context", help="kubeconfig context (default: the current context)")
+    st.add_argument("--config", help="scheduler config YAML for the fair-share computation "
+                                     "(default: read from --config-map)")
+    st.add_argument("--config-map", default="kai-scheduler/kai-scheduler-config", metavar="NAMESPACE/NAME",
+                    help="the scheduler's ConfigMap (default kai-scheduler/kai-scheduler-config; "
+                         "KAI's defaults when it is absent)")
+    st.add_argument("--scheduler-name", default="kai-scheduler")
+    st.add_argument("--output", "-o", choices=["text", "json"], default="text")
+    st.add_argument("--watch", "-w", action="store_true", help="redraw every --interval seconds until Ctrl-C")
+    st.add_argument("--interval", type=float, default=2.0, help="seconds between --watch refreshes (default 2)")
+    st.add_argument("--top", type=int, default=10, help="pending PodGroups to show (default 10)")
+    st.add_argument("--resources", default=None, metavar="LIST",
+                    help="queue bars to draw, e.g. gpu or gpu,cpu,memory (default: all three when the "
+                         "terminal is at least 120 columns wide, else gpu)")
+    st.add_argument("--width", type=int, default=None, help="columns (default: the terminal's)")
+    st.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    st.set_defaults(func=cmd_status)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, prog: str = "kai") -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     if not getattr(args, "func", None):
@@ -188,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
+
+
+def kubectl_main() -> int:
+    """``kubectl kai ...``: kubectl runs this as the plugin ``kubectl-kai`` with the words after ``kai``."""
+    return main(sys.argv[1:], prog="kubectl kai")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,19 @@ else
   echo "go not found: integration tests will be skipped (or fail when CI=true)"
 fi
 
+echo "== headless chromium (kai simulate --report is opened in a real browser by tests/sim/test_report.py)"
+if ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 update -qq \
+      && apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null \
+      || echo "chromium could not be installed: the browser test will fail when CI=true"
+  else
+    echo "chromium not found and apt-get unavailable: the browser test will be skipped (or fail when CI=true)"
+  fi
+fi
+export KAI_ARTIFACTS=${KAI_ARTIFACTS:-$PWD/build/artifacts}   # screenshots kept by the tests
+
 echo "== tests"
 $PY -m pytest -q -p no:cacheprovider tests
 

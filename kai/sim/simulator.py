@@ -15,6 +15,7 @@ from kai.config import SchedulerConfig
 from kai.podgrouper.offline import group_pods
 from kai.scheduler import RecordingCache, Scheduler
 from kai.sim.loader import Manifests
+from kai.cache.occupancy import node_occupancy
 
 S = C.PodStatus
 
@@ -110,8 +111,11 @@ def _pod_by_key(state: ClusterState, key: str):
 
 
 def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: float = 1.0,
-             start_time: float = 1_704_067_200.0 + 3600) -> dict:
-    """Run ``cycles`` cycles; return the report documented in docs/simulate.md."""
+             start_time: float = 1_704_067_200.0 + 3600, gpu_map: bool = False) -> dict:
+    """Run ``cycles`` cycles; return the report documented in docs/simulate.md.
+
+    With ``gpu_map`` every cycle also carries ``nodes``: each GPU node's occupancy after the
+    cycle's results were applied (``kai.cache.occupancy``), for ``--report``."""
     state = build_state(m, getattr(config, "grouper", None))
     sched = Scheduler(state, config)
     report = {"cycles": [], "queues": [], "podGroups": podgroups_report(state.grouped), "skipped": m.skipped,
@@ -127,8 +131,11 @@ def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: f
                           for d in result.evictions],
             "pipelined": [d.pod for d in result.pipelined],
             "unschedulable": [{"podGroup": k, "reasons": v} for k, v in sorted(result.unschedulable.items())],
+            "queues": result.queues,
         })
         _advance(state, result)
+        if gpu_map:
+            report["cycles"][-1]["nodes"] = node_occupancy(state.nodes)
         now += interval
     report["queues"] = result.queues if result else []
     for key, why in sorted(state.pod_problems.items()):
