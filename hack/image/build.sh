@@ -8,6 +8,7 @@
 #   FORCE=1 hack/image/build.sh            # rebuild the image even if its inputs are unchanged
 #   FORCE_BASE=1 hack/image/build.sh       # also remake the Debian base (security updates)
 #   KAI_IMAGE_NO_INSTALL=1 ...             # never apt-get install mmdebstrap/buildah/skopeo
+#   KAI_IMAGE_VERBOSE=1 ...                # buildah's whole output (else: the steps; the log on failure)
 #
 # Output: ${KAI_IMAGE_CACHE:-$HOME/.cache/kai-image}/kai-<version>.oci.tar, image name
 # localhost/kai:<version> inside. The last line printed on stdout is the archive's path.
@@ -142,7 +143,15 @@ buildlog="$cache/build.log"
 bah bud --isolation chroot --network host --layers --format oci "${secrets[@]}" \
   --build-arg "BASE=$base_image" --build-arg "BUILD_PACKAGES=$build_packages" \
   --label "org.opencontainers.image.version=$version" --label "org.opencontainers.image.title=kai" \
-  -t "$image" -f "$repo/Dockerfile" "$repo" 2>&1 | tee "$buildlog" >&2
+  -t "$image" -f "$repo/Dockerfile" "$repo" > "$buildlog" 2>&1 &
+bud_pid=$!
+if [[ "${KAI_IMAGE_VERBOSE:-0}" == 1 ]]; then tail -n +1 -f --pid "$bud_pid" "$buildlog" >&2; fi
+if ! wait "$bud_pid"; then
+  log "error: buildah bud failed; the end of $buildlog:"
+  tail -n 60 "$buildlog" >&2
+  exit 1
+fi
+grep -E '^\[[0-9]+/[0-9]+\] STEP|^--> Using cache' "$buildlog" | sed 's/^/  /' | cut -c1-160 >&2
 build_s=$(( $(date +%s) - start ))
 # Keep the layer cache this build used (every step's image, printed as `--> <id>`), the
 # base and the image; drop the untagged images of earlier builds (stale sources).
