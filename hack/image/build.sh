@@ -55,7 +55,10 @@ if ((${#need[@]})); then
 fi
 
 # buildah's storage lives in the cache (hack/image/buildah.sh), its layer cache included.
+# One build at a time per cache (a second one waits, then finds the archive up to date).
 mkdir -p "$cache/base"
+exec 9>"$cache/.lock"
+flock 9
 bah() { "$here/buildah.sh" "$@"; }
 find "$cache/containers/run" -mindepth 1 -maxdepth 1 ! -name "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo noboot)" \
   -exec rm -rf {} + 2>/dev/null || true
@@ -84,15 +87,17 @@ if [[ "${FORCE_BASE:-0}" == 1 || ! -s "$rootfs" ]]; then
   bah rmi -f "$base_image" >/dev/null 2>&1 || true
   log "base root filesystem in $(( $(date +%s) - start ))s: $rootfs ($(du -m "$rootfs" | cut -f1) MB)"
 fi
-# The image records which tarball it came from; a remade tarball is imported again.
-rootfs_id="$(stat -c '%Y-%s' "$rootfs")"
+# The image records which tarball it came from (and how it was imported); a remade tarball
+# is imported again. Device nodes stay out (the runtime provides /dev; rootless engines
+# cannot create them when they unpack a layer).
+rootfs_id="$(stat -c '%Y-%s' "$rootfs") nodev"
 if [[ "$(bah inspect --type image --format '{{index .ImageAnnotations "io.kai.rootfs"}}' "$base_image" 2>/dev/null)" != "$rootfs_id" ]]; then
   start=$(date +%s)
   bah rmi -f "$base_image" >/dev/null 2>&1 || true
   ctr="$(bah from --name "kai-base-import-$$" scratch)"
   trap 'bah rm "$ctr" >/dev/null 2>&1 || true' EXIT
   mnt="$(bah mount "$ctr")"
-  tar -C "$mnt" --numeric-owner --xattrs --xattrs-include='*' -xpf "$rootfs"
+  tar -C "$mnt" --numeric-owner --xattrs --xattrs-include='*' --exclude='./dev/*' -xpf "$rootfs"
   bah umount "$ctr" >/dev/null
   bah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --env LANG=C.UTF-8 \
     --cmd /bin/bash --annotation "io.kai.rootfs=$rootfs_id" \
@@ -101,7 +106,7 @@ if [[ "$(bah inspect --type image --format '{{index .ImageAnnotations "io.kai.ro
   trap - EXIT
   while read -r old; do
     [[ "$old" == "$base_image" ]] || bah rmi -f "$old" >/dev/null 2>&1 || true
-  done < <(bah images --noheading --format '{{.Name}}:{{.Tag}}' localhost/kai-debian-base)
+  done < <(bah images --noheading --format '{{.Name}}:{{.Tag}}' | grep '^localhost/kai-debian-base:')
   log "imported $base_image in $(( $(date +%s) - start ))s"
 fi
 
@@ -120,7 +125,7 @@ context_files() {
        ! -name '*.so' ! -name '*.c' ! -name '*.pyc' ! -name '*.html' ! -path '*/__pycache__/*')
   fi
 }
-context_id="$(cd "$repo" && context_files | LC_ALL=C sort | while read -r f; do [[ -f "$f" ]] && sha256sum "$f"; done | sha)"
+context_id="$(cd "$repo" && context_files | LC_ALL=C sort | while read -r f; do if [[ -f "$f" ]]; then sha256sum "$f"; fi; done | sha)"
 base_id="$(bah inspect --type image --format '{{.FromImageID}}' "$base_image")"
 want_stamp="image=$image context=$context_id base=$base_id build_packages=$build_packages"
 if [[ "${FORCE:-0}" != 1 && -s "$archive" && -f "$stamp" && "$(head -n1 "$stamp")" == "$want_stamp" ]]; then
