@@ -16,15 +16,16 @@
 # KAI_IMAGE_BASE_MAX_AGE_DAYS, default 30) and buildah's layer cache (containers storage),
 # so a source change rebuilds only the kai wheel and the runtime layers. The build is
 # skipped when the archive's stamp matches the Dockerfile, the build context and the base.
-# Needs root (or a user with subuid/subgid ranges for buildah) and the Debian mirrors; pip
-# inside the build reaches the Python package index. STORAGE_DRIVER=vfs works where the
-# kernel has no overlayfs (slower, more disk).
+# Runs as root (rootless buildah and mmdebstrap modes are not tried here) and needs the
+# Debian mirrors and, for pip inside the build, the Python package index. buildah uses the
+# overlay storage driver; STORAGE_DRIVER=vfs is its fallback where the kernel has no
+# overlayfs (slower, more disk; not tried here).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 cache="${KAI_IMAGE_CACHE:-$HOME/.cache/kai-image}"
-suite="${KAI_IMAGE_SUITE:-bookworm}"
+suite=bookworm          # Python 3.11, the version the project pins
 max_age_days="${KAI_IMAGE_BASE_MAX_AGE_DAYS:-30}"
 # The Debian base: minbase (apt, dpkg, coreutils, bash) plus Python 3.11. No documentation,
 # man pages or translations (also for what the builder stage installs later).
