@@ -45,6 +45,7 @@ import ipaddress
 import json
 import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -499,10 +500,22 @@ def run_webhook(args: Any) -> int:
     log.warning("admission webhook serving", port=server.port, scheduler_name=cfg.scheduler_name,
                 runtime_class=cfg.gpu_pod_runtime_class_name, gpu_sharing=cfg.gpu_sharing_enabled,
                 self_signed=not args.tls_cert_file)
+    # SIGTERM (the kubelet stopping the pod) or SIGINT: stop accepting, finish the requests
+    # in flight, exit 0. The server runs in a thread: shutdown() must not run in its own loop.
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        log.info("signal received, stopping", signal=signum)
+        stopping.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    server.start()
     try:
-        server.serve_forever()
+        stopping.wait()
     finally:
-        server.server_close()
+        server.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return 0
 
 
