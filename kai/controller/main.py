@@ -34,6 +34,7 @@ from kai.cache.watch import DELETED, INVALID, SYNCED, Informer, start_informers
 from kai.controller.leader import LeaderElector
 from kai.controller.metrics import HealthServer, Metrics
 from kai.podgrouper.controller import PodGrouperController
+from kai.plugins import unimplemented as unimplemented_plugins
 from kai.scheduler import Scheduler
 
 log = structlog.get_logger("kai.controller")
@@ -329,6 +330,19 @@ def _ensure_namespace(client: KubeClient, ns: str) -> None:
                 log.warning("cannot create lease namespace", namespace=ns, error=str(exc2))
 
 
+def report_unimplemented_plugins(status, config) -> list[str]:
+    """Scheduler config plugins kai does not implement: a warning log line each and one Warning
+    Event on the scheduler's own pod (POD_NAME / POD_NAMESPACE from the chart's downward API)."""
+    warnings = unimplemented_plugins(config)
+    for w in warnings:
+        log.warning("scheduler config: plugin not implemented", detail=w)
+    pod, ns = os.environ.get("POD_NAME"), os.environ.get("POD_NAMESPACE")
+    if warnings and pod and ns:
+        status.event({"kind": "Pod", "apiVersion": "v1", "namespace": ns, "name": pod},
+                     "PluginNotImplemented", "; ".join(warnings), "Warning")
+    return warnings
+
+
 def run_controller(args, config) -> int:
     """Entry point of ``kai scheduler``; returns the process exit code."""
     client = KubeClient.from_kubeconfig(getattr(args, "kubeconfig", None),
@@ -348,6 +362,7 @@ def run_controller(args, config) -> int:
     metrics = Metrics(getattr(args, "metrics_namespace", "kai") or "kai")
     ctl = Controller(client, config, scheduler_name=scheduler_name, metrics=metrics,
                      bind_workers=getattr(args, "bind_workers", 16))
+    report_unimplemented_plugins(ctl.status, config)
     health = None
     port = getattr(args, "metrics_port", 8080)
     if port is not None and port >= 0:

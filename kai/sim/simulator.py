@@ -13,6 +13,7 @@ from kai.api.k8s import ObjectMeta, PodStatus, Queue, QueueResource, QueueResour
 from kai.cache.cluster_state import ClusterState
 from kai.config import SchedulerConfig
 from kai.podgrouper.offline import group_pods
+from kai.plugins import unimplemented as unimplemented_plugins
 from kai.scheduler import RecordingCache, Scheduler
 from kai.sim.loader import Manifests
 from kai.cache.occupancy import node_occupancy
@@ -119,7 +120,8 @@ def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: f
     state = build_state(m, getattr(config, "grouper", None))
     sched = Scheduler(state, config)
     report = {"cycles": [], "queues": [], "podGroups": podgroups_report(state.grouped), "skipped": m.skipped,
-              "notImplementedActions": sched.skipped_actions, "problems": []}
+              "notImplementedActions": sched.skipped_actions, "problems": [],
+              "warnings": list(unimplemented_plugins(config))}
     now = start_time
     result = None
     for _ in range(max(cycles, 1)):
@@ -174,6 +176,9 @@ def format_table(report: dict) -> str:
         lines.append(f"  problem   {p['object']}: {p['reason']}")
     if report.get("notImplementedActions"):
         lines.append(f"  note      actions not available in this build: {', '.join(report['notImplementedActions'])}")
+    if report.get("warnings"):
+        lines.append("== warnings")
+        lines.extend(f"  warning   {w}" for w in report["warnings"])
     if report.get("skipped"):
         lines.append(f"  note      ignored {len(report['skipped'])} object(s) kai does not schedule with")
     return "\n".join(lines)

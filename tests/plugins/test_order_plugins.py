@@ -101,3 +101,33 @@ def test_build_plugins_skips_unimplemented_and_keeps_order():
     assert names.index("predicates") < names.index("priority") < names.index("elastic") < names.index("nodeplacement")
     from kai.framework.plugin import PLUGINS
     assert set(names) <= set(PLUGINS) and len(names) == len(set(names))
+
+
+def test_unimplemented_plugins_are_reported_not_dropped():
+    from kai.config import parse_config
+    from kai.plugins import BUILT_IN, unimplemented
+    cfg = parse_config({"tiers": [{"plugins": [{"name": "predicates"}, {"name": "nodeavailability"},
+                                               {"name": "dynamicresources"}, {"name": "snapshot"}]}]})
+    got = unimplemented(cfg)
+    assert len(got) == 2 and "'dynamicresources'" in got[0] and "'snapshot'" in got[1]
+    assert "nodeavailability" in BUILT_IN and not any("nodeavailability" in w for w in got)
+    assert [p.name for p in build_plugins(cfg)] == ["predicates"]
+
+
+def test_scheduler_start_reports_them_as_a_warning_event(monkeypatch):
+    from kai.config import parse_config
+    from kai.controller.main import report_unimplemented_plugins
+
+    class Events:
+        def __init__(self):
+            self.got = []
+
+        def event(self, obj, reason, message, etype="Normal"):
+            self.got.append((obj["name"], reason, etype, message))
+
+    monkeypatch.setenv("POD_NAME", "kai-scheduler-0")
+    monkeypatch.setenv("POD_NAMESPACE", "kai-scheduler")
+    ev = Events()
+    warnings = report_unimplemented_plugins(ev, parse_config({"tiers": [{"plugins": [{"name": "snapshot"}]}]}))
+    assert len(warnings) == 1
+    assert ev.got == [("kai-scheduler-0", "PluginNotImplemented", "Warning", warnings[0])]

@@ -175,3 +175,14 @@ def test_subprocess_python_m_kai(tmp_path, cluster):
                        capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=120)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and "spec.minMember" in r.stderr and "bad.yaml" in r.stderr
+
+
+def test_json_report_lists_unimplemented_config_plugins_as_warnings(tmp_path, capsys):
+    from kai.cli import main
+    conf = tmp_path / "c.yaml"
+    conf.write_text('actions: "allocate"\ntiers:\n- plugins:\n  - name: predicates\n  - name: snapshot\n')
+    assert main(["simulate", "--config", str(conf), "--output", "json"]) == 0
+    import json
+    report = json.loads(capsys.readouterr().out)
+    assert report["warnings"] == ["scheduler config plugin 'snapshot' is not implemented by kai: "
+                                  "the snapshot debug endpoint is not served"]
