@@ -60,6 +60,10 @@ cdef class DomainConstraints:
     cdef double[::1] releasing
     cdef double[::1] arriving
     cdef bint has_releasing
+    cdef readonly bint has_scores
+    # only ANTI filters, nothing releasing, no scores: feasibility only shrinks as the run
+    # places (the node queue may then answer the run, skipping nodes ``anti_ok`` refuses)
+    cdef readonly bint anti_only
     cdef bint bootstrap
     cdef double[::1] raw            # scratch float64[N]
     cdef unsigned char[::1] seen    # scratch uint8[DT]
@@ -69,3 +73,4 @@ cdef class DomainConstraints:
     cdef void evaluate(self, const unsigned char* base, unsigned char* out_mask, double* out_score,
                        unsigned char* out_wait) noexcept nogil
     cdef void charge(self, int node) noexcept nogil
+    cdef bint anti_ok(self, int node) noexcept nogil

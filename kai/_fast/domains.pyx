@@ -51,6 +51,7 @@ cdef class DomainConstraints:
                                                                  for s in constraints]) if n_c else np.zeros(0))
         self.counts = self.counts_array
         self.kind = np.array([int(s["kind"]) for s in constraints], dtype=np.int32)
+        self.has_scores = any(int(s["kind"]) in (SCORE, SPREAD_SCORE) for s in constraints)
         self.self_inc = np.array([1 if s.get("self_inc") else 0 for s in constraints], dtype=np.uint8)
         self.weight = np.array([float(s.get("weight", 0.0)) for s in constraints], dtype=np.float64)
         self.max_skew = np.array([int(s.get("max_skew", 1)) for s in constraints], dtype=np.int32)
@@ -79,6 +80,7 @@ cdef class DomainConstraints:
                 rel[off[i]:off[i + 1]] = r
         self.has_releasing = bool(rel.any())
         self.releasing = rel
+        self.anti_only = n_c > 0 and not self.has_releasing and all(int(s["kind"]) == ANTI for s in constraints)
         arr = np.zeros(int(off[n_c]))
         for i, s in enumerate(constraints):
             if s.get("arriving") is not None:
@@ -214,6 +216,15 @@ cdef class DomainConstraints:
                 out_score[n] += w * 100.0
             else:
                 out_score[n] += w * floor(100.0 * (hi + lo - self.raw[n]) / hi)
+
+    cdef bint anti_ok(self, int node) noexcept nogil:
+        """ANTI filters only: does ``node`` pass them all?"""
+        cdef int c, d
+        for c in range(self.n_c):
+            d = self.dom[c, node]
+            if d >= 0 and self.counts[self.offset[c] + d] > 0:
+                return False
+        return True
 
     cdef void charge(self, int node) noexcept nogil:
         """The task was placed on ``node``: add it to its domains where it matches itself."""

@@ -258,7 +258,8 @@ def place(NodeArrays a, mask, extra_score, req, req_cols, int score_col, int str
             if has_c:
                 if n_nodes == 0:
                     break
-                cscore[:] = base_score
+                if constraints.has_scores or i == 0:
+                    cscore[:] = base_score
                 constraints.evaluate(&m[0], &cmask[0], &cscore[0], &cwait[0])
                 node = best_node(a.allocatable_v, idle, avail, a.gpu_capacity_v, cmask, a.name_rank_v,
                                  cscore, True, rq, rc, score_col, strategy, cpu_only, gpu_col, allow_pipeline,
@@ -512,13 +513,17 @@ cdef class NodeQueue:
             self._pop()
         return -1
 
-    def place(self, TouchLog log, NodeArrays a, Placements out):
+    def place(self, TouchLog log, NodeArrays a, Placements out, DomainConstraints constraints=None):
         """Same contract as ``place`` (no extra scores, from index 0), answered from the queue.
 
         Returns the number placed, or -1 when the class turned out not to be exact before
         anything was placed (the caller must then use ``place``; nothing was changed). When
         it turns inexact later, it stops there and the caller places the rest with ``place``.
+        ``constraints`` must be ``anti_only``: nodes they refuse are set aside for this run
+        (pushed back at its end, the queue is shared) and each placement is charged to them.
         """
+        if constraints is not None and (not constraints.anti_only or constraints.n_nodes != a.n_nodes):
+            raise ValueError("constraints: only anti-affinity filters over these nodes can use the queue")
         if self.n_nodes != a.n_nodes or log.n_nodes != a.n_nodes or self.req.shape[0] != a.n_res \
                 or out.undo.shape[2] != a.n_res or self.gpu_col != a.gpu_col:
             raise ValueError("node queue, touch log, node arrays and output do not match in shape")
@@ -526,7 +531,7 @@ cdef class NodeQueue:
             raise ValueError("req_cols outside the resource rows")
         if not 0 <= self.score_col < a.n_res:
             raise ValueError("score_col outside the resource rows")
-        cdef int i, node, placed = 0, n_res = <int>a.n_res, count = <int>out.capacity
+        cdef int i, node = -1, placed = 0, n_res = <int>a.n_res, count = <int>out.capacity
         cdef Py_ssize_t c, k
         cdef bint pipelined
         cdef const double[:, ::1] allocatable = a.allocatable_v
@@ -536,6 +541,10 @@ cdef class NodeQueue:
         cdef int[::1] out_nodes = out.nodes_v
         cdef unsigned char[::1] out_pipelined = out.pipelined_v
         cdef double[:, :, ::1] undo = out.undo_v
+        cdef bint has_c = constraints is not None
+        cdef QEntry* aside = NULL
+        cdef Py_ssize_t n_aside = 0, cap_aside = 0
+        cdef QEntry* grown
         with nogil:
             self.sync(log, allocatable, idle, avail, gpu_capacity, name_rank)
             if not self.exact:
@@ -543,6 +552,18 @@ cdef class NodeQueue:
             else:
                 for i in range(count):
                     node = self.best(log)
+                    while has_c and node >= 0 and not constraints.anti_ok(node):
+                        if n_aside == cap_aside:      # set the entry aside for this run
+                            cap_aside = 2 * cap_aside + 16
+                            grown = <QEntry*>realloc(aside, cap_aside * sizeof(QEntry))
+                            if grown == NULL:
+                                node = -2
+                                break
+                            aside = grown
+                        aside[n_aside] = self.heap[0]
+                        n_aside += 1
+                        self._pop()
+                        node = self.best(log)
                     if node < 0:
                         break
                     pipelined = False
@@ -556,10 +577,17 @@ cdef class NodeQueue:
                         undo[i, 1, c] = releasing[c, node]
                     _take(idle, releasing, avail, self.req, self.req_cols, node, pipelined)
                     log.touch(node)
+                    if has_c:
+                        constraints.charge(node)
                     out_nodes[i] = node
                     out_pipelined[i] = pipelined
                     placed += 1
                     self.sync(log, allocatable, idle, avail, gpu_capacity, name_rank)
                     if not self.exact:
                         break
+            for i in range(<int>n_aside):             # back in the shared queue
+                self._push(&aside[i])
+        free(aside)
+        if node == -2:
+            raise MemoryError()
         return placed

@@ -65,14 +65,17 @@ def _runs(ssn, tasks):
     """Split tasks into runs of identical request and constraints (one kernel call each);
     a task whose predicates change with every placement is a run of its own."""
     runs = []
+    keys = []
     for t in tasks:
+        key = ssn.run_key(t) if t.constraints is not None or ssn.pod_counts is not None else ()
         if runs and t.gpu_sharing is None and runs[-1][0].gpu_sharing is None \
                 and not ssn.placed_one_at_a_time(t) \
                 and t.signature == runs[-1][0].signature and (t.req == runs[-1][0].req).all() \
-                and ssn.run_key(t) == ssn.run_key(runs[-1][0]):
+                and key == keys[-1]:
             runs[-1].append(t)
         else:
             runs.append([t])
+            keys.append(key)
     return runs
 
 

@@ -72,10 +72,12 @@ class Statement:
         strat = ssn.placement_strategy(cpu_only)
         score_col = 0 if cpu_only else GPU
         placed = 0
-        if extra is None and constraints is None and not ssn.node_mask_fns and ssn.use_node_queues \
-                and not ssn.predicates_for(t0):
+        # the lazy node queue answers runs without per-node scores; anti-affinity filters (which
+        # only shrink the feasible set as the run places) are checked as nodes come off it
+        if extra is None and (constraints is None or constraints.anti_only) and not ssn.node_mask_fns \
+                and ssn.use_node_queues and not any(p.per_task for p in ssn.predicates_for(t0)):
             q = ssn.node_queue(mask, req, req_cols, score_col, strat, cpu_only, allow_pipeline)
-            placed = q.place(ssn.touch_log, ssn.arrays, out)
+            placed = q.place(ssn.touch_log, ssn.arrays, out, constraints)
             if placed < 0:
                 placed = 0
             elif placed == len(tasks) or q.exact:

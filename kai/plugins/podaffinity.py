@@ -44,6 +44,7 @@ class _Terms(NodePredicate):
         self.ssn = ssn
         self.table = ssn.state.pod_table
         self._carried: dict[tuple, list] = {}
+        self._by_uid: dict[tuple, list] = {}
 
     def counts(self) -> PodCounts:
         return PodCounts.of(self.ssn)
@@ -55,6 +56,10 @@ class _Terms(NodePredicate):
         """Distinct terms existing pods carry, of ``kinds``, that match ``task``."""
         pc = self.ssn.pod_counts
         version = pc.terms_version if pc is not None else 0
+        quick = (task.uid, kinds, version)
+        got = self._by_uid.get(quick)
+        if got is not None:
+            return got
         key = (task.namespace, tuple(sorted(task.pod.metadata.labels.items())), kinds, version)
         got = self._carried.get(key)
         if got is None:
@@ -63,6 +68,7 @@ class _Terms(NodePredicate):
             terms = pc.carried_terms() if pc is not None else self.table.terms.values()
             got = [ct for ct in terms if ct.kind in kinds and ct.term.matches(task.namespace, labels, nsl)]
             self._carried[key] = got
+        self._by_uid[quick] = got
         return got
 
     def _any_terms(self) -> bool:

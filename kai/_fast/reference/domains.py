@@ -7,7 +7,11 @@ KIND_ANTI, KIND_AFFINITY, KIND_SPREAD, KIND_SCORE, KIND_SPREAD_SCORE = range(5)
 
 
 class DomainConstraints:
-    """See kai._fast.domains.DomainConstraints (and domains.pxd for the semantics)."""
+    """See kai._fast.domains.DomainConstraints (and domains.pxd for the semantics). The twin
+    never offers the node-queue shortcut (``anti_only`` False): it is the full-scan baseline."""
+
+    anti_only = False
+    has_scores = True
 
     def __init__(self, n_nodes, constraints, bootstrap=False):
         self.n_nodes = n_nodes
