@@ -22,7 +22,7 @@ import msgspec
 import structlog
 
 from kai.api.dra import DeviceClass, ResourceClaim, ResourceClaimTemplate, ResourceSlice
-from kai.api.k8s import Node, Pod, PodGroup, PriorityClass, Queue, Topology
+from kai.api.k8s import Namespace, Node, Pod, PodGroup, PriorityClass, Queue, Topology
 from kai.cache.kubeclient import ApiError, KubeClient, Status
 
 log = structlog.get_logger("kai.watch")
@@ -47,6 +47,8 @@ RESOURCES: dict[str, Resource] = {
     "Queue": Resource("Queue", "/apis/scheduling.run.ai/v2/queues", Queue, True),
     "PriorityClass": Resource("PriorityClass", "/apis/scheduling.k8s.io/v1/priorityclasses", PriorityClass),
     "Topology": Resource("Topology", "/apis/kai.scheduler/v1alpha1/topologies", Topology, True),
+    # labels only: the namespaceSelector of pod affinity terms
+    "Namespace": Resource("Namespace", "/api/v1/namespaces", Namespace),
     # DRA (resource.k8s.io/v1, GA in Kubernetes 1.34); optional: older servers answer 404
     "ResourceSlice": Resource("ResourceSlice", "/apis/resource.k8s.io/v1/resourceslices", ResourceSlice, True),
     "DeviceClass": Resource("DeviceClass", "/apis/resource.k8s.io/v1/deviceclasses", DeviceClass, True),

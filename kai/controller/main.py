@@ -132,13 +132,16 @@ class Controller:
             return False
         pods = seen.get("Pod", {})
         for k in [k for k, p in pods.items() if is_reservation_pod(p, self.reservations.namespace)]:
-            self.reservation_pods[pods[k].metadata.name] = pods.pop(k)
+            p = pods.pop(k)
+            self.reservation_pods[p.metadata.name] = p
         st = self.state
         st.load(nodes=seen.get("Node", {}).values(), podgroups=seen.get("PodGroup", {}).values(),
                 pods=seen.get("Pod", {}).values(), queues=seen.get("Queue", {}).values(),
                 priority_classes=seen.get("PriorityClass", {}).values())
         for t in seen.get("Topology", {}).values():
             st.upsert_topology(t)
+        for ns in seen.get("Namespace", {}).values():
+            st.upsert_namespace(ns.metadata.name, ns.metadata.labels)
         self.dra.load({k: v.values() for k, v in seen.items() if DraStore.handles(k)})
         if self.grouper is not None:
             for p in seen.get("Pod", {}).values():
@@ -219,6 +222,11 @@ class Controller:
                 st.topologies.pop(obj.metadata.name, None)
             else:
                 st.upsert_topology(obj)
+        elif kind == "Namespace":
+            if etype == DELETED:
+                st.delete_namespace(obj.metadata.name)
+            else:
+                st.upsert_namespace(obj.metadata.name, obj.metadata.labels)
 
     # ------------------------------------------------------------------ cycle
     def cycle(self, leader: bool) -> None:
