@@ -693,6 +693,13 @@ class ControlPlane:
         proc.start()
         self._wait(proc, lambda: _https_healthz(port), "did not become healthy (/healthz)")
 
+    def start_kube_scheduler(self) -> None:
+        """Start the upstream kube-scheduler on a running control plane (once; differential tests)."""
+        if self.with_scheduler:
+            return
+        self._start_scheduler()
+        self.with_scheduler = True
+
     def _start_scheduler(self) -> None:
         assert self.workdir is not None
         port = _free_port(self._ports)
