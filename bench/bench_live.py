@@ -6,7 +6,10 @@ N kwok nodes with 8 ``nvidia.com/gpu`` each, and two workloads run by each sched
 - A: ``--pods`` single-GPU pods;
 - B: ``--gangs`` gangs of ``--gang-size`` single-GPU pods. kai gets a PodGroup per gang
   (minMember = gang size); kube-scheduler has no gang scheduling, so it gets the same pods as
-  plain pods (its figure is an upper bound for a gang-aware upstream setup).
+  plain pods (its figure is an upper bound for a gang-aware upstream setup);
+- C (issue 9): ``--pods`` single-GPU pods of 200 apps, half with required anti-affinity to
+  their app on the hostname, half spreading their app over 10 zones (maxSkew 1,
+  DoNotSchedule); the nodes carry ``topology.kubernetes.io/zone`` labels.
 
 For kai every pod names its PodGroup (annotation ``pod-group-name``; workload A: one PodGroup
 of minMember 1 per pod, what kai's pod-grouper would create), created with the pods, so
@@ -98,7 +101,25 @@ def wait_for(pred, timeout: float, what: str, interval: float = 0.2):
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def pod_manifest(name: str, kai: bool, pod_group: str | None) -> dict:
+ZONE = "topology.kubernetes.io/zone"
+
+
+def constraints_spec(i: int) -> dict:
+    """Workload C (issue 9), pod ``i``: even pods are replicas of one of 100 apps with required
+    anti-affinity to their app on the hostname; odd pods spread their app over the zones
+    (maxSkew 1, DoNotSchedule)."""
+    app = f"app-{i % 200}"
+    if i % 2 == 0:
+        return {"labels": {"app": app},
+                "spec": {"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "kubernetes.io/hostname"}]}}}}
+    return {"labels": {"app": app},
+            "spec": {"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": ZONE,
+                                                    "whenUnsatisfiable": "DoNotSchedule",
+                                                    "labelSelector": {"matchLabels": {"app": app}}}]}}
+
+
+def pod_manifest(name: str, kai: bool, pod_group: str | None, extra: dict | None = None) -> dict:
     req = {"cpu": "100m", "memory": "100Mi", "nvidia.com/gpu": "1"}
     spec: dict[str, Any] = {"terminationGracePeriodSeconds": 0,
                             "tolerations": [{"operator": "Exists"}],
@@ -110,6 +131,9 @@ def pod_manifest(name: str, kai: bool, pod_group: str | None) -> dict:
     meta: dict[str, Any] = {"name": name, "labels": {"bench": "live"}}
     if pod_group:
         meta["annotations"] = {"pod-group-name": pod_group}
+    if extra:
+        meta["labels"].update(extra.get("labels", {}))
+        spec.update(extra.get("spec", {}))
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
 
 
@@ -155,7 +179,8 @@ class LiveBench:
             self._ensure("/apis/scheduling.run.ai/v2/queues", q)
         names = [f"kwok-gpu-{i}" for i in range(self.n_nodes)]
         self._parallel(lambda n: self.client.post(
-            "/api/v1/nodes", fake_node_manifest(n, gpus=8, cpu="64", memory="512Gi")), names)
+            "/api/v1/nodes", fake_node_manifest(n, gpus=8, cpu="64", memory="512Gi",
+                                                labels={ZONE: f"zone-{int(n.rsplit('-', 1)[1]) % 10}"})), names)
         wait_for(self._nodes_ready, 300, f"{self.n_nodes} nodes Ready", 1.0)
         self.log(f"control plane up, {self.n_nodes} nodes Ready in {time.monotonic() - t:.1f}s "
                  f"({self.cp.workdir})")
@@ -209,16 +234,19 @@ class LiveBench:
     # ---- workloads
     def create_workload(self, ns: str, workload: str, kai: bool, pods: int, gangs: int, gang_size: int) -> int:
         self._ensure("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-        if workload == "A":
+        extra: dict[str, dict] = {}
+        if workload in ("A", "C"):
             specs = [(f"p{i}", f"pg-p{i}" if kai else None) for i in range(pods)]
             groups = [(f"pg-p{i}", 1) for i in range(pods)] if kai else []
+            if workload == "C":
+                extra = {f"p{i}": constraints_spec(i) for i in range(pods)}
         else:
             specs = [(f"g{g}-{j}", f"gang-{g}" if kai else None) for g in range(gangs) for j in range(gang_size)]
             groups = [(f"gang-{g}", gang_size) for g in range(gangs)] if kai else []
         t = time.monotonic()
         self._parallel(lambda g: self.client.post(PG_API.format(ns=ns), podgroup_manifest(*g)), groups)
         self._parallel(lambda s: self.client.post(f"/api/v1/namespaces/{ns}/pods",
-                                                  pod_manifest(s[0], kai, s[1])), specs)
+                                                  pod_manifest(s[0], kai, s[1], extra.get(s[0]))), specs)
         dt = time.monotonic() - t
         self.log(f"  created {len(specs)} pods + {len(groups)} PodGroups in {ns} in {dt:.1f}s "
                  f"({(len(specs) + len(groups)) / dt:.0f} objects/s)")
@@ -276,7 +304,7 @@ class LiveBench:
     # ---- one timed run
     def run(self, workload: str, scheduler: str, pods: int, gangs: int, gang_size: int = 8,
             timeout: float = 900.0, profile: bool = False) -> dict[str, Any]:
-        assert scheduler in ("kai", "kube-scheduler") and workload in ("A", "B")
+        assert scheduler in ("kai", "kube-scheduler") and workload in ("A", "B", "C")
         self._run_no += 1
         kai = scheduler == "kai"
         ns = f"bench-{self._run_no}-{workload.lower()}-{'kai' if kai else 'kube'}"
@@ -434,7 +462,8 @@ if pytest is not None:
 
     @pytest.mark.integration
     @pytest.mark.parametrize("workload,scheduler", [("A", "kube-scheduler"), ("A", "kai"),
-                                                    ("B", "kube-scheduler"), ("B", "kai")])
+                                                    ("B", "kube-scheduler"), ("B", "kai"),
+                                                    ("C", "kube-scheduler"), ("C", "kai")])
     def test_live_bind_throughput(benchmark, live_bench, workload, scheduler):
         nodes, pods, gangs = SIZES
         box: dict[str, Any] = {}
@@ -445,7 +474,7 @@ if pytest is not None:
         benchmark.pedantic(once, rounds=1, iterations=1)
         r = box["r"]
         _RESULTS[(workload, scheduler)] = r
-        assert r["pods"] == (pods if workload == "A" else gangs * 8)
+        assert r["pods"] == (gangs * 8 if workload == "B" else pods)
         info = {k: v for k, v in r.items() if k != "logdir"}
         other = _RESULTS.get((workload, "kube-scheduler"))
         if scheduler == "kai" and other:
@@ -457,7 +486,8 @@ if pytest is not None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--nodes", type=int, default=1000)
-    p.add_argument("--pods", type=int, default=5000, help="workload A: single-GPU pods")
+    p.add_argument("--pods", type=int, default=5000,
+                   help="workloads A and C: single-GPU pods (C: with anti-affinity / zone spread)")
     p.add_argument("--gangs", type=int, default=500, help="workload B: gangs of --gang-size pods")
     p.add_argument("--gang-size", type=int, default=8)
     p.add_argument("--bind-workers", type=int, default=16, help="kai --bind-workers")
@@ -503,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['first_bind_s']:>5.2f}-{r['last_bind_s']:<5.2f} {c[r['scheduler']]:>11.2f} "
               f"{c.get('kube-apiserver', 0):>12.2f} {c.get('etcd', 0):>5.1f} {c.get('kwok', 0):>5.1f} "
               f"{r['machine_busy']:>5.2f}")
-    for w in ("A", "B"):
+    for w in ("A", "B", "C"):
         k, ks = by.get((w, "kai")), by.get((w, "kube-scheduler"))
         if k and ks:
             print(f"workload {w}: kai / kube-scheduler = {k['pods_per_s'] / ks['pods_per_s']:.2f}x")
