@@ -63,6 +63,8 @@ class PodCounts:
         self._identity: np.ndarray | None = None
         #: terms carried by pods this session placed, beyond the PodTable's (kind, weight, key) -> CarriedTerm
         self._session_terms: dict[tuple, CarriedTerm] = {}
+        self._by_hint: dict[tuple, list[Entry]] = {}
+        self._unhinted: list[Entry] = []
         self.terms_version = 0
         ssn.allocate_handlers.append(self._allocated)
         ssn.deallocate_handlers.append(self._deallocated)
@@ -99,12 +101,14 @@ class PodCounts:
     # ------------------------------------------------------------------ entries
     def entry(self, key: tuple, topology_key: str | None, matcher: Callable[[object], bool],
               rows: Callable[[], np.ndarray] | None = None, per_node: dict[int, int] | None = None,
-              node_ok: np.ndarray | None = None) -> Entry:
+              node_ok: np.ndarray | None = None, hint: tuple | None = None) -> Entry:
         """The entry ``key``, built on first use from either ``rows()`` (bool[table.n], the table
         rows that count) or ``per_node`` (node column -> pods that count, e.g. a PodTable index);
         ``matcher(task)`` tells whether a pod placed or evicted in the session counts (and, with
         ``per_node``, whether a table pod did); ``node_ok`` (uint8[N]) limits all of it to pods
-        on those nodes."""
+        on those nodes. ``hint``: a necessary condition for ``matcher``, so placements only
+        consult the entries they may change: ``("label", key, value)`` (the pod carries that
+        label), ``("carry", kind, weight, term key)`` or ``("port", protocol, port)``."""
         e = self.entries.get(key)
         if e is not None:
             return e
@@ -140,7 +144,36 @@ class PodCounts:
                 if task.status == S.PIPELINED:
                     self._add(e, n, 1.0, e.arriving)
         self.entries[key] = e
+        if hint is None:
+            self._unhinted.append(e)
+        else:
+            self._by_hint.setdefault(hint, []).append(e)
         return e
+
+    def _relevant(self, task) -> list[Entry]:
+        """The entries a placement or eviction of ``task`` may change (see ``entry``'s hint)."""
+        out = list(self._unhinted)
+        by = self._by_hint
+        if not by:
+            return out
+        for kv in task.pod.metadata.labels.items():
+            got = by.get(("label",) + kv)
+            if got:
+                out.extend(got)
+        c = task.constraints
+        if c is not None:
+            for kind, items in ((REQUIRED_ANTI, [(0, t) for t in c.anti_affinity]),
+                                (REQUIRED_AFFINITY, [(0, t) for t in c.affinity]),
+                                (PREFERRED_AFFINITY, c.preferred_affinity), (PREFERRED_ANTI, c.preferred_anti)):
+                for w, t in items:
+                    got = by.get(("carry", kind, w, t.key))
+                    if got:
+                        out.extend(got)
+            for _ip, proto, port in c.ports:
+                got = by.get(("port", proto, port))
+                if got:
+                    out.extend(got)
+        return out
 
     @staticmethod
     def _add(e: Entry, n: int, sign: float, arr: np.ndarray | None = None) -> None:
@@ -186,7 +219,7 @@ class PodCounts:
         back = n == self._table_node(task)        # an eviction undone: it no longer releases
         piped = task.status == S.PIPELINED
         self._record(task, n)
-        for e in self.entries.values():
+        for e in self._relevant(task):
             if (e.node_ok is None or e.node_ok[n]) and e.matches(task):
                 self._add(e, n, 1.0)
                 if back:
@@ -201,7 +234,7 @@ class PodCounts:
         evicted = n == self._table_node(task)     # leaves a node it really runs on: releasing
         piped = task.status == S.PIPELINED
         self._record(task, -1)
-        for e in self.entries.values():
+        for e in self._relevant(task):
             if (e.node_ok is None or e.node_ok[n]) and e.matches(task):
                 self._add(e, n, -1.0)
                 if evicted:
@@ -213,7 +246,7 @@ class PodCounts:
         n = self._node_of(task)
         if n < 0:
             return
-        for e in self.entries.values():
+        for e in self._relevant(task):
             if (e.node_ok is None or e.node_ok[n]) and e.matches(task):
                 self._add(e, n, 1.0, e.arriving)
 
@@ -237,6 +270,14 @@ class PodCounts:
             known = self.ssn.state.namespaces
             allowed |= {ns for ns in set(t.ns_ids) | set(known) if term.ns_selector.matches(known.get(ns, {}))}
         return t.rows_in_namespaces(allowed) & t.rows_matching(term.selector)
+
+    @staticmethod
+    def label_hint(selector) -> tuple | None:
+        """("label", key, value) when ``selector`` requires one label value, else None."""
+        for key, op, values in selector.requirements:
+            if op == "In" and len(values) == 1:
+                return ("label", key, next(iter(values)))
+        return None
 
     def term_matcher(self, term) -> Callable[[object], bool]:
         def match(task) -> bool:

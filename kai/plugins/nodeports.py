@@ -49,6 +49,6 @@ class NodePorts(NodePredicate):
                 c = x.constraints
                 return c is not None and any(p == port and pr == proto and _conflicts(ip, i) for i, pr, p in c.ports)
 
-            e = pc.entry(("port", ip, proto, port), None, uses, per_node=dict(users))
+            e = pc.entry(("port", ip, proto, port), None, uses, per_node=dict(users), hint=("port", proto, port))
             specs.append(dict(dom=e.dom, counts=e.counts, kind=KIND_ANTI, releasing=e.releasing, self_inc=True, reason=PORTS_REASON))
         return specs, False

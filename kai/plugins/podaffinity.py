@@ -81,13 +81,14 @@ class _Terms(NodePredicate):
     def term_entry(self, term):
         pc = self.counts()
         return pc.entry(("match", term.key), term.topology_key, pc.term_matcher(term),
-                        rows=lambda: pc.term_rows(term))
+                        rows=lambda: pc.term_rows(term), hint=pc.label_hint(term.selector))
 
     def carried_entry(self, ct):
         """Carriers of the existing term ``ct`` per domain of its key; a pod placed in the
         session counts when it carries the same term."""
         return self.counts().entry(("carried", ct.kind, ct.weight, ct.term.key), ct.term.topology_key,
-                                   lambda task: self.carries(task, ct), per_node=dict(ct.nodes))
+                                   lambda task: self.carries(task, ct), per_node=dict(ct.nodes),
+                                   hint=("carry", ct.kind, ct.weight, ct.term.key))
 
     def carries(self, task, ct) -> bool:
         c = task.constraints
@@ -135,7 +136,8 @@ class InterPodAffinity(_Terms):
             matchers = [pc.term_matcher(t) for t in terms]
             for t in terms:
                 e = pc.entry(("match-all", keys, t.topology_key), t.topology_key,
-                             lambda x, ms=matchers: all(m(x) for m in ms), rows=rows)
+                             lambda x, ms=matchers: all(m(x) for m in ms), rows=rows,
+                             hint=pc.label_hint(terms[0].selector))
                 specs.append(dict(dom=e.dom, counts=e.counts, releasing=e.releasing, arriving=e.arriving, kind=KIND_AFFINITY,
                                   self_inc=boot,
                                   reason=AFFINITY_REASON))

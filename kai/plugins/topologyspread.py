@@ -86,7 +86,7 @@ class TopologySpread(NodePredicate):
                     return x.namespace == ns and not x.deleting and sel.matches(x.pod.metadata.labels)
 
                 e = pc.entry(("spread", s.key, ns, elig.tobytes() if hard else ("soft", elig.tobytes())),
-                             s.topology_key, matcher, rows=rows, node_ok=elig)
+                             s.topology_key, matcher, rows=rows, node_ok=elig, hint=pc.label_hint(sel))
                 self_inc = sel.matches(labels)
                 if hard:
                     dom_elig = np.zeros(e.counts.shape[0], dtype=np.uint8)
