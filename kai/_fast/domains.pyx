@@ -22,75 +22,96 @@ cdef class DomainConstraints:
     def __init__(self, Py_ssize_t n_nodes, list constraints, bint bootstrap=False):
         """``constraints``: dicts with ``dom`` (int32[N]), ``counts`` (float64[D]), ``kind``,
         optional ``self_inc`` (bool), ``weight``, ``max_skew``, ``min_domains``, ``elig``
-        (uint8[N], SPREAD*), ``dom_elig`` (uint8[D], SPREAD). ``bootstrap``: the task matches all
-        of its own AFFINITY terms. Everything is checked and copied here, once per task class."""
-        cdef int c, n_c = len(constraints)
+        (uint8[N], SPREAD*), ``dom_elig`` (uint8[D], SPREAD), ``releasing`` and ``arriving``
+        (float64[D]). ``bootstrap``: the task matches all of its own AFFINITY terms. Everything
+        is checked and copied here, once per task class (one pass over the specs)."""
+        cdef int i, k, n_c = len(constraints)
+        cdef Py_ssize_t total = 0, size
         self.n_c = n_c
         self.n_nodes = n_nodes
         self.bootstrap = bootstrap
-        sizes = []
-        for i, spec in enumerate(constraints):
-            d = np.asarray(spec["dom"])
-            if d.dtype != np.int32 or d.shape != (n_nodes,):
-                raise ValueError(f"constraint {i}: dom must be int32[{n_nodes}]")
-            cnt = np.asarray(spec["counts"], dtype=np.float64)
+        counts_list = []
+        for spec in constraints:
+            cnt = spec["counts"]
+            if not isinstance(cnt, np.ndarray) or cnt.dtype != np.float64:
+                cnt = np.asarray(cnt, dtype=np.float64)
             if cnt.ndim != 1:
-                raise ValueError(f"constraint {i}: counts must be 1-D")
-            if d.size and int(d.max(initial=-1)) >= cnt.shape[0]:
-                raise ValueError(f"constraint {i}: a domain id is outside its {cnt.shape[0]} counts")
+                raise ValueError("constraint counts must be 1-D")
+            counts_list.append(cnt)
+            total += cnt.shape[0]
+        off = np.empty(n_c + 1, dtype=np.int32)
+        dom = np.empty((n_c, n_nodes), dtype=np.int32)
+        kind = np.empty(n_c, dtype=np.int32)
+        self_inc = np.zeros(n_c, dtype=np.uint8)
+        weight = np.zeros(n_c)
+        max_skew = np.ones(n_c, dtype=np.int32)
+        min_domains = np.ones(n_c, dtype=np.int32)
+        elig = None
+        dom_elig = np.ones(total, dtype=np.uint8)
+        rel = np.zeros(total)
+        arr = np.zeros(total)
+        has_scores = anti_only = False
+        anti_only = n_c > 0
+        o = 0
+        for i in range(n_c):
+            spec = constraints[i]
+            size = counts_list[i].shape[0]
+            off[i] = o
+            d = spec["dom"]
+            if not isinstance(d, np.ndarray) or d.dtype != np.int32 or d.shape[0] != n_nodes or d.ndim != 1:
+                raise ValueError(f"constraint {i}: dom must be int32[{n_nodes}]")
+            if n_nodes and d.max() >= size:
+                raise ValueError(f"constraint {i}: a domain id is outside its {size} counts")
+            dom[i] = d
             k = int(spec["kind"])
             if not 0 <= k <= 4:
                 raise ValueError(f"constraint {i}: unknown kind {k}")
-            sizes.append(cnt.shape[0])
-        off = np.zeros(n_c + 1, dtype=np.int32)
-        off[1:] = np.cumsum(sizes, dtype=np.int64).astype(np.int32) if n_c else []
-        self.offset = off
-        self.dom = np.ascontiguousarray(np.stack([np.asarray(s["dom"]) for s in constraints])
-                                        if n_c else np.zeros((0, n_nodes), dtype=np.int32))
-        self.counts_array = np.ascontiguousarray(np.concatenate([np.asarray(s["counts"], dtype=np.float64)
-                                                                 for s in constraints]) if n_c else np.zeros(0))
-        self.counts = self.counts_array
-        self.kind = np.array([int(s["kind"]) for s in constraints], dtype=np.int32)
-        self.has_scores = any(int(s["kind"]) in (SCORE, SPREAD_SCORE) for s in constraints)
-        self.self_inc = np.array([1 if s.get("self_inc") else 0 for s in constraints], dtype=np.uint8)
-        self.weight = np.array([float(s.get("weight", 0.0)) for s in constraints], dtype=np.float64)
-        self.max_skew = np.array([int(s.get("max_skew", 1)) for s in constraints], dtype=np.int32)
-        self.min_domains = np.array([int(s.get("min_domains", 1)) for s in constraints], dtype=np.int32)
-        elig = np.ones((n_c, n_nodes), dtype=np.uint8)
-        dom_elig = np.ones(int(off[n_c]), dtype=np.uint8)
-        for i, s in enumerate(constraints):
-            if s.get("elig") is not None:
-                e = np.asarray(s["elig"], dtype=np.uint8)
-                if e.shape != (n_nodes,):
+            kind[i] = k
+            if k == SCORE or k == SPREAD_SCORE:
+                has_scores = True
+            if k != ANTI:
+                anti_only = False
+            if spec.get("self_inc"):
+                self_inc[i] = 1
+            if "weight" in spec:
+                weight[i] = spec["weight"]
+            if "max_skew" in spec:
+                max_skew[i] = spec["max_skew"]
+            if "min_domains" in spec:
+                min_domains[i] = spec["min_domains"]
+            e = spec.get("elig")
+            if e is not None:
+                if elig is None:
+                    elig = np.ones((n_c, n_nodes), dtype=np.uint8)
+                if np.shape(e) != (n_nodes,):
                     raise ValueError(f"constraint {i}: elig must be uint8[{n_nodes}]")
                 elig[i] = e
-            if s.get("dom_elig") is not None:
-                de = np.asarray(s["dom_elig"], dtype=np.uint8)
-                if de.shape != (sizes[i],):
-                    raise ValueError(f"constraint {i}: dom_elig must be uint8[{sizes[i]}]")
-                dom_elig[off[i]:off[i + 1]] = de
-        self.elig = elig
+            for name, target in (("dom_elig", dom_elig), ("releasing", rel), ("arriving", arr)):
+                x = spec.get(name)
+                if x is not None:
+                    if np.shape(x) != (size,):
+                        raise ValueError(f"constraint {i}: {name} must have {size} entries")
+                    target[o:o + size] = x
+            o += size
+        off[n_c] = o
+        self.offset = off
+        self.dom = dom
+        self.counts_array = np.concatenate(counts_list) if n_c else np.zeros(0)
+        self.counts = self.counts_array
+        self.kind = kind
+        self.self_inc = self_inc
+        self.weight = weight
+        self.max_skew = max_skew
+        self.min_domains = min_domains
+        self.elig = elig if elig is not None else np.ones((n_c, n_nodes), dtype=np.uint8)
         self.dom_elig = dom_elig
-        rel = np.zeros(int(off[n_c]))
-        for i, s in enumerate(constraints):
-            if s.get("releasing") is not None:
-                r = np.asarray(s["releasing"], dtype=np.float64)
-                if r.shape != (sizes[i],):
-                    raise ValueError(f"constraint {i}: releasing must be float64[{sizes[i]}]")
-                rel[off[i]:off[i + 1]] = r
-        self.has_releasing = bool(rel.any())
         self.releasing = rel
-        self.anti_only = n_c > 0 and not self.has_releasing and all(int(s["kind"]) == ANTI for s in constraints)
-        arr = np.zeros(int(off[n_c]))
-        for i, s in enumerate(constraints):
-            if s.get("arriving") is not None:
-                a = np.asarray(s["arriving"], dtype=np.float64)
-                if a.shape != (sizes[i],):
-                    raise ValueError(f"constraint {i}: arriving must be float64[{sizes[i]}]")
-                arr[off[i]:off[i + 1]] = a
+        self.has_releasing = bool(rel.any())
         self.arriving = arr
-        self.raw = np.zeros(max(n_nodes, 1))
-        self.seen = np.zeros(max(int(off[n_c]), 1), dtype=np.uint8)
+        self.has_scores = has_scores
+        self.anti_only = anti_only and not self.has_releasing
+        self.raw = np.zeros(max(n_nodes, 1)) if has_scores else np.zeros(1)
+        self.seen = np.zeros(max(total, 1), dtype=np.uint8)
 
     cdef double _min_eligible(self, int c, bint with_releasing=False) noexcept nogil:
         cdef int d, n_dom = 0
