@@ -196,3 +196,32 @@ def test_reclaim_kai_shape(benchmark, n_nodes, div):
                                  "total_s": round(total, 3), **{f"{k}_s": round(v, 3) for k, v in med.items()}})
     print(f"\n[KAI shape] {n_nodes} nodes, gang of {tasks} x 8 GPUs, {tasks * GPUS} victims: {total:.3f} s "
           f"(load {med['load']:.3f} + open session {med['open']:.3f} + reclaim {med['reclaim']:.3f})")
+
+
+# ---------------------------------------------------------------------- CLI (for bench/compare_kai_reclaim.sh)
+def kai_shape_once(n_nodes: int, div: int) -> float:
+    """Seconds for KAI's shape once, timed as KAI times it: state from the objects, session
+    open, reclaim (checked: the whole gang pipelined on its victims)."""
+    import time as _time
+    tasks = n_nodes // div
+    nodes, pgs, pods, queues = kai_shape_objects(n_nodes, tasks)
+    t0 = _time.perf_counter()
+    state = ClusterState()
+    state.load(nodes, pgs, pods, queues=queues)
+    cache = RecordingCache(state)
+    ssn = Scheduler(state, parse_config({"actions": "reclaim"})).open_session(cache, now=NOW)
+    ACTIONS["reclaim"]().execute(ssn)
+    ssn.close()
+    elapsed = _time.perf_counter() - t0
+    res = cache.result
+    assert len(res.evictions) == tasks * GPUS and len(res.pipelined) == tasks, (len(res.evictions), len(res.pipelined))
+    return elapsed
+
+
+if __name__ == "__main__":
+    import argparse
+    ap = argparse.ArgumentParser(description="KAI's BenchmarkReclaimLargeJobs shape through kai, once")
+    ap.add_argument("--nodes", type=int, default=500)
+    ap.add_argument("--div", type=int, default=2, help="pending 8-GPU tasks = nodes / div (KAI: 2; before July 2026: 10)")
+    args = ap.parse_args()
+    print(f"{kai_shape_once(args.nodes, args.div):.3f}")

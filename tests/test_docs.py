@@ -58,6 +58,7 @@ KAI_FLAGS_KAI_LACKS = {"--qps", "--burst", "--restrict-node-scheduling", "--part
 #: scripts whose flags the docs use, run with --help
 SCRIPTS = [[sys.executable, str(REPO / "bench" / "bench_live.py")],
            [sys.executable, str(REPO / "bench" / "bench_traces.py")],
+           [sys.executable, str(REPO / "bench" / "bench_reclaim.py")],
            [sys.executable, "-m", "kai.testing.controlplane", "up"]]
 #: KAI chart values docs/configuration.md says this chart does not have (checked absent)
 KAI_VALUES_KAI_LACKS = {"operator", "podgrouper", "podgroupcontroller", "binder", "queuecontroller",
