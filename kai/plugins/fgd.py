@@ -11,9 +11,10 @@ the session's pending + running pods; 0 < d < 1 blends in the previous cycles' h
 old weight times d, kept per scheduler config), ``fgdMix`` (which pods make the
 distribution: ``session``, the default, counts every pending and running pod of the
 session, so a replay that submits a whole trace at once shows the policy the whole trace's
-mix, as the FGD paper does; ``arrived`` counts only the pods created no later than the pod
-being placed, i.e. what has arrived so far, recomputed at every decision whose creation
-time moves forward; ``fgdDecay`` applies to ``session`` only).
+mix, as the FGD paper does; ``arrived`` counts only the pods created no later than the
+newest pod placed so far, the one being placed included, i.e. what has arrived so far:
+the mix grows at every decision whose pod is newer than all before it, never shrinks;
+``fgdDecay`` applies to ``session`` only).
 
 For each task the strategy scores every candidate node by the growth of the node's expected
 fragmentation (``kai._fast.fgd.frag_delta``, one call per decision): the task types are the
