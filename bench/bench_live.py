@@ -232,18 +232,37 @@ class LiveBench:
         return len(specs)
 
     def cleanup(self, ns: str) -> None:
+        """Delete the run's pods (grace 0) and PodGroups; pods a collection delete leaves (it can
+        outlast the API server's request timeout with thousands of pods) are deleted one by one."""
         c = self.client
         t = time.monotonic()
-        for path, params in ((f"/api/v1/namespaces/{ns}/pods", {"gracePeriodSeconds": 0}),
-                             (PG_API.format(ns=ns), None)):
-            try:   # a collection delete of 5,000 pods can outlast a client timeout: we wait below anyway
-                c.request("DELETE", path, params=params, timeout=300)
-            except ApiError as exc:
-                self.log(f"  (delete {path}: {exc})")
+        pods = f"/api/v1/namespaces/{ns}/pods"
+        try:
+            c.request("DELETE", pods, params={"gracePeriodSeconds": 0}, timeout=300)
+        except (ApiError, OSError) as exc:
+            self.log(f"  (delete {pods}: {exc})")
 
-        def gone() -> bool:
-            return not c.get(f"/api/v1/namespaces/{ns}/pods", params={"limit": 1})["items"]
-        wait_for(gone, 300, f"pods of {ns} deleted", 0.5)
+        def delete_one(name: str) -> None:
+            try:
+                c.request("DELETE", f"{pods}/{name}", params={"gracePeriodSeconds": 0})
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+
+        deadline = time.monotonic() + 600
+        while True:
+            left = [p["metadata"]["name"] for p in c.get(pods)["items"]]
+            if not left:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(left)} pods of {ns} still there after 600s")
+            time.sleep(2.0)
+            left = [p["metadata"]["name"] for p in c.get(pods)["items"]]
+            self._parallel(delete_one, left)
+        try:
+            c.request("DELETE", PG_API.format(ns=ns), timeout=300)
+        except (ApiError, OSError) as exc:
+            self.log(f"  (delete PodGroups of {ns}: {exc})")
         self.log(f"  cleaned {ns} in {time.monotonic() - t:.1f}s")
 
     # ---- schedulers
