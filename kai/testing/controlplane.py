@@ -2,8 +2,13 @@
 
 Starts etcd, kube-apiserver, optionally kube-controller-manager and kube-scheduler, and kwok
 (which plays the kubelet for fake nodes) on 127.0.0.1 with free ports, in a private temp dir.
-The binaries are built by ``hack/controlplane/build.sh`` (see docs in
-``/work/shared/design/test-cluster.md``); versions are pinned in ``hack/controlplane/VERSIONS``.
+The binaries are built by ``hack/controlplane/build.sh`` (see ``hack/controlplane/README.md``);
+versions are pinned in ``hack/controlplane/VERSIONS``.
+
+The cluster is meant to look like a real one to a scheduler: with the controller manager, the
+node lifecycle controller lifts the ``not-ready`` taint of new nodes once kwok reports them
+Ready (kwok renews node Leases), and fake GPU nodes carry GPU feature discovery's labels
+(:func:`gpu_feature_labels`), so test pods need no tolerations or hand-made labels.
 
 Usage::
 
