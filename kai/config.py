@@ -116,6 +116,9 @@ def parse_config(doc: object, source: str = "<config>") -> SchedulerConfig:
             v = np_args.get(k, "binpack")
             if v not in ("binpack", "spread", "fgd"):
                 raise ConfigError(f"{source}: nodeplacement argument {k}={v!r}: expected binpack, spread or fgd")
+        mix = np_args.get("fgdMix", "session")
+        if mix not in ("session", "arrived"):
+            raise ConfigError(f"{source}: nodeplacement argument fgdMix={mix!r}: expected session, arrived")
     qd = doc.get("queueDepthPerAction") or {}
     if not isinstance(qd, dict):
         raise ConfigError(f"{source}: field 'queueDepthPerAction' must be a mapping")

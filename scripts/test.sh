@@ -6,6 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
+# The Alibaba GPU trace (research and study use; not in this repository) for the trace tests
+# and benchmarks: $KAI_TRACE_DIR when set, else the copy next to this checkout if there is
+# one. Without it they run on a synthetic openb-like trace and say so.
+if [ -z "${KAI_TRACE_DIR:-}" ] && [ -f ../shared/traces/gpu-v2023/openb_node_list_gpu_node.csv ]; then
+  KAI_TRACE_DIR=$(cd ../shared/traces/gpu-v2023 && pwd)
+  export KAI_TRACE_DIR
+fi
+echo "== trace: ${KAI_TRACE_DIR:-none (synthetic openb-like trace)}"
+
 echo "== python dependencies"
 $PY -m pip install -q --disable-pip-version-check "Cython>=3.1" "numpy>=2.0,<2.5" "setuptools>=68" wheel
 $PY -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[test]"

@@ -224,9 +224,12 @@ class Statement:
         task.status = S.RELEASING if not was_pipelined else S.PENDING
         task.is_virtual = True
 
-    def convert_to_pipelined(self, job_key: str) -> None:
-        """Turn this statement's allocations of a job into pipelines: nothing binds (no partial gang)."""
-        for op in self.ops:
+    def convert_to_pipelined(self, job_key: str, since: int = 0) -> None:
+        """Turn this statement's allocations of a job into pipelines: nothing binds (no partial gang).
+
+        ``since``: a checkpoint before which the statement holds no allocation of the job
+        (only the ops after it are looked at)."""
+        for op in self.ops[since:] if since else self.ops:
             if op.kind == ALLOCATE and op.task.job_key == job_key and op.task.status == S.ALLOCATED:
                 op.kind = PIPELINE
                 op.task.status = S.PIPELINED

@@ -103,7 +103,7 @@ def place_again(ssn, job: PodGroupInfo, stmt: Statement, tasks: list) -> bool:
     if not ok or any(t.status == C.PodStatus.RELEASING for t in tasks):
         stmt.rollback(cp)
         return False
-    stmt.convert_to_pipelined(job.key)
+    stmt.convert_to_pipelined(job.key, since=cp)     # its pods were evicted, not placed, before cp
     return True
 
 
