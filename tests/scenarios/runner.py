@@ -180,11 +180,9 @@ def _queue(q: dict, created: float, parent: str | None) -> dict:
 
 def _department(d: dict, created: float) -> dict:
     gpus = d.get("deservedGPUs", 0) or 0
-    # KAI test_utils: GPU overQuotaWeight = deservedGPUs. For an unlimited department (-1) that
-    # is -1, which is not a valid Queue; 0 is equivalent there (a quota of -1 already gives
-    # the department everything it requests in the deserved pass).
+    # KAI test_utils: GPU overQuotaWeight = deservedGPUs (so -1 for an unlimited department)
     spec = {"resources": {
-        "gpu": _res(gpus, d.get("maxAllowedGPUs") or -1, max(gpus, 0)),
+        "gpu": _res(gpus, d.get("maxAllowedGPUs") or -1, gpus),
         "cpu": _res(-1, d.get("maxAllowedCPUs") or -1, 1),
         "memory": _res(-1, d.get("maxAllowedMemory") or -1, 1),
     }}
@@ -273,6 +271,16 @@ def _pod(job: dict, idx: int, task: dict, created: float) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status}
 
 
+def _topology_constraint(tc: dict) -> dict:
+    """README 4.1: {topology, requiredLevel, preferredLevel} -> the PodGroup field."""
+    out = {"topology": tc.get("topology", "")}
+    if tc.get("requiredLevel"):
+        out["requiredTopologyLevel"] = tc["requiredLevel"]
+    if tc.get("preferredLevel"):
+        out["preferredTopologyLevel"] = tc["preferredLevel"]
+    return out
+
+
 def _podgroup(job: dict, created: float) -> dict:
     tasks = job.get("tasks") or []
     spec: dict = {"queue": job.get("queue", ""), "priorityClassName": f"prio-{job.get('priority', 0) or 0}"}
@@ -285,6 +293,8 @@ def _podgroup(job: dict, created: float) -> dict:
             d: dict = {"name": sg["name"]}
             if sg.get("parent"):
                 d["parent"] = sg["parent"]
+            if sg.get("topologyConstraint"):
+                d["topologyConstraint"] = _topology_constraint(sg["topologyConstraint"])
             if "minAvailable" in sg:
                 d["minMember"] = int(sg["minAvailable"])
                 leaf_min += int(sg["minAvailable"])
@@ -302,6 +312,8 @@ def _podgroup(job: dict, created: float) -> dict:
         spec["minMember"] = max(leaf_min, 1)
     else:
         spec["minMember"] = int(job["minAvailable"]) if job.get("minAvailable") is not None else len(tasks)
+    if job.get("topologyConstraint"):
+        spec["topologyConstraint"] = _topology_constraint(job["topologyConstraint"])
     if job.get("perJobStalenessGracePeriod") is not None:
         spec["stalenessGracePeriod"] = str(job["perJobStalenessGracePeriod"])
     ann: dict = {}
@@ -326,24 +338,20 @@ def case_manifests(case: dict, now: float = NOW) -> list[dict]:
                      "metadata": {"name": f"prio-{prio}", "uid": f"prio-{prio}"}, "value": prio})
     deps = case.get("departments") or []
     default_dep = not deps and not case.get("disableDefaultDepartment")
-    qi = 0
     if default_dep:
-        # KAI test_utils: department "default", GPU quota -1, limit -1 (weight -1 in the Go
-        # code; written as 1 here since a negative weight is not a valid Queue and is never
-        # used: a quota of -1 already hands the department everything it requests)
-        objs.append({"apiVersion": "scheduling.run.ai/v2", "kind": "Queue",
-                     "metadata": {"name": DEFAULT_DEPARTMENT, "uid": DEFAULT_DEPARTMENT,
-                                  "creationTimestamp": _ts(now)},
-                     "spec": {"resources": {"gpu": _res(-1, -1, 1), "cpu": _res(-1, -1, 1),
-                                            "memory": _res(-1, -1, 1)}}})
-        qi += 1
-    for d in deps:
-        objs.append(_department(d, now + 60 * qi))
-        qi += 1
-    for q in case.get("queues") or []:
+        # KAI test_utils (addDefaultDepartmentIfNeeded): a department "default" with GPU
+        # quota -1 and limit -1, whose GPU overQuotaWeight is its quota: -1
+        deps = [{"name": DEFAULT_DEPARTMENT, "deservedGPUs": -1, "maxAllowedGPUs": -1}]
+    # KAI creates the i-th department and the i-th queue both at now + i minutes
+    for i, d in enumerate(deps):
+        objs.append(_department(d, now + 60 * i))
+    for i, q in enumerate(case.get("queues") or []):
         parent = DEFAULT_DEPARTMENT if default_dep else q.get("parentQueue")
-        objs.append(_queue(q, now + 60 * qi, parent))
-        qi += 1
+        objs.append(_queue(q, now + 60 * i, parent))
+    for tp in case.get("topologies") or []:
+        objs.append({"apiVersion": "kai.scheduler/v1alpha1", "kind": "Topology",
+                     "metadata": {"name": tp["name"], "uid": tp["name"]},
+                     "spec": {"levels": [{"nodeLabel": lv} for lv in tp["levels"]]}})
     nodes = case.get("nodes") or {}
     for name in nodes:
         objs.append(_node(name, nodes[name] or {}))
