@@ -40,7 +40,6 @@ KNOWN_GAPS: dict[str, str] = {
     'reclaim-reclaim-minimal-lower-priority-victims-across-queues': 'no reclaim for gpu-memory jobs',
     'reclaim-multiple-victims-reclaimed-by-priority': 'no reclaim for gpu-memory jobs',
     'reclaim-reclaim-whole-gpu-for-fractional-request-within-fair-share': 'no reclaim for fractional jobs',
-    'reclaim-elastic-job-reclaims-single-task-from-another-elastic-job-eq': "OverLimit checked before the victims' resources are released",
 }
 
 

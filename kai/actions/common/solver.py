@@ -5,7 +5,9 @@ first *k* victim chunks popped from a ``VictimsOrderByQueues``. They are simulat
 Statement that only grows: chunk *k* is evicted virtually on top of the earlier ones (its
 pods' resources become *releasing* on their nodes), and the preemptor's chunk is then
 placed with ``allocate_job`` -- which may pipeline onto releasing resources -- and rolled
-back on failure. Nothing else in the cluster is re-simulated: a scenario changes only the
+back on failure. The preemptor's placement is always pipelined (KAI's solver allocates it
+pipeline-only, even where the resources are idle): nothing binds in reclaim, preempt or
+consolidation, the next cycle's allocate binds it. Nothing else in the cluster is re-simulated: a scenario changes only the
 nodes its victims sit on, and the placement kernel reads those columns directly.
 
 Cost control, in order:
@@ -143,6 +145,7 @@ class JobSolver:
         cp = stmt.checkpoint()
         ok, _ = allocate_job(self.ssn, job, stmt)
         if ok and job.is_gang_satisfied():
+            stmt.convert_to_pipelined(job.key)
             return "ok"
         stmt.rollback(cp)
         return "nofit"
@@ -156,6 +159,7 @@ class JobSolver:
         if not (ok and job.is_gang_satisfied()):
             stmt.rollback(cp)
             return "nofit"
+        stmt.convert_to_pipelined(job.key)
         placed = [op.task for op in stmt.ops[cp:]]
         lost = self._replace_victims(stmt, chunks)
         if lost and self.all_moved:
