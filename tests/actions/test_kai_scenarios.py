@@ -23,8 +23,6 @@ CASES = runner.load_cases()
 #: case name -> why kai does not pass it yet (each is a strict xfail)
 KNOWN_GAPS: dict[str, str] = {
     'allocate-test-gpusharingorder-for-a-node-that-has-a-gpu-reservation-p': 'a Bound fraction pod whose GPU group has no reservation pod yet: KAI pipelines it and the next fraction',
-    'allocate-non-preemptible-job-requests-gpu-memory-over-deserved-quota': "gpu-memory pods are not counted against their queue's quota",
-    'allocate-preemptible-job-requests-gpu-memory-over-queue-limit': "gpu-memory pods are not counted against their queue's limit",
     'allocate-mig-job-requesting-mig-device-on-node-with-legacy-mig-jobs': 'legacy MIG tasks (isLegacyMigTask) are not modelled',
     'allocate-pending-legacy-mig-job': 'legacy MIG tasks (isLegacyMigTask) are not modelled',
     'allocate-pod-anti-affinity-scheduling': "no podaffinity plugin yet (the lead's pod-affinity work)",
@@ -36,10 +34,6 @@ KNOWN_GAPS: dict[str, str] = {
     'consolidation-job-with-sub-groups-consolidated-by-a-pending-job-partial-ev': 'consolidation moves another victim than KAI for jobs with subgroups',
     'consolidation-2-jobs-of-0-5-task-running-on-different-gpus-1-job-of-1-gpus': 'consolidation does not move fractional pods',
     'preempt-inference-job-preempts-single-task-moves-one-task-from-elast': 'preempt evicts an elastic task where KAI moves it',
-    'reclaim-fair-share-reclaim-for-pending-gpu-memory-job': 'no reclaim for gpu-memory jobs',
-    'reclaim-reclaim-minimal-lower-priority-victims-across-queues': 'no reclaim for gpu-memory jobs',
-    'reclaim-multiple-victims-reclaimed-by-priority': 'no reclaim for gpu-memory jobs',
-    'reclaim-reclaim-whole-gpu-for-fractional-request-within-fair-share': 'no reclaim for fractional jobs',
 }
 
 
