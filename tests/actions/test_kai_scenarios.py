@@ -28,11 +28,8 @@ KNOWN_GAPS: dict[str, str] = {
     'allocate-pod-anti-affinity-scheduling': "no podaffinity plugin yet (the lead's pod-affinity work)",
     'allocate-pod-affinity-and-anti-affinity-scheduling-makes-job-stay-pen': "no podaffinity plugin yet (the lead's pod-affinity work)",
     'allocate-pod-affinity-condition-makes-job-stay-pending': "no podaffinity plugin yet (the lead's pod-affinity work)",
-    'consolidation-consolidate-two-memory-jobs-to-free-gpu': 'consolidation does not move gpu-memory pods',
-    'consolidation-consolidate-to-free-gpu-for-whole-job': 'consolidation does not move fractional pods',
     'consolidation-job-with-sub-groups-consolidates-a-running-job': 'consolidation moves another victim than KAI for jobs with subgroups',
     'consolidation-job-with-sub-groups-consolidated-by-a-pending-job-partial-ev': 'consolidation moves another victim than KAI for jobs with subgroups',
-    'consolidation-2-jobs-of-0-5-task-running-on-different-gpus-1-job-of-1-gpus': 'consolidation does not move fractional pods',
     'preempt-inference-job-preempts-single-task-moves-one-task-from-elast': 'preempt evicts an elastic task where KAI moves it',
 }
 

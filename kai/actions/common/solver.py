@@ -349,7 +349,7 @@ class JobSolver:
     def _solution(self, stmt: Statement, chunks: list) -> Solution:
         """Victims as committed: a pod placed back on its own node is kept, not a victim."""
         infos = self.ssn.node_infos
-        evicted_on = {id(op.task): op.node for op in stmt.ops if op.kind == EVICT}
+        evicted = {id(op.task): op for op in stmt.ops if op.kind == EVICT}
         victims: dict[str, list] = {}
         moved: dict[str, list] = {}
         for vjob, tasks in chunks:
@@ -357,9 +357,10 @@ class JobSolver:
                 if t.status == C.PodStatus.RELEASING:
                     victims.setdefault(vjob.key, []).append(t)
                     continue
-                node = evicted_on.get(id(t))
-                if node is not None and infos[node].name == t.node_name:
-                    continue
+                op = evicted.get(id(t))
+                if op is not None and infos[op.node].name == t.node_name and (
+                        op.dev is None or list(t.gpu_groups) == list(op.dev[2])):
+                    continue            # back where it was: kept (a new GPU group is a move)
                 victims.setdefault(vjob.key, []).append(t)
                 moved.setdefault(vjob.key, []).append(t)
         return Solution(stmt, victims, moved)
