@@ -28,9 +28,6 @@ KNOWN_GAPS: dict[str, str] = {
     'allocate-pod-anti-affinity-scheduling': "no podaffinity plugin yet (the lead's pod-affinity work)",
     'allocate-pod-affinity-and-anti-affinity-scheduling-makes-job-stay-pen': "no podaffinity plugin yet (the lead's pod-affinity work)",
     'allocate-pod-affinity-condition-makes-job-stay-pending': "no podaffinity plugin yet (the lead's pod-affinity work)",
-    'consolidation-job-with-sub-groups-consolidates-a-running-job': 'consolidation moves another victim than KAI for jobs with subgroups',
-    'consolidation-job-with-sub-groups-consolidated-by-a-pending-job-partial-ev': 'consolidation moves another victim than KAI for jobs with subgroups',
-    'preempt-inference-job-preempts-single-task-moves-one-task-from-elast': 'preempt evicts an elastic task where KAI moves it',
 }
 
 
