@@ -56,6 +56,13 @@ def docs_scheduler(kai_cluster, kai_client, tmp_path_factory):
         yield proc
     finally:
         proc.stop()
+        # this module's nodes go with it: other tests' pods tolerate every taint
+        for n in c.get("/api/v1/nodes", params={"labelSelector": POOL})["items"]:
+            if n["metadata"]["name"].startswith("docs-"):
+                try:
+                    c.delete(f"/api/v1/nodes/{n['metadata']['name']}")
+                except ApiError:
+                    pass
 
 
 def nodes(control_plane, pool: str, count: int = 1, **kw) -> list[str]:
