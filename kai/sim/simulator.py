@@ -201,9 +201,9 @@ def format_table(report: dict) -> str:
         lines.append(f"  problem   {p['object']}: {p['reason']}")
     if report.get("notImplementedActions"):
         lines.append(f"  note      actions not available in this build: {', '.join(report['notImplementedActions'])}")
+    if report.get("warnings"):
+        lines.append("== warnings")
+        lines.extend(f"  warning   {w}" for w in report["warnings"])
     if report.get("skipped"):
         lines.append(f"  note      ignored {len(report['skipped'])} object(s) kai does not schedule with")
-    if report.get("warnings"):
-        lines.append("warnings:")
-        lines.extend(f"  - {w}" for w in report["warnings"])
     return "\n".join(lines)

@@ -275,7 +275,7 @@ def test_foreign_kinds_are_skipped_and_counted_in_warnings(capsys, tmp_path):
         "skipped 2 Ingress object(s) (networking.k8s.io/v1): kai does not read this kind"]
     assert main(["simulate", str(p)]) == 0
     out = capsys.readouterr().out
-    assert "warnings:\n  - skipped 1 Certificate" in out
+    assert "== warnings\n  warning   skipped 1 Certificate" in out
 
 
 @pytest.mark.parametrize("text, needle", [
