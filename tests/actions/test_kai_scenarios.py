@@ -18,17 +18,35 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scenarios"))
 import runner  # noqa: E402
 
+import kai.plugins  # noqa: E402,F401  (registers the plugins)
+from kai.framework.plugin import PLUGINS  # noqa: E402
+
 CASES = runner.load_cases()
 
 #: case name -> why kai does not pass it yet (each is a strict xfail)
 KNOWN_GAPS: dict[str, str] = {
-    'allocate-test-gpusharingorder-for-a-node-that-has-a-gpu-reservation-p': 'a Bound fraction pod whose GPU group has no reservation pod yet: KAI pipelines it and the next fraction',
-    'allocate-mig-job-requesting-mig-device-on-node-with-legacy-mig-jobs': 'legacy MIG tasks (isLegacyMigTask) are not modelled',
-    'allocate-pending-legacy-mig-job': 'legacy MIG tasks (isLegacyMigTask) are not modelled',
-    'allocate-pod-anti-affinity-scheduling': "no podaffinity plugin yet (the lead's pod-affinity work)",
-    'allocate-pod-affinity-and-anti-affinity-scheduling-makes-job-stay-pen': "no podaffinity plugin yet (the lead's pod-affinity work)",
-    'allocate-pod-affinity-condition-makes-job-stay-pending': "no podaffinity plugin yet (the lead's pod-affinity work)",
+    # KAI's input task state Pipelined is virtual (recomputed every cycle, nothing in the API
+    # holds it): the closest manifest, a bound pod, is not what the case sets up
+    'allocate-test-gpusharingorder-for-a-node-that-has-a-gpu-reservation-p':
+        'input state Pipelined has no Kubernetes counterpart; the runner writes a bound pod',
+    # KAI's legacy MIG pods (a MIG request in an annotation, IsLegacyMIGtask): refused by
+    # the predicates, and their node refuses new MIG pods; kai reads neither (pod_info /
+    # predicates, outside this suite's scope)
+    'allocate-mig-job-requesting-mig-device-on-node-with-legacy-mig-jobs':
+        'legacy MIG pods (MIG request in an annotation) are not modelled: their node still takes MIG pods',
+    'allocate-pending-legacy-mig-job':
+        'legacy MIG pods (MIG request in an annotation) are not modelled: such a pod is not refused',
 }
+
+# cases kai cannot even run without a plugin; gaps only while the plugin is missing
+_PLUGIN_GAPS = {
+    "podaffinity": ["allocate-pod-anti-affinity-scheduling",
+                    "allocate-pod-affinity-and-anti-affinity-scheduling-makes-job-stay-pen",
+                    "allocate-pod-affinity-condition-makes-job-stay-pending"],
+}
+for _plugin, _names in _PLUGIN_GAPS.items():
+    if _plugin not in PLUGINS:
+        KNOWN_GAPS.update({n: f"no {_plugin!r} plugin in this build" for n in _names})
 
 
 def _param(stem, case):
@@ -45,8 +63,10 @@ def test_known_gaps_name_real_cases():
 @pytest.mark.parametrize("stem,case", [_param(s, c) for s, c in CASES])
 def test_kai_scenario(stem, case):
     why = runner.skip_reason(case)
-    if why and case["name"] not in KNOWN_GAPS:
-        pytest.fail(f"{case['name']}: kai cannot run this case: {why}")
+    if why:
+        if case["name"] not in KNOWN_GAPS:
+            pytest.fail(f"{case['name']}: kai cannot run this case: {why}")
+        pytest.xfail(f"{KNOWN_GAPS[case['name']]}: {why}")      # cannot run at all: not run
     out = runner.run_case(case)
     assert not out.problems, "runner built objects kai could not attach:\n" + "\n".join(out.problems)
     errs = runner.compare(case, out)

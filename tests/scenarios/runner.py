@@ -244,6 +244,15 @@ def _pod(job: dict, idx: int, task: dict, created: float) -> dict:
         spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
             "nodeSelectorTerms": [{"matchExpressions": [
                 {"key": NODE_TYPE_LABEL, "operator": "In", "values": list(task["nodeAffinityNames"])}]}]}}}
+    # KAI tasks_fake: the pod's affinity labels select the pods a required (anti-)affinity term
+    # is about, with the given topology key
+    sel = {str(k): str(v) for k, v in (task.get("podAffinityLabels") or {}).items()}
+    if sel and task.get("podAffinityTopologyKey"):
+        spec.setdefault("affinity", {})["podAffinity"] = {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"topologyKey": task["podAffinityTopologyKey"], "labelSelector": {"matchLabels": dict(sel)}}]}
+    if sel and task.get("podAntiAffinityTopologyKey"):
+        spec.setdefault("affinity", {})["podAntiAffinity"] = {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"topologyKey": task["podAntiAffinityTopologyKey"], "labelSelector": {"matchLabels": dict(sel)}}]}
     meta = {"name": name, "namespace": ns, "uid": name, "creationTimestamp": _ts(created),
             "labels": labels, "annotations": ann}
     status: dict = {"phase": "Pending"}
