@@ -174,9 +174,11 @@ def params_to_config(params: dict, config, where: str) -> list[str]:
         notes.append(f"{where}: schedulerParams.restrictSchedulingNodes is true; kai simulate does not "
                      f"restrict nodes by the cpu-worker/gpu-worker labels")
     part = params.get("partitionParams") or {}
-    if isinstance(part, dict) and part.get("partitionLabelValue"):
-        notes.append(f"{where}: schedulerParams.partitionParams selects node pool "
-                     f"{part.get('partitionLabelValue')!r}; kai simulate schedules the whole snapshot")
+    pool = part.get("NodePoolLabelValue") or part.get("nodePoolLabelValue") if isinstance(part, dict) else None
+    if pool:
+        notes.append(f"{where}: schedulerParams.partitionParams selects node pool {pool!r} "
+                     f"({part.get('NodePoolLabelKey') or 'kai.scheduler/node-pool'}); kai simulate schedules "
+                     f"the whole snapshot")
     return notes
 
 

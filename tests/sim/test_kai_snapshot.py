@@ -7,6 +7,7 @@ left out) and ``rawObjects`` listed from informers (no ``kind`` / ``apiVersion``
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 
 import pytest
@@ -106,7 +107,8 @@ def test_params_follow_go_omitempty():
     cfg = default_config()
     notes = params_to_config({"schedulerName": "s", "allowConsolidatingReclaim": True,
                               "maxNumberConsolidationPreemptees": 4, "restrictSchedulingNodes": True,
-                              "partitionParams": {"partitionLabelValue": "pool-a"}}, cfg, "s.zip")
+                              "partitionParams": {"NodePoolLabelKey": "kai.scheduler/node-pool",
+                                                  "NodePoolLabelValue": "pool-a"}}, cfg, "s.zip")
     assert cfg.allow_consolidating_reclaim is True and cfg.max_consolidation_preemptees == 4
     assert len(notes) == 2 and "pool-a" in notes[1]
 
@@ -164,3 +166,47 @@ def test_bad_snapshots_exit_2_naming_the_problem(capsys, tmp_path, content, need
     assert needle in str(exc.value) and str(path) in str(exc.value)
     assert main(["simulate", str(path)]) == 2
     assert needle in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ a snapshot from KAI itself
+REAL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "kai-snapshot-72de64f.zip")
+
+
+def test_real_kai_snapshot_replays_and_kai_decides_as_kai_did(capsys, tmp_path):
+    """``data/kai-snapshot-72de64f.zip`` is what KAI-Scheduler (built from commit 72de64f)
+    served at /get-snapshot on the local control plane: 3 nodes x 4 GPUs, queues research ->
+    team-a / team-b (quota 6 each), a running 2-pod gang, and pending work KAI had just
+    decided on (its BindRequests are in the snapshot: a 3-pod gang, a 4-GPU build pod, a
+    CPU pod; an 8-GPU pod fits nowhere).
+
+    Replayed as it is, kai counts the BindRequests as placements and has nothing left to do
+    but report the 8-GPU pod. With the BindRequests taken out, kai decides on the same pods:
+    the same pods bound, per PodGroup on the same nodes (which of a gang's identical pods
+    lands where is a tie KAI breaks by random UIDs), the same pod left pending."""
+    with zipfile.ZipFile(REAL) as z:
+        doc = json.loads(z.read("snapshot.json"))
+    kai_did: dict[str, list[str]] = {}
+    pods = {p["metadata"]["name"]: p for p in doc["rawObjects"]["pods"]}
+    for br in doc["rawObjects"]["bindRequests"]:
+        group = pods[br["spec"]["podName"]]["metadata"]["annotations"]["pod-group-name"]
+        kai_did.setdefault(f"ml/{group}", []).append(br["spec"]["selectedNode"])
+    assert sum(len(v) for v in kai_did.values()) == 5
+
+    assert main(["simulate", "--output", "json", REAL]) == 0
+    as_is = json.loads(capsys.readouterr().out)
+    assert as_is["cycles"][0]["bindings"] == []
+    assert [u["podGroup"] for u in as_is["cycles"][0]["unschedulable"]] == ["ml/b-huge"]
+    assert any("5 pod(s) placed on the node of their pending BindRequest" in w for w in as_is["warnings"])
+
+    doc["rawObjects"]["bindRequests"] = []
+    fresh = write_zip(tmp_path / "before-kai.zip", doc)
+    assert main(["simulate", "--output", "json", fresh]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (cyc,) = report["cycles"]
+    by_pod = {b["pod"].split("/")[1]: b["node"] for b in cyc["bindings"]}
+    kai_decided: dict[str, list[str]] = {}
+    for name, node in by_pod.items():
+        group = pods[name]["metadata"]["annotations"]["pod-group-name"]
+        kai_decided.setdefault(f"ml/{group}", []).append(node)
+    assert {k: sorted(v) for k, v in kai_decided.items()} == {k: sorted(v) for k, v in kai_did.items()}
+    assert [u["podGroup"] for u in cyc["unschedulable"]] == ["ml/b-huge"]
