@@ -67,18 +67,21 @@ def enough_capacity(ssn, tasks) -> bool:
     cols = np.flatnonzero(need > 0)
     if cols.size == 0 and not need_mem:
         return True
-    have = np.maximum(ssn.avail, 0).sum(axis=1)
-    if need[GPU] > 0 or need_mem:
+    have = np.maximum(ssn.avail[cols], 0).sum(axis=1)
+    short = have + _EPS < need[cols]
+    gpu_at = np.flatnonzero(cols == GPU)
+    if need_mem or (gpu_at.size and short[gpu_at[0]]):
+        # whole devices do not cover it: add the shared devices' free and releasing portions
         per_node = np.maximum(ssn.avail[GPU], 0)
         if ssn.dev_used.shape[1]:
             group = ssn.dev_used > _EPS
-            shared = (np.where(group, np.maximum(1.0 - ssn.dev_used, 0.0), 0.0)
-                      + np.where(group, np.maximum(ssn.dev_rel, 0.0), 0.0)).sum(axis=1)
-            per_node = per_node + shared
-        have[GPU] = per_node.sum()
+            per_node = per_node + np.where(group, np.maximum(1.0 - ssn.dev_used, 0.0)
+                                           + np.maximum(ssn.dev_rel, 0.0), 0.0).sum(axis=1)
+        if gpu_at.size:
+            short[gpu_at[0]] = per_node.sum() + _EPS < need[GPU]
         if need_mem and need_mem > float((per_node * ssn.state.nodes.gpu_memory).sum()) + _EPS:
             return False
-    return bool((have[cols] + _EPS >= need[cols]).all())
+    return not bool(short.any())
 
 
 @register_action
