@@ -33,12 +33,13 @@ import runner  # noqa: E402
 
 #: (go file, test function) -> the action the Go test runs after BuildSession
 ACTION_OF_DIR = {"allocate": "allocate", "consolidation": "consolidation", "preempt": "preempt",
-                 "reclaim": "reclaim", "stalegangeviction": "stalegangeviction"}
+                 "reclaim": "reclaim", "stalegangeviction": "stalegangeviction",
+                 "integration": "allocate, consolidation, reclaim, preempt, stalegangeviction"}
 #: test functions whose cases carry no expectation (nothing to compare)
 SKIP = {"TestHandleElasticJobCommitFailure"}
 #: the go-file abbreviations used in case names
 AREA = {"allocate": "allocate", "consolidation": "consolidation", "preempt": "preempt",
-        "reclaim": "reclaim", "stalegangeviction": "stalegangeviction"}
+        "reclaim": "reclaim", "stalegangeviction": "stalegangeviction", "integration": "integration"}
 
 
 def _num(x):
@@ -284,7 +285,7 @@ def _tags(case: dict) -> list[str]:
             not any(t.get("requiredGPUs") for j in jobs for t in j["tasks"]):
         tags.add("cpu-only")
     tags.add({"allocate": "", "consolidation": "consolidation", "preempt": "preempt", "reclaim": "reclaim",
-              "stalegangeviction": "stale-gang"}[case["actions"]] or "allocate")
+              "stalegangeviction": "stale-gang"}.get(case["actions"], "") or "allocate")
     tags.discard("allocate")
     return sorted(tags)
 
@@ -297,6 +298,12 @@ def convert(rec: dict, commit: str) -> tuple[str, dict] | None:
     area = rel.split("/", 1)[0]
     gofile = rel.split("/", 1)[1]
     t = rec["topology"]
+    rounds = rec.get("rounds")
+    if rounds is not None:
+        # integration_tests/<dir>/<file>: every action per round, results fed back
+        area = "integration"                  # gofile stays relative to integration_tests/
+        if t.get("DeviceClasses") or t.get("ResourceSlices") or t.get("ResourceClaims"):
+            return None                   # DRA objects: not expressible in this format yet
     if not t.get("Name"):
         # stalegangeviction_test.go names its cases outside the topology; all of them are in
         # stalegangeviction.yaml already, translated by hand from a newer revision
@@ -304,6 +311,8 @@ def convert(rec: dict, commit: str) -> tuple[str, dict] | None:
     statuses = rec["statuses"]
     case: dict = {"name": "", "source": f"{gofile}: {t['Name']}",
                   "actions": ACTION_OF_DIR[area]}
+    if rounds is not None:
+        case["rounds"] = {"untilMatch": rounds.get("untilMatch") or 2, "afterMatch": rounds.get("afterMatch") or 5}
     conf = (t.get("Mocks") or {}).get("SchedulerConf")
     if conf:
         case["schedulerConf"] = conf
@@ -340,8 +349,9 @@ def convert(rec: dict, commit: str) -> tuple[str, dict] | None:
     case["expected"] = exp
     tags = _tags(case)
     if tags:
-        case = {**{k: case[k] for k in ("name", "source", "actions")}, "tags": tags,
-                **{k: v for k, v in case.items() if k not in ("name", "source", "actions")}}
+        head = [k for k in ("name", "source", "actions", "rounds") if k in case]
+        case = {**{k: case[k] for k in head}, "tags": tags,
+                **{k: v for k, v in case.items() if k not in head}}
     case["notes"] = f"translated mechanically from KAI commit {commit} ({rel}, {func})"
     if dropped:
         case["notes"] += (f"; the Go expectation(s) for {', '.join(dropped)} name no task, so KAI never "
