@@ -42,8 +42,9 @@ KNOWN_GAPS: dict[str, str] = {
         'legacy MIG pods (MIG request in an annotation) are not modelled: such a pod is not refused',
     # integration rounds (all actions, results fed back) where kai settles elsewhere
     'integration-consolidate-gang-job-to-be-able-to-allocate-pending-job':
-        'consolidation re-places the evicted 3-pod gang across both nodes (KAI packs it on one), '
-        'so the pending 3-GPU job never fits',
+        "re-placed pipeline-only, KAI charges a pod to the node's releasing resources even where "
+        "idle ones fit, so the gang's next pod still sees the node as idle and packs there; kai "
+        "charges idle first and spreads the 3-pod gang over both nodes, so the 3-GPU job never fits",
     'integration-4-jobs-of-queue0-3-running-1-pending-will-consolidate-1-pend':
         "queue1's pending job is bound one round later than in KAI (after consolidation and reclaim)",
     'integration-queue0-is-over-quota-queue1-is-under-quota-yet-we-don-t-recl':
