@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 
 import structlog
 
@@ -26,8 +27,18 @@ def cmd_simulate(args) -> int:
     from kai.sim.loader import LoadError, load_manifests
     from kai.sim.simulator import format_table, simulate
 
+    from kai.sim.kai_snapshot import params_to_config
+    from kai.sim.simulator import parse_rfc3339
+
     paths = args.paths or [EXAMPLE]
     try:
+        if args.now is not None:
+            try:
+                start, source = parse_rfc3339(args.now), "--now"
+            except ValueError as exc:
+                raise ConfigError(f"--now: {exc}") from None
+        else:
+            start, source = time.time(), "current time"
         manifests = load_manifests(paths)
         if args.config:
             config = load_config(args.config)
@@ -36,6 +47,8 @@ def cmd_simulate(args) -> int:
             config = parse_config(doc, where)
         else:
             config = default_config()
+        for where, params in manifests.scheduler_params:     # a KAI snapshot's flags
+            manifests.notes.extend(params_to_config(params, config, where))
         apply_flags(config, args)
     except (LoadError, ConfigError) as exc:
         print(f"kai simulate: error: {exc}", file=sys.stderr)
@@ -46,7 +59,9 @@ def cmd_simulate(args) -> int:
     if args.compare and not args.report:
         print("kai simulate: error: --compare needs --report FILE.html", file=sys.stderr)
         return 2
-    report = simulate(manifests, config, cycles=args.cycles, interval=args.interval, gpu_map=bool(args.report))
+    args._start_time, args._clock_source = start, source      # the --compare run uses the same clock
+    report = simulate(manifests, config, cycles=args.cycles, interval=args.interval, start_time=start,
+                      clock_source=source, gpu_map=bool(args.report))
     if args.report:
         err = _write_report(args, paths, manifests, config, report)
         if err:
@@ -81,7 +96,8 @@ def _write_report(args, paths, manifests, config, report) -> str | None:
             apply_flags(config_b, args)
         except (LoadError, ConfigError) as exc:
             return f"--compare: {exc}"
-        report_b = simulate(both, config_b, cycles=args.cycles, interval=args.interval, gpu_map=True)
+        report_b = simulate(both, config_b, cycles=args.cycles, interval=args.interval, gpu_map=True,
+                            start_time=args._start_time, clock_source=args._clock_source)
         runs.append(run_view(os.path.basename(args.compare), config_b.source, report_b))
     try:
         write_report(args.report, runs, title="kai simulate" + (" — compare" if args.compare else ""),
@@ -138,11 +154,12 @@ def _duration(v: str) -> float:
 
 def _add_algorithm_flags(p: argparse.ArgumentParser) -> None:
     """KAI's scheduler flags that change decisions; shared by `simulate` and `scheduler`."""
-    p.add_argument("--max-consolidation-preemptees", type=int, default=16,
+    # default None: keep the config's value (KAI's default, or a KAI snapshot's params)
+    p.add_argument("--max-consolidation-preemptees", type=int, default=None,
                    help="jobs consolidation may move for one pending job (default 16; 0 disables)")
-    p.add_argument("--allow-consolidating-reclaim", type=_bool, default=True, metavar="BOOL",
+    p.add_argument("--allow-consolidating-reclaim", type=_bool, default=None, metavar="BOOL",
                    help="reclaim may move victims instead of evicting them (default true)")
-    p.add_argument("--default-staleness-grace-period", type=_duration, default=60.0, metavar="DURATION",
+    p.add_argument("--default-staleness-grace-period", type=_duration, default=None, metavar="DURATION",
                    help="evict a running gang below minMember after this long (default 60s; negative: never)")
 
 
@@ -166,9 +183,12 @@ def apply_flags(config, args):
     from kai.config import check_label_key
     from kai.podgrouper.defaults import grouper_config
 
-    config.max_consolidation_preemptees = args.max_consolidation_preemptees
-    config.allow_consolidating_reclaim = args.allow_consolidating_reclaim
-    config.default_staleness_grace_period = args.default_staleness_grace_period
+    if args.max_consolidation_preemptees is not None:
+        config.max_consolidation_preemptees = args.max_consolidation_preemptees
+    if args.allow_consolidating_reclaim is not None:
+        config.allow_consolidating_reclaim = args.allow_consolidating_reclaim
+    if args.default_staleness_grace_period is not None:
+        config.default_staleness_grace_period = args.default_staleness_grace_period
     if getattr(args, "queue_label_key", None):
         config.queue_label_key = check_label_key(args.queue_label_key, "--queue-label-key")
     config.grouper = grouper_config(args, config.queue_label_key)
@@ -186,6 +206,9 @@ def build_parser(prog: str = "kai") -> argparse.ArgumentParser:
     s.add_argument("--config", help="scheduler config YAML (KAI format: actions, tiers[].plugins[])")
     s.add_argument("--cycles", type=int, default=1, help="cycles to run, feeding results back (default 1)")
     s.add_argument("--interval", type=float, default=1.0, help="seconds of simulated time per cycle (default 1)")
+    s.add_argument("--now", metavar="RFC3339",
+                   help="the simulated clock at the first cycle, e.g. 2026-03-01T12:00:00Z (default: the "
+                        "current time, so a dump of a live cluster replays with the right ages)")
     s.add_argument("--output", choices=["table", "json"], default="table")
     s.add_argument("--report", metavar="FILE.html",
                    help="also write a self-contained HTML report (fair share vs allocation, GPU map, pending causes)")

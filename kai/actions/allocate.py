@@ -21,8 +21,12 @@ S = C.PodStatus
 log = structlog.get_logger("kai.allocate")
 
 
-def schedulable_jobs(ssn) -> list:
-    """Jobs the allocate-like actions consider: queue usable and leaf, ready, with pending pods."""
+def schedulable_jobs(ssn, check_capacity: bool = True) -> list:
+    """Jobs the allocate-like actions consider: queue usable and leaf, ready, with pending pods.
+
+    ``check_capacity=False`` (reclaim, preempt) keeps jobs their queue cannot take now: their
+    victims' evictions may make room under the queue's limit (KAI judges capacity inside each
+    victim scenario)."""
     out = []
     for job in ssn.jobs.values():
         if not job.has_pending():
@@ -53,7 +57,8 @@ def schedulable_jobs(ssn) -> list:
         # the queue order: as a queue's head job it would misrepresent the queue (its large
         # request would push the queue back behind others) and cause allocate/reclaim
         # ping-pong. Within an action usage only grows, so it could not run later in it.
-        over = ssn.is_job_over_capacity(job, job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key))
+        over = check_capacity and ssn.is_job_over_capacity(
+            job, job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key))
         if over:
             ssn.record_fit_error(job, [over])
             continue

@@ -268,8 +268,9 @@ class Statement:
         A task evicted and then placed again in this statement (a victim *moved* by
         consolidation or consolidating reclaim) is evicted from its old node -- the cache
         sees it Releasing there -- and pipelined on its new one. Placed back on the very
-        node it was evicted from, it is *un-evicted* (KAI's unevict): neither operation is
-        sent and the task keeps its status.
+        node it was evicted from -- and, for a shared-GPU task, into the same GPU groups -- it
+        is *un-evicted* (KAI's unevict): neither operation is sent and the task keeps its
+        status. A shared-GPU task moved to another group of the same node is a move.
         """
         ssn = self.ssn
         first: dict[int, int] = {}
@@ -280,8 +281,9 @@ class Statement:
         unevicted: set[int] = set()
         for key, i in first.items():
             a, b = self.ops[i], self.ops[last[key]]
-            if a.kind == EVICT and b.kind != EVICT and b.node == a.node:
-                unevicted.add(key)
+            if a.kind == EVICT and b.kind != EVICT and b.node == a.node and (
+                    a.dev is None or list(a.task.gpu_groups) == list(a.dev[2])):
+                unevicted.add(key)      # (a fraction moved to another GPU group is a move)
         for i, op in enumerate(self.ops):
             task = op.task
             task.is_virtual = False

@@ -3,7 +3,16 @@
 Every problem is a LoadError naming the file, the document number and the field, e.g.
 ``cluster.yaml: document 3 (Pod team-a/train-0): spec.containers[0].resources.requests.cpu:
 invalid quantity 'abc'``. Objects kai does not schedule with (Namespace, ConfigMap, ...)
-are skipped and listed; unknown kinds are errors.
+are skipped and listed. A kind kai does not know at all -- an Ingress, another operator's
+custom resource, anything a dump of a real cluster holds -- is skipped too and counted in
+``warnings`` (one line per kind); only an unknown kind in kai's own API groups
+(``scheduling.run.ai``, ``kai.scheduler``) or without an ``apiVersion`` is an error, since
+that is a typo in a manifest written for kai.
+
+A ``*.zip`` path is a KAI snapshot (``GET /get-snapshot`` of KAI's snapshot plugin, read by
+``kai.sim.kai_snapshot``): its objects are loaded like manifests (documents are numbered in
+the archive's order), its scheduler config joins ``config_docs`` and its scheduler params
+are kept in ``scheduler_params``.
 """
 from __future__ import annotations
 
@@ -20,6 +29,7 @@ from kai.api.dra import DRA_KINDS, validate as validate_dra
 from kai.api.k8s import KINDS as _CORE_KINDS
 from kai.podgrouper.hub import OWNER_KINDS as _GROUPER_KINDS
 from kai.api.resources import QuantityError, parse_quantity
+from kai.sim.kai_snapshot import SnapshotError, read_snapshot
 
 # kinds that may sit in the same manifests but carry nothing kai schedules with
 IGNORED_KINDS = {"ConfigMap", "Secret", "ServiceAccount", "Service", "Role", "RoleBinding",
@@ -32,6 +42,8 @@ IGNORED_KINDS = {"ConfigMap", "Secret", "ServiceAccount", "Service", "Role", "Ro
 OWNER_KINDS = set(_GROUPER_KINDS)
 KINDS = {**_CORE_KINDS, **DRA_KINDS}    # DeviceClass, ResourceSlice, ResourceClaim(Template) too
 _MAX_QUANTITY = 2**63 // 1000   # kai keeps milli-units; larger values overflow them
+#: API groups whose kinds kai owns: an unknown kind there is a mistake, not a foreign object
+OWN_GROUPS = ("scheduling.run.ai", "kai.scheduler")
 _BASE_TIME = _dt.datetime(2024, 1, 1, tzinfo=_dt.timezone.utc)
 
 
@@ -45,6 +57,19 @@ class Manifests:
     owners: dict[tuple[str, str, str], dict] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     config_docs: list[tuple[str, dict]] = field(default_factory=list)
+    #: (kind, apiVersion) -> count of objects of kinds kai does not read at all
+    foreign: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: KAI snapshot schedulerParams, per archive: (where, params)
+    scheduler_params: list[tuple[str, dict]] = field(default_factory=list)
+    #: notes for the report's ``warnings`` (plain strings)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per foreign kind skipped, then the loader's notes."""
+        out = [f"skipped {n} {kind} object(s) ({api}): kai does not read this kind"
+               for (kind, api), n in sorted(self.foreign.items())]
+        return out + list(self.notes)
 
 
 def _files(paths: list[str]) -> list[str]:
@@ -53,7 +78,7 @@ def _files(paths: list[str]) -> list[str]:
         if os.path.isdir(p):
             for root, _dirs, names in sorted(os.walk(p)):
                 out.extend(os.path.join(root, n) for n in sorted(names)
-                           if n.endswith((".yaml", ".yml", ".json")))
+                           if n.endswith((".yaml", ".yml", ".json", ".zip")))
         elif os.path.exists(p):
             out.append(p)
         else:
@@ -135,7 +160,21 @@ def load_manifests(paths: list[str]) -> Manifests:
     out = Manifests()
     seq = 0
     for path in _files(paths):
-        docs = _documents(path)
+        if path.endswith(".zip"):
+            try:
+                snap = read_snapshot(path)
+            except SnapshotError as exc:
+                raise LoadError(str(exc)) from None
+            docs = [obj for _label, obj in snap.objects]
+            if snap.config is not None:
+                out.config_docs.append((f"{path}: snapshot config", snap.config))
+            if snap.params:
+                out.scheduler_params.append((path, snap.params))
+            if snap.applied_bind_requests:
+                out.notes.append(f"{path}: {snap.applied_bind_requests} pod(s) placed on the node of their "
+                                 f"pending BindRequest (KAI counts a BindRequest as the placement)")
+        else:
+            docs = _documents(path)
         stack = [(i + 1, d) for i, d in enumerate(docs)]
         for docno, doc in stack:
             if doc is None:
@@ -169,7 +208,13 @@ def load_manifests(paths: list[str]) -> Manifests:
                     if kind in IGNORED_KINDS:
                         out.skipped.append(ident)
                         continue
-                    raise LoadError(f"{where}: unknown kind {kind!r} (kai reads {', '.join(sorted(KINDS))})")
+                    api = obj.get("apiVersion")
+                    group = api.split("/", 1)[0] if isinstance(api, str) and "/" in api else ""
+                    if not isinstance(api, str) or not api or group in OWN_GROUPS:
+                        raise LoadError(f"{where}: unknown kind {kind!r} (kai reads {', '.join(sorted(KINDS))})")
+                    out.foreign[(kind, api)] = out.foreign.get((kind, api), 0) + 1
+                    out.skipped.append(ident)
+                    continue
                 if not meta.get("name"):
                     raise LoadError(f"{where}: metadata.name is required")
                 seq += 1

@@ -2,9 +2,14 @@
 
 Pods with ``nodeName`` are running; others are pending. Between cycles (``--cycles N``)
 the results feed back: bound pods start running, evicted pods go away, pipelined pods
-stay pending, and the clock advances by ``interval`` seconds.
+stay pending, and the clock advances by ``interval`` seconds. The report states the clock
+(``clock.start``, RFC 3339) and carries ``warnings``: a plain list of strings (kinds skipped,
+snapshot params kai does not model, ...).
 """
 from __future__ import annotations
+
+import datetime as _dt
+import re
 
 import msgspec
 
@@ -111,17 +116,43 @@ def _pod_by_key(state: ClusterState, key: str):
     return None
 
 
+def rfc3339(seconds: float) -> str:
+    """Unix seconds -> RFC 3339 in UTC (``2026-03-01T12:00:00Z``, fractions when present)."""
+    d = _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if d.microsecond else "%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: str) -> float:
+    """RFC 3339 timestamp (``2026-03-01T12:00:00Z``, ``...+02:00``, fractional seconds) -> Unix
+    seconds; ValueError when it is not one (a time zone is required)."""
+    t = text.strip()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", t):
+        raise ValueError(f"not an RFC 3339 time (e.g. 2026-03-01T12:00:00Z): {text!r}")
+    d = _dt.datetime.fromisoformat(t.replace("z", "Z").replace("Z", "+00:00").replace("t", "T"))
+    return d.timestamp()
+
+
+#: the clock of ``simulate()`` when the caller gives none (2024-01-01T01:00:00Z); the CLI
+#: passes the current time (or ``--now``) instead
+DEFAULT_START = 1_704_067_200.0 + 3600
+
+
 def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: float = 1.0,
-             start_time: float = 1_704_067_200.0 + 3600, gpu_map: bool = False) -> dict:
+             start_time: float = DEFAULT_START, clock_source: str = "fixed", gpu_map: bool = False) -> dict:
     """Run ``cycles`` cycles; return the report documented in docs/simulate.md.
 
-    With ``gpu_map`` every cycle also carries ``nodes``: each GPU node's occupancy after the
-    cycle's results were applied (``kai.cache.occupancy``), for ``--report``."""
+    ``start_time`` (Unix seconds) is the first cycle's "now": ages (min-runtime, stale gangs)
+    are measured against it. ``clock_source`` says where it came from (``--now``, ``current
+    time``, ``fixed``) and is reported with it. With ``gpu_map`` every cycle also carries
+    ``nodes``: each GPU node's occupancy after the cycle's results were applied
+    (``kai.cache.occupancy``), for ``--report``."""
     state = build_state(m, getattr(config, "grouper", None))
     sched = Scheduler(state, config)
-    report = {"cycles": [], "queues": [], "podGroups": podgroups_report(state.grouped), "skipped": m.skipped,
+    report = {"clock": {"start": rfc3339(start_time), "source": clock_source,
+                        "interval": interval, "end": rfc3339(start_time + interval * (max(cycles, 1) - 1))},
+              "cycles": [], "queues": [], "podGroups": podgroups_report(state.grouped), "skipped": m.skipped,
               "notImplementedActions": sched.skipped_actions, "problems": [],
-              "warnings": list(unimplemented_plugins(config))}
+              "warnings": list(unimplemented_plugins(config)) + list(m.warnings)}
     now = start_time
     result = None
     for _ in range(max(cycles, 1)):
@@ -150,6 +181,9 @@ def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: f
 
 def format_table(report: dict) -> str:
     lines = []
+    clock = report.get("clock")
+    if clock:
+        lines.append(f"== clock: {clock['start']} ({clock['source']})")
     for i, cyc in enumerate(report["cycles"], 1):
         lines.append(f"== cycle {i}: {len(cyc['bindings'])} bound, {len(cyc['evictions'])} evicted, "
                      f"{len(cyc['pipelined'])} pipelined, {len(cyc['unschedulable'])} unschedulable")
