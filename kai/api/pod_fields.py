@@ -27,6 +27,11 @@ HONOURED: dict[str, str] = {
     "spec.overhead": "kai.api.pod_info.pod_requests",
     "spec.resources": "kai.api.pod_info.pod_requests (pod-level requests win per resource)",
     "spec.priority / priorityClassName / preemptionPolicy": "kai.plugins.priority",
+    "spec.volumes[].persistentVolumeClaim": "kai.plugins.volumebinding (VolumeBinding, VolumeRestrictions, "
+                                            "VolumeZone, NodeVolumeLimits; the binder's PreBind)",
+    "spec.volumes[].ephemeral": "kai.plugins.volumebinding (the pod's own claim <pod>-<volume>)",
+    "spec.volumes[].configMap / projected, env[].valueFrom.configMapKeyRef, envFrom[].configMapRef":
+        "kai.plugins.configmaps (KAI's ConfigMap predicate)",
 }
 
 #: field -> why kai does not honour it yet (a pod that sets it waits with this reason)
@@ -37,8 +42,6 @@ NOT_HONOURED: dict[str, str] = {
     "spec.affinity.podAntiAffinity": "inter-pod anti-affinity is not implemented yet",
     "spec.topologySpreadConstraints": "pod topology spread is not implemented yet",
     "spec.containers[].ports[].hostPort": "host ports (NodePorts) are not implemented yet",
-    "spec.volumes[].persistentVolumeClaim": "volume binding is not implemented yet",
-    "spec.volumes[].ephemeral": "volume binding is not implemented yet",
     "spec.volumes[] (in-tree disk)": "in-tree disk volume sources are not scheduled by kai; use a CSI driver",
 }
 

@@ -23,6 +23,7 @@ from kai._fast.gpusharing import KIND_ALLOCATED, KIND_RELEASING, update_group as
 from kai._fast.nodearrays import charge as _charge_kernel, charge_many as _charge_many
 from kai.api.resources import GPU
 from kai.cache.node_table import NodeTable
+from kai.cache.storage_store import StorageStore
 
 S = C.PodStatus
 
@@ -88,6 +89,8 @@ class ClusterState:
         self.queues: dict[str, Queue] = {}
         self.priority_classes: dict[str, PriorityClass] = {}
         self.topologies: dict[str, Topology] = {}
+        #: PVs, PVCs, StorageClasses, CSI objects, ConfigMap names; assumed volume bindings
+        self.storage = StorageStore()
         self.grouper = grouper            # callable(Pod) -> PodGroup | None, for ungrouped pods
         self._node_pods: dict[str, set[str]] = defaultdict(set)
         self._charged: dict[str, tuple[int, np.ndarray, bool]] = {}  # uid -> (node idx, req, releasing)
@@ -375,6 +378,8 @@ class ClusterState:
         self.dirty_jobs.add(task.job_key)
         self._node_pods[node_name].add(task.uid)
         self._charge(task)
+        if task.volume_plan:
+            self.storage.assume(task.uid, task.volume_plan, node_name)
 
     def assume_evicted(self, task: PodInfo) -> None:
         """An eviction was issued: the pod's resources are releasing until it is gone."""

@@ -3,7 +3,9 @@
 Resource fit, max pods (the ``pods`` column), readiness, cordon, nodeSelector, required
 node affinity and taints are evaluated in bulk by the NodeTable's static mask and the
 placement kernel; this plugin adds the per-task checks that are not node columns:
-invalid KAI annotations and a pod larger than any node.
+invalid KAI annotations, a pod larger than any node, KAI's ConfigMap predicate
+(``kai.plugins.configmaps``) and kube-scheduler's volume filters (``kai.plugins.volumebinding``:
+VolumeBinding, VolumeRestrictions, VolumeZone, NodeVolumeLimits).
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import numpy as np
 
 from kai.api.resources import format_resource
 from kai.framework.plugin import Plugin, register_plugin
+from kai.plugins import volumebinding
+from kai.plugins.configmaps import ConfigMapPredicate
 
 
 @register_plugin
@@ -34,3 +38,5 @@ class Predicates(Plugin):
             return None
 
         ssn.pre_predicate_fns.append(pre_predicate)
+        ssn.pre_predicate_fns.append(ConfigMapPredicate(ssn.state.storage))
+        volumebinding.register(ssn)
