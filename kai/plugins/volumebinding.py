@@ -200,7 +200,7 @@ class VolumeSession:
                     out.reason = who + f"persistentvolume \"{pvc.spec.volume_name}\" not found"
                     return out
                 out.zone_pvs.append(pv)
-        out.delay.sort(key=lambda c: (c.size, c.key))
+        out.delay.sort(key=lambda c: c.size)         # stable, as kube-scheduler's byPVCSize sort
         table = self.table
         for _c, pv in out.bound:
             m = store.volume_nodes(pv, table)
