@@ -74,6 +74,13 @@ DEFAULT_CONTROLLERS = (
     "pod-garbage-collector-controller",
     "disruption-controller",
     "resourcequota-controller",
+    # volumes: the PV controller binds claims (after kai's binder sets a PV's claimRef or a claim's
+    # selected-node), the protection controllers release their finalizers on delete, and generic
+    # ephemeral volumes get their claims
+    "persistentvolume-binder-controller",
+    "persistentvolume-protection-controller",
+    "persistentvolumeclaim-protection-controller",
+    "ephemeral-volume-controller",
 )
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 POD_CIDR = "10.128.0.0/16"
