@@ -157,12 +157,12 @@ class VolumeNodeResources(_K):
 class CSINodeDriver(_K):
     name: str = ""
     node_id: str = msgspec.field(default="", name="nodeID")
-    topology_keys: list[str] = []
+    topology_keys: list[str] | None = None      # the API sends null (no omitempty)
     allocatable: VolumeNodeResources | None = None
 
 
 class CSINodeSpec(_K):
-    drivers: list[CSINodeDriver] = []
+    drivers: list[CSINodeDriver] | None = None  # the API sends null (no omitempty)
 
 
 class CSINode(_K):
@@ -437,7 +437,7 @@ def validate(obj: Any) -> list[str]:
                 if not r.values:
                     errs.append(f"allowedTopologies[{i}].matchLabelExpressions[{j}].values: at least one value")
     elif isinstance(obj, CSINode):
-        for i, d in enumerate(obj.spec.drivers):
+        for i, d in enumerate(obj.spec.drivers or ()):
             if not d.name:
                 errs.append(f"spec.drivers[{i}].name: required")
             if d.allocatable is not None and d.allocatable.count is not None and d.allocatable.count < 0:

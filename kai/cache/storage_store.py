@@ -278,7 +278,7 @@ class StorageStore:
             info = table.by_name.get(name)
             if info is None:
                 continue
-            for d in cn.spec.drivers:
+            for d in cn.spec.drivers or ():
                 if d.allocatable is not None and d.allocatable.count is not None:
                     arr = out.get(d.name)
                     if arr is None:

@@ -52,6 +52,11 @@ def test_other_kinds_decode():
     cn = msgspec.convert({"metadata": {"name": "n1"}, "spec": {"drivers": [
         {"name": "d", "nodeID": "i-1", "allocatable": {"count": 39}}, {"name": "e", "nodeID": "x"}]}}, CSINode)
     assert cn.spec.drivers[0].allocatable.count == 39 and cn.spec.drivers[1].allocatable is None
+    # the API sends lists without omitempty as null
+    nulls = msgspec.json.decode(b'{"metadata": {"name": "n"}, "spec": {"drivers": [{"name": "d", "nodeID": "x", '
+                                b'"topologyKeys": null}]}}', type=CSINode)
+    assert nulls.spec.drivers[0].topology_keys is None
+    assert msgspec.json.decode(b'{"metadata": {"name": "n"}, "spec": {"drivers": null}}', type=CSINode).spec.drivers is None
     # a PartialObjectMetadata item (the ConfigMap informer's) decodes as a ConfigMap
     cm = msgspec.json.decode(b'{"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", '
                              b'"metadata": {"name": "c", "namespace": "ns"}}', type=ConfigMap)
