@@ -91,6 +91,7 @@ class _Holding:
     plans: tuple = ()
     rwop: tuple = ()
     csi: tuple = ()
+    before: tuple = ()              # the task's volume_plan before this placement (restored on undo)
 
 
 class VolumeSession:
@@ -109,8 +110,8 @@ class VolumeSession:
         # the ledger: what this session's placements took
         self.taken: dict[str, list] = {}                 # pv -> [claim key, refcount]
         self.selected: dict[str, list] = {}              # claim key -> [node name, refcount]
-        self.held: dict[str, _Holding] = {}              # pod uid -> holding
-        self.rwop_users: dict[str, dict[str, str]] = {}  # claim key -> {pod uid: pod key}
+        self.held: dict[str, list[_Holding]] = {}        # pod uid -> holdings (a moved pod: both nodes)
+        self.rwop_users: dict[str, dict[str, int]] = {}  # claim key -> {pod uid: holdings}
         self.attached: dict[str, dict[int, int]] = {}    # unique volume -> {node: refcount}
         self.driver_count: dict[str, np.ndarray] = {}    # driver -> int64[N] unique volumes per node
         self.limits: dict[str, np.ndarray] = {}
@@ -231,7 +232,8 @@ class VolumeSession:
     # ------------------------------------------------------------------ session usage (lazy)
     def _init(self) -> None:
         """Users of RWOP claims and CSI volumes per node, from the pods the session sees now.
-        Done on first use; handlers ignore events before it (the scan reflects them)."""
+        Done on first use; handlers ignore events before it (the scan reflects them: before it no
+        volume pod can have been placed, and evictions release nothing)."""
         if self._ready:
             return
         self._ready = True
@@ -240,7 +242,7 @@ class VolumeSession:
         for p in self.ssn.state.pods.values():
             if not p.node_name or not self.applies(p):
                 continue
-            if not (p.status & C.ACTIVE_USED) or (p.status == S.RELEASING and p.is_virtual):
+            if not p.status & C.ACTIVE_USED:     # evicted ones too: they hold volumes until gone
                 continue
             info = table.by_name.get(p.node_name)
             if info is None:
@@ -273,10 +275,11 @@ class VolumeSession:
                 csi.append(got)
         return rwop, csi
 
-    def _hold(self, task, node: int, plans: tuple) -> None:
+    def _hold(self, task, node: int, plans: tuple, before: tuple = ()) -> None:
         rwop, csi = self._existing_claims(task)
         for key in rwop:
-            self.rwop_users.setdefault(key, {})[task.uid] = task.key
+            users = self.rwop_users.setdefault(key, {})
+            users[task.uid] = users.get(task.uid, 0) + 1
         for driver, unique in csi:
             self._attach(unique, driver, node, 1)
         for p in plans:
@@ -293,23 +296,16 @@ class VolumeSession:
                     self.selected[p.key] = [self.table.infos[node].name, 1]
                 else:
                     s[1] += 1
-        self.held[task.uid] = _Holding(node, plans, tuple(rwop), tuple(csi))
+        self.held.setdefault(task.uid, []).append(_Holding(node, plans, tuple(rwop), tuple(csi), before))
 
-    def _unhold(self, task, release_plans: bool) -> None:
-        """Undo a holding. The PVs and provisioning nodes a placement decided are given back only
-        when the placement itself is undone (``release_plans``); a committed placement keeps
-        them for the rest of the session (evicting a pod does not unbind its volumes)."""
-        h = self.held.pop(task.uid, None)
-        if h is None:
-            return
+    def _release(self, task, h: _Holding) -> None:
         for key in h.rwop:
-            users = self.rwop_users.get(key)
-            if users is not None:
-                users.pop(task.uid, None)
+            users = self.rwop_users[key]
+            users[task.uid] -= 1
+            if users[task.uid] == 0:
+                del users[task.uid]
         for driver, unique in h.csi:
             self._attach(unique, driver, h.node, -1)
-        if not release_plans:
-            return
         for p in h.plans:
             if p.volume:
                 t = self.taken[p.volume]
@@ -318,9 +314,9 @@ class VolumeSession:
                     del self.taken[p.volume]
                     self._pv_taken(p.volume, +1)
             else:
-                s = self.selected[p.key]
-                s[1] -= 1
-                if s[1] == 0:
+                sel = self.selected[p.key]
+                sel[1] -= 1
+                if sel[1] == 0:
                     del self.selected[p.key]
 
     def _attach(self, unique: str, driver: str, node: int, sign: int) -> None:
@@ -338,29 +334,42 @@ class VolumeSession:
             cnt[node] += 1 if after > 0 else -1
 
     def _on_allocate(self, task) -> None:
-        if not self._ready or not self.applies(task) or task.uid in self.held:
+        """A placement (virtual: allocated or pipelined in this session) takes its volumes; an
+        eviction undone needs nothing, as evictions release nothing (below)."""
+        if not self._ready or not self.applies(task):
+            return
+        if not (task.is_virtual and task.status & (S.ALLOCATED | S.PIPELINED)):
             return
         info = self.table.by_name.get(task.node_name)
         if info is None:
             return
         plans: tuple = ()
-        if task.is_virtual and task.status & (S.ALLOCATED | S.PIPELINED):      # a new placement
-            pv = self.pod(task)
-            if pv.delay and not pv.reason:
-                got = self.plan(pv, info.idx)
-                if got is None:     # the mask said this node fits: a bug, never bind blindly
-                    raise RuntimeError(f"volume plan for {task.key} on {task.node_name} not found")
-                plans = tuple(got)
-            task.volume_plan = plans
-        self._hold(task, info.idx, plans)
+        pv = self.pod(task)
+        if pv.delay and not pv.reason:
+            got = self.plan(pv, info.idx)
+            if got is None:     # the mask said this node fits: a bug, never bind blindly
+                raise RuntimeError(f"volume plan for {task.key} on {task.node_name} not found")
+            plans = tuple(got)
+        before = task.volume_plan
+        task.volume_plan = plans
+        self._hold(task, info.idx, plans, before)
 
     def _on_deallocate(self, task) -> None:
-        if not self._ready or task.uid not in self.held:
+        """Only an uncommitted placement undone (rolled back, or evicted in the statement that made
+        it) gives its volumes back. A pod already on a node that is evicted keeps its ReadWriteOncePod
+        claims and CSI volumes until it is gone (it still runs while it terminates; a placement
+        relying on them would be bound at once, not pipelined), and a committed decision keeps its
+        PVs (evicting a pod does not unbind its claims)."""
+        if not self._ready or not task.is_virtual:
             return
-        undone = task.is_virtual           # an uncommitted placement is undone (not a pod evicted)
-        self._unhold(task, undone)
-        if undone:
-            task.volume_plan = ()
+        holdings = self.held.get(task.uid)
+        if not holdings:
+            return
+        h = holdings.pop()
+        if not holdings:
+            del self.held[task.uid]
+        self._release(task, h)
+        task.volume_plan = h.before
 
     # ------------------------------------------------------------------ candidate PVs
     def _signature(self, c: Claim) -> tuple:
@@ -577,10 +586,11 @@ class VolumeSession:
         return self._greedy(pv.delay, feasible, prov.__getitem__, node)
 
     def rwop_conflict(self, task, pv: PodVolumes) -> str | None:
+        pods = self.ssn.state.pods
         for key in pv.rwop:
-            others = {u: k for u, k in self.rwop_users.get(key, {}).items() if u != task.uid}
+            others = sorted(pods[u].key if u in pods else u for u in self.rwop_users.get(key, {}) if u != task.uid)
             if others:
-                return f"claim {key.split('/', 1)[1]} is used by pod {sorted(others.values())[0]}"
+                return f"claim {key.split('/', 1)[1]} is used by pod {others[0]}"
         return None
 
     def limits_mask(self, pv: PodVolumes) -> np.ndarray | None:

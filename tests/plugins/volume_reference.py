@@ -81,6 +81,7 @@ class World:
         self.pods: dict[str, dict] = {}           # name -> pod (namespace default)
         self.running: dict[str, str] = {}         # pod name -> node
         self.decided: list[tuple[str, str]] = []  # (claim key, pv) decisions made by assume
+        self.initially_running: set[str] = set()
 
     @classmethod
     def from_docs(cls, docs: list[dict]) -> World:
@@ -105,6 +106,7 @@ class World:
                 w.pods[meta["name"]] = d
                 if d["spec"].get("nodeName"):
                     w.running[meta["name"]] = d["spec"]["nodeName"]
+                    w.initially_running.add(meta["name"])
         return w
 
     # ------------------------------------------------------------------ helpers
@@ -299,9 +301,14 @@ class World:
                 self.claims[key]["metadata"].setdefault("annotations", {})[SELECTED] = node
         self.running[pod_name] = node
 
+    def csi_names(self, node: str, driver: str, pods) -> set[str]:
+        return {u for p in pods if self.running.get(p) == node
+                for drv, u in filter(None, (self.csi_name(k) for k in self.pod_claims(self.pods[p]))) if drv == driver}
+
     def check_invariants(self) -> None:
         """Over everything assumed: a PV serves one claim; each running pod's PVs admit its node;
-        a ReadWriteOncePod claim has one user; CSI limits hold."""
+        a ReadWriteOncePod claim has one user; CSI limits hold (or, where the pods running from the
+        start exceed them already, placements added no volume)."""
         owner: dict[str, str] = {}
         for key, pv in self.decided:
             assert owner.setdefault(pv, key) == key, f"PV {pv} given to {owner[pv]} and {key}"
@@ -323,7 +330,7 @@ class World:
                 limit = (d.get("allocatable") or {}).get("count")
                 if limit is None:
                     continue
-                names = {u for p, n in self.running.items() if n == node
-                         for drv, u in filter(None, (self.csi_name(k) for k in self.pod_claims(self.pods[p])))
-                         if drv == d["name"]}
-                assert len(names) <= limit, (node, names, limit)
+                names = self.csi_names(node, d["name"], self.running)
+                before = self.csi_names(node, d["name"], self.initially_running)
+                assert len(names) <= max(limit, len(before)) and (len(before) <= limit or names == before), \
+                    (node, names, limit)
