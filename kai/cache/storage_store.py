@@ -78,6 +78,60 @@ def topology_terms(terms: list[TopologySelectorTerm]) -> list[NodeSelectorTerm]:
             for t in terms if t.match_label_expressions]
 
 
+class _LabelIndex:
+    """One node label, for a node-table generation: each node's value id, and the nodes per value."""
+
+    def __init__(self, table, key: str) -> None:
+        self.col, values = table.label_column(key)
+        self.col = self.col.copy()
+        self.id_of = {v: i for i, v in enumerate(values)}
+        self.values = values
+        live = table.in_use.astype(bool) if table.in_use.shape[0] == self.col.shape[0] else None
+        order = np.argsort(self.col, kind="stable")
+        ids = self.col[order]
+        if live is not None:
+            keep = live[order]
+            order, ids = order[keep], ids[keep]
+        bounds = np.searchsorted(ids, np.arange(len(values) + 1))
+        self.nodes_of = {i: order[bounds[i]:bounds[i + 1]].astype(np.int32) for i in range(len(values))}
+        self._numeric: np.ndarray | None = None
+
+    def nodes_with(self, values: list[str]) -> np.ndarray:
+        parts = [self.nodes_of[self.id_of[v]] for v in dict.fromkeys(values) if v in self.id_of]
+        if not parts:
+            return np.zeros(0, dtype=np.int32)
+        return parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts))
+
+    def test(self, e: NodeSelectorRequirement, idx: np.ndarray) -> np.ndarray:
+        """bool per node of ``idx``: does it meet requirement ``e`` (a node selector operator)?"""
+        col = self.col[idx]
+        op = e.operator
+        if op in ("In", "NotIn"):
+            hit = np.isin(col, [self.id_of[v] for v in e.values if v in self.id_of])
+            return hit if op == "In" else ~hit
+        if op == "Exists":
+            return col >= 0
+        if op == "DoesNotExist":
+            return col < 0
+        if op in ("Gt", "Lt"):
+            try:
+                bound = int(e.values[0])
+            except (IndexError, ValueError):
+                return np.zeros(idx.size, dtype=bool)
+            if self._numeric is None:
+                num = np.full(len(self.values) + 1, np.nan)
+                for i, v in enumerate(self.values):
+                    try:
+                        num[i] = int(v)
+                    except ValueError:
+                        pass
+                self._numeric = num
+            vals = np.where(col >= 0, self._numeric[col], np.nan)
+            with np.errstate(invalid="ignore"):
+                return vals > bound if op == "Gt" else vals < bound
+        return np.zeros(idx.size, dtype=bool)
+
+
 class StorageStore:
     """Storage objects by kind, ConfigMap names, assumed bindings and cached node masks."""
 
@@ -101,6 +155,7 @@ class StorageStore:
         self.version = 0
         # kube-scheduler's assume cache: pv -> (claim key, claim uid, pod uid); claim -> (node, pod uid)
         self._assumed_pv: dict[str, tuple[str, str, str]] = {}
+        self._assumed_by_claim: dict[str, set[str]] = {}            # claim key -> assumed PVs
         self._assumed_node: dict[str, tuple[str, str]] = {}
         self._masks: dict[tuple, tuple[int, np.ndarray]] = {}
 
@@ -128,7 +183,7 @@ class StorageStore:
         if kind == "PersistentVolume":
             self._index_volume(key, old, None if etype == DELETED else obj)
             if etype == DELETED or obj.spec.claim_ref is not None:
-                self._assumed_pv.pop(key, None)     # the API is authoritative again
+                self._forget_pv(key)                 # the API is authoritative again
         elif kind == "PersistentVolumeClaim":
             if etype == DELETED or obj.spec.volume_name or ANN_SELECTED_NODE in obj.metadata.annotations:
                 self._assumed_node.pop(key, None)
@@ -164,7 +219,9 @@ class StorageStore:
         until the watch shows the binder's writes (or :meth:`release`)."""
         for p in plans:
             if p.volume:
+                self._forget_pv(p.volume)
                 self._assumed_pv[p.volume] = (p.key, p.uid, pod_uid)
+                self._assumed_by_claim.setdefault(p.key, set()).add(p.volume)
             else:
                 self._assumed_node[p.key] = (node, pod_uid)
             self.version += 1
@@ -172,7 +229,7 @@ class StorageStore:
     def release(self, pod_uid: str) -> None:
         """The binder gave up on the pod: forget what its placement assumed."""
         for pv in [k for k, v in self._assumed_pv.items() if v[2] == pod_uid]:
-            del self._assumed_pv[pv]
+            self._forget_pv(pv)
             self.version += 1
         for c in [k for k, v in self._assumed_node.items() if v[1] == pod_uid]:
             del self._assumed_node[c]
@@ -186,8 +243,17 @@ class StorageStore:
         got = self._assumed_pv.get(pv.metadata.name)
         return (got[0], got[1]) if got is not None else None
 
+    def _forget_pv(self, pv: str) -> None:
+        got = self._assumed_pv.pop(pv, None)
+        if got is not None:
+            pvs = self._assumed_by_claim.get(got[0])
+            if pvs is not None:
+                pvs.discard(pv)
+                if not pvs:
+                    del self._assumed_by_claim[got[0]]
+
     def assumed_volumes(self, claim_key: str) -> list[str]:
-        return [pv for pv, v in self._assumed_pv.items() if v[0] == claim_key]
+        return sorted(self._assumed_by_claim.get(claim_key, ()))
 
     def selected_node(self, pvc: PersistentVolumeClaim, key: str) -> str | None:
         """The node a delayed-binding claim is pinned to: its selected-node annotation, else an
@@ -210,6 +276,50 @@ class StorageStore:
         self._masks[key] = (table.generation, m)
         return m
 
+    def _labels(self, table, key: str) -> "_LabelIndex":
+        got = self._masks.get(("labels", key))
+        if got is None or got[0] != table.generation:
+            got = (table.generation, _LabelIndex(table, key))
+            self._masks[("labels", key)] = got                  # type: ignore[assignment]
+        return got[1]                                           # type: ignore[return-value]
+
+    def _term_nodes(self, table, term: NodeSelectorTerm) -> np.ndarray | None:
+        """int32 node indices matching a term's expressions, found from its first ``In``
+        requirement's values (an index lookup) and filtered by the others; None: no ``In``."""
+        first = next((e for e in term.match_expressions if e.operator == "In"), None)
+        if first is None:
+            return None
+        lab = self._labels(table, first.key)
+        idx = lab.nodes_with(first.values)
+        for e in term.match_expressions:
+            if e is first or idx.size == 0:
+                continue
+            idx = idx[self._labels(table, e.key).test(e, idx)]
+        return idx
+
+    def volume_node_idx(self, pv: PersistentVolume, table) -> np.ndarray | None:
+        """int32 indices of the nodes the PV's required node affinity admits (None: every node).
+
+        kube-scheduler's CheckNodeAffinity semantics (:func:`node_affinity_terms`). Terms with an
+        ``In`` requirement (a local PV's ``kubernetes.io/hostname In [node]``) are answered from a
+        per-label index of the node table, so a cluster of local PVs costs O(PVs), not O(PVs x N)."""
+        na = pv.spec.node_affinity
+        if na is None or na.required is None:
+            return None
+        key = ("pv-idx", pv.metadata.name, pv.metadata.resource_version, id(pv))
+
+        def build():
+            terms, everything = node_affinity_terms(na.required)
+            if everything:
+                return np.flatnonzero(table.in_use).astype(np.int32)
+            parts = [self._term_nodes(table, t) for t in terms]
+            if any(p is None for p in parts):
+                return np.flatnonzero(_terms_mask(table, terms)).astype(np.int32)
+            if not parts:
+                return np.zeros(0, dtype=np.int32)
+            return np.unique(np.concatenate(parts)).astype(np.int32) if len(parts) > 1 else parts[0]
+        return self._cached(key, table, build)
+
     def volume_nodes(self, pv: PersistentVolume, table) -> np.ndarray | None:
         """bool[N]: nodes the PV's required node affinity admits (None: every node)."""
         na = pv.spec.node_affinity
@@ -218,8 +328,9 @@ class StorageStore:
         key = ("pv", pv.metadata.name, pv.metadata.resource_version, id(pv))
 
         def build():
-            terms, everything = node_affinity_terms(na.required)
-            return np.ones(table.n, dtype=bool) if everything else _terms_mask(table, terms)
+            m = np.zeros(table.n, dtype=bool)
+            m[self.volume_node_idx(pv, table)] = True
+            return m
         return self._cached(key, table, build)
 
     def zone_nodes(self, pv: PersistentVolume, table) -> np.ndarray | None:

@@ -33,6 +33,8 @@ def required_config_maps(pod: Pod) -> list[str]:
     """Names of the ConfigMaps the pod cannot start without, in first-reference order."""
     spec = pod.spec
     containers = [*spec.init_containers, *spec.containers, *spec.ephemeral_containers]
+    if not spec.volumes and not any(c.env or c.env_from for c in containers):
+        return []
     mounted = {m.name for c in containers for m in c.volume_mounts}
     refs: list[tuple[str, bool]] = []
     for v in spec.volumes:

@@ -39,6 +39,9 @@ from kai.framework.predicate import NodePredicate
 
 S = C.PodStatus
 
+#: candidate PV-node pairs indexed per claim kind (above: plans scan the candidates instead)
+_INDEX_LIMIT = 2_000_000
+
 # kube-scheduler's reasons (v1.34)
 NODE_CONFLICT = "node(s) didn't match PersistentVolume's node affinity"
 BIND_CONFLICT = "node(s) didn't find available persistent volumes to bind"
@@ -82,6 +85,9 @@ class _Candidates:
     pvs: list[str]                  # by (capacity, name): the first fitting one is the smallest
     cnt: np.ndarray                 # int32[N]: candidate PVs not taken in the session, per node
     everywhere: int = 0             # of those, PVs without node affinity
+    #: node -> positions in ``pvs`` of the PVs whose affinity admits it (None: too many to index)
+    by_node: dict[int, list[int]] | None = None
+    anywhere: list[int] = field(default_factory=list)      # positions of PVs without node affinity
 
 
 @dataclass(eq=False)
@@ -109,6 +115,7 @@ class VolumeSession:
         self._ready = False
         # the ledger: what this session's placements took
         self.taken: dict[str, list] = {}                 # pv -> [claim key, refcount]
+        self.claim_pvs: dict[str, dict[str, int]] = {}   # claim key -> {pv: refcount}, the same
         self.selected: dict[str, list] = {}              # claim key -> [node name, refcount]
         self.held: dict[str, list[_Holding]] = {}        # pod uid -> holdings (a moved pod: both nodes)
         self.rwop_users: dict[str, dict[str, int]] = {}  # claim key -> {pod uid: holdings}
@@ -290,6 +297,8 @@ class VolumeSession:
                     self._pv_taken(p.volume, -1)
                 else:
                     t[1] += 1
+                byc = self.claim_pvs.setdefault(p.key, {})
+                byc[p.volume] = byc.get(p.volume, 0) + 1
             else:
                 s = self.selected.get(p.key)
                 if s is None:
@@ -313,6 +322,10 @@ class VolumeSession:
                 if t[1] == 0:
                     del self.taken[p.volume]
                     self._pv_taken(p.volume, +1)
+                byc = self.claim_pvs[p.key]
+                byc[p.volume] -= 1
+                if byc[p.volume] == 0:
+                    del byc[p.volume]
             else:
                 sel = self.selected[p.key]
                 sel[1] -= 1
@@ -405,38 +418,66 @@ class VolumeSession:
         pvs.sort(key=lambda pv: (volume_capacity(pv), pv.metadata.name))
         cnt = np.zeros(table.n, dtype=np.int32)
         everywhere = 0
-        for pv in pvs:
+        by_node: dict[int, list[int]] | None = {}
+        anywhere: list[int] = []
+        nnz = 0
+        for pos, pv in enumerate(pvs):
             name = pv.metadata.name
             self._pv_sigs.setdefault(name, []).append(sig)
+            idx = store.volume_node_idx(pv, table)
+            if idx is None:
+                anywhere.append(pos)
+            elif by_node is not None:
+                nnz += idx.size
+                if nnz > _INDEX_LIMIT:
+                    by_node = None
+                else:
+                    for i in idx.tolist():
+                        by_node.setdefault(i, []).append(pos)
             if name in self.taken:
                 continue
-            m = store.volume_nodes(pv, table)
-            if m is None:
+            if idx is None:
                 everywhere += 1
             else:
-                cnt += m
-        got = self._cands[sig] = _Candidates([pv.metadata.name for pv in pvs], cnt, everywhere)
+                cnt[idx] += 1                     # node indices are unique
+        got = self._cands[sig] = _Candidates([pv.metadata.name for pv in pvs], cnt, everywhere, by_node, anywhere)
         return got
+
+    def candidates_at(self, c: Claim, node: int) -> list[str]:
+        """The claim's candidate PVs whose affinity admits ``node``, smallest first (taken ones
+        included: the caller skips them)."""
+        cand = self.candidates(c)
+        if cand.by_node is None:
+            store, table = self.store, self.table
+            out = []
+            for name in cand.pvs:
+                nodes = store.volume_nodes(store.volumes[name], table)
+                if nodes is None or nodes[node]:
+                    out.append(name)
+            return out
+        here = cand.by_node.get(node, [])
+        pos = sorted(here + cand.anywhere) if cand.anywhere else here
+        return [cand.pvs[i] for i in pos]
 
     def _pv_taken(self, name: str, sign: int) -> None:
         """A PV left (sign -1) or re-entered (+1) the pool: update every candidate count holding it."""
         sigs = self._pv_sigs.get(name)
         if not sigs:
             return
-        m = self.store.volume_nodes(self.store.volumes[name], self.table)
+        idx = self.store.volume_node_idx(self.store.volumes[name], self.table)
         for sig in sigs:
             cand = self._cands[sig]
-            if m is None:
+            if idx is None:
                 cand.everywhere += sign
             else:
-                cand.cnt += sign * m.astype(np.int32)
+                cand.cnt[idx] += sign
 
     def prebound(self, c: Claim) -> str | None:
         """A PV taken by this very claim (its claimRef, an assumed binding, or this session), if
         it passes FindMatchingVolume's checks: then it is the claim's only match."""
         store = self.store
         names = set(store.claimed_by.get(c.key, ())) | set(store.assumed_volumes(c.key))
-        names |= {pv for pv, (key, _n) in self.taken.items() if key == c.key}
+        names |= self.claim_pvs.get(c.key, {}).keys()
         cls = claim_class(c.pvc)
         for name in sorted(names):
             pv = store.volumes.get(name)
@@ -564,8 +605,8 @@ class VolumeSession:
             if pb is not None:
                 pick = pb if feasible(pb) else None
             else:
-                pick = next((p for p in self.candidates(c).pvs
-                             if p not in chosen and p not in self.taken and feasible(p)), None)
+                pool = self.candidates(c).pvs if node is None else self.candidates_at(c, node)
+                pick = next((p for p in pool if p not in chosen and p not in self.taken and feasible(p)), None)
             if pick is not None:
                 chosen.add(pick)
                 plans.append(ClaimPlan(namespace=ns, name=meta.name, uid=meta.uid, volume=pick))

@@ -127,9 +127,10 @@ class World:
 
     def pod_claims(self, pod: dict) -> list[str]:
         out = []
+        ns = pod["metadata"].get("namespace") or "default"
         for v in pod["spec"].get("volumes") or []:
             if v.get("persistentVolumeClaim"):
-                out.append(f"default/{v['persistentVolumeClaim']['claimName']}")
+                out.append(f"{ns}/{v['persistentVolumeClaim']['claimName']}")
         return out
 
     def find_matching_volume(self, pvc: dict, key: str, labels: dict, excluded: set) -> str | None:
