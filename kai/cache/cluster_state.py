@@ -3,8 +3,9 @@
 Fed one object at a time (informer events in the live controller, manifests in
 ``kai simulate``): nodes into the NodeTable, pods into PodInfos charged against their
 node's columns, PodGroups into PodGroupInfos (jobs), plus Queues, PriorityClasses and
-Topologies. No rebuild per cycle: ``open_view()`` hands a session copies of the small
-node arrays and the live job objects; whatever the session changes virtually is undone
+Topologies; storage objects and ConfigMap names go to ``storage`` (kai.cache.storage_store).
+No rebuild per cycle: ``open_view()`` hands a session copies of the small node arrays and
+the live job objects; whatever the session changes virtually is undone
 at close, and committed decisions come back through ``assume_bound`` / ``assume_evicted``.
 """
 from __future__ import annotations
