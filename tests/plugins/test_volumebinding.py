@@ -123,6 +123,14 @@ CASES = [
       storage_class("csi", provisioner="csi.example.com"), pvc("data", cls="local"),
       pvc("scratch", cls="csi"), vpod("p", ["data", "scratch"])],
      "p", None, "exceed max volume count"),
+    ("volume-attachment-counts", [csinode("n1", "csi.example.com", 1),
+                                  pv("att", csi=("csi.example.com", "h-att")),
+                                  {"apiVersion": "storage.k8s.io/v1", "kind": "VolumeAttachment",
+                                   "metadata": {"name": "va-1"},
+                                   "spec": {"attacher": "csi.example.com", "nodeName": "n1",
+                                            "source": {"persistentVolumeName": "att"}}},
+                                  pv("new", claim="data", csi=("csi.example.com", "h-new")),
+                                  pvc("data", volume="new"), vpod("p", ["data"])], "p", "n2", []),
     ("two-claims-need-two-pvs", [pv("a1", on="n1"), pv("b1", on="n2"), pv("b2", on="n2"), pvc("c1"), pvc("c2"),
                                  vpod("p", ["c1", "c2"])], "p", "n2",
      [{"claim": "default/c1", "volume": "b1"}, {"claim": "default/c2", "volume": "b2"}]),
@@ -144,6 +152,16 @@ def test_volume_scenarios(case):
     else:
         assert placed.get(who, (None,))[0] == want_node, (placed, pending)
         assert placed[who][1] == want
+
+
+def test_ephemeral_volume_counts_for_csi_limits():
+    docs = [csinode(n, "csi.example.com", 0) for n in ("n1", "n2", "n3")]
+    docs += [storage_class("csi", provisioner="csi.example.com"),
+             vpod("p", ephemeral={"accessModes": ["ReadWriteOnce"], "storageClassName": "csi",
+                                  "resources": {"requests": {"storage": "1Gi"}}})]
+    placed, pending = outcome(run(docs))
+    assert "p" not in placed
+    assert "3 node(s) exceed max volume count" in reason_of(pending, "p")
 
 
 def test_ephemeral_claim_of_another_pod_waits():
