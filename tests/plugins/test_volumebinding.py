@@ -321,3 +321,19 @@ def test_properties_against_the_reference(docs):
         if name not in bound and name not in world.initially_running:
             fits = [n for n in NODES if world.filter(name, n)[0]]
             assert not fits, (name, fits)
+
+
+def test_docs_example():
+    """docs/examples/volumes.yaml, as docs/volumes.md shows it."""
+    from kai.sim.simulator import simulate
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "examples", "volumes.yaml")
+    report = simulate(load_manifests([path]), config())
+    cyc = report["cycles"][0]
+    assert {b["pod"]: (b["node"], b["volumes"]) for b in cyc["bindings"]} == {
+        "shop/db-0": ("node-a1", [{"claim": "shop/data-db-0", "volume": "local-a1"}]),
+        "shop/db-1": ("node-b1", [{"claim": "shop/data-db-1", "volume": "local-b1"}]),
+        "shop/train": ("node-b1", [{"claim": "shop/train-scratch", "provision": "node-b1"}])}
+    reasons = {u["podGroup"].split("/")[1].split("-uid")[0]: u["reasons"][0] for u in cyc["unschedulable"]}
+    assert reasons == {
+        "pg-db-2": "pod shop/db-2: 0/3 nodes fit: 3 node(s) didn't find available persistent volumes to bind",
+        "pg-web": "pod shop/web: Missing required configmaps: [web-settings]"}
