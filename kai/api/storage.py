@@ -210,11 +210,21 @@ class VolumeAttachment(_K):
     spec: VolumeAttachmentSpec = msgspec.field(default_factory=VolumeAttachmentSpec)
 
 
+class ConfigMapMeta(_K):
+    """The identity of a ConfigMap and nothing else: its labels and annotations (``kubectl apply``
+    keeps a copy of the data in one) are dropped while decoding."""
+    name: str = ""
+    namespace: str = ""
+    uid: str = ""
+    resource_version: str = ""
+    deletion_timestamp: str | None = None
+
+
 class ConfigMap(_K):
-    """A ConfigMap's metadata only (the informer asks for PartialObjectMetadata; data is never kept)."""
+    """A ConfigMap's identity only (the informer asks for PartialObjectMetadata; data is never kept)."""
     api_version: str = "v1"
     kind: str = "ConfigMap"
-    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    metadata: ConfigMapMeta = msgspec.field(default_factory=ConfigMapMeta)
 
 
 STORAGE_KINDS: dict[str, type] = {
