@@ -232,6 +232,8 @@ def build_parser(prog: str = "kai") -> argparse.ArgumentParser:
     r.add_argument("--lease-name", default=None, help="leader-election Lease name (default: the scheduler name)")
     r.add_argument("--identity", default=None, help="leader-election identity (default: host_pid_random)")
     r.add_argument("--bind-workers", type=int, default=16, help="concurrent binding/eviction API calls")
+    r.add_argument("--volume-binding-timeout-seconds", type=float, default=120.0,
+                   help="how long a binding waits for the pod's claims to be bound (KAI's binder flag; default 120)")
     r.set_defaults(func=cmd_scheduler)
     w = sub.add_parser("webhook", help="run the pod admission webhook (GPU sharing env, runtimeClassName)")
     w.add_argument("--port", type=int, default=9443, help="HTTPS port (default 9443)")

@@ -170,7 +170,7 @@ class PodInfo:
 
     __slots__ = ("pod", "uid", "name", "namespace", "key", "job_key", "status", "node_name",
                  "req", "gpu_sharing", "gpu_groups", "_signature", "creation", "invalid_reason",
-                 "task_priority", "subgroup", "is_virtual", "deleting", "constraints")
+                 "task_priority", "subgroup", "is_virtual", "deleting", "constraints", "volume_plan")
 
     def __init__(self, pod: Pod, registry: ResourceRegistry) -> None:
         meta = pod.metadata
@@ -224,6 +224,8 @@ class PodInfo:
                     pass
             self.subgroup = labels.get(C.SUBGROUP_LABEL, "")
         self.is_virtual = False
+        #: what placing it decided for its unbound claims (kai.api.storage.ClaimPlan), for the binder
+        self.volume_plan: tuple = ()
         self.status = self._initial_status()
 
     def _initial_status(self) -> int:

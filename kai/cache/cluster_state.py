@@ -3,8 +3,9 @@
 Fed one object at a time (informer events in the live controller, manifests in
 ``kai simulate``): nodes into the NodeTable, pods into PodInfos charged against their
 node's columns, PodGroups into PodGroupInfos (jobs), plus Queues, PriorityClasses and
-Topologies. No rebuild per cycle: ``open_view()`` hands a session copies of the small
-node arrays and the live job objects; whatever the session changes virtually is undone
+Topologies; storage objects and ConfigMap names go to ``storage`` (kai.cache.storage_store).
+No rebuild per cycle: ``open_view()`` hands a session copies of the small node arrays and
+the live job objects; whatever the session changes virtually is undone
 at close, and committed decisions come back through ``assume_bound`` / ``assume_evicted``.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from kai._fast.nodearrays import charge as _charge_kernel, charge_many as _charg
 from kai.api.resources import GPU
 from kai.cache.node_table import NodeTable
 from kai.cache.pod_table import PodTable
+from kai.cache.storage_store import StorageStore
 
 S = C.PodStatus
 
@@ -93,6 +95,8 @@ class ClusterState:
         self.queues: dict[str, Queue] = {}
         self.priority_classes: dict[str, PriorityClass] = {}
         self.topologies: dict[str, Topology] = {}
+        #: PVs, PVCs, StorageClasses, CSI objects, ConfigMap names; assumed volume bindings
+        self.storage = StorageStore()
         self.grouper = grouper            # callable(Pod) -> PodGroup | None, for ungrouped pods
         self._node_pods: dict[str, set[str]] = defaultdict(set)
         self._charged: dict[str, tuple[int, np.ndarray, bool]] = {}  # uid -> (node idx, req, releasing)
@@ -389,6 +393,8 @@ class ClusterState:
         self.dirty_jobs.add(task.job_key)
         self._node_pods[node_name].add(task.uid)
         self._charge(task)
+        if task.volume_plan:
+            self.storage.assume(task.uid, task.volume_plan, node_name)
 
     def assume_evicted(self, task: PodInfo) -> None:
         """An eviction was issued: the pod's resources are releasing until it is gone."""

@@ -181,8 +181,8 @@ class KubeClient:
     def from_kubeconfig(cls, path: str | None = None, **kw: Any) -> KubeClient:
         return cls(load_kubeconfig(path), **kw)
 
-    def _headers(self, content_type: str | None = None) -> dict[str, str]:
-        h = {"Accept": "application/json", "User-Agent": self.user_agent}
+    def _headers(self, content_type: str | None = None, accept: str | None = None) -> dict[str, str]:
+        h = {"Accept": accept or "application/json", "User-Agent": self.user_agent}
         tok = self.creds.token()
         if tok:
             h["Authorization"] = f"Bearer {tok}"
@@ -195,14 +195,16 @@ class KubeClient:
         return self.creds.server + path + (("?" + urlencode(q)) if q else "")
 
     def request(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None,
-                content_type: str = "application/json", timeout: float | None = None) -> bytes:
-        """One request; returns the raw body of a 2xx answer, raises ApiError otherwise."""
+                content_type: str = "application/json", timeout: float | None = None,
+                accept: str | None = None) -> bytes:
+        """One request; returns the raw body of a 2xx answer, raises ApiError otherwise.
+        ``accept`` overrides the Accept header (e.g. PartialObjectMetadataList: metadata only)."""
         data = None
         if body is not None:
             data = body if isinstance(body, bytes) else _json_encoder.encode(body)
         try:
             r = self.pool.request(method, self.url(path, params), body=data,
-                                  headers=self._headers(content_type if data is not None else None),
+                                  headers=self._headers(content_type if data is not None else None, accept),
                                   timeout=urllib3.Timeout(connect=5.0, read=timeout or self.timeout))
         except urllib3.exceptions.HTTPError as exc:
             raise ApiError(0, type(exc).__name__, str(exc)) from exc
@@ -210,8 +212,9 @@ class KubeClient:
             raise _decode_status(r.status, r.data)
         return r.data
 
-    def get(self, path: str, type: type[T] | None = None, params: dict[str, Any] | None = None) -> Any:
-        raw = self.request("GET", path, params=params)
+    def get(self, path: str, type: type[T] | None = None, params: dict[str, Any] | None = None,
+            accept: str | None = None) -> Any:
+        raw = self.request("GET", path, params=params, accept=accept)
         return msgspec.json.decode(raw, type=type) if type is not None else json.loads(raw)
 
     def post(self, path: str, body: Any) -> Any:
@@ -229,14 +232,15 @@ class KubeClient:
         return json.loads(self.request("DELETE", path, body) or b"{}")
 
     def list(self, path: str, item_type: type[T], limit: int = 500,
-             params: dict[str, Any] | None = None) -> tuple[list[T], str]:
+             params: dict[str, Any] | None = None, accept: str | None = None) -> tuple[list[T], str]:
         """Paged list: all items and the list's resourceVersion (restarts on an expired continue)."""
         items: list[T] = []
         cont = ""
         lt = ListOf[item_type]  # type: ignore[valid-type]
         while True:
             try:
-                page = self.get(path, lt, {**(params or {}), "limit": limit, "continue": cont})
+                page = self.get(path, lt, {**(params or {}), "limit": limit, "continue": cont},
+                                **({"accept": accept} if accept else {}))
             except ApiError as exc:
                 if exc.status == 410 and cont:          # continue token expired: start over
                     items, cont = [], ""
@@ -248,12 +252,12 @@ class KubeClient:
                 return items, page.metadata.resourceVersion
 
     def watch(self, path: str, resource_version: str, timeout_seconds: int = 300,
-              params: dict[str, Any] | None = None, on_response=None) -> Iterator[WatchEvent]:
+              params: dict[str, Any] | None = None, on_response=None, accept: str | None = None) -> Iterator[WatchEvent]:
         """Stream watch events (BOOKMARKs included) until the server closes the stream."""
         q = {**(params or {}), "watch": "true", "allowWatchBookmarks": "true",
              "resourceVersion": resource_version, "timeoutSeconds": timeout_seconds}
         try:
-            r = self.pool.request("GET", self.url(path, q), headers=self._headers(), preload_content=False,
+            r = self.pool.request("GET", self.url(path, q), headers=self._headers(accept=accept), preload_content=False,
                                   timeout=urllib3.Timeout(connect=5.0, read=timeout_seconds + 30))
         except urllib3.exceptions.HTTPError as exc:
             raise ApiError(0, type(exc).__name__, str(exc)) from exc

@@ -23,6 +23,8 @@ import structlog
 
 from kai.api.dra import DeviceClass, ResourceClaim, ResourceClaimTemplate, ResourceSlice
 from kai.api.k8s import Namespace, Node, Pod, PodGroup, PriorityClass, Queue, Topology
+from kai.api.storage import (CSIDriver, CSINode, CSIStorageCapacity, ConfigMap, PersistentVolume,
+                             PersistentVolumeClaim, StorageClass, VolumeAttachment)
 from kai.cache.kubeclient import ApiError, KubeClient, Status
 
 log = structlog.get_logger("kai.watch")
@@ -38,6 +40,7 @@ class Resource:
     path: str           # collection path across namespaces
     type: type
     optional: bool = False   # CRD may be absent: treat 404 as an empty list and retry later
+    metadata_only: bool = False   # list/watch PartialObjectMetadata: names and labels, never data
 
 
 RESOURCES: dict[str, Resource] = {
@@ -55,7 +58,21 @@ RESOURCES: dict[str, Resource] = {
     "ResourceClaim": Resource("ResourceClaim", "/apis/resource.k8s.io/v1/resourceclaims", ResourceClaim, True),
     "ResourceClaimTemplate": Resource("ResourceClaimTemplate", "/apis/resource.k8s.io/v1/resourceclaimtemplates",
                                       ResourceClaimTemplate, True),
+    # volumes (kai.plugins.volumebinding) and KAI's ConfigMap predicate
+    "PersistentVolume": Resource("PersistentVolume", "/api/v1/persistentvolumes", PersistentVolume),
+    "PersistentVolumeClaim": Resource("PersistentVolumeClaim", "/api/v1/persistentvolumeclaims", PersistentVolumeClaim),
+    "StorageClass": Resource("StorageClass", "/apis/storage.k8s.io/v1/storageclasses", StorageClass),
+    "CSINode": Resource("CSINode", "/apis/storage.k8s.io/v1/csinodes", CSINode),
+    "CSIDriver": Resource("CSIDriver", "/apis/storage.k8s.io/v1/csidrivers", CSIDriver),
+    "CSIStorageCapacity": Resource("CSIStorageCapacity", "/apis/storage.k8s.io/v1/csistoragecapacities",
+                                   CSIStorageCapacity),
+    "VolumeAttachment": Resource("VolumeAttachment", "/apis/storage.k8s.io/v1/volumeattachments", VolumeAttachment),
+    "ConfigMap": Resource("ConfigMap", "/api/v1/configmaps", ConfigMap, metadata_only=True),
 }
+
+#: Accept headers of a metadata-only informer (list, watch): the server sends PartialObjectMetadata
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
 
 def object_key(obj: Any) -> str:
@@ -167,7 +184,8 @@ class Informer:
     def _list(self) -> None:
         """List everything; emit the differences against the store; remember the RV."""
         try:
-            raws, rv = self.client.list(self.resource.path, msgspec.Raw, limit=self.page_size)
+            raws, rv = self.client.list(self.resource.path, msgspec.Raw, limit=self.page_size,
+                                        **({"accept": METADATA_LIST} if self.resource.metadata_only else {}))
         except ApiError as exc:
             if exc.status == 404 and self.resource.optional:
                 raws, rv = [], ""
@@ -207,7 +225,8 @@ class Informer:
             self._resp = r
 
         try:
-            for ev in self.client.watch(self.resource.path, self.resource_version, timeout, on_response=hold):
+            extra = {"accept": METADATA_WATCH} if self.resource.metadata_only else {}
+            for ev in self.client.watch(self.resource.path, self.resource_version, timeout, on_response=hold, **extra):
                 if self._stop.is_set():
                     return
                 if ev.type == "ERROR":

@@ -30,6 +30,7 @@ from kai.cache.dra_store import DraStore
 from kai.cache.kubeclient import ApiError, KubeClient
 from kai.cache.reservation import GPU_GROUP_LABEL, ReservationService, is_reservation_pod
 from kai.cache.status import StatusReporter, StatusWriter
+from kai.cache.storage_store import StorageStore
 from kai.cache.watch import DELETED, INVALID, SYNCED, Informer, start_informers
 from kai.controller.leader import LeaderElector
 from kai.controller.metrics import HealthServer, Metrics
@@ -50,7 +51,7 @@ class Controller:
 
     def __init__(self, client: KubeClient, config, scheduler_name: str = C.SCHEDULER_NAME,
                  metrics: Metrics | None = None, bind_workers: int = 16, status_workers: int = 2,
-                 group_pods: bool = True) -> None:
+                 group_pods: bool = True, volume_bind_timeout: float = 120.0) -> None:
         self.client = client
         self.scheduler_name = scheduler_name
         self.events: queue.Queue = queue.Queue()
@@ -72,7 +73,7 @@ class Controller:
         self.binder = Binder(client, self.events, workers=bind_workers, latest_pod=self._latest_pod,
                              status=self.status, scheduler_name=scheduler_name,
                              on_bound=lambda s: self.metrics.task_bind.observe(s * 1000.0),
-                             reservations=self.reservations)
+                             reservations=self.reservations, volume_bind_timeout=volume_bind_timeout)
         self.grouper = PodGrouperController(client, scheduler_name, config=getattr(config, "grouper", None),
                                             status=self.status) if group_pods else None
         self.scheduler = Scheduler(self.state, config)
@@ -143,6 +144,7 @@ class Controller:
         for ns in seen.get("Namespace", {}).values():
             st.upsert_namespace(ns.metadata.name, ns.metadata.labels)
         self.dra.load({k: v.values() for k, v in seen.items() if DraStore.handles(k)})
+        st.storage.load({k: v.values() for k, v in seen.items() if StorageStore.handles(k)})
         if self.grouper is not None:
             for p in seen.get("Pod", {}).values():
                 self.grouper.observe(p)
@@ -176,6 +178,9 @@ class Controller:
             return
         if DraStore.handles(kind):
             self.dra.apply(kind, etype, obj)
+            return
+        if StorageStore.handles(kind):
+            st.storage.apply(kind, etype, obj)
             return
         if kind == "Pod" and is_reservation_pod(obj, self.reservations.namespace):
             name = obj.metadata.name
@@ -293,7 +298,11 @@ class Controller:
         api = {"Pod": "v1", "Node": "v1", "PodGroup": "scheduling.run.ai/v2alpha2", "Queue": "scheduling.run.ai/v2",
                "Topology": "kai.scheduler/v1alpha1", "PriorityClass": "scheduling.k8s.io/v1",
                "ResourceSlice": "resource.k8s.io/v1", "DeviceClass": "resource.k8s.io/v1",
-               "ResourceClaim": "resource.k8s.io/v1", "ResourceClaimTemplate": "resource.k8s.io/v1"}.get(info["kind"], "")
+               "ResourceClaim": "resource.k8s.io/v1", "ResourceClaimTemplate": "resource.k8s.io/v1",
+               "PersistentVolume": "v1", "PersistentVolumeClaim": "v1", "ConfigMap": "v1",
+               "StorageClass": "storage.k8s.io/v1", "CSINode": "storage.k8s.io/v1", "CSIDriver": "storage.k8s.io/v1",
+               "CSIStorageCapacity": "storage.k8s.io/v1",
+               "VolumeAttachment": "storage.k8s.io/v1"}.get(info["kind"], "")
         where = f"{info['namespace']}/{info['name']}" if info["namespace"] else info["name"]
         self.status.event({"kind": info["kind"], "apiVersion": api, "namespace": info["namespace"] or "default",
                            "name": info["name"], "uid": info["uid"]}, "InvalidObject",
@@ -369,7 +378,8 @@ def run_controller(args, config) -> int:
 
     metrics = Metrics(getattr(args, "metrics_namespace", "kai") or "kai")
     ctl = Controller(client, config, scheduler_name=scheduler_name, metrics=metrics,
-                     bind_workers=getattr(args, "bind_workers", 16))
+                     bind_workers=getattr(args, "bind_workers", 16),
+                     volume_bind_timeout=getattr(args, "volume_binding_timeout_seconds", 120.0))
     report_unimplemented_plugins(ctl.status, config)
     health = None
     port = getattr(args, "metrics_port", 8080)

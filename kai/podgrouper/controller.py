@@ -256,13 +256,13 @@ class PodGrouperController:
         except Exception as exc:   # noqa: BLE001 - one bad pod must not stop the grouper
             msg = str(exc) if isinstance(exc, (GroupingError, ApiError)) else f"{type(exc).__name__}: {exc}"
             log.warning("grouping failed", pod=key, error=msg)
-            if self.status is not None and isinstance(exc, GroupingError):
-                from kai.cache.status import pod_ref
-                self.status.event(pod_ref(pod), WARNING_REASON, msg, "Warning")
-            with self._lock:
+            with self._lock:     # counted before the Event is visible (readers see both)
                 n = self._failures[uid] = self._failures.get(uid, 0) + 1
                 delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (n - 1))
                 heapq.heappush(self._retry, (time.monotonic() + delay, next(self._seq), pod))
+            if self.status is not None and isinstance(exc, GroupingError):
+                from kai.cache.status import pod_ref
+                self.status.event(pod_ref(pod), WARNING_REASON, msg, "Warning")
         finally:
             with self._lock:
                 self._pending.discard(key)

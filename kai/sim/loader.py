@@ -2,7 +2,7 @@
 
 Every problem is a LoadError naming the file, the document number and the field, e.g.
 ``cluster.yaml: document 3 (Pod team-a/train-0): spec.containers[0].resources.requests.cpu:
-invalid quantity 'abc'``. Objects kai does not schedule with (Namespace, ConfigMap, ...)
+invalid quantity 'abc'``. Objects kai does not schedule with (Secret, Deployment, ...)
 are skipped and listed. A kind kai does not know at all -- an Ingress, another operator's
 custom resource, anything a dump of a real cluster holds -- is skipped too and counted in
 ``warnings`` (one line per kind); only an unknown kind in kai's own API groups
@@ -26,21 +26,23 @@ import msgspec
 import yaml
 
 from kai.api.dra import DRA_KINDS, validate as validate_dra
+from kai.api.storage import STORAGE_KINDS, validate as validate_storage
 from kai.api.k8s import KINDS as _CORE_KINDS
 from kai.podgrouper.hub import OWNER_KINDS as _GROUPER_KINDS
 from kai.api.resources import QuantityError, parse_quantity
 from kai.sim.kai_snapshot import SnapshotError, read_snapshot
 
 # kinds that may sit in the same manifests but carry nothing kai schedules with
-IGNORED_KINDS = {"ConfigMap", "Secret", "ServiceAccount", "Service", "Role", "RoleBinding",
+IGNORED_KINDS = {"Secret", "ServiceAccount", "Service", "Role", "RoleBinding",
                  "ClusterRole", "ClusterRoleBinding", "Deployment", "ReplicaSet", "StatefulSet", "Job",
                  "CronJob", "DaemonSet", "CustomResourceDefinition", "LimitRange", "ResourceQuota",
-                 "PersistentVolumeClaim", "PersistentVolume", "StorageClass", "BindRequest",
+                 "BindRequest",
                  "SchedulingShard", "Config", "JobSet", "LeaderWorkerSet", "PyTorchJob", "TFJob", "MPIJob",
                  "RayCluster", "RayJob", "Notebook"} | _GROUPER_KINDS
 # owners (and the defaults ConfigMap) kept so the pod-grouper can read them
 OWNER_KINDS = set(_GROUPER_KINDS)
-KINDS = {**_CORE_KINDS, **DRA_KINDS}    # DeviceClass, ResourceSlice, ResourceClaim(Template) too
+# DeviceClass, ResourceSlice, ResourceClaim(Template) too; PV, PVC, StorageClass, CSI objects, ConfigMap
+KINDS = {**_CORE_KINDS, **DRA_KINDS, **STORAGE_KINDS}
 _MAX_QUANTITY = 2**63 // 1000   # kai keeps milli-units; larger values overflow them
 #: API groups whose kinds kai owns: an unknown kind there is a mistake, not a foreign object
 OWN_GROUPS = ("scheduling.run.ai", "kai.scheduler")
@@ -149,6 +151,23 @@ def _check_quantities(obj: dict, kind: str) -> None:
         check(spec.get("overhead"), "spec.overhead")
 
 
+def _storage_defaults(kind: str, obj: dict) -> dict:
+    """What the API server and the PV controller would have filled in: a StorageClass's binding
+    mode (Immediate); a PV's phase (Bound with a claimRef, else Available); a claim naming a
+    volume is Bound (the PV controller completes pre-bound claims)."""
+    obj = dict(obj)
+    if kind == "StorageClass":
+        obj.setdefault("volumeBindingMode", "Immediate")
+    elif kind in ("PersistentVolume", "PersistentVolumeClaim"):
+        spec = obj.get("spec") or {}
+        status = dict(obj.get("status") or {})
+        if not status.get("phase") and isinstance(spec, dict):
+            bound = spec.get("claimRef") if kind == "PersistentVolume" else spec.get("volumeName")
+            status["phase"] = "Bound" if bound else ("Available" if kind == "PersistentVolume" else "Pending")
+            obj["status"] = status
+    return obj
+
+
 def _msgspec_path(msg: str) -> str:
     m = re.search(r" - at `\$\.?(.*)`$", msg)
     if not m:
@@ -220,7 +239,8 @@ def load_manifests(paths: list[str]) -> Manifests:
                 seq += 1
                 obj = dict(obj)
                 meta = dict(meta)
-                if kind in ("Pod", "PodGroup", "ResourceClaim", "ResourceClaimTemplate") and not meta.get("namespace"):
+                if kind in ("Pod", "PodGroup", "ResourceClaim", "ResourceClaimTemplate", "PersistentVolumeClaim",
+                            "CSIStorageCapacity", "ConfigMap") and not meta.get("namespace"):
                     meta["namespace"] = "default"
                 ns_part = f"{meta['namespace']}-" if meta.get("namespace") else ""
                 meta.setdefault("uid", f"uid-{kind.lower()}-{ns_part}{meta['name']}")
@@ -229,6 +249,8 @@ def load_manifests(paths: list[str]) -> Manifests:
                     ts = _BASE_TIME + _dt.timedelta(seconds=seq)
                     meta["creationTimestamp"] = ts.strftime("%Y-%m-%dT%H:%M:%SZ")
                 obj["metadata"] = meta
+                if kind in STORAGE_KINDS:
+                    obj = _storage_defaults(kind, obj)
                 try:
                     converted = msgspec.convert(obj, KINDS[kind])
                 except msgspec.ValidationError as exc:
@@ -237,8 +259,8 @@ def load_manifests(paths: list[str]) -> Manifests:
                     _check_quantities(obj, kind)
                 except ValueError as exc:
                     raise LoadError(f"{where}: {exc}") from None
-                if kind in DRA_KINDS:
-                    problems = validate_dra(converted)
+                if kind in DRA_KINDS or kind in STORAGE_KINDS:
+                    problems = (validate_dra if kind in DRA_KINDS else validate_storage)(converted)
                     if problems:
                         raise LoadError(f"{where}: {problems[0]}")
                 out.objects[kind].append(converted)

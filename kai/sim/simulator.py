@@ -2,9 +2,12 @@
 
 Pods with ``nodeName`` are running; others are pending. Between cycles (``--cycles N``)
 the results feed back: bound pods start running, evicted pods go away, pipelined pods
-stay pending, and the clock advances by ``interval`` seconds. The report states the clock
-(``clock.start``, RFC 3339) and carries ``warnings``: a plain list of strings (kinds skipped,
-snapshot params kai does not model, ...).
+stay pending, and the clock advances by ``interval`` seconds. Volumes follow the controllers
+a cluster runs: a generic ephemeral volume's claim is created from its template (the ephemeral
+volume controller), and a binding's volume decisions are applied as the binder and the PV
+controller would (a PV bound to its claim, or the claim's selected-node set). The report
+states the clock (``clock.start``, RFC 3339) and carries ``warnings``: a plain list of
+strings (kinds skipped, snapshot params kai does not model, ...).
 """
 from __future__ import annotations
 
@@ -14,7 +17,9 @@ import re
 import msgspec
 
 from kai.api import constants as C
-from kai.api.k8s import ObjectMeta, PodStatus, Queue, QueueResource, QueueResources, QueueSpec
+from kai.api.k8s import ObjectMeta, OwnerReference, PodStatus, Queue, QueueResource, QueueResources, QueueSpec
+from kai.api.storage import (ANN_BIND_COMPLETED, ANN_SELECTED_NODE, STORAGE_KINDS, ObjectReference,
+                             PersistentVolumeClaim, ephemeral_claim_name)
 from kai.cache.cluster_state import ClusterState
 from kai.config import SchedulerConfig
 from kai.podgrouper.offline import group_pods
@@ -60,6 +65,8 @@ def build_state(m: Manifests, grouper=None) -> ClusterState:
         state.upsert_pod(p)
     for key, why in grouped.errors.items():
         state.pod_problems[key] = f"pod-grouper: {why}"
+    state.storage.load({k: m.objects[k] for k in STORAGE_KINDS})
+    _ephemeral_claims(state, grouped.pods)
     # KAI's Helm chart creates default-parent-queue -> default-queue; do the same when used
     wants_default = not queues or any(j.queue == C.DEFAULT_QUEUE for j in state.jobs.values())
     if wants_default and C.DEFAULT_QUEUE not in names:
@@ -67,6 +74,65 @@ def build_state(m: Manifests, grouper=None) -> ClusterState:
             state.upsert_queue(_default_queue(C.DEFAULT_PARENT_QUEUE))
         state.upsert_queue(_default_queue(C.DEFAULT_QUEUE, C.DEFAULT_PARENT_QUEUE))
     return state
+
+
+def _ephemeral_claims(state: ClusterState, pods) -> None:
+    """The ephemeral volume controller: each generic ephemeral volume's claim ``<pod>-<volume>``,
+    from its template, owned by the pod (a claim that exists already is left as it is)."""
+    store = state.storage
+    for pod in pods:
+        ns = pod.metadata.namespace or "default"
+        for v in pod.spec.volumes:
+            if v.ephemeral is None:
+                continue
+            name = ephemeral_claim_name(pod, v)
+            if f"{ns}/{name}" in store.claims:
+                continue
+            tmpl = dict(v.ephemeral.volume_claim_template or {})
+            meta = dict(tmpl.get("metadata") or {})
+            meta.update(name=name, namespace=ns, uid=f"uid-persistentvolumeclaim-{ns}-{name}")
+            owner = OwnerReference(api_version="v1", kind="Pod", name=pod.metadata.name, uid=pod.metadata.uid,
+                                   controller=True)
+            try:
+                pvc = msgspec.convert({"metadata": meta, "spec": tmpl.get("spec") or {}}, PersistentVolumeClaim)
+            except msgspec.ValidationError as exc:
+                state.pod_problems[f"{ns}/{pod.metadata.name}"] = (
+                    f"spec.volumes[{v.name}].ephemeral.volumeClaimTemplate: {exc}")
+                continue
+            pvc = msgspec.structs.replace(pvc, metadata=msgspec.structs.replace(
+                pvc.metadata, owner_references=[owner]))
+            store.apply("PersistentVolumeClaim", "ADDED", pvc)
+
+
+def _apply_volume_plan(state: ClusterState, plans, node: str) -> None:
+    """What the binder and the PV controller do with a binding's volume decisions."""
+    store = state.storage
+    R = msgspec.structs.replace
+    for p in plans:
+        pvc = store.claims.get(p.key)
+        if pvc is None:
+            continue
+        ann = dict(pvc.metadata.annotations)
+        if p.volume:
+            pv = store.volumes.get(p.volume)
+            if pv is None:
+                continue
+            ref = ObjectReference(api_version="v1", kind="PersistentVolumeClaim", namespace=p.namespace,
+                                  name=p.name, uid=p.uid)
+            store.apply("PersistentVolume", "MODIFIED", R(pv, spec=R(pv.spec, claim_ref=ref),
+                                                          status=R(pv.status, phase="Bound")))
+            ann[ANN_BIND_COMPLETED] = "yes"
+            store.apply("PersistentVolumeClaim", "MODIFIED", R(
+                pvc, metadata=R(pvc.metadata, annotations=ann), spec=R(pvc.spec, volume_name=p.volume),
+                status=R(pvc.status, phase="Bound")))
+        else:
+            ann[ANN_SELECTED_NODE] = node
+            store.apply("PersistentVolumeClaim", "MODIFIED", R(pvc, metadata=R(pvc.metadata, annotations=ann)))
+
+
+def _volumes_report(plans, node: str) -> list[dict]:
+    return [{"claim": p.key, "volume": p.volume} if p.volume else {"claim": p.key, "provision": node}
+            for p in plans]
 
 
 def podgroups_report(grouped) -> list[dict]:
@@ -86,11 +152,13 @@ def podgroups_report(grouped) -> list[dict]:
 
 
 def _advance(state: ClusterState, result) -> None:
-    """Feed one cycle's results back: bound -> Running, evicted -> gone."""
+    """Feed one cycle's results back: bound -> Running (its volumes bound), evicted -> gone."""
     for d in result.bindings:
         p = _pod_by_key(state, d.pod)
         if p is None:
             continue
+        if p.volume_plan:
+            _apply_volume_plan(state, p.volume_plan, d.node)
         pod = p.pod
         meta = pod.metadata
         if d.gpu_groups:        # as the binder labels fraction pods with their shared-GPU groups
@@ -158,8 +226,11 @@ def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: f
     for _ in range(max(cycles, 1)):
         cache = RecordingCache(state)
         result = sched.run_cycle(cache, now=now)
+        plans = {p.key: p.volume_plan for p in state.pods.values() if p.volume_plan}
         report["cycles"].append({
-            "bindings": [{"pod": d.pod, "node": d.node, "gpuGroups": d.gpu_groups} for d in result.bindings],
+            "bindings": [{"pod": d.pod, "node": d.node, "gpuGroups": d.gpu_groups,
+                          **({"volumes": _volumes_report(plans[d.pod], d.node)} if d.pod in plans else {})}
+                         for d in result.bindings],
             "evictions": [{"pod": d.pod, "action": d.action, **({"preemptor": d.preemptor} if d.preemptor else {})}
                           for d in result.evictions],
             "pipelined": [d.pod for d in result.pipelined],
@@ -189,7 +260,9 @@ def format_table(report: dict) -> str:
                      f"{len(cyc['pipelined'])} pipelined, {len(cyc['unschedulable'])} unschedulable")
         for b in cyc["bindings"]:
             groups = f"  gpu-groups={','.join(b['gpuGroups'])}" if b["gpuGroups"] else ""
-            lines.append(f"  bind      {b['pod']:<40} -> {b['node']}{groups}")
+            vols = ",".join(f"{v['claim']}->{v['volume']}" if "volume" in v else f"{v['claim']}(provision)"
+                            for v in b.get("volumes", ()))
+            lines.append(f"  bind      {b['pod']:<40} -> {b['node']}{groups}" + (f"  volumes={vols}" if vols else ""))
         for e in cyc["evictions"]:
             by = f" (for {e['preemptor']})" if e.get("preemptor") else ""
             lines.append(f"  evict     {e['pod']:<40} [{e['action']}]{by}")

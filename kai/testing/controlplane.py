@@ -88,6 +88,13 @@ DEFAULT_CONTROLLERS = (
     # any cluster.
     "node-lifecycle-controller",
     "taint-eviction-controller",
+    # volumes: the PV controller binds claims (after kai's binder sets a PV's claimRef or a claim's
+    # selected-node), the protection controllers release their finalizers on delete, and generic
+    # ephemeral volumes get their claims
+    "persistentvolume-binder-controller",
+    "persistentvolume-protection-controller",
+    "persistentvolumeclaim-protection-controller",
+    "ephemeral-volume-controller",
 )
 #: Lease duration kwok gives fake nodes (kube-node-lease); it renews them every quarter of it,
 #: well within the node lifecycle controller's grace period (--node-monitor-grace-period, 50s).

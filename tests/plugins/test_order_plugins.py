@@ -12,6 +12,7 @@ from kai.api.k8s import Pod, PodGroup
 from kai.api.pod_info import PodInfo
 from kai.api.podgroup_info import PodGroupInfo
 from kai.api.resources import ResourceRegistry
+from kai.cache.cluster_state import ClusterState
 from kai.config import default_config
 from kai.plugins import build_plugins
 from kai.plugins.elastic import Elastic
@@ -85,10 +86,13 @@ def test_predicates_prepredicate():
     alloc[0] = [4000, 8000]          # cpu millicores
     alloc[2] = [2, 4]                # gpus
     alloc[3] = [10, 10]
-    ssn = fake_ssn(allocatable=alloc, registry=reg, node_predicates=[], node_order_fns=[], state=ClusterState())
+    ssn = fake_ssn(allocatable=alloc, registry=reg, state=ClusterState(), node_predicates=[],
+                   node_order_fns=[], allocate_handlers=[], deallocate_handlers=[])
     Predicates().on_session_open(ssn)
-    assert [p.name for p in ssn.node_predicates] == ["InterPodAffinity", "PodTopologySpread", "NodePorts"]
-    (pre,) = ssn.pre_predicate_fns
+    pre, configmaps = ssn.pre_predicate_fns      # resource fit; KAI's ConfigMap predicate
+    assert [p.name for p in ssn.node_predicates] == ["InterPodAffinity", "PodTopologySpread", "NodePorts",
+                                                     "VolumeBinding", "VolumeRestrictions", "VolumeZone",
+                                                     "NodeVolumeLimits"]
     assert pre(_task(gpu=4, cpu="8"), None) is None
     msg = pre(_task(gpu=5), None)
     assert "requests 5 nvidia.com/gpu" in msg and "more than any node has (4)" in msg
