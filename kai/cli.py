@@ -27,7 +27,7 @@ def cmd_simulate(args) -> int:
 
     paths = args.paths or [EXAMPLE]
     try:
-        manifests = load_manifests(paths)
+        manifests = load_manifests(paths, keep_going=True)
         if args.config:
             config = load_config(args.config)
         elif manifests.config_docs:
@@ -42,13 +42,15 @@ def cmd_simulate(args) -> int:
         print("kai simulate: error: --cycles must be >= 1", file=sys.stderr)
         return 2
     apply_flags(config, args)
+    for err in manifests.errors:        # bad objects are left out; the rest is simulated
+        print(f"kai simulate: error: {err}", file=sys.stderr)
     report = simulate(manifests, config, cycles=args.cycles, interval=args.interval)
     if args.output == "json":
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         print(format_table(report))
-    return 0
+    return 2 if manifests.errors else 0
 
 
 def cmd_scheduler(args) -> int:

@@ -7,11 +7,17 @@ limit 0, which admits nothing for that resource -- exactly KAI's behaviour.
 """
 from __future__ import annotations
 
+import math
+
 from kai.api.k8s import Queue, QueueResource
 from kai.api.pod_info import parse_time
 
 QUEUE_RESOURCES = ("gpu", "cpu", "memory")
 _MEMORY_UNIT = 1e6
+# quotas and limits beyond this (gpu devices, cpu millicores, memory MB) are not amounts any
+# cluster has; the fair-share arithmetic keeps them finite below it
+MAX_QUEUE_AMOUNT = 1e15
+MAX_OVER_QUOTA_WEIGHT = 1e9
 DEFAULT_QUEUE_PRIORITY = 100
 
 
@@ -77,13 +83,17 @@ def validate_queue(q: Queue) -> list[str]:
             r = getattr(q.spec.resources, name)
             if r is None:
                 continue
-            for field in ("quota", "limit"):
-                v = getattr(r, field)
-                if v < 0 and v != -1:
-                    errs.append(f"spec.resources.{name}.{field} is {v:g}: must be >= 0 or -1")
-            if r.over_quota_weight < 0:
-                errs.append(f"spec.resources.{name}.overQuotaWeight is {r.over_quota_weight:g}: must be >= 0")
-            if r.limit not in (-1,) and r.quota not in (-1,) and r.limit < r.quota:
+            bad = False
+            for field, v, top in (("quota", r.quota, MAX_QUEUE_AMOUNT), ("limit", r.limit, MAX_QUEUE_AMOUNT),
+                                  ("overQuotaWeight", r.over_quota_weight, MAX_OVER_QUOTA_WEIGHT)):
+                if not math.isfinite(v) or v > top:
+                    errs.append(f"spec.resources.{name}.{field} is {v:g}: must be a number up to {top:g}")
+                    bad = True
+                elif v < 0 and (v != -1 or field == "overQuotaWeight"):
+                    errs.append(f"spec.resources.{name}.{field} is {v:g}: must be >= 0"
+                                + ("" if field == "overQuotaWeight" else " or -1"))
+                    bad = True
+            if not bad and r.limit not in (-1,) and r.quota not in (-1,) and r.limit < r.quota:
                 errs.append(f"spec.resources.{name}.limit {r.limit:g} is below quota {r.quota:g}")
     for field in ("preempt_min_runtime", "reclaim_min_runtime"):
         v = getattr(q.spec, field)

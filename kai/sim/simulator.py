@@ -90,7 +90,8 @@ def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: f
     state = build_state(m)
     sched = Scheduler(state, config)
     report = {"cycles": [], "queues": [], "skipped": m.skipped,
-              "notImplementedActions": sched.skipped_actions, "problems": []}
+              "notImplementedActions": sched.skipped_actions, "problems": [],
+              "invalid": list(m.errors), "warnings": list(m.warnings)}
     now = start_time
     result = None
     for _ in range(max(cycles, 1)):
@@ -140,6 +141,10 @@ def format_table(report: dict) -> str:
                          f"{f['memory']:>16}{a['memory']:>16}")
     for p in report.get("problems", []):
         lines.append(f"  problem   {p['object']}: {p['reason']}")
+    for w in report.get("warnings", []):
+        lines.append(f"  warning   {w}")
+    for e in report.get("invalid", []):
+        lines.append(f"  invalid   {e} (left out)")
     if report.get("notImplementedActions"):
         lines.append(f"  note      actions not available in this build: {', '.join(report['notImplementedActions'])}")
     if report.get("skipped"):
