@@ -95,6 +95,8 @@ def validate_queue(q: Queue) -> list[str]:
                     bad = True
             if not bad and r.limit not in (-1,) and r.quota not in (-1,) and r.limit < r.quota:
                 errs.append(f"spec.resources.{name}.limit {r.limit:g} is below quota {r.quota:g}")
+    if q.spec.priority is not None and not -2**31 <= q.spec.priority < 2**31:
+        errs.append(f"spec.priority {q.spec.priority} is out of range (a 32-bit integer)")
     for field in ("preempt_min_runtime", "reclaim_min_runtime"):
         v = getattr(q.spec, field)
         if v and parse_duration(v) is None:

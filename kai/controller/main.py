@@ -29,7 +29,7 @@ from kai.cache.cluster_state import ClusterState
 from kai.cache.kubeclient import ApiError, KubeClient
 from kai.cache.reservation import GPU_GROUP_LABEL, ReservationService, is_reservation_pod
 from kai.cache.status import StatusReporter, StatusWriter
-from kai.cache.watch import DELETED, INVALID, SYNCED, Informer, start_informers
+from kai.cache.watch import ADDED, DELETED, INVALID, SYNCED, Informer, start_informers
 from kai.controller.leader import LeaderElector
 from kai.controller.metrics import HealthServer, Metrics
 from kai.podgrouper.controller import PodGrouperController
@@ -73,6 +73,8 @@ class Controller:
         self.grouper = PodGrouperController(client, scheduler_name) if group_pods else None
         self.scheduler = Scheduler(self.state, config)
         self.synced = False
+        self.invalid: dict[str, dict[str, str]] = {}       # kind -> object key -> why it is ignored
+        self.guard_failures = 0                            # objects whose apply raised
         self._problem_seen: dict[str, float] = {}
         self.cycles = 0
         self.last_result = None
@@ -90,7 +92,8 @@ class Controller:
                         "pods": {p.key: p.node_name for p in list(st.pods.values())
                                  if p.pod.spec.scheduler_name == self.scheduler_name},
                         "podgroups": sorted(st.podgroups), "queues": sorted(st.queues),
-                        "failedBinds": dict(self.binder.failed_binds)}
+                        "failedBinds": dict(self.binder.failed_binds),
+                        "invalid": {k: dict(v) for k, v in self.invalid.items() if v}}
             except RuntimeError:
                 time.sleep(0.01)
         return {}
@@ -130,17 +133,41 @@ class Controller:
         for k in [k for k, p in pods.items() if is_reservation_pod(p, self.reservations.namespace)]:
             self.reservation_pods[pods[k].metadata.name] = pods.pop(k)
         st = self.state
-        st.load(nodes=seen.get("Node", {}).values(), podgroups=seen.get("PodGroup", {}).values(),
-                pods=seen.get("Pod", {}).values(), queues=seen.get("Queue", {}).values(),
-                priority_classes=seen.get("PriorityClass", {}).values())
+        try:
+            st.load(nodes=seen.get("Node", {}).values(), podgroups=seen.get("PodGroup", {}).values(),
+                    pods=seen.get("Pod", {}).values(), queues=seen.get("Queue", {}).values(),
+                    priority_classes=seen.get("PriorityClass", {}).values())
+        except Exception as exc:   # noqa: BLE001 - one object the validators missed must not stop start-up
+            log.exception("bulk load failed, loading object by object", error=str(exc))
+            self._load_one_by_one(seen)
         for t in seen.get("Topology", {}).values():
-            st.upsert_topology(t)
+            self._guarded("Topology", SYNCED, t, lambda t=t: self.state.upsert_topology(t))
         if self.grouper is not None:
             for p in seen.get("Pod", {}).values():
-                self.grouper.observe(p)
+                self._guarded("Pod", SYNCED, p, lambda p=p: self.grouper.observe(p))
         self.synced = True
         log.info("informers synced", **{k.lower() + "s": len(v) for k, v in seen.items()})
         return True
+
+    def _load_one_by_one(self, seen: dict[str, dict[str, Any]]) -> None:
+        """A fresh state built with one guarded upsert per object (after a failed bulk load)."""
+        self.state = ClusterState(scheduler_name=self.scheduler_name)
+        self.scheduler.state = self.state
+        for kind in ("PriorityClass", "Queue", "Node", "PodGroup", "Pod"):
+            for obj in seen.get(kind, {}).values():
+                self._guarded(kind, ADDED, obj, lambda k=kind, o=obj: self.apply(k, ADDED, o))
+
+    def _guarded(self, kind: str, etype: str, obj: Any, fn) -> None:
+        """Run ``fn`` (applying ``obj``); an exception reports ``obj`` as invalid instead of spreading."""
+        try:
+            fn()
+        except Exception as exc:   # noqa: BLE001 - one malformed object must not stop the controller
+            self.guard_failures += 1      # a validator missed something: the fuzz tests assert 0
+            log.exception("applying event failed", kind=kind, type=etype, error=str(exc))
+            m = getattr(obj, "metadata", None)
+            if m is not None:
+                self._report_invalid({"kind": kind, "namespace": m.namespace, "name": m.name, "uid": m.uid,
+                                      "error": f"{type(exc).__name__}: {exc}"})
 
     # ------------------------------------------------------------------ events
     def drain(self) -> int:
@@ -151,10 +178,7 @@ class Controller:
             except queue.Empty:
                 return n
             n += 1
-            try:
-                self.apply(kind, etype, obj)
-            except Exception as exc:   # noqa: BLE001 - one malformed object must not stop the controller
-                log.exception("applying event failed", kind=kind, type=etype, error=str(exc))
+            self._guarded(kind, etype, obj, lambda: self.apply(kind, etype, obj))
 
     def apply(self, kind: str, etype: str, obj: Any) -> None:
         st = self.state
@@ -166,6 +190,9 @@ class Controller:
         if etype == INVALID:
             self._report_invalid(obj)
             return
+        bad = self.invalid.get(kind)
+        if bad and bad.pop(_key(obj), None) is not None:     # a good version (or deletion) arrived
+            self.metrics.invalid_objects.labels(kind=kind).set(len(bad))
         if kind == "Pod" and is_reservation_pod(obj, self.reservations.namespace):
             name = obj.metadata.name
             if etype == DELETED:
@@ -272,6 +299,13 @@ class Controller:
             self.status.pod_unschedulable(m.namespace, m.name, m.uid, msg, event=True)
 
     def _report_invalid(self, info: dict) -> None:
+        """A malformed object: a Warning Event on it, the ``invalid_objects`` metrics (the
+        informer or the guard logged it); everything else keeps being scheduled."""
+        kind = info["kind"]
+        bad = self.invalid.setdefault(kind, {})
+        bad[f"{info['namespace']}/{info['name']}" if info["namespace"] else info["name"]] = info["error"]
+        self.metrics.invalid_objects.labels(kind=kind).set(len(bad))
+        self.metrics.invalid_reports.labels(kind=kind).inc()
         api = {"Pod": "v1", "Node": "v1", "PodGroup": "scheduling.run.ai/v2alpha2", "Queue": "scheduling.run.ai/v2",
                "Topology": "kai.scheduler/v1alpha1", "PriorityClass": "scheduling.k8s.io/v1"}.get(info["kind"], "")
         where = f"{info['namespace']}/{info['name']}" if info["namespace"] else info["name"]
