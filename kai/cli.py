@@ -136,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--lease-name", default=None, help="leader-election Lease name (default: the scheduler name)")
     r.add_argument("--identity", default=None, help="leader-election identity (default: host_pid_random)")
     r.add_argument("--bind-workers", type=int, default=16, help="concurrent binding/eviction API calls")
+    r.add_argument("--leader-elect-lease-duration", type=_duration, default=15.0, metavar="DURATION",
+                   help="how long followers wait before taking over an unrenewed Lease (default 15s)")
+    r.add_argument("--leader-elect-renew-deadline", type=_duration, default=10.0, metavar="DURATION",
+                   help="the leader steps down if it cannot renew for this long; writes are fenced "
+                        "lease-duration minus this before the Lease could expire (default 10s)")
+    r.add_argument("--leader-elect-retry-period", type=_duration, default=2.0, metavar="DURATION",
+                   help="between Lease renewals / acquisition attempts (default 2s)")
+    r.add_argument("--shutdown-grace-period", type=_duration, default=20.0, metavar="DURATION",
+                   help="on SIGTERM, time in-flight bindings get before the Lease is released (default 20s; "
+                        "keep below the pod's terminationGracePeriodSeconds)")
     r.set_defaults(func=cmd_scheduler)
     w = sub.add_parser("webhook", help="run the pod admission webhook (GPU sharing env, runtimeClassName)")
     w.add_argument("--port", type=int, default=9443, help="HTTPS port (default 9443)")

@@ -290,6 +290,8 @@ class Informer:
                     continue
                 self.stats["reconnects"] += 1
                 d = backoff.next()
+                if exc.retry_after is not None:         # the server said when (429 / 503)
+                    d = min(max(exc.retry_after, d), 30.0)
                 log.warning("watch error, backing off", kind=self.kind, error=str(exc), seconds=round(d, 2))
                 self._stop.wait(d)
             except Exception as exc:   # noqa: BLE001 - decode errors etc.: relist rather than die

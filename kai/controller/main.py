@@ -19,14 +19,15 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import structlog
 
+import kai
 from kai.api import constants as C
 from kai.cache.binder import Binder, LiveCache
 from kai.cache.cluster_state import ClusterState
-from kai.cache.kubeclient import ApiError, KubeClient
+from kai.cache.kubeclient import ApiError, KubeClient, KubeconfigError
 from kai.cache.reservation import GPU_GROUP_LABEL, ReservationService, is_reservation_pod
 from kai.cache.status import StatusReporter, StatusWriter
 from kai.cache.watch import ADDED, DELETED, INVALID, SYNCED, Informer, start_informers
@@ -48,8 +49,11 @@ class Controller:
 
     def __init__(self, client: KubeClient, config, scheduler_name: str = C.SCHEDULER_NAME,
                  metrics: Metrics | None = None, bind_workers: int = 16, status_workers: int = 2,
-                 group_pods: bool = True) -> None:
+                 group_pods: bool = True, fence: Callable[[], bool] | None = None) -> None:
         self.client = client
+        # may this replica write? (the leader Lease held with margin; kai.controller.leader)
+        self.fence: Callable[[], bool] = fence or (lambda: True)
+        self._leading = False
         self.scheduler_name = scheduler_name
         self.events: queue.Queue = queue.Queue()
         self.state = ClusterState(scheduler_name=scheduler_name)
@@ -142,9 +146,6 @@ class Controller:
             self._load_one_by_one(seen)
         for t in seen.get("Topology", {}).values():
             self._guarded("Topology", SYNCED, t, lambda t=t: self.state.upsert_topology(t))
-        if self.grouper is not None:
-            for p in seen.get("Pod", {}).values():
-                self._guarded("Pod", SYNCED, p, lambda p=p: self.grouper.observe(p))
         self.synced = True
         log.info("informers synced", **{k.lower() + "s": len(v) for k, v in seen.items()})
         return True
@@ -209,7 +210,7 @@ class Controller:
                 return
             st.upsert_pod(obj)
             self.binder.reassume(st, obj)
-            if self.grouper is not None:
+            if self.grouper is not None and self._leading:      # only the leader creates PodGroups
                 self.grouper.observe(obj)
         elif kind == "Node":
             if etype == DELETED:
@@ -239,9 +240,25 @@ class Controller:
 
     # ------------------------------------------------------------------ cycle
     def cycle(self, leader: bool) -> None:
+        """Drain the events; as the leader, run one scheduling cycle and write its results.
+
+        Fencing: the cycle is abandoned (``fenced_cycles_total``) when the Lease is not held
+        with margin; every write below also passes the client's fence, so a replica that was
+        paused mid-cycle sends nothing once it may no longer be the only leader."""
         self.drain()
         if not leader:
+            self._leading = False
             return
+        if not self.fence():
+            self.metrics.fenced_cycles.inc()
+            log.warning("leader lease not held with margin: cycle abandoned")
+            return
+        if not self._leading:           # leadership (re)gained: group the pods seen meanwhile
+            self._leading = True
+            if self.grouper is not None:
+                inf = self.informers.get("Pod")
+                for p in list(inf.store.values()) if inf is not None else [t.pod for t in self.state.pods.values()]:
+                    self._guarded("Pod", SYNCED, p, lambda p=p: self.grouper.observe(p))
         sink = LiveCache(self.state, self.binder, self.status)
         result = self.scheduler.run_cycle(sink, now=time.time())
         self.cycles += 1
@@ -332,6 +349,13 @@ class Controller:
                         continue
                     self.status.pod_unschedulable(t.namespace, t.name, t.uid, message)
 
+    def finish(self, grace: float) -> tuple[int, int]:
+        """Graceful shutdown, step 1: no new cycle; let in-flight bindings and evictions finish
+        for up to ``grace`` seconds, then drop the ones not started (their pods stay pending
+        for the next leader; a gang cut this way is finished by it, or evicted as stale).
+        Returns (finished, dropped)."""
+        return self.binder.finish(grace)
+
     def stop(self) -> None:
         for inf in self.informers.values():
             inf.stop(timeout=2.0)
@@ -353,11 +377,21 @@ def _ensure_namespace(client: KubeClient, ns: str) -> None:
 
 
 def run_controller(args, config) -> int:
-    """Entry point of ``kai scheduler``; returns the process exit code."""
-    client = KubeClient.from_kubeconfig(getattr(args, "kubeconfig", None),
-                                        maxsize=max(32, getattr(args, "bind_workers", 16) + 16))
+    """Entry point of ``kai scheduler``; returns the process exit code.
+
+    SIGTERM / SIGINT: the cycle loop stops, in-flight bindings get ``--shutdown-grace-period``
+    to finish (:meth:`Controller.finish`), then the Lease is released at once (a follower
+    watching it takes over within a second) and the process exits 0. Losing the Lease exits 1.
+    """
+    try:
+        raw = KubeClient.from_kubeconfig(getattr(args, "kubeconfig", None),
+                                         maxsize=max(32, getattr(args, "bind_workers", 16) + 16))
+    except KubeconfigError as exc:
+        log.error("no cluster credentials", error=str(exc))
+        return 2
     scheduler_name = getattr(args, "scheduler_name", C.SCHEDULER_NAME)
     period = float(getattr(args, "schedule_period", 1.0))
+    grace = float(getattr(args, "shutdown_grace_period", 20.0))
     stop = threading.Event()
     exit_code = [0]
 
@@ -369,26 +403,40 @@ def run_controller(args, config) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     metrics = Metrics(getattr(args, "metrics_namespace", "kai") or "kai")
-    ctl = Controller(client, config, scheduler_name=scheduler_name, metrics=metrics,
-                     bind_workers=getattr(args, "bind_workers", 16))
-    health = None
-    port = getattr(args, "metrics_port", 8080)
-    if port is not None and port >= 0:
-        health = HealthServer(metrics, port, ready=lambda: ctl.synced, debug=ctl.debug_state).start()
-        log.info("serving metrics and health", port=health.port)
-
+    identity = getattr(args, "identity", None) or f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     elector = None
     if getattr(args, "leader_elect", False):
         ns = getattr(args, "namespace", "kai-scheduler")
-        _ensure_namespace(client, ns)
-        identity = getattr(args, "identity", None) or f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        _ensure_namespace(raw, ns)
 
         def lost() -> None:
             exit_code[0] = 1
             stop.set()
 
-        elector = LeaderElector(client, ns, getattr(args, "lease_name", None) or scheduler_name, identity,
-                                on_stopped=lost).start()
+        elector = LeaderElector(raw, ns, getattr(args, "lease_name", None) or scheduler_name, identity,
+                                lease_duration=float(getattr(args, "leader_elect_lease_duration", 15.0)),
+                                renew_deadline=float(getattr(args, "leader_elect_renew_deadline", 10.0)),
+                                retry_period=float(getattr(args, "leader_elect_retry_period", 2.0)),
+                                on_stopped=lost)
+    holds = elector.holds if elector is not None else (lambda: True)
+
+    def write_fence() -> bool:
+        ok = holds()
+        if not ok:
+            metrics.fenced_writes.inc()
+        return ok
+
+    # every write but the Lease's own goes through the fence; the User-Agent names the replica
+    client = raw.fenced(write_fence, user_agent=f"kai-scheduler/{kai.__version__} ({identity})")
+    ctl = Controller(client, config, scheduler_name=scheduler_name, metrics=metrics,
+                     bind_workers=getattr(args, "bind_workers", 16), fence=holds)
+    health = None
+    port = getattr(args, "metrics_port", 8080)
+    if port is not None and port >= 0:
+        health = HealthServer(metrics, port, ready=lambda: ctl.synced, debug=ctl.debug_state).start()
+        log.info("serving metrics and health", port=health.port)
+    if elector is not None:
+        elector.start()
 
     def is_leader() -> bool:
         return elector is None or elector.is_leader.is_set()
@@ -411,8 +459,11 @@ def run_controller(args, config) -> int:
                     delay = 0
                 stop.wait(delay)
     finally:
+        finished, dropped = ctl.finish(grace)
         if elector is not None:
             elector.stop(release=exit_code[0] == 0)
+        metrics.is_leader.set(0)
+        log.info("stopping", bindings_finished=finished, bindings_dropped=dropped)
         ctl.stop()
         if health is not None:
             health.stop()

@@ -52,6 +52,10 @@ class Metrics:
                                            namespace=ns, registry=r)
         self._queues: set[str] = set()
         self.is_leader = Gauge("is_leader", "1 when this replica holds the leader Lease", namespace=ns, registry=r)
+        self.fenced_cycles = Counter("fenced_cycles", "Cycles abandoned because the leader Lease was not held "
+                                     "with margin", namespace=ns, registry=r)
+        self.fenced_writes = Counter("fenced_writes", "API writes refused locally because the leader Lease was "
+                                     "not held with margin", namespace=ns, registry=r)
         self.invalid_objects = Gauge("invalid_objects", "Objects kai currently ignores because they are malformed "
                                      "(an Event names each)", ["kind"], namespace=ns, registry=r)
         self.invalid_reports = Counter("invalid_object_reports", "Times an informer delivered a malformed object",
