@@ -10,6 +10,7 @@ import pytest
 from kai.api.k8s import Pod
 from kai.cache.kubeclient import ApiError, KubeClient, load_kubeconfig
 from kai.cache.watch import ADDED, DELETED, MODIFIED, SYNCED, Backoff, Informer, Resource
+from kai.testing.faultproxy import FaultProxy, Faults
 
 pytestmark = pytest.mark.integration
 
@@ -93,20 +94,25 @@ def test_paged_list_then_watch_events_and_bookmarks(client, kube_namespace):
         inf.stop()
 
 
-def test_expired_resource_version_relists_to_a_fresh_cache(client, kube_namespace):
+def test_expired_resource_version_relists_to_a_fresh_cache(client, control_plane, kube_namespace, tmp_path):
+    """The API server answers 410 Expired when the informer's resourceVersion was compacted
+    away; whether an old one still is depends on the server's history, so the fault proxy
+    gives the 410 (as kube-apiserver words it: an ERROR event with a 410 Status)."""
     ns = kube_namespace
     path = f"/api/v1/namespaces/{ns}/pods"
     for i in range(4):
         client.post(path, _pod(f"q{i}"))
+    proxy = FaultProxy(control_plane.server, control_plane.ca_file).start()
+    via = KubeClient(load_kubeconfig(proxy.write_kubeconfig(tmp_path / "kc", control_plane.token)))
     events: queue.Queue = queue.Queue()
-    inf = Informer(client, Resource("Pod", path, Pod), events, page_size=3)
+    inf = Informer(via, Resource("Pod", path, Pod), events, page_size=3)
     inf._list()                                  # initial list, synchronously; no watch yet
     _drain(events)
     # changes the informer cannot see: no watch is running
     client.delete(f"{path}/q0", {"gracePeriodSeconds": 0})
     client.post(path, _pod("q9"))
     client.patch(f"{path}/q1", {"metadata": {"labels": {"changed": "yes"}}})
-    inf.resource_version = "1"                   # long compacted away: the server answers 410 Gone
+    proxy.set_faults(Faults(expire_watches=1))   # the next watch: 410 Expired
     inf.start()
     try:
         _wait(lambda: inf.stats["relists_410"] >= 1, what="410 relist")
@@ -121,6 +127,7 @@ def test_expired_resource_version_relists_to_a_fresh_cache(client, kube_namespac
         assert _store_rvs(inf) == _fresh(client, path)
     finally:
         inf.stop()
+        proxy.stop()
 
 
 def test_optional_kind_missing_crd_is_empty_not_fatal(client):
