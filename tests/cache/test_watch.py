@@ -1,7 +1,6 @@
 """Informers against a real kube-apiserver: paged list, watch events, bookmarks, 410 relist."""
 from __future__ import annotations
 
-import os
 import queue
 import time
 
