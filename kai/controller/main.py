@@ -54,6 +54,7 @@ class Controller:
         # may this replica write? (the leader Lease held with margin; kai.controller.leader)
         self.fence: Callable[[], bool] = fence or (lambda: True)
         self._leading = False
+        self._regrouped = float("-inf")
         self.scheduler_name = scheduler_name
         self.events: queue.Queue = queue.Queue()
         self.state = ClusterState(scheduler_name=scheduler_name)
@@ -259,6 +260,7 @@ class Controller:
                 inf = self.informers.get("Pod")
                 for p in list(inf.store.values()) if inf is not None else [t.pod for t in self.state.pods.values()]:
                     self._guarded("Pod", SYNCED, p, lambda p=p: self.grouper.observe(p))
+        self._regroup()
         sink = LiveCache(self.state, self.binder, self.status)
         result = self.scheduler.run_cycle(sink, now=time.time())
         self.cycles += 1
@@ -271,6 +273,22 @@ class Controller:
         except Exception as exc:   # noqa: BLE001 - status is best effort, never stops the loop
             log.exception("status report failed", error=str(exc))
         self._sync_reservations()
+
+    REGROUP_SECONDS = 2.0
+
+    def _regroup(self) -> None:
+        """Pods still without a PodGroup annotation go back to the pod-grouper every
+        REGROUP_SECONDS: its API calls may have failed (429, 503, a reset); it skips pods
+        it is already working on."""
+        now = time.monotonic()
+        if self.grouper is None or now - self._regrouped < self.REGROUP_SECONDS:
+            return
+        self._regrouped = now
+        for key, why in list(self.state.pod_problems.items()):
+            if C.POD_GROUP_ANNOTATION in why:
+                pod = self._latest_pod(key)
+                if pod is not None:
+                    self._guarded("Pod", SYNCED, pod, lambda p=pod: self.grouper.observe(p))
 
     def live_gpu_groups(self) -> set[str]:
         """GPU groups that still have a fraction pod on a node (bound, binding or releasing)."""

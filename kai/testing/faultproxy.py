@@ -8,8 +8,9 @@ Faults are drawn from a ``random.Random(seed)``, so a run is repeatable, and the
 - ``p_429`` / ``p_503``: answer without forwarding, 429 with ``Retry-After: retry_after``;
 - ``p_lost``: a write (POST/PUT/PATCH/DELETE) is forwarded, then the connection is reset
   before the answer arrives (the change happened; the client cannot know);
-- ``p_reset`` / ``p_truncate``: a watch stream is cut after ``uniform(0, cut_after)``
-  events, by a TCP reset, or by a clean end of stream in the middle of an event line;
+- ``p_reset`` / ``p_truncate``: a watch stream is cut after ``randint(0, cut_after)``
+  events or ``uniform(0, cut_seconds)`` seconds, whichever comes first, by a TCP reset,
+  or by a clean end of stream in the middle of an event line;
 - ``expire_watches``: the next N watches get one ERROR event (410 Expired) and end;
 - ``max_in_a_row``: never more than this many error faults in a row for one (method, path),
   so every request eventually goes through.
@@ -55,6 +56,7 @@ class Faults:
     p_reset: float = 0.0
     p_truncate: float = 0.0
     cut_after: int = 20
+    cut_seconds: float = 5.0
     expire_watches: int = 0
     max_in_a_row: int = 2
 
@@ -166,8 +168,8 @@ class FaultProxy:
                     and (fault is None or r.fault == fault)]
 
     # ------------------------------------------------------------------ decisions (under the lock)
-    def _draw(self, method: str, path: str, watch: bool) -> tuple[str, float, int]:
-        """(fault, latency, cut_after_events) for one request."""
+    def _draw(self, method: str, path: str, watch: bool) -> tuple[str, float, tuple[int, float]]:
+        """(fault, latency, (cut after events, cut after seconds)) for one request."""
         with self._lock:
             f = self.faults
             lat = self.rng.uniform(0, f.latency) if f.latency > 0 else 0.0
@@ -175,10 +177,10 @@ class FaultProxy:
                 if h.pred(method, path):
                     h.seen += 1
                     if h.seen > h.after:
-                        return "held", lat, 0
+                        return "held", lat, (0, 0.0)
             if watch and f.expire_watches > 0:
                 f.expire_watches -= 1
-                return "expired", lat, 0
+                return "expired", lat, (0, 0.0)
             key = (method, path)
             fault = ""
             if self._in_a_row.get(key, 0) < f.max_in_a_row:
@@ -196,7 +198,8 @@ class FaultProxy:
                     elif y < f.p_reset + f.p_truncate:
                         fault = "truncate"
             self._in_a_row[key] = self._in_a_row.get(key, 0) + 1 if fault in ("429", "503", "lost") else 0
-            cut = self.rng.randint(0, max(f.cut_after, 0)) if fault in ("reset", "truncate") else 0
+            cut = (self.rng.randint(0, max(f.cut_after, 0)), self.rng.uniform(0, f.cut_seconds)) \
+                if fault in ("reset", "truncate") else (0, 0.0)
             return fault, lat, cut
 
     def _hold_event(self, method: str, path: str) -> threading.Event:
@@ -315,24 +318,35 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _stream(self, resp: http.client.HTTPResponse, fault: str, cut: int) -> None:
+    def _stream(self, resp: http.client.HTTPResponse, fault: str, cut: tuple[int, float]) -> None:
         """Forward a watch line by line (chunked); cut it as the fault says."""
         self.send_response(200)
         self.send_header("Content-Type", resp.getheader("Content-Type", "application/json"))
         self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")          # the proxy closes each watch connection
         self.end_headers()
         sent = 0
+        max_events, max_seconds = cut
+        deadline = time.monotonic() + max_seconds
+        sock = getattr(getattr(resp, "fp", None), "raw", None)
+        sock = getattr(sock, "_sock", None)
         try:
             while True:
-                line = resp.readline()
-                if not line:
-                    break
-                if fault and sent >= cut:
+                line = b""
+                if fault and sock is not None:
+                    sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                try:
+                    line = resp.readline()
+                except TimeoutError:          # the time to cut this stream has come
+                    pass
+                if fault and (sent >= max_events or time.monotonic() >= deadline):
                     if fault == "reset":
                         self._reset()
                         return
-                    half = line[: max(1, len(line) // 2)]          # truncate: half an event, then the end
-                    self._chunk(half)
+                    if line:                  # truncate: half an event, then the end of the stream
+                        self._chunk(line[: max(1, len(line) // 2)])
+                    break
+                if not line:
                     break
                 self._chunk(line)
                 sent += 1
