@@ -67,6 +67,12 @@ class Binder:
         self.scheduler_name = scheduler_name
         self.on_bound = on_bound
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bind")
+        # start every worker now (the executor adds threads as load rises): a thread count that
+        # grows with the first bursts of work would look like a leak on a soak graph
+        ready = threading.Barrier(workers + 1)
+        for _ in range(workers):
+            self.pool.submit(ready.wait, 10)
+        ready.wait(10)
         # touched by the controller thread only
         self.assumed_bind: dict[str, tuple[str, str]] = {}     # uid -> (pod key, node)
         self.assumed_evict: dict[str, str] = {}               # uid -> pod key
