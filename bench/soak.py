@@ -412,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     if not ok:
         print(f"soak: {reason}", file=sys.stderr)
         return 2
+    def on_term(signum, frame):
+        raise KeyboardInterrupt          # run the cleanup below
+
+    signal.signal(signal.SIGTERM, on_term)
     soak = Soak(args.nodes, args.minutes, seed=args.seed, rate=args.rate, settle=args.settle)
     t = time.monotonic()
     try:

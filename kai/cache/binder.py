@@ -79,7 +79,6 @@ class Binder:
         self.failed_binds: dict[str, str] = {}                # pod key -> reason (last failure)
         self.bind_count = 0
         self._lock = threading.Lock()
-        self.posted: dict[str, str] = {}                      # uid -> node, every binding POSTed OK
         self._pending: set = set()                            # futures not done yet
 
     def shutdown(self, wait: bool = True) -> None:
@@ -156,8 +155,6 @@ class Binder:
         for attempt in range(1, self.max_attempts + 1):
             try:
                 self.client.request("POST", f"/api/v1/namespaces/{ns}/pods/{name}/binding", body)
-                with self._lock:
-                    self.posted[uid] = node
                 if self.on_bound is not None:
                     self.on_bound(time.monotonic() - t0)
                 self.events.put(("Binder", BIND_OK, (uid, key, node, "")))
@@ -290,9 +287,12 @@ class Binder:
             if info is not None and not pod.metadata.deletion_timestamp:
                 state.assume_evicted(info)
 
-    def forget(self, uid: str) -> None:
+    def forget(self, uid: str, key: str = "") -> None:
+        """The pod is gone: drop everything kept about it."""
         self.assumed_bind.pop(uid, None)
         self.assumed_evict.pop(uid, None)
+        if key:
+            self.failed_binds.pop(key, None)
 
 
 class LiveCache:

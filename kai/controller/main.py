@@ -206,7 +206,7 @@ class Controller:
         if kind == "Pod":
             if etype == DELETED:
                 st.delete_pod(obj.metadata.uid)
-                self.binder.forget(obj.metadata.uid)
+                self.binder.forget(obj.metadata.uid, _key(obj))
                 self.status.forget_pod(obj.metadata.uid)
                 return
             st.upsert_pod(obj)
