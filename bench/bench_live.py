@@ -1,13 +1,20 @@
 """Live control plane, side by side: kai vs the upstream kube-scheduler (issue 5, "Performance").
 
-One control plane (etcd + kube-apiserver v1.33 + kwok, from ``kai.testing.controlplane``),
-N kwok nodes with 8 ``nvidia.com/gpu`` each, and two workloads run by each scheduler in turn:
+One control plane (etcd + kube-apiserver v1.34 + kube-controller-manager running the node
+lifecycle and taint eviction controllers + kwok, from ``kai.testing.controlplane``), N kwok
+nodes with 8 ``nvidia.com/gpu`` each, labelled as GPU feature discovery labels real ones and
+heartbeating through node Leases, and two workloads run by each scheduler in turn:
 
 - A: ``--pods`` single-GPU pods;
 - B: ``--gangs`` gangs of ``--gang-size`` single-GPU pods. kai gets a PodGroup per gang
   (minMember = gang size); kube-scheduler has no gang scheduling, so it gets the same pods as
-  plain pods (its figure is an upper bound for a gang-aware upstream setup).
+  plain pods (its figure is an upper bound for a gang-aware upstream setup);
+- C (issue 9): ``--pods`` single-GPU pods of 200 apps, half with required anti-affinity to
+  their app on the hostname, half spreading their app over 10 zones (maxSkew 1,
+  DoNotSchedule); the nodes carry ``topology.kubernetes.io/zone`` labels.
 
+Pods are written as users write them: no tolerations (the nodes lose the not-ready taint
+once Ready, as in a real cluster), GPUs as an ``nvidia.com/gpu`` limit.
 For kai every pod names its PodGroup (annotation ``pod-group-name``; workload A: one PodGroup
 of minMember 1 per pod, what kai's pod-grouper would create), created with the pods, so
 PodGroup creation is part of the workload, not of the measured time.
@@ -19,9 +26,10 @@ initial list (a second or two for either), and excludes pod-creation throughput.
 the first to the last binding is reported as well.
 
 Both schedulers run with client rate limits raised well above their defaults:
-kube-scheduler gets a KubeSchedulerConfiguration with ``clientConnection.qps=1000,
-burst=2000`` (the ``--kube-api-qps/--kube-api-burst`` flags are deprecated in 1.33 and ignored
-with ``--config``). kai has no client-side QPS limiter at all; its API concurrency is bounded
+kube-scheduler gets a KubeSchedulerConfiguration (``kubescheduler.config.k8s.io/v1``) with
+``clientConnection.qps=1000, burst=2000`` (its ``--kube-api-qps/--kube-api-burst`` flags are
+deprecated and ignored with ``--config`` in 1.34); the run reads the configuration back from
+kube-scheduler's ``/configz`` and fails if those limits are not in effect. kai has no client-side QPS limiter at all; its API concurrency is bounded
 by ``--bind-workers`` (default 16) and its connection pool.
 
 Each run is on its own namespace; afterwards its pods and PodGroups are deleted (grace 0) and
@@ -98,18 +106,37 @@ def wait_for(pred, timeout: float, what: str, interval: float = 0.2):
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def pod_manifest(name: str, kai: bool, pod_group: str | None) -> dict:
-    req = {"cpu": "100m", "memory": "100Mi", "nvidia.com/gpu": "1"}
-    spec: dict[str, Any] = {"terminationGracePeriodSeconds": 0,
-                            "tolerations": [{"operator": "Exists"}],
-                            "containers": [{"name": "main", "image": "busybox",
-                                            "resources": {"requests": req,
+ZONE = "topology.kubernetes.io/zone"
+
+
+def constraints_spec(i: int) -> dict:
+    """Workload C (issue 9), pod ``i``: even pods are replicas of one of 100 apps with required
+    anti-affinity to their app on the hostname; odd pods spread their app over the zones
+    (maxSkew 1, DoNotSchedule)."""
+    app = f"app-{i % 200}"
+    if i % 2 == 0:
+        return {"labels": {"app": app},
+                "spec": {"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "kubernetes.io/hostname"}]}}}}
+    return {"labels": {"app": app},
+            "spec": {"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": ZONE,
+                                                    "whenUnsatisfiable": "DoNotSchedule",
+                                                    "labelSelector": {"matchLabels": {"app": app}}}]}}
+
+
+def pod_manifest(name: str, kai: bool, pod_group: str | None, extra: dict | None = None) -> dict:
+    """One single-GPU pod as a user writes it (no tolerations, the GPU as a limit)."""
+    spec: dict[str, Any] = {"containers": [{"name": "main", "image": "busybox", "command": ["sleep", "infinity"],
+                                            "resources": {"requests": {"cpu": "100m", "memory": "100Mi"},
                                                           "limits": {"nvidia.com/gpu": "1"}}}]}
     if kai:
         spec["schedulerName"] = "kai-scheduler"   # kube-scheduler pods set none: default-scheduler
     meta: dict[str, Any] = {"name": name, "labels": {"bench": "live"}}
     if pod_group:
         meta["annotations"] = {"pod-group-name": pod_group}
+    if extra:
+        meta["labels"].update(extra.get("labels", {}))
+        spec.update(extra.get("spec", {}))
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
 
 
@@ -146,8 +173,11 @@ class LiveBench:
     # ---- cluster
     def start(self) -> LiveBench:
         t = time.monotonic()
-        self.cp = ControlPlane(with_controller_manager=False, with_scheduler=False, with_kwok=True,
-                               startup_timeout=120)
+        # the node lifecycle controller lifts the not-ready taint new nodes get, as in a real
+        # cluster (pods carry no tolerations); no other controllers, no ServiceAccount admission
+        self.cp = ControlPlane(with_controller_manager=True, with_scheduler=False, with_kwok=True,
+                               controllers=("node-lifecycle-controller", "taint-eviction-controller"),
+                               service_account_admission=False, startup_timeout=120)
         self.cp.start()
         self.client = KubeClient.from_kubeconfig(self.cp.kubeconfig, maxsize=self.creators + 8)
         self._install_crds()
@@ -155,8 +185,9 @@ class LiveBench:
             self._ensure("/apis/scheduling.run.ai/v2/queues", q)
         names = [f"kwok-gpu-{i}" for i in range(self.n_nodes)]
         self._parallel(lambda n: self.client.post(
-            "/api/v1/nodes", fake_node_manifest(n, gpus=8, cpu="64", memory="512Gi")), names)
-        wait_for(self._nodes_ready, 300, f"{self.n_nodes} nodes Ready", 1.0)
+            "/api/v1/nodes", fake_node_manifest(n, gpus=8, cpu="64", memory="512Gi",
+                                                labels={ZONE: f"zone-{int(n.rsplit('-', 1)[1]) % 10}"})), names)
+        wait_for(self._nodes_ready, 300, f"{self.n_nodes} nodes Ready and untainted", 1.0)
         self.log(f"control plane up, {self.n_nodes} nodes Ready in {time.monotonic() - t:.1f}s "
                  f"({self.cp.workdir})")
         # background load of the idle cluster (kwok heartbeats), per second
@@ -194,7 +225,8 @@ class LiveBench:
     def _nodes_ready(self) -> bool:
         items = self.client.get("/api/v1/nodes", params={"resourceVersion": "0"})["items"]
         ready = sum(1 for n in items if any(c.get("type") == "Ready" and c.get("status") == "True"
-                                            for c in (n.get("status") or {}).get("conditions") or []))
+                                            for c in (n.get("status") or {}).get("conditions") or [])
+                    and not (n.get("spec") or {}).get("taints"))
         return ready >= self.n_nodes
 
     def _parallel(self, fn, items) -> None:
@@ -209,34 +241,56 @@ class LiveBench:
     # ---- workloads
     def create_workload(self, ns: str, workload: str, kai: bool, pods: int, gangs: int, gang_size: int) -> int:
         self._ensure("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-        if workload == "A":
+        extra: dict[str, dict] = {}
+        if workload in ("A", "C"):
             specs = [(f"p{i}", f"pg-p{i}" if kai else None) for i in range(pods)]
             groups = [(f"pg-p{i}", 1) for i in range(pods)] if kai else []
+            if workload == "C":
+                extra = {f"p{i}": constraints_spec(i) for i in range(pods)}
         else:
             specs = [(f"g{g}-{j}", f"gang-{g}" if kai else None) for g in range(gangs) for j in range(gang_size)]
             groups = [(f"gang-{g}", gang_size) for g in range(gangs)] if kai else []
         t = time.monotonic()
         self._parallel(lambda g: self.client.post(PG_API.format(ns=ns), podgroup_manifest(*g)), groups)
         self._parallel(lambda s: self.client.post(f"/api/v1/namespaces/{ns}/pods",
-                                                  pod_manifest(s[0], kai, s[1])), specs)
+                                                  pod_manifest(s[0], kai, s[1], extra.get(s[0]))), specs)
         dt = time.monotonic() - t
         self.log(f"  created {len(specs)} pods + {len(groups)} PodGroups in {ns} in {dt:.1f}s "
                  f"({(len(specs) + len(groups)) / dt:.0f} objects/s)")
         return len(specs)
 
     def cleanup(self, ns: str) -> None:
+        """Delete the run's pods (grace 0) and PodGroups; pods a collection delete leaves (it can
+        outlast the API server's request timeout with thousands of pods) are deleted one by one."""
         c = self.client
         t = time.monotonic()
-        for path, params in ((f"/api/v1/namespaces/{ns}/pods", {"gracePeriodSeconds": 0}),
-                             (PG_API.format(ns=ns), None)):
-            try:   # a collection delete of 5,000 pods can outlast a client timeout: we wait below anyway
-                c.request("DELETE", path, params=params, timeout=300)
-            except ApiError as exc:
-                self.log(f"  (delete {path}: {exc})")
+        pods = f"/api/v1/namespaces/{ns}/pods"
+        try:
+            c.request("DELETE", pods, params={"gracePeriodSeconds": 0}, timeout=300)
+        except (ApiError, OSError) as exc:
+            self.log(f"  (delete {pods}: {exc})")
 
-        def gone() -> bool:
-            return not c.get(f"/api/v1/namespaces/{ns}/pods", params={"limit": 1})["items"]
-        wait_for(gone, 300, f"pods of {ns} deleted", 0.5)
+        def delete_one(name: str) -> None:
+            try:
+                c.request("DELETE", f"{pods}/{name}", params={"gracePeriodSeconds": 0})
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+
+        deadline = time.monotonic() + 600
+        while True:
+            left = [p["metadata"]["name"] for p in c.get(pods)["items"]]
+            if not left:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(left)} pods of {ns} still there after 600s")
+            time.sleep(2.0)
+            left = [p["metadata"]["name"] for p in c.get(pods)["items"]]
+            self._parallel(delete_one, left)
+        try:
+            c.request("DELETE", PG_API.format(ns=ns), timeout=300)
+        except (ApiError, OSError) as exc:
+            self.log(f"  (delete PodGroups of {ns}: {exc})")
         self.log(f"  cleaned {ns} in {time.monotonic() - t:.1f}s")
 
     # ---- schedulers
@@ -254,6 +308,26 @@ class LiveBench:
                 "--bind-address=127.0.0.1", f"--secure-port={port}", f"--cert-dir={logdir / 'ks-certs'}", "-v=1"]
         return subprocess.Popen(argv, stdout=open(logdir / "kube-scheduler.log", "wb"), stderr=subprocess.STDOUT,
                                 cwd=str(logdir), preexec_fn=_pdeathsig)
+
+    def kube_scheduler_limits(self) -> tuple[float, int]:
+        """(qps, burst) kube-scheduler runs with, read from its /configz (the config it loaded)."""
+        import ssl
+        import urllib.request
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        req = urllib.request.Request(f"https://127.0.0.1:{self._ks_port}/configz",
+                                     headers={"Authorization": f"Bearer {self.cp.token}"})
+
+        def read():
+            try:
+                with urllib.request.urlopen(req, context=ctx, timeout=5) as r:
+                    return json.loads(r.read())
+            except OSError:
+                return None
+        cfg = wait_for(read, 60, "kube-scheduler /configz", 0.2)["componentconfig"]
+        # /configz shows the internal config type: Go field names (ClientConnection.QPS)
+        conn = {k.lower(): v for k, v in (cfg.get("ClientConnection") or cfg.get("clientConnection")).items()}
+        return float(conn["qps"]), int(conn["burst"])
 
     def _start_kai(self, logdir: Path) -> subprocess.Popen:
         argv = [sys.executable, "-m", "kai", "scheduler", "--kubeconfig", self.cp.kubeconfig,
@@ -276,7 +350,7 @@ class LiveBench:
     # ---- one timed run
     def run(self, workload: str, scheduler: str, pods: int, gangs: int, gang_size: int = 8,
             timeout: float = 900.0, profile: bool = False) -> dict[str, Any]:
-        assert scheduler in ("kai", "kube-scheduler") and workload in ("A", "B")
+        assert scheduler in ("kai", "kube-scheduler") and workload in ("A", "B", "C")
         self._run_no += 1
         kai = scheduler == "kai"
         ns = f"bench-{self._run_no}-{workload.lower()}-{'kai' if kai else 'kube'}"
@@ -284,6 +358,14 @@ class LiveBench:
         logdir.mkdir(parents=True, exist_ok=True)
         self.log(f"[{workload}/{scheduler}] namespace {ns}")
         n = self.create_workload(ns, workload, kai, pods, gangs, gang_size)
+        try:
+            return self._timed(ns, logdir, workload, scheduler, n, timeout, profile)
+        finally:
+            self.cleanup(ns)              # also after a failed run: the next one starts on an empty cluster
+
+    def _timed(self, ns: str, logdir: Path, workload: str, scheduler: str, n: int, timeout: float,
+               profile: bool) -> dict[str, Any]:
+        kai = scheduler == "kai"
 
         # watch from now: every pod's first spec.nodeName
         _, rv = self.client.list(f"/api/v1/namespaces/{ns}/pods", dict, limit=500)
@@ -330,6 +412,7 @@ class LiveBench:
                                     "--format", "raw", "-o", str(logdir / "kai.pyspy.txt")],
                                    stdout=open(logdir / "py-spy.log", "wb"), stderr=subprocess.STDOUT)
         sched_cpu = 0.0
+        limits = None
         try:
             while not done.wait(0.25):
                 if watch_error:
@@ -341,6 +424,10 @@ class LiveBench:
                     raise TimeoutError(f"{scheduler}: {len(bound)}/{n} pods bound after {timeout:.0f}s")
             t1 = time.monotonic()
             sched_cpu = cpu_seconds(proc.pid) or sched_cpu
+            if not kai:
+                limits = self.kube_scheduler_limits()
+                if limits != (QPS, BURST):
+                    raise RuntimeError(f"kube-scheduler runs with qps/burst {limits}, not {QPS}/{BURST}")
             cpu1 = self._cp_cpu()
             self_cpu1 = cpu_seconds(os.getpid())
         finally:
@@ -370,11 +457,12 @@ class LiveBench:
             "apiserver_cpu_share": round(cpu.get("kube-apiserver", 0) / total_cpu, 3) if total_cpu else None,
             "logdir": str(logdir),
         }
+        if limits is not None:
+            res["kube_scheduler_qps_burst"] = list(limits)
         if spy is not None:
             res["pyspy_raw"] = str(logdir / "kai.pyspy.txt")
         self.log(f"  {scheduler}: {n} pods bound in {elapsed:.2f}s = {res['pods_per_s']} pods/s "
                  f"(first bind {first:.2f}s, last {last:.2f}s); CPU s {cpu}")
-        self.cleanup(ns)
         return res
 
 
@@ -434,7 +522,8 @@ if pytest is not None:
 
     @pytest.mark.integration
     @pytest.mark.parametrize("workload,scheduler", [("A", "kube-scheduler"), ("A", "kai"),
-                                                    ("B", "kube-scheduler"), ("B", "kai")])
+                                                    ("B", "kube-scheduler"), ("B", "kai"),
+                                                    ("C", "kube-scheduler"), ("C", "kai")])
     def test_live_bind_throughput(benchmark, live_bench, workload, scheduler):
         nodes, pods, gangs = SIZES
         box: dict[str, Any] = {}
@@ -445,7 +534,7 @@ if pytest is not None:
         benchmark.pedantic(once, rounds=1, iterations=1)
         r = box["r"]
         _RESULTS[(workload, scheduler)] = r
-        assert r["pods"] == (pods if workload == "A" else gangs * 8)
+        assert r["pods"] == (gangs * 8 if workload == "B" else pods)
         info = {k: v for k, v in r.items() if k != "logdir"}
         other = _RESULTS.get((workload, "kube-scheduler"))
         if scheduler == "kai" and other:
@@ -457,7 +546,8 @@ if pytest is not None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--nodes", type=int, default=1000)
-    p.add_argument("--pods", type=int, default=5000, help="workload A: single-GPU pods")
+    p.add_argument("--pods", type=int, default=5000,
+                   help="workloads A and C: single-GPU pods (C: with anti-affinity / zone spread)")
     p.add_argument("--gangs", type=int, default=500, help="workload B: gangs of --gang-size pods")
     p.add_argument("--gang-size", type=int, default=8)
     p.add_argument("--bind-workers", type=int, default=16, help="kai --bind-workers")
@@ -503,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['first_bind_s']:>5.2f}-{r['last_bind_s']:<5.2f} {c[r['scheduler']]:>11.2f} "
               f"{c.get('kube-apiserver', 0):>12.2f} {c.get('etcd', 0):>5.1f} {c.get('kwok', 0):>5.1f} "
               f"{r['machine_busy']:>5.2f}")
-    for w in ("A", "B"):
+    for w in ("A", "B", "C"):
         k, ks = by.get((w, "kai")), by.get((w, "kube-scheduler"))
         if k and ks:
             print(f"workload {w}: kai / kube-scheduler = {k['pods_per_s'] / ks['pods_per_s']:.2f}x")

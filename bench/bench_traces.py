@@ -5,6 +5,16 @@ reaches 130% of the cluster's GPUs, seeded), nothing departs, a pod that fits no
 pending and changes nothing. After each arrival we record the GPU allocation ratio
 (allocated GPU / total GPU) against the arrived GPU demand (% of capacity).
 
+The trace: the openb CSV files in the folder named by ``--trace-dir`` or ``$KAI_TRACE_DIR``
+(the trace is not in this repository; scripts/test.sh sets the variable when it finds a
+copy). Without either, a synthetic openb-like trace (kai.sim.synthetic.openb_like: the
+same GPU node types and request distributions) is used and every output line says so.
+
+What FGD sees: its task mix (the workload distribution of the paper). Policy ``fgd`` is
+given the mix of the whole arrival sequence, as in the paper's simulator (in the engine
+every arrival is a pending pod of the one session); ``fgd-arrived`` (``fgdMix: arrived``)
+learns it from the pods arrived so far, the one being placed included.
+
 Two replays of the same arrivals (they agree placement for placement; see
 tests/plugins/test_fgd_plugin.py):
 
@@ -18,8 +28,9 @@ tests/plugins/test_fgd_plugin.py):
 
 CLI (``--mode engine`` is the default; ``--mode model`` is the fast array replay)::
 
-    python bench/bench_traces.py --trace default --seeds 3 --plot docs/fgd.png
-    python bench/bench_traces.py --trace default,gpushare100,multigpu50,gpuspec33 --seeds 3 --plot docs/fgd.png
+    KAI_TRACE_DIR=/path/to/gpu-v2023 python bench/bench_traces.py --trace default --seeds 3
+    python bench/bench_traces.py --trace-dir /path/to/gpu-v2023 \
+        --trace default,gpushare100,multigpu50,gpuspec33 --seeds 3 --plot docs/fgd.png
 
 pytest (``KAI_BENCH_SMOKE=1``: 1 node in 20 and its share of pods, seconds)::
 
@@ -42,7 +53,7 @@ from _sizes import SMOKE  # noqa: E402
 from kai._fast import fgd as _fgd  # noqa: E402
 from kai.sim import traces as T  # noqa: E402
 
-POLICIES = ("binpack", "spread", "fgd")
+POLICIES = ("binpack", "spread", "fgd", "fgd-arrived")
 EPS = 1e-9
 ALL_MODELS = np.uint64(2**64 - 1)
 MAX_DEV = 8
@@ -96,15 +107,21 @@ def pod_shapes(pods: T.TracePods, bits: dict[str, int]):
     return pods.cpu.astype(np.float64), pods.mem.astype(np.float64), g, ndev, models
 
 
-def type_table(cpu, mem, g, ndev, models, coverage: float = 1.0):
-    """The workload distribution: distinct task types of the arrivals and their shares
-    (the most popular ones covering ``coverage`` of the pods)."""
-    keys = {}
+def type_counts(cpu, mem, g, ndev, models) -> dict[tuple, int]:
+    """Pods per task type (cpu, mem, GPU per device, devices, allowed model bits)."""
+    keys: dict[tuple, int] = {}
     for k in zip(cpu.tolist(), mem.tolist(), g.tolist(), ndev.tolist(), models.tolist()):
         keys[k] = keys.get(k, 0) + 1
+    return keys
+
+
+def types_from_counts(keys: dict[tuple, int], coverage: float = 1.0) -> dict:
+    """The workload distribution as the kernel takes it: the task types and their shares
+    (the most popular ones covering ``coverage`` of the pods), most popular first, as
+    kai.plugins.fgd.FGD.set_types orders them."""
     items = sorted(keys.items(), key=lambda kv: (-kv[1], kv[0]))
     if coverage < 1.0:
-        need, acc, keep = coverage * len(cpu), 0, []
+        need, acc, keep = coverage * sum(keys.values()), 0, []
         for k, v in items:
             keep.append((k, v))
             acc += v
@@ -122,8 +139,17 @@ def type_table(cpu, mem, g, ndev, models, coverage: float = 1.0):
                 t_weight=np.array([v / total for _, v in items]))
 
 
+def type_table(cpu, mem, g, ndev, models, coverage: float = 1.0):
+    """The workload distribution of all the arrivals (the whole inflated trace)."""
+    return types_from_counts(type_counts(cpu, mem, g, ndev, models), coverage)
+
+
 # ---------------------------------------------------------------------- model replay
-def model_replay(nodes: T.TraceNodes, pods: T.TracePods, policy: str, coverage: float = 1.0) -> Curve:
+def model_replay(nodes: T.TraceNodes, pods: T.TracePods, policy: str, coverage: float = 1.0,
+                 mix: str = "session") -> Curve:
+    """``mix`` (fgd only): ``session``, the task mix of the whole arrival sequence (what one
+    session holding every pod sees, and what the FGD paper's simulator gives the policy);
+    ``arrived``, the mix of the pods arrived so far, the current one included."""
     n = len(nodes)
     node_model, bits = model_bits(nodes)
     cpu_free = nodes.cpu.astype(np.float64).copy()
@@ -134,7 +160,8 @@ def model_replay(nodes: T.TraceNodes, pods: T.TracePods, policy: str, coverage: 
     for i in range(n):
         dev[i, :int(nodes.gpu[i])] = 1.0
     cpu, mem, g, ndev, models = pod_shapes(pods, bits)
-    types = type_table(cpu, mem, g, ndev, models, coverage) if policy == "fgd" else None
+    types = type_table(cpu, mem, g, ndev, models, coverage) if policy == "fgd" and mix == "session" else None
+    arrived: dict[tuple, int] = {}
     out_delta = np.empty(n)
     out_dev = np.empty(n, dtype=np.int32)
     all_nodes = np.ones(n, dtype=np.uint8)
@@ -153,6 +180,11 @@ def model_replay(nodes: T.TraceNodes, pods: T.TracePods, policy: str, coverage: 
         if policy == "fgd":
             mask = static.astype(np.uint8) if gi > 0 else all_nodes
             key = (cpu[i], mem[i], gi, ki, int(models[i]))
+            if mix == "arrived":
+                tkey = (float(cpu[i]), float(mem[i]), float(gi), int(ki), int(models[i]))   # as type_counts
+                arrived[tkey] = arrived.get(tkey, 0) + 1
+                types = types_from_counts(arrived, coverage)
+                caches.clear()          # the mix changed: cached answers were for the old one
             cache = caches.get(key)
             if cache is None:
                 cache = caches[key] = _fgd.FragCache()
@@ -208,7 +240,8 @@ def model_replay(nodes: T.TraceNodes, pods: T.TracePods, policy: str, coverage: 
 
 
 # ---------------------------------------------------------------------- engine replay
-def engine_replay(nodes: T.TraceNodes, pods: T.TracePods, policy: str) -> Curve:
+def engine_replay(nodes: T.TraceNodes, pods: T.TracePods, policy: str, mix: str = "session") -> Curve:
+    """``mix``: the nodeplacement argument ``fgdMix`` (see kai.plugins.fgd)."""
     from kai.cache.cluster_state import ClusterState
     from kai.config import parse_config
     from kai.framework.plugin import PLUGINS
@@ -217,7 +250,7 @@ def engine_replay(nodes: T.TraceNodes, pods: T.TracePods, policy: str) -> Curve:
     from kai.sim.synthetic import open_queue
 
     plugins = [{"name": "predicates"}, {"name": "proportion"},
-               {"name": "nodeplacement", "arguments": {"gpu": policy, "cpu": policy}}]
+               {"name": "nodeplacement", "arguments": {"gpu": policy, "cpu": policy, "fgdMix": mix}}]
     notes = []
     sharing = "gpuspread" if policy == "spread" else "gpupack"
     if sharing in PLUGINS:
@@ -236,7 +269,7 @@ def engine_replay(nodes: T.TraceNodes, pods: T.TracePods, policy: str) -> Curve:
     finally:
         ssn.close()
     spent = time.perf_counter() - t0
-    scorer = getattr(ssn, "fgd", None)
+    scorer = next((p.fgd for p in ssn.plugins if p.name == "nodeplacement"), None)
     if scorer is not None and scorer.calls:
         notes.append(f"fgd scoring {scorer.seconds / scorer.calls * 1e3:.3f} ms/decision over {scorer.calls}")
     bound = {b.pod.split("/", 1)[1] for b in cache.result.bindings}
@@ -248,36 +281,54 @@ def engine_replay(nodes: T.TraceNodes, pods: T.TracePods, policy: str) -> Curve:
 
 
 # ---------------------------------------------------------------------- driver
-def workload(trace: str, seed: int, inflate: float = 1.3, smoke: bool = SMOKE):
-    nodes = T.load_nodes()
+def workload(trace: str, seed: int, inflate: float = 1.3, smoke: bool = SMOKE, trace_dir: str | None = None):
+    """(nodes, arrival sequence, origin): the openb trace from ``trace_dir`` / $KAI_TRACE_DIR,
+    else the synthetic openb-like stand-in (``origin`` says which); 1 node in 20 at smoke size."""
+    w = T.load_workload(trace, trace_dir)
+    nodes = w.nodes
     if smoke:
         nodes = nodes.subset(range(0, len(nodes), 20))
-    pods = T.load_pods(trace)
-    return nodes, T.arrivals(pods, nodes.total_gpu, inflate, seed)
+    return nodes, T.arrivals(w.pods, nodes.total_gpu, inflate, seed), w.origin
+
+
+def policy_mix(policy: str) -> tuple[str, str]:
+    """``fgd-arrived`` -> (fgd, arrived): FGD with the mix of the pods arrived so far."""
+    return ("fgd", "arrived") if policy == "fgd-arrived" else (policy, "session")
 
 
 def run(traces, seeds: int, policies=POLICIES, mode: str = "model", inflate: float = 1.3,
-        smoke: bool = SMOKE, log=print) -> dict:
-    """{trace: {policy: [Curve per seed]}}"""
+        smoke: bool = SMOKE, log=print, trace_dir: str | None = None) -> dict:
+    """{trace: {policy: [Curve per seed]}}; ``results["_origin"]``: where each trace came from."""
     replay = model_replay if mode == "model" else engine_replay
-    out: dict = {}
+    out: dict = {"_origin": {}}
     for trace in traces:
         out[trace] = {p: [] for p in policies}
         for seed in range(seeds):
-            nodes, arr = workload(trace, seed, inflate, smoke)
+            nodes, arr, origin = workload(trace, seed, inflate, smoke, trace_dir)
+            if seed == 0:
+                out["_origin"][trace] = origin
+                log(f"{trace}: {origin}; {len(nodes)} nodes, {len(arr)} arrivals per seed")
             for p in policies:
-                c = replay(nodes, arr, p)
+                base, mix = policy_mix(p)
+                c = replay(nodes, arr, base, mix=mix)
+                c.policy = p
                 out[trace][p].append(c)
-                log(f"{trace:<12} seed {seed} {p:<8} alloc@100% {100 * c.at(1.0):5.1f}%  final "
+                log(f"{trace:<12} seed {seed} {p:<11} alloc@100% {100 * c.at(1.0):5.1f}%  final "
                     f"{100 * c.final:5.1f}%  placed {c.placed}/{c.pods}  {c.decision_s * 1e3:.3f} ms/pod"
                     + (f"  ({'; '.join(c.notes)})" if c.notes else ""))
     return out
 
 
+def by_trace(results: dict):
+    """(trace, {policy: [Curve]}) pairs of a run() result."""
+    return [(t, by) for t, by in results.items() if t != "_origin"]
+
+
 def table(results: dict) -> str:
-    lines = ["| trace | policy | alloc. at 100% demand | final alloc. (130%) | decision ms/pod |",
-             "|---|---|---:|---:|---:|"]
-    for trace, by in results.items():
+    lines = [f"{t}: {o}" for t, o in results.get("_origin", {}).items()]
+    lines += ["", "| trace | policy | alloc. at 100% demand | final alloc. (130%) | decision ms/pod |",
+              "|---|---|---:|---:|---:|"]
+    for trace, by in by_trace(results):
         for p, curves in by.items():
             a100 = np.mean([c.at(1.0) for c in curves]) * 100
             fin = np.mean([c.final for c in curves]) * 100
@@ -291,7 +342,7 @@ def plot(results: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    traces = list(results)
+    traces = [t for t, _ in by_trace(results)]
     cols = min(len(traces), 2)
     rows = (len(traces) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(6.0 * cols, 4.4 * rows), squeeze=False)
@@ -304,7 +355,8 @@ def plot(results: dict, path: str) -> None:
             ax.plot(grid * 100, ys * 100, label=f"{p} ({ys[np.searchsorted(grid, 1.0)] * 100:.1f}% at 100%)")
         ax.plot([0, 100], [0, 100], color="grey", lw=0.6, ls=":")
         ax.axvline(100, color="grey", lw=0.6, ls="--")
-        ax.set_title(f"{trace} ({len(results[trace][next(iter(results[trace]))])} seeds)")
+        synthetic = " SYNTHETIC" if "SYNTHETIC" in results.get("_origin", {}).get(trace, "") else ""
+        ax.set_title(f"{trace}{synthetic} ({len(results[trace][next(iter(results[trace]))])} seeds)")
         ax.set_xlabel("arrived GPU demand (% of capacity)")
         ax.set_ylabel("GPU allocation ratio (%)")
         ax.set_xlim(0, 130)
@@ -319,14 +371,19 @@ def plot(results: dict, path: str) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trace", default="default", help="comma-separated pod lists (default, gpushare100, ...)")
+    ap.add_argument("--trace-dir", default=None,
+                    help=f"folder of the openb CSV files (default: ${T.TRACE_ENV}; neither set: a synthetic "
+                         "openb-like trace, and the output says so)")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--policies", default=",".join(POLICIES))
+    ap.add_argument("--policies", default=",".join(POLICIES),
+                    help="binpack, spread, fgd (mix of the whole trace), fgd-arrived (mix of the pods arrived so far)")
     ap.add_argument("--mode", choices=("engine", "model"), default="engine",
                     help="engine: the scheduler (one allocate cycle); model: the array replay (fast)")
     ap.add_argument("--inflate", type=float, default=1.3)
     ap.add_argument("--plot", default="")
     args = ap.parse_args(argv)
-    results = run(args.trace.split(","), args.seeds, tuple(args.policies.split(",")), args.mode, args.inflate)
+    results = run(args.trace.split(","), args.seeds, tuple(args.policies.split(",")), args.mode, args.inflate,
+                  trace_dir=args.trace_dir)
     print()
     print(table(results))
     if args.plot:
@@ -336,9 +393,15 @@ def main(argv=None) -> int:
 
 
 # ---------------------------------------------------------------------- pytest-benchmark
+def _origin(benchmark, origin: str) -> None:
+    benchmark.extra_info["trace"] = origin
+    print(f"\n[trace] {origin}")
+
+
 def test_fgd_model_replay(benchmark):
     """fgd over the whole arrival sequence (array replay): decision time per pod."""
-    nodes, arr = workload("default", 0)
+    nodes, arr, origin = workload("default", 0)
+    _origin(benchmark, origin)
     curve = benchmark.pedantic(lambda: model_replay(nodes, arr, "fgd"), rounds=1, iterations=1)
     benchmark.extra_info.update({"nodes": len(nodes), "pods": len(arr), "decision_ms": round(curve.decision_s * 1e3, 4),
                                  "alloc_at_100pct": round(curve.at(1.0) * 100, 2),
@@ -347,16 +410,22 @@ def test_fgd_model_replay(benchmark):
 
 
 def test_policies_model_replay(benchmark):
-    """binpack, spread and fgd on the default trace (one seed): fgd allocates the most at 100%."""
+    """binpack, spread, fgd and fgd-arrived on the default trace (one seed): fgd with the
+    whole trace's mix allocates the most at 100%; fgd-arrived is reported beside it."""
     results = benchmark.pedantic(lambda: run(["default"], 1, log=lambda *_: None), rounds=1, iterations=1)
+    _origin(benchmark, results["_origin"]["default"])
     at100 = {p: results["default"][p][0].at(1.0) for p in POLICIES}
     benchmark.extra_info.update({p: round(v * 100, 2) for p, v in at100.items()})
+    print("alloc at 100% demand: " + ", ".join(f"{p} {v * 100:.1f}%" for p, v in at100.items()))
     assert at100["fgd"] >= max(at100["binpack"], at100["spread"])
+    arrived = results["default"]["fgd-arrived"][0]
+    assert arrived.placed > 0 and np.all(arrived.alloc <= arrived.demand + 1e-9)
 
 
 def test_fgd_engine_replay(benchmark):
     """The scheduler itself (one allocate cycle, nodeplacement gpu/cpu: fgd): time per pod."""
-    nodes, arr = workload("default", 0)
+    nodes, arr, origin = workload("default", 0)
+    _origin(benchmark, origin)
     curve = benchmark.pedantic(lambda: engine_replay(nodes, arr, "fgd"), rounds=1, iterations=1)
     benchmark.extra_info.update({"nodes": len(nodes), "pods": len(arr), "cycle_ms_per_pod": round(curve.decision_s * 1e3, 4),
                                  "alloc_at_100pct": round(curve.at(1.0) * 100, 2)})

@@ -1,4 +1,5 @@
-"""Command line: ``kai simulate`` (offline, over manifests), ``kai scheduler`` (live) and ``kai webhook``."""
+"""Command line: ``kai simulate`` (offline, over manifests), ``kai scheduler`` (live), ``kai webhook``
+and ``kai status`` (a read-only view of a live cluster; also the kubectl plugin ``kubectl kai``)."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 
 import structlog
 
@@ -15,18 +17,41 @@ from kai.config import ConfigError, default_config, load_config, parse_config
 EXAMPLE = os.path.join(os.path.dirname(__file__), "examples", "quickstart.yaml")
 
 
+class _StderrLogger:
+    """structlog's final logger: one line on whatever ``sys.stderr`` is when the line is
+    written (not the stream of the moment logging was configured, which may be closed since)."""
+
+    def msg(self, message: str) -> None:
+        try:
+            print(message, file=sys.stderr, flush=True)
+        except (ValueError, OSError):       # stderr closed or gone: a log line is not worth a crash
+            pass
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
 def _configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity <= 0 else (logging.INFO if verbosity == 1 else logging.DEBUG)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level),
-                        logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+                        logger_factory=lambda *args: _StderrLogger())
 
 
 def cmd_simulate(args) -> int:
     from kai.sim.loader import LoadError, load_manifests
     from kai.sim.simulator import format_table, simulate
 
+    from kai.sim.kai_snapshot import params_to_config
+    from kai.sim.simulator import parse_rfc3339
+
     paths = args.paths or [EXAMPLE]
     try:
+        if args.now is not None:
+            try:
+                start, source = parse_rfc3339(args.now), "--now"
+            except ValueError as exc:
+                raise ConfigError(f"--now: {exc}") from None
+        else:
+            start, source = time.time(), "current time"
         manifests = load_manifests(paths, keep_going=True)
         if args.config:
             config = load_config(args.config)
@@ -35,16 +60,28 @@ def cmd_simulate(args) -> int:
             config = parse_config(doc, where)
         else:
             config = default_config()
+        for where, params in manifests.scheduler_params:     # a KAI snapshot's flags
+            manifests.notes.extend(params_to_config(params, config, where))
+        apply_flags(config, args)
     except (LoadError, ConfigError) as exc:
         print(f"kai simulate: error: {exc}", file=sys.stderr)
         return 2
     if args.cycles < 1:
         print("kai simulate: error: --cycles must be >= 1", file=sys.stderr)
         return 2
-    apply_flags(config, args)
+    if args.compare and not args.report:
+        print("kai simulate: error: --compare needs --report FILE.html", file=sys.stderr)
+        return 2
     for err in manifests.errors:        # bad objects are left out; the rest is simulated
         print(f"kai simulate: error: {err}", file=sys.stderr)
-    report = simulate(manifests, config, cycles=args.cycles, interval=args.interval)
+    args._start_time, args._clock_source = start, source      # the --compare run uses the same clock
+    report = simulate(manifests, config, cycles=args.cycles, interval=args.interval, start_time=start,
+                      clock_source=source, gpu_map=bool(args.report))
+    if args.report:
+        err = _write_report(args, paths, manifests, config, report)
+        if err:
+            print(f"kai simulate: error: {err}", file=sys.stderr)
+            return 2
     if args.output == "json":
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -53,21 +90,60 @@ def cmd_simulate(args) -> int:
     return 2 if manifests.errors else 0
 
 
+def _write_report(args, paths, manifests, config, report) -> str | None:
+    """``--report`` (and ``--compare``): the HTML page of kai.sim.report; an error text or None."""
+    from kai.sim.loader import LoadError, load_manifests
+    from kai.sim.report import overlay, run_view, write_report
+    from kai.sim.simulator import simulate
+
+    runs = [run_view(os.path.basename(args.config) if args.config else "baseline", config.source, report)]
+    if args.compare:
+        try:
+            other = load_manifests([args.compare])
+            both = overlay(manifests, other)
+            if other.config_docs:
+                where, doc = other.config_docs[-1]
+                config_b = parse_config(doc, where)
+            elif any(x.startswith("ConfigMap ") for x in other.skipped):   # the chart's ConfigMap
+                config_b = load_config(args.compare)
+            else:
+                config_b = config                 # same config, other objects
+            apply_flags(config_b, args)
+        except (LoadError, ConfigError) as exc:
+            return f"--compare: {exc}"
+        report_b = simulate(both, config_b, cycles=args.cycles, interval=args.interval, gpu_map=True,
+                            start_time=args._start_time, clock_source=args._clock_source)
+        runs.append(run_view(os.path.basename(args.compare), config_b.source, report_b))
+    try:
+        write_report(args.report, runs, title="kai simulate" + (" — compare" if args.compare else ""),
+                     inputs=list(paths) + ([args.compare] if args.compare else []))
+    except OSError as exc:
+        return f"--report {args.report}: {exc.strerror}"
+    print(f"kai simulate: report written to {args.report}", file=sys.stderr)
+    return None
+
+
 def cmd_scheduler(args) -> int:
     from kai.controller.main import run_controller   # live controller (needs a cluster)
 
     try:
-        config = load_config(args.config) if args.config else default_config()
+        config = apply_flags(load_config(args.config) if args.config else default_config(), args)
     except ConfigError as exc:
         print(f"kai scheduler: error: {exc}", file=sys.stderr)
         return 2
-    return run_controller(args, apply_flags(config, args))
+    return run_controller(args, config)
 
 
 def cmd_webhook(args) -> int:
     from kai.admission.webhook import run_webhook   # pod admission webhook (KAI's gpusharing, runtimeenforcement)
 
     return run_webhook(args)
+
+
+def cmd_status(args) -> int:
+    from kai.status.command import run_status   # read-only view of a live cluster
+
+    return run_status(args)
 
 
 def _bool(v: str) -> bool:
@@ -93,24 +169,49 @@ def _duration(v: str) -> float:
 
 def _add_algorithm_flags(p: argparse.ArgumentParser) -> None:
     """KAI's scheduler flags that change decisions; shared by `simulate` and `scheduler`."""
-    p.add_argument("--max-consolidation-preemptees", type=int, default=16,
+    # default None: keep the config's value (KAI's default, or a KAI snapshot's params)
+    p.add_argument("--max-consolidation-preemptees", type=int, default=None,
                    help="jobs consolidation may move for one pending job (default 16; 0 disables)")
-    p.add_argument("--allow-consolidating-reclaim", type=_bool, default=True, metavar="BOOL",
+    p.add_argument("--allow-consolidating-reclaim", type=_bool, default=None, metavar="BOOL",
                    help="reclaim may move victims instead of evicting them (default true)")
-    p.add_argument("--default-staleness-grace-period", type=_duration, default=60.0, metavar="DURATION",
+    p.add_argument("--default-staleness-grace-period", type=_duration, default=None, metavar="DURATION",
                    help="evict a running gang below minMember after this long (default 60s; negative: never)")
 
 
+def _add_grouper_flags(p: argparse.ArgumentParser) -> None:
+    """The pod-grouper's flags (KAI's podgrouper flags); shared by `simulate` and `scheduler`."""
+    p.add_argument("--queue-label-key", default=None, metavar="KEY",
+                   help="pod/owner label naming the queue (default: the config's queueLabelKey, else "
+                        "kai.scheduler/queue)")
+    p.add_argument("--default-priorities-configmap-name", default="", metavar="NAME",
+                   help="ConfigMap with the per-kind default priority class and preemptibility (key 'types')")
+    p.add_argument("--default-priorities-configmap-namespace", default="", metavar="NAMESPACE",
+                   help="namespace of that ConfigMap")
+    p.add_argument("--knative-gang-schedule", type=_bool, default=True, metavar="BOOL",
+                   help="one PodGroup per Knative revision, minMember its min-scale (default true)")
+    p.add_argument("--search-legacy-pg", type=_bool, default=True, metavar="BOOL",
+                   help="keep using PodGroups of the legacy name of batch Jobs when they exist (default true)")
+
+
 def apply_flags(config, args):
-    """Copy the algorithm flags onto the loaded config."""
-    config.max_consolidation_preemptees = args.max_consolidation_preemptees
-    config.allow_consolidating_reclaim = args.allow_consolidating_reclaim
-    config.default_staleness_grace_period = args.default_staleness_grace_period
+    """Copy the algorithm and pod-grouper flags onto the loaded config."""
+    from kai.config import check_label_key
+    from kai.podgrouper.defaults import grouper_config
+
+    if args.max_consolidation_preemptees is not None:
+        config.max_consolidation_preemptees = args.max_consolidation_preemptees
+    if args.allow_consolidating_reclaim is not None:
+        config.allow_consolidating_reclaim = args.allow_consolidating_reclaim
+    if args.default_staleness_grace_period is not None:
+        config.default_staleness_grace_period = args.default_staleness_grace_period
+    if getattr(args, "queue_label_key", None):
+        config.queue_label_key = check_label_key(args.queue_label_key, "--queue-label-key")
+    config.grouper = grouper_config(args, config.queue_label_key)
     return config
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kai", description="GPU batch scheduler for Kubernetes, KAI-Scheduler compatible")
+def build_parser(prog: str = "kai") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="GPU batch scheduler for Kubernetes, KAI-Scheduler compatible")
     p.add_argument("--version", action="version", version=f"kai {kai.__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     sub = p.add_subparsers(dest="command")
@@ -120,11 +221,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="scheduler config YAML (KAI format: actions, tiers[].plugins[])")
     s.add_argument("--cycles", type=int, default=1, help="cycles to run, feeding results back (default 1)")
     s.add_argument("--interval", type=float, default=1.0, help="seconds of simulated time per cycle (default 1)")
+    s.add_argument("--now", metavar="RFC3339",
+                   help="the simulated clock at the first cycle, e.g. 2026-03-01T12:00:00Z (default: the "
+                        "current time, so a dump of a live cluster replays with the right ages)")
     s.add_argument("--output", choices=["table", "json"], default="table")
+    s.add_argument("--report", metavar="FILE.html",
+                   help="also write a self-contained HTML report (fair share vs allocation, GPU map, pending causes)")
+    s.add_argument("--compare", metavar="OTHER",
+                   help="with --report: run again with OTHER's scheduler config and/or objects (e.g. Queues "
+                        "with moved quota, replacing those of the same name) and show both side by side")
     _add_algorithm_flags(s)
+    _add_grouper_flags(s)
     s.set_defaults(func=cmd_simulate)
     r = sub.add_parser("scheduler", help="run the scheduler against a cluster")
     _add_algorithm_flags(r)
+    _add_grouper_flags(r)
     r.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, then ~/.kube/config)")
     r.add_argument("--config", help="scheduler config YAML")
     r.add_argument("--scheduler-name", default="kai-scheduler")
@@ -146,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--shutdown-grace-period", type=_duration, default=20.0, metavar="DURATION",
                    help="on SIGTERM, time in-flight bindings get before the Lease is released (default 20s; "
                         "keep below the pod's terminationGracePeriodSeconds)")
+    r.add_argument("--volume-binding-timeout-seconds", type=float, default=120.0,
+                   help="how long a binding waits for the pod's claims to be bound (KAI's binder flag; default 120)")
     r.set_defaults(func=cmd_scheduler)
     w = sub.add_parser("webhook", help="run the pod admission webhook (GPU sharing env, runtimeClassName)")
     w.add_argument("--port", type=int, default=9443, help="HTTPS port (default 9443)")
@@ -163,11 +276,30 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--nri-plugin-enabled", type=_bool, default=False, metavar="BOOL",
                    help="skip the NVIDIA_VISIBLE_DEVICES env var (device visibility set by the NRI plugin)")
     w.set_defaults(func=cmd_webhook)
+    st = sub.add_parser("status", help="show queues, pending jobs and GPU occupancy of a live cluster (read-only)")
+    st.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+    st.add_argument("--context", help="kubeconfig context (default: the current context)")
+    st.add_argument("--config", help="scheduler config YAML for the fair-share computation "
+                                     "(default: read from --config-map)")
+    st.add_argument("--config-map", default="kai-scheduler/kai-scheduler-config", metavar="NAMESPACE/NAME",
+                    help="the scheduler's ConfigMap (default kai-scheduler/kai-scheduler-config; "
+                         "KAI's defaults when it is absent)")
+    st.add_argument("--scheduler-name", default="kai-scheduler")
+    st.add_argument("--output", "-o", choices=["text", "json"], default="text")
+    st.add_argument("--watch", "-w", action="store_true", help="redraw every --interval seconds until Ctrl-C")
+    st.add_argument("--interval", type=float, default=2.0, help="seconds between --watch refreshes (default 2)")
+    st.add_argument("--top", type=int, default=10, help="pending PodGroups to show (default 10)")
+    st.add_argument("--resources", default=None, metavar="LIST",
+                    help="queue bars to draw, e.g. gpu or gpu,cpu,memory (default: all three when the "
+                         "terminal is at least 120 columns wide, else gpu)")
+    st.add_argument("--width", type=int, default=None, help="columns (default: the terminal's)")
+    st.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    st.set_defaults(func=cmd_status)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, prog: str = "kai") -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     if not getattr(args, "func", None):
@@ -177,6 +309,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
+
+
+def kubectl_main() -> int:
+    """``kubectl kai ...``: kubectl runs this as the plugin ``kubectl-kai`` with the words after ``kai``."""
+    return main(sys.argv[1:], prog="kubectl kai")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ path); KAI plugin names kai does not implement are accepted and reported as igno
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import yaml
@@ -50,6 +51,9 @@ class SchedulerConfig:
     max_consolidation_preemptees: int = 16          # 0 disables consolidation
     allow_consolidating_reclaim: bool = True        # reclaim may move victims instead of evicting
     default_staleness_grace_period: float = 60.0    # seconds; negative = never evict stale gangs
+    # pod label naming a workload's queue (KAI's queueLabelKey / --queue-label-key)
+    queue_label_key: str = "kai.scheduler/queue"
+    grouper: object = None      # kai.podgrouper.defaults.GrouperConfig, set from the flags (cli.apply_flags)
 
     def plugin_args(self, name: str) -> dict[str, str] | None:
         for p in self.plugins:
@@ -73,7 +77,7 @@ def parse_config(doc: object, source: str = "<config>") -> SchedulerConfig:
         return SchedulerConfig(source=source)
     if not isinstance(doc, dict):
         raise ConfigError(f"{source}: the config must be a mapping, got {type(doc).__name__}")
-    allowed = {"actions", "tiers", "queueDepthPerAction", "usageDBConfig"}
+    allowed = {"actions", "tiers", "queueDepthPerAction", "usageDBConfig", "queueLabelKey"}
     for key in doc:
         if key not in allowed:
             raise ConfigError(f"{source}: unknown field {key!r} (expected one of {sorted(allowed)})")
@@ -112,6 +116,9 @@ def parse_config(doc: object, source: str = "<config>") -> SchedulerConfig:
             v = np_args.get(k, "binpack")
             if v not in ("binpack", "spread", "fgd"):
                 raise ConfigError(f"{source}: nodeplacement argument {k}={v!r}: expected binpack, spread or fgd")
+        mix = np_args.get("fgdMix", "session")
+        if mix not in ("session", "arrived"):
+            raise ConfigError(f"{source}: nodeplacement argument fgdMix={mix!r}: expected session, arrived")
     qd = doc.get("queueDepthPerAction") or {}
     if not isinstance(qd, dict):
         raise ConfigError(f"{source}: field 'queueDepthPerAction' must be a mapping")
@@ -121,7 +128,24 @@ def parse_config(doc: object, source: str = "<config>") -> SchedulerConfig:
         if not isinstance(v, int) or v <= 0:
             raise ConfigError(f"{source}: queueDepthPerAction.{k} must be a positive integer")
     cfg.queue_depth_per_action = dict(qd)
+    if "queueLabelKey" in doc:
+        cfg.queue_label_key = check_label_key(doc["queueLabelKey"], f"{source}: queueLabelKey")
     return cfg
+
+
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def check_label_key(value: object, where: str) -> str:
+    """``value`` if it is a valid Kubernetes label key (``[prefix/]name``), else ConfigError."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: must be a non-empty label key, got {value!r}")
+    prefix, slash, name = value.rpartition("/")
+    if not _LABEL_NAME.match(name) or (slash and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix))):
+        raise ConfigError(f"{where}: {value!r} is not a valid label key ([dns-prefix/]name, name up to 63 "
+                          f"characters of [A-Za-z0-9-_.])")
+    return value
 
 
 def load_config(path: str) -> SchedulerConfig:

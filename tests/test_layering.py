@@ -5,15 +5,16 @@ Layers, lowest first (a package imports only from lower layers, or from inside i
 
     0  kai._fast                                   compiled kernels; import nothing from kai
     1  kai.api, kai.config                         plain model and config; no I/O
-    2  kai.cache                                   the only package that talks to the API server
-    3  kai.framework                               Session, Statement, registries, explanations
-    4  kai.plugins | kai.actions | kai.podgrouper  peers: none imports another
-    5  kai.scheduler                               one cycle
-    6  kai.controller | kai.sim | kai.admission    peers: the live controller, the simulator,
+    2  kai.dra                                     DRA inventories, selectors, allocator (pure)
+    3  kai.cache                                   the only package that talks to the API server
+    4  kai.framework                               Session, Statement, registries, explanations
+    5  kai.plugins | kai.actions | kai.podgrouper  peers: none imports another
+    6  kai.scheduler                               one cycle
+    7  kai.controller | kai.sim | kai.admission    peers: the live controller, the simulator,
                                                    the admission webhook
-    7  kai.cli                                     the command line
-    8  kai.__main__                                ``python -m kai``
-    9  kai.testing                                 the test harness (may use anything)
+    8  kai.cli                                     the command line
+    9  kai.__main__                                ``python -m kai``
+    10 kai.testing                                 the test harness (may use anything)
 
 Imports anywhere in a module count (also those inside functions), so a lazy import cannot
 hide an upward dependency or a cycle.
@@ -30,6 +31,7 @@ KAI = pathlib.Path(__file__).resolve().parent.parent / "kai"
 LAYERS: list[tuple[str, ...]] = [
     ("kai._fast",),
     ("kai.api", "kai.config"),
+    ("kai.dra",),
     ("kai.cache",),
     ("kai.framework",),
     ("kai.plugins", "kai.actions", "kai.podgrouper"),

@@ -58,6 +58,20 @@ cdef inline void _moved(const double[::1] g_values, const double* cnt, const dou
             lt2[u] += k * f_new
 
 
+def _check_lengths(Py_ssize_t n, Py_ssize_t t, Py_ssize_t n_u, node_arrays, type_arrays, t_g):
+    """ValueError unless every per-node array has ``n`` rows, every per-type array ``t``
+    entries, and every type's GPU index is -1 (no GPU) or in [0, n_u)."""
+    for name, a in node_arrays:
+        if a.shape[0] != n:
+            raise ValueError(f"{name}: {a.shape[0]} rows, expected one per node ({n})")
+    for name, a in type_arrays:
+        if a.shape[0] != t:
+            raise ValueError(f"{name}: {a.shape[0]} entries, expected one per task type ({t})")
+    for k in range(t_g.shape[0]):
+        if not -1 <= t_g[k] < n_u:
+            raise ValueError(f"t_g[{k}] = {t_g[k]} outside [-1, {n_u})")
+
+
 def frag_delta(const double[::1] cpu_free, const double[::1] mem_free, const double[:, ::1] dev_free,
                const unsigned long long[::1] node_model, const unsigned char[::1] mask,
                const double[::1] g_values, const double[::1] t_cpu, const double[::1] t_mem,
@@ -74,6 +88,11 @@ def frag_delta(const double[::1] cpu_free, const double[::1] mem_free, const dou
     cdef Py_ssize_t n_nodes = mask.shape[0], n_dev = dev_free.shape[1], n_u = g_values.shape[0]
     cdef Py_ssize_t n, d, e, u
     cdef int feasible = 0, best_dev, n_full, nz
+    _check_lengths(n_nodes, t_cpu.shape[0], n_u,
+                   (("cpu_free", cpu_free), ("mem_free", mem_free), ("dev_free", dev_free),
+                    ("node_model", node_model), ("out_delta", out_delta), ("out_device", out_device)),
+                   (("t_mem", t_mem), ("t_g", t_g), ("t_ndev", t_ndev), ("t_models", t_models),
+                    ("t_weight", t_weight)), t_g)
     cdef double total, before, after, best, best_free, f, c2, m2, g
     cdef bint seen, hit = False, use_cache = cache is not None
     cdef bint fractional = gpu > 0 and gpu < 1.0 - EPS, whole = gpu > 0 and ndev > 0 and not fractional
@@ -234,6 +253,10 @@ def node_fragmentation(const double[::1] cpu_free, const double[::1] mem_free,
     cdef Py_ssize_t n_nodes = cpu_free.shape[0], n_dev = dev_free.shape[1], n_u = g_values.shape[0]
     cdef Py_ssize_t n, d, u
     cdef double total, g, f
+    _check_lengths(n_nodes, t_cpu.shape[0], n_u,
+                   (("mem_free", mem_free), ("dev_free", dev_free), ("node_model", node_model), ("out", out)),
+                   (("t_mem", t_mem), ("t_g", t_g), ("t_ndev", t_ndev), ("t_models", t_models),
+                    ("t_weight", t_weight)), t_g)
     cdef double* buf = <double*>malloc((2 * n_u + 1) * sizeof(double))
     if buf == NULL:
         raise MemoryError()
@@ -273,6 +296,12 @@ def device_view(const double[::1] idle_gpu, const double[:, ::1] dev_used, const
     cdef Py_ssize_t n, d
     cdef int whole
     cdef double used, alloc, rel, f
+    if idle_gpu.shape[0] != n_nodes or dev_used.shape[0] != n_nodes or dev_alloc.shape[0] != n_nodes \
+            or dev_rel.shape[0] != n_nodes or dev_alloc.shape[1] != n_dev or dev_rel.shape[1] != n_dev:
+        raise ValueError("idle_gpu, dev_used, dev_alloc, dev_rel and out must have one row per node, "
+                         "and the dev_* arrays the same width")
+    if width < n_dev:
+        raise ValueError(f"out: width {width} < the {n_dev} device slots")
     with nogil:
         for n in range(n_nodes):
             whole = <int>(idle_gpu[n] + EPS) if idle_gpu[n] > 0 else 0
@@ -300,6 +329,8 @@ def band_scores(const double[::1] delta, const double[:, ::1] dev_free, double b
     cdef Py_ssize_t n_nodes = delta.shape[0], n_dev = dev_free.shape[1], n, d
     cdef double lo = INFINITY, hi = -INFINITY, span, free_gpu
     cdef int scored = 0
+    if dev_free.shape[0] != n_nodes or out.shape[0] != n_nodes:
+        raise ValueError("delta, dev_free and out must have one row per node")
     with nogil:
         for n in range(n_nodes):
             if delta[n] < INFINITY:

@@ -9,6 +9,9 @@ cimport numpy as cnp
 from libc.math cimport INFINITY, floor, fabs
 from libc.stdlib cimport malloc, free
 
+from kai._fast.placement cimport NodeArrays
+from kai._fast.placement import check_task
+
 cnp.import_array()
 
 cdef double EPS = 1e-9
@@ -58,8 +61,19 @@ def update_group(double[:, ::1] idle, double[:, ::1] releasing, double[:, ::1] a
     node's GPU columns follow the group: one device leaves idle (or releasing, when
     ``from_releasing`` and the group is new) while the group exists, and one device is
     releasing while every fraction in it is releasing. An emptied group is reset to zeros.
+    Works on the NodeTable's arrays and on a session's; shapes and (n, d) are checked first.
     """
     cdef double b_idle, b_rel, a_idle, a_rel, p
+    cdef Py_ssize_t nn = idle.shape[1]
+    if releasing.shape[0] != idle.shape[0] or avail.shape[0] != idle.shape[0] \
+            or releasing.shape[1] != nn or avail.shape[1] != nn:
+        raise ValueError("idle, releasing and avail must have the same (R, N) shape")
+    if dev_used.shape[0] != nn or dev_alloc.shape[0] != nn or dev_rel.shape[0] != nn or dev_from_rel.shape[0] != nn \
+            or dev_alloc.shape[1] != dev_used.shape[1] or dev_rel.shape[1] != dev_used.shape[1] \
+            or dev_from_rel.shape[1] != dev_used.shape[1]:
+        raise ValueError("dev_used, dev_alloc, dev_rel and dev_from_rel must all be (N, D)")
+    if not (0 <= n < nn and 0 <= d < dev_used.shape[1] and 0 <= gpu_col < idle.shape[0]):
+        raise ValueError(f"group ({n}, {d}) or gpu_col {gpu_col} outside the arrays")
     with nogil:
         _contrib(dev_used[n, d], dev_rel[n, d], dev_from_rel[n, d], &b_idle, &b_rel)
         if dev_used[n, d] <= EPS and sign > 0:
@@ -123,15 +137,13 @@ cdef inline double _group_score(double used, int gpu_order) noexcept nogil:
     return 0.0
 
 
-def choose_node(const double[:, ::1] allocatable, const double[:, ::1] idle,
-                const double[:, ::1] releasing, const double[:, ::1] avail,
-                const double[::1] gpu_capacity, const unsigned char[::1] mask,
-                const int[::1] name_rank, extra_score, const double[::1] req,
-                const int[::1] req_cols, const double[::1] portion, int num_devices,
-                const double[:, ::1] dev_used, const double[:, ::1] dev_alloc,
-                const double[:, ::1] dev_rel, int gpu_col, int strategy, int gpu_order,
-                double sharing_score, bint allow_pipeline, int[::1] out_devs):
+def choose_node(NodeArrays a, mask, extra_score, req, req_cols, portion, int num_devices,
+                int strategy, int gpu_order, double sharing_score, bint allow_pipeline, int[::1] out_devs):
     """Best node and devices for one shared-GPU task; returns (node or -1, pipelined).
+
+    ``a``: the session's node and device arrays; ``portion``: float64[N]; the task's other
+    arrays as for ``placement.place`` (``req`` without the GPU column). All are checked against
+    ``a`` before the nogil loop.
 
     A node qualifies when it passes ``mask``, its portion is in (0, 1], the request fits on
     idle + releasing (idle alone without ``allow_pipeline``), and it offers ``num_devices``
@@ -145,8 +157,25 @@ def choose_node(const double[:, ::1] allocatable, const double[:, ::1] idle,
     idle before whole releasing. The task is pipelined when cpu/memory or a chosen device
     needs releasing resources.
     """
-    cdef Py_ssize_t n_nodes = mask.shape[0]
-    cdef Py_ssize_t n_dev = dev_used.shape[1]
+    check_task(a, mask, extra_score, req, req_cols)
+    if not isinstance(portion, np.ndarray) or portion.dtype != np.float64 or portion.shape != (a.n_nodes,):
+        raise ValueError(f"portion: expected float64[{a.n_nodes}]")
+    cdef const double[:, ::1] allocatable = a.allocatable_v
+    cdef const double[:, ::1] idle = a.idle_v
+    cdef const double[:, ::1] releasing = a.releasing_v
+    cdef const double[:, ::1] avail = a.avail_v
+    cdef const double[::1] gpu_capacity = a.gpu_capacity_v
+    cdef const int[::1] name_rank = a.name_rank_v
+    cdef const double[:, ::1] dev_used = a.dev_used_v
+    cdef const double[:, ::1] dev_alloc = a.dev_alloc_v
+    cdef const double[:, ::1] dev_rel = a.dev_rel_v
+    cdef const unsigned char[::1] m = mask
+    cdef const double[::1] rq = req
+    cdef const int[::1] rc = req_cols
+    cdef const double[::1] por = portion
+    cdef int gpu_col = a.gpu_col
+    cdef Py_ssize_t n_nodes = a.n_nodes
+    cdef Py_ssize_t n_dev = a.n_dev
     cdef Py_ssize_t n, d, k
     cdef int c, wi, wr, n_fit, n_fit_idle, n_groups, f, best = -1, best_rank = 0, pick
     cdef double lo = INFINITY, hi = 0.0, score, best_score = -INFINITY, p, x, span, cap
@@ -159,11 +188,6 @@ def choose_node(const double[:, ::1] allocatable, const double[:, ::1] idle,
     cdef unsigned char* taken
     if num_devices < 1 or out_devs.shape[0] < num_devices:
         raise ValueError("num_devices must be >= 1 and out_devs must hold num_devices entries")
-    if portion.shape[0] != n_nodes or dev_used.shape[0] != n_nodes or idle.shape[1] != n_nodes:
-        raise ValueError("portion, dev_* and node arrays must all have one entry per node")
-    if dev_alloc.shape[0] != n_nodes or dev_rel.shape[0] != n_nodes or \
-            dev_alloc.shape[1] != n_dev or dev_rel.shape[1] != n_dev:
-        raise ValueError("dev_used, dev_alloc and dev_rel must have the same shape")
     if has_extra:
         extra = extra_score
     else:
@@ -183,24 +207,24 @@ def choose_node(const double[:, ::1] allocatable, const double[:, ::1] idle,
                 free_gpu[n] = x
             if strategy == 0:
                 for n in range(n_nodes):
-                    if mask[n] and allocatable[gpu_col, n] > 0:
+                    if m[n] and allocatable[gpu_col, n] > 0:
                         if free_gpu[n] < lo:
                             lo = free_gpu[n]
                         if free_gpu[n] > hi:
                             hi = free_gpu[n]
             span = hi - lo
             for n in range(n_nodes):
-                p = portion[n]
-                if not mask[n] or not (p > EPS and p <= 1.0 + EPS):
+                p = por[n]
+                if not m[n] or not (p > EPS and p <= 1.0 + EPS):
                     continue
                 ok = True
                 cpu_idle = True
-                for k in range(req_cols.shape[0]):
-                    c = req_cols[k]
-                    if avail[c, n] < req[c] - EPS:
+                for k in range(rc.shape[0]):
+                    c = rc[k]
+                    if avail[c, n] < rq[c] - EPS:
                         ok = False
                         break
-                    if idle[c, n] < req[c] - EPS:
+                    if idle[c, n] < rq[c] - EPS:
                         cpu_idle = False
                 if not ok or (not allow_pipeline and not cpu_idle):
                     continue
@@ -243,10 +267,10 @@ def choose_node(const double[:, ::1] allocatable, const double[:, ::1] idle,
                     best_rank = name_rank[n]
             if best >= 0:
                 n = best
-                p = portion[n]
-                for k in range(req_cols.shape[0]):
-                    c = req_cols[k]
-                    if idle[c, n] < req[c] - EPS:
+                p = por[n]
+                for k in range(rc.shape[0]):
+                    c = rc[k]
+                    if idle[c, n] < rq[c] - EPS:
                         pipelined = True
                 for d in range(n_dev):
                     taken[d] = 0

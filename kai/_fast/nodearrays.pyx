@@ -1,6 +1,7 @@
 # cython: language_level=3
 """Charge / uncharge pod requests against node columns. See nodearrays.pxd for shapes;
 reference/nodearrays.py is the readable twin."""
+import numpy as np
 
 
 cdef void charge_one(double[:, ::1] idle, double[:, ::1] releasing, double[:, ::1] avail,
@@ -17,9 +18,20 @@ cdef void charge_one(double[:, ::1] idle, double[:, ::1] releasing, double[:, ::
         avail[c, i] = idle[c, i] + releasing[c, i]
 
 
+cdef _check(double[:, ::1] idle, double[:, ::1] releasing, double[:, ::1] avail, Py_ssize_t width):
+    if releasing.shape[0] != idle.shape[0] or avail.shape[0] != idle.shape[0] \
+            or releasing.shape[1] != idle.shape[1] or avail.shape[1] != idle.shape[1]:
+        raise ValueError("idle, releasing and avail must have the same (R, N) shape")
+    if width > idle.shape[0]:
+        raise ValueError(f"request of {width} columns for {idle.shape[0]} resource rows")
+
+
 def charge(double[:, ::1] idle, double[:, ::1] releasing, double[:, ::1] avail, int i,
            const double[::1] req, double sign, bint is_releasing):
     """Charge (sign=+1) or uncharge (sign=-1) one pod's request on node column ``i``."""
+    _check(idle, releasing, avail, req.shape[0])
+    if not 0 <= i < idle.shape[1]:
+        raise ValueError(f"node column {i} outside [0, {idle.shape[1]})")
     with nogil:
         charge_one(idle, releasing, avail, i, req, sign, is_releasing)
 
@@ -28,6 +40,11 @@ def charge_many(double[:, ::1] idle, double[:, ::1] releasing, double[:, ::1] av
                 const int[::1] idx, const double[:, ::1] reqs, const unsigned char[::1] rel, double sign):
     """Charge many pods at once (bulk load); rows with ``idx < 0`` are skipped."""
     cdef Py_ssize_t p
+    _check(idle, releasing, avail, reqs.shape[1])
+    if reqs.shape[0] != idx.shape[0] or rel.shape[0] != idx.shape[0]:
+        raise ValueError("idx, reqs and rel must have one row per pod")
+    if idx.shape[0] and np.asarray(idx).max() >= idle.shape[1]:
+        raise ValueError(f"a node column is outside [0, {idle.shape[1]})")
     with nogil:
         for p in range(idx.shape[0]):
             if idx[p] >= 0:

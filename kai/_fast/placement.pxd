@@ -18,6 +18,39 @@
 # resourcetype +10 (CPU-only task on a GPU-less node), nodeplacement 0..9 (binpack) or
 # 0..1 (spread), plus extra_score. Highest total wins; ties go to the lowest name_rank.
 
+# --- NodeArrays: the session's node arrays, checked once --------------------------------
+# Built once per session over the session's own arrays (no copy): every kernel entry then
+# takes this struct instead of loose arrays, so shapes and dtypes are checked in one place
+# (``NodeArrays.__init__``) and per call only the task's own arguments are checked.
+#   allocatable, idle, releasing, avail : float64[R, N] (C-contiguous)
+#   gpu_capacity                        : float64[N]
+#   name_rank                           : int32[N]
+#   dev_used, dev_alloc, dev_rel        : float64[N, D]   (gpusharing.pxd)
+#   dev_from_rel                        : uint8[N, D]
+#   gpu_col                             : the GPU column (devices), 0 <= gpu_col < R
+cdef class NodeArrays:
+    cdef readonly Py_ssize_t n_nodes, n_res, n_dev
+    cdef readonly int gpu_col
+    cdef double[:, ::1] allocatable_v, idle_v, releasing_v, avail_v
+    cdef double[::1] gpu_capacity_v
+    cdef int[::1] name_rank_v
+    cdef double[:, ::1] dev_used_v, dev_alloc_v, dev_rel_v
+    cdef unsigned char[:, ::1] dev_from_rel_v
+    cdef readonly object allocatable, idle, releasing, avail, gpu_capacity, name_rank
+    cdef readonly object dev_used, dev_alloc, dev_rel, dev_from_rel
+
+# --- Placements: where a run of identical tasks went ------------------------------------
+#   nodes     : int32[K]        node column of task i
+#   pipelined : uint8[K]        1 = task i waits for releasing resources
+#   undo      : float64[K, 2, R] idle (row 0) and releasing (row 1) columns of that node before
+#                               task i was placed; restore in reverse order to undo exactly
+cdef class Placements:
+    cdef readonly Py_ssize_t capacity
+    cdef int[::1] nodes_v
+    cdef unsigned char[::1] pipelined_v
+    cdef double[:, :, ::1] undo_v
+    cdef readonly object nodes, pipelined, undo
+
 cdef enum Strategy:
     BINPACK = 0
     SPREAD = 1
@@ -29,7 +62,7 @@ cdef int best_node(const double[:, ::1] allocatable, const double[:, ::1] idle,
                    const double[::1] req, const int[::1] req_cols,
                    int score_col, int strategy, bint cpu_only, int gpu_col,
                    bint allow_pipeline, unsigned char[::1] scratch,
-                   bint* pipelined) noexcept nogil
+                   bint* pipelined, const unsigned char* wait=*) noexcept nogil
 
 # --- Lazy node queues (one per task class) --------------------------------------------
 # When no plugin adds per-node scores, KAI's total score orders nodes lexicographically by

@@ -6,9 +6,97 @@ cimport numpy as cnp
 from libc.math cimport INFINITY
 from libc.stdlib cimport malloc, realloc, free
 
+from kai._fast.domains cimport DomainConstraints
+
 cnp.import_array()
 
 cdef double EPS = 1e-9
+
+
+def _c(a, dtype, name):
+    """``a`` as a C-contiguous array of ``dtype`` without copying, or a ValueError naming it."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise ValueError(f"{name}: expected dtype {np.dtype(dtype).name}, got {a.dtype.name}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name}: must be C-contiguous")
+    return a
+
+
+cdef class NodeArrays:
+    """The node arrays one session's kernels work on (see placement.pxd), checked once.
+
+    Holds the caller's arrays themselves (no copy): kernels write idle / releasing / avail
+    and the device rows in place, and so may the caller between calls."""
+
+    def __init__(self, allocatable, idle, releasing, avail, gpu_capacity, name_rank,
+                 dev_used=None, dev_alloc=None, dev_rel=None, dev_from_rel=None, int gpu_col=2):
+        f8, i4, u1 = np.float64, np.int32, np.uint8
+        self.allocatable = _c(allocatable, f8, "allocatable")
+        if self.allocatable.ndim != 2:
+            raise ValueError("allocatable: expected shape (R, N)")
+        r, n = self.allocatable.shape
+        for name, a in (("idle", idle), ("releasing", releasing), ("avail", avail)):
+            _c(a, f8, name)
+            if a.shape != (r, n):
+                raise ValueError(f"{name}: shape {a.shape}, expected {(r, n)} like allocatable")
+        self.idle, self.releasing, self.avail = idle, releasing, avail
+        for name, a, dt in (("gpu_capacity", gpu_capacity, f8), ("name_rank", name_rank, i4)):
+            _c(a, dt, name)
+            if a.shape != (n,):
+                raise ValueError(f"{name}: shape {a.shape}, expected ({n},)")
+        self.gpu_capacity, self.name_rank = gpu_capacity, name_rank
+        if dev_used is None:
+            dev_used, dev_alloc, dev_rel = (np.zeros((n, 0)) for _ in range(3))
+            dev_from_rel = np.zeros((n, 0), dtype=u1)
+        d = dev_used.shape[1] if getattr(dev_used, "ndim", 0) == 2 else -1
+        for name, a, dt in (("dev_used", dev_used, f8), ("dev_alloc", dev_alloc, f8),
+                            ("dev_rel", dev_rel, f8), ("dev_from_rel", dev_from_rel, u1)):
+            _c(a, dt, name)
+            if a.shape != (n, d):
+                raise ValueError(f"{name}: shape {a.shape}, expected ({n}, D) like dev_used {(n, d)}")
+        self.dev_used, self.dev_alloc, self.dev_rel, self.dev_from_rel = dev_used, dev_alloc, dev_rel, dev_from_rel
+        if not 0 <= gpu_col < r:
+            raise ValueError(f"gpu_col {gpu_col} outside the {r} resource rows")
+        self.n_res, self.n_nodes, self.n_dev, self.gpu_col = r, n, d, gpu_col
+        self.allocatable_v, self.idle_v, self.releasing_v, self.avail_v = allocatable, idle, releasing, avail
+        self.gpu_capacity_v, self.name_rank_v = gpu_capacity, name_rank
+        self.dev_used_v, self.dev_alloc_v, self.dev_rel_v = dev_used, dev_alloc, dev_rel
+        self.dev_from_rel_v = dev_from_rel
+
+
+cdef class Placements:
+    """Output of ``place`` / ``NodeQueue.place`` for up to ``capacity`` tasks (see placement.pxd)."""
+
+    def __init__(self, Py_ssize_t capacity, Py_ssize_t n_res):
+        if capacity < 0 or n_res < 1:
+            raise ValueError("capacity must be >= 0 and n_res >= 1")
+        self.capacity = capacity
+        self.nodes = np.full(capacity, -1, dtype=np.int32)
+        self.pipelined = np.zeros(capacity, dtype=np.uint8)
+        self.undo = np.zeros((capacity, 2, n_res))
+        self.nodes_v, self.pipelined_v, self.undo_v = self.nodes, self.pipelined, self.undo
+
+
+def check_task(NodeArrays a, mask, extra_score, req, req_cols, int score_col=0):
+    """ValueError unless the task's arrays fit ``a``: uint8 mask[N], float64 extra[N] or None,
+    float64 req[R], int32 req_cols in [0, R), 0 <= score_col < R."""
+    _c(mask, np.uint8, "mask")
+    if mask.shape != (a.n_nodes,):
+        raise ValueError(f"mask: shape {mask.shape}, expected ({a.n_nodes},)")
+    if extra_score is not None:
+        _c(extra_score, np.float64, "extra_score")
+        if extra_score.shape != (a.n_nodes,):
+            raise ValueError(f"extra_score: shape {extra_score.shape}, expected ({a.n_nodes},)")
+    _c(req, np.float64, "req")
+    if req.shape != (a.n_res,):
+        raise ValueError(f"req: shape {req.shape}, expected ({a.n_res},)")
+    _c(req_cols, np.int32, "req_cols")
+    if req_cols.ndim != 1 or (req_cols.size and (req_cols.min() < 0 or req_cols.max() >= a.n_res)):
+        raise ValueError(f"req_cols: expected int32 columns in [0, {a.n_res})")
+    if not 0 <= score_col < a.n_res:
+        raise ValueError(f"score_col {score_col} outside the {a.n_res} resource rows")
 
 
 cdef int best_node(const double[:, ::1] allocatable, const double[:, ::1] idle,
@@ -18,8 +106,9 @@ cdef int best_node(const double[:, ::1] allocatable, const double[:, ::1] idle,
                    const double[::1] req, const int[::1] req_cols,
                    int score_col, int strategy, bint cpu_only, int gpu_col,
                    bint allow_pipeline, unsigned char[::1] scratch,
-                   bint* pipelined) noexcept nogil:
-    """Index of the best node for ``req`` or -1; sets ``pipelined`` when it fits only on releasing.
+                   bint* pipelined, const unsigned char* wait=NULL) noexcept nogil:
+    """Index of the best node for ``req`` or -1; sets ``pipelined`` when it fits only on releasing
+    (or, ``wait`` given, the node's constraints hold only once evicted pods are gone).
 
     Works column by column over raw pointers so the feasibility passes are contiguous,
     branch-free loops the compiler vectorizes; scores are computed only for feasible nodes.
@@ -54,6 +143,8 @@ cdef int best_node(const double[:, ::1] allocatable, const double[:, ::1] idle,
     for n in range(n_nodes):
         ok[n] = m[n]
         on_idle[n] = 1
+        if wait != NULL and wait[n]:
+            on_idle[n] = 0
     for k in range(req_cols.shape[0]):
         c = req_cols[k]
         r = req[c] - EPS
@@ -121,69 +212,101 @@ cdef inline void _take(double[:, ::1] idle, double[:, ::1] releasing, double[:, 
         avail[c, n] = idle[c, n] + releasing[c, n]
 
 
-def place(const double[:, ::1] allocatable, double[:, ::1] idle, double[:, ::1] releasing,
-          double[:, ::1] avail, const double[::1] gpu_capacity,
-          const unsigned char[::1] mask, const int[::1] name_rank,
-          extra_score, const double[::1] req, const int[::1] req_cols,
-          int score_col, int strategy, bint cpu_only, int gpu_col, bint allow_pipeline,
-          int count, int[::1] out_nodes, unsigned char[::1] out_pipelined,
-          double[:, :, ::1] undo):
-    """Place up to ``count`` identical tasks one after another, updating the arrays in place.
+def place(NodeArrays a, mask, extra_score, req, req_cols, int score_col, int strategy,
+          bint cpu_only, bint allow_pipeline, Placements out, Py_ssize_t start=0,
+          DomainConstraints constraints=None):
+    """Place up to ``out.capacity - start`` identical tasks one after another, updating ``a``'s
+    idle / releasing / avail in place; results go to ``out`` from index ``start``.
 
     Each task takes the best node given the placements before it. Returns how many were
-    placed (stops at the first that fits nowhere). For task i: ``out_nodes[i]`` is the node,
-    ``out_pipelined[i]`` 1 if it waits for releasing resources, ``undo[i, 0, :]`` and
-    ``undo[i, 1, :]`` the node's idle and releasing columns before the placement (restore
-    them in reverse order to undo exactly).
+    placed (stops at the first that fits nowhere). Arguments are checked against ``a``
+    (``check_task``) before the one nogil loop. ``constraints`` (kai._fast.domains): topology
+    domain filters and scores re-evaluated before each decision and charged after it, so the
+    run's own earlier placements count for its later ones.
     """
-    cdef Py_ssize_t n_nodes = mask.shape[0]
+    check_task(a, mask, extra_score, req, req_cols, score_col)
+    if not 0 <= start <= out.capacity or out.undo.shape[2] != a.n_res:
+        raise ValueError("out: wrong width for these node arrays, or start outside it")
+    if constraints is not None and constraints.n_nodes != a.n_nodes:
+        raise ValueError("constraints: built for another number of nodes")
+    cdef const unsigned char[::1] m = mask
+    cdef const double[::1] rq = req
+    cdef const int[::1] rc = req_cols
+    cdef Py_ssize_t n_nodes = a.n_nodes
     cdef unsigned char[::1] scratch = np.empty(max(2 * n_nodes, 2), dtype=np.uint8)
     cdef const double[::1] extra
     cdef bint has_extra = extra_score is not None
-    cdef int i, node, n_res = idle.shape[0]
-    cdef Py_ssize_t c
+    cdef int i, node, n_res = <int>a.n_res, gpu_col = a.gpu_col
+    cdef Py_ssize_t c, k = out.capacity - start
     cdef bint pipelined = False
     cdef int placed = 0
-    if has_extra:
-        extra = extra_score
-    else:
-        extra = np.zeros(1, dtype=np.float64)
+    cdef double[:, ::1] idle = a.idle_v, releasing = a.releasing_v, avail = a.avail_v
+    cdef int[::1] out_nodes = out.nodes_v
+    cdef unsigned char[::1] out_pipe = out.pipelined_v
+    cdef double[:, :, ::1] undo = out.undo_v
+    cdef bint has_c = constraints is not None and constraints.n_c > 0
+    cdef unsigned char[::1] cmask, cwait
+    cdef double[::1] cscore, base_score
+    extra = extra_score if has_extra else np.zeros(1, dtype=np.float64)
+    if has_c:
+        cmask = np.empty(max(n_nodes, 1), dtype=np.uint8)
+        cwait = np.zeros(max(n_nodes, 1), dtype=np.uint8)
+        cscore = np.zeros(max(n_nodes, 1))
+        base_score = np.array(extra_score, dtype=np.float64) if has_extra else np.zeros(max(n_nodes, 1))
     with nogil:
-        for i in range(count):
-            node = best_node(allocatable, idle, avail, gpu_capacity, mask, name_rank, extra, has_extra,
-                             req, req_cols, score_col, strategy, cpu_only, gpu_col, allow_pipeline,
-                             scratch, &pipelined)
+        for i in range(<int>k):
+            if has_c:
+                if n_nodes == 0:
+                    break
+                if constraints.has_scores or i == 0:
+                    cscore[:] = base_score
+                constraints.evaluate(&m[0], &cmask[0], &cscore[0], &cwait[0])
+                node = best_node(a.allocatable_v, idle, avail, a.gpu_capacity_v, cmask, a.name_rank_v,
+                                 cscore, True, rq, rc, score_col, strategy, cpu_only, gpu_col, allow_pipeline,
+                                 scratch, &pipelined, &cwait[0])
+            else:
+                node = best_node(a.allocatable_v, idle, avail, a.gpu_capacity_v, m, a.name_rank_v, extra,
+                                 has_extra, rq, rc, score_col, strategy, cpu_only, gpu_col, allow_pipeline,
+                                 scratch, &pipelined)
             if node < 0:
                 break
+            if has_c:
+                constraints.charge(node)
             for c in range(n_res):
-                undo[i, 0, c] = idle[c, node]
-                undo[i, 1, c] = releasing[c, node]
-            _take(idle, releasing, avail, req, req_cols, node, pipelined)
-            out_nodes[i] = node
-            out_pipelined[i] = pipelined
+                undo[start + i, 0, c] = idle[c, node]
+                undo[start + i, 1, c] = releasing[c, node]
+            _take(idle, releasing, avail, rq, rc, node, pipelined)
+            out_nodes[start + i] = node
+            out_pipe[start + i] = pipelined
             placed += 1
     return placed
 
 
-def fit_counts(const double[:, ::1] idle, const double[:, ::1] avail, const unsigned char[::1] mask,
-               const double[::1] req, const int[::1] req_cols, long[::1] out_short):
+def fit_counts(NodeArrays a, mask, req, req_cols, long[::1] out_short):
     """For explanations: ``out_short[k]`` = masked nodes lacking column ``req_cols[k]`` on idle+releasing.
 
     Returns the number of masked nodes that fit. Called once per failed job, not per task.
     """
+    check_task(a, mask, None, req, req_cols)
+    if out_short.shape[0] < req_cols.shape[0]:
+        raise ValueError("out_short must hold one count per req_cols entry")
     cdef Py_ssize_t n, k
     cdef int c, fits = 0
     cdef bint ok
-    for k in range(req_cols.shape[0]):
+    cdef const double[:, ::1] avail = a.avail_v
+    cdef const unsigned char[::1] m = mask
+    cdef const double[::1] rq = req
+    cdef const int[::1] rc = req_cols
+    for k in range(rc.shape[0]):
         out_short[k] = 0
     with nogil:
-        for n in range(mask.shape[0]):
-            if not mask[n]:
+        for n in range(m.shape[0]):
+            if not m[n]:
                 continue
             ok = True
-            for k in range(req_cols.shape[0]):
-                c = req_cols[k]
-                if avail[c, n] < req[c] - EPS:
+            for k in range(rc.shape[0]):
+                c = rc[k]
+                if avail[c, n] < rq[c] - EPS:
                     out_short[k] += 1
                     ok = False
             if ok:
@@ -390,18 +513,38 @@ cdef class NodeQueue:
             self._pop()
         return -1
 
-    def place(self, TouchLog log, const double[:, ::1] allocatable, double[:, ::1] idle,
-              double[:, ::1] releasing, double[:, ::1] avail, const double[::1] gpu_capacity,
-              const int[::1] name_rank, int count, int[::1] out_nodes,
-              unsigned char[::1] out_pipelined, double[:, :, ::1] undo):
-        """Same contract as ``place`` (no extra scores), answered from the queue.
+    def place(self, TouchLog log, NodeArrays a, Placements out, DomainConstraints constraints=None):
+        """Same contract as ``place`` (no extra scores, from index 0), answered from the queue.
 
-        Returns the number placed, or -1 when the class turned out not to be exact (the
-        caller must then use ``place``; nothing was changed).
+        Returns the number placed, or -1 when the class turned out not to be exact before
+        anything was placed (the caller must then use ``place``; nothing was changed). When
+        it turns inexact later, it stops there and the caller places the rest with ``place``.
+        ``constraints`` must be ``anti_only``: nodes they refuse are set aside for this run
+        (pushed back at its end, the queue is shared) and each placement is charged to them.
         """
-        cdef int i, node, placed = 0, n_res = idle.shape[0]
+        if constraints is not None and (not constraints.anti_only or constraints.n_nodes != a.n_nodes):
+            raise ValueError("constraints: only anti-affinity filters over these nodes can use the queue")
+        if self.n_nodes != a.n_nodes or log.n_nodes != a.n_nodes or self.req.shape[0] != a.n_res \
+                or out.undo.shape[2] != a.n_res or self.gpu_col != a.gpu_col:
+            raise ValueError("node queue, touch log, node arrays and output do not match in shape")
+        if self.req_cols.shape[0] and (min(self.req_cols) < 0 or max(self.req_cols) >= a.n_res):
+            raise ValueError("req_cols outside the resource rows")
+        if not 0 <= self.score_col < a.n_res:
+            raise ValueError("score_col outside the resource rows")
+        cdef int i, node = -1, placed = 0, n_res = <int>a.n_res, count = <int>out.capacity
         cdef Py_ssize_t c, k
         cdef bint pipelined
+        cdef const double[:, ::1] allocatable = a.allocatable_v
+        cdef double[:, ::1] idle = a.idle_v, releasing = a.releasing_v, avail = a.avail_v
+        cdef const double[::1] gpu_capacity = a.gpu_capacity_v
+        cdef const int[::1] name_rank = a.name_rank_v
+        cdef int[::1] out_nodes = out.nodes_v
+        cdef unsigned char[::1] out_pipelined = out.pipelined_v
+        cdef double[:, :, ::1] undo = out.undo_v
+        cdef bint has_c = constraints is not None
+        cdef QEntry* aside = NULL
+        cdef Py_ssize_t n_aside = 0, cap_aside = 0
+        cdef QEntry* grown
         with nogil:
             self.sync(log, allocatable, idle, avail, gpu_capacity, name_rank)
             if not self.exact:
@@ -409,6 +552,18 @@ cdef class NodeQueue:
             else:
                 for i in range(count):
                     node = self.best(log)
+                    while has_c and node >= 0 and not constraints.anti_ok(node):
+                        if n_aside == cap_aside:      # set the entry aside for this run
+                            cap_aside = 2 * cap_aside + 16
+                            grown = <QEntry*>realloc(aside, cap_aside * sizeof(QEntry))
+                            if grown == NULL:
+                                node = -2
+                                break
+                            aside = grown
+                        aside[n_aside] = self.heap[0]
+                        n_aside += 1
+                        self._pop()
+                        node = self.best(log)
                     if node < 0:
                         break
                     pipelined = False
@@ -422,10 +577,17 @@ cdef class NodeQueue:
                         undo[i, 1, c] = releasing[c, node]
                     _take(idle, releasing, avail, self.req, self.req_cols, node, pipelined)
                     log.touch(node)
+                    if has_c:
+                        constraints.charge(node)
                     out_nodes[i] = node
                     out_pipelined[i] = pipelined
                     placed += 1
                     self.sync(log, allocatable, idle, avail, gpu_capacity, name_rank)
                     if not self.exact:
                         break
+            for i in range(<int>n_aside):             # back in the shared queue
+                self._push(&aside[i])
+        free(aside)
+        if node == -2:
+            raise MemoryError()
         return placed

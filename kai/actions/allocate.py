@@ -21,8 +21,12 @@ S = C.PodStatus
 log = structlog.get_logger("kai.allocate")
 
 
-def schedulable_jobs(ssn) -> list:
-    """Jobs the allocate-like actions consider: queue usable and leaf, ready, with pending pods."""
+def schedulable_jobs(ssn, check_capacity: bool = True) -> list:
+    """Jobs the allocate-like actions consider: queue usable and leaf, ready, with pending pods.
+
+    ``check_capacity=False`` (reclaim, preempt) keeps jobs their queue cannot take now: their
+    victims' evictions may make room under the queue's limit (KAI judges capacity inside each
+    victim scenario)."""
     out = []
     for job in ssn.jobs.values():
         if not job.has_pending():
@@ -53,7 +57,8 @@ def schedulable_jobs(ssn) -> list:
         # the queue order: as a queue's head job it would misrepresent the queue (its large
         # request would push the queue back behind others) and cause allocate/reclaim
         # ping-pong. Within an action usage only grows, so it could not run later in it.
-        over = ssn.is_job_over_capacity(job, job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key))
+        over = check_capacity and ssn.is_job_over_capacity(
+            job, job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key))
         if over:
             ssn.record_fit_error(job, [over])
             continue
@@ -61,15 +66,21 @@ def schedulable_jobs(ssn) -> list:
     return out
 
 
-def _runs(tasks):
-    """Split tasks into runs of identical request and constraints (one kernel call each)."""
+def _runs(ssn, tasks):
+    """Split tasks into runs of identical request and constraints (one kernel call each);
+    a task whose predicates change with every placement is a run of its own."""
     runs = []
+    keys = []
     for t in tasks:
+        key = ssn.run_key(t) if t.constraints is not None or ssn.pod_counts is not None else ()
         if runs and t.gpu_sharing is None and runs[-1][0].gpu_sharing is None \
-                and t.signature == runs[-1][0].signature and (t.req == runs[-1][0].req).all():
+                and not ssn.placed_one_at_a_time(t) \
+                and t.signature == runs[-1][0].signature and (t.req == runs[-1][0].req).all() \
+                and key == keys[-1]:
             runs[-1].append(t)
         else:
             runs.append([t])
+            keys.append(key)
     return runs
 
 
@@ -170,7 +181,7 @@ class _Walk:
         prev = ssn.node_set
         ssn.node_set = node_set
         try:
-            for run in _runs(tasks):
+            for run in _runs(ssn, tasks):
                 t0 = run[0]
                 msg = ssn.pre_predicate(t0, job)
                 if msg:
@@ -189,7 +200,8 @@ class _Walk:
                 if extra is None and node_set is not None:
                     # a node set is a fresh mask: skip the lazy node queues (keyed per mask)
                     extra = np.zeros(mask.shape[0])
-                placed = stmt.allocate_run(run, mask, extra, self.allow_pipeline)
+                dc = ssn.domain_constraints(t0, job)
+                placed = stmt.allocate_run(run, mask, extra, self.allow_pipeline, dc)
                 if placed < len(run):
                     failed = run[placed]
                     total = len(self.tasks)

@@ -33,6 +33,7 @@ from kai.actions.common.job_order import JobsOrderByQueues
 from kai.actions.common.solver import JobSolver
 from kai.actions.common.victims import VictimCandidates
 from kai.actions.preempt import commit_solution
+from kai.api.resources import GPU
 from kai.framework.action import Action, register_action
 
 log = structlog.get_logger("kai.consolidation")
@@ -46,16 +47,41 @@ def max_consolidation_preemptees(config) -> int:
 
 
 def enough_capacity(ssn, tasks) -> bool:
-    """The cluster's idle + releasing totals cover the tasks' total request."""
+    """The cluster's idle + releasing totals cover the tasks' total request.
+
+    GPUs are counted as KAI's ``IsEnoughGPUsAllocatableForJob`` counts them: whole idle or
+    releasing devices plus the free and releasing portions of shared devices, against whole
+    GPUs + fractions x devices; gpu-memory requests against the same capacity in MiB (each
+    node's device memory)."""
     width = ssn.allocatable.shape[0]
     need = np.zeros(width)
+    need_mem = 0.0
     for t in tasks:
         need += t.req_vec(width)
+        gs = t.gpu_sharing
+        if gs is not None:
+            if gs.portion:
+                need[GPU] += gs.portion * gs.num_devices
+            elif gs.memory_mib:
+                need_mem += gs.memory_mib * gs.num_devices
     cols = np.flatnonzero(need > 0)
-    if cols.size == 0:
+    if cols.size == 0 and not need_mem:
         return True
     have = np.maximum(ssn.avail[cols], 0).sum(axis=1)
-    return bool((have + _EPS >= need[cols]).all())
+    short = have + _EPS < need[cols]
+    gpu_at = np.flatnonzero(cols == GPU)
+    if need_mem or (gpu_at.size and short[gpu_at[0]]):
+        # whole devices do not cover it: add the shared devices' free and releasing portions
+        per_node = np.maximum(ssn.avail[GPU], 0)
+        if ssn.dev_used.shape[1]:
+            group = ssn.dev_used > _EPS
+            per_node = per_node + np.where(group, np.maximum(1.0 - ssn.dev_used, 0.0)
+                                           + np.maximum(ssn.dev_rel, 0.0), 0.0).sum(axis=1)
+        if gpu_at.size:
+            short[gpu_at[0]] = per_node.sum() + _EPS < need[GPU]
+        if need_mem and need_mem > float((per_node * ssn.state.nodes.gpu_memory).sum()) + _EPS:
+            return False
+    return not bool(short.any())
 
 
 @register_action

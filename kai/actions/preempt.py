@@ -9,9 +9,14 @@ nodes, other than the preemptor, and accepted by every ``preempt_victim_filter_f
 They are taken lowest priority, newest first (gangs whole, elastic victims one pod at a
 time down to minMember) by the shared JobSolver, and scenarios must pass every
 ``preempt_scenario_validator_fns`` (see kai.actions.common.solver). A non-preemptible
-preemptor that would push its queue's non-preemptible usage over quota is skipped first.
+preemptor that would push its queue's non-preemptible usage over quota is skipped first
+(KAI's IsNonPreemptibleJobOverQueueQuota). A preemptor over its queue's *limit* is not:
+its victims are in its own queue, and the limit is checked in each scenario, after their
+resources are released (KAI's priority example: queue quota 1 / limit 1 GPU, a running
+train job, a build job submitted -> build preempts train).
 The first scenario in which the preemptor's gang fits is committed: evictions, and the
-preemptor pipelined onto the releasing resources (bound at once where they are idle).
+preemptor pipelined -- as in KAI, where the solver places the preemptor pipeline-only, even
+on idle resources; the next cycle's allocate binds it once its victims are gone.
 As in KAI's shared solver, a victim that can be placed again elsewhere is moved (evicted
 and pipelined on another node) rather than lost, unless ``--allow-consolidating-reclaim``
 is false.
@@ -23,7 +28,8 @@ import structlog
 from kai.actions.allocate import schedulable_jobs
 from kai.actions.common.job_order import JobsOrderByQueues
 from kai.actions.common.solver import JobSolver
-from kai.actions.common.victims import VictimCandidates
+from kai.actions.common.victims import (VictimCandidates, capacity_blocker, nonpreemptible_over_quota,
+                                        victims_can_relieve)
 from kai.api import constants as C
 from kai.framework.action import Action, register_action
 
@@ -46,7 +52,7 @@ class Preempt(Action):
     name = "preempt"
 
     def execute(self, ssn) -> None:
-        pending = schedulable_jobs(ssn)
+        pending = schedulable_jobs(ssn, check_capacity=False)
         if not pending:
             return
         cands = VictimCandidates(ssn)
@@ -55,11 +61,12 @@ class Preempt(Action):
         for job in JobsOrderByQueues(ssn, pending, ssn.config.queue_depth_per_action.get(self.name)):
             if job.queue not in cands.jobs or not job.has_pending():
                 continue
-            if not job.preemptible:
-                tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
-                over = ssn.is_job_over_capacity(job, tasks) if tasks else None
-                if over and over.startswith("NonPreemptibleOverQuota"):
-                    continue
+            tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
+            if not tasks or nonpreemptible_over_quota(ssn, job, tasks):
+                continue
+            blocker = capacity_blocker(ssn, job, tasks)
+            if blocker is not None and not victims_can_relieve(ssn, blocker, [job.queue]):
+                continue
 
             def accept(v, job=job):
                 return (v.key != job.key and v.priority < job.priority

@@ -12,7 +12,10 @@ For each pending job (the same jobs allocate considers, in queue-fair order):
    every ``reclaim_victim_filter_fns`` (``victim_filter(ssn, reclaimer, victim) -> bool``),
    taken in inverted queue order (the queue that orders last gives first) and inverted
    job order within a queue;
-3. the shared JobSolver searches the fewest victims; every
+3. a job over its queue's (or an ancestor's) limit is kept: the limit is checked inside
+   each scenario, after the victims' resources are released, so a reclaim that frees room
+   under the limited ancestor goes through (skipped at once when no victim sits there);
+4. the shared JobSolver searches the fewest victims; every
    ``reclaim_scenario_validator_fns`` must accept the scenario
    (``validator(ssn, reclaimer, victims: dict[job_key, list[PodInfo]]) -> bool``).
 
@@ -26,7 +29,7 @@ import structlog
 from kai.actions.allocate import schedulable_jobs
 from kai.actions.common.job_order import JobsOrderByQueues
 from kai.actions.common.solver import JobSolver
-from kai.actions.common.victims import VictimCandidates
+from kai.actions.common.victims import VictimCandidates, capacity_blocker, victims_can_relieve
 from kai.actions.preempt import commit_solution
 from kai.framework.action import Action, register_action
 
@@ -41,7 +44,7 @@ class Reclaim(Action):
         if not ssn.can_reclaim_fns:
             return
         can_reclaim = ssn.can_reclaim_fns[0]
-        pending = schedulable_jobs(ssn)
+        pending = schedulable_jobs(ssn, check_capacity=False)
         if not pending:
             return
         cands = VictimCandidates(ssn)
@@ -57,6 +60,10 @@ class Reclaim(Action):
                 continue
             queues = [q for q in cands.jobs if q != job.queue]
             if not queues:
+                continue
+            # over a limit now: only victims under the limited queue can make room
+            blocker = capacity_blocker(ssn, job, tasks)
+            if blocker is not None and not victims_can_relieve(ssn, blocker, queues):
                 continue
 
             def accept(v, job=job):

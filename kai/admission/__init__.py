@@ -1,6 +1,8 @@
-"""Admission webhook for pods: KAI-Scheduler's gpusharing and runtimeenforcement plugins.
+"""Admission webhooks: KAI-Scheduler's pod plugins (gpusharing, runtimeenforcement) and its
+Queue and PodGroup validation.
 
-See :mod:`kai.admission.webhook` (``kai webhook`` on the command line).
+See :mod:`kai.admission.webhook` (``kai webhook`` on the command line) and
+:mod:`kai.admission.crd_validation`.
 """
 from kai.admission.webhook import (AdmissionConfig, WebhookServer, mutate_pod, review, validate_pod)
 

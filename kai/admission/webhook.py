@@ -28,6 +28,9 @@ An HTTPS server answering AdmissionReview v1 on the paths KAI's admission servic
   (:func:`kai.api.pod_info.parse_gpu_sharing`) is rejected too, so an invalid request fails at
   creation instead of sitting unschedulable.
 
+``/validate-scheduling-run-ai-v2-queue``, ``/validate-scheduling-run-ai-v2alpha2-podgroup``
+  KAI's Queue and PodGroup validation (:mod:`kai.admission.crd_validation`).
+
 TLS: ``--tls-cert-file``/``--tls-private-key-file`` (reloaded when the files change, e.g. a
 cert-manager or Secret rotation), or a self-signed certificate generated at start (SANs
 localhost, 127.0.0.1 and ``--tls-san``), optionally written out (``--write-ca-file``) so it can
@@ -42,6 +45,7 @@ import ipaddress
 import json
 import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -51,12 +55,11 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import msgspec
 import structlog
 
 from kai.api import constants as C
-from kai.api.k8s import Pod
-from kai.api.pod_info import parse_gpu_sharing
+from kai.admission.crd_validation import VALIDATORS as CRD_VALIDATORS, review_crd
+from kai.api.gpu_sharing import parse_gpu_sharing_annotations
 from kai.cache.reservation import APP_LABEL, APP_LABEL_VALUE, CONFIGMAP_ANNOTATION, configmap_prefix
 
 log = structlog.get_logger("kai.admission")
@@ -162,44 +165,6 @@ def new_prefix(pod: dict) -> str:
 
 # ---------------------------------------------------------------------------------- validation
 
-def _kai_fraction_errors(pod: dict) -> str:
-    """KAI's ValidateGPUFractionRequest for the legacy annotations; '' when valid."""
-    ann = _annotations(pod)
-    frac_s, mem_s = ann.get(C.GPU_FRACTION, ""), ann.get(C.GPU_MEMORY, "")
-    num_s = ann.get(C.GPU_FRACTION_NUM_DEVICES)
-    if not frac_s and not mem_s:
-        if num_s is not None:
-            return ("cannot request multiple fractional devices without specifying fraction details "
-                    "(portion or memory)")
-        return ""
-    if frac_s:
-        try:
-            f = float(frac_s)
-        except ValueError:
-            f = -1.0
-        if not (0.0 < f < 1.0):
-            return "gpu-fraction annotation value must be a positive number smaller than 1.0"
-    if mem_s:
-        try:
-            m = int(mem_s)
-        except ValueError:
-            m = 0
-        if m <= 0:
-            return "gpu-memory annotation value must be a positive integer greater than 0"
-    if num_s is not None:
-        try:
-            n = int(num_s)
-        except ValueError:
-            n = 0
-        if n <= 0:
-            return "fraction count annotation value must be a positive integer greater than 0"
-    if requests_whole_gpu(pod):
-        return "cannot have both GPU fraction request and whole GPU resource request/limit"
-    if frac_s and mem_s:
-        return "cannot request both gpu-fraction and GPU memory request"
-    return ""
-
-
 def validate_pod(pod: dict, cfg: AdmissionConfig, namespace: str = "") -> str:
     """The reason to reject ``pod``, or '' to admit it."""
     if _spec(pod).get("schedulerName", "default-scheduler") != cfg.scheduler_name:
@@ -214,15 +179,8 @@ def validate_pod(pod: dict, cfg: AdmissionConfig, namespace: str = "") -> str:
             fraction_container(pod)
         except FractionContainerError as exc:
             return str(exc)
-    msg = _kai_fraction_errors(pod)
-    if msg:
-        return msg
-    # kai's scheduler rules (e.g. mps without a fraction): reject what it would never place.
-    try:
-        typed = msgspec.convert(pod, Pod, strict=False)
-    except (msgspec.ValidationError, TypeError):
-        return ""
-    _, err = parse_gpu_sharing(typed, 1.0 if requests_whole_gpu(pod) else 0.0)
+    # the same validator as the scheduler's model (KAI's rules and messages)
+    _, err = parse_gpu_sharing_annotations(_annotations(pod), requests_whole_gpu(pod))
     return err
 
 
@@ -312,6 +270,8 @@ def mutate_pod(pod: dict, cfg: AdmissionConfig, namespace: str = "") -> tuple[di
 def review(body: bytes | dict, path: str, cfg: AdmissionConfig) -> dict:
     """Answer one AdmissionReview (v1, or v1beta1 echoed back) for ``path``."""
     doc = json.loads(body) if isinstance(body, (bytes, str)) else body
+    if path in CRD_VALIDATORS:              # Queue / PodGroup (kai.admission.crd_validation)
+        return review_crd(doc, path)
     req = doc.get("request") or {}
     resp: dict[str, Any] = {"uid": req.get("uid", ""), "allowed": True}
     out = {"apiVersion": doc.get("apiVersion") or "admission.k8s.io/v1", "kind": "AdmissionReview",
@@ -452,7 +412,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         path = self.path.split("?", 1)[0]
-        if path not in (MUTATE_PATH, VALIDATE_PATH):
+        if path not in (MUTATE_PATH, VALIDATE_PATH) and path not in CRD_VALIDATORS:
             self._send(404, b"not found", "text/plain")
             return
         try:
@@ -540,10 +500,22 @@ def run_webhook(args: Any) -> int:
     log.warning("admission webhook serving", port=server.port, scheduler_name=cfg.scheduler_name,
                 runtime_class=cfg.gpu_pod_runtime_class_name, gpu_sharing=cfg.gpu_sharing_enabled,
                 self_signed=not args.tls_cert_file)
+    # SIGTERM (the kubelet stopping the pod) or SIGINT: stop accepting, finish the requests
+    # in flight, exit 0. The server runs in a thread: shutdown() must not run in its own loop.
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        log.info("signal received, stopping", signal=signum)
+        stopping.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    server.start()
     try:
-        server.serve_forever()
+        stopping.wait()
     finally:
-        server.server_close()
+        server.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return 0
 
 

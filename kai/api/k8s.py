@@ -73,20 +73,53 @@ class Node(_K):
 
 # --- Pod ----------------------------------------------------------------------------------
 
+class ResourceClaimRef(_K):
+    """A container's use of one of the pod's resource claims (``resources.claims[]``)."""
+    name: str = ""
+    request: str = ""
+
+
 class ResourceRequirements(_K):
     requests: dict[str, str | int | float] = {}
     limits: dict[str, str | int | float] = {}
+    claims: list[ResourceClaimRef] = []         # DRA: names of the pod's resourceClaims
 
 
 class ContainerPort(_K):
     container_port: int = 0
     host_port: int = 0
+    host_ip: str = msgspec.field(default="", name="hostIP")
     protocol: str = "TCP"
+
+
+class ConfigMapKeySelector(_K):
+    name: str = ""
+    key: str = ""
+    optional: bool | None = None
+
+
+class EnvVarSource(_K):
+    config_map_key_ref: ConfigMapKeySelector | None = None
 
 
 class EnvVar(_K):
     name: str = ""
     value: str | None = None
+    value_from: EnvVarSource | None = None
+
+
+class ConfigMapEnvSource(_K):
+    name: str = ""
+    optional: bool | None = None
+
+
+class EnvFromSource(_K):
+    config_map_ref: ConfigMapEnvSource | None = None
+
+
+class VolumeMount(_K):
+    name: str = ""
+    mount_path: str = ""
 
 
 class Container(_K):
@@ -96,6 +129,8 @@ class Container(_K):
     restart_policy: str | None = None
     ports: list[ContainerPort] = []
     env: list[EnvVar] = []
+    env_from: list[EnvFromSource] = []
+    volume_mounts: list[VolumeMount] = []
 
 
 class NodeSelectorRequirement(_K):
@@ -123,10 +158,107 @@ class NodeAffinity(_K):
     preferred_during_scheduling_ignored_during_execution: list[PreferredSchedulingTerm] = []
 
 
+class LabelSelectorRequirement(_K):
+    key: str = ""
+    operator: str = ""
+    values: list[str] = []
+
+
+class LabelSelector(_K):
+    """metav1.LabelSelector. A missing selector (None where it is optional) matches nothing;
+    an empty one (``{}``) matches everything."""
+    match_labels: dict[str, str] = {}
+    match_expressions: list[LabelSelectorRequirement] = []
+
+
+class PodAffinityTerm(_K):
+    label_selector: LabelSelector | None = None
+    namespaces: list[str] = []
+    topology_key: str = ""
+    namespace_selector: LabelSelector | None = None
+    match_label_keys: list[str] = []
+    mismatch_label_keys: list[str] = []
+
+
+class WeightedPodAffinityTerm(_K):
+    weight: int = 0
+    pod_affinity_term: PodAffinityTerm = msgspec.field(default_factory=PodAffinityTerm)
+
+
+class PodAffinity(_K):
+    """Also the shape of podAntiAffinity."""
+    required_during_scheduling_ignored_during_execution: list[PodAffinityTerm] = []
+    preferred_during_scheduling_ignored_during_execution: list[WeightedPodAffinityTerm] = []
+
+
 class Affinity(_K):
     node_affinity: NodeAffinity | None = None
-    pod_affinity: dict[str, Any] | None = None
-    pod_anti_affinity: dict[str, Any] | None = None
+    pod_affinity: PodAffinity | None = None
+    pod_anti_affinity: PodAffinity | None = None
+
+
+class TopologySpreadConstraint(_K):
+    max_skew: int = 0
+    topology_key: str = ""
+    when_unsatisfiable: str = ""
+    label_selector: LabelSelector | None = None
+    min_domains: int | None = None
+    node_affinity_policy: str | None = None
+    node_taints_policy: str | None = None
+    match_label_keys: list[str] = []
+
+
+# --- volumes: the sources that decide where a pod can run ---------------------------------
+
+class PersistentVolumeClaimVolumeSource(_K):
+    claim_name: str = ""
+    read_only: bool = False
+
+
+class ConfigMapVolumeSource(_K):
+    name: str = ""
+    optional: bool | None = None
+
+
+class VolumeProjection(_K):
+    config_map: ConfigMapVolumeSource | None = None
+
+
+class ProjectedVolumeSource(_K):
+    sources: list[VolumeProjection] = []
+
+
+class EphemeralVolumeSource(_K):
+    volume_claim_template: dict[str, Any] | None = None
+
+
+class CSIVolumeSource(_K):
+    driver: str = ""
+
+
+class Volume(_K):
+    """A pod volume. Sources that do not constrain scheduling (emptyDir, secret, hostPath,
+    downwardAPI, ...) are not modelled; the in-tree disk sources that kube-scheduler's volume
+    plugins restrict are kept raw so kai can refuse them by name (kai.api.pod_fields)."""
+    name: str = ""
+    persistent_volume_claim: PersistentVolumeClaimVolumeSource | None = None
+    ephemeral: EphemeralVolumeSource | None = None
+    config_map: ConfigMapVolumeSource | None = None
+    projected: ProjectedVolumeSource | None = None
+    csi: CSIVolumeSource | None = None
+    gce_persistent_disk: dict[str, Any] | None = None
+    aws_elastic_block_store: dict[str, Any] | None = None
+    azure_disk: dict[str, Any] | None = None
+    azure_file: dict[str, Any] | None = None
+    cinder: dict[str, Any] | None = None
+    rbd: dict[str, Any] | None = None
+    iscsi: dict[str, Any] | None = None
+    portworx_volume: dict[str, Any] | None = None
+    vsphere_volume: dict[str, Any] | None = None
+    photon_persistent_disk: dict[str, Any] | None = None
+    scale_io: dict[str, Any] | None = msgspec.field(default=None, name="scaleIO")
+    storageos: dict[str, Any] | None = None
+    flocker: dict[str, Any] | None = None
 
 
 class Toleration(_K):
@@ -141,13 +273,33 @@ class SchedulingGate(_K):
     name: str = ""
 
 
+class PodResourceClaim(_K):
+    """``spec.resourceClaims[]``: a ResourceClaim by name, or one generated from a template."""
+    name: str = ""
+    resource_claim_name: str | None = None
+    resource_claim_template_name: str | None = None
+
+
+class PodResourceClaimStatus(_K):
+    """``status.resourceClaimStatuses[]``: the claim generated for a template entry."""
+    name: str = ""
+    resource_claim_name: str | None = None
+
+
 class PodSpec(_K):
+    """The pod fields kai reads: every field kube-scheduler's filters and scores read is here,
+    so kai either honours it or refuses the pod naming it (kai.api.pod_fields)."""
     containers: list[Container] = []
     init_containers: list[Container] = []
+    ephemeral_containers: list[Container] = []
     overhead: dict[str, str | int | float] = {}
+    resources: ResourceRequirements | None = None        # pod-level resources (PodLevelResources)
     node_selector: dict[str, str] = {}
     affinity: Affinity | None = None
     tolerations: list[Toleration] = []
+    topology_spread_constraints: list[TopologySpreadConstraint] = []
+    volumes: list[Volume] = []
+    host_network: bool = False
     scheduler_name: str = "default-scheduler"
     priority_class_name: str = ""
     priority: int | None = None
@@ -155,6 +307,7 @@ class PodSpec(_K):
     scheduling_gates: list[SchedulingGate] = []
     node_name: str = ""
     restart_policy: str = "Always"
+    resource_claims: list[PodResourceClaim] = []
 
 
 class PodCondition(_K):
@@ -170,6 +323,7 @@ class PodStatus(_K):
     conditions: list[PodCondition] = []
     nominated_node_name: str = ""
     start_time: str | None = None
+    resource_claim_statuses: list[PodResourceClaimStatus] = []
 
 
 class Pod(_K):
@@ -276,7 +430,15 @@ class Topology(_K):
     spec: TopologySpec = msgspec.field(default_factory=TopologySpec)
 
 
+class Namespace(_K):
+    """Only its labels matter to kai (namespaceSelector of pod affinity terms)."""
+    api_version: str = "v1"
+    kind: str = "Namespace"
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+
+
 KINDS: dict[str, type] = {
+    "Namespace": Namespace,
     "Node": Node,
     "Pod": Pod,
     "PodGroup": PodGroup,

@@ -9,12 +9,15 @@ the scheduler reports it on the pod's group instead of scheduling it.
 from __future__ import annotations
 
 import datetime as _dt
-import math
 
 import numpy as np
 
 from kai.api import constants as C
+from kai.api.gpu_sharing import GPUSharing, parse_gpu_sharing_annotations
 from kai.api.k8s import Container, Pod
+from kai.api.affinity import PodConstraints
+from kai.api.pod_fields import unhonoured
+from kai.api.selectors import SelectorError
 from kai.api.resources import CPU, GPU, PODS, QuantityError, ResourceRegistry
 
 
@@ -122,58 +125,9 @@ def _pod_requests(pod: Pod, registry: ResourceRegistry) -> np.ndarray:
     return out
 
 
-class GPUSharing:
-    """A fractional GPU request from KAI's annotations. ``portion`` is per device."""
-
-    __slots__ = ("portion", "memory_mib", "num_devices")
-
-    def __init__(self, portion: float, memory_mib: int, num_devices: int) -> None:
-        self.portion = portion
-        self.memory_mib = memory_mib
-        self.num_devices = num_devices
-
-    def __repr__(self) -> str:
-        return f"GPUSharing(portion={self.portion}, memory_mib={self.memory_mib}, devices={self.num_devices})"
-
-
 def parse_gpu_sharing(pod: Pod, whole_gpus: float) -> tuple[GPUSharing | None, str]:
-    """Read gpu-fraction / gpu-memory / gpu-fraction-num-devices; return (request, error)."""
-    ann = pod.metadata.annotations
-    frac_s, mem_s, num_s = ann.get(C.GPU_FRACTION), ann.get(C.GPU_MEMORY), ann.get(C.GPU_FRACTION_NUM_DEVICES)
-    if frac_s is None and mem_s is None:
-        if num_s is not None:
-            return None, f"annotation {C.GPU_FRACTION_NUM_DEVICES} needs {C.GPU_FRACTION} or {C.GPU_MEMORY}"
-        if ann.get(C.MPS, "").lower() == "true":
-            return None, f"annotation {C.MPS}=true is only valid with {C.GPU_FRACTION} or {C.GPU_MEMORY}"
-        return None, ""
-    if frac_s is not None and mem_s is not None:
-        return None, f"annotations {C.GPU_FRACTION} and {C.GPU_MEMORY} cannot be used together"
-    if whole_gpus:
-        which = C.GPU_FRACTION if frac_s is not None else C.GPU_MEMORY
-        return None, f"annotation {which} cannot be combined with a nvidia.com/gpu resource request"
-    num = 1
-    if num_s is not None:
-        try:
-            num = int(num_s)
-        except ValueError:
-            num = 0
-        if num <= 0:
-            return None, f"annotation {C.GPU_FRACTION_NUM_DEVICES}={num_s!r} must be a positive integer"
-    if frac_s is not None:
-        try:
-            f = float(frac_s)
-        except ValueError:
-            f = math.nan
-        if not (0.0 < f < 1.0):
-            return None, f"annotation {C.GPU_FRACTION}={frac_s!r} must be a number with 0 < fraction < 1"
-        return GPUSharing(f, 0, num), ""
-    try:
-        m = int(mem_s)
-    except ValueError:
-        m = 0
-    if m <= 0:
-        return None, f"annotation {C.GPU_MEMORY}={mem_s!r} must be a positive integer (MiB)"
-    return GPUSharing(0.0, m, num), ""
+    """The pod's GPU-sharing request (``kai.api.gpu_sharing``): (request, error)."""
+    return parse_gpu_sharing_annotations(pod.metadata.annotations, bool(whole_gpus))
 
 
 def fraction_configmap_suffix(pod: Pod | None) -> str:
@@ -216,7 +170,7 @@ class PodInfo:
 
     __slots__ = ("pod", "uid", "name", "namespace", "key", "job_key", "status", "node_name",
                  "req", "gpu_sharing", "gpu_groups", "_signature", "creation", "invalid_reason",
-                 "task_priority", "subgroup", "is_virtual", "deleting")
+                 "task_priority", "subgroup", "is_virtual", "deleting", "constraints", "volume_plan")
 
     def __init__(self, pod: Pod, registry: ResourceRegistry) -> None:
         meta = pod.metadata
@@ -245,6 +199,18 @@ class PodInfo:
                 self.invalid_reason = f"pod {self.key}: {err}"
         else:
             self.gpu_sharing = None
+        # inter-pod affinity, topology spread, host ports (kai.api.affinity): None for most pods
+        try:
+            self.constraints = PodConstraints.of(pod)
+        except SelectorError as exc:
+            self.constraints = None
+            if not self.invalid_reason:
+                self.invalid_reason = f"pod {self.key}: {exc}"
+        if not self.node_name and not self.invalid_reason:
+            missing = unhonoured(pod)
+            if missing:
+                self.invalid_reason = (f"pod {self.key} sets fields kai does not honour yet, so it waits: "
+                                       + "; ".join(missing))
         self.gpu_groups: list[str] = []
         self._signature = None
         labels = meta.labels
@@ -258,6 +224,8 @@ class PodInfo:
                     pass
             self.subgroup = labels.get(C.SUBGROUP_LABEL, "")
         self.is_virtual = False
+        #: what placing it decided for its unbound claims (kai.api.storage.ClaimPlan), for the binder
+        self.volume_plan: tuple = ()
         self.status = self._initial_status()
 
     def _initial_status(self) -> int:

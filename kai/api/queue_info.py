@@ -1,9 +1,21 @@
 """QueueInfo and the queue tree, read from ``scheduling.run.ai/v2`` Queues.
 
 Units inside kai: gpu in devices, cpu in millicores, memory in bytes. KAI's Queue spec
-gives memory in MB (10^6 bytes); it is converted here once. ``-1`` keeps its meaning
-(unlimited quota / no limit); an omitted resource block means quota 0, weight 0 and
-limit 0, which admits nothing for that resource -- exactly KAI's behaviour.
+gives memory in MB (10^6 bytes); it is converted here once, as KAI's proportion plugin does
+it: ``max(-1, MB x 10^6)``, so any negative memory value is ``-1``. ``-1`` keeps its meaning
+(unlimited quota / no limit); an omitted resource block (or no ``spec.resources`` at all)
+means quota 0, weight 0 and limit 0, which admits nothing for that resource -- exactly KAI's
+behaviour.
+
+Value semantics: every number KAI's Queue CRD accepts is used as KAI's scheduler uses it.
+A negative quota other than -1 is subtracted in the deserved pass (KAI adds
+``min(quota, request)`` to the fair share), a negative limit other than -1 blocks the
+resource, a negative overQuotaWeight enters the weight normalisation as it is (alone among
+its siblings it behaves like a positive weight; mixed with positive weights it shrinks or
+cancels theirs). None of these is refused: ``queue_warnings`` lists them, and the status
+writer puts them on the Queue as a ``SpecWarning`` condition and an Event. Only a Queue that
+cannot be identified (no name), whose min-runtime is not a duration or whose numbers are not
+finite amounts is left out (``validate_queue``).
 """
 from __future__ import annotations
 
@@ -56,10 +68,13 @@ class QueueInfo:
             r: QueueResource | None = getattr(res, name) if res is not None else None
             if r is None:
                 continue
-            scale = _MEMORY_UNIT if name == "memory" else 1.0
-            self.deserved[i] = r.quota * scale if r.quota != -1 else -1.0
-            self.limit[i] = r.limit * scale if r.limit != -1 else -1.0
-            self.weight[i] = r.over_quota_weight
+            if name == "memory":
+                self.deserved[i] = max(-1.0, r.quota * _MEMORY_UNIT)
+                self.limit[i] = max(-1.0, r.limit * _MEMORY_UNIT)
+            else:
+                self.deserved[i] = float(r.quota)
+                self.limit[i] = float(r.limit)
+            self.weight[i] = float(r.over_quota_weight)
         self.preempt_min_runtime = parse_duration(q.spec.preempt_min_runtime)
         self.reclaim_min_runtime = parse_duration(q.spec.reclaim_min_runtime)
 
@@ -72,29 +87,24 @@ class QueueInfo:
 
 
 def validate_queue(q: Queue) -> list[str]:
-    """Problems with one Queue object on its own (KAI's webhook rejects a Queue without resources)."""
+    """Why a Queue cannot be scheduled at all (empty when it can be).
+
+    Only what kai cannot give a meaning to: a Queue without a name, a min-runtime that is
+    not a duration, a quota/limit/weight that is not finite or beyond any real amount
+    (``MAX_QUEUE_AMOUNT``, ``MAX_OVER_QUOTA_WEIGHT``), a priority outside int32. Odd but
+    meaningful numbers are ``queue_warnings``, not errors."""
     errs = []
     if not q.metadata.name:
         errs.append("metadata.name is empty")
-    if q.spec.resources is None:
-        errs.append("spec.resources is missing")
-    else:
-        for name in QUEUE_RESOURCES:
-            r = getattr(q.spec.resources, name)
-            if r is None:
-                continue
-            bad = False
-            for field, v, top in (("quota", r.quota, MAX_QUEUE_AMOUNT), ("limit", r.limit, MAX_QUEUE_AMOUNT),
-                                  ("overQuotaWeight", r.over_quota_weight, MAX_OVER_QUOTA_WEIGHT)):
-                if not math.isfinite(v) or v > top:
-                    errs.append(f"spec.resources.{name}.{field} is {v:g}: must be a number up to {top:g}")
-                    bad = True
-                elif v < 0 and (v != -1 or field == "overQuotaWeight"):
-                    errs.append(f"spec.resources.{name}.{field} is {v:g}: must be >= 0"
-                                + ("" if field == "overQuotaWeight" else " or -1"))
-                    bad = True
-            if not bad and r.limit not in (-1,) and r.quota not in (-1,) and r.limit < r.quota:
-                errs.append(f"spec.resources.{name}.limit {r.limit:g} is below quota {r.quota:g}")
+    res = q.spec.resources
+    for name in QUEUE_RESOURCES:
+        r = getattr(res, name) if res is not None else None
+        if r is None:
+            continue
+        for field, v, top in (("quota", r.quota, MAX_QUEUE_AMOUNT), ("limit", r.limit, MAX_QUEUE_AMOUNT),
+                              ("overQuotaWeight", r.over_quota_weight, MAX_OVER_QUOTA_WEIGHT)):
+            if not math.isfinite(v) or abs(v) > top:
+                errs.append(f"spec.resources.{name}.{field} is {v:g}: must be a number within +-{top:g}")
     if q.spec.priority is not None and not -2**31 <= q.spec.priority < 2**31:
         errs.append(f"spec.priority {q.spec.priority} is out of range (a 32-bit integer)")
     for field in ("preempt_min_runtime", "reclaim_min_runtime"):
@@ -103,6 +113,46 @@ def validate_queue(q: Queue) -> list[str]:
             camel = "preemptMinRuntime" if field.startswith("preempt") else "reclaimMinRuntime"
             errs.append(f"spec.{camel} {v!r} is not a duration")
     return errs
+
+
+def queue_warnings(q: Queue) -> list[str]:
+    """Values KAI accepts whose result is likely not what was meant, each with what it does.
+
+    The queue is scheduled with them all the same (KAI's semantics); the status writer
+    publishes these as a ``SpecWarning`` condition and an Event."""
+    out = []
+    res = q.spec.resources
+    if res is None:
+        return ["spec.resources is missing: quota, overQuotaWeight and limit are 0 for every "
+                "resource, so no pod that requests gpu, cpu or memory can run in this queue"]
+    for name in QUEUE_RESOURCES:
+        r: QueueResource | None = getattr(res, name)
+        path = f"spec.resources.{name}"
+        if r is None:
+            out.append(f"{path} is missing: its limit is 0, so no pod that requests {name} can run "
+                       f"in this queue")
+            continue
+        if r.quota < 0 and r.quota != -1:
+            out.append(f"{path}.quota is {r.quota:g}: "
+                       + ("any negative memory quota means unlimited (-1)" if name == "memory" else
+                          "a negative quota other than -1 lowers the queue's fair share by that much "
+                          "and hands it to its siblings"))
+        if r.limit < 0 and r.limit != -1:
+            out.append(f"{path}.limit is {r.limit:g}: "
+                       + ("any negative memory limit means no limit (-1)" if name == "memory" else
+                          "a negative limit other than -1 blocks every pod that requests it"))
+        elif r.limit == 0:
+            out.append(f"{path}.limit is 0: no pod that requests {name} can run in this queue "
+                       f"(-1 means no limit)")
+        if r.over_quota_weight < 0:
+            out.append(f"{path}.overQuotaWeight is {r.over_quota_weight:g}: negative weights are "
+                       f"normalised by the sum of the siblings' weights as they are (alone, or with "
+                       f"other negative weights, they act as positive ones; mixed with positive "
+                       f"weights they shrink or cancel the over-quota share)")
+        if r.limit >= 0 and r.quota >= 0 and r.limit < r.quota:
+            out.append(f"{path}.limit {r.limit:g} is below quota {r.quota:g}: the limit wins, the "
+                       f"queue never reaches its quota")
+    return out
 
 
 class QueueTree:

@@ -19,6 +19,12 @@ and handed to :class:`Binder`, whose worker pool does the API calls:
   (``runai/shared-gpu-configmap``); the ConfigMap ``<prefix>-0`` gets
   ``NVIDIA_VISIBLE_DEVICES`` and ``GPU_PORTION``. A failed bind deletes that ConfigMap again.
   All of it runs on the worker threads, never in the cycle.
+- volumes, before anything else (VolumeBinding's PreBind, ``kai.cache.volume_prebind``): each
+  claim the placement decided (``PodInfo.volume_plan``) is bound to its PV (the PV's claimRef
+  is set, the PV controller completes the binding) or gets ``volume.kubernetes.io/selected-node``
+  for dynamic provisioning; the worker waits (bounded) until every claim is bound. If that
+  fails, its own writes are undone where the PV controller has not acted yet, and the pod is not
+  bound (``FailedBinding`` Event; the scheduler forgets the assumed volumes).
 
 Outcomes come back to the controller thread through the informers' event queue as
 ``("Binder", kind, payload)``; the controller (the single writer) keeps assumptions alive
@@ -42,6 +48,7 @@ from kai.cache.cluster_state import shared_portion
 from kai.cache.kubeclient import ApiError, Fenced, KubeClient, retry_delay
 from kai.cache.reservation import CONFIGMAP_ANNOTATION, ReservationService, configmap_prefix
 from kai.cache.status import StatusWriter, now_rfc3339
+from kai.cache.volume_prebind import VolumeBindError, bind_pod_volumes
 from kai.cache.decisions import CycleResult, Decision
 
 log = structlog.get_logger("kai.binder")
@@ -57,8 +64,9 @@ class Binder:
     def __init__(self, client: KubeClient, events: "queue.Queue", workers: int = 16, max_attempts: int = 5,
                  latest_pod: Callable[[str], Any] | None = None, status: StatusWriter | None = None,
                  scheduler_name: str = "kai-scheduler", on_bound: Callable[[float], None] | None = None,
-                 reservations: ReservationService | None = None) -> None:
+                 reservations: ReservationService | None = None, volume_bind_timeout: float = 120.0) -> None:
         self.client = client
+        self.volume_bind_timeout = volume_bind_timeout
         self.reservations = reservations
         self.events = events
         self.max_attempts = max_attempts
@@ -118,10 +126,11 @@ class Binder:
         return uid not in self.assumed_bind
 
     def submit_bind(self, ns: str, name: str, uid: str, node: str, gpu_groups: list[str] | None = None,
-                    portion: float = 0.0) -> None:
+                    portion: float = 0.0, volumes: tuple = ()) -> None:
         self.assumed_bind[uid] = (f"{ns}/{name}", node)
         self.bind_count += 1
-        self._submit(self._bind, ns, name, uid, node, time.monotonic(), list(gpu_groups or ()), portion)
+        self._submit(self._bind, ns, name, uid, node, time.monotonic(), list(gpu_groups or ()), portion,
+                     tuple(volumes))
 
     def submit_evict(self, ns: str, name: str, uid: str, message: str) -> None:
         self.assumed_evict[uid] = f"{ns}/{name}"
@@ -129,7 +138,7 @@ class Binder:
 
     # ------------------------------------------------------------------ workers
     def _bind(self, ns: str, name: str, uid: str, node: str, t0: float, gpu_groups: list[str] = (),
-              portion: float = 0.0) -> None:
+              portion: float = 0.0, volumes: tuple = ()) -> None:
         key = f"{ns}/{name}"
         latest = self.latest_pod(key)
         if latest is not None and (latest.spec.node_name or latest.metadata.uid != uid):
@@ -137,6 +146,22 @@ class Binder:
                    else "pod was replaced")
             self.events.put(("Binder", BIND_FAILED, (uid, key, node, why)))
             return
+        # ---- step: volumes (VolumeBinding's PreBind) -- nothing else runs unless they are bound
+        if volumes:
+            try:
+                bind_pod_volumes(self.client, ns, name, uid, node, volumes, self.volume_bind_timeout)
+            except Fenced as exc:       # not leading any more: nothing more is written, no Event
+                self.events.put(("Binder", BIND_FAILED, (uid, key, node, str(exc))))
+                return
+            except (VolumeBindError, ApiError) as exc:
+                reason = f"binding volumes of {key} on {node} failed: {exc}"
+                log.warning("volume binding failed", pod=key, node=node, error=str(exc))
+                if self.status is not None:
+                    self.status.event({"kind": "Pod", "apiVersion": "v1", "namespace": ns, "name": name,
+                                       "uid": uid}, "FailedBinding", reason, "Warning")
+                self.events.put(("Binder", BIND_FAILED, (uid, key, node, reason)))
+                return
+        # ---- end of the volumes step
         cm_prefix = ""
         if gpu_groups:
             try:
@@ -265,6 +290,7 @@ class Binder:
         if kind == BIND_FAILED:
             self.assumed_bind.pop(uid, None)
             self.failed_binds[key] = reason
+            state.storage.release(uid)       # volumes its placement assumed are free again
         else:
             self.assumed_evict.pop(uid, None)
         if latest is not None and latest.metadata.uid == uid:
@@ -317,7 +343,7 @@ class LiveCache:
             info = self.state.nodes.by_name.get(node_name)
             portion = shared_portion(task, info) if info is not None else float(task.gpu_sharing.portion or 0)
         self.binder.submit_bind(task.namespace, task.name, task.uid, node_name,
-                                groups if shared else None, portion)
+                                groups if shared else None, portion, getattr(task, "volume_plan", ()))
         self.result.bindings.append(Decision(task.key, node_name, groups))
 
     def pipeline(self, task, node_name: str) -> None:

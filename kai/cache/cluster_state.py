@@ -3,8 +3,9 @@
 Fed one object at a time (informer events in the live controller, manifests in
 ``kai simulate``): nodes into the NodeTable, pods into PodInfos charged against their
 node's columns, PodGroups into PodGroupInfos (jobs), plus Queues, PriorityClasses and
-Topologies. No rebuild per cycle: ``open_view()`` hands a session copies of the small
-node arrays and the live job objects; whatever the session changes virtually is undone
+Topologies; storage objects and ConfigMap names go to ``storage`` (kai.cache.storage_store).
+No rebuild per cycle: ``open_view()`` hands a session copies of the small node arrays and
+the live job objects; whatever the session changes virtually is undone
 at close, and committed decisions come back through ``assume_bound`` / ``assume_evicted``.
 """
 from __future__ import annotations
@@ -23,6 +24,8 @@ from kai._fast.gpusharing import KIND_ALLOCATED, KIND_RELEASING, update_group as
 from kai._fast.nodearrays import charge as _charge_kernel, charge_many as _charge_many
 from kai.api.resources import GPU
 from kai.cache.node_table import NodeTable
+from kai.cache.pod_table import PodTable
+from kai.cache.storage_store import StorageStore
 
 S = C.PodStatus
 
@@ -83,11 +86,17 @@ class ClusterState:
         self.registry = ResourceRegistry()
         self.nodes = NodeTable(self.registry)
         self.pods: dict[str, PodInfo] = {}
+        #: pods on nodes as rows, for inter-pod affinity / spread / ports (kai.cache.pod_table)
+        self.pod_table = PodTable()
+        #: namespace name -> labels (namespaceSelector of pod affinity terms)
+        self.namespaces: dict[str, dict[str, str]] = {}
         self.podgroups: dict[str, PodGroup] = {}
         self.jobs: dict[str, PodGroupInfo] = {}
         self.queues: dict[str, Queue] = {}
         self.priority_classes: dict[str, PriorityClass] = {}
         self.topologies: dict[str, Topology] = {}
+        #: PVs, PVCs, StorageClasses, CSI objects, ConfigMap names; assumed volume bindings
+        self.storage = StorageStore()
         self.grouper = grouper            # callable(Pod) -> PodGroup | None, for ungrouped pods
         self._node_pods: dict[str, set[str]] = defaultdict(set)
         self._charged: dict[str, tuple[int, np.ndarray, bool]] = {}  # uid -> (node idx, req, releasing)
@@ -160,6 +169,7 @@ class ClusterState:
         for uid in self._node_pods.get(name, ()):
             self._charged.pop(uid, None)
             self._shared.pop(uid, None)
+        self.pod_table.remove_node(info.idx)
 
     # ------------------------------------------------------------------ pods
     def _charge(self, pod: PodInfo) -> None:
@@ -177,6 +187,7 @@ class ClusterState:
             req = pod.req_vec(len(self.registry))
             _charge_kernel(t.idle, t.releasing, t.avail, i, req, 1.0, releasing)
         self._charged[pod.uid] = (i, req, releasing)
+        self.pod_table.add(pod, i)
         if pod.gpu_sharing is not None and not pod.invalid_reason:
             self._charge_shared(pod, info, releasing)
 
@@ -240,6 +251,7 @@ class ClusterState:
                 names.pop(slot, None)
 
     def _uncharge(self, uid: str) -> None:
+        self.pod_table.remove(uid)
         self._uncharge_shared(uid)
         got = self._charged.pop(uid, None)
         if got is None:
@@ -361,6 +373,12 @@ class ClusterState:
         for key, pg in list(self.podgroups.items()):
             self.upsert_podgroup(pg)
 
+    def upsert_namespace(self, name: str, labels: dict[str, str]) -> None:
+        self.namespaces[name] = dict(labels)
+
+    def delete_namespace(self, name: str) -> None:
+        self.namespaces.pop(name, None)
+
     def upsert_topology(self, t: Topology) -> None:
         self.topologies[t.metadata.name] = t
 
@@ -375,6 +393,8 @@ class ClusterState:
         self.dirty_jobs.add(task.job_key)
         self._node_pods[node_name].add(task.uid)
         self._charge(task)
+        if task.volume_plan:
+            self.storage.assume(task.uid, task.volume_plan, node_name)
 
     def assume_evicted(self, task: PodInfo) -> None:
         """An eviction was issued: the pod's resources are releasing until it is gone."""

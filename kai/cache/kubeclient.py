@@ -331,8 +331,8 @@ class KubeClient:
             other.user_agent = user_agent
         return other
 
-    def _headers(self, content_type: str | None = None) -> dict[str, str]:
-        h = {"Accept": "application/json", "User-Agent": self.user_agent}
+    def _headers(self, content_type: str | None = None, accept: str | None = None) -> dict[str, str]:
+        h = {"Accept": accept or "application/json", "User-Agent": self.user_agent}
         auth = self.creds.authorization()
         if auth:
             h["Authorization"] = auth
@@ -346,9 +346,10 @@ class KubeClient:
 
     def request(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None,
                 content_type: str = "application/json", timeout: float | None = None,
-                attempts: int | None = None) -> bytes:
+                attempts: int | None = None, accept: str | None = None) -> bytes:
         """Returns the raw body of a 2xx answer, raises ApiError otherwise (after ``attempts``
-        tries on retryable errors; default: ``read_attempts`` for GET, 1 for writes)."""
+        tries on retryable errors; default: ``read_attempts`` for GET, 1 for writes).
+        ``accept`` overrides the Accept header (e.g. PartialObjectMetadataList: metadata only)."""
         if attempts is None:
             attempts = self.read_attempts if method == "GET" else 1
         refreshed = False
@@ -356,7 +357,7 @@ class KubeClient:
         while True:
             attempt += 1
             try:
-                return self._request_once(method, path, body, params, content_type, timeout)
+                return self._request_once(method, path, body, params, content_type, timeout, accept)
             except Fenced:
                 raise
             except ApiError as exc:
@@ -369,7 +370,7 @@ class KubeClient:
                 time.sleep(retry_delay(exc, attempt))
 
     def _request_once(self, method: str, path: str, body: Any, params: dict[str, Any] | None,
-                      content_type: str, timeout: float | None) -> bytes:
+                      content_type: str, timeout: float | None, accept: str | None = None) -> bytes:
         if method != "GET" and self.fence is not None and not self.fence():
             raise Fenced(method, path)
         data = None
@@ -377,7 +378,7 @@ class KubeClient:
             data = body if isinstance(body, bytes) else _json_encoder.encode(body)
         try:
             r = self.pool.request(method, self.url(path, params), body=data,
-                                  headers=self._headers(content_type if data is not None else None),
+                                  headers=self._headers(content_type if data is not None else None, accept),
                                   timeout=urllib3.Timeout(connect=5.0, read=timeout or self.timeout))
         except urllib3.exceptions.HTTPError as exc:
             raise ApiError(0, type(exc).__name__, str(exc)) from exc
@@ -386,8 +387,8 @@ class KubeClient:
         return r.data
 
     def get(self, path: str, type: type[T] | None = None, params: dict[str, Any] | None = None,
-            attempts: int | None = None) -> Any:
-        raw = self.request("GET", path, params=params, attempts=attempts)
+            attempts: int | None = None, accept: str | None = None) -> Any:
+        raw = self.request("GET", path, params=params, attempts=attempts, accept=accept)
         return msgspec.json.decode(raw, type=type) if type is not None else json.loads(raw)
 
     def post(self, path: str, body: Any) -> Any:
@@ -405,14 +406,15 @@ class KubeClient:
         return json.loads(self.request("DELETE", path, body) or b"{}")
 
     def list(self, path: str, item_type: type[T], limit: int = 500,
-             params: dict[str, Any] | None = None) -> tuple[list[T], str]:
+             params: dict[str, Any] | None = None, accept: str | None = None) -> tuple[list[T], str]:
         """Paged list: all items and the list's resourceVersion (restarts on an expired continue)."""
         items: list[T] = []
         cont = ""
         lt = ListOf[item_type]  # type: ignore[valid-type]
         while True:
             try:
-                page = self.get(path, lt, {**(params or {}), "limit": limit, "continue": cont})
+                page = self.get(path, lt, {**(params or {}), "limit": limit, "continue": cont},
+                                **({"accept": accept} if accept else {}))
             except ApiError as exc:
                 if exc.status == 410 and cont:          # continue token expired: start over
                     items, cont = [], ""
@@ -424,12 +426,12 @@ class KubeClient:
                 return items, page.metadata.resourceVersion
 
     def watch(self, path: str, resource_version: str, timeout_seconds: int = 300,
-              params: dict[str, Any] | None = None, on_response=None) -> Iterator[WatchEvent]:
+              params: dict[str, Any] | None = None, on_response=None, accept: str | None = None) -> Iterator[WatchEvent]:
         """Stream watch events (BOOKMARKs included) until the server closes the stream."""
         q = {**(params or {}), "watch": "true", "allowWatchBookmarks": "true",
              "resourceVersion": resource_version, "timeoutSeconds": timeout_seconds}
         try:
-            r = self.pool.request("GET", self.url(path, q), headers=self._headers(), preload_content=False,
+            r = self.pool.request("GET", self.url(path, q), headers=self._headers(accept=accept), preload_content=False,
                                   timeout=urllib3.Timeout(connect=5.0, read=timeout_seconds + 30))
         except urllib3.exceptions.HTTPError as exc:
             raise ApiError(0, type(exc).__name__, str(exc)) from exc

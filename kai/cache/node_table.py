@@ -361,6 +361,32 @@ class NodeTable:
             m &= any_term
         return m
 
+    def preferred_affinity_weights(self, pod: Pod) -> np.ndarray | None:
+        """float64[N]: the summed weights of the pod's preferred node-affinity terms each node
+        matches (kube-scheduler's NodeAffinity raw score; empty or zero-weight terms skipped),
+        or None without such terms. Cached per term set until the nodes change."""
+        na = pod.spec.affinity.node_affinity if pod.spec.affinity else None
+        terms = [t for t in (na.preferred_during_scheduling_ignored_during_execution if na else ())
+                 if t.weight and (t.preference.match_expressions or t.preference.match_fields)]
+        if not terms:
+            return None
+        key = ("preferred", tuple((t.weight, tuple((e.key, e.operator, tuple(e.values))
+                                                    for e in t.preference.match_expressions),
+                                   tuple((e.key, e.operator, tuple(e.values)) for e in t.preference.match_fields))
+                                  for t in terms))
+        got = self._mask_cache.get(key)
+        if got is None:
+            got = np.zeros(self.n)
+            for t in terms:
+                m = np.ones(self.n, dtype=bool)
+                for e in t.preference.match_expressions:
+                    m &= self._expr_mask(e)
+                for e in t.preference.match_fields:
+                    m &= self._field_mask(e)
+                got += m * float(t.weight)
+            self._mask_cache[key] = got
+        return got
+
     def taint_mask(self, pod: Pod) -> tuple[np.ndarray, list[tuple[str, str, str]]]:
         """Nodes whose NoSchedule/NoExecute taints the pod tolerates, and the untolerated taints."""
         tols = pod.spec.tolerations

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import structlog
 
 from kai.api import constants as C
-from kai.api.queue_info import validate_queue
+from kai.api.queue_info import queue_warnings, validate_queue
 from kai.api.quota import MigColumns, quota_tuple
 from kai.cache.kubeclient import ApiError, KubeClient
 
@@ -271,6 +271,10 @@ def build_queue_statuses(queues: dict, result) -> dict[str, dict]:
               "allocatedNonPreemptible": resource_list(usage["allocatedNonPreemptible"]) if usage else zero,
               "requested": resource_list(usage["requested"]) if usage else zero,
               "conditions": queue_conditions(name, problem, bool(problem and validate_queue(q)), usage)}
+        warnings = queue_warnings(q)
+        if warnings:        # KAI's semantics apply all the same; the condition says what they do
+            st["conditions"].append({"type": "SpecWarning", "status": "True", "reason": "UnusualValues",
+                                     "message": "; ".join(warnings)})
         out[name] = st
     return out
 
@@ -353,6 +357,7 @@ class StatusReporter:
         for name in [k for k in self._queues if k not in queues]:
             del self._queues[name]
             self._queue_problem.pop(name, None)
+            self._queue_problem.pop("warn:" + name, None)
         for name, st in desired.items():
             q = queues[name]
             problem = result.queue_problems.get(name)
@@ -361,6 +366,12 @@ class StatusReporter:
                                    "name": name, "uid": q.metadata.uid}, "InvalidQueue" if not any(
                                        c["type"] == "Orphan" for c in st["conditions"]) else "OrphanQueue",
                                   f"queue {name} is not scheduled: {problem}", "Warning")
+            warn = next((c["message"] for c in st["conditions"] if c["type"] == "SpecWarning"), "")
+            if warn and self._queue_problem.get("warn:" + name) != warn:
+                self.writer.event({"kind": "Queue", "apiVersion": "scheduling.run.ai/v2", "namespace": "default",
+                                   "name": name, "uid": q.metadata.uid}, "QueueSpecWarning",
+                                  f"queue {name} is scheduled with KAI's meaning of: {warn}", "Warning")
+            self._queue_problem["warn:" + name] = warn
             if problem:
                 self._queue_problem[name] = problem
             else:

@@ -28,8 +28,11 @@ from typing import Any, Callable
 import msgspec
 import structlog
 
-from kai.api.k8s import Node, Pod, PodGroup, PriorityClass, Queue, Topology
+from kai.api.dra import DeviceClass, ResourceClaim, ResourceClaimTemplate, ResourceSlice
+from kai.api.k8s import Namespace, Node, Pod, PodGroup, PriorityClass, Queue, Topology
 from kai.api.node_info import validate_node
+from kai.api.storage import (CSIDriver, CSINode, CSIStorageCapacity, ConfigMap, PersistentVolume,
+                             PersistentVolumeClaim, StorageClass, VolumeAttachment)
 from kai.cache.kubeclient import ApiError, KubeClient, Status
 
 log = structlog.get_logger("kai.watch")
@@ -47,6 +50,7 @@ class Resource:
     optional: bool = False   # CRD may be absent: treat 404 as an empty list and retry later
     # problems that make a decoded object unusable (empty: fine); such objects become INVALID
     validate: Callable[[Any], list[str]] | None = None
+    metadata_only: bool = False   # list/watch PartialObjectMetadata: names and labels, never data
 
 
 RESOURCES: dict[str, Resource] = {
@@ -56,7 +60,29 @@ RESOURCES: dict[str, Resource] = {
     "Queue": Resource("Queue", "/apis/scheduling.run.ai/v2/queues", Queue, True),
     "PriorityClass": Resource("PriorityClass", "/apis/scheduling.k8s.io/v1/priorityclasses", PriorityClass),
     "Topology": Resource("Topology", "/apis/kai.scheduler/v1alpha1/topologies", Topology, True),
+    # labels only: the namespaceSelector of pod affinity terms
+    "Namespace": Resource("Namespace", "/api/v1/namespaces", Namespace),
+    # DRA (resource.k8s.io/v1, GA in Kubernetes 1.34); optional: older servers answer 404
+    "ResourceSlice": Resource("ResourceSlice", "/apis/resource.k8s.io/v1/resourceslices", ResourceSlice, True),
+    "DeviceClass": Resource("DeviceClass", "/apis/resource.k8s.io/v1/deviceclasses", DeviceClass, True),
+    "ResourceClaim": Resource("ResourceClaim", "/apis/resource.k8s.io/v1/resourceclaims", ResourceClaim, True),
+    "ResourceClaimTemplate": Resource("ResourceClaimTemplate", "/apis/resource.k8s.io/v1/resourceclaimtemplates",
+                                      ResourceClaimTemplate, True),
+    # volumes (kai.plugins.volumebinding) and KAI's ConfigMap predicate
+    "PersistentVolume": Resource("PersistentVolume", "/api/v1/persistentvolumes", PersistentVolume),
+    "PersistentVolumeClaim": Resource("PersistentVolumeClaim", "/api/v1/persistentvolumeclaims", PersistentVolumeClaim),
+    "StorageClass": Resource("StorageClass", "/apis/storage.k8s.io/v1/storageclasses", StorageClass),
+    "CSINode": Resource("CSINode", "/apis/storage.k8s.io/v1/csinodes", CSINode),
+    "CSIDriver": Resource("CSIDriver", "/apis/storage.k8s.io/v1/csidrivers", CSIDriver),
+    "CSIStorageCapacity": Resource("CSIStorageCapacity", "/apis/storage.k8s.io/v1/csistoragecapacities",
+                                   CSIStorageCapacity),
+    "VolumeAttachment": Resource("VolumeAttachment", "/apis/storage.k8s.io/v1/volumeattachments", VolumeAttachment),
+    "ConfigMap": Resource("ConfigMap", "/api/v1/configmaps", ConfigMap, metadata_only=True),
 }
+
+#: Accept headers of a metadata-only informer (list, watch): the server sends PartialObjectMetadata
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
 
 def object_key(obj: Any) -> str:
@@ -191,7 +217,8 @@ class Informer:
     def _list(self) -> None:
         """List everything; emit the differences against the store; remember the RV."""
         try:
-            raws, rv = self.client.list(self.resource.path, msgspec.Raw, limit=self.page_size)
+            raws, rv = self.client.list(self.resource.path, msgspec.Raw, limit=self.page_size,
+                                        **({"accept": METADATA_LIST} if self.resource.metadata_only else {}))
         except ApiError as exc:
             if exc.status == 404 and self.resource.optional:
                 raws, rv = [], ""
@@ -231,7 +258,8 @@ class Informer:
             self._resp = r
 
         try:
-            for ev in self.client.watch(self.resource.path, self.resource_version, timeout, on_response=hold):
+            extra = {"accept": METADATA_WATCH} if self.resource.metadata_only else {}
+            for ev in self.client.watch(self.resource.path, self.resource_version, timeout, on_response=hold, **extra):
                 if self._stop.is_set():
                     return
                 if ev.type == "ERROR":

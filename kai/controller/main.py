@@ -27,13 +27,16 @@ import kai
 from kai.api import constants as C
 from kai.cache.binder import Binder, LiveCache
 from kai.cache.cluster_state import ClusterState
+from kai.cache.dra_store import DraStore
 from kai.cache.kubeclient import ApiError, KubeClient, KubeconfigError
 from kai.cache.reservation import GPU_GROUP_LABEL, ReservationService, is_reservation_pod
 from kai.cache.status import StatusReporter, StatusWriter
+from kai.cache.storage_store import StorageStore
 from kai.cache.watch import ADDED, DELETED, INVALID, SYNCED, Informer, start_informers
 from kai.controller.leader import LeaderElector
 from kai.controller.metrics import HealthServer, Metrics
 from kai.podgrouper.controller import PodGrouperController
+from kai.plugins import unimplemented as unimplemented_plugins
 from kai.scheduler import Scheduler
 
 log = structlog.get_logger("kai.controller")
@@ -49,7 +52,8 @@ class Controller:
 
     def __init__(self, client: KubeClient, config, scheduler_name: str = C.SCHEDULER_NAME,
                  metrics: Metrics | None = None, bind_workers: int = 16, status_workers: int = 2,
-                 group_pods: bool = True, fence: Callable[[], bool] | None = None) -> None:
+                 group_pods: bool = True, fence: Callable[[], bool] | None = None,
+                 volume_bind_timeout: float = 120.0) -> None:
         self.client = client
         # may this replica write? (the leader Lease held with margin; kai.controller.leader)
         self.fence: Callable[[], bool] = fence or (lambda: True)
@@ -58,6 +62,7 @@ class Controller:
         self.scheduler_name = scheduler_name
         self.events: queue.Queue = queue.Queue()
         self.state = ClusterState(scheduler_name=scheduler_name)
+        self.dra = DraStore()        # ResourceSlices, DeviceClasses, ResourceClaims, templates
         self.metrics = metrics or Metrics()
         self.status = StatusWriter(client, workers=status_workers)
         self.reporter = StatusReporter(self.status)
@@ -74,8 +79,9 @@ class Controller:
         self.binder = Binder(client, self.events, workers=bind_workers, latest_pod=self._latest_pod,
                              status=self.status, scheduler_name=scheduler_name,
                              on_bound=lambda s: self.metrics.task_bind.observe(s * 1000.0),
-                             reservations=self.reservations)
-        self.grouper = PodGrouperController(client, scheduler_name) if group_pods else None
+                             reservations=self.reservations, volume_bind_timeout=volume_bind_timeout)
+        self.grouper = PodGrouperController(client, scheduler_name, config=getattr(config, "grouper", None),
+                                            status=self.status) if group_pods else None
         self.scheduler = Scheduler(self.state, config)
         self.synced = False
         self.invalid: dict[str, dict[str, str]] = {}       # kind -> object key -> why it is ignored
@@ -136,7 +142,8 @@ class Controller:
             return False
         pods = seen.get("Pod", {})
         for k in [k for k, p in pods.items() if is_reservation_pod(p, self.reservations.namespace)]:
-            self.reservation_pods[pods[k].metadata.name] = pods.pop(k)
+            p = pods.pop(k)
+            self.reservation_pods[p.metadata.name] = p
         st = self.state
         try:
             st.load(nodes=seen.get("Node", {}).values(), podgroups=seen.get("PodGroup", {}).values(),
@@ -147,6 +154,12 @@ class Controller:
             self._load_one_by_one(seen)
         for t in seen.get("Topology", {}).values():
             self._guarded("Topology", SYNCED, t, lambda t=t: self.state.upsert_topology(t))
+        for ns in seen.get("Namespace", {}).values():
+            self._guarded("Namespace", SYNCED, ns,
+                          lambda ns=ns: st.upsert_namespace(ns.metadata.name, ns.metadata.labels))
+        self.dra.load({k: v.values() for k, v in seen.items() if DraStore.handles(k)})
+        st.storage.load({k: v.values() for k, v in seen.items() if StorageStore.handles(k)})
+        # pods are offered to the pod-grouper by the first cycle that leads (only the leader groups)
         self.synced = True
         log.info("informers synced", **{k.lower() + "s": len(v) for k, v in seen.items()})
         return True
@@ -195,6 +208,12 @@ class Controller:
         bad = self.invalid.get(kind)
         if bad and bad.pop(_key(obj), None) is not None:     # a good version (or deletion) arrived
             self.metrics.invalid_objects.labels(kind=kind).set(len(bad))
+        if DraStore.handles(kind):
+            self.dra.apply(kind, etype, obj)
+            return
+        if StorageStore.handles(kind):
+            st.storage.apply(kind, etype, obj)
+            return
         if kind == "Pod" and is_reservation_pod(obj, self.reservations.namespace):
             name = obj.metadata.name
             if etype == DELETED:
@@ -207,6 +226,8 @@ class Controller:
             if etype == DELETED:
                 st.delete_pod(obj.metadata.uid)
                 self.binder.forget(obj.metadata.uid, _key(obj))
+                if self.grouper is not None:
+                    self.grouper.forget(obj.metadata.uid)
                 self.status.forget_pod(obj.metadata.uid)
                 return
             st.upsert_pod(obj)
@@ -238,6 +259,11 @@ class Controller:
                 st.topologies.pop(obj.metadata.name, None)
             else:
                 st.upsert_topology(obj)
+        elif kind == "Namespace":
+            if etype == DELETED:
+                st.delete_namespace(obj.metadata.name)
+            else:
+                st.upsert_namespace(obj.metadata.name, obj.metadata.labels)
 
     # ------------------------------------------------------------------ cycle
     def cycle(self, leader: bool) -> None:
@@ -342,7 +368,13 @@ class Controller:
         self.metrics.invalid_objects.labels(kind=kind).set(len(bad))
         self.metrics.invalid_reports.labels(kind=kind).inc()
         api = {"Pod": "v1", "Node": "v1", "PodGroup": "scheduling.run.ai/v2alpha2", "Queue": "scheduling.run.ai/v2",
-               "Topology": "kai.scheduler/v1alpha1", "PriorityClass": "scheduling.k8s.io/v1"}.get(info["kind"], "")
+               "Topology": "kai.scheduler/v1alpha1", "PriorityClass": "scheduling.k8s.io/v1",
+               "ResourceSlice": "resource.k8s.io/v1", "DeviceClass": "resource.k8s.io/v1",
+               "ResourceClaim": "resource.k8s.io/v1", "ResourceClaimTemplate": "resource.k8s.io/v1",
+               "PersistentVolume": "v1", "PersistentVolumeClaim": "v1", "ConfigMap": "v1",
+               "StorageClass": "storage.k8s.io/v1", "CSINode": "storage.k8s.io/v1", "CSIDriver": "storage.k8s.io/v1",
+               "CSIStorageCapacity": "storage.k8s.io/v1",
+               "VolumeAttachment": "storage.k8s.io/v1"}.get(info["kind"], "")
         where = f"{info['namespace']}/{info['name']}" if info["namespace"] else info["name"]
         self.status.event({"kind": info["kind"], "apiVersion": api, "namespace": info["namespace"] or "default",
                            "name": info["name"], "uid": info["uid"]}, "InvalidObject",
@@ -392,6 +424,19 @@ def _ensure_namespace(client: KubeClient, ns: str) -> None:
                 client.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
             except ApiError as exc2:
                 log.warning("cannot create lease namespace", namespace=ns, error=str(exc2))
+
+
+def report_unimplemented_plugins(status, config) -> list[str]:
+    """Scheduler config plugins kai does not implement: a warning log line each and one Warning
+    Event on the scheduler's own pod (POD_NAME / POD_NAMESPACE from the chart's downward API)."""
+    warnings = unimplemented_plugins(config)
+    for w in warnings:
+        log.warning("scheduler config: plugin not implemented", detail=w)
+    pod, ns = os.environ.get("POD_NAME"), os.environ.get("POD_NAMESPACE")
+    if warnings and pod and ns:
+        status.event({"kind": "Pod", "apiVersion": "v1", "namespace": ns, "name": pod},
+                     "PluginNotImplemented", "; ".join(warnings), "Warning")
+    return warnings
 
 
 def run_controller(args, config) -> int:
@@ -447,7 +492,9 @@ def run_controller(args, config) -> int:
     # every write but the Lease's own goes through the fence; the User-Agent names the replica
     client = raw.fenced(write_fence, user_agent=f"kai-scheduler/{kai.__version__} ({identity})")
     ctl = Controller(client, config, scheduler_name=scheduler_name, metrics=metrics,
-                     bind_workers=getattr(args, "bind_workers", 16), fence=holds)
+                     bind_workers=getattr(args, "bind_workers", 16), fence=holds,
+                     volume_bind_timeout=getattr(args, "volume_binding_timeout_seconds", 120.0))
+    report_unimplemented_plugins(ctl.status, config)
     health = None
     port = getattr(args, "metrics_port", 8080)
     if port is not None and port >= 0:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from kai.api import constants as C
+from kai.cache.occupancy import pool_occupancy
+from kai.api.reasons import cause
 
 BUCKETS = tuple(5 * 2 ** i for i in range(10))     # 5 ms .. 2560 ms
 
@@ -50,7 +53,14 @@ class Metrics:
                              namespace=ns, registry=r)
         self.preemption_attempts = Counter("total_preemption_attempts", "Total preemption attempts in the cluster",
                                            namespace=ns, registry=r)
+        self.unschedulable = Gauge("unschedulable_podgroups", "PodGroups the last cycle left unschedulable, by cause",
+                                   ["reason"], namespace=ns, registry=r)
+        self.gpu_devices = Gauge("gpu_devices", "GPU devices per node pool: whole, fractional, fragmented, free",
+                                 ["nodepool", "state"], namespace=ns, registry=r)
         self._queues: set[str] = set()
+        self._causes: set[str] = set()
+        self._gpu_series: set[tuple[str, str]] = set()
+        self._gpus_at = float("-inf")
         self.is_leader = Gauge("is_leader", "1 when this replica holds the leader Lease", namespace=ns, registry=r)
         self.fenced_cycles = Counter("fenced_cycles", "Cycles abandoned because the leader Lease was not held "
                                      "with margin", namespace=ns, registry=r)
@@ -83,6 +93,10 @@ class Metrics:
         for a, seconds in result.action_seconds.items():
             self.action_latency.labels(action=a).set(seconds * 1000.0)
         self._observe_queues(result)
+        self._observe_unschedulable(result)
+        if state is not None and time.monotonic() - self._gpus_at >= self.GPU_REFRESH_SECONDS:
+            self._gpus_at = time.monotonic()
+            self._observe_gpus(state)
         wanted = {d.pod for d in (*result.bindings, *result.pipelined, *result.evictions)}
         pods = _pods_by_key(state, wanted)
 
@@ -135,6 +149,36 @@ class Metrics:
                 except KeyError:
                     pass
         self._queues = seen
+
+
+    def _observe_unschedulable(self, result) -> None:
+        """``unschedulable_podgroups{reason}``: the cycle's unschedulable PodGroups by cause
+        (``kai.api.reasons.cause`` of the first reason)."""
+        counts: dict[str, int] = {}
+        for reasons in result.unschedulable.values():
+            c = cause(reasons[0] if reasons else "")
+            counts[c] = counts.get(c, 0) + 1
+        for c in self._causes - counts.keys():
+            self.unschedulable.remove(c)
+        for c, n in counts.items():
+            self.unschedulable.labels(reason=c).set(n)
+        self._causes = set(counts)
+
+    GPU_REFRESH_SECONDS = 5.0    # gpu_devices is recomputed at most this often (~10 ms on 10,000 nodes)
+
+    def _observe_gpus(self, state) -> None:
+        """``gpu_devices{nodepool,state}``, as ``kai.cache.occupancy`` defines the states."""
+        seen = set()
+        for p in pool_occupancy(state.nodes):
+            for st in GPU_STATES:
+                self.gpu_devices.labels(nodepool=p["name"], state=st).set(p[st])
+                seen.add((p["name"], st))
+        for gone in self._gpu_series - seen:
+            self.gpu_devices.remove(*gone)
+        self._gpu_series = seen
+
+
+GPU_STATES = ("whole", "fractional", "fragmented", "free")
 
 
 def _pods_by_key(state, keys: set[str]) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from kai._fast import placement as _placement
+from kai._fast.domains import KIND_AFFINITY, KIND_ANTI, KIND_SPREAD, DomainConstraints
 from kai.api import constants as C
 from kai.cache.node_table import tolerates
 
@@ -50,14 +51,19 @@ def explain_task(ssn, task, job, mask: np.ndarray | None = None) -> str:
     for taint, count in _untolerated_by_taint(table, task, tally.remaining & ~taint_ok):
         tally.add(count, f"untolerated taint {taint}")
     tally.remaining &= taint_ok
+    for pred in ssn.predicates_for(task):
+        for failing, text in pred.explain(task, job, tally.remaining.copy()):
+            tally.charge(np.asarray(failing, dtype=bool), text)
+    for failing, text in domain_failures(ssn, task, job):
+        tally.charge(failing, text)
     plugin_mask = ssn.node_mask(task, job) if mask is None else mask
     tally.charge(~plugin_mask.astype(bool), "node(s) excluded by scheduling constraints (topology/plugins)")
     width = ssn.allocatable.shape[0]
-    req = task.req_vec(width)
+    req = task.req_vec(width)[:width]
     cols = np.flatnonzero(req > 0).astype(np.int32)
     short = np.zeros(len(cols), dtype=np.int64)
-    fits = _placement.fit_counts(ssn.idle, ssn.avail, np.ascontiguousarray(tally.remaining, dtype=np.uint8),
-                                 req, cols, short)
+    fits = _placement.fit_counts(ssn.arrays, np.ascontiguousarray(tally.remaining, dtype=np.uint8),
+                                 np.ascontiguousarray(req), cols, short)
     names = ssn.registry.names
     for k, c in enumerate(cols):
         tally.add(short[k], "too many pods" if names[c] == "pods" else f"insufficient {names[c]}")
@@ -66,6 +72,24 @@ def explain_task(ssn, task, job, mask: np.ndarray | None = None) -> str:
         extra = f"{fits} node(s) have room but were not usable for this pod"
         detail = f"{detail}; {extra}" if detail else extra
     return f"0/{total} nodes fit: {detail}" if detail else f"0/{total} nodes fit"
+
+
+def domain_failures(ssn, task, job) -> list[tuple[np.ndarray, str]]:
+    """(failing bool[N], reason) per topology-domain filter of ``task`` (kai._fast.domains),
+    each evaluated alone (the affinity terms together: their bootstrap rule is joint)."""
+    specs, boot = ssn.domain_specs(task, job)
+    n = ssn.allocatable.shape[1]
+    filters = [s for s in specs if s["kind"] in (KIND_ANTI, KIND_SPREAD)]
+    groups = [[s] for s in filters]
+    aff = [s for s in specs if s["kind"] == KIND_AFFINITY]
+    if aff:
+        groups.insert(0, aff)
+    out = []
+    ones = np.ones(n, dtype=np.uint8)
+    for group in groups:
+        ok = DomainConstraints(n, group, boot).filter_and_score(ones, np.zeros(n))
+        out.append((~np.asarray(ok, dtype=bool), group[0].get("reason", "node(s) failed a pod constraint")))
+    return out
 
 
 def _untolerated_by_taint(table, task, among: np.ndarray) -> list[tuple[str, int]]:

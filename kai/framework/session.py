@@ -20,12 +20,15 @@ from typing import Callable
 
 import numpy as np
 
-from kai._fast.placement import STRATEGY_BINPACK, NodeQueue, TouchLog
+from kai._fast.domains import DomainConstraints
+from kai._fast.placement import STRATEGY_BINPACK, NodeArrays, NodeQueue, TouchLog
 from kai.api import constants as C
 from kai.api.pod_info import PodInfo
 from kai.api.podgroup_info import PodGroupInfo, default_task_order_key
 from kai.api.queue_info import QueueInfo, QueueTree
+from kai.api.resources import GPU
 from kai.cache.cluster_state import ClusterState
+from kai.framework.predicate import NodePredicate
 
 S = C.PodStatus
 
@@ -67,14 +70,15 @@ class Session:
 
     __slots__ = (
         "state", "cache", "config", "now", "memory", "allocatable", "idle", "releasing", "avail",
-        "gpu_capacity", "dev_used", "dev_alloc", "dev_rel", "dev_from_rel", "group_names", "name_rank",
+        "gpu_capacity", "arrays", "dev_used", "dev_alloc", "dev_rel", "dev_from_rel", "group_names", "name_rank",
         "node_infos", "touch_log", "_node_queues", "registry", "jobs", "queues", "pipelined", "fit_errors",
         "results_log", "job_order_keys", "task_order_key", "podset_order_key", "queue_order_fns",
-        "pre_predicate_fns", "node_mask_fns", "node_order_fns", "subset_nodes_fns", "node_set",
-        "is_job_over_capacity_fns", "allocate_handlers", "deallocate_handlers", "can_reclaim_fns",
+        "pre_predicate_fns", "node_predicates", "node_mask_fns", "node_order_fns", "subset_nodes_fns", "node_set",
+        "is_job_over_capacity_fns", "allocate_handlers", "deallocate_handlers", "pipeline_handlers",
+        "can_reclaim_fns",
         "reclaim_victim_filter_fns", "preempt_victim_filter_fns", "reclaim_scenario_validator_fns",
         "preempt_scenario_validator_fns", "shares", "shared_gpu_allocator", "gpu_order",
-        "gpu_sharing_order_score", "gpu_portions", "placement", "plugins",
+        "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts",
     )
 
     #: answer runs of placements from lazy node queues when no plugin scores nodes; a class-wide
@@ -103,6 +107,10 @@ class Session:
         self.dev_from_rel = t.dev_from_rel.copy()
         self.group_names: dict[int, dict[int, str]] = {i: dict(v) for i, v in t.group_names.items() if v}
         self.name_rank = t.name_rank
+        #: the arrays above, checked once, as every kernel takes them (kai._fast.placement)
+        self.arrays = NodeArrays(self.allocatable, self.idle, self.releasing, self.avail, self.gpu_capacity,
+                                 self.name_rank, self.dev_used, self.dev_alloc, self.dev_rel, self.dev_from_rel,
+                                 GPU)
         self.node_infos = t.infos
         self.touch_log = TouchLog(self.idle.shape[1])
         self._node_queues: dict[tuple, NodeQueue] = {}
@@ -118,6 +126,8 @@ class Session:
         self.podset_order_key = None
         self.queue_order_fns: list[Callable] = []
         self.pre_predicate_fns: list[Callable[[PodInfo, PodGroupInfo], str | None]] = []
+        #: filter plugins beyond the static node facts (kai.framework.predicate)
+        self.node_predicates: list[NodePredicate] = []
         self.node_mask_fns: list[Callable[[PodInfo, PodGroupInfo], np.ndarray | None]] = []
         self.node_order_fns: list[Callable[[PodInfo, PodGroupInfo, np.ndarray], np.ndarray | None]] = []
         #: KAI's SubsetNodesFn: fn(job, subgroup, podsets, tasks, node_set) -> candidate node sets.
@@ -132,6 +142,8 @@ class Session:
         self.is_job_over_capacity_fns: list[Callable[[PodGroupInfo, list[PodInfo]], str | None]] = []
         self.allocate_handlers: list[Callable[[PodInfo], None]] = []
         self.deallocate_handlers: list[Callable[[PodInfo], None]] = []
+        #: fired when an allocated task of the session is turned into a pipeline (gang not ready)
+        self.pipeline_handlers: list[Callable[[PodInfo], None]] = []
         self.can_reclaim_fns: list[Callable] = []
         self.reclaim_victim_filter_fns: list[Callable] = []
         self.preempt_victim_filter_fns: list[Callable] = []
@@ -151,6 +163,9 @@ class Session:
         #: placement strategy per kind ("gpu", "cpu"): kai._fast.placement STRATEGY_* (nodeplacement)
         self.placement = {"gpu": STRATEGY_BINPACK, "cpu": STRATEGY_BINPACK}
         self.plugins: list = []
+        #: pods per topology domain, kept current with placements (kai.framework.pod_counts);
+        #: created by the first plugin that needs it
+        self.pod_counts = None
 
     # ------------------------------------------------------------------ dispatch helpers
     def job_order_key(self, job: PodGroupInfo) -> tuple:
@@ -172,7 +187,7 @@ class Session:
         if q is None:
             if len(self._node_queues) >= 256:
                 self._node_queues.pop(next(iter(self._node_queues)))
-            q = NodeQueue(mask, req, req_cols, score_col, strategy, cpu_only, 2, allow_pipeline)
+            q = NodeQueue(mask, req, req_cols, score_col, strategy, cpu_only, GPU, allow_pipeline)
             q.mask_ref = mask     # keep the mask alive while its id is a key
             self._node_queues[key] = q
         return q
@@ -185,11 +200,52 @@ class Session:
             msg = fn(task, job)
             if msg:
                 return msg
+        for p in self.node_predicates:
+            if p.applies(task):
+                msg = p.pre_filter(task, job)
+                if msg:
+                    return msg
         return None
+
+    def predicates_for(self, task: PodInfo) -> list[NodePredicate]:
+        return [p for p in self.node_predicates if p.applies(task)]
+
+    def placed_one_at_a_time(self, task: PodInfo) -> bool:
+        """True when a predicate's answer for ``task`` moves with every placement (no runs)."""
+        return any(p.per_task for p in self.node_predicates if p.applies(task))
+
+    def domain_specs(self, task: PodInfo, job: PodGroupInfo) -> tuple[list[dict], bool]:
+        """Every predicate's kernel constraint specs for ``task`` and the affinity bootstrap flag."""
+        specs: list[dict] = []
+        boot = False
+        for p in self.node_predicates:
+            if p.applies(task):
+                got = p.domain_constraints(task, job)
+                if got:
+                    specs.extend(got[0])
+                    boot = boot or got[1]
+        return specs, boot
+
+    def domain_constraints(self, task: PodInfo, job: PodGroupInfo) -> DomainConstraints | None:
+        """The topology-domain constraints of ``task`` for the placement kernel (inter-pod
+        affinity, spread, host ports), or None when no predicate adds any."""
+        specs, boot = self.domain_specs(task, job)
+        if not specs:
+            return None
+        return DomainConstraints(self.allocatable.shape[1], specs, boot)
+
+    def run_key(self, task: PodInfo) -> tuple:
+        """Tasks with equal run keys (and signature and request) are placed as one run."""
+        return tuple(p.run_key(task) for p in self.node_predicates if p.applies(task))
 
     def node_mask(self, task: PodInfo, job: PodGroupInfo) -> np.ndarray:
         """uint8[N]: static predicates for the task, AND every plugin mask."""
         m = self.state.nodes.static_mask(task.pod, task.signature)
+        for p in self.node_predicates:
+            if p.applies(task):
+                extra = p.mask(task, job)
+                if extra is not None:
+                    m = np.ascontiguousarray(m & np.asarray(extra).astype(np.uint8))
         for fn in self.node_mask_fns:
             extra = fn(task, job)
             if extra is not None:
@@ -242,6 +298,10 @@ class Session:
 
     def fire_deallocate(self, task: PodInfo) -> None:
         for fn in self.deallocate_handlers:
+            fn(task)
+
+    def fire_pipelined(self, task: PodInfo) -> None:
+        for fn in self.pipeline_handlers:
             fn(task)
 
     def record_fit_error(self, job: PodGroupInfo, reasons: list[str]) -> None:

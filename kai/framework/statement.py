@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kai._fast import placement as _placement
+from kai._fast.placement import Placements
 from kai._fast.gpusharing import (KIND_ALLOCATED, KIND_PIPELINED, KIND_RELEASING, WHOLE_RELEASING,
                                   update_group as _update_group)
 from kai.api import constants as C
@@ -52,7 +53,7 @@ class Statement:
 
     # ------------------------------------------------------------------ operations
     def allocate_run(self, tasks: list[PodInfo], mask: np.ndarray, extra: np.ndarray | None,
-                     allow_pipeline: bool = True) -> int:
+                     allow_pipeline: bool = True, constraints=None) -> int:
         """Place identical tasks (same request and constraints) one by one; returns how many fit.
 
         One kernel call for the whole run: each task goes to the best node given the ones
@@ -64,42 +65,39 @@ class Statement:
             return 0
         t0 = tasks[0]
         width = ssn.allocatable.shape[0]
-        req = t0.req_vec(width)
+        req = t0.req_vec(width)[:width]
         req_cols = np.flatnonzero(req > 0).astype(np.int32)
-        k = len(tasks)
-        out_nodes = np.empty(k, dtype=np.int32)
-        out_pipe = np.empty(k, dtype=np.uint8)
-        undo = np.empty((k, 2, width))
+        out = Placements(len(tasks), width)
         cpu_only = t0.is_cpu_only
         strat = ssn.placement_strategy(cpu_only)
-        score_col = 0 if cpu_only else 2
+        score_col = 0 if cpu_only else GPU
         placed = 0
-        if extra is None and not ssn.node_mask_fns and ssn.use_node_queues:
+        # the lazy node queue answers runs without per-node scores; anti-affinity filters (which
+        # only shrink the feasible set as the run places) are checked as nodes come off it
+        if extra is None and (constraints is None or constraints.anti_only) and not ssn.node_mask_fns \
+                and ssn.use_node_queues and not any(p.per_task for p in ssn.predicates_for(t0)):
             q = ssn.node_queue(mask, req, req_cols, score_col, strat, cpu_only, allow_pipeline)
-            placed = q.place(ssn.touch_log, ssn.allocatable, ssn.idle, ssn.releasing, ssn.avail,
-                             ssn.gpu_capacity, ssn.name_rank, k, out_nodes, out_pipe, undo)
+            placed = q.place(ssn.touch_log, ssn.arrays, out, constraints)
             if placed < 0:
                 placed = 0
-            elif placed == k or q.exact:
-                return self._record(tasks, placed, out_nodes, out_pipe, undo)
-        if placed < k:
-            rest = k - placed
-            n2, p2, u2 = out_nodes[placed:], out_pipe[placed:], undo[placed:]
-            got = _placement.place(ssn.allocatable, ssn.idle, ssn.releasing, ssn.avail, ssn.gpu_capacity,
-                                   mask, ssn.name_rank, extra, req, req_cols, score_col, strat, cpu_only,
-                                   2, allow_pipeline, rest, n2, p2, u2)
-            for node in n2[:got]:
+            elif placed == len(tasks) or q.exact:
+                return self._record(tasks, placed, out)
+        if placed < len(tasks):
+            got = _placement.place(ssn.arrays, mask, extra, req, req_cols, score_col, strat, cpu_only,
+                                   allow_pipeline, out, placed, constraints)
+            for node in out.nodes[placed:placed + got]:
                 ssn.touch_log.mark(int(node))
             placed += got
-        return self._record(tasks, placed, out_nodes, out_pipe, undo)
+        return self._record(tasks, placed, out)
 
-    def _record(self, tasks, placed, out_nodes, out_pipe, undo) -> int:
+    def _record(self, tasks, placed, out) -> int:
         ssn = self.ssn
         infos = ssn.node_infos
+        nodes, pipe, undo = out.nodes, out.pipelined, out.undo
         for i in range(placed):
             t = tasks[i]
-            pipelined = bool(out_pipe[i])
-            op = Op(PIPELINE if pipelined else ALLOCATE, t, int(out_nodes[i]), None, undo[i],
+            pipelined = bool(pipe[i])
+            op = Op(PIPELINE if pipelined else ALLOCATE, t, int(nodes[i]), None, undo[i],
                     t.status, t.node_name)
             self.ops.append(op)
             t.status = S.PIPELINED if pipelined else S.ALLOCATED
@@ -226,12 +224,16 @@ class Statement:
         task.status = S.RELEASING if not was_pipelined else S.PENDING
         task.is_virtual = True
 
-    def convert_to_pipelined(self, job_key: str) -> None:
-        """Turn this statement's allocations of a job into pipelines: nothing binds (no partial gang)."""
-        for op in self.ops:
+    def convert_to_pipelined(self, job_key: str, since: int = 0) -> None:
+        """Turn this statement's allocations of a job into pipelines: nothing binds (no partial gang).
+
+        ``since``: a checkpoint before which the statement holds no allocation of the job
+        (only the ops after it are looked at)."""
+        for op in self.ops[since:] if since else self.ops:
             if op.kind == ALLOCATE and op.task.job_key == job_key and op.task.status == S.ALLOCATED:
                 op.kind = PIPELINE
                 op.task.status = S.PIPELINED
+                self.ssn.fire_pipelined(op.task)
 
     # ------------------------------------------------------------------ undo
     def checkpoint(self) -> int:
@@ -266,8 +268,9 @@ class Statement:
         A task evicted and then placed again in this statement (a victim *moved* by
         consolidation or consolidating reclaim) is evicted from its old node -- the cache
         sees it Releasing there -- and pipelined on its new one. Placed back on the very
-        node it was evicted from, it is *un-evicted* (KAI's unevict): neither operation is
-        sent and the task keeps its status.
+        node it was evicted from -- and, for a shared-GPU task, into the same GPU groups -- it
+        is *un-evicted* (KAI's unevict): neither operation is sent and the task keeps its
+        status. A shared-GPU task moved to another group of the same node is a move.
         """
         ssn = self.ssn
         first: dict[int, int] = {}
@@ -278,8 +281,9 @@ class Statement:
         unevicted: set[int] = set()
         for key, i in first.items():
             a, b = self.ops[i], self.ops[last[key]]
-            if a.kind == EVICT and b.kind != EVICT and b.node == a.node:
-                unevicted.add(key)
+            if a.kind == EVICT and b.kind != EVICT and b.node == a.node and (
+                    a.dev is None or list(a.task.gpu_groups) == list(a.dev[2])):
+                unevicted.add(key)      # (a fraction moved to another GPU group is a move)
         for i, op in enumerate(self.ops):
             task = op.task
             task.is_virtual = False

@@ -8,7 +8,13 @@ Selected as a placement strategy of the ``nodeplacement`` plugin, next to KAI's 
 Optional arguments: ``fgdCoverage`` (default 1.0: every task type seen; e.g. 0.95 keeps the
 most popular types covering 95% of the pods), ``fgdDecay`` (default 0: the distribution is
 the session's pending + running pods; 0 < d < 1 blends in the previous cycles' histogram,
-old weight times d, kept per scheduler config).
+old weight times d, kept per scheduler config), ``fgdMix`` (which pods make the
+distribution: ``session``, the default, counts every pending and running pod of the
+session, so a replay that submits a whole trace at once shows the policy the whole trace's
+mix, as the FGD paper does; ``arrived`` counts only the pods created no later than the
+newest pod placed so far, the one being placed included, i.e. what has arrived so far:
+the mix grows at every decision whose pod is newer than all before it, never shrinks;
+``fgdDecay`` applies to ``session`` only).
 
 For each task the strategy scores every candidate node by the growth of the node's expected
 fragmentation (``kai._fast.fgd.frag_delta``, one call per decision): the task types are the
@@ -52,6 +58,10 @@ BAND = 9.0
 EPS = 1e-9
 TIE_BREAK = 1e-6
 
+#: fgdMix values: the whole session's pods, or those arrived (created) up to the decision
+MIXES = ("session", "arrived")
+
+
 def _task_shape(task) -> tuple[float, int] | None:
     """(GPU per device, devices) of a task; (0, 0) = no GPU; None = not expressible
     (a gpu-memory request or a multi-device fraction)."""
@@ -75,6 +85,9 @@ class FGD:
         self.kinds = kinds
         self.coverage = float(args.get("fgdCoverage", 1.0))
         self.decay = float(args.get("fgdDecay", 0.0))
+        self.mix = str(args.get("fgdMix", "session"))
+        if self.mix not in MIXES:
+            raise ValueError(f"nodeplacement argument fgdMix={self.mix!r}: expected one of {', '.join(MIXES)}")
         self._model_bits()
         self._build_types()
         self._out_delta = np.empty(self.n_nodes)
@@ -123,6 +136,7 @@ class FGD:
 
     def _build_types(self) -> None:
         hist: dict[tuple, float] = {}
+        timeline: list[tuple[float, tuple]] = []
         for job in self.ssn.jobs.values():
             for t in job.tasks.values():
                 if not t.status & C.ALIVE:
@@ -130,6 +144,16 @@ class FGD:
                 key = self.type_key(t)
                 if key is not None:
                     hist[key] = hist.get(key, 0.0) + 1.0
+                    timeline.append((t.creation, key))
+        if self.mix == "arrived":
+            # the types in creation order; deltas() counts them up to each decision's pod
+            timeline.sort(key=lambda ck: ck[0])
+            self._timeline = timeline
+            self._arrived: dict[tuple, float] = {}
+            self._seen = 0                      # timeline entries counted so far
+            self._cutoff = float("-inf")        # creation time they are counted up to
+            self.set_types({})
+            return
         total = sum(hist.values())
         if total > 0:
             hist = {k: v / total for k, v in hist.items()}
@@ -182,12 +206,32 @@ class FGD:
         _fgd.device_view(idle, used, alloc, rel, self._dev)
         return self._dev
 
+    def _advance(self, task) -> None:
+        """``fgdMix: arrived``: count the pods created no later than ``task`` (the task
+        itself included) and, when that adds any, use the new mix (answers cached for the
+        old one are dropped by set_types)."""
+        created = task.creation
+        if created <= self._cutoff:
+            return
+        self._cutoff = created
+        timeline, seen, arrived = self._timeline, self._seen, self._arrived
+        while seen < len(timeline) and timeline[seen][0] <= created:
+            key = timeline[seen][1]
+            arrived[key] = arrived.get(key, 0.0) + 1.0
+            seen += 1
+        if seen != self._seen:
+            self._seen = seen
+            total = float(seen)
+            self.set_types({k: v / total for k, v in arrived.items()})
+
     def deltas(self, task, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """(delta float64[N] (+inf = does not fit), device slot int32[N]) or None."""
         shape = _task_shape(task)
         if shape is None:
             return None
         g, ndev = shape
+        if self.mix == "arrived":
+            self._advance(task)
         dev = self.device_free()
         ssn = self.ssn
         self.calls += 1
@@ -241,7 +285,8 @@ class FGD:
         """Shared-GPU allocator: FGD's node and device for a one-device fraction that fits on
         idle resources; everything else goes to KAI's allocator."""
         gs = task.gpu_sharing
-        if "gpu" in self.kinds and gs is not None and gs.portion and gs.num_devices == 1:
+        if "gpu" in self.kinds and gs is not None and gs.portion and gs.num_devices == 1 \
+                and not ssn.predicates_for(task):      # pod constraints: KAI's allocator honours them
             mask = ssn.node_mask(task, job)
             mask = np.ascontiguousarray(mask & (gpusharing.task_portions(ssn, gs) > 0))
             start = time.perf_counter()

@@ -61,18 +61,26 @@ def allocate_shared(ssn, stmt, task, job, allow_pipeline: bool = True) -> tuple[
     mask = ssn.node_mask(task, job)
     portion = task_portions(ssn, gs)
     extra = ssn.node_scores(task, job, mask)
+    dc = ssn.domain_constraints(task, job)
+    wait = None
+    if dc is not None:          # one task at a time: the constraints' filters and scores, once
+        extra = np.zeros(mask.shape[0]) if extra is None else extra.copy()
+        wait = np.zeros(mask.shape[0], dtype=np.uint8)
+        mask = np.ascontiguousarray(dc.filter_and_score(mask, extra, wait))
     width = ssn.allocatable.shape[0]
-    req = task.req_vec(width).copy()
+    req = task.req_vec(width)[:width].copy()
     req[GPU] = 0.0
     req_cols = np.flatnonzero(req > 0).astype(np.int32)
     out = np.empty(gs.num_devices, dtype=np.int32)
-    node, pipelined = choose_node(ssn.allocatable, ssn.idle, ssn.releasing, ssn.avail, ssn.gpu_capacity,
-                                  mask, ssn.name_rank, extra, req, req_cols, portion, gs.num_devices,
-                                  ssn.dev_used, ssn.dev_alloc, ssn.dev_rel, GPU,
+    node, pipelined = choose_node(ssn.arrays, mask, extra, req, req_cols, portion, gs.num_devices,
                                   ssn.placement_strategy(False), ssn.gpu_order,
                                   ssn.gpu_sharing_order_score, allow_pipeline, out)
     if node < 0:
         return False, f"pod {task.key}: {explain_shared(ssn, task, job, mask, portion)}"
+    if wait is not None and wait[node]:
+        if not allow_pipeline:
+            return False, f"pod {task.key}: its pod constraints hold only once evicted pods are gone"
+        pipelined = True
     stmt.allocate_shared(task, node, out, float(portion[node]), pipelined)
     return True, ""
 

@@ -1,9 +1,14 @@
-"""predicates: node-independent checks before placement.
+"""predicates: the filters KAI takes from kube-scheduler, and node-independent checks.
 
 Resource fit, max pods (the ``pods`` column), readiness, cordon, nodeSelector, required
 node affinity and taints are evaluated in bulk by the NodeTable's static mask and the
-placement kernel; this plugin adds the per-task checks that are not node columns:
-invalid KAI annotations and a pod larger than any node.
+placement kernel. This plugin adds the per-task checks that are not node columns (invalid
+KAI annotations and fields kai does not honour, a pod larger than any node, KAI's ConfigMap
+predicate in kai.plugins.configmaps), registers the filters over other pods --
+InterPodAffinity (kai.plugins.podaffinity), PodTopologySpread (kai.plugins.topologyspread),
+NodePorts (kai.plugins.nodeports) -- kube-scheduler's volume filters (kai.plugins.volumebinding:
+VolumeBinding, VolumeRestrictions, VolumeZone, NodeVolumeLimits) and the preferred node
+affinity score (kai.plugins.nodeaffinity).
 """
 from __future__ import annotations
 
@@ -11,6 +16,12 @@ import numpy as np
 
 from kai.api.resources import format_resource
 from kai.framework.plugin import Plugin, register_plugin
+from kai.plugins import volumebinding
+from kai.plugins.configmaps import ConfigMapPredicate
+from kai.plugins.nodeaffinity import preferred_node_affinity
+from kai.plugins.nodeports import NodePorts
+from kai.plugins.podaffinity import InterPodAffinity
+from kai.plugins.topologyspread import TopologySpread
 
 
 @register_plugin
@@ -34,3 +45,7 @@ class Predicates(Plugin):
             return None
 
         ssn.pre_predicate_fns.append(pre_predicate)
+        ssn.pre_predicate_fns.append(ConfigMapPredicate(ssn.state.storage))
+        ssn.node_predicates.extend([InterPodAffinity(ssn), TopologySpread(ssn), NodePorts(ssn)])
+        volumebinding.register(ssn)
+        ssn.node_order_fns.append(preferred_node_affinity(ssn))

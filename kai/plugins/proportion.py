@@ -7,8 +7,10 @@ At session open (``pkg/scheduler/plugins/proportion/proportion.go``):
   - allocated: Allocated|Bound|Binding|Running pods (KAI ``AllocatedStatus``), counted with
     their quota vector (whole GPUs, or fraction x devices);
   - allocated non-preemptible: the same for non-preemptible jobs;
-  - request: allocated + Pending pods' requests (a pending gpu-memory pod adds
-    devices x memory / the smallest node GPU memory, as KAI does).
+  - request: allocated + Pending pods' requests.
+  A gpu-memory pod counts, as in KAI, for its accepted portion on its node (MiB / the node's
+  device memory, x devices) once placed, and for MiB / the smallest node device memory while
+  pending -- in the capacity checks, the queue order and the reclaim rules too.
   ``aggregate_to_parents`` then adds every queue's descendants.
 * Total capacity: allocatable of the Ready nodes (in use, not NotReady) minus what pods of
   other schedulers use there. kai's node arrays charge every pod on a node, ours and others',
@@ -76,13 +78,34 @@ class Proportion(Plugin):
     name = "proportion"
 
     def quota_vector(self, task) -> np.ndarray:
-        """The task's [gpu, cpu, memory] in queue quota, MIG instances as their GPUs."""
-        return quota_vector(task, self.mig_cols)
+        """The task's [gpu, cpu, memory] in queue quota, MIG instances as their GPUs, a
+        gpu-memory request as the GPUs it takes (``memory_gpus``)."""
+        v = quota_vector(task, self.mig_cols)
+        gs = task.gpu_sharing
+        if gs is not None and not gs.portion and gs.memory_mib:
+            v[0] = self.memory_gpus(task)
+        return v
+
+    def memory_gpus(self, task) -> float:
+        """GPUs a gpu-memory task counts for, as in KAI: on a node, its accepted portion
+        (MiB / that node's device memory) x devices; pending, MiB / the smallest device memory
+        of the cluster x devices (``GetTasksToAllocateInitResource``)."""
+        gs = task.gpu_sharing
+        mem = 0.0
+        if task.node_name and task.status != C.PodStatus.PENDING:
+            info = self._nodes.by_name.get(task.node_name)
+            if info is not None:
+                mem = float(self._nodes.gpu_memory[info.idx])
+        else:
+            mem = self.min_gpu_memory
+        return gs.num_devices * gs.memory_mib / mem if mem > 0 else 0.0
 
     # ------------------------------------------------------------------ session open
     def on_session_open(self, ssn) -> None:
         #: (column, g) of every MIG resource: a MIG instance counts as g GPUs (KAI GetGpusQuota)
-        self.mig_cols = mig_cols = ssn.registry.mig_columns()
+        self.mig_cols = ssn.registry.mig_columns()
+        self._nodes = ssn.state.nodes
+        self.min_gpu_memory = _min_node_gpu_memory_mib(ssn)
         tree = ssn.queues
         order = tree.topological()
         n = len(order)
@@ -142,7 +165,7 @@ class Proportion(Plugin):
         ssn.allocate_handlers.append(on_alloc)
         ssn.deallocate_handlers.append(on_dealloc)
         ssn.is_job_over_capacity_fns.append(self.over_capacity)
-        register_reclaim_hooks(ssn, self.arguments, mig_cols)
+        register_reclaim_hooks(ssn, self.arguments, self.quota_vector)
 
     def _walk_jobs(self, ssn):
         """One pass over all jobs: per-leaf allocated / non-preemptible / request rows, and the
@@ -158,7 +181,6 @@ class Proportion(Plugin):
         allocated_mask = C.ALLOCATED
         on_node_mask = C.ON_NODE
         pending = C.PodStatus.PENDING
-        min_gpu_mem = None
         index = self.index
         mig_cols = self.mig_cols
         for job in ssn.jobs.values():
@@ -175,19 +197,16 @@ class Proportion(Plugin):
                         kai_m += r[MEMORY]
                 if i < 0:
                     continue
-                if st & allocated_mask:
+                if st & allocated_mask or st == pending:
                     g, c, m = quota_tuple(t, mig_cols)
+                    gs = t.gpu_sharing
+                    if gs is not None and not gs.portion and gs.memory_mib:
+                        g = self.memory_gpus(t)
+                if st & allocated_mask:
                     ag += g
                     ac += c
                     am += m
                 elif st == pending:
-                    g, c, m = quota_tuple(t, mig_cols)
-                    gs = t.gpu_sharing
-                    if gs is not None and not gs.portion and gs.memory_mib:
-                        if min_gpu_mem is None:
-                            min_gpu_mem = _min_node_gpu_memory_mib(ssn)
-                        if min_gpu_mem > 0:
-                            g += gs.num_devices * gs.memory_mib / min_gpu_mem
                     pg += g
                     pc += c
                     pm += m
@@ -233,8 +252,9 @@ class Proportion(Plugin):
         if rows is None:
             return
         v = task.req.take(_COLS)                 # [gpu, cpu, memory]; hot path, no temporaries
-        if task.gpu_sharing is not None:
-            v[0] = task.gpu_quota
+        gs = task.gpu_sharing
+        if gs is not None:
+            v[0] = gs.portion * gs.num_devices if gs.portion else self.memory_gpus(task)
         elif self.mig_cols:
             v[0] += mig_gpus(task.req, self.mig_cols)
         if sign < 0:
@@ -248,7 +268,7 @@ class Proportion(Plugin):
         rows = self.paths.get(job.queue)
         if rows is None:
             return None
-        req = sum((quota_vector(t, self.mig_cols) for t in tasks), np.zeros(3))
+        req = sum((self.quota_vector(t) for t in tasks), np.zeros(3))
         for row in rows:
             name = self.names[row]
             alloc = self.alloc[row]

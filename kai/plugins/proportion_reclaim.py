@@ -1,7 +1,7 @@
 """proportion's reclaim rules: KAI's CanReclaimResources gate and Reclaimable validator.
 
 Called from the proportion plugin's ``on_session_open`` (after it published ``ssn.shares``)
-as ``register_reclaim_hooks(ssn, arguments, mig_cols)``. Reads, per queue name, numpy
+as ``register_reclaim_hooks(ssn, arguments, quota_vector)``. Reads, per queue name, numpy
 ``[gpu devices, cpu millicores, memory bytes]`` vectors from ``ssn.shares``
 (:class:`kai.framework.session.QueueShares`):
 
@@ -36,10 +36,11 @@ each sibling the reclaim touched.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from kai.api import constants as C
-from kai.api.quota import MigColumns, quota_vector
 
 _EPS = 1e-9
 _INF = float("inf")
@@ -58,9 +59,10 @@ def _ratio(alloc: float, share: float) -> float:
     return alloc / share
 
 
-def register_reclaim_hooks(ssn, arguments: dict, mig_cols: MigColumns) -> None:
+def register_reclaim_hooks(ssn, arguments: dict, quota_vector: Callable[[object], np.ndarray]) -> None:
     """Register ``can_reclaim`` and ``reclaimable`` (see the module docstring); ``arguments``
-    are proportion's plugin arguments, ``mig_cols`` the registry's MIG columns."""
+    are proportion's plugin arguments, ``quota_vector(task)`` what a task counts for in queue
+    quota (proportion's: MIG instances as GPUs, gpu-memory as the GPUs it takes)."""
     try:
         mult = float(arguments.get("relcaimerSaturationMultiplier", 1.0))
     except (TypeError, ValueError):
@@ -72,8 +74,7 @@ def register_reclaim_hooks(ssn, arguments: dict, mig_cols: MigColumns) -> None:
         raise RuntimeError("proportion's reclaim rules need ssn.shares (register after publishing it)")
     last_request: dict[str, np.ndarray] = {}
 
-    def _quota_vector(task) -> np.ndarray:
-        return quota_vector(task, mig_cols)       # whole GPUs, fractions x devices, MIG g x count
+    _quota_vector = quota_vector
 
     def allocated(name: str) -> np.ndarray:
         a = shares.allocated.get(name)

@@ -3,13 +3,24 @@
 Every problem names the file, the document number and the field, e.g.
 ``cluster.yaml: document 3 (Pod team-a/train-0): spec.containers[0].resources.requests.cpu:
 invalid quantity 'abc'``. A file that cannot be read or parsed is a LoadError. A bad object
-(wrong field type, bad quantity, unknown kind, ...) is a LoadError too, unless
-``keep_going`` is set (``kai simulate`` sets it): then every bad object is listed in
-``Manifests.errors``, left out, and the rest is loaded. Objects kai does not schedule with
-(Namespace, ConfigMap, ...) are skipped and listed. Suspicious but loadable input goes to
-``Manifests.warnings``: a second object with the kind, namespace and name of an earlier one
-(the later copy is ignored, never merged), and a pod bound to a node no manifest defines (the
-pod is left out: it would count in its queue while taking no node's capacity).
+(wrong field type, bad quantity, unknown kind in kai's own groups, ...) is a LoadError too,
+unless ``keep_going`` is set (``kai simulate`` sets it): then every bad object is listed in
+``Manifests.errors``, left out, and the rest is loaded.
+
+Objects kai does not schedule with (Secret, Deployment, ...) are skipped and listed. A kind
+kai does not know at all -- an Ingress, another operator's custom resource, anything a dump
+of a real cluster holds -- is skipped too and counted in ``warnings`` (one line per kind);
+only an unknown kind in kai's own API groups (``scheduling.run.ai``, ``kai.scheduler``) or
+without an ``apiVersion`` is an error, since that is a typo in a manifest written for kai.
+Other suspicious but loadable input goes to ``warnings`` as well: a second object with the
+kind, namespace and name of an earlier one (the later copy is ignored, never merged), and a
+pod bound to a node no manifest defines (the pod is left out: it would count in its queue
+while taking no node's capacity).
+
+A ``*.zip`` path is a KAI snapshot (``GET /get-snapshot`` of KAI's snapshot plugin, read by
+``kai.sim.kai_snapshot``): its objects are loaded like manifests (documents are numbered in
+the archive's order), its scheduler config joins ``config_docs`` and its scheduler params
+are kept in ``scheduler_params``.
 """
 from __future__ import annotations
 
@@ -22,21 +33,28 @@ from dataclasses import dataclass, field
 import msgspec
 import yaml
 
-from kai.api.k8s import KINDS
+from kai.api.dra import DRA_KINDS, validate as validate_dra
+from kai.api.storage import STORAGE_KINDS, validate as validate_storage
+from kai.api.k8s import KINDS as _CORE_KINDS
 from kai.api.node_info import validate_node
+from kai.podgrouper.hub import OWNER_KINDS as _GROUPER_KINDS
 from kai.api.resources import QuantityError, parse_quantity
+from kai.sim.kai_snapshot import SnapshotError, read_snapshot
 
 # kinds that may sit in the same manifests but carry nothing kai schedules with
-IGNORED_KINDS = {"Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Role", "RoleBinding",
+IGNORED_KINDS = {"Secret", "ServiceAccount", "Service", "Role", "RoleBinding",
                  "ClusterRole", "ClusterRoleBinding", "Deployment", "ReplicaSet", "StatefulSet", "Job",
                  "CronJob", "DaemonSet", "CustomResourceDefinition", "LimitRange", "ResourceQuota",
-                 "PersistentVolumeClaim", "PersistentVolume", "StorageClass", "BindRequest",
+                 "BindRequest",
                  "SchedulingShard", "Config", "JobSet", "LeaderWorkerSet", "PyTorchJob", "TFJob", "MPIJob",
-                 "RayCluster", "RayJob", "Notebook"}
-# owners kept so the pod-grouper can read their labels and gang sizes
-OWNER_KINDS = {"Deployment", "ReplicaSet", "StatefulSet", "Job", "CronJob", "JobSet", "LeaderWorkerSet",
-               "PyTorchJob", "TFJob", "MPIJob", "RayCluster", "RayJob", "Notebook"}
+                 "RayCluster", "RayJob", "Notebook"} | _GROUPER_KINDS
+# owners (and the defaults ConfigMap) kept so the pod-grouper can read them
+OWNER_KINDS = set(_GROUPER_KINDS)
+# DeviceClass, ResourceSlice, ResourceClaim(Template) too; PV, PVC, StorageClass, CSI objects, ConfigMap
+KINDS = {**_CORE_KINDS, **DRA_KINDS, **STORAGE_KINDS}
 _MAX_QUANTITY = 2**63 // 1000   # kai keeps milli-units; larger values overflow them
+#: API groups whose kinds kai owns: an unknown kind there is a mistake, not a foreign object
+OWN_GROUPS = ("scheduling.run.ai", "kai.scheduler")
 _BASE_TIME = _dt.datetime(2024, 1, 1, tzinfo=_dt.timezone.utc)
 
 
@@ -51,7 +69,19 @@ class Manifests:
     skipped: list[str] = field(default_factory=list)
     config_docs: list[tuple[str, dict]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)      # bad objects, left out (keep_going)
-    warnings: list[str] = field(default_factory=list)    # duplicates, pods on unknown nodes
+    #: (kind, apiVersion) -> count of objects of kinds kai does not read at all
+    foreign: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: KAI snapshot schedulerParams, per archive: (where, params)
+    scheduler_params: list[tuple[str, dict]] = field(default_factory=list)
+    #: notes for the report's ``warnings`` (plain strings): duplicates, pods on unknown nodes, ...
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per foreign kind skipped, then the loader's notes."""
+        out = [f"skipped {n} {kind} object(s) ({api}): kai does not read this kind"
+               for (kind, api), n in sorted(self.foreign.items())]
+        return out + list(self.notes)
 
 
 def _files(paths: list[str]) -> list[str]:
@@ -60,7 +90,7 @@ def _files(paths: list[str]) -> list[str]:
         if os.path.isdir(p):
             for root, _dirs, names in sorted(os.walk(p)):
                 out.extend(os.path.join(root, n) for n in sorted(names)
-                           if n.endswith((".yaml", ".yml", ".json")))
+                           if n.endswith((".yaml", ".yml", ".json", ".zip")))
         elif os.path.exists(p):
             out.append(p)
         else:
@@ -127,6 +157,23 @@ def _check_quantities(obj: dict, kind: str) -> None:
         check(spec.get("overhead"), "spec.overhead")
 
 
+def _storage_defaults(kind: str, obj: dict) -> dict:
+    """What the API server and the PV controller would have filled in: a StorageClass's binding
+    mode (Immediate); a PV's phase (Bound with a claimRef, else Available); a claim naming a
+    volume is Bound (the PV controller completes pre-bound claims)."""
+    obj = dict(obj)
+    if kind == "StorageClass":
+        obj.setdefault("volumeBindingMode", "Immediate")
+    elif kind in ("PersistentVolume", "PersistentVolumeClaim"):
+        spec = obj.get("spec") or {}
+        status = dict(obj.get("status") or {})
+        if not status.get("phase") and isinstance(spec, dict):
+            bound = spec.get("claimRef") if kind == "PersistentVolume" else spec.get("volumeName")
+            status["phase"] = "Bound" if bound else ("Available" if kind == "PersistentVolume" else "Pending")
+            obj["status"] = status
+    return obj
+
+
 def _msgspec_path(msg: str) -> str:
     m = re.search(r" - at `\$\.?(.*)`$", msg)
     if not m:
@@ -140,7 +187,21 @@ def load_manifests(paths: list[str], keep_going: bool = False) -> Manifests:
     seq = 0
     seen: dict[tuple[str, str, str], str] = {}          # (kind, ns, name) -> where it was first
     for path in _files(paths):
-        docs = _documents(path)
+        if path.endswith(".zip"):
+            try:
+                snap = read_snapshot(path)
+            except SnapshotError as exc:
+                raise LoadError(str(exc)) from None
+            docs = [obj for _label, obj in snap.objects]
+            if snap.config is not None:
+                out.config_docs.append((f"{path}: snapshot config", snap.config))
+            if snap.params:
+                out.scheduler_params.append((path, snap.params))
+            if snap.applied_bind_requests:
+                out.notes.append(f"{path}: {snap.applied_bind_requests} pod(s) placed on the node of their "
+                                 f"pending BindRequest (KAI counts a BindRequest as the placement)")
+        else:
+            docs = _documents(path)
         stack = [(i + 1, d) for i, d in enumerate(docs)]
         for docno, doc in stack:
             if doc is None:
@@ -166,7 +227,7 @@ def load_manifests(paths: list[str], keep_going: bool = False) -> Manifests:
                 m = converted.metadata
                 key = (kind, m.namespace, m.name)
                 if key in seen:
-                    out.warnings.append(f"{where}: duplicate of {seen[key]}; this copy is ignored")
+                    out.notes.append(f"{where}: duplicate of {seen[key]}; this copy is ignored")
                     continue
                 seen[key] = where.split(" (")[0]
                 out.objects[kind].append(converted)
@@ -174,7 +235,7 @@ def load_manifests(paths: list[str], keep_going: bool = False) -> Manifests:
     kept = []
     for p in out.objects["Pod"]:
         if p.spec.node_name and p.spec.node_name not in nodes:
-            out.warnings.append(
+            out.notes.append(
                 f"Pod {p.metadata.namespace}/{p.metadata.name} is bound to node {p.spec.node_name!r}, which no "
                 f"(valid) manifest defines: the pod is left out (it takes no capacity and no queue share)")
         else:
@@ -206,18 +267,25 @@ def _load_object(out: Manifests, path: str, label: str, obj, seq: int):
             out.config_docs.append((f"{path}: document {label}", obj))
             return None
         raise LoadError(f"{path}: document {label}: missing field 'kind'")
-    if kind in OWNER_KINDS:
+    if kind in OWNER_KINDS and not (kind == "Service" and obj.get("apiVersion") == "v1"):
         out.owners[(kind, meta.get("namespace") or "default", str(meta.get("name", "")))] = obj
     if kind not in KINDS:
         if kind in IGNORED_KINDS:
             out.skipped.append(ident)
             return None
-        raise LoadError(f"{where}: unknown kind {kind!r} (kai reads {', '.join(sorted(KINDS))})")
+        api = obj.get("apiVersion")
+        group = api.split("/", 1)[0] if isinstance(api, str) and "/" in api else ""
+        if not isinstance(api, str) or not api or group in OWN_GROUPS:
+            raise LoadError(f"{where}: unknown kind {kind!r} (kai reads {', '.join(sorted(KINDS))})")
+        out.foreign[(kind, api)] = out.foreign.get((kind, api), 0) + 1
+        out.skipped.append(ident)
+        return None
     if not meta.get("name"):
         raise LoadError(f"{where}: metadata.name is required")
     obj = dict(obj)
     meta = dict(meta)
-    if kind in ("Pod", "PodGroup") and not meta.get("namespace"):
+    if kind in ("Pod", "PodGroup", "ResourceClaim", "ResourceClaimTemplate", "PersistentVolumeClaim",
+                "CSIStorageCapacity", "ConfigMap") and not meta.get("namespace"):
         meta["namespace"] = "default"
     ns_part = f"{meta['namespace']}-" if meta.get("namespace") else ""
     meta.setdefault("uid", f"uid-{kind.lower()}-{ns_part}{meta['name']}")
@@ -226,6 +294,8 @@ def _load_object(out: Manifests, path: str, label: str, obj, seq: int):
         ts = _BASE_TIME + _dt.timedelta(seconds=seq)
         meta["creationTimestamp"] = ts.strftime("%Y-%m-%dT%H:%M:%SZ")
     obj["metadata"] = meta
+    if kind in STORAGE_KINDS:
+        obj = _storage_defaults(kind, obj)
     try:
         converted = msgspec.convert(obj, KINDS[kind])
     except msgspec.ValidationError as exc:
@@ -238,4 +308,8 @@ def _load_object(out: Manifests, path: str, label: str, obj, seq: int):
         errs = validate_node(converted)
         if errs:
             raise LoadError(f"{where}: {'; '.join(errs)}")
+    if kind in DRA_KINDS or kind in STORAGE_KINDS:
+        problems = (validate_dra if kind in DRA_KINDS else validate_storage)(converted)
+        if problems:
+            raise LoadError(f"{where}: {problems[0]}")
     return kind, converted, where

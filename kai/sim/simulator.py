@@ -2,19 +2,31 @@
 
 Pods with ``nodeName`` are running; others are pending. Between cycles (``--cycles N``)
 the results feed back: bound pods start running, evicted pods go away, pipelined pods
-stay pending, and the clock advances by ``interval`` seconds.
+stay pending, and the clock advances by ``interval`` seconds. Volumes follow the controllers
+a cluster runs: a generic ephemeral volume's claim is created from its template (the ephemeral
+volume controller), and a binding's volume decisions are applied as the binder and the PV
+controller would (a PV bound to its claim, or the claim's selected-node set). The report
+states the clock (``clock.start``, RFC 3339) and carries ``warnings``: a plain list of
+strings (kinds skipped, snapshot params kai does not model, ...).
 """
 from __future__ import annotations
+
+import datetime as _dt
+import re
 
 import msgspec
 
 from kai.api import constants as C
-from kai.api.k8s import ObjectMeta, PodStatus, Queue, QueueResource, QueueResources, QueueSpec
+from kai.api.k8s import ObjectMeta, OwnerReference, PodStatus, Queue, QueueResource, QueueResources, QueueSpec
+from kai.api.storage import (ANN_BIND_COMPLETED, ANN_SELECTED_NODE, STORAGE_KINDS, ObjectReference,
+                             PersistentVolumeClaim, ephemeral_claim_name)
 from kai.cache.cluster_state import ClusterState
 from kai.config import SchedulerConfig
-from kai.podgrouper.grouper import group_for_pod
+from kai.podgrouper.offline import group_pods
+from kai.plugins import unimplemented as unimplemented_plugins
 from kai.scheduler import RecordingCache, Scheduler
 from kai.sim.loader import Manifests
+from kai.cache.occupancy import node_occupancy
 
 S = C.PodStatus
 
@@ -26,10 +38,13 @@ def _default_queue(name: str, parent: str = "") -> Queue:
                                 resources=QueueResources(gpu=open_, cpu=open_, memory=open_)))
 
 
-def build_state(m: Manifests) -> ClusterState:
-    """ClusterState with the manifests' objects, in dependency order."""
-    owners = m.owners
-    state = ClusterState(grouper=lambda pod: group_for_pod(pod, owners))
+def build_state(m: Manifests, grouper=None) -> ClusterState:
+    """ClusterState with the manifests' objects, in dependency order; pods are grouped first
+    (``kai.podgrouper.offline``, settings ``grouper``: a GrouperConfig)."""
+    state = ClusterState()
+    grouped = group_pods(m.objects["Pod"], m.owners, m.objects["PodGroup"],
+                         [pc.metadata.name for pc in m.objects["PriorityClass"]], grouper)
+    state.grouped = grouped
     for pc in m.objects["PriorityClass"]:
         state.upsert_priority_class(pc)
     queues = m.objects["Queue"]
@@ -38,12 +53,20 @@ def build_state(m: Manifests) -> ClusterState:
         state.upsert_queue(q)
     for t in m.objects["Topology"]:
         state.upsert_topology(t)
+    for ns in m.objects["Namespace"]:
+        state.upsert_namespace(ns.metadata.name, ns.metadata.labels)
     for n in m.objects["Node"]:
         state.upsert_node(n)
     for pg in m.objects["PodGroup"]:
         state.upsert_podgroup(pg)
-    for p in m.objects["Pod"]:
+    for pg in grouped.podgroups.values():
+        state.upsert_podgroup(pg)
+    for p in grouped.pods:
         state.upsert_pod(p)
+    for key, why in grouped.errors.items():
+        state.pod_problems[key] = f"pod-grouper: {why}"
+    state.storage.load({k: m.objects[k] for k in STORAGE_KINDS})
+    _ephemeral_claims(state, grouped.pods)
     # KAI's Helm chart creates default-parent-queue -> default-queue; do the same when used
     wants_default = not queues or any(j.queue == C.DEFAULT_QUEUE for j in state.jobs.values())
     if wants_default and C.DEFAULT_QUEUE not in names:
@@ -53,12 +76,89 @@ def build_state(m: Manifests) -> ClusterState:
     return state
 
 
+def _ephemeral_claims(state: ClusterState, pods) -> None:
+    """The ephemeral volume controller: each generic ephemeral volume's claim ``<pod>-<volume>``,
+    from its template, owned by the pod (a claim that exists already is left as it is)."""
+    store = state.storage
+    for pod in pods:
+        ns = pod.metadata.namespace or "default"
+        for v in pod.spec.volumes:
+            if v.ephemeral is None:
+                continue
+            name = ephemeral_claim_name(pod, v)
+            if f"{ns}/{name}" in store.claims:
+                continue
+            tmpl = dict(v.ephemeral.volume_claim_template or {})
+            meta = dict(tmpl.get("metadata") or {})
+            meta.update(name=name, namespace=ns, uid=f"uid-persistentvolumeclaim-{ns}-{name}")
+            owner = OwnerReference(api_version="v1", kind="Pod", name=pod.metadata.name, uid=pod.metadata.uid,
+                                   controller=True)
+            try:
+                pvc = msgspec.convert({"metadata": meta, "spec": tmpl.get("spec") or {}}, PersistentVolumeClaim)
+            except msgspec.ValidationError as exc:
+                state.pod_problems[f"{ns}/{pod.metadata.name}"] = (
+                    f"spec.volumes[{v.name}].ephemeral.volumeClaimTemplate: {exc}")
+                continue
+            pvc = msgspec.structs.replace(pvc, metadata=msgspec.structs.replace(
+                pvc.metadata, owner_references=[owner]))
+            store.apply("PersistentVolumeClaim", "ADDED", pvc)
+
+
+def _apply_volume_plan(state: ClusterState, plans, node: str) -> None:
+    """What the binder and the PV controller do with a binding's volume decisions."""
+    store = state.storage
+    R = msgspec.structs.replace
+    for p in plans:
+        pvc = store.claims.get(p.key)
+        if pvc is None:
+            continue
+        ann = dict(pvc.metadata.annotations)
+        if p.volume:
+            pv = store.volumes.get(p.volume)
+            if pv is None:
+                continue
+            ref = ObjectReference(api_version="v1", kind="PersistentVolumeClaim", namespace=p.namespace,
+                                  name=p.name, uid=p.uid)
+            store.apply("PersistentVolume", "MODIFIED", R(pv, spec=R(pv.spec, claim_ref=ref),
+                                                          status=R(pv.status, phase="Bound")))
+            ann[ANN_BIND_COMPLETED] = "yes"
+            store.apply("PersistentVolumeClaim", "MODIFIED", R(
+                pvc, metadata=R(pvc.metadata, annotations=ann), spec=R(pvc.spec, volume_name=p.volume),
+                status=R(pvc.status, phase="Bound")))
+        else:
+            ann[ANN_SELECTED_NODE] = node
+            store.apply("PersistentVolumeClaim", "MODIFIED", R(pvc, metadata=R(pvc.metadata, annotations=ann)))
+
+
+def _volumes_report(plans, node: str) -> list[dict]:
+    return [{"claim": p.key, "volume": p.volume} if p.volume else {"claim": p.key, "provision": node}
+            for p in plans]
+
+
+def podgroups_report(grouped) -> list[dict]:
+    """The PodGroups the pod-grouper made: name, queue, minMember, pods, subGroups."""
+    out = []
+    for key, pg in sorted(grouped.podgroups.items()):
+        members = grouped.members.get(key, {})
+        entry = {"name": key, "queue": pg.spec.queue, "minMember": pg.spec.min_member,
+                 "priorityClassName": pg.spec.priority_class_name,
+                 "pods": sorted(p for pods in members.values() for p in pods)}
+        if pg.spec.sub_groups:
+            entry["subGroups"] = [{"name": sg.name, "minMember": sg.min_member,
+                                   **({"parent": sg.parent} if sg.parent else {}),
+                                   "pods": sorted(members.get(sg.name, []))} for sg in pg.spec.sub_groups]
+        out.append(entry)
+    return out
+
+
 def _advance(state: ClusterState, result) -> None:
-    """Feed one cycle's results back: bound -> Running, evicted -> gone."""
+    """Feed one cycle's results back: bound -> Running (its volumes bound), evicted -> gone."""
     for d in result.bindings:
         p = _pod_by_key(state, d.pod)
         if p is None:
             continue
+        if p.volume_plan:
+            _apply_volume_plan(state, p.volume_plan, d.node)
         pod = p.pod
         meta = pod.metadata
         if d.gpu_groups:        # as the binder labels fraction pods with their shared-GPU groups
@@ -84,27 +184,62 @@ def _pod_by_key(state: ClusterState, key: str):
     return None
 
 
+def rfc3339(seconds: float) -> str:
+    """Unix seconds -> RFC 3339 in UTC (``2026-03-01T12:00:00Z``, fractions when present)."""
+    d = _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if d.microsecond else "%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: str) -> float:
+    """RFC 3339 timestamp (``2026-03-01T12:00:00Z``, ``...+02:00``, fractional seconds) -> Unix
+    seconds; ValueError when it is not one (a time zone is required)."""
+    t = text.strip()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", t):
+        raise ValueError(f"not an RFC 3339 time (e.g. 2026-03-01T12:00:00Z): {text!r}")
+    d = _dt.datetime.fromisoformat(t.replace("z", "Z").replace("Z", "+00:00").replace("t", "T"))
+    return d.timestamp()
+
+
+#: the clock of ``simulate()`` when the caller gives none (2024-01-01T01:00:00Z); the CLI
+#: passes the current time (or ``--now``) instead
+DEFAULT_START = 1_704_067_200.0 + 3600
+
+
 def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: float = 1.0,
-             start_time: float = 1_704_067_200.0 + 3600) -> dict:
-    """Run ``cycles`` cycles; return the report documented in docs/simulate.md."""
-    state = build_state(m)
+             start_time: float = DEFAULT_START, clock_source: str = "fixed", gpu_map: bool = False) -> dict:
+    """Run ``cycles`` cycles; return the report documented in docs/simulate.md.
+
+    ``start_time`` (Unix seconds) is the first cycle's "now": ages (min-runtime, stale gangs)
+    are measured against it. ``clock_source`` says where it came from (``--now``, ``current
+    time``, ``fixed``) and is reported with it. With ``gpu_map`` every cycle also carries
+    ``nodes``: each GPU node's occupancy after the cycle's results were applied
+    (``kai.cache.occupancy``), for ``--report``."""
+    state = build_state(m, getattr(config, "grouper", None))
     sched = Scheduler(state, config)
-    report = {"cycles": [], "queues": [], "skipped": m.skipped,
-              "notImplementedActions": sched.skipped_actions, "problems": [],
-              "invalid": list(m.errors), "warnings": list(m.warnings)}
+    report = {"clock": {"start": rfc3339(start_time), "source": clock_source,
+                        "interval": interval, "end": rfc3339(start_time + interval * (max(cycles, 1) - 1))},
+              "cycles": [], "queues": [], "podGroups": podgroups_report(state.grouped), "skipped": m.skipped,
+              "notImplementedActions": sched.skipped_actions, "problems": [], "invalid": list(m.errors),
+              "warnings": list(unimplemented_plugins(config)) + list(m.warnings)}
     now = start_time
     result = None
     for _ in range(max(cycles, 1)):
         cache = RecordingCache(state)
         result = sched.run_cycle(cache, now=now)
+        plans = {p.key: p.volume_plan for p in state.pods.values() if p.volume_plan}
         report["cycles"].append({
-            "bindings": [{"pod": d.pod, "node": d.node, "gpuGroups": d.gpu_groups} for d in result.bindings],
+            "bindings": [{"pod": d.pod, "node": d.node, "gpuGroups": d.gpu_groups,
+                          **({"volumes": _volumes_report(plans[d.pod], d.node)} if d.pod in plans else {})}
+                         for d in result.bindings],
             "evictions": [{"pod": d.pod, "action": d.action, **({"preemptor": d.preemptor} if d.preemptor else {})}
                           for d in result.evictions],
             "pipelined": [d.pod for d in result.pipelined],
             "unschedulable": [{"podGroup": k, "reasons": v} for k, v in sorted(result.unschedulable.items())],
+            "queues": result.queues,
         })
         _advance(state, result)
+        if gpu_map:
+            report["cycles"][-1]["nodes"] = node_occupancy(state.nodes)
         now += interval
     report["queues"] = result.queues if result else []
     for key, why in sorted(state.pod_problems.items()):
@@ -117,12 +252,17 @@ def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: f
 
 def format_table(report: dict) -> str:
     lines = []
+    clock = report.get("clock")
+    if clock:
+        lines.append(f"== clock: {clock['start']} ({clock['source']})")
     for i, cyc in enumerate(report["cycles"], 1):
         lines.append(f"== cycle {i}: {len(cyc['bindings'])} bound, {len(cyc['evictions'])} evicted, "
                      f"{len(cyc['pipelined'])} pipelined, {len(cyc['unschedulable'])} unschedulable")
         for b in cyc["bindings"]:
             groups = f"  gpu-groups={','.join(b['gpuGroups'])}" if b["gpuGroups"] else ""
-            lines.append(f"  bind      {b['pod']:<40} -> {b['node']}{groups}")
+            vols = ",".join(f"{v['claim']}->{v['volume']}" if "volume" in v else f"{v['claim']}(provision)"
+                            for v in b.get("volumes", ()))
+            lines.append(f"  bind      {b['pod']:<40} -> {b['node']}{groups}" + (f"  volumes={vols}" if vols else ""))
         for e in cyc["evictions"]:
             by = f" (for {e['preemptor']})" if e.get("preemptor") else ""
             lines.append(f"  evict     {e['pod']:<40} [{e['action']}]{by}")
@@ -141,12 +281,13 @@ def format_table(report: dict) -> str:
                          f"{f['memory']:>16}{a['memory']:>16}")
     for p in report.get("problems", []):
         lines.append(f"  problem   {p['object']}: {p['reason']}")
-    for w in report.get("warnings", []):
-        lines.append(f"  warning   {w}")
     for e in report.get("invalid", []):
         lines.append(f"  invalid   {e} (left out)")
     if report.get("notImplementedActions"):
         lines.append(f"  note      actions not available in this build: {', '.join(report['notImplementedActions'])}")
+    if report.get("warnings"):
+        lines.append("== warnings")
+        lines.extend(f"  warning   {w}" for w in report["warnings"])
     if report.get("skipped"):
         lines.append(f"  note      ignored {len(report['skipped'])} object(s) kai does not schedule with")
     return "\n".join(lines)

@@ -116,3 +116,141 @@ def running_pods(nodes: list[Node], per_node: int, seed: int = 0, prefix: str = 
                                  cpu="500m", mem="2Gi", node=n.metadata.name))
             k += 1
     return pgs, pods
+
+
+# ---------------------------------------------------------------------- openb-like trace
+# A stand-in for the Alibaba GPU trace (openb, Weng et al., ATC'23) when its files are not
+# available (kai.sim.traces.load_workload falls back to it and says so). The tables are
+# rounded summaries written for kai: the trace's GPU node types with their share of the
+# 1,213 GPU nodes, and per kind of pod (CPU-only, GPU fraction, 1/2/4/8 whole GPUs) its
+# share and a few (CPU cores, memory GiB) shapes. No trace rows are reproduced.
+
+#: (CPU cores, memory GiB, GPUs, model, nodes of that type among 1,213)
+OPENB_NODE_TYPES = (
+    (96, 384, 8, "G2", 549), (104, 512, 2, "T4", 387), (16, 120, 2, "P100", 107), (128, 768, 8, "G3", 39),
+    (32, 128, 4, "V100M16", 28), (64, 256, 2, "P100", 22), (96, 768, 8, "V100M32", 21), (8, 32, 1, "V100M16", 19),
+    (96, 384, 4, "T4", 17), (48, 368, 4, "V100M32", 9), (64, 256, 8, "V100M16", 7), (8, 60, 1, "P100", 3),
+    (8, 60, 2, "P100", 2), (128, 1024, 1, "A10", 2), (82, 336, 8, "V100M16", 1),
+)
+#: share of the pods of each kind in the default pod list (fraction = one GPU, < 1000 milli)
+OPENB_KINDS = {"cpu": 0.133, "frac": 0.378, "g1": 0.480, "g2": 0.002, "g4": 0.002, "g8": 0.005}
+#: per kind: ((CPU cores, memory GiB, weight), ...)
+OPENB_SHAPES = {
+    "cpu": ((12, 56, 34), (32, 48, 26), (8, 30, 15), (15, 50, 11), (16, 50, 9), (8, 16, 2), (16, 32, 3)),
+    "frac": ((3, 5, 37), (12, 46, 20), (8, 30, 16), (4, 22, 6), (4, 15, 6), (4, 10, 5), (4, 30, 4), (6, 6, 6)),
+    "g1": ((11, 48, 22), (11, 47, 14), (3, 5, 12), (19, 63, 7), (10, 41, 5), (12, 46, 4), (12, 24, 4),
+           (16, 57, 4), (8, 30, 14), (4, 16, 14)),
+    "g2": ((16, 65, 7), (6, 64, 3), (30, 157, 3), (17, 42, 2), (14, 59, 1)),
+    "g4": ((32, 129, 12), (60, 313, 3)),
+    "g8": ((88, 320, 9), (64, 257, 10), (120, 720, 3), (120, 625, 2)),
+}
+#: GPU fraction (milli) of a fraction pod: (milli, weight)
+OPENB_FRACTIONS = ((810, 350), (470, 244), (320, 107), (650, 82), (230, 45), (460, 42), (590, 24), (160, 24),
+                   (550, 23), (220, 20), (100, 8), (250, 8), (400, 8), (500, 8), (700, 4), (900, 3))
+#: model constraints a constrained GPU pod draws from: (allowed models, weight)
+OPENB_SPECS = ((("T4",), 40), (("G2",), 10), (("P100",), 10), (("V100M16", "V100M32"), 5), (("G3",), 3),
+               (("P100", "V100M16", "V100M32"), 3), (("G2", "P100", "T4", "V100M16", "V100M32"), 2),
+               (("P100", "T4", "V100M16", "V100M32"), 1))
+#: the named pod lists the real trace ships, as (fractions' share of the GPU demand, multi-GPU
+#: pods' share of the GPU demand, share of GPU pods with a model constraint); None = as in the default list
+_OPENB_VARIANTS = {"default": (None, None, 0.0)}
+
+
+def _openb_variant(trace: str) -> tuple[float | None, float | None, float]:
+    import re
+    if trace in _OPENB_VARIANTS:
+        return _OPENB_VARIANTS[trace]
+    m = re.fullmatch(r"(gpushare|multigpu|gpuspec)(\d+)", trace)
+    if not m:
+        raise ValueError(f"no synthetic stand-in for the trace {trace!r}: known are default, gpushareNN, "
+                         "multigpuNN, gpuspecNN (NN a percentage)")
+    share = int(m.group(2)) / 100.0
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"trace {trace!r}: {m.group(2)}% is not a percentage")
+    return {"gpushare": (share, None, 0.0), "multigpu": (None, share, 0.0), "gpuspec": (None, None, share)}[m.group(1)]
+
+
+def _scaled_counts(weights: list[float], total: int) -> list[int]:
+    """Largest-remainder rounding of ``total`` split by ``weights``."""
+    w = [x / sum(weights) * total for x in weights]
+    out = [int(x) for x in w]
+    for i in sorted(range(len(w)), key=lambda i: out[i] - w[i])[:total - sum(out)]:
+        out[i] += 1
+    return out
+
+
+def openb_like(trace: str = "default", n_nodes: int = 1213, n_pods: int | None = None, seed: int = 0):
+    """A synthetic openb-like cluster and pod list: ``(TraceNodes, TracePods)``.
+
+    Nodes: ``n_nodes`` GPU nodes split among :data:`OPENB_NODE_TYPES` by their shares.
+    Pods: ``n_pods`` (default: 8,152 scaled by ``n_nodes / 1213``, the trace's ratio) drawn
+    with a ``seed``-ed generator from :data:`OPENB_KINDS`, :data:`OPENB_SHAPES`,
+    :data:`OPENB_FRACTIONS`; ``trace`` picks the variant as the real files do:
+    ``gpushareNN`` (fractions carry NN% of the GPU demand), ``multigpuNN`` (multi-GPU pods carry
+    NN% of the GPU demand), ``gpuspecNN`` (NN% of GPU pods name allowed GPU models).
+    """
+    import numpy as np
+
+    from kai.sim.trace_model import TraceNodes, TracePods
+
+    frac_share, multi_share, spec_share = _openb_variant(trace)
+    rng = np.random.default_rng(seed)
+    counts = _scaled_counts([t[4] for t in OPENB_NODE_TYPES], n_nodes)
+    names, cpu, mem, gpu, model = [], [], [], [], []
+    for (c, m, g, mod, _), k in zip(OPENB_NODE_TYPES, counts):
+        for _ in range(k):
+            names.append(f"synth-node-{len(names):04d}")
+            cpu.append(c * 1000.0)
+            mem.append(m * 1024.0)
+            gpu.append(g)
+            model.append(mod)
+    nodes = TraceNodes(names, np.array(cpu), np.array(mem), np.array(gpu, dtype=np.int64), model)
+
+    kinds = dict(OPENB_KINDS)
+    mean_frac = sum(m * w for m, w in OPENB_FRACTIONS) / sum(w for _, w in OPENB_FRACTIONS) / 1000.0
+    whole = ("g1", "g2", "g4", "g8")
+    if frac_share is not None:          # fractions carry frac_share of the GPU demand
+        gpu_pods = kinds["frac"] + sum(kinds[k] for k in whole)
+        mix = sum(kinds[k] for k in whole)
+        mean_whole = sum(int(k[1:]) * kinds[k] for k in whole) / mix
+        x = frac_share * gpu_pods * mean_whole / (mean_frac * (1.0 - frac_share) + frac_share * mean_whole)
+        for k in whole:
+            kinds[k] *= (gpu_pods - x) / mix
+        kinds["frac"] = x
+    if multi_share is not None:         # multi-GPU pods carry multi_share of the GPU demand
+        single_gpu = kinds["frac"] * mean_frac + kinds["g1"]
+        multi_gpu = 2 * kinds["g2"] + 4 * kinds["g4"] + 8 * kinds["g8"]
+        scale = multi_share / max(1.0 - multi_share, 1e-9) * single_gpu / multi_gpu
+        for k in ("g2", "g4", "g8"):
+            kinds[k] *= scale
+    n_pods = n_pods if n_pods is not None else max(1, round(8152 * n_nodes / 1213))
+    kind_names = list(kinds)
+    p = np.array([kinds[k] for k in kind_names])
+    drawn = rng.choice(len(kind_names), size=n_pods, p=p / p.sum())
+    fr_m = np.array([m for m, _ in OPENB_FRACTIONS])
+    fr_w = np.array([w for _, w in OPENB_FRACTIONS], dtype=np.float64)
+    spec_w = np.array([w for _, w in OPENB_SPECS], dtype=np.float64)
+    p_cpu, p_mem, p_num, p_milli, p_spec = [], [], [], [], []
+    for k in drawn:
+        kind = kind_names[k]
+        shapes = OPENB_SHAPES[kind]
+        w = np.array([s[2] for s in shapes], dtype=np.float64)
+        c, m, _ = shapes[rng.choice(len(shapes), p=w / w.sum())]
+        p_cpu.append(c * 1000.0)
+        p_mem.append(m * 1024.0)
+        if kind == "cpu":
+            p_num.append(0)
+            p_milli.append(0)
+        elif kind == "frac":
+            p_num.append(1)
+            p_milli.append(int(fr_m[rng.choice(len(fr_m), p=fr_w / fr_w.sum())]))
+        else:
+            p_num.append(int(kind[1:]))
+            p_milli.append(1000)
+        if kind != "cpu" and spec_share and rng.random() < spec_share:
+            p_spec.append(OPENB_SPECS[rng.choice(len(OPENB_SPECS), p=spec_w / spec_w.sum())][0])
+        else:
+            p_spec.append(())
+    pods = TracePods([f"synth-pod-{i:05d}" for i in range(n_pods)], np.array(p_cpu), np.array(p_mem),
+                     np.array(p_num, dtype=np.int64), np.array(p_milli, dtype=np.int64), p_spec)
+    return nodes, pods

@@ -1,7 +1,9 @@
 """Alibaba GPU cluster traces (``openb``, Weng et al., USENIX ATC'23) as kai objects.
 
-The traces in ``shared/traces/gpu-v2023`` are CSV files: a node list (``sn, cpu_milli,
-memory_mib, gpu, model``) and pod lists (``name, cpu_milli, memory_mib, num_gpu, gpu_milli,
+The trace is not part of kai (it is licensed for research and study use): point
+``KAI_TRACE_DIR`` (or a caller's ``--trace-dir`` flag) at the folder holding its CSV files,
+e.g. ``csv/`` of github.com/alibaba/clusterdata ``cluster-trace-gpu-v2023``. They are a node
+list (``sn, cpu_milli, memory_mib, gpu, model``) and pod lists (``name, cpu_milli, memory_mib, num_gpu, gpu_milli,
 gpu_spec, ..., creation_time, ...``). This module reads them into
 
 * :class:`TraceNodes` / :class:`TracePods`: plain numpy columns, for kernels and benchmarks;
@@ -16,6 +18,10 @@ gpu_spec, ..., creation_time, ...``). This module reads them into
 :func:`arrivals` builds the arrival sequence: the trace in creation order, or, with
 ``inflate``, pods drawn at random with replacement from the trace (seeded) until the GPU
 demand reaches ``inflate`` times the cluster's GPUs (the paper's workload inflation).
+Where no trace folder is set, :func:`load_workload` returns a synthetic openb-like trace
+(:func:`kai.sim.synthetic.openb_like`: the same GPU node types and request distributions,
+generated) and says so in :attr:`Workload.origin`; a folder that is set but lacks the files
+is an error, never a silent fallback.
 Callers: ``bench/bench_traces.py``, tests.
 """
 from __future__ import annotations
@@ -31,8 +37,11 @@ from kai.api.k8s import (Affinity, Container, Node, NodeAffinity, NodeSelector, 
                          NodeSelectorTerm, NodeSpec, NodeStatus, ObjectMeta, Pod, PodSpec, PodStatus,
                          ResourceRequirements)
 
-TRACE_DIR = os.environ.get("KAI_TRACE_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "..",
-                                                         "shared", "traces", "gpu-v2023"))
+#: the environment variable naming the folder with the openb CSV files
+from kai.sim.trace_model import TraceNodes, TracePods  # noqa: E402  (re-exported)
+
+TRACE_ENV = "KAI_TRACE_DIR"
+NODE_FILE = "openb_node_list_gpu_node.csv"
 MODEL_LABEL = "nvidia.com/gpu.product"
 COUNT_LABEL = "nvidia.com/gpu.count"
 MEMORY_LABEL = "nvidia.com/gpu.memory"
@@ -42,64 +51,39 @@ GPU_MEMORY_MIB = {"P100": 16384, "T4": 15360, "V100M16": 16384, "V100M32": 32768
 _EPOCH = _dt.datetime(2024, 1, 1, tzinfo=_dt.timezone.utc)
 
 
-@dataclass
-class TraceNodes:
-    """One row per node: name, cpu (millicores), memory (MiB), gpu (devices), model ('' = none)."""
-    name: list[str]
-    cpu: np.ndarray
-    mem: np.ndarray
-    gpu: np.ndarray
-    model: list[str]
-
-    def __len__(self) -> int:
-        return len(self.name)
-
-    @property
-    def total_gpu(self) -> float:
-        return float(self.gpu.sum())
-
-    def subset(self, idx) -> "TraceNodes":
-        idx = list(idx)
-        return TraceNodes([self.name[i] for i in idx], self.cpu[idx], self.mem[idx], self.gpu[idx],
-                          [self.model[i] for i in idx])
+def find_trace_dir(explicit: str | None = None) -> str | None:
+    """The folder with the openb CSV files: ``explicit`` (a ``--trace-dir`` flag), else
+    ``$KAI_TRACE_DIR``; None when neither is set. A folder that is named but has no
+    ``openb_node_list_gpu_node.csv`` raises FileNotFoundError (a typo must not turn into a
+    synthetic run)."""
+    d = explicit or os.environ.get(TRACE_ENV, "")
+    if not d:
+        return None
+    if not os.path.isfile(os.path.join(d, NODE_FILE)):
+        src = "--trace-dir" if explicit else f"${TRACE_ENV}"
+        raise FileNotFoundError(f"{src}={d}: no {NODE_FILE} there (the folder of the openb trace's CSV files)")
+    return d
 
 
-@dataclass
-class TracePods:
-    """One row per pod, in arrival order. ``gpu`` is the GPU demand in devices (a fraction
-    for ``num_gpu == 1`` pods asking less than 1000 milli); ``spec`` the allowed models
-    (empty tuple = any)."""
-    name: list[str]
-    cpu: np.ndarray
-    mem: np.ndarray
-    num_gpu: np.ndarray
-    gpu_milli: np.ndarray
-    spec: list[tuple[str, ...]]
-
-    def __len__(self) -> int:
-        return len(self.name)
-
-    @property
-    def gpu(self) -> np.ndarray:
-        """GPU demand per pod in devices."""
-        return np.where(self.num_gpu == 1, self.gpu_milli / 1000.0, self.num_gpu.astype(np.float64))
-
-    def take(self, idx, names: list[str] | None = None) -> "TracePods":
-        idx = np.asarray(idx, dtype=np.int64)
-        return TracePods(names if names is not None else [self.name[i] for i in idx], self.cpu[idx],
-                         self.mem[idx], self.num_gpu[idx], self.gpu_milli[idx], [self.spec[i] for i in idx])
+def _require_dir(d: str | None) -> str:
+    got = find_trace_dir(d)
+    if got is None:
+        raise FileNotFoundError(f"the openb trace folder is not set: set ${TRACE_ENV} (or pass a path); "
+                                "load_workload() falls back to a synthetic trace")
+    return got
 
 
 def trace_path(name: str, trace_dir: str | None = None) -> str:
     """Path of a pod list: ``default`` -> openb_pod_list_default.csv; a path is returned as is."""
     if name.endswith(".csv") or os.sep in name:
         return name
-    return os.path.join(trace_dir or TRACE_DIR, f"openb_pod_list_{name}.csv")
+    return os.path.join(trace_dir or _require_dir(None), f"openb_pod_list_{name}.csv")
 
 
-def load_nodes(path: str | None = None, gpu_only: bool = True) -> TraceNodes:
-    path = path or os.path.join(TRACE_DIR, "openb_node_list_gpu_node.csv" if gpu_only
-                                else "openb_node_list_all_node.csv")
+def load_nodes(path: str | None = None, gpu_only: bool = True, trace_dir: str | None = None) -> TraceNodes:
+    """The node list (GPU nodes only unless ``gpu_only`` is False) from ``path`` or the trace folder."""
+    path = path or os.path.join(trace_dir or _require_dir(None),
+                                NODE_FILE if gpu_only else "openb_node_list_all_node.csv")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if gpu_only:
@@ -125,6 +109,28 @@ def load_pods(name_or_path: str = "default", trace_dir: str | None = None) -> Tr
                      np.array([float(r["memory_mib"]) for r in rows]),
                      np.array([int(r["num_gpu"]) for r in rows], dtype=np.int64),
                      np.array([int(r["gpu_milli"]) for r in rows], dtype=np.int64), spec)
+
+
+@dataclass
+class Workload:
+    """A cluster and a pod list, and where they come from (say it beside every figure)."""
+    nodes: TraceNodes
+    pods: TracePods
+    origin: str
+    synthetic: bool
+
+
+def load_workload(name: str = "default", trace_dir: str | None = None, seed: int = 0) -> Workload:
+    """The openb GPU nodes and pod list ``name`` from the trace folder (:func:`find_trace_dir`), or,
+    when no folder is set, the synthetic stand-in :func:`kai.sim.synthetic.openb_like`
+    (``seed`` picks its draw; full trace size, 1,213 nodes)."""
+    d = find_trace_dir(trace_dir)
+    if d is not None:
+        return Workload(load_nodes(trace_dir=d), load_pods(name, d), f"openb trace {name!r} from {d}", False)
+    from kai.sim.synthetic import openb_like
+    nodes, pods = openb_like(name, seed=seed)
+    return Workload(nodes, pods, f"SYNTHETIC openb-like trace {name!r} (kai.sim.synthetic.openb_like, seed {seed}; "
+                                 f"${TRACE_ENV} not set, so not the Alibaba trace)", True)
 
 
 def arrivals(pods: TracePods, capacity_gpu: float, inflate: float | None = None, seed: int = 0) -> TracePods:

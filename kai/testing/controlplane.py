@@ -2,8 +2,13 @@
 
 Starts etcd, kube-apiserver, optionally kube-controller-manager and kube-scheduler, and kwok
 (which plays the kubelet for fake nodes) on 127.0.0.1 with free ports, in a private temp dir.
-The binaries are built by ``hack/controlplane/build.sh`` (see docs in
-``/work/shared/design/test-cluster.md``); versions are pinned in ``hack/controlplane/VERSIONS``.
+The binaries are built by ``hack/controlplane/build.sh`` (see ``hack/controlplane/README.md``);
+versions are pinned in ``hack/controlplane/VERSIONS``.
+
+The cluster is meant to look like a real one to a scheduler: with the controller manager, the
+node lifecycle controller lifts the ``not-ready`` taint of new nodes once kwok reports them
+Ready (kwok renews node Leases), and fake GPU nodes carry GPU feature discovery's labels
+(:func:`gpu_feature_labels`), so test pods need no tolerations or hand-made labels.
 
 Usage::
 
@@ -47,6 +52,7 @@ __all__ = [
     "binaries_available",
     "default_bin_dir",
     "fake_node_manifest",
+    "gpu_feature_labels",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +80,87 @@ DEFAULT_CONTROLLERS = (
     "pod-garbage-collector-controller",
     "disruption-controller",
     "resourcequota-controller",
+    # Nodes as in a real cluster: the TaintNodesByCondition admission plugin gives every new
+    # Node the node.kubernetes.io/not-ready:NoSchedule taint, and this controller removes it
+    # once the node reports Ready (kwok does, and renews the node's Lease, see _start_kwok);
+    # it taints nodes whose heartbeat stops (unreachable), and the taint eviction controller
+    # then evicts their pods after their toleration (300 s by DefaultTolerationSeconds), as in
+    # any cluster.
+    "node-lifecycle-controller",
+    "taint-eviction-controller",
+    # volumes: the PV controller binds claims (after kai's binder sets a PV's claimRef or a claim's
+    # selected-node), the protection controllers release their finalizers on delete, and generic
+    # ephemeral volumes get their claims
+    "persistentvolume-binder-controller",
+    "persistentvolume-protection-controller",
+    "persistentvolumeclaim-protection-controller",
+    "ephemeral-volume-controller",
 )
+#: Lease duration kwok gives fake nodes (kube-node-lease); it renews them every quarter of it,
+#: well within the node lifecycle controller's grace period (--node-monitor-grace-period, 50s).
+NODE_LEASE_SECONDS = 40
+#: Taints the node lifecycle controller manages from node conditions.
+NODE_CONDITION_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+
+#: What NVIDIA GPU Feature Discovery (GFD, with MIG strategy ``none``) and the GPU Operator
+#: label a GPU node with, per product: (GFD product name, family, memory MiB per GPU,
+#: compute capability major.minor, MIG capable).
+GPU_PRODUCTS = {
+    "A100-SXM4-80GB": ("NVIDIA-A100-SXM4-80GB", "ampere", 81920, (8, 0), True),
+    "H100-80GB-HBM3": ("NVIDIA-H100-80GB-HBM3", "hopper", 81559, (9, 0), True),
+    "L40S": ("NVIDIA-L40S", "ada-lovelace", 46068, (8, 9), False),
+    "T4": ("Tesla-T4", "turing", 15360, (7, 5), False),
+}
+DEFAULT_GPU_PRODUCT = "A100-SXM4-80GB"
+#: driver / CUDA versions written into the labels of every fake GPU node
+FAKE_DRIVER_VERSION = (550, 127, 8)
+FAKE_CUDA_VERSION = (12, 4)
+
+
+def gpu_feature_labels(gpus: int, product: str = DEFAULT_GPU_PRODUCT) -> dict[str, str]:
+    """The node labels GFD (``gpu-feature-discovery``, MIG strategy none) and the GPU
+    Operator / NFD put on a node with ``gpus`` GPUs of ``product`` (a key of
+    :data:`GPU_PRODUCTS`): ``nvidia.com/gpu.present``, ``gpu.count``, ``gpu.product``,
+    ``gpu.memory`` (MiB), ``gpu.family``, ``gpu.compute.*``, ``gpu.replicas``,
+    ``gpu.sharing-strategy``, ``gpu.mode``, ``cuda.driver-version.*`` / ``cuda.runtime-version.*``
+    (and the deprecated ``cuda.driver.*`` / ``cuda.runtime.*``), ``mig.capable``,
+    ``mps.capable``, ``gfd.timestamp``, NFD's ``feature.node.kubernetes.io/pci-10de.present``.
+    No ``nvidia.com/mig.strategy``: GFD writes it only for the single and mixed strategies."""
+    if product not in GPU_PRODUCTS:
+        raise ValueError(f"unknown GPU product {product!r}; known: {', '.join(GPU_PRODUCTS)}")
+    name, family, memory, (cmaj, cmin), mig = GPU_PRODUCTS[product]
+    dmaj, dmin, drev = FAKE_DRIVER_VERSION
+    rmaj, rmin = FAKE_CUDA_VERSION
+    g = "nvidia.com/"
+    return {
+        "feature.node.kubernetes.io/pci-10de.present": "true",
+        g + "gpu.present": "true",
+        g + "gpu.count": str(gpus),
+        g + "gpu.product": name,
+        g + "gpu.memory": str(memory),
+        g + "gpu.family": family,
+        g + "gpu.compute.major": str(cmaj),
+        g + "gpu.compute.minor": str(cmin),
+        g + "gpu.replicas": "1",
+        g + "gpu.sharing-strategy": "none",
+        g + "gpu.mode": "compute",
+        g + "gpu.machine": "kwok-fake",
+        g + "cuda.driver-version.major": str(dmaj),
+        g + "cuda.driver-version.minor": str(dmin),
+        g + "cuda.driver-version.revision": str(drev),
+        g + "cuda.driver-version.full": f"{dmaj}.{dmin}.{drev}",
+        g + "cuda.runtime-version.major": str(rmaj),
+        g + "cuda.runtime-version.minor": str(rmin),
+        g + "cuda.runtime-version.full": f"{rmaj}.{rmin}",
+        g + "cuda.driver.major": str(dmaj),
+        g + "cuda.driver.minor": str(dmin),
+        g + "cuda.driver.rev": str(drev),
+        g + "cuda.runtime.major": str(rmaj),
+        g + "cuda.runtime.minor": str(rmin),
+        g + "mig.capable": "true" if mig else "false",
+        g + "mps.capable": "false",
+        g + "gfd.timestamp": "1767225600",
+    }
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 POD_CIDR = "10.128.0.0/16"
 
@@ -246,12 +332,15 @@ def fake_node_manifest(
     taints: Sequence[Mapping[str, Any]] | None = None,
     annotations: Mapping[str, str] | None = None,
     extra_resources: Mapping[str, str] | None = None,
+    gpu_product: str = DEFAULT_GPU_PRODUCT,
 ) -> dict[str, Any]:
     """A Node manifest that kwok manages (annotation ``kwok.x-k8s.io/node: fake``).
 
     Capacity == allocatable: ``cpu``, ``memory``, ``pods``, ``nvidia.com/gpu`` (omitted when
     ``gpus`` is 0) plus ``extra_resources``. Labels include ``type: kwok`` and the standard
-    ``kubernetes.io/hostname``/``os``/``arch``; ``labels`` are merged on top.
+    ``kubernetes.io/hostname``/``os``/``arch``; a GPU node also gets what GPU feature
+    discovery sets on a real one (:func:`gpu_feature_labels` for ``gpu_product``); ``labels``
+    are merged on top.
     """
     resources: dict[str, str] = {"cpu": str(cpu), "memory": str(memory), "pods": str(pods),
                                  "ephemeral-storage": "1Ti"}
@@ -267,8 +356,7 @@ def fake_node_manifest(
         "node-role.kubernetes.io/agent": "",
     }
     if gpus:
-        node_labels["nvidia.com/gpu.present"] = "true"
-        node_labels["nvidia.com/gpu.count"] = str(gpus)
+        node_labels.update(gpu_feature_labels(gpus, gpu_product))
     node_labels.update(labels or {})
     node_annotations = {KWOK_NODE_ANNOTATION[0]: KWOK_NODE_ANNOTATION[1],
                         "node.alpha.kubernetes.io/ttl": "0"}
@@ -390,6 +478,7 @@ class ControlPlane:
         extra_etcd_args: Sequence[str] = (),
         extra_controller_manager_args: Sequence[str] = (),
         extra_kwok_args: Sequence[str] = (),
+        node_lease_seconds: int = NODE_LEASE_SECONDS,
         etcd_in_memory: bool = True,
         startup_timeout: float = 90.0,
         keep_workdir: bool | None = None,
@@ -409,6 +498,7 @@ class ControlPlane:
         self.extra_etcd_args = list(extra_etcd_args)
         self.extra_controller_manager_args = list(extra_controller_manager_args)
         self.extra_kwok_args = list(extra_kwok_args)
+        self.node_lease_seconds = node_lease_seconds
         self.etcd_in_memory = etcd_in_memory
         # kube-apiserver audit log of the writes made by service accounts (see audit_events)
         self.audit_log = audit_log
@@ -550,6 +640,14 @@ class ControlPlane:
             if not proc.running():
                 proc.start()
             self._wait_apiserver(proc)
+
+    def kill_process(self, name: str) -> None:
+        """SIGKILL one component (e.g. ``kwok``, to make its nodes stop heartbeating)."""
+        with self._lock:
+            proc = self._procs.get(name)
+            if proc is None:
+                raise ControlPlaneError(f"no process {name!r} (running: {', '.join(self._procs)})")
+            proc.kill()
 
     def processes(self) -> dict[str, int | None]:
         """Name -> pid of the running processes."""
@@ -713,6 +811,13 @@ class ControlPlane:
         proc.start()
         self._wait(proc, lambda: _https_healthz(port), "did not become healthy (/healthz)")
 
+    def start_kube_scheduler(self) -> None:
+        """Start the upstream kube-scheduler on a running control plane (once; differential tests)."""
+        if self.with_scheduler:
+            return
+        self._start_scheduler()
+        self.with_scheduler = True
+
     def _start_scheduler(self) -> None:
         assert self.workdir is not None
         port = _free_port(self._ports)
@@ -736,6 +841,8 @@ class ControlPlane:
             f"--cidr={POD_CIDR}",
             "--node-ip=10.255.0.1",
             f"--server-address=127.0.0.1:{port}",
+            # node heartbeats through Leases in kube-node-lease, as kubelets send them
+            f"--node-lease-duration-seconds={self.node_lease_seconds}",
             *self.extra_kwok_args,
         ])
         proc.start()
@@ -806,20 +913,31 @@ class ControlPlane:
             self.create_node(fake_node_manifest(n, **kwargs))
         return names
 
+    @property
+    def runs_node_lifecycle(self) -> bool:
+        """Whether the node lifecycle controller runs (it lifts the not-ready taint)."""
+        return self.with_controller_manager and "node-lifecycle-controller" in self.controllers
+
     def wait_nodes_ready(self, names: Iterable[str], timeout: float = 60.0) -> None:
+        """Wait until every node reports Ready and, when the node lifecycle controller runs,
+        has lost the ``node.kubernetes.io/not-ready`` taint new nodes are created with."""
         pending = set(names)
         deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
             for n in list(pending):
                 status, body = self.api_request("GET", f"/api/v1/nodes/{n}")
-                if status == 200 and any(c.get("type") == "Ready" and c.get("status") == "True"
-                                         for c in body.get("status", {}).get("conditions") or []):
+                if status != 200:
+                    continue
+                ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                            for c in body.get("status", {}).get("conditions") or [])
+                tainted = any(t.get("key") in NODE_CONDITION_TAINTS for t in body.get("spec", {}).get("taints") or [])
+                if ready and not (tainted and self.runs_node_lifecycle):
                     pending.discard(n)
             if pending:
                 time.sleep(0.2)
         if pending:
-            raise ControlPlaneError(f"nodes not Ready after {timeout}s: {sorted(pending)}; kwok log tail:\n"
-                                    + _tail(self.log_path("kwok")))
+            raise ControlPlaneError(f"nodes not Ready (or still tainted not-ready) after {timeout}s: "
+                                    f"{sorted(pending)}; kwok log tail:\n" + _tail(self.log_path("kwok")))
 
     def wait_default_service_account(self, namespace: str, timeout: float = 30.0) -> None:
         """With the ServiceAccount admission plugin on, pods need the namespace's 'default' SA."""

@@ -1,9 +1,11 @@
 """kai._fast.gpusharing against its readable reference, on random arrays (hypothesis)."""
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kai._fast import gpusharing as fast
+from kai._fast.placement import NodeArrays
 from kai._fast.reference import gpusharing as ref
 
 R = 4
@@ -79,13 +81,24 @@ def problems(draw):
                 allow_pipeline=draw(st.booleans()))
 
 
+def arrays(p):
+    n, d = p["dev_used"].shape
+    return NodeArrays(p["allocatable"], p["idle"], p["releasing"], p["avail"], p["gpu_capacity"], p["name_rank"],
+                      p["dev_used"], p["dev_alloc"], p["dev_rel"], np.zeros((n, d), dtype=np.uint8), p["gpu_col"])
+
+
+def task_args(p):
+    return (arrays(p), p["mask"], p["extra_score"], p["req"], p["req_cols"], p["portion"], p["num_devices"],
+            p["strategy"], p["gpu_order"], p["sharing_score"], p["allow_pipeline"])
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
 def test_choose_node_matches_reference(p):
     out_f = np.full(p["num_devices"], 99, dtype=np.int32)
     out_r = np.full(p["num_devices"], 99, dtype=np.int32)
-    got = fast.choose_node(**p, out_devs=out_f)
-    want = ref.choose_node(**p, out_devs=out_r)
+    got = fast.choose_node(*task_args(p), out_devs=out_f)
+    want = ref.choose_node(*task_args(p), out_devs=out_r)
     assert got == want
     if got[0] >= 0:
         assert list(out_f) == list(out_r)
@@ -149,12 +162,33 @@ def test_group_lifecycle_moves_whole_devices():
 def test_zero_nodes_and_zero_devices():
     z = np.zeros((R, 0))
     out = np.zeros(1, dtype=np.int32)
-    got = fast.choose_node(z, z, z, z, np.zeros(0), np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int32),
-                           None, np.zeros(R), np.zeros(0, dtype=np.int32), np.zeros(0), 1,
-                           np.zeros((0, 0)), np.zeros((0, 0)), np.zeros((0, 0)), GPU_COL, 0, 1, 1000.0, True, out)
+    a = NodeArrays(z, z.copy(), z.copy(), z.copy(), np.zeros(0), np.zeros(0, dtype=np.int32), gpu_col=GPU_COL)
+    got = fast.choose_node(a, np.zeros(0, dtype=np.uint8), None, np.zeros(R), np.zeros(0, dtype=np.int32),
+                           np.zeros(0), 1, 0, 1, 1000.0, True, out)
     assert got == (-1, False)
     one = np.zeros((R, 1))
-    got = fast.choose_node(one, one, one, one, np.zeros(1), np.ones(1, dtype=np.uint8), np.zeros(1, dtype=np.int32),
-                           None, np.zeros(R), np.zeros(0, dtype=np.int32), np.full(1, 0.5), 1,
-                           np.zeros((1, 0)), np.zeros((1, 0)), np.zeros((1, 0)), GPU_COL, 0, 1, 1000.0, True, out)
+    a = NodeArrays(one, one.copy(), one.copy(), one.copy(), np.zeros(1), np.zeros(1, dtype=np.int32), gpu_col=GPU_COL)
+    got = fast.choose_node(a, np.ones(1, dtype=np.uint8), None, np.zeros(R), np.zeros(0, dtype=np.int32),
+                           np.full(1, 0.5), 1, 0, 1, 1000.0, True, out)
     assert got == (-1, False)
+
+
+def test_choose_node_and_update_group_check_their_arguments():
+    one = np.zeros((R, 1))
+    a = NodeArrays(one, one.copy(), one.copy(), one.copy(), np.zeros(1), np.zeros(1, dtype=np.int32),
+                   np.zeros((1, 2)), np.zeros((1, 2)), np.zeros((1, 2)), np.zeros((1, 2), np.uint8), GPU_COL)
+    out = np.zeros(1, dtype=np.int32)
+    with pytest.raises(ValueError, match="portion"):
+        fast.choose_node(a, np.ones(1, np.uint8), None, np.zeros(R), np.zeros(0, np.int32), np.full(3, 0.5),
+                         1, 0, 1, 0.0, True, out)
+    with pytest.raises(ValueError, match="mask"):
+        fast.choose_node(a, np.ones(2, np.uint8), None, np.zeros(R), np.zeros(0, np.int32), np.full(1, 0.5),
+                         1, 0, 1, 0.0, True, out)
+    st_ = (one.copy(), one.copy(), one.copy(), np.zeros((1, 2)), np.zeros((1, 2)), np.zeros((1, 2)),
+           np.zeros((1, 2), np.uint8))
+    with pytest.raises(ValueError, match="outside"):
+        fast.update_group(*st_, 0, 2, 0.5, fast.KIND_ALLOCATED, 1.0, False, GPU_COL)
+    with pytest.raises(ValueError, match="outside"):
+        fast.update_group(*st_, 1, 0, 0.5, fast.KIND_ALLOCATED, 1.0, False, GPU_COL)
+    with pytest.raises(ValueError, match="same"):
+        fast.update_group(one.copy(), np.zeros((R, 2)), *st_[2:], 0, 0, 0.5, fast.KIND_ALLOCATED, 1.0, False, GPU_COL)

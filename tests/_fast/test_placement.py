@@ -46,16 +46,17 @@ def problems(draw):
                 count=draw(st.integers(1, 5)))
 
 
+def node_arrays(a):
+    return fast.NodeArrays(a["allocatable"], a["idle"], a["releasing"], a["avail"], a["gpu_capacity"],
+                           a["name_rank"], gpu_col=a["gpu_col"])
+
+
 def run(mod, p):
     a = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in p.items()}
-    k = a["count"]
-    out_nodes = np.full(k, -7, dtype=np.int32)
-    out_pipe = np.zeros(k, dtype=np.uint8)
-    undo = np.zeros((k, 2, R))
-    placed = mod.place(a["allocatable"], a["idle"], a["releasing"], a["avail"], a["gpu_capacity"], a["mask"],
-                       a["name_rank"], a["extra_score"], a["req"], a["req_cols"], a["score_col"], a["strategy"],
-                       a["cpu_only"], a["gpu_col"], a["allow_pipeline"], k, out_nodes, out_pipe, undo)
-    return placed, out_nodes[:placed], out_pipe[:placed], undo[:placed], a
+    out = fast.Placements(a["count"], R)
+    placed = mod.place(node_arrays(a), a["mask"], a["extra_score"], a["req"], a["req_cols"], a["score_col"],
+                       a["strategy"], a["cpu_only"], a["allow_pipeline"], out)
+    return placed, out.nodes[:placed], out.pipelined[:placed], out.undo[:placed], a
 
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -99,8 +100,9 @@ def test_no_node_over_capacity_and_only_masked_nodes(p):
     if placed < p["count"]:
         short = np.zeros(len(cols), dtype=np.int64)
         base = dict(a)
-        fits_any = fast.fit_counts(base["idle"], base["avail"] if p["allow_pipeline"] else base["idle"],
-                                   p["mask"], p["req"], cols, short)
+        if not p["allow_pipeline"]:
+            base["avail"] = base["idle"]
+        fits_any = fast.fit_counts(node_arrays(base), p["mask"], p["req"], cols, short)
         assert fits_any == 0
 
 
@@ -144,8 +146,8 @@ def test_independent_of_node_input_order(p, rnd):
 def test_fit_counts_equals_reference(p):
     k = len(p["req_cols"])
     sf, sr = np.full(k, 99, dtype=np.int64), np.full(k, 99, dtype=np.int64)
-    ff = fast.fit_counts(p["idle"], p["avail"], p["mask"], p["req"], p["req_cols"], sf)
-    fr = ref.fit_counts(p["idle"], p["avail"], p["mask"], p["req"], p["req_cols"], sr)
+    ff = fast.fit_counts(node_arrays(p), p["mask"], p["req"], p["req_cols"], sf)
+    fr = ref.fit_counts(node_arrays(p), p["mask"], p["req"], p["req_cols"], sr)
     assert ff == fr and sf.tolist() == sr.tolist()
     brute = sum(1 for n in range(len(p["mask"])) if p["mask"][n]
                 and all(p["avail"][c, n] >= p["req"][c] - EPS for c in p["req_cols"]))
@@ -166,14 +168,13 @@ def _place_one(alloc, idle, rel, avail, req, strategy, allow_pipeline=True, extr
     n = alloc.shape[1]
     req = np.array(req, dtype=np.float64)
     cols = np.flatnonzero(req > 0).astype(np.int32)
-    out, pipe, undo = np.zeros(1, np.int32), np.zeros(1, np.uint8), np.zeros((1, 2, alloc.shape[0]))
+    out = fast.Placements(1, alloc.shape[0])
     cpu_only = req[GPU_COL] == 0
-    placed = fast.place(alloc, idle, rel, avail, alloc[GPU_COL].copy(),
-                        np.ones(n, np.uint8) if mask is None else np.array(mask, np.uint8),
-                        np.arange(n, dtype=np.int32) if rank is None else np.array(rank, np.int32),
-                        extra, req, cols, 0 if cpu_only else GPU_COL, strategy, bool(cpu_only), GPU_COL,
-                        allow_pipeline, 1, out, pipe, undo)
-    return (int(out[0]) if placed else -1), bool(pipe[0])
+    a = fast.NodeArrays(alloc, idle, rel, avail, alloc[GPU_COL].copy(),
+                        np.arange(n, dtype=np.int32) if rank is None else np.array(rank, np.int32))
+    placed = fast.place(a, np.ones(n, np.uint8) if mask is None else np.array(mask, np.uint8),
+                        extra, req, cols, 0 if cpu_only else GPU_COL, strategy, bool(cpu_only), allow_pipeline, out)
+    return (int(out.nodes[0]) if placed else -1), bool(out.pipelined[0])
 
 
 GPU_NODES = [[8, 8, 8], [0, 0, 0], [4, 8, 2], [10, 10, 10], [0, 0, 0]]   # cpu, mem, gpu, pods, eph x 3 nodes
@@ -222,27 +223,79 @@ def test_extra_score_and_mask():
 def test_run_of_tasks_fills_one_node_before_the_next_under_binpack():
     alloc, idle, rel, avail = _arrays([[8, 8], [0, 0], [4, 4], [10, 10], [0, 0]])
     req = np.array([0, 0, 1, 1, 0], dtype=np.float64)
-    out, pipe, undo = np.zeros(6, np.int32), np.zeros(6, np.uint8), np.zeros((6, 2, R))
-    placed = fast.place(alloc, idle, rel, avail, alloc[GPU_COL].copy(), np.ones(2, np.uint8),
-                        np.arange(2, dtype=np.int32), None, req, np.array([2, 3], np.int32), GPU_COL,
-                        fast.STRATEGY_BINPACK, False, GPU_COL, True, 6, out, pipe, undo)
+    out = fast.Placements(6, R)
+    a = fast.NodeArrays(alloc, idle, rel, avail, alloc[GPU_COL].copy(), np.arange(2, dtype=np.int32))
+    placed = fast.place(a, np.ones(2, np.uint8), None, req, np.array([2, 3], np.int32), GPU_COL,
+                        fast.STRATEGY_BINPACK, False, True, out)
     assert placed == 6
-    assert out.tolist() == [0, 0, 0, 0, 1, 1]
-    out2 = np.zeros(6, np.int32)
+    assert out.nodes.tolist() == [0, 0, 0, 0, 1, 1]
+    out2 = fast.Placements(6, R)
     alloc, idle, rel, avail = _arrays([[8, 8], [0, 0], [4, 4], [10, 10], [0, 0]])
-    fast.place(alloc, idle, rel, avail, alloc[GPU_COL].copy(), np.ones(2, np.uint8),
-               np.arange(2, dtype=np.int32), None, req, np.array([2, 3], np.int32), GPU_COL,
-               fast.STRATEGY_SPREAD, False, GPU_COL, True, 6, out2, pipe, undo)
-    assert out2.tolist() == [0, 1, 0, 1, 0, 1]
+    a = fast.NodeArrays(alloc, idle, rel, avail, alloc[GPU_COL].copy(), np.arange(2, dtype=np.int32))
+    fast.place(a, np.ones(2, np.uint8), None, req, np.array([2, 3], np.int32), GPU_COL,
+               fast.STRATEGY_SPREAD, False, True, out2)
+    assert out2.nodes.tolist() == [0, 1, 0, 1, 0, 1]
 
 
 @pytest.mark.parametrize("mod", [fast, ref], ids=["kernel", "reference"])
 def test_zero_nodes_places_nothing(mod):
     z = np.zeros((R, 0))
-    out, pipe, undo = np.zeros(2, np.int32), np.zeros(2, np.uint8), np.zeros((2, 2, R))
+    a = fast.NodeArrays(z, z.copy(), z.copy(), z.copy(), np.zeros(0), np.zeros(0, np.int32))
     req = np.array([1, 0, 0, 1, 0], dtype=np.float64)
     cols = np.array([0, 3], dtype=np.int32)
-    assert mod.place(z, z.copy(), z.copy(), z.copy(), np.zeros(0), np.zeros(0, np.uint8), np.zeros(0, np.int32),
-                     None, req, cols, 0, 0, True, GPU_COL, True, 2, out, pipe, undo) == 0
+    assert mod.place(a, np.zeros(0, np.uint8), None, req, cols, 0, 0, True, True, fast.Placements(2, R)) == 0
     short = np.zeros(2, dtype=np.int64)
-    assert mod.fit_counts(z, z, np.zeros(0, np.uint8), req, cols, short) == 0 and short.tolist() == [0, 0]
+    assert mod.fit_counts(a, np.zeros(0, np.uint8), req, cols, short) == 0 and short.tolist() == [0, 0]
+
+
+# --- the checking wrapper: a wrong shape or dtype is an error, never an out-of-bounds read ----
+
+def _good():
+    alloc, idle, rel, avail = _arrays([[8, 8], [0, 0], [4, 4], [10, 10], [0, 0]])
+    return dict(allocatable=alloc, idle=idle, releasing=rel, avail=avail, gpu_capacity=alloc[GPU_COL].copy(),
+                name_rank=np.arange(2, dtype=np.int32))
+
+
+@pytest.mark.parametrize("key,bad,match", [
+    ("idle", np.zeros((R, 3)), "idle: shape"),
+    ("releasing", np.zeros((R - 1, 2)), "releasing: shape"),
+    ("avail", np.zeros((R, 2), dtype=np.float32), "avail: expected dtype float64"),
+    ("gpu_capacity", np.zeros(3), "gpu_capacity: shape"),
+    ("name_rank", np.arange(2, dtype=np.int64), "name_rank: expected dtype int32"),
+    ("idle", np.asfortranarray(np.zeros((R, 2))), "idle: must be C-contiguous"),
+    ("allocatable", [[1.0]], "allocatable: expected a numpy array"),
+])
+def test_node_arrays_reject_bad_shapes(key, bad, match):
+    kw = _good()
+    kw[key] = bad
+    with pytest.raises((ValueError, TypeError), match=match):
+        fast.NodeArrays(**kw)
+
+
+@pytest.mark.parametrize("arg,bad,match", [
+    ("mask", np.ones(3, np.uint8), "mask: shape"),
+    ("mask", np.ones(2, bool), "mask: expected dtype uint8"),
+    ("extra", np.zeros(5), "extra_score: shape"),
+    ("req", np.zeros(R - 1), "req: shape"),
+    ("req_cols", np.array([0, R], np.int32), "req_cols: expected int32 columns"),
+    ("req_cols", np.array([-1], np.int32), "req_cols: expected int32 columns"),
+    ("score_col", R, "score_col"),
+])
+def test_place_rejects_bad_task_arguments(arg, bad, match):
+    kw = _good()
+    a = fast.NodeArrays(**kw)
+    args = dict(mask=np.ones(2, np.uint8), extra=None, req=np.array([0, 0, 1, 1, 0], dtype=np.float64),
+                req_cols=np.array([2, 3], np.int32), score_col=GPU_COL)
+    args[arg] = bad
+    before = kw["idle"].copy()
+    with pytest.raises(ValueError, match=match):
+        fast.place(a, args["mask"], args["extra"], args["req"], args["req_cols"], args["score_col"],
+                   fast.STRATEGY_BINPACK, False, True, fast.Placements(1, R))
+    assert np.array_equal(kw["idle"], before)           # nothing was touched
+
+
+def test_place_rejects_output_of_another_width():
+    a = fast.NodeArrays(**_good())
+    with pytest.raises(ValueError, match="out"):
+        fast.place(a, np.ones(2, np.uint8), None, np.array([0, 0, 1, 1, 0], dtype=np.float64),
+                   np.array([2, 3], np.int32), GPU_COL, 0, False, True, fast.Placements(1, R + 1))

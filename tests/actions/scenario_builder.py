@@ -45,7 +45,10 @@ def queue(name, parent="", gpu=None, cpu=None, memory=None):
 
 
 def pod(name, group, gpu=0, cpu="1", memory="1Gi", ns="default", node_name="", deleting=False,
-        annotations=None, node_selector=None, tolerations=None, affinity=None, phase=None, labels=None):
+        annotations=None, node_selector=None, tolerations=None, affinity=None, phase=None, labels=None,
+        extra_spec=None, ports=None):
+    """``extra_spec`` is merged into the pod spec (topologySpreadConstraints, ...); ``ports`` are
+    the main container's ports."""
     req = {"cpu": str(cpu), "memory": memory}
     if gpu:
         req["nvidia.com/gpu"] = str(gpu)
@@ -63,6 +66,9 @@ def pod(name, group, gpu=0, cpu="1", memory="1Gi", ns="default", node_name="", d
         spec["tolerations"] = list(tolerations)
     if affinity:
         spec["affinity"] = affinity
+    if ports:
+        spec["containers"][0]["ports"] = list(ports)
+    spec.update(extra_spec or {})
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec,
             "status": {"phase": phase or ("Running" if node_name else "Pending")}}
 

@@ -127,7 +127,7 @@ SCENARIOS = [
          bound={}, only=True, reasons={"default/j": ["not a leaf queue"]}),
     dict(id="invalid-gpu-fraction",
          docs=[node("n0"), queue("q"), job("j", annotations={"gpu-fraction": "1.5"})],
-         bound={}, only=True, reasons={"default/j": ["gpu-fraction", "0 < fraction < 1"]}),
+         bound={}, only=True, reasons={"default/j": ["gpu-fraction", "must be a positive number smaller than 1.0"]}),
     dict(id="pod-larger-than-any-node",
          docs=[node("n0", gpu=4), queue("q"), job("j", gpu=6)],
          bound={}, only=True, reasons={"default/j": ["more than any node has"]}),

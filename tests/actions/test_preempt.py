@@ -103,3 +103,34 @@ def test_protected_elastic_victim_only_shrinks_to_min(need, want):
             [job("el", "q1", pods=3, min_member=1, running=["n1"] * 3, last_start=-10, created=1),
              job("high", "q1", pods=need, priority_class="build-preemptible", created=2)], actions=A)
     assert evicted(r) == want
+
+
+def test_kai_docs_priority_example_preempts_over_limit():
+    """KAI's docs/priority example: queue ``test`` quota 1 / limit 1 GPU, ``train`` running, a
+    ``build`` pod submitted. Its queue is at its limit, but the victim's release makes room:
+    build preempts train (judged after the victim's resources are released)."""
+    r = run([node("n1", gpu=8)], [queue("test", gpu_quota=1, gpu_limit=1)],
+            [job("train", "test", priority_class="train", running=["n1"], created=1),
+             job("build", "test", priority_class="build", created=2)], actions=A, cycles=2)
+    assert evicted(r, 0) == ["train-0"]
+    assert pipelined(r, 0) == ["build-0"]
+    assert bound(r, 1) == ["build-0"]
+
+
+def test_over_limit_preemptor_without_victims_in_its_queue_is_not_searched():
+    """Over its limit and no lower-priority victim in its own queue: nothing is evicted."""
+    r = run([node("n1", gpu=8)], [queue("test", gpu_quota=1, gpu_limit=1), queue("other")],
+            [job("train", "test", priority_class="build", running=["n1"], created=1),
+             job("low", "other", priority_class="train", running=["n1"], created=2),
+             job("build", "test", priority_class="build", created=3)], actions=A)
+    assert evicted(r) == [] and pipelined(r) == []
+
+
+def test_nonpreemptible_over_quota_is_not_a_preemptor():
+    """A non-preemptible job may use only in-quota resources: evicting a preemptible job of its
+    queue does not change its queue's non-preemptible usage, so it is skipped up front."""
+    r = run([node("n1", gpu=2)], [queue("q", gpu_quota=1)],
+            [job("inf", "q", priority_class="inference", running=["n1"], created=1),
+             job("train", "q", priority_class="train", running=["n1"], created=2),
+             job("build", "q", priority_class="build", created=3)], actions=A)
+    assert evicted(r) == []

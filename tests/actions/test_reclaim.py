@@ -102,18 +102,8 @@ def test_reclaim_default_min_runtime_protects():
     assert evicted(run(nodes, queues, old, actions=A, minruntime={"defaultReclaimMinRuntime": "5m"})) == ["hog-0"]
 
 
-def _has_queue_order() -> bool:
-    from kai.cache.cluster_state import ClusterState
-    from kai.scheduler import RecordingCache, Scheduler
-    from victim_scenarios import config
-    state = ClusterState()
-    return bool(Scheduler(state, config()).open_session(RecordingCache(state)).queue_order_fns)
-
-
 def test_most_over_share_queue_gives_first():
-    # q2 is 3 over its quota, q3 is 1 over: q2's job goes first (needs proportion's queue order)
-    if not _has_queue_order():
-        pytest.skip("proportion registers no queue order yet")
+    # q2 is 3 over its quota, q3 is 1 over: q2's job goes first (proportion's queue order)
     r = run([node("n1", gpu=4), node("n2", gpu=2)],
             [queue("q1", gpu_quota=2, weight=0), queue("q2", gpu_quota=1, weight=0), queue("q3", gpu_quota=1, weight=0)],
             [job("a", "q2", pods=4, min_member=4, running=["n1"] * 4, created=1),

@@ -308,9 +308,12 @@ def test_cli_with_cert_files(tmp_path):
                 time.sleep(0.2)
         ops = json.loads(base64.b64decode(out["response"]["patch"]))
         assert ops == [{"op": "add", "path": "/spec/runtimeClassName", "value": "nv2"}]
+        proc.terminate()                                  # SIGTERM, as the kubelet stops the pod
+        assert proc.wait(timeout=10) == 0, proc.stderr.read()
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 # ------------------------------------------------------------------------------- real kube-apiserver

@@ -117,11 +117,17 @@ def test_fraction_with_num_devices():
     assert p.invalid_reason == "" and p.gpu_sharing.num_devices == 4 and p.gpu_quota == 1.0
 
 
-@pytest.mark.parametrize("value", ["0", "1", "1.5", "-0.5", "abc", "nan", ""])
+@pytest.mark.parametrize("value", ["0", "1", "1.5", "-0.5", "abc", "nan"])
 def test_fraction_out_of_range(value):
     p = info({"gpu-fraction": value})
     assert p.gpu_sharing is None
-    assert "gpu-fraction" in p.invalid_reason and "0 < fraction < 1" in p.invalid_reason
+    assert p.invalid_reason == "pod ns/p: gpu-fraction annotation value must be a positive number smaller than 1.0"
+
+
+def test_empty_fraction_is_no_request():
+    # as KAI's webhook: an empty annotation is absent (kai.api.gpu_sharing is the one validator)
+    p = info({"gpu-fraction": ""})
+    assert p.gpu_sharing is None and p.invalid_reason == ""
 
 
 def test_gpu_memory_valid():
@@ -132,30 +138,29 @@ def test_gpu_memory_valid():
 @pytest.mark.parametrize("value", ["0", "-5", "1.5", "2Gi"])
 def test_gpu_memory_must_be_positive_int(value):
     p = info({"gpu-memory": value})
-    assert "gpu-memory" in p.invalid_reason and "positive integer" in p.invalid_reason
+    assert p.invalid_reason.endswith("gpu-memory annotation value must be a positive integer greater than 0")
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two"])
 def test_num_devices_must_be_positive(value):
     p = info({"gpu-fraction": "0.5", "gpu-fraction-num-devices": value})
-    assert "gpu-fraction-num-devices" in p.invalid_reason and "positive integer" in p.invalid_reason
+    assert p.invalid_reason.endswith("fraction count annotation value must be a positive integer greater than 0")
 
 
 def test_num_devices_alone_is_invalid():
     p = info({"gpu-fraction-num-devices": "2"})
-    assert "gpu-fraction-num-devices needs" in p.invalid_reason
+    assert "cannot request multiple fractional devices without specifying fraction details" in p.invalid_reason
 
 
 def test_fraction_and_memory_conflict():
     p = info({"gpu-fraction": "0.5", "gpu-memory": "1000"})
-    assert "cannot be used together" in p.invalid_reason
+    assert p.invalid_reason.endswith("cannot request both gpu-fraction and GPU memory request")
 
 
 def test_fraction_with_whole_gpu_request_conflicts():
-    p = info({"gpu-fraction": "0.5"}, [ctr({"nvidia.com/gpu": 1})])
-    assert "gpu-fraction" in p.invalid_reason and "nvidia.com/gpu" in p.invalid_reason
-    p = info({"gpu-memory": "100"}, [ctr(limits={"nvidia.com/gpu": 1})])
-    assert "gpu-memory" in p.invalid_reason and "nvidia.com/gpu" in p.invalid_reason
+    want = "cannot have both GPU fraction request and whole GPU resource request/limit"
+    assert info({"gpu-fraction": "0.5"}, [ctr({"nvidia.com/gpu": 1})]).invalid_reason.endswith(want)
+    assert info({"gpu-memory": "100"}, [ctr(limits={"nvidia.com/gpu": 1})]).invalid_reason.endswith(want)
 
 
 def test_mps_without_fraction_is_invalid():

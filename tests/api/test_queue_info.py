@@ -3,7 +3,7 @@ import msgspec
 import pytest
 
 from kai.api.k8s import Queue
-from kai.api.queue_info import QueueInfo, QueueTree, parse_duration, validate_queue
+from kai.api.queue_info import QueueInfo, QueueTree, parse_duration, queue_warnings, validate_queue
 
 
 def queue(name, parent="", gpu=None, cpu=None, memory=None, resources=True, ts=None, **spec):
@@ -39,17 +39,13 @@ def test_missing_resource_block_is_all_zero():
 
 
 @pytest.mark.parametrize("kw, text", [
-    ({"gpu": {"quota": -2}}, "spec.resources.gpu.quota is -2"),
-    ({"cpu": {"quota": 0, "limit": -5}}, "spec.resources.cpu.limit is -5"),
-    ({"gpu": {"quota": 4, "limit": 2}}, "spec.resources.gpu.limit 2 is below quota 4"),
-    ({"gpu": {"quota": 1, "limit": 1, "overQuotaWeight": -1}}, "overQuotaWeight is -1"),
     ({"preemptMinRuntime": "ten minutes"}, "spec.preemptMinRuntime 'ten minutes' is not a duration"),
     ({"reclaimMinRuntime": "5x"}, "spec.reclaimMinRuntime '5x' is not a duration"),
-    ({"resources": False}, "spec.resources is missing"),
     ({"gpu": {"quota": 1, "limit": -1, "overQuotaWeight": float("nan")}}, "overQuotaWeight is nan"),
     ({"cpu": {"quota": float("inf"), "limit": -1}}, "spec.resources.cpu.quota is inf"),
     ({"memory": {"quota": 0, "limit": 1e300}}, "spec.resources.memory.limit is 1e+300"),
     ({"gpu": {"quota": 1, "limit": -1, "overQuotaWeight": 1e12}}, "overQuotaWeight is 1e+12"),
+    ({"priority": 2**31}, "spec.priority 2147483648 is out of range"),
 ])
 def test_invalid_queues(kw, text):
     errs = validate_queue(queue("bad", **kw))
@@ -58,8 +54,37 @@ def test_invalid_queues(kw, text):
     assert "bad" not in tree and text in tree.problems["bad"]
 
 
+@pytest.mark.parametrize("kw, text", [
+    ({"gpu": {"quota": -2, "limit": -1}}, "spec.resources.gpu.quota is -2"),
+    ({"cpu": {"quota": 0, "limit": -5}}, "spec.resources.cpu.limit is -5"),
+    ({"gpu": {"quota": 4, "limit": 2}}, "spec.resources.gpu.limit 2 is below quota 4"),
+    ({"gpu": {"quota": 1, "limit": 1, "overQuotaWeight": -1}}, "overQuotaWeight is -1"),
+    ({"resources": False}, "spec.resources is missing"),
+])
+def test_odd_values_are_kept_with_a_warning(kw, text):
+    """KAI's CRD accepts these numbers and its scheduler uses them: so does kai, and says so."""
+    q = queue("odd", **kw)
+    assert validate_queue(q) == []
+    assert any(text in w for w in queue_warnings(q)), queue_warnings(q)
+    tree = QueueTree([q])
+    assert "odd" in tree and not tree.problems
+
+
+def test_kai_value_semantics():
+    """Numbers mean what KAI's proportion plugin makes of them."""
+    q = QueueInfo(queue("q", gpu={"quota": -2, "limit": -3, "overQuotaWeight": -1},
+                        cpu={"quota": -7, "limit": -1}, memory={"quota": -5, "limit": -0.5e-6}))
+    assert q.deserved == [-2.0, -7.0, -1.0]       # memory: max(-1, MB x 1e6)
+    assert q.limit == [-3.0, -1.0, -0.5]
+    assert q.weight[0] == -1.0
+    v1 = QueueInfo(queue("v1", resources=False))
+    assert v1.deserved == [0.0] * 3 and v1.limit == [0.0] * 3 and v1.weight == [0.0] * 3
+
+
 def test_valid_queue_has_no_errors():
-    assert validate_queue(queue("ok", gpu={"quota": -1, "limit": -1}, preemptMinRuntime="1h30m")) == []
+    ok = queue("ok", gpu={"quota": -1, "limit": -1}, cpu={"quota": -1, "limit": -1},
+               memory={"quota": -1, "limit": -1}, preemptMinRuntime="1h30m")
+    assert validate_queue(ok) == [] and queue_warnings(ok) == []
 
 
 def test_limit_unlimited_with_quota_ok():
@@ -93,7 +118,7 @@ def test_orphans_dropped_with_subtrees():
 
 
 def test_child_of_invalid_queue_gets_reason():
-    tree = QueueTree([queue("p", gpu={"quota": -3}), queue("c", "p")])
+    tree = QueueTree([queue("p", preemptMinRuntime="soon"), queue("c", "p")])
     assert "c" not in tree
     assert "parent queue 'p' is invalid" in tree.problems["c"]
 

@@ -187,6 +187,40 @@ def test_queue_status_written_once_with_orphan_condition_and_event(client):
                 pass
 
 
+def test_odd_queue_values_get_a_spec_warning_condition():
+    odd = msgspec.convert({"metadata": {"name": "dept"}, "spec": {"resources": {
+        "gpu": {"quota": -1, "limit": -1, "overQuotaWeight": -1},
+        "cpu": {"quota": -1, "limit": -1, "overQuotaWeight": 1},
+        "memory": {"quota": -1, "limit": -1, "overQuotaWeight": 1}}}}, Queue)
+    st = build_queue_statuses({"dept": odd}, SimpleNamespace(queue_usage={}, queue_problems={}))
+    (cond,) = st["dept"]["conditions"]
+    assert cond["type"] == "SpecWarning" and cond["reason"] == "UnusualValues"
+    assert "spec.resources.gpu.overQuotaWeight is -1" in cond["message"]
+
+
+@pytest.mark.integration
+def test_queue_with_kai_test_harness_values_is_accepted_and_warned(client):
+    """KAI's CRD takes a negative overQuotaWeight (KAI's own test harness builds its default
+    department so); kai schedules it and tells the admin through the Queue's status + Event."""
+    qs = "/apis/scheduling.run.ai/v2/queues"
+    m = _queue("st-odd")
+    m["spec"]["resources"]["gpu"]["overQuotaWeight"] = -1
+    obj = msgspec.json.decode(msgspec.json.encode(_create(client, qs, m)), type=Queue)
+    writer = StatusWriter(client, workers=1)
+    try:
+        StatusReporter(writer).report_queues({"st-odd": obj}, SimpleNamespace(
+            queue_usage={"st-odd": _usage((1, 0, 0))}, queue_problems={}))
+        writer.drain()
+        conds = client.get(f"{qs}/st-odd")["status"]["conditions"]
+        assert [c["type"] for c in conds] == ["SpecWarning"] and "overQuotaWeight is -1" in conds[0]["message"]
+        events = client.get("/api/v1/namespaces/default/events",
+                            params={"fieldSelector": "involvedObject.name=st-odd"})["items"]
+        assert any(e["reason"] == "QueueSpecWarning" and e["type"] == "Warning" for e in events)
+    finally:
+        writer.stop()
+        client.delete(f"{qs}/st-odd")
+
+
 @pytest.mark.integration
 def test_podgroup_status_written_through_status_subresource(client, kube_namespace):
     ns = kube_namespace

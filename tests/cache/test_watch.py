@@ -19,10 +19,10 @@ class CountingClient(KubeClient):
         super().__init__(*a, **kw)
         self.list_pages = 0
 
-    def get(self, path, type=None, params=None, attempts=None):
+    def get(self, path, type=None, params=None, **kw):
         if params and "limit" in params:
             self.list_pages += 1
-        return super().get(path, type, params, attempts)
+        return super().get(path, type, params, **kw)
 
 
 def _pod(name: str) -> dict:

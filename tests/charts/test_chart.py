@@ -263,8 +263,10 @@ def test_gpu_sharing_rbac(helm):
     assert role["metadata"]["namespace"] == "kai-resource-reservation"
     assert "create" in role["rules"][0]["verbs"]
     rules = one(docs, "ClusterRole")["rules"]
-    assert any("configmaps" in r["resources"] for r in rules)
-    assert not any("configmaps" in r["resources"] for r in one(render(helm), "ClusterRole")["rules"])
+    assert any("configmaps" in r["resources"] and "create" in r["verbs"] for r in rules)
+    # without GPU sharing only the ConfigMap predicate's list/watch remains
+    plain = [r for r in one(render(helm), "ClusterRole")["rules"] if "configmaps" in r["resources"]]
+    assert [r["verbs"] for r in plain] == [["list", "watch"]]
 
 
 def test_default_queues_install_only(helm):
@@ -445,9 +447,19 @@ ALLOWED = [
     ("get", "leaderworkerset.x-k8s.io", "leaderworkersets", "", "team-a"),
     ("get", "coordination.k8s.io", "leases", "", NS), ("create", "coordination.k8s.io", "leases", "", NS),
     ("update", "coordination.k8s.io", "leases", "", NS), ("watch", "coordination.k8s.io", "leases", "", NS),
+    # volumes: bind a PV to its claim, set a claim's selected-node, read the storage objects
+    ("update", "", "persistentvolumes", "", ""), ("watch", "", "persistentvolumes", "", ""),
+    ("patch", "", "persistentvolumeclaims", "", "team-a"), ("update", "", "persistentvolumeclaims", "", "team-a"),
+    ("list", "", "persistentvolumeclaims", "", ""),
+    ("watch", "storage.k8s.io", "storageclasses", "", ""), ("watch", "storage.k8s.io", "csinodes", "", ""),
+    ("watch", "storage.k8s.io", "csidrivers", "", ""), ("watch", "storage.k8s.io", "csistoragecapacities", "", ""),
+    ("watch", "storage.k8s.io", "volumeattachments", "", ""),
+    ("list", "", "configmaps", "", ""), ("watch", "", "configmaps", "", ""),     # ConfigMap predicate
 ]
 DENIED = [
     ("delete", "", "nodes", "", ""), ("update", "", "nodes", "", ""), ("patch", "", "nodes", "", ""),
+    ("delete", "", "persistentvolumes", "", ""), ("create", "", "persistentvolumes", "", ""),
+    ("delete", "", "persistentvolumeclaims", "", "team-a"), ("update", "storage.k8s.io", "storageclasses", "", ""),
     ("get", "", "secrets", "", NS), ("list", "", "secrets", "", ""), ("get", "", "secrets", "", "team-a"),
     ("create", "", "pods", "", "team-a"), ("update", "", "pods", "", "team-a"),
     ("create", "", "pods", "exec", "team-a"), ("get", "", "pods", "log", "team-a"),

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from kai.api.k8s import Node, Pod, PodGroup, Queue
+from kai.api.storage import ConfigMap, ConfigMapMeta
 from kai.cache.kubeclient import KubeClient, load_kubeconfig
 from kai.config import default_config
 from kai.controller.main import Controller
@@ -61,6 +62,9 @@ def test_assumed_binding_survives_stale_updates_and_is_not_repeated(client, cont
         ctl.apply("Queue", "ADDED", _queue("root"))
         ctl.apply("Queue", "ADDED", _queue("q", "root"))
         ctl.apply("Node", "ADDED", node)
+        # the service-account admission mounts kube-root-ca.crt (a projected configMap) into every
+        # pod; without informers here, tell the ConfigMap predicate that it exists
+        ctl.apply("ConfigMap", "ADDED", ConfigMap(metadata=ConfigMapMeta(name="kube-root-ca.crt", namespace=ns)))
         ctl.apply("PodGroup", "ADDED", msgspec.convert(pg, PodGroup))
         ctl.apply("Pod", "ADDED", created)
         ctl.cycle(leader=True)
@@ -104,6 +108,9 @@ def test_failed_binding_returns_the_pod_to_pending(client, kube_namespace):
         ctl.apply("Queue", "ADDED", _queue("root"))
         ctl.apply("Queue", "ADDED", _queue("q", "root"))
         ctl.apply("Node", "ADDED", node)
+        # the service-account admission mounts kube-root-ca.crt (a projected configMap) into every
+        # pod; without informers here, tell the ConfigMap predicate that it exists
+        ctl.apply("ConfigMap", "ADDED", ConfigMap(metadata=ConfigMapMeta(name="kube-root-ca.crt", namespace=ns)))
         ctl.apply("PodGroup", "ADDED", msgspec.convert(
             {"metadata": {"name": "one", "namespace": ns}, "spec": {"minMember": 1, "queue": "q"}}, PodGroup))
         ctl.apply("Pod", "ADDED", created)

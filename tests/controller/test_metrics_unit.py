@@ -111,3 +111,32 @@ def test_empty_cycle_changes_only_latency():
     assert val(m, "kai_total_preemption_attempts_total") == 0
     text = generate_latest(m.registry).decode()
     assert "kai_podgroups_scheduled_by_action_total{" not in text
+
+
+def test_unschedulable_by_cause_and_gpu_devices_by_pool():
+    from kai.api.k8s import Node
+    m = Metrics("kai")
+    st = ClusterState()
+    st.upsert_node(msgspec.convert({"metadata": {"name": "n0", "labels": {"kai.scheduler/node-pool": "pool-x"}},
+                                    "status": {"allocatable": {"cpu": "8", "nvidia.com/gpu": "8"}}}, Node))
+    for name, req, ann in (("w0", {"nvidia.com/gpu": "3"}, {}), ("f0", {}, {"gpu-fraction": "0.25"})):
+        st.upsert_pod(msgspec.convert({"metadata": {"name": name, "namespace": "ns", "uid": name, "annotations": ann},
+                                       "spec": {"schedulerName": "kai-scheduler", "nodeName": "n0",
+                                                "containers": [{"name": "c", "resources": {"requests": req}}]},
+                                       "status": {"phase": "Running"}}, Pod))
+    r = CycleResult()
+    r.unschedulable = {"ns/a": ["pod ns/a-0: 0/1 nodes fit: 1 insufficient nvidia.com/gpu"],
+                       "ns/b": ["gang of 2 pods: only 0 could be placed; pod ns/b-0: 0/1 nodes fit: "
+                                "1 insufficient nvidia.com/gpu"],
+                       "ns/c": ["OverLimit: queue 'q' would use 9 gpu, above its limit 8"]}
+    m.observe_cycle(r, state=st)
+    assert val(m, "kai_unschedulable_podgroups", reason="insufficient nvidia.com/gpu") == 2
+    assert val(m, "kai_unschedulable_podgroups", reason="OverLimit") == 1
+    got = {s: val(m, "kai_gpu_devices", nodepool="pool-x", state=s)
+           for s in ("whole", "fractional", "fragmented", "free")}
+    assert got == {"whole": 3, "fractional": 0.25, "fragmented": 0.75, "free": 4}
+    # a cause that went away is no longer exported
+    r.unschedulable = {"ns/c": r.unschedulable["ns/c"]}
+    m.observe_cycle(r, state=st)
+    text = generate_latest(m.registry).decode()
+    assert 'reason="insufficient nvidia.com/gpu"' not in text and 'reason="OverLimit"' in text

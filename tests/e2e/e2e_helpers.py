@@ -74,17 +74,22 @@ def create_default_queues(client: KubeClient) -> None:
 
 
 def pod_manifest(name: str, gpus: int = 1, scheduler: str = "kai-scheduler", annotations: dict | None = None,
-                 labels: dict | None = None, cpu: str = "100m") -> dict:
-    req: dict[str, str] = {"cpu": cpu, "memory": "100Mi"}
+                 labels: dict | None = None, cpu: str = "100m", queue: str = "default-queue") -> dict:
+    """A pod as a user writes it for KAI-Scheduler (its quick-start form): ``schedulerName``,
+    the queue label ``kai.scheduler/queue``, whole GPUs as an ``nvidia.com/gpu`` limit (the
+    API server copies it to requests), GPU sharing as annotations only (``gpu-fraction``,
+    ``gpu-memory``), CPU and memory requests. No tolerations, no nodeName, nothing that
+    exists only to get past the test cluster: its nodes are Ready and untainted (the node
+    lifecycle controller runs) and labelled as GPU feature discovery labels real ones."""
+    meta_labels = {"kai.scheduler/queue": queue, **(labels or {})}
+    resources: dict[str, dict[str, str]] = {"requests": {"cpu": cpu, "memory": "100Mi"}}
     if gpus:
-        req["nvidia.com/gpu"] = str(gpus)
+        resources["limits"] = {"nvidia.com/gpu": str(gpus)}
     return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "annotations": annotations or {}, "labels": labels or {}},
-            "spec": {"schedulerName": scheduler, "terminationGracePeriodSeconds": 0,
-                     "tolerations": [{"operator": "Exists"}],
-                     "containers": [{"name": "main", "image": "busybox",
-                                     "resources": {"requests": req, "limits": {k: v for k, v in req.items()
-                                                                                 if k == "nvidia.com/gpu"}}}]}}
+            "metadata": {"name": name, "labels": meta_labels, **({"annotations": annotations} if annotations else {})},
+            "spec": {"schedulerName": scheduler,
+                     "containers": [{"name": "main", "image": "ubuntu", "command": ["sleep", "infinity"],
+                                     "resources": resources}]}}
 
 
 def free_port() -> int:

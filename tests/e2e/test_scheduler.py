@@ -52,19 +52,21 @@ def test_job_grouped_and_scheduled(kai_client, kai_scheduler, kube_namespace):
                                  "spec": {**tmpl["spec"], "restartPolicy": "Never"}}}}
     created = c.post(f"/apis/batch/v1/namespaces/{ns}/jobs", job)
     uid = created["metadata"]["uid"]
-    pg_name = f"pg-train-{uid}"
-    pg = wait_for(lambda: next((g for g in c.get(PG.format(ns=ns))["items"] if g["metadata"]["name"] == pg_name),
-                               None), 30, what="the Job's PodGroup")
-    assert pg["spec"]["queue"] == "default-queue"
-    assert pg["spec"]["priorityClassName"] == "train"
-    assert pg["metadata"]["ownerReferences"][0]["uid"] == uid
 
     def all_bound():
         pods = _pods(c, ns, "app=train")
         return len(pods) == 2 and all(p["spec"].get("nodeName") for p in pods) and pods
 
     pods = wait_for(all_bound, 30, what="the Job's pods bound")
-    assert {p["metadata"]["annotations"]["pod-group-name"] for p in pods} == {pg_name}
+    # KAI's rule for batch Jobs: one PodGroup per pod, pg-<pod>-<job uid>, owned by the Job
+    names = {p["metadata"]["annotations"]["pod-group-name"] for p in pods}
+    assert names == {f"pg-{p['metadata']['name']}-{uid}" for p in pods}
+    for name in names:
+        pg = c.get(f"{PG.format(ns=ns)}/{name}")
+        assert pg["spec"]["queue"] == "default-queue"
+        assert pg["spec"]["priorityClassName"] == "train"
+        assert pg["spec"]["minMember"] == 1
+        assert pg["metadata"]["ownerReferences"][0]["uid"] == uid
 
 
 def test_pod_that_cannot_fit_reports_why(kai_client, kai_scheduler, kube_namespace):
@@ -116,3 +118,22 @@ def test_two_fraction_pods_share_one_gpu(kai_client, kai_scheduler, kube_namespa
     pods = wait_for(bound, 30, what="both halves bound and labelled")
     assert len({p["spec"]["nodeName"] for p in pods}) == 1
     assert len({p["metadata"]["labels"]["runai-gpu-group"] for p in pods}) == 1      # one shared GPU
+
+
+def test_gpu_memory_pod_uses_the_node_gpu_memory_label(kai_client, kai_scheduler, kube_namespace):
+    """``gpu-memory`` (MiB) as in KAI's docs: the portion comes from the node's
+    ``nvidia.com/gpu.memory`` label, which GPU feature discovery sets (81920 MiB on the fake
+    A100 nodes), floored to a multiple of 100 MiB as KAI does: 40960 / 81900 of a GPU."""
+    c, ns = kai_client, kube_namespace
+    c.post(f"/api/v1/namespaces/{ns}/pods", pod_manifest("mem", gpus=0, annotations={"gpu-memory": "40960"},
+                                                         labels={"app": "mem"}))
+
+    def bound():
+        p = c.get(f"/api/v1/namespaces/{ns}/pods/mem")
+        return p["spec"].get("nodeName") and p["metadata"].get("labels", {}).get("runai-gpu-group") and p
+    pod = wait_for(bound, 40, what="the gpu-memory pod bound to a shared GPU")
+    node = c.get(f"/api/v1/nodes/{pod['spec']['nodeName']}")
+    assert node["metadata"]["labels"]["nvidia.com/gpu.memory"] == "81920"
+    prefix = pod["metadata"]["annotations"]["runai/shared-gpu-configmap"]
+    cm = c.get(f"/api/v1/namespaces/{ns}/configmaps/{prefix}-0")
+    assert float(cm["data"]["GPU_PORTION"]) == pytest.approx(40960 / 81900, abs=1e-6)

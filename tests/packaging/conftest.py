@@ -7,6 +7,7 @@ install after that is ``--no-index --find-links`` (offline).
 """
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pkgtools import DOCKERFILE, REPO, TIMINGS, Stage, make_venv, parse_dockerfile, run, shell_commands, timed, venv_env
+from pkgtools import DOCKERFILE, REPO, TIMINGS, Stage, parse_dockerfile, run, shell_commands, timed, venv_env
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
@@ -50,20 +51,35 @@ def deps_wheelhouse(packaging_dir: Path) -> Path:
     return dest
 
 
+# Absolute paths of the image that the replays map into a directory standing for its root.
+IMAGE_PATHS = re.compile(r"(?<![\w./-])/(opt|src|wheels|tmp)(?=[/\s'\"]|$)")
+
+
+def image_command(cmd: str, root: Path, offline: str = "") -> str:
+    """A RUN command as this machine runs it: the image's paths mapped under ``root``,
+    ``python3`` this interpreter, pip offline (``offline`` after `install` / `wheel`)."""
+    cmd = IMAGE_PATHS.sub(lambda m: f"{root}/{m.group(1)}", cmd)
+    cmd = re.sub(r"^python3 ", shlex.quote(sys.executable) + " ", cmd)
+    if offline:
+        cmd = re.sub(r"(/pip(?: --python \S+)?) (install|wheel) ", rf"\1 \2 {offline} ", cmd)
+    return cmd
+
+
 @pytest.fixture(scope="session")
-def built_wheels(dockerfile_stages: list[Stage], deps_wheelhouse: Path, packaging_dir: Path) -> Path:
-    """The Dockerfile's builder stage, replayed in a fresh venv: the files it COPYs into a
-    clean source tree at its WORKDIR, then its `pip` commands (offline: `--no-index
-    --find-links <wheelhouse>` added; `/wheels` mapped to a temp dir). System package steps
-    (apt-get) are skipped: the compiler is already here. Returns the wheel directory."""
+def builder_root(dockerfile_stages: list[Stage], deps_wheelhouse: Path, packaging_dir: Path) -> Path:
+    """The Dockerfile's builder stage, replayed on this machine (the default base's kind of
+    Python: not Debian's) in a directory standing for the image's root: its COPYs into that
+    tree, its RUN commands through :func:`image_command` (offline, from the wheelhouse).
+    Skipped: the system package step (apt-get: the compiler is already here) and the optional
+    build secret's ``export PIP_CERT`` (pip runs offline). Returns the root, whose opt/kai is
+    the venv the runtime stage copies and whose wheels/ holds the project's wheel."""
     builder = next(s for s in dockerfile_stages if s.name)
-    root = packaging_dir / "builder-root"
-    wheels = packaging_dir / "wheels"
+    root = packaging_dir / "image-root"
+    (root / "tmp").mkdir(parents=True)
     workdir = root
-    bin_dir = make_venv(packaging_dir / "builder-venv")
-    env = venv_env(bin_dir)
+    env = venv_env(root / "opt" / "build" / "bin")    # as if the build venv were active
     offline = f"--no-index --find-links {shlex.quote(str(deps_wheelhouse))}"
-    with timed("builder stage (venv, build deps, compile, pip wheel)"):
+    with timed("builder stage (build venv, runtime venv with dependencies, compile, pip wheel)"):
         for ins in builder.instructions:
             if ins.cmd == "WORKDIR":
                 workdir = root / ins.args.strip().lstrip("/")
@@ -83,12 +99,18 @@ def built_wheels(dockerfile_stages: list[Stage], deps_wheelhouse: Path, packagin
                     else:
                         shutil.copy2(s, target)
             elif ins.cmd == "RUN":
-                for c in shell_commands(ins):
-                    if not c.startswith("pip "):
+                cmds = shell_commands(ins)
+                if cmds[0].startswith("apt-get"):
+                    continue
+                for c in cmds:
+                    if c.startswith("if [ -s /run/secrets/"):
                         continue
-                    c = c.replace("/wheels", shlex.quote(str(wheels)))
-                    c = c.replace("pip install", f"pip install {offline}", 1).replace(
-                        "pip wheel", f"pip wheel {offline}", 1)
-                    run(f"python -m {c}", cwd=workdir, env=env, shell=True)
-    assert list(wheels.glob("kai-*.whl")), f"no kai wheel in {sorted(p.name for p in wheels.iterdir())}"
-    return wheels
+                    run(image_command(c, root, offline), cwd=workdir, env=env, shell=True)
+    assert list((root / "wheels").glob("kai-*.whl")), f"no kai wheel in {root / 'wheels'}"
+    return root
+
+
+@pytest.fixture(scope="session")
+def built_wheels(builder_root: Path) -> Path:
+    """The wheel directory of the replayed builder stage (the project's wheel)."""
+    return builder_root / "wheels"

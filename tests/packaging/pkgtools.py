@@ -108,6 +108,20 @@ def parse_dockerfile(text: str) -> list[Stage]:
     return stages
 
 
+def global_args(text: str) -> dict[str, str]:
+    """The ARGs declared before the first FROM, with their defaults ("" when none): the
+    values ``${NAME}`` in a FROM line takes unless --build-arg overrides them."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        word, _, rest = line.strip().partition(" ")
+        if word.upper() == "FROM":
+            break
+        if word.upper() == "ARG":
+            k, _, v = rest.strip().partition("=")
+            out[k] = shlex.split(v)[0] if v else ""
+    return out
+
+
 def shell_commands(ins: Instruction) -> list[str]:
     """The `&&`-separated commands of a shell-form RUN."""
     form = ins.exec_form

@@ -175,30 +175,112 @@ def test_unplaceable_fraction_falls_back_to_kai_with_its_reason():
 
 # ---------------------------------------------------------------------- engine vs array replay
 def test_engine_matches_the_bench_array_replay_on_a_trace_slice():
-    """The scheduler with fgd / binpack makes the same placements as bench/bench_traces.py's
-    array replay (same kernel, KAI's formulas) on 1 node in 40 of the openb cluster."""
-    if not os.path.exists(os.path.join(T.TRACE_DIR, "openb_node_list_gpu_node.csv")):
-        pytest.skip("openb traces not available")
+    """The scheduler with fgd (both task mixes) / binpack makes the same placements as
+    bench/bench_traces.py's array replay (same kernel, KAI's formulas) on 1 node in 40 of the
+    openb cluster: the Alibaba trace with $KAI_TRACE_DIR, else its synthetic stand-in."""
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
     import bench_traces as B
-    nodes = T.load_nodes().subset(range(0, 1213, 40))
-    arr = T.arrivals(T.load_pods("default"), nodes.total_gpu, 1.3, seed=1)
-    for policy in ("fgd", "binpack"):
-        model = B.model_replay(nodes, arr, policy)
-        engine = B.engine_replay(nodes, arr, policy)
+    w = T.load_workload("default")
+    print(w.origin)
+    nodes = w.nodes.subset(range(0, len(w.nodes), 40))
+    arr = T.arrivals(w.pods, nodes.total_gpu, 1.3, seed=1)
+    allocs = {}
+    for policy, mix in (("fgd", "session"), ("fgd", "arrived"), ("binpack", "session")):
+        model = B.model_replay(nodes, arr, policy, mix=mix)
+        engine = B.engine_replay(nodes, arr, policy, mix=mix)
         assert engine.placed == model.placed
         assert np.allclose(engine.alloc, model.alloc)
+        allocs[policy, mix] = engine.alloc
+    # the mix matters: seeing only the arrived pods changes placements
+    assert not np.allclose(allocs["fgd", "session"], allocs["fgd", "arrived"])
+
+
+FGD_VS_BINPACK = """
+apiVersion: scheduling.run.ai/v2
+kind: Queue
+metadata: {name: q}
+spec: {resources: {gpu: {quota: -1, limit: -1, overQuotaWeight: 1}, cpu: {quota: -1, limit: -1, overQuotaWeight: 1},
+       memory: {quota: -1, limit: -1, overQuotaWeight: 1}}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n0, labels: {nvidia.com/gpu.product: A}}
+status: {allocatable: {cpu: "32", memory: 64Gi, nvidia.com/gpu: "2", pods: "110"}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {nvidia.com/gpu.product: B}}
+status: {allocatable: {cpu: "32", memory: 64Gi, nvidia.com/gpu: "2", pods: "110"}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: one, namespace: default, labels: {kai.scheduler/queue: q}, creationTimestamp: "2024-01-01T00:00:00Z"}
+spec:
+  schedulerName: kai-scheduler
+  containers: [{name: c, image: x, resources: {limits: {nvidia.com/gpu: "1"}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: two, namespace: default, labels: {kai.scheduler/queue: q}, creationTimestamp: "2024-01-01T00:01:00Z"}
+spec:
+  schedulerName: kai-scheduler
+  nodeSelector: {nvidia.com/gpu.product: A}
+  containers: [{name: c, image: x, resources: {limits: {nvidia.com/gpu: "2"}}}]
+"""
 
 
 def test_kai_simulate_selects_fgd_from_a_config_file(tmp_path):
-    """``kai simulate --config`` with nodeplacement gpu/cpu: fgd over the bundled example."""
+    """``kai simulate --config`` with nodeplacement gpu/cpu: fgd. The 1-GPU pod comes first:
+    binpack takes n0 (tie, name order) and leaves the 2-GPU model-A pod pending; FGD sees that
+    a GPU taken on n0 is a GPU the 2-GPU A pods cannot use and puts it on n1, so both run."""
     from kai.config import load_config
     from kai.sim.loader import load_manifests
     from kai.sim.simulator import simulate
     conf = tmp_path / "conf.yaml"
     conf.write_text('actions: "allocate"\ntiers:\n- plugins:\n  - name: predicates\n  - name: proportion\n'
                     '  - name: gpupack\n  - name: nodeplacement\n    arguments: {gpu: fgd, cpu: fgd}\n')
-    example = os.path.join(os.path.dirname(T.__file__), "..", "examples", "quickstart.yaml")
-    report = simulate(load_manifests([example]), load_config(str(conf)))
-    default = simulate(load_manifests([example]), load_config(str(conf)).__class__())
-    assert len(report["cycles"][0]["bindings"]) == len(default["cycles"][0]["bindings"]) > 0
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text(FGD_VS_BINPACK)
+
+    def placements(config) -> dict[str, str]:
+        report = simulate(load_manifests([str(cluster)]), config)
+        return {b["pod"]: b["node"] for b in report["cycles"][0]["bindings"]}
+
+    assert load_config(str(conf)).plugin_args("nodeplacement") == {"gpu": "fgd", "cpu": "fgd"}
+    assert placements(load_config(str(conf))) == {"default/one": "n1", "default/two": "n0"}
+    assert placements(load_config(str(conf)).__class__()) == {"default/one": "n0"}
+
+
+# ---------------------------------------------------------------------- fgdMix: arrived
+def test_arrived_mix_holds_only_the_pods_created_up_to_the_decision():
+    """fgdMix: arrived. Placing the first pod, the mix is that pod's type alone; placing the
+    third, the first three (a CPU pod, a whole GPU, a fraction); the session mix has all four
+    from the start."""
+    nodes = nodes_([("n0", 64000, 65536, 2, "A"), ("n1", 64000, 65536, 2, "A")])
+    pods = pods_([("a", 1000, 1024, 1, 1000, ()), ("b", 2000, 1024, 0, 0, ()), ("c", 1000, 1024, 1, 500, ()),
+                  ("d", 1000, 1024, 1, 250, ())])
+    st = state_(nodes, pods)
+    seen = []
+    for mix in ("arrived", "session"):
+        cfg = parse_config({"actions": "allocate", "tiers": [{"plugins": [
+            {"name": "predicates"}, {"name": "proportion"}, {"name": "gpupack"},
+            {"name": "nodeplacement", "arguments": {"gpu": "fgd", "cpu": "fgd", "fgdMix": mix}}]}]})
+        ssn = Scheduler(st, cfg).open_session(RecordingCache(st), now=1_900_000_000.0)
+        try:
+            tasks = {t.name: t for j in ssn.jobs.values() for t in j.tasks.values()}
+            mask = np.ones(len(ssn.node_infos), dtype=np.uint8)
+            for name in ("a", "c"):
+                scorer(ssn).deltas(tasks[name], mask)
+                seen.append((mix, name, sorted(zip(scorer(ssn).t_g.tolist(), scorer(ssn).t_weight.round(3).tolist()))))
+        finally:
+            ssn.close()
+    g = {0.25: 0, 0.5: 1, 1.0: 2}          # index of each per-device demand in g_values (session mix)
+    assert seen[0] == ("arrived", "a", [(0, 1.0)])                             # only a (1 GPU) so far
+    assert seen[1] == ("arrived", "c", [(-1, 0.333), (0, 0.333), (1, 0.333)])  # a, b (CPU), c (0.5)
+    assert seen[2][2] == seen[3][2] == sorted([(-1, 0.25), (g[0.25], 0.25), (g[0.5], 0.25), (g[1.0], 0.25)])
+
+
+def test_fgd_mix_is_validated():
+    with pytest.raises(ConfigError, match="fgdMix='all'.*session, arrived"):
+        parse_config({"actions": "allocate", "tiers": [{"plugins": [
+            {"name": "nodeplacement", "arguments": {"gpu": "fgd", "fgdMix": "all"}}]}]})

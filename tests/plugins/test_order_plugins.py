@@ -2,6 +2,8 @@
 from types import SimpleNamespace
 
 import msgspec
+
+from kai.cache.cluster_state import ClusterState
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from kai.api.k8s import Pod, PodGroup
 from kai.api.pod_info import PodInfo
 from kai.api.podgroup_info import PodGroupInfo
 from kai.api.resources import ResourceRegistry
+from kai.cache.cluster_state import ClusterState
 from kai.config import default_config
 from kai.plugins import build_plugins
 from kai.plugins.elastic import Elastic
@@ -83,9 +86,13 @@ def test_predicates_prepredicate():
     alloc[0] = [4000, 8000]          # cpu millicores
     alloc[2] = [2, 4]                # gpus
     alloc[3] = [10, 10]
-    ssn = fake_ssn(allocatable=alloc, registry=reg)
+    ssn = fake_ssn(allocatable=alloc, registry=reg, state=ClusterState(), node_predicates=[],
+                   node_order_fns=[], allocate_handlers=[], deallocate_handlers=[])
     Predicates().on_session_open(ssn)
-    (pre,) = ssn.pre_predicate_fns
+    pre, configmaps = ssn.pre_predicate_fns      # resource fit; KAI's ConfigMap predicate
+    assert [p.name for p in ssn.node_predicates] == ["InterPodAffinity", "PodTopologySpread", "NodePorts",
+                                                     "VolumeBinding", "VolumeRestrictions", "VolumeZone",
+                                                     "NodeVolumeLimits"]
     assert pre(_task(gpu=4, cpu="8"), None) is None
     msg = pre(_task(gpu=5), None)
     assert "requests 5 nvidia.com/gpu" in msg and "more than any node has (4)" in msg
@@ -98,3 +105,33 @@ def test_build_plugins_skips_unimplemented_and_keeps_order():
     assert names.index("predicates") < names.index("priority") < names.index("elastic") < names.index("nodeplacement")
     from kai.framework.plugin import PLUGINS
     assert set(names) <= set(PLUGINS) and len(names) == len(set(names))
+
+
+def test_unimplemented_plugins_are_reported_not_dropped():
+    from kai.config import parse_config
+    from kai.plugins import BUILT_IN, unimplemented
+    cfg = parse_config({"tiers": [{"plugins": [{"name": "predicates"}, {"name": "nodeavailability"},
+                                               {"name": "dynamicresources"}, {"name": "snapshot"}]}]})
+    got = unimplemented(cfg)
+    assert len(got) == 2 and "'dynamicresources'" in got[0] and "'snapshot'" in got[1]
+    assert "nodeavailability" in BUILT_IN and not any("nodeavailability" in w for w in got)
+    assert [p.name for p in build_plugins(cfg)] == ["predicates"]
+
+
+def test_scheduler_start_reports_them_as_a_warning_event(monkeypatch):
+    from kai.config import parse_config
+    from kai.controller.main import report_unimplemented_plugins
+
+    class Events:
+        def __init__(self):
+            self.got = []
+
+        def event(self, obj, reason, message, etype="Normal"):
+            self.got.append((obj["name"], reason, etype, message))
+
+    monkeypatch.setenv("POD_NAME", "kai-scheduler-0")
+    monkeypatch.setenv("POD_NAMESPACE", "kai-scheduler")
+    ev = Events()
+    warnings = report_unimplemented_plugins(ev, parse_config({"tiers": [{"plugins": [{"name": "snapshot"}]}]}))
+    assert len(warnings) == 1
+    assert ev.got == [("kai-scheduler-0", "PluginNotImplemented", "Warning", warnings[0])]

@@ -13,7 +13,7 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 CASE_KEYS = {"name", "source", "actions", "rounds", "tags", "schedulerConf", "nodes", "queues",
-             "departments", "disableDefaultDepartment", "jobs", "expected", "notes"}
+             "departments", "disableDefaultDepartment", "jobs", "expected", "notes", "topologies"}
 REQUIRED_CASE_KEYS = {"name", "source", "actions", "nodes", "queues", "jobs", "expected"}
 NODE_KEYS = {"gpus", "gpuName", "migStrategy", "migInstances", "cpuMillis", "cpuMemory", "gpuMemory",
              "gpuMemorySynced", "maxTaskNum", "labels"}
@@ -24,7 +24,8 @@ DEPT_KEYS = {"name", "deservedGPUs", "maxAllowedGPUs", "maxAllowedCPUs", "maxAll
 JOB_KEYS = {"name", "namespace", "queue", "priority", "preemptibility", "requiredGPUsPerTask",
             "requiredCPUsPerTask", "requiredMemoryPerTask", "requiredGpuMemory",
             "requiredMultiFractionDevicesPerTask", "isBestEffortJob", "jobAgeInMinutes", "deleteJobInTest",
-            "jobNotReadyForSsn", "minAvailable", "staleDuration", "perJobStalenessGracePeriod", "subGroups", "tasks"}
+            "jobNotReadyForSsn", "minAvailable", "staleDuration", "perJobStalenessGracePeriod", "subGroups", "tasks",
+            "topologyConstraint"}
 TASK_KEYS = {"state", "nodeName", "gpuGroups", "subGroupName", "requiredGPUs", "nodeAffinityNames",
              "podAffinityLabels", "podAffinityTopologyKey", "podAntiAffinityTopologyKey",
              "requiredMigInstances", "priority", "isLegacyMigTask", "resourceClaimNames",
@@ -157,7 +158,7 @@ class Checker:
                 self.err(jw, f"bad preemptibility {j['preemptibility']!r}")
             sg_names = set()
             for sg in j.get("subGroups") or []:
-                if self.keys(f"{jw}/subGroups", sg, {"name", "parent", "minAvailable", "minSubGroup"}, ("name",)):
+                if self.keys(f"{jw}/subGroups", sg, {"name", "parent", "minAvailable", "minSubGroup", "topologyConstraint"}, ("name",)):
                     if sg.get("parent") and sg["parent"] not in sg_names:
                         self.err(jw, f"subGroup {sg['name']} lists unknown/later parent {sg['parent']}")
                     sg_names.add(sg["name"])

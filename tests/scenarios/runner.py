@@ -160,6 +160,13 @@ def _res(quota, limit, weight) -> dict:
     return {"quota": quota, "limit": limit, "overQuotaWeight": weight}
 
 
+def _given(q: dict, key: str) -> float:
+    """A CPU/memory quota or limit: KAI's builder takes it when the Go pointer is set (0
+    included), else -1."""
+    v = q.get(key)
+    return -1 if v is None else v
+
+
 def _queue(q: dict, created: float, parent: str | None) -> dict:
     spec: dict = {}
     if parent:
@@ -170,8 +177,8 @@ def _queue(q: dict, created: float, parent: str | None) -> dict:
         spec["resources"] = {
             "gpu": _res(q.get("deservedGPUs", 0) or 0, q.get("maxAllowedGPUs") or -1,
                         q.get("gpuOverQuotaWeight", 0) or 0),
-            "cpu": _res(q.get("deservedCPUs") or -1, q.get("maxAllowedCPUs") or -1, 1),
-            "memory": _res(q.get("deservedMemory") or -1, q.get("maxAllowedMemory") or -1, 1),
+            "cpu": _res(_given(q, "deservedCPUs"), _given(q, "maxAllowedCPUs"), 1),
+            "memory": _res(_given(q, "deservedMemory"), _given(q, "maxAllowedMemory"), 1),
         }
     return {"apiVersion": "scheduling.run.ai/v2", "kind": "Queue",
             "metadata": {"name": q["name"], "uid": q["name"], "creationTimestamp": _ts(created)},
@@ -180,13 +187,11 @@ def _queue(q: dict, created: float, parent: str | None) -> dict:
 
 def _department(d: dict, created: float) -> dict:
     gpus = d.get("deservedGPUs", 0) or 0
-    # KAI test_utils: GPU overQuotaWeight = deservedGPUs. For an unlimited department (-1) that
-    # is -1, which is not a valid Queue; 0 is equivalent there (a quota of -1 already gives
-    # the department everything it requests in the deserved pass).
+    # KAI test_utils: GPU overQuotaWeight = deservedGPUs (so -1 for an unlimited department)
     spec = {"resources": {
-        "gpu": _res(gpus, d.get("maxAllowedGPUs") or -1, max(gpus, 0)),
-        "cpu": _res(-1, d.get("maxAllowedCPUs") or -1, 1),
-        "memory": _res(-1, d.get("maxAllowedMemory") or -1, 1),
+        "gpu": _res(gpus, d.get("maxAllowedGPUs") or -1, gpus),
+        "cpu": _res(-1, _given(d, "maxAllowedCPUs"), 1),
+        "memory": _res(-1, _given(d, "maxAllowedMemory"), 1),
     }}
     if d.get("priority") is not None:
         spec["priority"] = d["priority"]
@@ -246,6 +251,15 @@ def _pod(job: dict, idx: int, task: dict, created: float) -> dict:
         spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
             "nodeSelectorTerms": [{"matchExpressions": [
                 {"key": NODE_TYPE_LABEL, "operator": "In", "values": list(task["nodeAffinityNames"])}]}]}}}
+    # KAI tasks_fake: the pod's affinity labels select the pods a required (anti-)affinity term
+    # is about, with the given topology key
+    sel = {str(k): str(v) for k, v in (task.get("podAffinityLabels") or {}).items()}
+    if sel and task.get("podAffinityTopologyKey"):
+        spec.setdefault("affinity", {})["podAffinity"] = {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"topologyKey": task["podAffinityTopologyKey"], "labelSelector": {"matchLabels": dict(sel)}}]}
+    if sel and task.get("podAntiAffinityTopologyKey"):
+        spec.setdefault("affinity", {})["podAntiAffinity"] = {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"topologyKey": task["podAntiAffinityTopologyKey"], "labelSelector": {"matchLabels": dict(sel)}}]}
     meta = {"name": name, "namespace": ns, "uid": name, "creationTimestamp": _ts(created),
             "labels": labels, "annotations": ann}
     status: dict = {"phase": "Pending"}
@@ -273,6 +287,16 @@ def _pod(job: dict, idx: int, task: dict, created: float) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status}
 
 
+def _topology_constraint(tc: dict) -> dict:
+    """README 4.1: {topology, requiredLevel, preferredLevel} -> the PodGroup field."""
+    out = {"topology": tc.get("topology", "")}
+    if tc.get("requiredLevel"):
+        out["requiredTopologyLevel"] = tc["requiredLevel"]
+    if tc.get("preferredLevel"):
+        out["preferredTopologyLevel"] = tc["preferredLevel"]
+    return out
+
+
 def _podgroup(job: dict, created: float) -> dict:
     tasks = job.get("tasks") or []
     spec: dict = {"queue": job.get("queue", ""), "priorityClassName": f"prio-{job.get('priority', 0) or 0}"}
@@ -285,6 +309,8 @@ def _podgroup(job: dict, created: float) -> dict:
             d: dict = {"name": sg["name"]}
             if sg.get("parent"):
                 d["parent"] = sg["parent"]
+            if sg.get("topologyConstraint"):
+                d["topologyConstraint"] = _topology_constraint(sg["topologyConstraint"])
             if "minAvailable" in sg:
                 d["minMember"] = int(sg["minAvailable"])
                 leaf_min += int(sg["minAvailable"])
@@ -302,6 +328,8 @@ def _podgroup(job: dict, created: float) -> dict:
         spec["minMember"] = max(leaf_min, 1)
     else:
         spec["minMember"] = int(job["minAvailable"]) if job.get("minAvailable") is not None else len(tasks)
+    if job.get("topologyConstraint"):
+        spec["topologyConstraint"] = _topology_constraint(job["topologyConstraint"])
     if job.get("perJobStalenessGracePeriod") is not None:
         spec["stalenessGracePeriod"] = str(job["perJobStalenessGracePeriod"])
     ann: dict = {}
@@ -326,24 +354,20 @@ def case_manifests(case: dict, now: float = NOW) -> list[dict]:
                      "metadata": {"name": f"prio-{prio}", "uid": f"prio-{prio}"}, "value": prio})
     deps = case.get("departments") or []
     default_dep = not deps and not case.get("disableDefaultDepartment")
-    qi = 0
     if default_dep:
-        # KAI test_utils: department "default", GPU quota -1, limit -1 (weight -1 in the Go
-        # code; written as 1 here since a negative weight is not a valid Queue and is never
-        # used: a quota of -1 already hands the department everything it requests)
-        objs.append({"apiVersion": "scheduling.run.ai/v2", "kind": "Queue",
-                     "metadata": {"name": DEFAULT_DEPARTMENT, "uid": DEFAULT_DEPARTMENT,
-                                  "creationTimestamp": _ts(now)},
-                     "spec": {"resources": {"gpu": _res(-1, -1, 1), "cpu": _res(-1, -1, 1),
-                                            "memory": _res(-1, -1, 1)}}})
-        qi += 1
-    for d in deps:
-        objs.append(_department(d, now + 60 * qi))
-        qi += 1
-    for q in case.get("queues") or []:
+        # KAI test_utils (addDefaultDepartmentIfNeeded): a department "default" with GPU
+        # quota -1 and limit -1, whose GPU overQuotaWeight is its quota: -1
+        deps = [{"name": DEFAULT_DEPARTMENT, "deservedGPUs": -1, "maxAllowedGPUs": -1}]
+    # KAI creates the i-th department and the i-th queue both at now + i minutes
+    for i, d in enumerate(deps):
+        objs.append(_department(d, now + 60 * i))
+    for i, q in enumerate(case.get("queues") or []):
         parent = DEFAULT_DEPARTMENT if default_dep else q.get("parentQueue")
-        objs.append(_queue(q, now + 60 * qi, parent))
-        qi += 1
+        objs.append(_queue(q, now + 60 * i, parent))
+    for tp in case.get("topologies") or []:
+        objs.append({"apiVersion": "kai.scheduler/v1alpha1", "kind": "Topology",
+                     "metadata": {"name": tp["name"], "uid": tp["name"]},
+                     "spec": {"levels": [{"nodeLabel": lv} for lv in tp["levels"]]}})
     nodes = case.get("nodes") or {}
     for name in nodes:
         objs.append(_node(name, nodes[name] or {}))
@@ -377,10 +401,20 @@ def to_manifests(objs: list[dict]):
 
 
 def scheduler_config(case: dict):
+    """The case's config with the flags KAI's test session runs with (``CreateFakeSession``):
+    consolidation preemptees unlimited, consolidating reclaim on, and the scheduler-wide
+    staleness grace period 0 (its zero value) -- except in stalegangeviction_test.go, which
+    sets it to 60 s."""
     from kai.config import SchedulerConfig, parse_config
     if case.get("schedulerConf"):
-        return parse_config(case["schedulerConf"], f"{case['name']}: schedulerConf")
-    return SchedulerConfig(actions=case_actions(case), source=f"{case['name']}: default config")
+        cfg = parse_config(case["schedulerConf"], f"{case['name']}: schedulerConf")
+    else:
+        cfg = SchedulerConfig(actions=case_actions(case), source=f"{case['name']}: default config")
+    cfg.max_consolidation_preemptees = -1
+    cfg.allow_consolidating_reclaim = True
+    stale_table = case["source"].startswith("stalegangeviction_test.go") and not case.get("rounds")
+    cfg.default_staleness_grace_period = 60.0 if stale_table else 0.0
+    return cfg
 
 
 # ---------------------------------------------------------------------------------- skips
@@ -425,9 +459,6 @@ def skip_reason(case: dict) -> str | None:
     if tags & {"gpu-sharing", "gpu-memory"} and not _gpu_sharing_enabled():
         which = sorted(tags & {"gpu-sharing", "gpu-memory"})
         return f"tag {', '.join(which)}: GPU sharing is not enabled in kai yet (no shared-GPU allocator plugin)"
-    for j in case.get("jobs") or []:
-        if any(sg.get("minSubGroup") is not None for sg in j.get("subGroups") or []):
-            return f"job {j['name']}: subGroup minSubGroup (partial sub-group sets) is not supported by kai yet"
     return None
 
 
@@ -442,6 +473,7 @@ class Outcome:
     job_tasks: dict[str, list[str]] = field(default_factory=dict)
     last_start: dict[str, float] = field(default_factory=dict)  # job name -> unix seconds (0: none)
     node_gpus: dict[str, tuple[float, float]] = field(default_factory=dict)   # idle, releasing
+    groups: dict[str, list[str]] = field(default_factory=dict)  # pod name -> shared-GPU groups (placed)
     binds: int = 0
     evictions: int = 0
     pipelines: int = 0
@@ -450,14 +482,19 @@ class Outcome:
     problems: list[str] = field(default_factory=list)
 
 
-def run_case(case: dict, now: float = NOW) -> Outcome:
+def run_case(case: dict, now: float = NOW, actions: list[str] | None = None) -> Outcome:
+    """One cycle over the case's cluster; ``actions`` overrides the case's (``[]``: none, the
+    session as built)."""
     from kai.api.resources import CPU, GPU, MEMORY
     from kai.scheduler import RecordingCache, Scheduler
     from kai.sim.simulator import build_state
 
     m = to_manifests(case_manifests(case, now))
     state = build_state(m)
-    sched = Scheduler(state, scheduler_config(case))
+    config = scheduler_config(case)
+    if actions is not None:
+        config.actions = list(actions)
+    sched = Scheduler(state, config)
     cache = RecordingCache(state)
     result = sched.run_cycle(cache, now=now)
     out = Outcome(unschedulable=dict(result.unschedulable))
@@ -465,9 +502,14 @@ def run_case(case: dict, now: float = NOW) -> Outcome:
     by_key = {p.key: p for p in state.pods.values()}
     status = {p.name: status_name(p.status) for p in state.pods.values()}
     node = {p.name: p.node_name for p in state.pods.values()}
+    for p in state.pods.values():
+        if p.node_name and getattr(p, "gpu_groups", None):
+            out.groups[p.name] = list(p.gpu_groups)
     for d in result.bindings:
         status[by_key[d.pod].name] = "Binding"
         node[by_key[d.pod].name] = d.node
+        if d.gpu_groups:
+            out.groups[by_key[d.pod].name] = list(d.gpu_groups)
     evicted_jobs = set()
     for d in result.evictions:
         p = by_key[d.pod]
@@ -566,6 +608,60 @@ def compare(case: dict, out: Outcome, now: float = NOW) -> list[str]:
         if got > limit:
             errs.append(f"counts: {got} {key}, at most {limit} allowed")
     return errs
+
+
+# ---------------------------------------------------------------------------------- rounds
+INTEGRATION_ACTIONS = ["allocate", "consolidation", "reclaim", "preempt", "stalegangeviction"]
+
+
+def feed_back(case: dict, out: Outcome) -> None:
+    """KAI's integration round feedback (README section 6), in place on the case's tasks:
+    Releasing -> Pending with no node (kept Releasing on its node for ``deleteJobInTest``),
+    Pipelined -> Pending, Binding -> Running on its node, anything else kept."""
+    for job in case.get("jobs") or []:
+        for i, task in enumerate(job.get("tasks") or []):
+            name = f"{job['name']}-{i}"
+            st, node = out.status.get(name), out.node.get(name) or ""
+            groups = out.groups.get(name)
+            if st == "Releasing" and not job.get("deleteJobInTest"):
+                task["state"] = "Pending"
+                task.pop("nodeName", None)
+                task.pop("gpuGroups", None)
+            elif st == "Pipelined":
+                task["state"] = "Pending"
+                task.pop("nodeName", None)
+                task.pop("gpuGroups", None)
+            else:
+                task["state"] = "Running" if st == "Binding" else st
+                if node:
+                    task["nodeName"] = node
+                else:
+                    task.pop("nodeName", None)
+                if groups:
+                    task["gpuGroups"] = groups
+
+
+def run_rounds(case: dict, now: float = NOW) -> tuple[list[str], Outcome]:
+    """KAI's integration ``RunTest``: ``untilMatch`` rounds of every action with the results
+    fed back, a comparison on the freshly built session, then ``afterMatch`` rounds compared
+    after each (no allocate/evict oscillation). Returns (differences, last outcome)."""
+    import copy
+    topo = copy.deepcopy(case)
+    rounds = case.get("rounds") or {}
+    errs: list[str] = []
+    out = Outcome()
+    for _ in range(int(rounds.get("untilMatch") or 2)):
+        out = run_case(topo, now, INTEGRATION_ACTIONS)
+        feed_back(topo, out)
+    out = run_case(topo, now, [])
+    errs += [f"after round {int(rounds.get('untilMatch') or 2)}: {e}" for e in compare(case, out, now)]
+    for r in range(int(rounds.get("afterMatch") or 5)):
+        out = run_case(topo, now, INTEGRATION_ACTIONS)
+        errs += [f"after-match round {r + 1}: {e}" for e in compare(case, out, now)]
+        feed_back(topo, out)
+        if errs:
+            break
+    return errs, out
 
 
 def describe(out: Outcome) -> str:

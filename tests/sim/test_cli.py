@@ -193,7 +193,7 @@ def test_bad_objects_reported_and_the_rest_simulated(capsys, tmp_path):
     report = json.loads(out)
     assert len(report["invalid"]) == 1 and "Node n1" in report["invalid"][0]
     assert {"object": "Queue nanq", "reason": "spec.resources.gpu.overQuotaWeight is nan: must be a number "
-            "up to 1e+09"} in report["problems"]
+            "within +-1e+09"} in report["problems"]
     assert len(report["cycles"][0]["bindings"]) == 2          # the good objects still scheduled
 
 
@@ -205,5 +205,131 @@ def test_warnings_in_table_and_json(capsys, tmp_path):
     table = capsys.readouterr().out
     assert "warning   " in table and "duplicate of" in table and "bound to node 'nowhere'" in table
     assert main(["simulate", "--output", "json", str(p)]) == 0
-    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    warnings = [w for w in json.loads(capsys.readouterr().out)["warnings"] if not w.startswith("scheduler config")]
     assert len(warnings) == 2 and "(Pod t/b-0): duplicate of" in warnings[0]
+
+
+def test_json_report_lists_unimplemented_config_plugins_as_warnings(tmp_path, capsys):
+    from kai.cli import main
+    conf = tmp_path / "c.yaml"
+    conf.write_text('actions: "allocate"\ntiers:\n- plugins:\n  - name: predicates\n  - name: snapshot\n')
+    assert main(["simulate", "--config", str(conf), "--output", "json"]) == 0
+    import json
+    report = json.loads(capsys.readouterr().out)
+    assert report["warnings"] == ["scheduler config plugin 'snapshot' is not implemented by kai: "
+                                  "the snapshot debug endpoint is not served"]
+
+
+# ------------------------------------------------------------------ clock, warnings
+STALE = """\
+apiVersion: v1
+kind: Node
+metadata: {name: n0}
+status: {allocatable: {cpu: '8', memory: 32Gi, pods: '10', nvidia.com/gpu: '4'}}
+---
+apiVersion: scheduling.run.ai/v2
+kind: Queue
+metadata: {name: q}
+spec:
+  resources:
+    gpu: {quota: -1, limit: -1, overQuotaWeight: 1}
+    cpu: {quota: -1, limit: -1, overQuotaWeight: 1}
+    memory: {quota: -1, limit: -1, overQuotaWeight: 1}
+---
+apiVersion: scheduling.run.ai/v2alpha2
+kind: PodGroup
+metadata:
+  name: g
+  namespace: t
+  creationTimestamp: "2026-03-01T11:00:00Z"
+  annotations: {kai.scheduler/stale-podgroup-timestamp: "2026-03-01T11:59:30Z"}
+spec: {minMember: 2, queue: q}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: g-0, namespace: t, creationTimestamp: "2026-03-01T11:00:00Z", annotations: {pod-group-name: g}}
+spec:
+  schedulerName: kai-scheduler
+  nodeName: n0
+  containers: [{name: c, resources: {requests: {cpu: '1', memory: 1Gi, nvidia.com/gpu: '1'}}}]
+status: {phase: Running}
+"""
+
+
+@pytest.mark.parametrize("now, evicted", [("2026-03-01T12:00:00Z", False),      # stale for 30s
+                                          ("2026-03-01T12:01:00Z", True),       # stale for 90s > 60s
+                                          ("2026-03-01T14:01:00+02:00", True)])  # the same instant
+def test_now_sets_the_clock_ages_are_measured_against(capsys, tmp_path, now, evicted):
+    p = tmp_path / "stale.yaml"
+    p.write_text(STALE)
+    report = run_json(capsys, "--now", now, str(p))
+    assert report["clock"]["source"] == "--now"
+    assert bool(report["cycles"][0]["evictions"]) is evicted
+
+
+def test_clock_defaults_to_the_current_time(capsys, tmp_path):
+    """A dump of a live cluster replays with today's ages: a gang stale since a minute ago
+    (by the wall clock) is past KAI's 60 s grace, one stale since now is not."""
+    import datetime as dt
+    stamp = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    p = tmp_path / "live.yaml"
+    p.write_text(STALE.replace("2026-03-01T11:59:30Z", stamp))
+    report = run_json(capsys, str(p))
+    assert report["clock"]["source"] == "current time"
+    started = dt.datetime.fromisoformat(report["clock"]["start"].replace("Z", "+00:00"))
+    assert abs((dt.datetime.now(dt.timezone.utc) - started).total_seconds()) < 120
+    assert [e["pod"] for e in report["cycles"][0]["evictions"]] == ["t/g-0"]
+    assert main(["simulate", str(p)]) == 0
+    assert "== clock: " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "2026-03-01", "2026-03-01T12:00:00", "2026-13-01T00:00:00Z"])
+def test_now_must_be_rfc3339(capsys, cluster, bad):
+    assert main(["simulate", "--now", bad, cluster]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kai simulate: error: --now:") and "Traceback" not in err
+
+
+FOREIGN = """\
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web, namespace: t}
+spec: {rules: [{host: example.com}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: api, namespace: t}
+---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: tls, namespace: t}
+spec: {secretName: tls}
+"""
+
+
+def test_foreign_kinds_are_skipped_and_counted_in_warnings(capsys, tmp_path):
+    p = tmp_path / "dump.yaml"
+    p.write_text(MANIFEST + FOREIGN)
+    report = run_json(capsys, str(p))
+    assert len(report["cycles"][0]["bindings"]) == 2            # scheduled as without them
+    skipped = [w for w in report["warnings"] if w.startswith("skipped ")]
+    assert skipped == [
+        "skipped 1 Certificate object(s) (cert-manager.io/v1): kai does not read this kind",
+        "skipped 2 Ingress object(s) (networking.k8s.io/v1): kai does not read this kind"]
+    assert main(["simulate", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "  warning   skipped 1 Certificate" in out
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("apiVersion: scheduling.run.ai/v2\nkind: Queeu\nmetadata: {name: q}\n", "unknown kind 'Queeu'"),
+    ("kind: Ingress\nmetadata: {name: x}\n", "unknown kind 'Ingress'"),
+    (FOREIGN + "---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, "
+     "resources: {requests: {cpu: lots}}}]}\n", "document 4 (Pod p): spec.containers[0].resources.requests.cpu"),
+])
+def test_kai_kinds_and_malformed_objects_still_exit_2(capsys, tmp_path, text, needle):
+    p = tmp_path / "m.yaml"
+    p.write_text(text)
+    assert main(["simulate", str(p)]) == 2
+    assert needle in capsys.readouterr().err

@@ -33,7 +33,7 @@ def test_loads_kinds_and_applies_defaults(tmp_path):
     q = m.objects["Queue"][0]
     # file order becomes creation order when timestamps are absent
     assert p.metadata.creation_timestamp < q.metadata.creation_timestamp
-    assert m.skipped == ["Namespace ns"]
+    assert m.skipped == [] and [n.metadata.name for n in m.objects["Namespace"]] == ["ns"]
 
 
 def test_list_kind_and_json(tmp_path):
@@ -152,3 +152,120 @@ def test_pod_on_unknown_node_warned_and_left_out(tmp_path):
     assert [p.metadata.name for p in m.objects["Pod"]] == ["p0"]
     assert m.warnings == ["Pod default/p1 is bound to node 'gone', which no (valid) manifest defines: "
                           "the pod is left out (it takes no capacity and no queue share)"]
+# --- DRA manifests ---------------------------------------------------------------------------
+
+DRA_MANIFEST = """
+apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata: {name: gpu.example.com}
+spec:
+  selectors: [{cel: {expression: 'device.driver == "gpu.example.com"'}}]
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceSlice
+metadata: {name: node-1-gpus}
+spec:
+  driver: gpu.example.com
+  nodeName: node-1
+  pool: {name: node-1, generation: 1, resourceSliceCount: 1}
+  devices:
+  - name: gpu-0
+    attributes: {model: {string: A100}}
+    capacity: {memory: {value: 80Gi}}
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: {name: one-gpu, namespace: team-a}
+spec:
+  spec:
+    devices:
+      requests: [{name: gpu, exactly: {deviceClassName: gpu.example.com}}]
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata: {name: shared}
+spec:
+  devices:
+    requests: [{name: gpu, exactly: {deviceClassName: gpu.example.com, count: 2}}]
+"""
+
+
+def test_loads_dra_kinds(tmp_path):
+    from kai.sim.loader import load_manifests
+    f = tmp_path / "dra.yaml"
+    f.write_text(DRA_MANIFEST)
+    m = load_manifests([str(f)])
+    assert [o.metadata.name for o in m.objects["DeviceClass"]] == ["gpu.example.com"]
+    assert m.objects["ResourceSlice"][0].spec.devices[0].attributes["model"].string == "A100"
+    assert m.objects["ResourceClaimTemplate"][0].metadata.namespace == "team-a"
+    assert m.objects["ResourceClaim"][0].metadata.namespace == "default"
+    assert m.objects["ResourceClaim"][0].spec.devices.requests[0].exactly.count == 2
+
+
+def test_invalid_dra_manifest_names_file_document_and_field(tmp_path):
+    import pytest
+    from kai.sim.loader import LoadError, load_manifests
+    f = tmp_path / "bad.yaml"
+    f.write_text(DRA_MANIFEST.replace("count: 2", "count: 0"))
+    with pytest.raises(LoadError, match=r"bad.yaml: document 4 \(ResourceClaim shared\): "
+                                        r"spec.devices.requests\[0\].exactly.count: must be at least 1"):
+        load_manifests([str(f)])
+
+
+STORAGE = """
+kind: StorageClass
+metadata: {name: local}
+provisioner: kubernetes.io/no-provisioner
+---
+kind: PersistentVolume
+metadata: {name: pv0}
+spec: {capacity: {storage: 1Gi}, accessModes: [ReadWriteOnce], storageClassName: local}
+---
+kind: PersistentVolume
+metadata: {name: pv1}
+spec: {capacity: {storage: 1Gi}, accessModes: [ReadWriteOnce], claimRef: {namespace: default, name: c1}}
+---
+kind: PersistentVolumeClaim
+metadata: {name: c0}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+kind: PersistentVolumeClaim
+metadata: {name: c1}
+spec: {accessModes: [ReadWriteOnce], volumeName: pv1}
+---
+kind: CSINode
+metadata: {name: n0}
+spec: {drivers: [{name: d, nodeID: n0, allocatable: {count: 3}}]}
+---
+kind: ConfigMap
+metadata: {name: cfg}
+data: {big: value}
+"""
+
+
+def test_loads_storage_kinds_with_api_defaults(tmp_path):
+    m = load_manifests([write(tmp_path, "s.yaml", STORAGE)])
+    (sc,) = m.objects["StorageClass"]
+    assert sc.volume_binding_mode == "Immediate"                # the API server's default
+    pv0, pv1 = m.objects["PersistentVolume"]
+    assert (pv0.status.phase, pv1.status.phase) == ("Available", "Bound")   # as the PV controller sets them
+    c0, c1 = m.objects["PersistentVolumeClaim"]
+    assert c0.metadata.namespace == "default" and (c0.status.phase, c1.status.phase) == ("Pending", "Bound")
+    assert m.objects["CSINode"][0].spec.drivers[0].allocatable.count == 3
+    assert m.objects["ConfigMap"][0].metadata.name == "cfg" and m.skipped == []
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("kind: PersistentVolume\nmetadata: {name: v}\nspec: {capacity: {storage: lots}, accessModes: [ReadWriteOnce]}\n",
+     "(PersistentVolume v): spec.capacity.storage: invalid quantity 'lots'"),
+    ("kind: PersistentVolumeClaim\nmetadata: {name: c}\nspec: {accessModes: [Sometimes], "
+     "resources: {requests: {storage: 1Gi}}}\n",
+     "(PersistentVolumeClaim c): spec.accessModes[0]: unknown access mode 'Sometimes'"),
+    ("kind: StorageClass\nmetadata: {name: s}\nprovisioner: p\nvolumeBindingMode: Eventually\n",
+     "(StorageClass s): volumeBindingMode: 'Eventually' is not one of Immediate, WaitForFirstConsumer"),
+    ("kind: CSINode\nmetadata: {name: n}\nspec: {drivers: [{name: d, allocatable: {count: x}}]}\n",
+     "(CSINode n): spec.drivers[0].allocatable.count: Expected `int | null`"),
+])
+def test_invalid_storage_manifest_names_file_document_and_field(tmp_path, text, needle):
+    msg = error_of(write(tmp_path, "bad.yaml", text))
+    assert "bad.yaml: document 1" in msg and needle in msg, msg

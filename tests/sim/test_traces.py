@@ -1,6 +1,4 @@
 """kai.sim.traces: openb CSVs -> columns, arrival sequences (inflation), kai Nodes and Pods."""
-import os
-
 import numpy as np
 import pytest
 
@@ -85,12 +83,54 @@ def test_cluster_state_reads_them_as_kai_tasks(trace_dir):
     assert all(j.queue == "default-queue" for j in st.jobs.values())
 
 
-@pytest.mark.skipif(not os.path.exists(os.path.join(T.TRACE_DIR, "openb_node_list_gpu_node.csv")),
-                    reason="openb traces not available")
-def test_the_real_openb_files():
-    nodes = T.load_nodes()
-    assert len(nodes) == 1213 and nodes.total_gpu == 6212
-    pods = T.load_pods("default")
-    assert len(pods) == 8152
-    a = T.arrivals(pods, nodes.total_gpu, 1.3, seed=0)
+def test_trace_dir_comes_from_the_flag_or_the_environment(trace_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv(T.TRACE_ENV, raising=False)
+    assert T.find_trace_dir() is None                      # nothing set: no folder, no guess
+    (trace_dir / T.NODE_FILE).write_text(NODES_CSV)
+    assert T.find_trace_dir(str(trace_dir)) == str(trace_dir)
+    monkeypatch.setenv(T.TRACE_ENV, str(trace_dir))
+    assert T.find_trace_dir() == str(trace_dir)
+    assert T.load_nodes().name == ["n-0", "n-1"]
+    monkeypatch.setenv(T.TRACE_ENV, str(tmp_path / "typo"))
+    with pytest.raises(FileNotFoundError, match="KAI_TRACE_DIR=.*typo.*openb_node_list_gpu_node.csv"):
+        T.load_workload()                                  # a wrong folder is an error, not a synthetic run
+    with pytest.raises(FileNotFoundError, match="--trace-dir"):
+        T.find_trace_dir(str(tmp_path / "typo"))
+
+
+def test_no_folder_set_loading_by_name_says_how_to_set_it(monkeypatch):
+    monkeypatch.delenv(T.TRACE_ENV, raising=False)
+    with pytest.raises(FileNotFoundError, match="KAI_TRACE_DIR"):
+        T.load_nodes()
+
+
+def test_load_workload_reads_the_folder_and_names_it(trace_dir, monkeypatch):
+    (trace_dir / T.NODE_FILE).write_text(NODES_CSV)
+    monkeypatch.setenv(T.TRACE_ENV, str(trace_dir))
+    w = T.load_workload("tiny")
+    assert not w.synthetic and str(trace_dir) in w.origin and "tiny" in w.origin
+    assert w.pods.name == ["p-0", "p-1", "p-2", "p-3"] and len(w.nodes) == 2
+
+
+def test_load_workload_without_the_trace_is_synthetic_and_says_so(monkeypatch):
+    monkeypatch.delenv(T.TRACE_ENV, raising=False)
+    w = T.load_workload("gpushare100")
+    assert w.synthetic and "SYNTHETIC" in w.origin and "KAI_TRACE_DIR" in w.origin
+    assert len(w.nodes) == 1213 and w.nodes.total_gpu == 6212      # the openb cluster's GPU nodes
+    assert all(n.startswith("synth-") for n in w.nodes.name[:3] + w.pods.name[:3])
+    # it goes through the same path as the real trace: inflation, kai objects
+    a = T.arrivals(w.pods, w.nodes.total_gpu, 1.3, seed=0)
     assert a.gpu.sum() >= 1.3 * 6212
+    assert len(T.to_pods(a.take(range(5)))) == 5
+
+
+def test_the_real_openb_files():
+    """The Alibaba trace when $KAI_TRACE_DIR names it (scripts/test.sh sets it when a copy is
+    next to the repository); otherwise its synthetic stand-in with the same cluster."""
+    w = T.load_workload("default")
+    nodes = w.nodes
+    assert len(nodes) == 1213 and nodes.total_gpu == 6212
+    assert len(w.pods) == 8152
+    a = T.arrivals(w.pods, nodes.total_gpu, 1.3, seed=0)
+    assert a.gpu.sum() >= 1.3 * 6212
+    print(w.origin)

@@ -9,7 +9,8 @@ from typing import Any, Callable
 import pytest
 from kubernetes import client, watch
 
-from kai.testing.controlplane import KUBERNETES_VERSION, ControlPlane, fake_node_manifest
+from kai.testing.controlplane import (GPU_PRODUCTS, KUBERNETES_VERSION, NODE_CONDITION_TAINTS, ControlPlane,
+                                     binaries_available, fake_node_manifest, gpu_feature_labels)
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +86,34 @@ def test_fake_gpu_node_becomes_ready(kube_api: client.ApiClient, gpu_node: str) 
     assert ready and ready[0].status == "True"
     assert node.status.allocatable["nvidia.com/gpu"] == "8"
     assert node.metadata.labels["type"] == "kwok"
+
+
+def test_fake_gpu_nodes_carry_gpu_feature_discovery_labels() -> None:
+    gpu = fake_node_manifest("g", gpus=4, gpu_product="H100-80GB-HBM3")["metadata"]["labels"]
+    assert gpu["nvidia.com/gpu.present"] == "true" and gpu["nvidia.com/gpu.count"] == "4"
+    assert gpu["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3" and gpu["nvidia.com/gpu.family"] == "hopper"
+    assert int(gpu["nvidia.com/gpu.memory"]) == GPU_PRODUCTS["H100-80GB-HBM3"][2]
+    assert gpu["nvidia.com/mig.capable"] == "true" and gpu["nvidia.com/gpu.sharing-strategy"] == "none"
+    assert gpu["nvidia.com/cuda.driver-version.full"].count(".") == 2
+    assert "nvidia.com/mig.strategy" not in gpu          # GFD writes it for single/mixed MIG only
+    cpu = fake_node_manifest("c", gpus=0)["metadata"]["labels"]
+    assert not [k for k in cpu if k.startswith("nvidia.com/")]
+    mine = fake_node_manifest("m", gpus=8, labels={"nvidia.com/gpu.product": "H100"})["metadata"]["labels"]
+    assert mine["nvidia.com/gpu.product"] == "H100" and mine["nvidia.com/gpu.memory"] == "81920"
+    with pytest.raises(ValueError, match="unknown GPU product"):
+        gpu_feature_labels(8, "B200")
+
+
+def test_new_nodes_lose_the_not_ready_taint(control_plane: ControlPlane) -> None:
+    """The TaintNodesByCondition admission plugin taints a new node not-ready; the node
+    lifecycle controller lifts it once kwok reports the node Ready (no toleration needed)."""
+    name = f"kwok-taint-{uuid.uuid4().hex[:6]}"
+    created = control_plane.create_node(fake_node_manifest(name, gpus=2))
+    assert {t["key"] for t in created["spec"].get("taints") or []} == {"node.kubernetes.io/not-ready"}
+    control_plane.wait_nodes_ready([name])
+    _, node = control_plane.api_request("GET", f"/api/v1/nodes/{name}")
+    assert not node["spec"].get("taints")
+    control_plane.api_request("DELETE", f"/api/v1/nodes/{name}")
 
 
 def test_pod_with_node_name_runs(kube_api: client.ApiClient, kube_namespace: str, gpu_node: str) -> None:
@@ -245,3 +274,50 @@ def _can_list(core: client.CoreV1Api, ns: str) -> bool:
         return True
     except client.ApiException:
         return False
+
+
+def test_kwok_heartbeats_keep_nodes_ready_and_a_silent_node_is_tainted() -> None:
+    """kwok renews each node's Lease (kube-node-lease) faster than the node lifecycle
+    controller's grace period, so nodes stay Ready and untainted across several grace
+    periods; once kwok stops, the controller marks the node Unknown and taints it
+    unreachable:NoSchedule (so no scheduler places pods there). Grace period shortened to
+    12 s (50 s by default) to keep this short. The pod on the node stays: every node of the
+    zone is down (full disruption), where the controller adds no NoExecute taint, and pods
+    tolerate one for 300 s anyway (DefaultTolerationSeconds)."""
+    ok, reason = binaries_available()
+    if not ok:
+        pytest.skip(reason)
+    with ControlPlane(with_controller_manager=True, controllers=("node-lifecycle-controller", "taint-eviction-controller"),
+                      extra_controller_manager_args=["--node-monitor-grace-period=12s", "--node-monitor-period=1s"],
+                      node_lease_seconds=12, service_account_admission=False) as cp:
+        cp.create_node(fake_node_manifest("beat", gpus=1))
+        cp.wait_nodes_ready(["beat"])
+        cp.api_request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                       "metadata": {"name": "hb"}})
+        cp.api_request("POST", "/api/v1/namespaces/hb/pods", _pod("resident", node_name="beat"))
+        lease_path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/beat"
+        renewals = set()
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            _, node = cp.api_request("GET", "/api/v1/nodes/beat")
+            ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+            assert ready["status"] == "True", node["status"]["conditions"]
+            assert not node["spec"].get("taints"), node["spec"]
+            status, lease = cp.api_request("GET", lease_path)
+            assert status == 200
+            renewals.add(lease["spec"]["renewTime"])
+            time.sleep(1)
+        assert len(renewals) >= 5, renewals                       # renewed every ~3 s
+        cp.kill_process("kwok")
+
+        def silent_node_tainted():
+            _, node = cp.api_request("GET", "/api/v1/nodes/beat")
+            ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+            taints = {(t["key"], t["effect"]) for t in node["spec"].get("taints") or []}
+            return ready["status"] == "Unknown" and (NODE_CONDITION_TAINTS[1], "NoSchedule") in taints
+        _wait(silent_node_tainted, timeout=40, what="the silent node Unknown and tainted unreachable")
+        time.sleep(5)
+        status, pod = cp.api_request("GET", "/api/v1/namespaces/hb/pods/resident")
+        assert status == 200 and not pod["metadata"].get("deletionTimestamp")
+        assert {(t["key"], t.get("tolerationSeconds")) for t in pod["spec"]["tolerations"]} == {
+            (NODE_CONDITION_TAINTS[0], 300), (NODE_CONDITION_TAINTS[1], 300)}

@@ -98,10 +98,12 @@ def _candidates(idle, releasing, dev_used, dev_alloc, dev_rel, n, p, gpu_col, gp
     return out
 
 
-def choose_node(allocatable, idle, releasing, avail, gpu_capacity, mask, name_rank, extra_score,
-                req, req_cols, portion, num_devices, dev_used, dev_alloc, dev_rel, gpu_col, strategy,
-                gpu_order, sharing_score, allow_pipeline, out_devs):
-    """See kai._fast.gpusharing.choose_node."""
+def choose_node(a, mask, extra_score, req, req_cols, portion, num_devices, strategy, gpu_order,
+                sharing_score, allow_pipeline, out_devs):
+    """See kai._fast.gpusharing.choose_node (``a``: the node arrays as attributes)."""
+    allocatable, idle, releasing, avail = a.allocatable, a.idle, a.releasing, a.avail
+    gpu_capacity, name_rank, gpu_col = a.gpu_capacity, a.name_rank, a.gpu_col
+    dev_used, dev_alloc, dev_rel = a.dev_used, a.dev_alloc, a.dev_rel
     n_nodes = len(mask)
     free = [0.0] * n_nodes
     for n in range(n_nodes):

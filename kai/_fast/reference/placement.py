@@ -13,7 +13,7 @@ STRATEGY_SPREAD = 1
 
 
 def _best_node(allocatable, idle, avail, gpu_capacity, mask, name_rank, extra, req, req_cols,
-               score_col, strategy, cpu_only, gpu_col, allow_pipeline):
+               score_col, strategy, cpu_only, gpu_col, allow_pipeline, wait=None):
     n_nodes = len(mask)
     candidates = [n for n in range(n_nodes) if mask[n]]
     fitting = [n for n in candidates if all(avail[c][n] >= req[c] - EPS for c in req_cols)]
@@ -25,7 +25,7 @@ def _best_node(allocatable, idle, avail, gpu_capacity, mask, name_rank, extra, r
                 hi = max(hi, avail[score_col][n])
     best, best_key = -1, None
     for n in fitting:
-        fits_idle = all(idle[c][n] >= req[c] - EPS for c in req_cols)
+        fits_idle = all(idle[c][n] >= req[c] - EPS for c in req_cols) and not (wait is not None and wait[n])
         if not fits_idle and not allow_pipeline:
             continue
         score = 100.0 if fits_idle else 0.0          # nodeavailability
@@ -45,23 +45,32 @@ def _best_node(allocatable, idle, avail, gpu_capacity, mask, name_rank, extra, r
             best, best_key = n, key
     if best < 0:
         return -1, False
-    return best, not all(idle[c][best] >= req[c] - EPS for c in req_cols)
+    return best, not all(idle[c][best] >= req[c] - EPS for c in req_cols) or bool(wait is not None and wait[best])
 
 
-def place(allocatable, idle, releasing, avail, gpu_capacity, mask, name_rank, extra_score, req,
-          req_cols, score_col, strategy, cpu_only, gpu_col, allow_pipeline, count, out_nodes,
-          out_pipelined, undo):
-    """See kai._fast.placement.place."""
+def place(a, mask, extra_score, req, req_cols, score_col, strategy, cpu_only, allow_pipeline, out, start=0,
+          constraints=None):
+    """See kai._fast.placement.place. ``a`` has the node arrays as attributes (a NodeArrays),
+    ``out`` the output arrays (a Placements), ``constraints`` a reference DomainConstraints."""
+    allocatable, idle, releasing, avail = a.allocatable, a.idle, a.releasing, a.avail
     n_res = len(idle)
+    count = out.capacity - start
     for i in range(count):
-        node, pipelined = _best_node(allocatable, idle, avail, gpu_capacity, mask, name_rank,
-                                     extra_score, req, req_cols, score_col, strategy, cpu_only,
-                                     gpu_col, allow_pipeline)
+        m, extra, wait = mask, extra_score, None
+        if constraints is not None and constraints.n_c:
+            extra = [float(x) for x in extra_score] if extra_score is not None else [0.0] * len(mask)
+            wait = [0] * len(mask)
+            m = constraints.filter_and_score(mask, extra, wait)
+        node, pipelined = _best_node(allocatable, idle, avail, a.gpu_capacity, m, a.name_rank,
+                                     extra, req, req_cols, score_col, strategy, cpu_only,
+                                     a.gpu_col, allow_pipeline, wait)
         if node < 0:
             return i
+        if constraints is not None and constraints.n_c:
+            constraints.place_at(node)
         for c in range(n_res):
-            undo[i][0][c] = idle[c][node]
-            undo[i][1][c] = releasing[c][node]
+            out.undo[start + i][0][c] = idle[c][node]
+            out.undo[start + i][1][c] = releasing[c][node]
         for c in req_cols:
             if pipelined:
                 from_rel = min(req[c], max(releasing[c][node], 0.0))
@@ -70,13 +79,14 @@ def place(allocatable, idle, releasing, avail, gpu_capacity, mask, name_rank, ex
             else:
                 idle[c][node] -= req[c]
             avail[c][node] = idle[c][node] + releasing[c][node]
-        out_nodes[i] = node
-        out_pipelined[i] = pipelined
+        out.nodes[start + i] = node
+        out.pipelined[start + i] = pipelined
     return count
 
 
-def fit_counts(idle, avail, mask, req, req_cols, out_short):
+def fit_counts(a, mask, req, req_cols, out_short):
     """See kai._fast.placement.fit_counts."""
+    avail = a.avail
     for k in range(len(req_cols)):
         out_short[k] = 0
     fits = 0

@@ -5,7 +5,9 @@ first *k* victim chunks popped from a ``VictimsOrderByQueues``. They are simulat
 Statement that only grows: chunk *k* is evicted virtually on top of the earlier ones (its
 pods' resources become *releasing* on their nodes), and the preemptor's chunk is then
 placed with ``allocate_job`` -- which may pipeline onto releasing resources -- and rolled
-back on failure. Nothing else in the cluster is re-simulated: a scenario changes only the
+back on failure. The preemptor's placement is always pipelined (KAI's solver allocates it
+pipeline-only, even where the resources are idle): nothing binds in reclaim, preempt or
+consolidation, the next cycle's allocate binds it. Nothing else in the cluster is re-simulated: a scenario changes only the
 nodes its victims sit on, and the placement kernel reads those columns directly.
 
 Cost control, in order:
@@ -81,6 +83,55 @@ def allow_consolidating_reclaim(config) -> bool:
     return bool(config.allow_consolidating_reclaim)
 
 
+def victim_chunk(ssn, job: PodGroupInfo, evicted: list) -> list:
+    """The evicted pods a victim gets back in one try (KAI re-places a victim with one
+    AllocateJob, i.e. its GetTasksToAllocate chunk): the gang chunk of every PodSet below its
+    minimum, else one pod of the first PodSet (in PodSet order) that has one."""
+    by_ps: dict[int, list] = {}
+    for t in evicted:
+        by_ps.setdefault(id(job.podset_of(t)), []).append(t)
+    podsets = sorted(job.podsets.values(), key=ssn.podset_order_key or (
+        lambda p: (p.gang_satisfied, p.active_allocated / max(p.min_available, 1), p.name)))
+    chunk: list = []
+    short = False
+    for ps in podsets:
+        need = ps.min_available - ps.active_allocated
+        if need > 0:
+            short = True
+            chunk.extend(sorted(by_ps.get(id(ps), ()), key=ssn.task_order_key)[:need])
+    if short:
+        return chunk
+    for ps in podsets:
+        mine = by_ps.get(id(ps))
+        if mine:
+            return [min(mine, key=ssn.task_order_key)]
+    return []
+
+
+def put_back(ssn, job: PodGroupInfo, stmt: Statement, tasks: list) -> bool:
+    """Return a victim's evicted pods to the nodes they were evicted from (an un-evict at
+    commit); ops left in stmt on success."""
+    width = ssn.state.nodes.n
+    mask = np.zeros(width, dtype=np.uint8)
+    for t in tasks:
+        info = ssn.state.nodes.by_name.get(t.node_name)
+        if info is None:
+            return False
+        mask[info.idx] = 1
+    cp = stmt.checkpoint()
+    tasks = sorted(tasks, key=ssn.task_order_key)
+    by_podset: dict[int, list] = {}
+    for t in tasks:
+        by_podset.setdefault(id(job.podset_of(t)), []).append(t)
+    homes = {id(t): t.node_name for t in tasks}
+    ok, _ = _Walk(ssn, job, stmt, True, tasks, by_podset).subgroup(job.root_subgroup, mask)
+    if not ok or any(t.node_name != homes[id(t)] or t.status == C.PodStatus.RELEASING for t in tasks):
+        stmt.rollback(cp)
+        return False
+    stmt.convert_to_pipelined(job.key)
+    return True
+
+
 def place_again(ssn, job: PodGroupInfo, stmt: Statement, tasks: list) -> bool:
     """Place a victim's evicted (Releasing) pods again, pipeline only; ops left in stmt on success.
 
@@ -103,7 +154,7 @@ def place_again(ssn, job: PodGroupInfo, stmt: Statement, tasks: list) -> bool:
     if not ok or any(t.status == C.PodStatus.RELEASING for t in tasks):
         stmt.rollback(cp)
         return False
-    stmt.convert_to_pipelined(job.key)
+    stmt.convert_to_pipelined(job.key, since=cp)     # its pods were evicted, not placed, before cp
     return True
 
 
@@ -143,24 +194,65 @@ class JobSolver:
         cp = stmt.checkpoint()
         ok, _ = allocate_job(self.ssn, job, stmt)
         if ok and job.is_gang_satisfied():
+            stmt.convert_to_pipelined(job.key)
             return "ok"
         stmt.rollback(cp)
         return "nofit"
 
     def _try_move(self, job: PodGroupInfo, stmt: Statement, chunks: list) -> str:
-        """Place the preemptor, then re-place the victims; validate on the lost ones only."""
+        """Place the preemptor and re-place the victims (``_placement_order``); validate on the
+        lost victims only."""
         ssn = self.ssn
         self.attempts += 1
         cp = stmt.checkpoint()
-        ok, _ = allocate_job(ssn, job, stmt)
-        if not (ok and job.is_gang_satisfied()):
-            stmt.rollback(cp)
-            return "nofit"
-        placed = [op.task for op in stmt.ops[cp:]]
-        lost = self._replace_victims(stmt, chunks)
-        if lost and self.all_moved:
-            stmt.rollback(cp)
-            return "nofit"
+        by_job: dict[str, tuple] = {}
+        for vjob, tasks in chunks:
+            by_job.setdefault(vjob.key, (vjob, []))[1].extend(tasks)
+        lost: dict[str, list] = {}
+        placed: list = []
+        have = None                       # cluster idle + releasing totals, recomputed after a move
+        width = ssn.allocatable.shape[0]
+        if len(by_job) > 1 and len(job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)) == 1:
+            # KAI simulates a scenario node by node of its latest victim: only the victims
+            # with a pod on those nodes (and those recorded for the preemptor's earlier
+            # pods -- none for a one-pod chunk) are evicted; the others stay where they run
+            latest = chunks[-1][0].key
+            nodes = {t.node_name for t in by_job[latest][1] if t.status == C.PodStatus.RELEASING}
+            for key in [k for k in by_job if k != latest]:
+                vjob, tasks = by_job[key]
+                todo = [t for t in tasks if t.status == C.PodStatus.RELEASING]
+                if todo and not any(t.node_name in nodes for t in todo) and put_back(ssn, vjob, stmt, todo):
+                    del by_job[key]
+        for j in self._placement_order(job, [v for v, _ in by_job.values()]):
+            if j is job:
+                c = stmt.checkpoint()
+                ok, _ = allocate_job(ssn, job, stmt)
+                if not (ok and job.is_gang_satisfied()):
+                    stmt.rollback(cp)
+                    return "nofit"
+                stmt.convert_to_pipelined(job.key)
+                placed = [op.task for op in stmt.ops[c:]]
+                have = None
+                continue
+            vjob, tasks = by_job[j.key]
+            todo = [t for t in tasks if t.status == C.PodStatus.RELEASING]
+            if not todo:
+                continue
+            chunk = victim_chunk(ssn, vjob, todo)
+            need = np.zeros(width)
+            for t in chunk:
+                need += t.req_vec(width)
+            if have is None:
+                have = np.maximum(ssn.avail, 0).sum(axis=1)
+            # the cheap bound first: a full cluster takes no victim back
+            if chunk and (have + _EPS >= need).all() and place_again(ssn, vjob, stmt, chunk):
+                have = None
+            rest = [t for t in todo if t.status == C.PodStatus.RELEASING]
+            if rest:
+                lost[vjob.key] = rest
+                if self.all_moved:
+                    stmt.rollback(cp)
+                    return "nofit"
         if self.validators:
             for t in placed:                  # the validators see the scenario before placement
                 ssn.fire_deallocate(t)
@@ -174,32 +266,19 @@ class JobSolver:
                 return "invalid"
         return "ok"
 
-    def _replace_victims(self, stmt: Statement, chunks: list) -> dict[str, list]:
-        """Re-place each victim job's evicted pods (job order); returns the lost ones per job."""
-        ssn = self.ssn
-        by_job: dict[str, tuple] = {}
-        for vjob, tasks in chunks:
-            by_job.setdefault(vjob.key, (vjob, []))[1].extend(tasks)
-        lost: dict[str, list] = {}
-        width = ssn.allocatable.shape[0]
-        have = None                       # cluster idle + releasing totals, recomputed after a move
-        for vjob, tasks in sorted(by_job.values(), key=lambda e: ssn.job_order_key(e[0])):
-            todo = [t for t in tasks if t.status == C.PodStatus.RELEASING]
-            if not todo:
-                continue
-            need = np.zeros(width)
-            for t in todo:
-                need += t.req_vec(width)
-            if have is None:
-                have = np.maximum(ssn.avail, 0).sum(axis=1)
-            # the cheap bound first: a full cluster takes no victim back
-            if (have + _EPS >= need).all() and place_again(ssn, vjob, stmt, todo):
-                have = None
-                continue
-            lost[vjob.key] = todo
-            if self.all_moved:
-                break
-        return lost
+    def _placement_order(self, job: PodGroupInfo, victim_jobs: list) -> list:
+        """KAI places the preemptor and its victims in queue-fair job order
+        (TryToVirtuallyAllocatePreemptorAndGetVictims pops them from a JobsOrderByQueues).
+        Across queues the preemptor's queue comes first (reclaim only takes from queues over
+        their share, preempt only from its own queue); within its own queue a victim that
+        orders before it by job order (consolidation's equal-priority victims, e.g. older
+        jobs) is placed first. Victims keep job order among themselves."""
+        key = self.ssn.job_order_key
+        victims = sorted(victim_jobs, key=key)
+        mine = key(job)
+        before = [v for v in victims if v.queue == job.queue and key(v) < mine]
+        after = [v for v in victims if not (v.queue == job.queue and key(v) < mine)]
+        return before + [job] + after
 
     def _evict(self, stmt: Statement, job: PodGroupInfo, chunk) -> None:
         for t in chunk[1]:
@@ -345,7 +424,7 @@ class JobSolver:
     def _solution(self, stmt: Statement, chunks: list) -> Solution:
         """Victims as committed: a pod placed back on its own node is kept, not a victim."""
         infos = self.ssn.node_infos
-        evicted_on = {id(op.task): op.node for op in stmt.ops if op.kind == EVICT}
+        evicted = {id(op.task): op for op in stmt.ops if op.kind == EVICT}
         victims: dict[str, list] = {}
         moved: dict[str, list] = {}
         for vjob, tasks in chunks:
@@ -353,9 +432,10 @@ class JobSolver:
                 if t.status == C.PodStatus.RELEASING:
                     victims.setdefault(vjob.key, []).append(t)
                     continue
-                node = evicted_on.get(id(t))
-                if node is not None and infos[node].name == t.node_name:
-                    continue
+                op = evicted.get(id(t))
+                if op is not None and infos[op.node].name == t.node_name and (
+                        op.dev is None or list(t.gpu_groups) == list(op.dev[2])):
+                    continue            # back where it was: kept (a new GPU group is a move)
                 victims.setdefault(vjob.key, []).append(t)
                 moved.setdefault(vjob.key, []).append(t)
         return Solution(stmt, victims, moved)

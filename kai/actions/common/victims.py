@@ -19,9 +19,62 @@ import heapq
 import itertools
 from typing import Callable
 
+import numpy as np
+
 from kai.api import constants as C
 from kai.api.pod_info import PodInfo
 from kai.api.podgroup_info import PodGroupInfo
+from kai.api.quota import quota_vector
+
+_EPS = 1e-9
+
+
+def capacity_blocker(ssn, job: PodGroupInfo, tasks: list[PodInfo]) -> str | None:
+    """The lowest queue on the job's path whose limit the chunk would exceed *now*, or None.
+
+    A preemptor or reclaimer blocked only by a limit is judged after its victims' resources
+    are released (KAI checks the queue capacity inside each victim scenario), so the actions
+    do not drop such a job up front. Victims can relieve a limit only from inside the limited
+    queue's subtree: ``victims_can_relieve`` uses this to skip hopeless searches."""
+    shares = ssn.shares
+    if shares is None:
+        return None
+    req = sum((quota_vector(t, ssn.registry.mig_columns()) for t in tasks), np.zeros(3))
+    for q in ssn.queues.ancestors(job.queue):
+        alloc = shares.allocated.get(q.name)
+        if alloc is None:
+            continue
+        for i in range(3):
+            lim = q.limit[i]
+            if req[i] > 0 and lim != -1 and alloc[i] + req[i] > lim + _EPS:
+                return q.name
+    return None
+
+
+def victims_can_relieve(ssn, blocker: str, victim_queues) -> bool:
+    """Whether some victim leaf queue sits under ``blocker`` (so evicting it lowers that usage)."""
+    for vq in victim_queues:
+        if any(a.name == blocker for a in ssn.queues.ancestors(vq)):
+            return True
+    return False
+
+
+def nonpreemptible_over_quota(ssn, job: PodGroupInfo, tasks: list[PodInfo]) -> bool:
+    """KAI's IsNonPreemptibleJobOverQueueQuota: a non-preemptible chunk would take its queue,
+    or an ancestor, over its quota (in-quota resources only). False for preemptible jobs."""
+    shares = ssn.shares
+    if job.preemptible or shares is None:
+        return False
+    req = sum((quota_vector(t, ssn.registry.mig_columns()) for t in tasks), np.zeros(3))
+    for q in ssn.queues.ancestors(job.queue):
+        anp = shares.allocated_nonpreemptible.get(q.name)
+        des = shares.deserved.get(q.name)
+        if anp is None or des is None:
+            continue
+        for i in range(3):
+            if req[i] > 0 and des[i] != -1 and anp[i] + req[i] > des[i] + _EPS:
+                return True
+    return False
 
 
 def evictable(t: PodInfo) -> bool:

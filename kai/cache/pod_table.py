@@ -1,0 +1,196 @@
+"""PodTable: the pods that occupy a node, as flat rows for vectorized selector matching.
+
+Inter-pod affinity, topology spread and host ports count *other pods* per topology domain.
+Each pod charged to a node (ours and other schedulers', running, bound or terminating; not
+Succeeded / Failed) is a row: its node column (``node``), namespace id (``ns``), whether it
+is terminating (``terminating``: topology spread does not count those) and, per label key a
+selector has asked about, the id of its value (``label_column``; built on first use, then
+kept current). ``rows_matching(selector)`` is then a few numpy operations over all pods.
+
+Alongside, two indexes kept current on the same add / remove:
+
+- ``terms``: the distinct (anti-)affinity terms existing pods carry (required and preferred),
+  each with the number of carrying pods per node: kube-scheduler's "existing pods' rules"
+  (symmetry) are read from here without scanning pods.
+- ``ports``: host ports in use, (protocol, port) -> hostIP -> pods per node.
+
+Rows are reused (free list); ``n`` is the high-water mark, so arrays are ``[:n]`` views.
+Written by ClusterState (``_charge`` / ``_uncharge``), read by kai.framework.pod_counts.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from kai.api.selectors import Selector
+
+#: kinds of carried terms in ``PodTable.terms``
+REQUIRED_ANTI, REQUIRED_AFFINITY, PREFERRED_AFFINITY, PREFERRED_ANTI = "anti", "affinity", "pref", "prefanti"
+
+
+class CarriedTerm:
+    """One distinct term carried by existing pods, and where its carriers are."""
+
+    __slots__ = ("kind", "weight", "term", "nodes")
+
+    def __init__(self, kind: str, weight: int, term) -> None:
+        self.kind = kind
+        self.weight = weight
+        self.term = term
+        self.nodes: Counter = Counter()       # node column -> carrying pods
+
+
+class PodTable:
+    def __init__(self) -> None:
+        self.cap = 0
+        self.n = 0
+        self.node = np.zeros(0, dtype=np.int32)
+        self.ns = np.zeros(0, dtype=np.int32)
+        self.terminating = np.zeros(0, dtype=np.uint8)
+        self.pods: list = []
+        self.row_of: dict[str, int] = {}
+        self._free: list[int] = []
+        self.ns_ids: dict[str, int] = {}
+        self._cols: dict[str, tuple[np.ndarray, dict[str, int]]] = {}
+        self.terms: dict[tuple, CarriedTerm] = {}
+        self.ports: dict[tuple[str, int], dict[str, Counter]] = {}
+        self.generation = 0
+
+    def __len__(self) -> int:
+        return len(self.row_of)
+
+    # ------------------------------------------------------------------ rows
+    def _grow(self, need: int) -> None:
+        cap = max(need, 2 * self.cap, 64)
+        extra = cap - self.cap
+        self.node = np.concatenate([self.node, np.full(extra, -1, dtype=np.int32)])
+        self.ns = np.concatenate([self.ns, np.full(extra, -1, dtype=np.int32)])
+        self.terminating = np.concatenate([self.terminating, np.zeros(extra, dtype=np.uint8)])
+        self._cols = {k: (np.concatenate([c, np.full(extra, -1, dtype=np.int32)]), v)
+                      for k, (c, v) in self._cols.items()}
+        self.pods.extend([None] * extra)
+        self.cap = cap
+
+    def namespace_id(self, ns: str) -> int:
+        i = self.ns_ids.get(ns)
+        if i is None:
+            i = self.ns_ids[ns] = len(self.ns_ids)
+        return i
+
+    def add(self, pod, node: int) -> None:
+        """Row for ``pod`` (a PodInfo) on node column ``node``; replaces an earlier row."""
+        if pod.uid in self.row_of:
+            self.remove(pod.uid)
+        if self._free:
+            r = self._free.pop()
+        else:
+            if self.n >= self.cap:
+                self._grow(self.n + 1)
+            r = self.n
+            self.n += 1
+        self.row_of[pod.uid] = r
+        self.pods[r] = pod
+        self.node[r] = node
+        self.ns[r] = self.namespace_id(pod.namespace)
+        self.terminating[r] = 1 if pod.deleting else 0
+        if self._cols:
+            labels = pod.pod.metadata.labels
+            for key, (col, values) in self._cols.items():
+                v = labels.get(key)
+                col[r] = -1 if v is None else values.setdefault(v, len(values))
+        self._index(pod, node, 1)
+        self.generation += 1
+
+    def remove(self, uid: str) -> None:
+        r = self.row_of.pop(uid, None)
+        if r is None:
+            return
+        pod = self.pods[r]
+        self._index(pod, int(self.node[r]), -1)
+        self.pods[r] = None
+        self.node[r] = -1
+        self.ns[r] = -1
+        for col, _ in self._cols.values():
+            col[r] = -1
+        self._free.append(r)
+        self.generation += 1
+
+    def remove_node(self, node: int) -> None:
+        """Forget every row on node column ``node`` (the node is gone)."""
+        for r in np.flatnonzero(self.node[: self.n] == node):
+            p = self.pods[int(r)]
+            if p is not None:
+                self.remove(p.uid)
+
+    def _index(self, pod, node: int, sign: int) -> None:
+        pc = pod.constraints
+        if pc is None:
+            return
+        for kind, items in ((REQUIRED_ANTI, [(0, t) for t in pc.anti_affinity]),
+                            (REQUIRED_AFFINITY, [(0, t) for t in pc.affinity]),
+                            (PREFERRED_AFFINITY, pc.preferred_affinity), (PREFERRED_ANTI, pc.preferred_anti)):
+            for w, t in items:
+                k = (kind, w, t.key)
+                ct = self.terms.get(k)
+                if ct is None:
+                    if sign < 0:
+                        continue
+                    ct = self.terms[k] = CarriedTerm(kind, w, t)
+                ct.nodes[node] += sign
+                if ct.nodes[node] <= 0:
+                    del ct.nodes[node]
+                    if not ct.nodes:
+                        del self.terms[k]
+        for ip, proto, port in pc.ports:
+            by_ip = self.ports.setdefault((proto, port), {})
+            c = by_ip.setdefault(ip, Counter())
+            c[node] += sign
+            if c[node] <= 0:
+                del c[node]
+                if not c:
+                    del by_ip[ip]
+                    if not by_ip:
+                        del self.ports[(proto, port)]
+
+    # ------------------------------------------------------------------ matching
+    def label_column(self, key: str) -> tuple[np.ndarray, dict[str, int]]:
+        """int32[n] value id of label ``key`` per row (-1: absent or free row), value -> id."""
+        got = self._cols.get(key)
+        if got is None:
+            col = np.full(self.cap, -1, dtype=np.int32)
+            values: dict[str, int] = {}
+            for r in range(self.n):
+                p = self.pods[r]
+                if p is None:
+                    continue
+                v = p.pod.metadata.labels.get(key)
+                if v is not None:
+                    col[r] = values.setdefault(v, len(values))
+            got = self._cols[key] = (col, values)
+        return got[0][: self.n], got[1]
+
+    def rows_matching(self, selector: Selector) -> np.ndarray:
+        """bool[n]: live rows whose labels match ``selector``."""
+        live = self.node[: self.n] >= 0
+        if selector.nothing:
+            return np.zeros(self.n, dtype=bool)
+        m = live.copy()
+        for key, op, values in selector.requirements:
+            col, ids = self.label_column(key)
+            if op in ("In", "NotIn"):
+                want = [ids[v] for v in values if v in ids]
+                hit = np.isin(col, want) if want else np.zeros(self.n, dtype=bool)
+                m &= hit if op == "In" else ~hit
+            elif op == "Exists":
+                m &= col >= 0
+            else:
+                m &= col < 0
+        return m
+
+    def rows_in_namespaces(self, names) -> np.ndarray:
+        """bool[n]: rows whose namespace is one of ``names``."""
+        ids = [self.ns_ids[n] for n in names if n in self.ns_ids]
+        if not ids:
+            return np.zeros(self.n, dtype=bool)
+        return np.isin(self.ns[: self.n], ids)

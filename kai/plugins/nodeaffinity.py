@@ -1,0 +1,30 @@
+"""Preferred node affinity in the score (kube-scheduler's NodeAffinity Score; KAI only filters).
+
+Per node, the summed weights of the pod's matching preferred terms (NodeTable), normalized as
+kube-scheduler does (``score * 100 / max``, integer, over the nodes the pod may use), then
+scaled into KAI's K8sPlugins band: 100 = one K8sPlugins unit (10^5), above GPU sharing (10^3)
+and topology (10^4) preferences, below pod-affinity counts. Registered by ``predicates`` as a
+NodeOrder function; pods without preferred terms are not touched (their fast paths stay).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kai.plugins.podaffinity import K8S_PLUGINS_SCORE
+
+
+def preferred_node_affinity(ssn):
+    table = ssn.state.nodes
+    n = ssn.allocatable.shape[1]
+
+    def score(task, job, mask: np.ndarray) -> np.ndarray | None:
+        raw = table.preferred_affinity_weights(task.pod)
+        if raw is None:
+            return None
+        raw = raw[:n]
+        top = float(raw[mask.astype(bool)].max(initial=0.0))
+        if top <= 0:
+            return None
+        return np.floor(raw * 100.0 / top) * (K8S_PLUGINS_SCORE / 100.0)
+
+    return score

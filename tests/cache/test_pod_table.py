@@ -1,0 +1,90 @@
+"""kai.cache.pod_table: rows follow ClusterState's charges (pods on nodes), selectors match
+vectorized like one pod at a time, and the carried-term and port indexes stay exact."""
+import msgspec
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kai.api.k8s import LabelSelector, Node, Pod
+from kai.api.selectors import compile_selector
+from kai.cache.cluster_state import ClusterState
+
+
+def node(name):
+    return msgspec.convert({"metadata": {"name": name}, "status": {"allocatable": {"cpu": "64", "pods": "110"}}},
+                           Node)
+
+
+def pod(name, node_name="", labels=None, ns="default", anti_app=None, host_port=0, phase="Running"):
+    spec = {"nodeName": node_name, "containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}
+    if anti_app:
+        spec["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": anti_app}}, "topologyKey": "kubernetes.io/hostname"}]}}
+    if host_port:
+        spec["containers"][0]["ports"] = [{"containerPort": 1, "hostPort": host_port}]
+    return msgspec.convert({"metadata": {"name": name, "namespace": ns, "uid": f"u-{ns}-{name}",
+                                         "labels": labels or {}},
+                            "spec": spec, "status": {"phase": phase if node_name else "Pending"}}, Pod)
+
+
+def state():
+    st_ = ClusterState()
+    for n in ("n0", "n1"):
+        st_.upsert_node(node(n))
+    return st_
+
+
+def test_rows_follow_pods_on_nodes_only():
+    s = state()
+    s.upsert_pod(pod("a", "n0", {"app": "x"}))
+    s.upsert_pod(pod("b", labels={"app": "x"}))                 # pending: not on a node
+    s.upsert_pod(pod("c", "n1", {"app": "x"}, phase="Succeeded"))
+    t = s.pod_table
+    assert set(t.row_of) == {"u-default-a"}
+    s.delete_pod("u-default-a")
+    assert len(t) == 0 and not t.rows_matching(compile_selector(LabelSelector())).any()
+
+
+def test_node_deleted_drops_its_rows():
+    s = state()
+    s.upsert_pod(pod("a", "n0"))
+    s.upsert_pod(pod("b", "n1"))
+    s.delete_node("n0")
+    assert set(s.pod_table.row_of) == {"u-default-b"}
+
+
+def test_carried_terms_and_ports_are_counted_per_node():
+    s = state()
+    s.upsert_pod(pod("a", "n0", anti_app="web", host_port=80))
+    s.upsert_pod(pod("b", "n0", anti_app="web"))
+    s.upsert_pod(pod("c", "n1", anti_app="web", host_port=80))
+    t = s.pod_table
+    (ct,) = t.terms.values()
+    n0, n1 = s.nodes.by_name["n0"].idx, s.nodes.by_name["n1"].idx
+    assert dict(ct.nodes) == {n0: 2, n1: 1}
+    assert dict(t.ports[("TCP", 80)]["0.0.0.0"]) == {n0: 1, n1: 1}
+    for name in ("a", "b", "c"):
+        s.delete_pod(f"u-default-{name}")
+    assert t.terms == {} and t.ports == {}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["x", "y", None]), st.sampled_from(["a", "b"]), st.booleans()),
+                min_size=1, max_size=12),
+       st.sampled_from([{"matchLabels": {"app": "x"}}, {"matchExpressions": [{"key": "app", "operator": "NotIn",
+                                                                              "values": ["x"]}]},
+                        {"matchExpressions": [{"key": "app", "operator": "Exists"}]}, {}]))
+def test_vectorized_match_equals_one_at_a_time(rows, sel_doc):
+    s = state()
+    for i, (app, ns, gone) in enumerate(rows):
+        s.upsert_pod(pod(f"p{i}", "n0" if i % 2 else "n1", {"app": app} if app else {}, ns=ns))
+        if gone and i % 3 == 0:
+            s.delete_pod(f"u-{ns}-p{i}")
+    t = s.pod_table
+    sel = compile_selector(msgspec.convert(sel_doc, LabelSelector))
+    got = t.rows_matching(sel) & t.rows_in_namespaces(["a"])
+    want = np.zeros(t.n, dtype=bool)
+    for uid, r in t.row_of.items():
+        p = t.pods[r]
+        want[r] = p.namespace == "a" and sel.matches(p.pod.metadata.labels)
+    assert got.tolist() == want.tolist()
