@@ -17,10 +17,23 @@ from kai.config import ConfigError, default_config, load_config, parse_config
 EXAMPLE = os.path.join(os.path.dirname(__file__), "examples", "quickstart.yaml")
 
 
+class _StderrLogger:
+    """structlog's final logger: one line on whatever ``sys.stderr`` is when the line is
+    written (not the stream of the moment logging was configured, which may be closed since)."""
+
+    def msg(self, message: str) -> None:
+        try:
+            print(message, file=sys.stderr, flush=True)
+        except (ValueError, OSError):       # stderr closed or gone: a log line is not worth a crash
+            pass
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
 def _configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity <= 0 else (logging.INFO if verbosity == 1 else logging.DEBUG)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level),
-                        logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+                        logger_factory=lambda *args: _StderrLogger())
 
 
 def cmd_simulate(args) -> int:
@@ -39,7 +52,7 @@ def cmd_simulate(args) -> int:
                 raise ConfigError(f"--now: {exc}") from None
         else:
             start, source = time.time(), "current time"
-        manifests = load_manifests(paths)
+        manifests = load_manifests(paths, keep_going=True)
         if args.config:
             config = load_config(args.config)
         elif manifests.config_docs:
@@ -59,6 +72,8 @@ def cmd_simulate(args) -> int:
     if args.compare and not args.report:
         print("kai simulate: error: --compare needs --report FILE.html", file=sys.stderr)
         return 2
+    for err in manifests.errors:        # bad objects are left out; the rest is simulated
+        print(f"kai simulate: error: {err}", file=sys.stderr)
     args._start_time, args._clock_source = start, source      # the --compare run uses the same clock
     report = simulate(manifests, config, cycles=args.cycles, interval=args.interval, start_time=start,
                       clock_source=source, gpu_map=bool(args.report))
@@ -72,7 +87,7 @@ def cmd_simulate(args) -> int:
         sys.stdout.write("\n")
     else:
         print(format_table(report))
-    return 0
+    return 2 if manifests.errors else 0
 
 
 def _write_report(args, paths, manifests, config, report) -> str | None:
@@ -232,6 +247,16 @@ def build_parser(prog: str = "kai") -> argparse.ArgumentParser:
     r.add_argument("--lease-name", default=None, help="leader-election Lease name (default: the scheduler name)")
     r.add_argument("--identity", default=None, help="leader-election identity (default: host_pid_random)")
     r.add_argument("--bind-workers", type=int, default=16, help="concurrent binding/eviction API calls")
+    r.add_argument("--leader-elect-lease-duration", type=_duration, default=15.0, metavar="DURATION",
+                   help="how long followers wait before taking over an unrenewed Lease (default 15s)")
+    r.add_argument("--leader-elect-renew-deadline", type=_duration, default=10.0, metavar="DURATION",
+                   help="the leader steps down if it cannot renew for this long; writes are fenced "
+                        "lease-duration minus this before the Lease could expire (default 10s)")
+    r.add_argument("--leader-elect-retry-period", type=_duration, default=2.0, metavar="DURATION",
+                   help="between Lease renewals / acquisition attempts (default 2s)")
+    r.add_argument("--shutdown-grace-period", type=_duration, default=20.0, metavar="DURATION",
+                   help="on SIGTERM, time in-flight bindings get before the Lease is released (default 20s; "
+                        "keep below the pod's terminationGracePeriodSeconds)")
     r.add_argument("--volume-binding-timeout-seconds", type=float, default=120.0,
                    help="how long a binding waits for the pod's claims to be bound (KAI's binder flag; default 120)")
     r.set_defaults(func=cmd_scheduler)

@@ -54,6 +54,13 @@ fi
 echo "== tests"
 $PY -m pytest -q -p no:cacheprovider tests
 
+echo "== soak: 2 minutes of churn on 200 kwok nodes (bench/soak.py; the 30-minute figures are in docs/benchmarks.md)"
+if [ "${CI:-}" = "true" ] || $PY -c "import sys; from kai.testing.controlplane import binaries_available as b; sys.exit(0 if b()[0] else 1)"; then
+  PYTHONPATH="$PWD" $PY bench/soak.py --minutes 2 --nodes 200 --check
+else
+  echo "control plane binaries missing: soak skipped"
+fi
+
 echo "== kernels again with bounds checking (KAI_CYTHON_DEBUG=1)"
 dbg=$(mktemp -d)
 trap 'rm -rf "$dbg"' EXIT

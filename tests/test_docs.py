@@ -40,7 +40,8 @@ CHART_TEXT = sorted([CHART / "values.yaml", *(p for p in (CHART / "templates").i
 OTHER_TOOLS_FLAGS = {
     "helm": {"--set", "--namespace", "--create-namespace", "--skip-crds", "--version", "--values", "--dry-run",
              "--wait", "--kube-version", "--install"},
-    "kubectl": {"--server-side", "--as", "--all-namespaces", "--selector", "--output", "--namespace"},
+    "kubectl": {"--server-side", "--as", "--all-namespaces", "--selector", "--output", "--namespace",
+                "--field-selector"},
     "kind": {"--name"},
     "docker": {"--tag", "--build-arg", "--secret"},
     "mmdebstrap": {"--variant", "--include"},
@@ -60,6 +61,7 @@ KAI_FLAGS_KAI_LACKS = {"--qps", "--burst", "--restrict-node-scheduling", "--part
 SCRIPTS = [[sys.executable, str(REPO / "bench" / "bench_live.py")],
            [sys.executable, str(REPO / "bench" / "bench_traces.py")],
            [sys.executable, str(REPO / "bench" / "bench_reclaim.py")],
+           [sys.executable, str(REPO / "bench" / "soak.py")],
            [sys.executable, "-m", "kai.testing.controlplane", "up"]]
 #: KAI chart values docs/configuration.md says this chart does not have (checked absent)
 KAI_VALUES_KAI_LACKS = {"operator", "podgrouper", "podgroupcontroller", "binder", "queuecontroller",

@@ -5,8 +5,14 @@ handle, not a copy: ``table.idle[:, info.idx]`` is its idle vector.
 """
 from __future__ import annotations
 
+import math
+
 from kai.api import constants as C
 from kai.api.k8s import Node
+from kai.api.resources import GPU_RESOURCE, MAX_GPUS_PER_NODE, MAX_QUANTITY, QuantityError, parse_quantity
+
+# GPU memory per device, in MiB (or in bytes, see gpu_memory_mib): anything larger is not a size
+_MAX_GPU_MEMORY = 2**53
 
 
 def node_ready(node: Node) -> bool:
@@ -25,9 +31,8 @@ def gpu_memory_mib(node: Node) -> tuple[int, bool]:
     raw = node.metadata.labels.get(C.GPU_MEMORY_LABEL)
     if raw is None:
         return 100, False
-    try:
-        v = int(float(raw))
-    except ValueError:
+    v = _label_number(raw, _MAX_GPU_MEMORY)
+    if v is None:
         return 100, False
     if v > 10_000_000:
         v //= 1024 * 1024
@@ -39,6 +44,49 @@ def is_mig_node(labels: dict[str, str]) -> bool:
     """MIG nodes host no GPU fractions: KAI's mig strategy ``single`` allows whole GPUs only,
     ``mixed`` MIG instances only."""
     return bool(labels.get(C.MIG_STRATEGY_LABEL)) or labels.get(C.MIG_ENABLED_LABEL, "").lower() == "true"
+
+
+def _label_number(raw: str, limit: float) -> int | None:
+    """A label value as a whole number in [0, limit], else None (not a number, NaN, inf, huge)."""
+    try:
+        f = float(raw)
+    except ValueError:
+        return None
+    if not math.isfinite(f) or f < 0 or f > limit:
+        return None
+    return int(f)
+
+
+def validate_node(node: Node) -> list[str]:
+    """Problems that make a Node unusable for kai, each naming its field (empty: fine).
+
+    Checked where objects enter kai (the informers, ``kai simulate``'s loader): allocatable
+    and capacity quantities must parse, be >= 0 and fit in int64; ``nvidia.com/gpu`` at most
+    MAX_GPUS_PER_NODE; the GPU feature discovery labels kai reads (``nvidia.com/gpu.memory``,
+    ``nvidia.com/gpu.count``), when present, must be whole numbers in range.
+    """
+    errs: list[str] = []
+    if not node.metadata.name:
+        errs.append("metadata.name is empty")
+    for where, res in (("status.allocatable", node.status.allocatable), ("status.capacity", node.status.capacity)):
+        for name, q in res.items():
+            try:
+                v = parse_quantity(q)
+            except QuantityError as exc:
+                errs.append(f"{where}.{name}: {exc}")
+                continue
+            if v < 0:
+                errs.append(f"{where}.{name}: negative quantity {q!r}")
+            elif v * 1000 > MAX_QUANTITY:
+                errs.append(f"{where}.{name}: quantity {q!r} is too large")
+            elif name == GPU_RESOURCE and v > MAX_GPUS_PER_NODE:
+                errs.append(f"{where}.{name}: {q!r} GPUs is more than {MAX_GPUS_PER_NODE} per node")
+    labels = node.metadata.labels
+    for label, limit in ((C.GPU_MEMORY_LABEL, _MAX_GPU_MEMORY), (C.GPU_COUNT_LABEL, MAX_GPUS_PER_NODE)):
+        raw = labels.get(label)
+        if raw is not None and raw != "" and _label_number(raw, limit) is None:
+            errs.append(f"metadata.labels[{label}]: {raw[:64]!r} is not a whole number between 0 and {limit}")
+    return errs
 
 
 class NodeInfo:
@@ -56,10 +104,7 @@ class NodeInfo:
         self.unschedulable = node.spec.unschedulable
         self.ready = node_ready(node)
         self.gpu_memory_mib, self.gpu_memory_synced = gpu_memory_mib(node)
-        try:
-            self.gpu_count_label = int(self.labels.get(C.GPU_COUNT_LABEL, "0"))
-        except ValueError:
-            self.gpu_count_label = 0
+        self.gpu_count_label = _label_number(self.labels.get(C.GPU_COUNT_LABEL, "0"), MAX_GPUS_PER_NODE) or 0
 
     def __repr__(self) -> str:
         return f"NodeInfo({self.name}, idx={self.idx})"

@@ -14,16 +14,22 @@ resource, a negative overQuotaWeight enters the weight normalisation as it is (a
 its siblings it behaves like a positive weight; mixed with positive weights it shrinks or
 cancels theirs). None of these is refused: ``queue_warnings`` lists them, and the status
 writer puts them on the Queue as a ``SpecWarning`` condition and an Event. Only a Queue that
-cannot be identified (no name) or whose min-runtime is not a duration is left out
-(``validate_queue``).
+cannot be identified (no name), whose min-runtime is not a duration or whose numbers are not
+finite amounts is left out (``validate_queue``).
 """
 from __future__ import annotations
+
+import math
 
 from kai.api.k8s import Queue, QueueResource
 from kai.api.pod_info import parse_time
 
 QUEUE_RESOURCES = ("gpu", "cpu", "memory")
 _MEMORY_UNIT = 1e6
+# quotas and limits beyond this (gpu devices, cpu millicores, memory MB) are not amounts any
+# cluster has; the fair-share arithmetic keeps them finite below it
+MAX_QUEUE_AMOUNT = 1e15
+MAX_OVER_QUOTA_WEIGHT = 1e9
 DEFAULT_QUEUE_PRIORITY = 100
 
 
@@ -83,11 +89,24 @@ class QueueInfo:
 def validate_queue(q: Queue) -> list[str]:
     """Why a Queue cannot be scheduled at all (empty when it can be).
 
-    Only what kai cannot give a meaning to: a Queue without a name, or a min-runtime that is
-    not a duration. Odd but meaningful numbers are ``queue_warnings``, not errors."""
+    Only what kai cannot give a meaning to: a Queue without a name, a min-runtime that is
+    not a duration, a quota/limit/weight that is not finite or beyond any real amount
+    (``MAX_QUEUE_AMOUNT``, ``MAX_OVER_QUOTA_WEIGHT``), a priority outside int32. Odd but
+    meaningful numbers are ``queue_warnings``, not errors."""
     errs = []
     if not q.metadata.name:
         errs.append("metadata.name is empty")
+    res = q.spec.resources
+    for name in QUEUE_RESOURCES:
+        r = getattr(res, name) if res is not None else None
+        if r is None:
+            continue
+        for field, v, top in (("quota", r.quota, MAX_QUEUE_AMOUNT), ("limit", r.limit, MAX_QUEUE_AMOUNT),
+                              ("overQuotaWeight", r.over_quota_weight, MAX_OVER_QUOTA_WEIGHT)):
+            if not math.isfinite(v) or abs(v) > top:
+                errs.append(f"spec.resources.{name}.{field} is {v:g}: must be a number within +-{top:g}")
+    if q.spec.priority is not None and not -2**31 <= q.spec.priority < 2**31:
+        errs.append(f"spec.priority {q.spec.priority} is out of range (a 32-bit integer)")
     for field in ("preempt_min_runtime", "reclaim_min_runtime"):
         v = getattr(q.spec, field)
         if v and parse_duration(v) is None:

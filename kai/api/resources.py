@@ -38,18 +38,29 @@ class QuantityError(ValueError):
     """A string that is not a Kubernetes quantity, or a negative one where that is not allowed."""
 
 
+# Kubernetes keeps a quantity's value in an int64 (``Quantity.Value()``); kai rejects anything
+# whose magnitude does not fit, and exponents that could not be (and would be slow to) expand.
+MAX_QUANTITY = Decimal(2**63 - 1)
+_MAX_EXPONENT = 30
+# More whole GPUs than any node carries: the per-device slot arrays of the node table are
+# sized from a node's GPU count, so an absurd count is rejected instead of allocated.
+MAX_GPUS_PER_NODE = 1024
+
+
 def parse_quantity(value: str | int | float) -> Decimal:
     """Parse a Kubernetes quantity (``500m``, ``1Gi``, ``2e3``, ``1.5``) into an exact Decimal."""
     if isinstance(value, bool):
         raise QuantityError(f"invalid quantity {value!r}")
     if isinstance(value, int):
-        return Decimal(value)
+        return _bounded(Decimal(value), value)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise QuantityError(f"invalid quantity {value!r}")
-        return Decimal(repr(value))
+        return _bounded(Decimal(repr(value)), value)
     if not isinstance(value, str):
         raise QuantityError(f"invalid quantity {value!r}: expected a string or number")
+    if len(value) > 64:
+        raise QuantityError(f"invalid quantity {value[:32]!r}...: too long")
     m = _QUANTITY_RE.match(value.strip())
     if not m:
         raise QuantityError(f"invalid quantity {value!r}")
@@ -58,11 +69,22 @@ def parse_quantity(value: str | int | float) -> Decimal:
     except InvalidOperation as exc:  # pragma: no cover - the regex already guards this
         raise QuantityError(f"invalid quantity {value!r}") from exc
     if m.group("exp"):
-        return num * (Decimal(10) ** int(m.group("exp")[1:]))
-    suf = m.group("suf") or ""
-    if suf in _BINARY:
-        return num * _BINARY[suf]
-    return num * _DECIMAL[suf]
+        exp = int(m.group("exp")[1:])
+        if exp > _MAX_EXPONENT and num != 0:
+            raise QuantityError(f"quantity {value!r} is too large (more than 2^63)")
+        if abs(exp) > _MAX_EXPONENT:
+            raise QuantityError(f"invalid quantity {value!r}: exponent out of range")
+        out = num * (Decimal(10) ** exp)
+    else:
+        suf = m.group("suf") or ""
+        out = num * (_BINARY[suf] if suf in _BINARY else _DECIMAL[suf])
+    return _bounded(out, value)
+
+
+def _bounded(d: Decimal, value) -> Decimal:
+    if abs(d) > MAX_QUANTITY:
+        raise QuantityError(f"quantity {value!r} is too large (more than 2^63)")
+    return d
 
 
 def _ceil(d: Decimal) -> int:

@@ -35,7 +35,6 @@ across watch updates and drops them when the watch confirms or the call failed
 from __future__ import annotations
 
 import queue
-import random
 import re
 import threading
 import time
@@ -46,7 +45,7 @@ import structlog
 
 from kai.api.pod_info import fraction_configmap_suffix
 from kai.cache.cluster_state import shared_portion
-from kai.cache.kubeclient import ApiError, KubeClient
+from kai.cache.kubeclient import ApiError, Fenced, KubeClient, retry_delay
 from kai.cache.reservation import CONFIGMAP_ANNOTATION, ReservationService, configmap_prefix
 from kai.cache.status import StatusWriter, now_rfc3339
 from kai.cache.volume_prebind import VolumeBindError, bind_pod_volumes
@@ -76,16 +75,51 @@ class Binder:
         self.scheduler_name = scheduler_name
         self.on_bound = on_bound
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bind")
+        # start every worker now (the executor adds threads as load rises): a thread count that
+        # grows with the first bursts of work would look like a leak on a soak graph
+        ready = threading.Barrier(workers + 1)
+        for _ in range(workers):
+            self.pool.submit(ready.wait, 10)
+        ready.wait(10)
         # touched by the controller thread only
         self.assumed_bind: dict[str, tuple[str, str]] = {}     # uid -> (pod key, node)
         self.assumed_evict: dict[str, str] = {}               # uid -> pod key
         self.failed_binds: dict[str, str] = {}                # pod key -> reason (last failure)
         self.bind_count = 0
         self._lock = threading.Lock()
-        self.posted: dict[str, str] = {}                      # uid -> node, every binding POSTed OK
+        self._pending: set = set()                            # futures not done yet
 
     def shutdown(self, wait: bool = True) -> None:
         self.pool.shutdown(wait=wait, cancel_futures=not wait)
+
+    def finish(self, grace: float) -> tuple[int, int]:
+        """Stop taking work; wait up to ``grace`` seconds for queued and running bindings and
+        evictions, then cancel those not started (their pods stay as the API server has them:
+        pending, for the next leader). Returns (finished meanwhile, cancelled)."""
+        with self._lock:
+            pending = list(self._pending)
+        deadline = time.monotonic() + max(grace, 0.0)
+        for f in pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                f.result(timeout=left)
+            except Exception:   # noqa: BLE001 - timeouts and failures: counted below
+                pass
+        cancelled = sum(1 for f in pending if f.cancel())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        return sum(1 for f in pending if f.done() and not f.cancelled()), cancelled
+
+    def _submit(self, fn, *args) -> None:
+        f = self.pool.submit(fn, *args)
+        with self._lock:
+            self._pending.add(f)
+        f.add_done_callback(self._done)
+
+    def _done(self, f) -> None:
+        with self._lock:
+            self._pending.discard(f)
 
     # ------------------------------------------------------------------ submission (controller thread)
     def can_bind(self, uid: str) -> bool:
@@ -95,12 +129,12 @@ class Binder:
                     portion: float = 0.0, volumes: tuple = ()) -> None:
         self.assumed_bind[uid] = (f"{ns}/{name}", node)
         self.bind_count += 1
-        self.pool.submit(self._bind, ns, name, uid, node, time.monotonic(), list(gpu_groups or ()), portion,
-                         tuple(volumes))
+        self._submit(self._bind, ns, name, uid, node, time.monotonic(), list(gpu_groups or ()), portion,
+                     tuple(volumes))
 
     def submit_evict(self, ns: str, name: str, uid: str, message: str) -> None:
         self.assumed_evict[uid] = f"{ns}/{name}"
-        self.pool.submit(self._evict, ns, name, uid, message)
+        self._submit(self._evict, ns, name, uid, message)
 
     # ------------------------------------------------------------------ workers
     def _bind(self, ns: str, name: str, uid: str, node: str, t0: float, gpu_groups: list[str] = (),
@@ -116,6 +150,9 @@ class Binder:
         if volumes:
             try:
                 bind_pod_volumes(self.client, ns, name, uid, node, volumes, self.volume_bind_timeout)
+            except Fenced as exc:       # not leading any more: nothing more is written, no Event
+                self.events.put(("Binder", BIND_FAILED, (uid, key, node, str(exc))))
+                return
             except (VolumeBindError, ApiError) as exc:
                 reason = f"binding volumes of {key} on {node} failed: {exc}"
                 log.warning("volume binding failed", pod=key, node=node, error=str(exc))
@@ -129,6 +166,9 @@ class Binder:
         if gpu_groups:
             try:
                 cm_prefix = self._prepare_shared(ns, name, uid, node, gpu_groups, portion, latest)
+            except Fenced as exc:
+                self.events.put(("Binder", BIND_FAILED, (uid, key, node, str(exc))))
+                return
             except ApiError as exc:
                 reason = f"reserving the shared GPU for {key} failed: {exc}"
                 log.warning("shared GPU preparation failed", pod=key, node=node, error=str(exc))
@@ -137,15 +177,16 @@ class Binder:
         body = {"apiVersion": "v1", "kind": "Binding",
                 "metadata": {"name": name, "namespace": ns, "uid": uid},
                 "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
-        delay = 0.1
         for attempt in range(1, self.max_attempts + 1):
             try:
                 self.client.request("POST", f"/api/v1/namespaces/{ns}/pods/{name}/binding", body)
-                with self._lock:
-                    self.posted[uid] = node
                 if self.on_bound is not None:
                     self.on_bound(time.monotonic() - t0)
                 self.events.put(("Binder", BIND_OK, (uid, key, node, "")))
+                return
+            except Fenced as exc:       # no longer sure we lead: not sent, no Event (that is a write too)
+                log.warning("bind not sent: lease not held", pod=key, node=node)
+                self.events.put(("Binder", BIND_FAILED, (uid, key, node, str(exc))))
                 return
             except ApiError as exc:
                 if exc.status == 409 and f'"{node}"' in exc.message:
@@ -168,8 +209,7 @@ class Binder:
                 if latest is not None and latest.spec.node_name == node:
                     self.events.put(("Binder", BIND_OK, (uid, key, node, "")))
                     return
-                time.sleep(delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 2, 5.0)
+                time.sleep(retry_delay(exc, attempt))
 
     def _prepare_shared(self, ns: str, name: str, uid: str, node: str, groups: list[str], portion: float,
                         latest) -> str:
@@ -220,12 +260,17 @@ class Binder:
             cond = {"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
                     "message": message, "lastTransitionTime": now_rfc3339()}
             try:
-                self.client.patch(base + "/status", {"status": {"conditions": [cond]}}, kind="strategic")
+                self.client.request("PATCH", base + "/status", {"status": {"conditions": [cond]}},
+                                    content_type="application/strategic-merge-patch+json", attempts=self.max_attempts)
+            except Fenced:
+                raise
             except ApiError as exc:
                 if exc.status == 404:
                     return
                 log.debug("eviction condition failed", pod=key, error=str(exc))
-            self.client.delete(base, {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}})
+            # retried on 429/5xx (Retry-After honoured): a repeat finds the pod gone (404) or replaced (409)
+            self.client.request("DELETE", base, {"apiVersion": "v1", "kind": "DeleteOptions",
+                                                 "preconditions": {"uid": uid}}, attempts=self.max_attempts)
             if self.status is not None:
                 self.status.event({"kind": "Pod", "apiVersion": "v1", "namespace": ns, "name": name, "uid": uid},
                                   "Evict", message)
@@ -268,9 +313,12 @@ class Binder:
             if info is not None and not pod.metadata.deletion_timestamp:
                 state.assume_evicted(info)
 
-    def forget(self, uid: str) -> None:
+    def forget(self, uid: str, key: str = "") -> None:
+        """The pod is gone: drop everything kept about it."""
         self.assumed_bind.pop(uid, None)
         self.assumed_evict.pop(uid, None)
+        if key:
+            self.failed_binds.pop(key, None)
 
 
 class LiveCache:

@@ -8,9 +8,16 @@ reconnect with exponential backoff and full jitter. Events are ``(kind, type, ob
 put on the shared ``queue.Queue``; after the first list an ``(kind, "SYNCED", None)`` marker
 follows. The controller (``kai.controller.main``) drains the queue between cycles and is the
 single writer of the ClusterState.
+
+Every object is guarded on its own: one that does not decode into the model, or fails its
+kind's validation (``Resource.validate``, e.g. a Node with a negative or unparsable
+allocatable), is not delivered; an ``(kind, "INVALID", {kind, namespace, name, uid, error})``
+event is put instead (the controller turns it into an Event, a log line and a metric), and
+the store keeps the last good version of that object, if any. Deletions always go through.
 """
 from __future__ import annotations
 
+import json
 import queue
 import random
 import threading
@@ -23,6 +30,7 @@ import structlog
 
 from kai.api.dra import DeviceClass, ResourceClaim, ResourceClaimTemplate, ResourceSlice
 from kai.api.k8s import Namespace, Node, Pod, PodGroup, PriorityClass, Queue, Topology
+from kai.api.node_info import validate_node
 from kai.api.storage import (CSIDriver, CSINode, CSIStorageCapacity, ConfigMap, PersistentVolume,
                              PersistentVolumeClaim, StorageClass, VolumeAttachment)
 from kai.cache.kubeclient import ApiError, KubeClient, Status
@@ -40,11 +48,13 @@ class Resource:
     path: str           # collection path across namespaces
     type: type
     optional: bool = False   # CRD may be absent: treat 404 as an empty list and retry later
+    # problems that make a decoded object unusable (empty: fine); such objects become INVALID
+    validate: Callable[[Any], list[str]] | None = None
     metadata_only: bool = False   # list/watch PartialObjectMetadata: names and labels, never data
 
 
 RESOURCES: dict[str, Resource] = {
-    "Node": Resource("Node", "/api/v1/nodes", Node),
+    "Node": Resource("Node", "/api/v1/nodes", Node, validate=validate_node),
     "Pod": Resource("Pod", "/api/v1/pods", Pod),
     "PodGroup": Resource("PodGroup", "/apis/scheduling.run.ai/v2alpha2/podgroups", PodGroup, True),
     "Queue": Resource("Queue", "/apis/scheduling.run.ai/v2/queues", Queue, True),
@@ -92,6 +102,20 @@ class _Bookmark(msgspec.Struct):
 
 
 _bookmark_decoder = msgspec.json.Decoder(_Bookmark)
+
+
+def _meta_of(raw: bytes) -> _BookmarkMeta:
+    """Name, namespace, uid and resourceVersion of a raw object, as far as they decode."""
+    try:
+        return _bookmark_decoder.decode(raw).metadata
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        pass
+    try:                                    # lenient: NaN tokens, one field of the wrong type ...
+        meta = json.loads(raw).get("metadata") or {}
+        return _BookmarkMeta(*(v if isinstance(v := meta.get(k), str) else ""
+                               for k in ("resourceVersion", "name", "namespace", "uid")))
+    except (ValueError, AttributeError, RecursionError):
+        return _BookmarkMeta()
 
 
 class Backoff:
@@ -166,20 +190,29 @@ class Informer:
         if self.on_event is not None:
             self.on_event(self.kind, etype, obj)
 
-    def _decode(self, raw: bytes) -> Any:
+    def _decode(self, raw: bytes, validate: bool = True) -> Any:
         """The object, or None (and an INVALID event) when it does not fit the model."""
         try:
-            return self._decoder.decode(raw)
+            obj = self._decoder.decode(raw)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            try:
-                m = _bookmark_decoder.decode(raw).metadata
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                m = _BookmarkMeta()
-            self.stats["invalid"] += 1
-            log.warning("malformed object", kind=self.kind, namespace=m.namespace, name=m.name, error=str(exc))
-            self.events.put((self.kind, INVALID, {"kind": self.kind, "namespace": m.namespace, "name": m.name,
-                                                  "uid": m.uid, "error": str(exc)}))
+            self._invalid(_meta_of(raw), str(exc))
             return None
+        check = self.resource.validate
+        if validate:
+            errs = [] if obj.metadata.name else ["metadata.name is empty"]
+            if check is not None and not errs:
+                errs = check(obj)
+            if errs:
+                m = obj.metadata
+                self._invalid(_BookmarkMeta(m.resource_version, m.name, m.namespace, m.uid), "; ".join(errs))
+                return None
+        return obj
+
+    def _invalid(self, m: "_BookmarkMeta", error: str) -> None:
+        self.stats["invalid"] += 1
+        log.warning("malformed object", kind=self.kind, namespace=m.namespace, name=m.name, error=error)
+        self.events.put((self.kind, INVALID, {"kind": self.kind, "namespace": m.namespace, "name": m.name,
+                                              "uid": m.uid, "error": error}))
 
     def _list(self) -> None:
         """List everything; emit the differences against the store; remember the RV."""
@@ -198,7 +231,7 @@ class Informer:
             if o is not None:
                 fresh[object_key(o)] = o
             else:                    # keep the last good version rather than forget the object
-                m = _bookmark_decoder.decode(raw).metadata
+                m = _meta_of(raw)
                 k = f"{m.namespace}/{m.name}" if m.namespace else m.name
                 if k in self.store:
                     fresh[k] = self.store[k]
@@ -238,10 +271,14 @@ class Informer:
                     rv = _bookmark_decoder.decode(ev.object).metadata.resourceVersion
                     self.resource_version = rv or self.resource_version
                     continue
-                obj = self._decode(ev.object)
+                obj = self._decode(ev.object, validate=ev.type != DELETED)
                 if obj is None:
-                    self.resource_version = _bookmark_decoder.decode(ev.object).metadata.resourceVersion \
-                        or self.resource_version
+                    m = _meta_of(ev.object)
+                    self.resource_version = m.resourceVersion or self.resource_version
+                    if ev.type == DELETED:          # gone, even if it never decoded: forget it
+                        gone = self.store.pop(f"{m.namespace}/{m.name}" if m.namespace else m.name, None)
+                        if gone is not None:
+                            self._emit(DELETED, gone)
                     continue
                 rv = obj.metadata.resource_version
                 key = object_key(obj)
@@ -281,6 +318,8 @@ class Informer:
                     continue
                 self.stats["reconnects"] += 1
                 d = backoff.next()
+                if exc.retry_after is not None:         # the server said when (429 / 503)
+                    d = min(max(exc.retry_after, d), 30.0)
                 log.warning("watch error, backing off", kind=self.kind, error=str(exc), seconds=round(d, 2))
                 self._stop.wait(d)
             except Exception as exc:   # noqa: BLE001 - decode errors etc.: relist rather than die

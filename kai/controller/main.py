@@ -19,19 +19,20 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import structlog
 
+import kai
 from kai.api import constants as C
 from kai.cache.binder import Binder, LiveCache
 from kai.cache.cluster_state import ClusterState
 from kai.cache.dra_store import DraStore
-from kai.cache.kubeclient import ApiError, KubeClient
+from kai.cache.kubeclient import ApiError, KubeClient, KubeconfigError
 from kai.cache.reservation import GPU_GROUP_LABEL, ReservationService, is_reservation_pod
 from kai.cache.status import StatusReporter, StatusWriter
 from kai.cache.storage_store import StorageStore
-from kai.cache.watch import DELETED, INVALID, SYNCED, Informer, start_informers
+from kai.cache.watch import ADDED, DELETED, INVALID, SYNCED, Informer, start_informers
 from kai.controller.leader import LeaderElector
 from kai.controller.metrics import HealthServer, Metrics
 from kai.podgrouper.controller import PodGrouperController
@@ -51,8 +52,13 @@ class Controller:
 
     def __init__(self, client: KubeClient, config, scheduler_name: str = C.SCHEDULER_NAME,
                  metrics: Metrics | None = None, bind_workers: int = 16, status_workers: int = 2,
-                 group_pods: bool = True, volume_bind_timeout: float = 120.0) -> None:
+                 group_pods: bool = True, fence: Callable[[], bool] | None = None,
+                 volume_bind_timeout: float = 120.0) -> None:
         self.client = client
+        # may this replica write? (the leader Lease held with margin; kai.controller.leader)
+        self.fence: Callable[[], bool] = fence or (lambda: True)
+        self._leading = False
+        self._regrouped = float("-inf")
         self.scheduler_name = scheduler_name
         self.events: queue.Queue = queue.Queue()
         self.state = ClusterState(scheduler_name=scheduler_name)
@@ -78,6 +84,8 @@ class Controller:
                                             status=self.status) if group_pods else None
         self.scheduler = Scheduler(self.state, config)
         self.synced = False
+        self.invalid: dict[str, dict[str, str]] = {}       # kind -> object key -> why it is ignored
+        self.guard_failures = 0                            # objects whose apply raised
         self._problem_seen: dict[str, float] = {}
         self.cycles = 0
         self.last_result = None
@@ -95,7 +103,8 @@ class Controller:
                         "pods": {p.key: p.node_name for p in list(st.pods.values())
                                  if p.pod.spec.scheduler_name == self.scheduler_name},
                         "podgroups": sorted(st.podgroups), "queues": sorted(st.queues),
-                        "failedBinds": dict(self.binder.failed_binds)}
+                        "failedBinds": dict(self.binder.failed_binds),
+                        "invalid": {k: dict(v) for k, v in self.invalid.items() if v}}
             except RuntimeError:
                 time.sleep(0.01)
         return {}
@@ -136,21 +145,44 @@ class Controller:
             p = pods.pop(k)
             self.reservation_pods[p.metadata.name] = p
         st = self.state
-        st.load(nodes=seen.get("Node", {}).values(), podgroups=seen.get("PodGroup", {}).values(),
-                pods=seen.get("Pod", {}).values(), queues=seen.get("Queue", {}).values(),
-                priority_classes=seen.get("PriorityClass", {}).values())
+        try:
+            st.load(nodes=seen.get("Node", {}).values(), podgroups=seen.get("PodGroup", {}).values(),
+                    pods=seen.get("Pod", {}).values(), queues=seen.get("Queue", {}).values(),
+                    priority_classes=seen.get("PriorityClass", {}).values())
+        except Exception as exc:   # noqa: BLE001 - one object the validators missed must not stop start-up
+            log.exception("bulk load failed, loading object by object", error=str(exc))
+            self._load_one_by_one(seen)
         for t in seen.get("Topology", {}).values():
-            st.upsert_topology(t)
+            self._guarded("Topology", SYNCED, t, lambda t=t: self.state.upsert_topology(t))
         for ns in seen.get("Namespace", {}).values():
-            st.upsert_namespace(ns.metadata.name, ns.metadata.labels)
+            self._guarded("Namespace", SYNCED, ns,
+                          lambda ns=ns: st.upsert_namespace(ns.metadata.name, ns.metadata.labels))
         self.dra.load({k: v.values() for k, v in seen.items() if DraStore.handles(k)})
         st.storage.load({k: v.values() for k, v in seen.items() if StorageStore.handles(k)})
-        if self.grouper is not None:
-            for p in seen.get("Pod", {}).values():
-                self.grouper.observe(p)
+        # pods are offered to the pod-grouper by the first cycle that leads (only the leader groups)
         self.synced = True
         log.info("informers synced", **{k.lower() + "s": len(v) for k, v in seen.items()})
         return True
+
+    def _load_one_by_one(self, seen: dict[str, dict[str, Any]]) -> None:
+        """A fresh state built with one guarded upsert per object (after a failed bulk load)."""
+        self.state = ClusterState(scheduler_name=self.scheduler_name)
+        self.scheduler.state = self.state
+        for kind in ("PriorityClass", "Queue", "Node", "PodGroup", "Pod"):
+            for obj in seen.get(kind, {}).values():
+                self._guarded(kind, ADDED, obj, lambda k=kind, o=obj: self.apply(k, ADDED, o))
+
+    def _guarded(self, kind: str, etype: str, obj: Any, fn) -> None:
+        """Run ``fn`` (applying ``obj``); an exception reports ``obj`` as invalid instead of spreading."""
+        try:
+            fn()
+        except Exception as exc:   # noqa: BLE001 - one malformed object must not stop the controller
+            self.guard_failures += 1      # a validator missed something: the fuzz tests assert 0
+            log.exception("applying event failed", kind=kind, type=etype, error=str(exc))
+            m = getattr(obj, "metadata", None)
+            if m is not None:
+                self._report_invalid({"kind": kind, "namespace": m.namespace, "name": m.name, "uid": m.uid,
+                                      "error": f"{type(exc).__name__}: {exc}"})
 
     # ------------------------------------------------------------------ events
     def drain(self) -> int:
@@ -161,10 +193,7 @@ class Controller:
             except queue.Empty:
                 return n
             n += 1
-            try:
-                self.apply(kind, etype, obj)
-            except Exception as exc:   # noqa: BLE001 - one malformed object must not stop the controller
-                log.exception("applying event failed", kind=kind, type=etype, error=str(exc))
+            self._guarded(kind, etype, obj, lambda: self.apply(kind, etype, obj))
 
     def apply(self, kind: str, etype: str, obj: Any) -> None:
         st = self.state
@@ -176,6 +205,9 @@ class Controller:
         if etype == INVALID:
             self._report_invalid(obj)
             return
+        bad = self.invalid.get(kind)
+        if bad and bad.pop(_key(obj), None) is not None:     # a good version (or deletion) arrived
+            self.metrics.invalid_objects.labels(kind=kind).set(len(bad))
         if DraStore.handles(kind):
             self.dra.apply(kind, etype, obj)
             return
@@ -193,14 +225,14 @@ class Controller:
         if kind == "Pod":
             if etype == DELETED:
                 st.delete_pod(obj.metadata.uid)
-                self.binder.forget(obj.metadata.uid)
+                self.binder.forget(obj.metadata.uid, _key(obj))
                 if self.grouper is not None:
                     self.grouper.forget(obj.metadata.uid)
                 self.status.forget_pod(obj.metadata.uid)
                 return
             st.upsert_pod(obj)
             self.binder.reassume(st, obj)
-            if self.grouper is not None:
+            if self.grouper is not None and self._leading:      # only the leader creates PodGroups
                 self.grouper.observe(obj)
         elif kind == "Node":
             if etype == DELETED:
@@ -235,9 +267,26 @@ class Controller:
 
     # ------------------------------------------------------------------ cycle
     def cycle(self, leader: bool) -> None:
+        """Drain the events; as the leader, run one scheduling cycle and write its results.
+
+        Fencing: the cycle is abandoned (``fenced_cycles_total``) when the Lease is not held
+        with margin; every write below also passes the client's fence, so a replica that was
+        paused mid-cycle sends nothing once it may no longer be the only leader."""
         self.drain()
         if not leader:
+            self._leading = False
             return
+        if not self.fence():
+            self.metrics.fenced_cycles.inc()
+            log.warning("leader lease not held with margin: cycle abandoned")
+            return
+        if not self._leading:           # leadership (re)gained: group the pods seen meanwhile
+            self._leading = True
+            if self.grouper is not None:
+                inf = self.informers.get("Pod")
+                for p in list(inf.store.values()) if inf is not None else [t.pod for t in self.state.pods.values()]:
+                    self._guarded("Pod", SYNCED, p, lambda p=p: self.grouper.observe(p))
+        self._regroup()
         sink = LiveCache(self.state, self.binder, self.status)
         result = self.scheduler.run_cycle(sink, now=time.time())
         self.cycles += 1
@@ -250,6 +299,22 @@ class Controller:
         except Exception as exc:   # noqa: BLE001 - status is best effort, never stops the loop
             log.exception("status report failed", error=str(exc))
         self._sync_reservations()
+
+    REGROUP_SECONDS = 2.0
+
+    def _regroup(self) -> None:
+        """Pods still without a PodGroup annotation go back to the pod-grouper every
+        REGROUP_SECONDS: its API calls may have failed (429, 503, a reset); it skips pods
+        it is already working on."""
+        now = time.monotonic()
+        if self.grouper is None or now - self._regrouped < self.REGROUP_SECONDS:
+            return
+        self._regrouped = now
+        for key, why in list(self.state.pod_problems.items()):
+            if C.POD_GROUP_ANNOTATION in why:
+                pod = self._latest_pod(key)
+                if pod is not None:
+                    self._guarded("Pod", SYNCED, pod, lambda p=pod: self.grouper.observe(p))
 
     def live_gpu_groups(self) -> set[str]:
         """GPU groups that still have a fraction pod on a node (bound, binding or releasing)."""
@@ -295,6 +360,13 @@ class Controller:
             self.status.pod_unschedulable(m.namespace, m.name, m.uid, msg, event=True)
 
     def _report_invalid(self, info: dict) -> None:
+        """A malformed object: a Warning Event on it, the ``invalid_objects`` metrics (the
+        informer or the guard logged it); everything else keeps being scheduled."""
+        kind = info["kind"]
+        bad = self.invalid.setdefault(kind, {})
+        bad[f"{info['namespace']}/{info['name']}" if info["namespace"] else info["name"]] = info["error"]
+        self.metrics.invalid_objects.labels(kind=kind).set(len(bad))
+        self.metrics.invalid_reports.labels(kind=kind).inc()
         api = {"Pod": "v1", "Node": "v1", "PodGroup": "scheduling.run.ai/v2alpha2", "Queue": "scheduling.run.ai/v2",
                "Topology": "kai.scheduler/v1alpha1", "PriorityClass": "scheduling.k8s.io/v1",
                "ResourceSlice": "resource.k8s.io/v1", "DeviceClass": "resource.k8s.io/v1",
@@ -326,6 +398,13 @@ class Controller:
                            for c in t.pod.status.conditions):
                         continue
                     self.status.pod_unschedulable(t.namespace, t.name, t.uid, message)
+
+    def finish(self, grace: float) -> tuple[int, int]:
+        """Graceful shutdown, step 1: no new cycle; let in-flight bindings and evictions finish
+        for up to ``grace`` seconds, then drop the ones not started (their pods stay pending
+        for the next leader; a gang cut this way is finished by it, or evicted as stale).
+        Returns (finished, dropped)."""
+        return self.binder.finish(grace)
 
     def stop(self) -> None:
         for inf in self.informers.values():
@@ -361,11 +440,21 @@ def report_unimplemented_plugins(status, config) -> list[str]:
 
 
 def run_controller(args, config) -> int:
-    """Entry point of ``kai scheduler``; returns the process exit code."""
-    client = KubeClient.from_kubeconfig(getattr(args, "kubeconfig", None),
-                                        maxsize=max(32, getattr(args, "bind_workers", 16) + 16))
+    """Entry point of ``kai scheduler``; returns the process exit code.
+
+    SIGTERM / SIGINT: the cycle loop stops, in-flight bindings get ``--shutdown-grace-period``
+    to finish (:meth:`Controller.finish`), then the Lease is released at once (a follower
+    watching it takes over within a second) and the process exits 0. Losing the Lease exits 1.
+    """
+    try:
+        raw = KubeClient.from_kubeconfig(getattr(args, "kubeconfig", None),
+                                         maxsize=max(32, getattr(args, "bind_workers", 16) + 16))
+    except KubeconfigError as exc:
+        log.error("no cluster credentials", error=str(exc))
+        return 2
     scheduler_name = getattr(args, "scheduler_name", C.SCHEDULER_NAME)
     period = float(getattr(args, "schedule_period", 1.0))
+    grace = float(getattr(args, "shutdown_grace_period", 20.0))
     stop = threading.Event()
     exit_code = [0]
 
@@ -377,8 +466,33 @@ def run_controller(args, config) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     metrics = Metrics(getattr(args, "metrics_namespace", "kai") or "kai")
+    identity = getattr(args, "identity", None) or f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    elector = None
+    if getattr(args, "leader_elect", False):
+        ns = getattr(args, "namespace", "kai-scheduler")
+        _ensure_namespace(raw, ns)
+
+        def lost() -> None:
+            exit_code[0] = 1
+            stop.set()
+
+        elector = LeaderElector(raw, ns, getattr(args, "lease_name", None) or scheduler_name, identity,
+                                lease_duration=float(getattr(args, "leader_elect_lease_duration", 15.0)),
+                                renew_deadline=float(getattr(args, "leader_elect_renew_deadline", 10.0)),
+                                retry_period=float(getattr(args, "leader_elect_retry_period", 2.0)),
+                                on_stopped=lost)
+    holds = elector.holds if elector is not None else (lambda: True)
+
+    def write_fence() -> bool:
+        ok = holds()
+        if not ok:
+            metrics.fenced_writes.inc()
+        return ok
+
+    # every write but the Lease's own goes through the fence; the User-Agent names the replica
+    client = raw.fenced(write_fence, user_agent=f"kai-scheduler/{kai.__version__} ({identity})")
     ctl = Controller(client, config, scheduler_name=scheduler_name, metrics=metrics,
-                     bind_workers=getattr(args, "bind_workers", 16),
+                     bind_workers=getattr(args, "bind_workers", 16), fence=holds,
                      volume_bind_timeout=getattr(args, "volume_binding_timeout_seconds", 120.0))
     report_unimplemented_plugins(ctl.status, config)
     health = None
@@ -386,19 +500,8 @@ def run_controller(args, config) -> int:
     if port is not None and port >= 0:
         health = HealthServer(metrics, port, ready=lambda: ctl.synced, debug=ctl.debug_state).start()
         log.info("serving metrics and health", port=health.port)
-
-    elector = None
-    if getattr(args, "leader_elect", False):
-        ns = getattr(args, "namespace", "kai-scheduler")
-        _ensure_namespace(client, ns)
-        identity = getattr(args, "identity", None) or f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-
-        def lost() -> None:
-            exit_code[0] = 1
-            stop.set()
-
-        elector = LeaderElector(client, ns, getattr(args, "lease_name", None) or scheduler_name, identity,
-                                on_stopped=lost).start()
+    if elector is not None:
+        elector.start()
 
     def is_leader() -> bool:
         return elector is None or elector.is_leader.is_set()
@@ -421,8 +524,11 @@ def run_controller(args, config) -> int:
                     delay = 0
                 stop.wait(delay)
     finally:
+        finished, dropped = ctl.finish(grace)
         if elector is not None:
             elector.stop(release=exit_code[0] == 0)
+        metrics.is_leader.set(0)
+        log.info("stopping", bindings_finished=finished, bindings_dropped=dropped)
         ctl.stop()
         if health is not None:
             health.stop()

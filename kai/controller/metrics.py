@@ -62,6 +62,14 @@ class Metrics:
         self._gpu_series: set[tuple[str, str]] = set()
         self._gpus_at = float("-inf")
         self.is_leader = Gauge("is_leader", "1 when this replica holds the leader Lease", namespace=ns, registry=r)
+        self.fenced_cycles = Counter("fenced_cycles", "Cycles abandoned because the leader Lease was not held "
+                                     "with margin", namespace=ns, registry=r)
+        self.fenced_writes = Counter("fenced_writes", "API writes refused locally because the leader Lease was "
+                                     "not held with margin", namespace=ns, registry=r)
+        self.invalid_objects = Gauge("invalid_objects", "Objects kai currently ignores because they are malformed "
+                                     "(an Event names each)", ["kind"], namespace=ns, registry=r)
+        self.invalid_reports = Counter("invalid_object_reports", "Times an informer delivered a malformed object",
+                                       ["kind"], namespace=ns, registry=r)
 
     def observe_cycle(self, result, state=None) -> None:
         """Update every per-cycle metric from one cycle's :class:`kai.cache.decisions.CycleResult`

@@ -1,13 +1,21 @@
 """Read Kubernetes manifests (multi-document YAML or JSON, ``kind: List``) into kai's model.
 
-Every problem is a LoadError naming the file, the document number and the field, e.g.
+Every problem names the file, the document number and the field, e.g.
 ``cluster.yaml: document 3 (Pod team-a/train-0): spec.containers[0].resources.requests.cpu:
-invalid quantity 'abc'``. Objects kai does not schedule with (Secret, Deployment, ...)
-are skipped and listed. A kind kai does not know at all -- an Ingress, another operator's
-custom resource, anything a dump of a real cluster holds -- is skipped too and counted in
-``warnings`` (one line per kind); only an unknown kind in kai's own API groups
-(``scheduling.run.ai``, ``kai.scheduler``) or without an ``apiVersion`` is an error, since
-that is a typo in a manifest written for kai.
+invalid quantity 'abc'``. A file that cannot be read or parsed is a LoadError. A bad object
+(wrong field type, bad quantity, unknown kind in kai's own groups, ...) is a LoadError too,
+unless ``keep_going`` is set (``kai simulate`` sets it): then every bad object is listed in
+``Manifests.errors``, left out, and the rest is loaded.
+
+Objects kai does not schedule with (Secret, Deployment, ...) are skipped and listed. A kind
+kai does not know at all -- an Ingress, another operator's custom resource, anything a dump
+of a real cluster holds -- is skipped too and counted in ``warnings`` (one line per kind);
+only an unknown kind in kai's own API groups (``scheduling.run.ai``, ``kai.scheduler``) or
+without an ``apiVersion`` is an error, since that is a typo in a manifest written for kai.
+Other suspicious but loadable input goes to ``warnings`` as well: a second object with the
+kind, namespace and name of an earlier one (the later copy is ignored, never merged), and a
+pod bound to a node no manifest defines (the pod is left out: it would count in its queue
+while taking no node's capacity).
 
 A ``*.zip`` path is a KAI snapshot (``GET /get-snapshot`` of KAI's snapshot plugin, read by
 ``kai.sim.kai_snapshot``): its objects are loaded like manifests (documents are numbered in
@@ -28,6 +36,7 @@ import yaml
 from kai.api.dra import DRA_KINDS, validate as validate_dra
 from kai.api.storage import STORAGE_KINDS, validate as validate_storage
 from kai.api.k8s import KINDS as _CORE_KINDS
+from kai.api.node_info import validate_node
 from kai.podgrouper.hub import OWNER_KINDS as _GROUPER_KINDS
 from kai.api.resources import QuantityError, parse_quantity
 from kai.sim.kai_snapshot import SnapshotError, read_snapshot
@@ -59,11 +68,12 @@ class Manifests:
     owners: dict[tuple[str, str, str], dict] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     config_docs: list[tuple[str, dict]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)      # bad objects, left out (keep_going)
     #: (kind, apiVersion) -> count of objects of kinds kai does not read at all
     foreign: dict[tuple[str, str], int] = field(default_factory=dict)
     #: KAI snapshot schedulerParams, per archive: (where, params)
     scheduler_params: list[tuple[str, dict]] = field(default_factory=list)
-    #: notes for the report's ``warnings`` (plain strings)
+    #: notes for the report's ``warnings`` (plain strings): duplicates, pods on unknown nodes, ...
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -137,11 +147,7 @@ def _check_quantities(obj: dict, kind: str) -> None:
             if v > _MAX_QUANTITY:
                 raise ValueError(f"{where}.{name}: quantity {q!r} is too large")
 
-    if kind == "Node":
-        st = obj.get("status") or {}
-        check(st.get("allocatable"), "status.allocatable")
-        check(st.get("capacity"), "status.capacity")
-    elif kind == "Pod":
+    if kind == "Pod":        # Nodes: kai.api.node_info.validate_node
         spec = obj.get("spec") or {}
         for group in ("containers", "initContainers"):
             for i, c in enumerate(spec.get(group) or []):
@@ -175,9 +181,11 @@ def _msgspec_path(msg: str) -> str:
     return f"{m.group(1) or '(root)'}: {msg[: m.start()]}"
 
 
-def load_manifests(paths: list[str]) -> Manifests:
+def load_manifests(paths: list[str], keep_going: bool = False) -> Manifests:
+    """Load every object of ``paths``; see the module docstring for errors and warnings."""
     out = Manifests()
     seq = 0
+    seen: dict[tuple[str, str, str], str] = {}          # (kind, ns, name) -> where it was first
     for path in _files(paths):
         if path.endswith(".zip"):
             try:
@@ -201,67 +209,107 @@ def load_manifests(paths: list[str]) -> Manifests:
             items = doc.get("items") if isinstance(doc, dict) and str(doc.get("kind", "")).endswith("List") else None
             if items is not None:
                 if not isinstance(items, list):
-                    raise LoadError(f"{path}: document {docno}: items must be a list")
+                    _fail(out, keep_going, f"{path}: document {docno}: items must be a list")
+                    continue
                 batch = [(f"{docno}.items[{j}]", it) for j, it in enumerate(items)]
             else:
                 batch = [(str(docno), doc)]
             for label, obj in batch:
-                if not isinstance(obj, dict):
-                    raise LoadError(f"{path}: document {label}: expected a Kubernetes object (a mapping), "
-                                    f"got {type(obj).__name__}")
-                kind = obj.get("kind")
-                meta = obj.get("metadata") or {}
-                if not isinstance(meta, dict):
-                    raise LoadError(f"{path}: document {label}: metadata must be a mapping")
-                ns_text = f"{meta.get('namespace')}/" if meta.get("namespace") else ""
-                ident = f"{kind} {ns_text}{meta.get('name') or '?'}"
-                where = f"{path}: document {label} ({ident})"
-                if not isinstance(kind, str) or not kind:
-                    if "actions" in obj or "tiers" in obj:
-                        out.config_docs.append((f"{path}: document {label}", obj))
-                        continue
-                    raise LoadError(f"{path}: document {label}: missing field 'kind'")
-                if kind in OWNER_KINDS and not (kind == "Service" and obj.get("apiVersion") == "v1"):
-                    out.owners[(kind, meta.get("namespace") or "default", str(meta.get("name", "")))] = obj
-                if kind not in KINDS:
-                    if kind in IGNORED_KINDS:
-                        out.skipped.append(ident)
-                        continue
-                    api = obj.get("apiVersion")
-                    group = api.split("/", 1)[0] if isinstance(api, str) and "/" in api else ""
-                    if not isinstance(api, str) or not api or group in OWN_GROUPS:
-                        raise LoadError(f"{where}: unknown kind {kind!r} (kai reads {', '.join(sorted(KINDS))})")
-                    out.foreign[(kind, api)] = out.foreign.get((kind, api), 0) + 1
-                    out.skipped.append(ident)
+                try:
+                    got = _load_object(out, path, label, obj, seq + 1)
+                except LoadError as exc:
+                    _fail(out, keep_going, str(exc))
                     continue
-                if not meta.get("name"):
-                    raise LoadError(f"{where}: metadata.name is required")
+                if got is None:
+                    continue
                 seq += 1
-                obj = dict(obj)
-                meta = dict(meta)
-                if kind in ("Pod", "PodGroup", "ResourceClaim", "ResourceClaimTemplate", "PersistentVolumeClaim",
-                            "CSIStorageCapacity", "ConfigMap") and not meta.get("namespace"):
-                    meta["namespace"] = "default"
-                ns_part = f"{meta['namespace']}-" if meta.get("namespace") else ""
-                meta.setdefault("uid", f"uid-{kind.lower()}-{ns_part}{meta['name']}")
-                if kind in ("Pod", "PodGroup", "Queue") and not meta.get("creationTimestamp"):
-                    # file order is creation order when the manifests do not say
-                    ts = _BASE_TIME + _dt.timedelta(seconds=seq)
-                    meta["creationTimestamp"] = ts.strftime("%Y-%m-%dT%H:%M:%SZ")
-                obj["metadata"] = meta
-                if kind in STORAGE_KINDS:
-                    obj = _storage_defaults(kind, obj)
-                try:
-                    converted = msgspec.convert(obj, KINDS[kind])
-                except msgspec.ValidationError as exc:
-                    raise LoadError(f"{where}: {_msgspec_path(str(exc))}") from None
-                try:
-                    _check_quantities(obj, kind)
-                except ValueError as exc:
-                    raise LoadError(f"{where}: {exc}") from None
-                if kind in DRA_KINDS or kind in STORAGE_KINDS:
-                    problems = (validate_dra if kind in DRA_KINDS else validate_storage)(converted)
-                    if problems:
-                        raise LoadError(f"{where}: {problems[0]}")
+                kind, converted, where = got
+                m = converted.metadata
+                key = (kind, m.namespace, m.name)
+                if key in seen:
+                    out.notes.append(f"{where}: duplicate of {seen[key]}; this copy is ignored")
+                    continue
+                seen[key] = where.split(" (")[0]
                 out.objects[kind].append(converted)
+    nodes = {n.metadata.name for n in out.objects["Node"]}
+    kept = []
+    for p in out.objects["Pod"]:
+        if p.spec.node_name and p.spec.node_name not in nodes:
+            out.notes.append(
+                f"Pod {p.metadata.namespace}/{p.metadata.name} is bound to node {p.spec.node_name!r}, which no "
+                f"(valid) manifest defines: the pod is left out (it takes no capacity and no queue share)")
+        else:
+            kept.append(p)
+    out.objects["Pod"] = kept
     return out
+
+
+def _fail(out: Manifests, keep_going: bool, message: str) -> None:
+    if not keep_going:
+        raise LoadError(message)
+    out.errors.append(message)
+
+
+def _load_object(out: Manifests, path: str, label: str, obj, seq: int):
+    """One manifest object -> (kind, model object, where), None when skipped; LoadError if bad."""
+    if not isinstance(obj, dict):
+        raise LoadError(f"{path}: document {label}: expected a Kubernetes object (a mapping), "
+                        f"got {type(obj).__name__}")
+    kind = obj.get("kind")
+    meta = obj.get("metadata") or {}
+    if not isinstance(meta, dict):
+        raise LoadError(f"{path}: document {label}: metadata must be a mapping")
+    ns_text = f"{meta.get('namespace')}/" if meta.get("namespace") else ""
+    ident = f"{kind} {ns_text}{meta.get('name') or '?'}"
+    where = f"{path}: document {label} ({ident})"
+    if not isinstance(kind, str) or not kind:
+        if "actions" in obj or "tiers" in obj:
+            out.config_docs.append((f"{path}: document {label}", obj))
+            return None
+        raise LoadError(f"{path}: document {label}: missing field 'kind'")
+    if kind in OWNER_KINDS and not (kind == "Service" and obj.get("apiVersion") == "v1"):
+        out.owners[(kind, meta.get("namespace") or "default", str(meta.get("name", "")))] = obj
+    if kind not in KINDS:
+        if kind in IGNORED_KINDS:
+            out.skipped.append(ident)
+            return None
+        api = obj.get("apiVersion")
+        group = api.split("/", 1)[0] if isinstance(api, str) and "/" in api else ""
+        if not isinstance(api, str) or not api or group in OWN_GROUPS:
+            raise LoadError(f"{where}: unknown kind {kind!r} (kai reads {', '.join(sorted(KINDS))})")
+        out.foreign[(kind, api)] = out.foreign.get((kind, api), 0) + 1
+        out.skipped.append(ident)
+        return None
+    if not meta.get("name"):
+        raise LoadError(f"{where}: metadata.name is required")
+    obj = dict(obj)
+    meta = dict(meta)
+    if kind in ("Pod", "PodGroup", "ResourceClaim", "ResourceClaimTemplate", "PersistentVolumeClaim",
+                "CSIStorageCapacity", "ConfigMap") and not meta.get("namespace"):
+        meta["namespace"] = "default"
+    ns_part = f"{meta['namespace']}-" if meta.get("namespace") else ""
+    meta.setdefault("uid", f"uid-{kind.lower()}-{ns_part}{meta['name']}")
+    if kind in ("Pod", "PodGroup", "Queue") and not meta.get("creationTimestamp"):
+        # file order is creation order when the manifests do not say
+        ts = _BASE_TIME + _dt.timedelta(seconds=seq)
+        meta["creationTimestamp"] = ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+    obj["metadata"] = meta
+    if kind in STORAGE_KINDS:
+        obj = _storage_defaults(kind, obj)
+    try:
+        converted = msgspec.convert(obj, KINDS[kind])
+    except msgspec.ValidationError as exc:
+        raise LoadError(f"{where}: {_msgspec_path(str(exc))}") from None
+    try:
+        _check_quantities(obj, kind)
+    except ValueError as exc:
+        raise LoadError(f"{where}: {exc}") from None
+    if kind == "Node":
+        errs = validate_node(converted)
+        if errs:
+            raise LoadError(f"{where}: {'; '.join(errs)}")
+    if kind in DRA_KINDS or kind in STORAGE_KINDS:
+        problems = (validate_dra if kind in DRA_KINDS else validate_storage)(converted)
+        if problems:
+            raise LoadError(f"{where}: {problems[0]}")
+    return kind, converted, where

@@ -219,7 +219,7 @@ def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: f
     report = {"clock": {"start": rfc3339(start_time), "source": clock_source,
                         "interval": interval, "end": rfc3339(start_time + interval * (max(cycles, 1) - 1))},
               "cycles": [], "queues": [], "podGroups": podgroups_report(state.grouped), "skipped": m.skipped,
-              "notImplementedActions": sched.skipped_actions, "problems": [],
+              "notImplementedActions": sched.skipped_actions, "problems": [], "invalid": list(m.errors),
               "warnings": list(unimplemented_plugins(config)) + list(m.warnings)}
     now = start_time
     result = None
@@ -281,6 +281,8 @@ def format_table(report: dict) -> str:
                          f"{f['memory']:>16}{a['memory']:>16}")
     for p in report.get("problems", []):
         lines.append(f"  problem   {p['object']}: {p['reason']}")
+    for e in report.get("invalid", []):
+        lines.append(f"  invalid   {e} (left out)")
     if report.get("notImplementedActions"):
         lines.append(f"  note      actions not available in this build: {', '.join(report['notImplementedActions'])}")
     if report.get("warnings"):

@@ -165,6 +165,18 @@ SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 POD_CIDR = "10.128.0.0/16"
 
 _STALE_PREFIX = "kai-cp-"
+_AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: None
+  verbs: ["get", "list", "watch"]
+- level: None
+  resources: [{group: "coordination.k8s.io", resources: ["leases"]}]
+- level: Metadata
+  userGroups: ["system:serviceaccounts"]
+- level: None
+"""
 _OWNER_FILE = ".kai-controlplane-owner"
 
 
@@ -470,6 +482,7 @@ class ControlPlane:
         etcd_in_memory: bool = True,
         startup_timeout: float = 90.0,
         keep_workdir: bool | None = None,
+        audit_log: bool = False,
     ) -> None:
         d = Path(bin_dir) if bin_dir is not None else default_bin_dir()
         self.bin_dir: Path | None = d
@@ -487,6 +500,8 @@ class ControlPlane:
         self.extra_kwok_args = list(extra_kwok_args)
         self.node_lease_seconds = node_lease_seconds
         self.etcd_in_memory = etcd_in_memory
+        # kube-apiserver audit log of the writes made by service accounts (see audit_events)
+        self.audit_log = audit_log
         self.startup_timeout = startup_timeout
         if keep_workdir is None:
             keep_workdir = os.environ.get("KAI_CONTROLPLANE_KEEP", "").lower() in ("1", "true", "yes")
@@ -741,6 +756,11 @@ class ControlPlane:
         ]
         if not self.service_account_admission:
             argv.append("--disable-admission-plugins=ServiceAccount")
+        if self.audit_log:
+            policy = self.workdir / "audit-policy.yaml"
+            policy.write_text(_AUDIT_POLICY)
+            argv += [f"--audit-policy-file={policy}", f"--audit-log-path={self.workdir / 'logs' / 'audit.log'}",
+                     "--audit-log-format=json", "--audit-log-mode=blocking"]
         argv.extend(self.extra_apiserver_args)
         return argv
 
@@ -869,6 +889,17 @@ class ControlPlane:
             return resp.status, json.loads(raw)
         except ValueError:
             return resp.status, raw
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """Audit events so far (``audit_log=True``): every create/update/patch/delete made by a
+        service account (the scheduler under test), with ``userAgent``, ``verb``,
+        ``objectRef`` and ``requestReceivedTimestamp``; reads, Leases and admin requests are not logged."""
+        assert self.workdir is not None and self.audit_log, "audit_log is off"
+        try:
+            text = (self.workdir / "logs" / "audit.log").read_text()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def create_node(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         status, body = self.api_request("POST", "/api/v1/nodes", manifest)

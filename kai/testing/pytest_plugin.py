@@ -2,7 +2,8 @@
 
 Fixtures:
   ``control_plane``  session-scoped :class:`~kai.testing.controlplane.ControlPlane` (etcd,
-                     kube-apiserver, kube-controller-manager, kwok), started once per session.
+                     kube-apiserver, kube-controller-manager, kwok), started once per session,
+                     with the audit log of service-account writes on (``audit_events()``).
   ``kube_api``       session-scoped ``kubernetes.client.ApiClient`` for the admin kubeconfig.
   ``kube_namespace`` function-scoped fresh namespace (name), deleted afterwards; pods can be
                      created in it right away (its default ServiceAccount exists).
@@ -43,7 +44,7 @@ def control_plane() -> Iterator[ControlPlane]:
             pytest.fail(f"CI=true: integration tests need the local control plane, but {reason}",
                         pytrace=False)
         pytest.skip(f"{reason}")
-    cp = ControlPlane(with_controller_manager=True, with_kwok=True)
+    cp = ControlPlane(with_controller_manager=True, with_kwok=True, audit_log=True)
     try:
         cp.start()
     except ControlPlaneError as e:

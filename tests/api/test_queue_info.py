@@ -41,6 +41,11 @@ def test_missing_resource_block_is_all_zero():
 @pytest.mark.parametrize("kw, text", [
     ({"preemptMinRuntime": "ten minutes"}, "spec.preemptMinRuntime 'ten minutes' is not a duration"),
     ({"reclaimMinRuntime": "5x"}, "spec.reclaimMinRuntime '5x' is not a duration"),
+    ({"gpu": {"quota": 1, "limit": -1, "overQuotaWeight": float("nan")}}, "overQuotaWeight is nan"),
+    ({"cpu": {"quota": float("inf"), "limit": -1}}, "spec.resources.cpu.quota is inf"),
+    ({"memory": {"quota": 0, "limit": 1e300}}, "spec.resources.memory.limit is 1e+300"),
+    ({"gpu": {"quota": 1, "limit": -1, "overQuotaWeight": 1e12}}, "overQuotaWeight is 1e+12"),
+    ({"priority": 2**31}, "spec.priority 2147483648 is out of range"),
 ])
 def test_invalid_queues(kw, text):
     errs = validate_queue(queue("bad", **kw))

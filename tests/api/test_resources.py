@@ -50,7 +50,10 @@ def test_milli_and_units_round_up_like_kubernetes(text, milli, units):
 
 
 @pytest.mark.parametrize("bad", ["abc", "", "1.2.3", "1Gb", "1 Gi", "Gi", "1e", "1ki", "--1", "1e3Gi",
-                                 True, None, [1], float("inf"), float("nan")])
+                                 True, None, [1], float("inf"), float("nan"),
+                                 # beyond int64 (Kubernetes' Value()), or exponents that cannot be expanded
+                                 "1e400", "1e99999999999", "1e-400", "9223372036854775808", "8Ei", 10**19, 1e300,
+                                 "1" * 100])
 def test_invalid_quantities_raise(bad):
     with pytest.raises(QuantityError):
         parse_quantity(bad)

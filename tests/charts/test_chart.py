@@ -446,7 +446,7 @@ ALLOWED = [
     ("get", "kubeflow.org", "pytorchjobs", "", "team-a"), ("get", "jobset.x-k8s.io", "jobsets", "", "team-a"),
     ("get", "leaderworkerset.x-k8s.io", "leaderworkersets", "", "team-a"),
     ("get", "coordination.k8s.io", "leases", "", NS), ("create", "coordination.k8s.io", "leases", "", NS),
-    ("update", "coordination.k8s.io", "leases", "", NS),
+    ("update", "coordination.k8s.io", "leases", "", NS), ("watch", "coordination.k8s.io", "leases", "", NS),
     # volumes: bind a PV to its claim, set a claim's selected-node, read the storage objects
     ("update", "", "persistentvolumes", "", ""), ("watch", "", "persistentvolumes", "", ""),
     ("patch", "", "persistentvolumeclaims", "", "team-a"), ("update", "", "persistentvolumeclaims", "", "team-a"),

@@ -123,3 +123,81 @@ def test_failed_binding_returns_the_pod_to_pending(client, kube_namespace):
         assert ctl.state.pods[created.metadata.uid].node_name == ""     # pending again in the cache
     finally:
         ctl.stop()
+
+
+def _metric(ctl: Controller, name: str, **labels) -> float:
+    v = ctl.metrics.registry.get_sample_value(name, labels)
+    return 0.0 if v is None else v
+
+
+def test_bad_nodes_do_not_stop_start_up_and_the_rest_is_scheduled(client, control_plane, kube_namespace):
+    """Issue 14.8/16 live repro: the API server stores ``cpu: 1e400`` (as ``10e399``) and 100k GPUs;
+    kai's start-up aborted on such a Node. Now each is reported (Event, log, metric) and left out."""
+    import threading
+    import uuid
+
+    ns = kube_namespace
+    tag = uuid.uuid4().hex[:6]
+    good, huge, many = f"ok-{tag}", f"bad-cpu-{tag}", f"bad-gpus-{tag}"
+    control_plane.create_node(fake_node_manifest(good, gpus=4))
+    control_plane.create_node(fake_node_manifest(huge, gpus=4, extra_resources={"cpu": "1e400"}))
+    control_plane.create_node(fake_node_manifest(many, gpus=4, extra_resources={"nvidia.com/gpu": "100000"}))
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "annotations": {"pod-group-name": "one"}},
+           "spec": {"schedulerName": SCHED, "nodeSelector": {"kubernetes.io/hostname": good},
+                    "tolerations": [{"operator": "Exists"}],
+                    "containers": [{"name": "c", "image": "busybox",
+                                    "resources": {"requests": {"nvidia.com/gpu": "1"},
+                                                  "limits": {"nvidia.com/gpu": "1"}}}]}}
+    client.post(f"/api/v1/namespaces/{ns}/pods", pod)
+    ctl = Controller(client, default_config(), scheduler_name=SCHED, group_pods=False)
+    try:
+        ctl.start()
+        assert ctl.initial_sync(threading.Event(), timeout=30)
+        assert good in ctl.state.nodes.by_name
+        assert huge not in ctl.state.nodes.by_name and many not in ctl.state.nodes.by_name
+        assert "status.allocatable.cpu: quantity '10e399' is too large" in ctl.invalid["Node"][huge]
+        assert "'100k' GPUs is more than 1024 per node" in ctl.invalid["Node"][many]
+        assert _metric(ctl, "kai_invalid_objects", kind="Node") >= 2
+        assert _metric(ctl, "kai_invalid_object_reports_total", kind="Node") >= 2
+        ctl.apply("Queue", "ADDED", _queue("root"))
+        ctl.apply("Queue", "ADDED", _queue("q", "root"))
+        ctl.apply("PodGroup", "ADDED", msgspec.convert(
+            {"metadata": {"name": "one", "namespace": ns}, "spec": {"minMember": 1, "queue": "q"}}, PodGroup))
+        ctl.cycle(leader=True)
+        assert [(d.pod, d.node) for d in ctl.last_result.bindings] == [(f"{ns}/p", good)]
+        # each bad node has a Warning Event naming it and the field
+        ctl.status.drain()
+
+        def reasons(node):
+            evs = client.get("/api/v1/namespaces/default/events",
+                             params={"fieldSelector": f"involvedObject.name={node}"})["items"]
+            return [(e["reason"], e["type"], e["message"]) for e in evs]
+        _wait(lambda: reasons(huge) and reasons(many), what="InvalidObject events")
+        (reason, etype, message), = reasons(huge)
+        assert reason == "InvalidObject" and etype == "Warning" and f"Node {huge}" in message and "10e399" in message
+        # fixed by its owner: the watch delivers a good version, the node is used and no longer counted
+        client.patch(f"/api/v1/nodes/{huge}/status", {"status": {"allocatable": {"cpu": "8"},
+                                                                 "capacity": {"cpu": "8"}}}, kind="strategic")
+        _wait(lambda: ctl.drain() >= 0 and huge in ctl.state.nodes.by_name, what="fixed node in the cache")
+        assert huge not in ctl.invalid["Node"] and many in ctl.invalid["Node"]
+        # deleted while invalid: forgotten
+        client.delete(f"/api/v1/nodes/{many}")
+        _wait(lambda: ctl.drain() >= 0 and many not in ctl.invalid["Node"], what="deleted bad node forgotten")
+        assert _metric(ctl, "kai_invalid_objects", kind="Node") == len(ctl.invalid["Node"])
+    finally:
+        ctl.stop()
+        for n in (good, huge, many):
+            try:
+                client.delete(f"/api/v1/nodes/{n}")
+            except Exception:   # noqa: BLE001 - already gone
+                pass
+
+
+def _wait(pred, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

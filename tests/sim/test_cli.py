@@ -177,6 +177,38 @@ def test_subprocess_python_m_kai(tmp_path, cluster):
     assert "Traceback" not in r.stderr and "spec.minMember" in r.stderr and "bad.yaml" in r.stderr
 
 
+def test_bad_objects_reported_and_the_rest_simulated(capsys, tmp_path):
+    """The two tracebacks found by mutating the quickstart (issue 16), now clean errors."""
+    bad = (MANIFEST.replace("metadata: {name: n0}", "metadata: {name: n0}", 1)
+           + "---\nkind: Node\nmetadata: {name: n1, labels: {nvidia.com/gpu.memory: '1e309'}}\n"
+           + "status: {allocatable: {nvidia.com/gpu: '8'}}\n"
+           + "---\nkind: Queue\nmetadata: {name: nanq}\nspec: {resources: {gpu: {quota: 1, limit: -1, "
+           + "overQuotaWeight: .nan}}}\n")
+    p = tmp_path / "bad.yaml"
+    p.write_text(bad)
+    assert main(["simulate", "--output", "json", str(p)]) == 2
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    assert "(Node n1): metadata.labels[nvidia.com/gpu.memory]: '1e309'" in err
+    report = json.loads(out)
+    assert len(report["invalid"]) == 1 and "Node n1" in report["invalid"][0]
+    assert {"object": "Queue nanq", "reason": "spec.resources.gpu.overQuotaWeight is nan: must be a number "
+            "within +-1e+09"} in report["problems"]
+    assert len(report["cycles"][0]["bindings"]) == 2          # the good objects still scheduled
+
+
+def test_warnings_in_table_and_json(capsys, tmp_path):
+    p = tmp_path / "w.yaml"
+    p.write_text(MANIFEST + pod("b-0", "b", 1) + pod("x-0", "b", 1).replace("schedulerName: kai-scheduler",
+                                                                             "schedulerName: kai-scheduler\n  nodeName: nowhere"))
+    assert main(["simulate", str(p)]) == 0
+    table = capsys.readouterr().out
+    assert "warning   " in table and "duplicate of" in table and "bound to node 'nowhere'" in table
+    assert main(["simulate", "--output", "json", str(p)]) == 0
+    warnings = [w for w in json.loads(capsys.readouterr().out)["warnings"] if not w.startswith("scheduler config")]
+    assert len(warnings) == 2 and "(Pod t/b-0): duplicate of" in warnings[0]
+
+
 def test_json_report_lists_unimplemented_config_plugins_as_warnings(tmp_path, capsys):
     from kai.cli import main
     conf = tmp_path / "c.yaml"

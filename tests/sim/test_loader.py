@@ -114,6 +114,44 @@ def test_invalid_json_and_binary(tmp_path):
     assert "not UTF-8" in error_of(str(p))
 
 
+def test_keep_going_lists_every_bad_object_and_loads_the_rest(tmp_path):
+    f = write(tmp_path, "mix.yaml", "\n---\n".join([
+        NODE,
+        "kind: Node\nmetadata: {name: bad-q}\nstatus: {allocatable: {cpu: lots}}\n",
+        "kind: Node\nmetadata: {name: bad-l, labels: {nvidia.com/gpu.memory: '1e309'}}\n",
+        "kind: Foo\nmetadata: {name: x}\n",
+        "kind: PodGroup\nmetadata: {name: g}\nspec: {minMember: '2'}\n",
+        POD]))
+    with pytest.raises(LoadError):
+        load_manifests([f])                       # strict by default: the first bad object
+    m = load_manifests([f], keep_going=True)
+    assert [n.metadata.name for n in m.objects["Node"]] == ["n0"]
+    assert [p.metadata.name for p in m.objects["Pod"]] == ["p0"]
+    assert len(m.errors) == 4, m.errors
+    for needle in ("document 2 (Node bad-q): status.allocatable.cpu: invalid quantity 'lots'",
+                   "document 3 (Node bad-l): metadata.labels[nvidia.com/gpu.memory]: '1e309'",
+                   "document 4 (Foo x): unknown kind 'Foo'", "document 5 (PodGroup g): spec.minMember"):
+        assert any(needle in e for e in m.errors), (needle, m.errors)
+
+
+def test_duplicates_warned_and_first_copy_kept(tmp_path):
+    other = NODE.replace("cpu: '4'", "cpu: '64'")
+    f = write(tmp_path, "dup.yaml", "\n---\n".join([NODE, POD, other, POD]))
+    m = load_manifests([f])
+    assert len(m.objects["Node"]) == 1 and m.objects["Node"][0].status.allocatable["cpu"] == "4"
+    assert len(m.objects["Pod"]) == 1
+    assert len(m.warnings) == 2
+    assert "document 3 (Node n0): duplicate of " in m.warnings[0] and "document 1" in m.warnings[0]
+    assert "document 4 (Pod p0): duplicate of" in m.warnings[1]
+
+
+def test_pod_on_unknown_node_warned_and_left_out(tmp_path):
+    bound = POD.replace("p0", "p1").replace("schedulerName: kai-scheduler", "schedulerName: kai-scheduler, nodeName: gone")
+    f = write(tmp_path, "u.yaml", "\n---\n".join([NODE, POD, bound]))
+    m = load_manifests([f])
+    assert [p.metadata.name for p in m.objects["Pod"]] == ["p0"]
+    assert m.warnings == ["Pod default/p1 is bound to node 'gone', which no (valid) manifest defines: "
+                          "the pod is left out (it takes no capacity and no queue share)"]
 # --- DRA manifests ---------------------------------------------------------------------------
 
 DRA_MANIFEST = """
