@@ -33,12 +33,12 @@ HONOURED: dict[str, str] = {
     "spec.affinity.podAntiAffinity": "kai.plugins.podaffinity (filter and score)",
     "spec.topologySpreadConstraints": "kai.plugins.topologyspread (filter and score)",
     "spec.containers[].ports[].hostPort": "kai.plugins.nodeports",
+    "spec.resourceClaims": "kai.plugins.dynamicresources (DRA: filter, device allocation, binder writes the claims)",
+    "spec.containers[].resources.claims": "kai.plugins.dynamicresources (the claims the pod's entries name)",
 }
 
 #: field -> why kai does not honour it yet (a pod that sets it waits with this reason)
 NOT_HONOURED: dict[str, str] = {
-    "spec.resourceClaims": "Dynamic Resource Allocation is not implemented yet",
-    "spec.containers[].resources.claims": "Dynamic Resource Allocation is not implemented yet",
     "spec.volumes[].persistentVolumeClaim": "volume binding is not implemented yet",
     "spec.volumes[].ephemeral": "volume binding is not implemented yet",
     "spec.volumes[] (in-tree disk)": "in-tree disk volume sources are not scheduled by kai; use a CSI driver",

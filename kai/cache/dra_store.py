@@ -5,17 +5,32 @@ informers: ``name`` or ``namespace/name``), fed one event at a time by the contr
 (``kai.controller.main``) or in bulk from manifests (``kai simulate``). It builds the
 :class:`kai.dra.inventory.Inventory` lazily when slices or nodes changed (never per cycle)
 and keeps a base :class:`kai.dra.allocator.DraAllocator` with the API's allocations, updated
-per claim event; a session takes :meth:`allocator` (a fork: its own device use, shared
-compiled masks) and resolves pods with :meth:`pod_claims`.
+per claim event; a session takes :meth:`allocator` / :meth:`session_allocator` (a fork: its
+own device use, shared compiled masks) and resolves pods with :meth:`pod_claims`.
+
+The ClusterState holds the store (``ClusterState.dra``) and tells it two things:
+
+- :meth:`assume` -- a pod was committed for binding with the claims a session allocated; the
+  base allocator keeps those devices taken until the API shows the claim's allocation (the
+  binder writes it), the binding fails (:meth:`unassume`) or the pod is deleted, so the next
+  cycle never hands them out again;
+- :meth:`refresh` -- a session opens: every pod with ``spec.resourceClaims`` gets
+  ``PodInfo.dra_gpus``, the GPUs its claims count for in queue quota (:mod:`kai.dra.quota`),
+  before any plugin reads quota figures.
 """
 from __future__ import annotations
 
 from typing import Any, Iterable
 
-from kai.api.dra import DRA_KINDS, NAMESPACED, DeviceClass, ResourceClaim, ResourceClaimTemplate, ResourceSlice
-from kai.api.k8s import Pod
-from kai.dra.allocator import DraAllocator, PodClaim, resolve_pod_claims
+import msgspec
+import numpy as np
+
+from kai.api.dra import (DRA_KINDS, NAMESPACED, AllocationResult, DeviceClass, ResourceClaim,
+                         ResourceClaimConsumerReference, ResourceClaimTemplate, ResourceSlice)
+from kai.api.k8s import ObjectMeta, Pod
+from kai.dra.allocator import DraAllocation, DraAllocator, PodClaim, allocation_status, resolve_pod_claims
 from kai.dra.inventory import Inventory, build_inventory
+from kai.dra.quota import GpuClasses, allocated_gpus, gpu_classes, requested_gpus
 
 DELETED = "DELETED"
 
@@ -40,6 +55,15 @@ class DraStore:
         self._inv: Inventory | None = None
         self._inv_key: tuple | None = None
         self._base: DraAllocator | None = None
+        self._selector_slices: tuple[int, bool] = (-1, False)
+        #: claim key -> the claim as kai committed it (allocation, reservedFor), until the API shows it
+        self.assumed: dict[str, ResourceClaim] = {}
+        self._assumed_by_pod: dict[str, list[str]] = {}
+        #: which device classes count as GPUs in queue quota (the dynamicresources plugin's setting)
+        self.gpu = GpuClasses()
+        #: template claims not created yet are made up by kai (``kai simulate``); live, the pod waits
+        #: for the controller-manager to create them
+        self.generate = False
 
     @staticmethod
     def handles(kind: str) -> bool:
@@ -58,11 +82,15 @@ class DraStore:
         elif kind == "DeviceClass":
             self.classes_version += 1
             self._base = None
-        elif kind == "ResourceClaim" and self._base is not None:
-            if etype == DELETED or obj.status.allocation is None:
-                self._base.forget(key)
-            else:
-                self._base.adopt(obj)
+        elif kind == "ResourceClaim":
+            if etype == DELETED or obj.status.allocation is not None:
+                self.assumed.pop(key, None)        # gone, or the API holds an allocation now
+            if self._base is not None:
+                shown = self.assumed.get(key, None if etype == DELETED else obj)
+                if shown is None or shown.status.allocation is None:
+                    self._base.forget(key)
+                else:
+                    self._base.adopt(shown)
 
     def load(self, objects: dict[str, Iterable[Any]]) -> None:
         """Bulk load (the informers' first list, or manifests): ``{kind: objects}``."""
@@ -88,10 +116,126 @@ class DraStore:
     def allocator(self, node_names: list[str], node_labels: list[dict[str, str]] | None = None,
                   node_version: Any = None) -> DraAllocator:
         """A session's allocator: the API's allocations, its own device use and journal."""
+        return self._base_for(node_names, node_labels, node_version).fork()
+
+    def _base_for(self, node_names, node_labels, node_version) -> DraAllocator:
         inv = self.inventory(node_names, node_labels, node_version)
         if self._base is None or self._base.inv is not inv:
-            self._base = DraAllocator(inv, dict(self.classes), self.claims.values())
-        return self._base.fork()
+            shown = {**self.claims, **self.assumed}
+            self._base = DraAllocator(inv, dict(self.classes), shown.values())
+        return self._base
+
+    # ------------------------------------------------------------------ node table
+    def _node_args(self, nodes) -> tuple[list[str], list[dict[str, str]] | None, Any]:
+        """Names (a free column is ""), labels when a slice selects nodes by label, and a version
+        key, in the column order of a :class:`kai.cache.node_table.NodeTable`."""
+        names = [info.name if info is not None else "" for info in nodes.infos]
+        if self._selector_slices[0] != self.slices_version:
+            self._selector_slices = (self.slices_version, any(
+                s.spec.node_selector is not None for s in self.slices.values()))
+        if not self._selector_slices[1]:
+            return names, None, tuple(names)
+        labels = [dict(info.labels) if info is not None else {} for info in nodes.infos]
+        return names, labels, (tuple(names), nodes.generation)
+
+    def session_allocator(self, nodes) -> DraAllocator:
+        """A session's allocator over the node table's columns."""
+        return self.allocator(*self._node_args(nodes))
+
+    def base_allocator(self, nodes) -> DraAllocator:
+        """The shared base (read it, never change it)."""
+        return self._base_for(*self._node_args(nodes))
+
+    # ------------------------------------------------------------------ commits
+    def assume(self, pod_uid: str, pod_name: str, got: DraAllocation) -> None:
+        """A pod was committed for binding with ``got``: keep its new claims allocated (and the
+        pod in every claim's reservedFor) until the API shows the allocation."""
+        keys = []
+        for c in got.claims:
+            claim = self.claims.get(c.key) or c.claim
+            if claim is None:
+                ns, name = c.key.split("/", 1)
+                claim = ResourceClaim(metadata=ObjectMeta(name=name, namespace=ns))
+            status = claim.status
+            alloc = status.allocation
+            if c.new:
+                alloc = msgspec.convert(allocation_status(c), AllocationResult)
+            if alloc is None:
+                continue
+            reserved = list(status.reserved_for)
+            if pod_uid and not any(r.uid == pod_uid for r in reserved):
+                reserved.append(ResourceClaimConsumerReference(resource="pods", name=pod_name, uid=pod_uid))
+            shown = msgspec.structs.replace(claim, status=msgspec.structs.replace(
+                status, allocation=alloc, reserved_for=reserved))
+            self.assumed[c.key] = shown
+            keys.append(c.key)
+            if self._base is not None:
+                self._base.adopt(shown)
+        if keys:
+            self._assumed_by_pod[pod_uid] = keys
+
+    def unassume(self, pod_uid: str) -> None:
+        """The pod's binding failed or the pod is gone: drop what :meth:`assume` kept (the API's
+        own view of those claims comes back)."""
+        for key in self._assumed_by_pod.pop(pod_uid, ()):
+            if self.assumed.pop(key, None) is None or self._base is None:
+                continue
+            claim = self.claims.get(key)
+            if claim is None or claim.status.allocation is None:
+                self._base.forget(key)
+            else:
+                self._base.adopt(claim)
+
+    # ------------------------------------------------------------------ per session
+    def refresh(self, state, config=None) -> None:
+        """A session opens over ``state`` (its ClusterState): take the GPU class rule from the
+        config's ``dynamicresources`` arguments and set ``PodInfo.dra_gpus`` for every pod with
+        resourceClaims."""
+        args = config.plugin_args("dynamicresources") if config is not None else None
+        gpu = gpu_classes(args)
+        if gpu != self.gpu:
+            self.gpu = gpu
+        pods, nodes = state.pods, state.nodes
+        base = None
+        for uid in state.claim_pods:
+            p = pods.get(uid)
+            if p is None:
+                continue
+            if base is None:
+                base = self.base_allocator(nodes)
+            n = 0
+            seen: set[str] = set()
+            for pc in self.pod_claims(p.pod, generate=True):
+                claim = pc.claim
+                if claim is None or pc.key in seen:
+                    continue
+                seen.add(pc.key)
+                got = base.allocated.get(pc.key)
+                if got is not None:
+                    n += allocated_gpus(claim, got.results, gpu)
+                else:
+                    n += requested_gpus(claim, gpu, lambda e: base.max_per_node(
+                        e.device_class_name, e.selectors, e.tolerations))
+            p.dra_gpus = float(n)
+
+    def gpu_capacity(self, nodes, ready: np.ndarray) -> float:
+        """Usable devices of GPU device classes that ``ready`` (bool[N]) nodes reach, each once."""
+        gpu = self.gpu
+        names = [c for c in self.classes if c in gpu]
+        if not names or not self.slices:
+            return 0.0
+        base = self.base_allocator(nodes)
+        inv = base.inv
+        m = np.zeros(inv.n_devices, dtype=bool)
+        for c in names:
+            m |= base._alt_match(c, [], [])[0]
+        ready = np.asarray(ready, dtype=bool)[: inv.n_nodes]
+        k = inv.net_start
+        n = int((m[:k] & ready[inv.dev_node[:k]]).sum())
+        if k < inv.n_devices:
+            reach = inv.scope_nodes[:, : len(ready)].astype(bool) & ready
+            n += int((m[k:] & reach.any(axis=1)[inv.dev_scope[k:]]).sum())
+        return float(n)
 
     def pod_claims(self, pod: Pod, generate: bool = False) -> list[PodClaim]:
         return resolve_pod_claims(pod, self.claims, self.templates, generate=generate)

@@ -43,6 +43,7 @@ from kai.api.dra import (ALL, EXACT_COUNT, RESERVED_FOR_MAX, RESULTS_MAX, Device
                          DeviceToleration, ResourceClaim, ResourceClaimTemplate)
 from kai.api.k8s import NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectMeta, Pod
 from kai.dra.inventory import Inventory, node_selector_mask, tolerates
+from kai.dra.quota import request_classes
 from kai.dra.selector import E, T, compile_selector
 
 try:
@@ -135,6 +136,7 @@ class ClaimAllocation:
     classes: dict[str, int] = field(default_factory=dict)   # device class -> devices (for quota)
     reserved_for: list[str] = field(default_factory=list)   # consumer uids
     new: bool = False                         # allocated by kai in this session
+    claim: ResourceClaim | None = None        # the claim object (new allocations: for the binder)
 
 
 @dataclass
@@ -147,6 +149,15 @@ class DraAllocation:
     def bindings(self) -> list[dict[str, Any]]:
         """``[{"claim": "ns/name", "results": [...]}]`` as kai simulate prints them."""
         return [{"claim": c.key, "results": c.results} for c in self.claims]
+
+
+def allocation_status(c: ClaimAllocation) -> dict[str, Any]:
+    """A claim's ``status.allocation`` in API shape (what the binder writes)."""
+    out: dict[str, Any] = {"devices": {"results": [dict(r) for r in c.results],
+                                       **({"config": c.config} if c.config else {})}}
+    if c.node_selector is not None:
+        out["nodeSelector"] = msgspec.to_builtins(c.node_selector)
+    return out
 
 
 # --- compiled requests ------------------------------------------------------------------------
@@ -201,6 +212,7 @@ class DraAllocator:
         self.used = np.zeros(inv.n_devices, dtype=np.uint8)
         self.allocated: dict[str, ClaimAllocation] = {}
         self._journal: list[tuple[str, Any]] = []
+        self._freed: set[str] = set()            # claims freed by free(): their API allocation no longer counts
         self._alt_cache: dict[tuple, tuple[np.ndarray, str]] = {}
         self._scratch()
         for c in claims:
@@ -215,6 +227,7 @@ class DraAllocator:
         other.used = self.used.copy()
         other.allocated = dict(self.allocated)
         other._journal = []
+        other._freed = set()
         other._alt_cache = self._alt_cache
         other._scratch()
         return other
@@ -248,9 +261,14 @@ class DraAllocator:
                     self.used[row] = 1
         if alloc.node_selector is not None:
             nodes &= node_selector_mask(alloc.node_selector, inv.node_names, inv.node_labels)
+        by_request = request_classes(claim)
+        classes: dict[str, int] = {}
+        for r in results:
+            cls = by_request.get(r["request"], "")
+            classes[cls] = classes.get(cls, 0) + 1
         self.allocated[key] = ClaimAllocation(
             key, results, rows, admin, nodes, node_selector=alloc.node_selector,
-            config=[msgspec.to_builtins(c) for c in alloc.devices.config],
+            config=[msgspec.to_builtins(c) for c in alloc.devices.config], classes=classes,
             reserved_for=[r.uid for r in claim.status.reserved_for])
 
     def forget(self, key: str) -> None:
@@ -283,6 +301,46 @@ class DraAllocator:
     def undo(self, allocation: DraAllocation) -> None:
         """Roll back one allocation (and everything after it)."""
         self.rollback(allocation.mark)
+
+    def max_per_node(self, class_name: str, selectors: list, tolerations: list) -> int:
+        """The most devices of a class (and selectors) that one node reaches, free or not."""
+        m, _ = self._alt_match(class_name, selectors, tolerations)
+        per_node = _per_node(self.inv, m, np.ones(self.inv.n_nodes, dtype=bool))
+        return int(per_node.max()) if len(per_node) else 0
+
+    # --- out-of-order undo (the scheduling session's event handlers) -------------------
+    def release(self, got: DraAllocation) -> None:
+        """Undo one pod's allocation whatever came after it: the claims it allocated are
+        forgotten and their devices freed (claims it only used stay allocated)."""
+        for c in got.claims:
+            if c.new and self.allocated.get(c.key) is c:
+                del self.allocated[c.key]
+                self._release(c)
+
+    def free(self, key: str) -> ClaimAllocation | None:
+        """Free a claim's devices (its consumers are evicted); the allocation, for :meth:`restore`."""
+        got = self.allocated.pop(key, None)
+        if got is not None:
+            self._release(got)
+            self._freed.add(key)
+        return got
+
+    def restore(self, claims: list[ClaimAllocation]) -> bool:
+        """Put back claims taken away by :meth:`release` or :meth:`free`, on the very same
+        devices; False (and nothing changed) when a claim or device was taken meanwhile."""
+        for c in claims:
+            if c.key in self.allocated:
+                return False
+            for row, adm in zip(c.rows, c.admin):
+                if row >= 0 and not adm and self.used[row]:
+                    return False
+        for c in claims:
+            self.allocated[c.key] = c
+            self._freed.discard(c.key)
+            for row, adm in zip(c.rows, c.admin):
+                if row >= 0 and not adm:
+                    self.used[row] = 1
+        return True
 
     def free_claim(self, key: str) -> int:
         """Virtually free a claim's devices (its last consumer is evicted); returns the journal
@@ -368,7 +426,7 @@ class DraAllocator:
                 reasons.append(f"resource claim {pc.key} is being deleted")
                 continue
             got = self.allocated.get(pc.key)
-            if got is None and claim.status.allocation is not None:
+            if got is None and claim.status.allocation is not None and pc.key not in self._freed:
                 self.adopt(claim)
                 got = self.allocated.get(pc.key)
             if got is not None:
@@ -506,6 +564,7 @@ class DraAllocator:
                 per_claim.setdefault(int(req.req_claim[_request_of(req.req_alt_start, a)]), []).append((row, a))
             for ci, pc in enumerate(req.pending):
                 got = self._claim_allocation(req, pc, per_claim.get(ci, []), node)
+                got.reserved_for = [pod_uid] if pod_uid else []
                 self.allocated[pc.key] = got
                 for row, adm in zip(got.rows, got.admin):
                     if not adm:
@@ -550,7 +609,7 @@ class DraAllocator:
             if alt not in used_alts:
                 used_alts.append(alt)
         return ClaimAllocation(pc.key, results, rows, admin, nodes, self._config(pc, used_alts),
-                               self._node_selector(rows, node), classes, new=True)
+                               self._node_selector(rows, node), classes, new=True, claim=pc.claim)
 
     def _config(self, pc: PodClaim, used_alts: list[_Alt]) -> list[dict[str, Any]]:
         """Class configs (each class once), then the claim's configs for the chosen requests."""

@@ -103,8 +103,24 @@ class Statement:
             t.status = S.PIPELINED if pipelined else S.ALLOCATED
             t.node_name = infos[op.node].name
             t.is_virtual = True
-            ssn.fire_allocate(t)
+            if ssn.fire_allocate(t):
+                self._refused(out, i, placed)
+                return i
         return placed
+
+    def _refused(self, out, i: int, placed: int) -> None:
+        """An allocate handler refused the ``i``-th placement of a run: undo it (firing the
+        deallocate handlers) and the kernel's later placements of the run (no handler saw
+        those), newest first, so the arrays are as before the ``i``-th placement."""
+        ssn = self.ssn
+        for k in range(placed - 1, i, -1):
+            n = int(out.nodes[k])
+            old = out.undo[k]
+            ssn.idle[:, n] = old[0]
+            ssn.releasing[:, n] = old[1]
+            ssn.avail[:, n] = old[0] + old[1]
+            ssn.touch_log.mark(n)
+        self.rollback(len(self.ops) - 1)
 
     # ------------------------------------------------------------------ shared GPUs
     def _save_dev(self, i: int, task: PodInfo) -> tuple:
@@ -169,7 +185,10 @@ class Statement:
         task.status = S.PIPELINED if pipelined else S.ALLOCATED
         task.node_name = ssn.node_infos[i].name
         task.is_virtual = True
-        ssn.fire_allocate(task)
+        if ssn.fire_allocate(task):
+            # refused (see Session.fire_allocate): undone; the task stays pending, so its gang
+            # is found short and the job's attempt fails
+            self.rollback(len(self.ops) - 1)
 
     def _evict_shared(self, task: PodInfo, i: int, was_pipelined: bool) -> None:
         ssn = self.ssn

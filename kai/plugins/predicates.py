@@ -14,6 +14,7 @@ import numpy as np
 
 from kai.api.resources import format_resource
 from kai.framework.plugin import Plugin, register_plugin
+from kai.plugins.dynamicresources import unconfigured_guard
 from kai.plugins.nodeaffinity import preferred_node_affinity
 from kai.plugins.nodeports import NodePorts
 from kai.plugins.podaffinity import InterPodAffinity
@@ -41,5 +42,7 @@ class Predicates(Plugin):
             return None
 
         ssn.pre_predicate_fns.append(pre_predicate)
+        if ssn.config is not None and ssn.config.plugin_args("dynamicresources") is None:
+            ssn.pre_predicate_fns.append(unconfigured_guard)      # pods with claims wait (fail closed)
         ssn.node_predicates.extend([InterPodAffinity(ssn), TopologySpread(ssn), NodePorts(ssn)])
         ssn.node_order_fns.append(preferred_node_affinity(ssn))

@@ -221,7 +221,10 @@ class Proportion(Plugin):
         if nodes.dev_used.shape[1]:
             charged[0] -= float((nodes.dev_used[ready] > 1e-9).sum())
         foreign = np.maximum(charged - kai_used, 0.0)
-        return np.maximum(allocatable - foreign, 0.0)
+        total = np.maximum(allocatable - foreign, 0.0)
+        if ssn.state.dra is not None:           # GPUs published as DRA devices (kai.dra.quota)
+            total[0] += ssn.state.dra.gpu_capacity(nodes, ready)
+        return total
 
     # ------------------------------------------------------------------ handlers / checks
     def _event(self, ssn, task, sign: float) -> None:
@@ -237,6 +240,7 @@ class Proportion(Plugin):
             v[0] = task.gpu_quota
         elif self.mig_cols:
             v[0] += mig_gpus(task.req, self.mig_cols)
+        v[0] += task.dra_gpus                    # DRA GPUs (kai.dra.quota)
         if sign < 0:
             np.negative(v, out=v)
         np.add.at(self.alloc, rows, v)

@@ -9,14 +9,17 @@ from __future__ import annotations
 import msgspec
 
 from kai.api import constants as C
+from kai.api.dra import DRA_KINDS
 from kai.api.k8s import ObjectMeta, PodStatus, Queue, QueueResource, QueueResources, QueueSpec
 from kai.cache.cluster_state import ClusterState
+from kai.cache.dra_store import DraStore
 from kai.config import SchedulerConfig
 from kai.podgrouper.offline import group_pods
 from kai.plugins import unimplemented as unimplemented_plugins
 from kai.scheduler import RecordingCache, Scheduler
 from kai.sim.loader import Manifests
 from kai.cache.occupancy import node_occupancy
+from kai.sim.dra import claim_bindings, claims_bound, claims_released
 
 S = C.PodStatus
 
@@ -47,6 +50,9 @@ def build_state(m: Manifests, grouper=None) -> ClusterState:
         state.upsert_namespace(ns.metadata.name, ns.metadata.labels)
     for n in m.objects["Node"]:
         state.upsert_node(n)
+    state.dra = DraStore()           # DeviceClasses, ResourceSlices, ResourceClaims(Templates)
+    state.dra.generate = True        # kai makes the claims of templates (the controller-manager's job live)
+    state.dra.load({k: m.objects.get(k, []) for k in DRA_KINDS})
     for pg in m.objects["PodGroup"]:
         state.upsert_podgroup(pg)
     for pg in grouped.podgroups.values():
@@ -95,13 +101,31 @@ def _advance(state: ClusterState, result) -> None:
             else:
                 labels.update({f"runai-gpu-group/{g}": g for g in d.gpu_groups})
             meta = msgspec.structs.replace(meta, labels=labels)
+        if p.dra is not None and state.dra is not None:   # the binder's claim writes
+            pod = claims_bound(state.dra, pod, p.dra)
         new = msgspec.structs.replace(pod, metadata=meta, spec=msgspec.structs.replace(pod.spec, node_name=d.node),
-                                      status=PodStatus(phase="Running"))
+                                      status=PodStatus(phase="Running",
+                                                       resource_claim_statuses=pod.status.resource_claim_statuses))
         state.upsert_pod(new)
     for d in result.evictions:
         p = _pod_by_key(state, d.pod)
         if p is not None:
+            if state.dra is not None and p.pod.spec.resource_claims:
+                claims_released(state.dra, p.pod)
             state.delete_pod(p.uid)
+
+
+def _claims_of(state: ClusterState, result) -> dict[str, list[dict]]:
+    """Pod key -> the claims each bound pod got (kai.sim.dra.claim_bindings)."""
+    if not state.claim_pods:
+        return {}
+    bound = {d.pod for d in result.bindings}
+    out = {}
+    for uid in state.claim_pods:
+        p = state.pods.get(uid)
+        if p is not None and p.key in bound and p.dra is not None:
+            out[p.key] = claim_bindings(p.dra)
+    return out
 
 
 def _pod_by_key(state: ClusterState, key: str):
@@ -127,8 +151,10 @@ def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: f
     for _ in range(max(cycles, 1)):
         cache = RecordingCache(state)
         result = sched.run_cycle(cache, now=now)
+        claims = _claims_of(state, result)
         report["cycles"].append({
-            "bindings": [{"pod": d.pod, "node": d.node, "gpuGroups": d.gpu_groups} for d in result.bindings],
+            "bindings": [{"pod": d.pod, "node": d.node, "gpuGroups": d.gpu_groups,
+                          **({"claims": claims[d.pod]} if d.pod in claims else {})} for d in result.bindings],
             "evictions": [{"pod": d.pod, "action": d.action, **({"preemptor": d.preemptor} if d.preemptor else {})}
                           for d in result.evictions],
             "pipelined": [d.pod for d in result.pipelined],
@@ -156,6 +182,9 @@ def format_table(report: dict) -> str:
         for b in cyc["bindings"]:
             groups = f"  gpu-groups={','.join(b['gpuGroups'])}" if b["gpuGroups"] else ""
             lines.append(f"  bind      {b['pod']:<40} -> {b['node']}{groups}")
+            for c in b.get("claims", []):
+                devices = ", ".join(f"{r['request']}={r['driver']}/{r['pool']}/{r['device']}" for r in c["results"])
+                lines.append(f"    claim   {c['claim']:<40}    {devices}")
         for e in cyc["evictions"]:
             by = f" (for {e['preemptor']})" if e.get("preemptor") else ""
             lines.append(f"  evict     {e['pod']:<40} [{e['action']}]{by}")
