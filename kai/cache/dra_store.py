@@ -58,6 +58,8 @@ class DraStore:
         self._selector_slices: tuple[int, bool] = (-1, False)
         #: claim key -> the claim as kai committed it (allocation, reservedFor), until the API shows it
         self.assumed: dict[str, ResourceClaim] = {}
+        #: the assumed claims whose allocation kai made (the binder may have to write it)
+        self.kai_allocated: set[str] = set()
         self._assumed_by_pod: dict[str, list[str]] = {}
         #: which device classes count as GPUs in queue quota (the dynamicresources plugin's setting)
         self.gpu = GpuClasses()
@@ -85,6 +87,7 @@ class DraStore:
         elif kind == "ResourceClaim":
             if etype == DELETED or obj.status.allocation is not None:
                 self.assumed.pop(key, None)        # gone, or the API holds an allocation now
+                self.kai_allocated.discard(key)
             if self._base is not None:
                 shown = self.assumed.get(key, None if etype == DELETED else obj)
                 if shown is None or shown.status.allocation is None:
@@ -168,6 +171,8 @@ class DraStore:
             shown = msgspec.structs.replace(claim, status=msgspec.structs.replace(
                 status, allocation=alloc, reserved_for=reserved))
             self.assumed[c.key] = shown
+            if c.new:
+                self.kai_allocated.add(c.key)
             keys.append(c.key)
             if self._base is not None:
                 self._base.adopt(shown)
@@ -178,6 +183,7 @@ class DraStore:
         """The pod's binding failed or the pod is gone: drop what :meth:`assume` kept (the API's
         own view of those claims comes back)."""
         for key in self._assumed_by_pod.pop(pod_uid, ()):
+            self.kai_allocated.discard(key)
             if self.assumed.pop(key, None) is None or self._base is None:
                 continue
             claim = self.claims.get(key)

@@ -33,7 +33,7 @@ import numpy as np
 
 from kai.api import constants as C
 from kai.cache.dra_store import DraStore
-from kai.dra.allocator import ClaimAllocation, DraAllocation, DraRequest
+from kai.dra.allocator import DraAllocation, DraRequest
 from kai.framework.plugin import Plugin, register_plugin
 from kai.framework.predicate import NodePredicate
 
@@ -57,10 +57,10 @@ class ClaimsPredicate(NodePredicate):
         self.table = ssn.state.nodes
         self.al = store.session_allocator(self.table)
         self._reqs: dict[str, tuple[DraRequest, tuple, str]] = {}
-        self.placed: dict[str, tuple[str, object]] = {}        # uid -> ("new", DraAllocation) | ("back", claims)
-        self.undone: dict[str, DraAllocation] = {}             # placements undone (re-placed on the same devices)
-        self.freed: dict[str, list[ClaimAllocation]] = {}      # evicted pod -> claims its eviction freed
-        self.evicted: set[str] = set()
+        self.placed: dict[str, tuple[str, object]] = {}        # see "event handlers" below
+        self.undone: dict[str, DraAllocation] = {}
+        self.evictions: dict[str, list[tuple[str, object]]] = {}
+        self.evicted: set[str] = set()                          # running pods evicted in the session
         self.refused: dict[str, str] = {}
 
     # ------------------------------------------------------------------ compiled requests
@@ -128,55 +128,81 @@ class ClaimsPredicate(NodePredicate):
                  + (f" ({why})" if why else ""))]
 
     # ------------------------------------------------------------------ event handlers
+    # Per task: ``placed`` -- what its current placement holds: ("new", DraAllocation) for
+    # devices picked in this session, ("back", claims) for an evicted pod put back where it ran;
+    # ``undone`` -- the last placement undone (a rollback, or the solver's temporary undo), put
+    # back on the same devices when the task is placed on that node again; ``evictions`` -- a
+    # stack (the Statement undoes LIFO) of what each eviction of the task freed.
     def on_allocate(self, task) -> str | None:
         if not task.pod.spec.resource_claims:
             return None
         uid = task.uid
         if not task.status & PLACED:
-            # an eviction undone: the pod runs where it ran, with the devices it had
+            # an eviction undone: the pod keeps the devices it had
             self.evicted.discard(uid)
-            self.al.restore(self.freed.pop(uid, []))
+            stack = self.evictions.get(uid)
+            if stack:
+                kind, what = stack.pop()
+                if kind == "new" and self.al.restore([c for c in what.claims if c.new]):
+                    self.placed[uid] = ("new", what)
+                    task.dra = what
+                elif kind == "freed":
+                    self.al.restore(what)
             return None
         node = self.table.by_name[task.node_name].idx
-        freed = self.freed.get(uid)
-        if freed is not None and all(c.nodes[node] for c in freed) and self.al.restore(freed):
-            del self.freed[uid]                 # an evicted pod placed back where it ran (un-evict)
-            self.placed[uid] = ("back", freed)
-            return None
-        prev = self.undone.pop(uid, None)
+        prev = self.undone.get(uid)
         if prev is not None and prev.node == node and self.al.restore([c for c in prev.claims if c.new]):
-            got = prev                          # placed again where an undone placement was: same devices
-        else:
-            got = self.al.allocate(self.request(task), node, pod_uid=uid)
-            if got is None:
-                why = (f"the devices of the pod's resource claims could not be allocated on node "
-                       f"{task.node_name}")
-                self.refused[uid] = why
-                return why
+            del self.undone[uid]                # placed again where an undone placement was: same devices
+            self.placed[uid] = ("new", prev)
+            task.dra = prev
+            return None
+        stack = self.evictions.get(uid)
+        if stack and stack[-1][0] == "freed" and all(c.nodes[node] for c in stack[-1][1]) \
+                and self.al.restore(stack[-1][1]):
+            self.placed[uid] = ("back", stack.pop()[1])      # an evicted pod placed back where it ran
+            return None
+        got = self.al.allocate(self.request(task), node, pod_uid=uid)
+        if got is None:
+            why = f"the devices of the pod's resource claims could not be allocated on node {task.node_name}"
+            self.refused[uid] = why
+            return why
         self.refused.pop(uid, None)
         self.placed[uid] = ("new", got)
         task.dra = got
         return None
 
+    def _take_back(self, kind: str, what) -> None:
+        if kind == "new":
+            self.al.release(what)
+        else:
+            for c in what:
+                self.al.free(c.key)
+
     def on_deallocate(self, task) -> None:
         if not task.pod.spec.resource_claims:
             return
         uid = task.uid
-        placed = self.placed.pop(uid, None)
-        if placed is not None:
-            kind, what = placed
-            if kind == "new":
-                self.al.release(what)
-                self.undone[uid] = what
-                task.dra = None
-            else:                               # the un-evicted pod leaves again
-                for c in what:
-                    self.al.free(c.key)
-                self.freed[uid] = what
+        rec = self.placed.pop(uid, None)
+        if task.status & PLACED:
+            # a placement undone (a placement refused by on_allocate holds nothing)
+            if rec is not None:
+                kind, what = rec
+                self._take_back(kind, what)
+                if kind == "new":
+                    self.undone[uid] = what
+                    task.dra = None
+                else:
+                    self.evictions.setdefault(uid, []).append(("freed", what))
             return
-        if task.status & PLACED or uid in self.evicted or not task.node_name:
-            return                              # a placement refused by on_allocate holds nothing
-        # a running pod is evicted: free each claim no other remaining pod uses
+        # an eviction (reclaim, preempt, consolidation)
+        if rec is not None:
+            kind, what = rec
+            self._take_back(kind, what)
+            self.evictions.setdefault(uid, []).append(("new" if kind == "new" else "freed", what))
+            return
+        if not task.node_name:
+            return
+        # a running pod: free each claim no other remaining pod uses
         self.evicted.add(uid)
         freed = []
         seen = set()
@@ -188,7 +214,7 @@ class ClaimsPredicate(NodePredicate):
             if set(c.reserved_for) - {uid} <= self.evicted:
                 self.al.free(pc.key)
                 freed.append(c)
-        self.freed[uid] = freed
+        self.evictions.setdefault(uid, []).append(("freed", freed))
 
 
 def unconfigured_guard(task, job) -> str | None:

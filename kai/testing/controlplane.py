@@ -74,6 +74,7 @@ DEFAULT_CONTROLLERS = (
     "pod-garbage-collector-controller",
     "disruption-controller",
     "resourcequota-controller",
+    "resourceclaim-controller",          # DRA: creates template claims, drops reservedFor of gone pods
 )
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 POD_CIDR = "10.128.0.0/16"

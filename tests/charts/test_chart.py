@@ -445,6 +445,11 @@ ALLOWED = [
     ("get", "leaderworkerset.x-k8s.io", "leaderworkersets", "", "team-a"),
     ("get", "coordination.k8s.io", "leases", "", NS), ("create", "coordination.k8s.io", "leases", "", NS),
     ("update", "coordination.k8s.io", "leases", "", NS),
+    ("watch", "resource.k8s.io", "resourceslices", "", ""), ("list", "resource.k8s.io", "deviceclasses", "", ""),
+    ("watch", "resource.k8s.io", "resourceclaimtemplates", "", ""),
+    ("get", "resource.k8s.io", "resourceclaims", "", "team-a"), ("patch", "resource.k8s.io", "resourceclaims", "", "team-a"),
+    ("patch", "resource.k8s.io", "resourceclaims", "status", "team-a"),
+    ("update", "resource.k8s.io", "resourceclaims", "status", "team-a"),
 ]
 DENIED = [
     ("delete", "", "nodes", "", ""), ("update", "", "nodes", "", ""), ("patch", "", "nodes", "", ""),
@@ -463,6 +468,8 @@ DENIED = [
     ("delete", "coordination.k8s.io", "leases", "", NS),
     ("create", "", "serviceaccounts", "token", NS),
     ("create", "apiextensions.k8s.io", "customresourcedefinitions", "", ""),
+    ("create", "resource.k8s.io", "resourceclaims", "", "team-a"), ("delete", "resource.k8s.io", "resourceclaims", "", "team-a"),
+    ("update", "resource.k8s.io", "resourceslices", "", ""), ("create", "resource.k8s.io", "deviceclasses", "", ""),
 ]
 
 
