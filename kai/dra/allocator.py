@@ -210,6 +210,8 @@ class DraAllocator:
         self.inv = inv
         self.classes = classes
         self.used = np.zeros(inv.n_devices, dtype=np.uint8)
+        #: uint8[D] 1: freed by free(), but still held by a pod being evicted (pipelining only)
+        self.releasing = np.zeros(inv.n_devices, dtype=np.uint8)
         self.allocated: dict[str, ClaimAllocation] = {}
         self._journal: list[tuple[str, Any]] = []
         self._freed: set[str] = set()            # claims freed by free(): their API allocation no longer counts
@@ -225,6 +227,7 @@ class DraAllocator:
         other = DraAllocator.__new__(DraAllocator)
         other.inv, other.classes = self.inv, self.classes
         other.used = self.used.copy()
+        other.releasing = self.releasing.copy()
         other.allocated = dict(self.allocated)
         other._journal = []
         other._freed = set()
@@ -277,10 +280,12 @@ class DraAllocator:
         if got is not None:
             self._release(got)
 
-    def _release(self, a: ClaimAllocation) -> None:
+    def _release(self, a: ClaimAllocation, releasing: bool = False) -> None:
         for row, adm in zip(a.rows, a.admin):
             if row >= 0 and not adm:
                 self.used[row] = 0
+                if releasing:
+                    self.releasing[row] = 1
 
     def checkpoint(self) -> int:
         return len(self._journal)
@@ -309,25 +314,28 @@ class DraAllocator:
         return int(per_node.max()) if len(per_node) else 0
 
     # --- out-of-order undo (the scheduling session's event handlers) -------------------
-    def release(self, got: DraAllocation) -> None:
+    def release(self, got: DraAllocation, releasing: bool = False) -> None:
         """Undo one pod's allocation whatever came after it: the claims it allocated are
-        forgotten and their devices freed (claims it only used stay allocated)."""
+        forgotten and their devices freed (claims it only used stay allocated); ``releasing``:
+        the pod is evicted, so its devices are free only for pipelining."""
         for c in got.claims:
             if c.new and self.allocated.get(c.key) is c:
                 del self.allocated[c.key]
-                self._release(c)
+                self._release(c, releasing)
 
     def free(self, key: str) -> ClaimAllocation | None:
-        """Free a claim's devices (its consumers are evicted); the allocation, for :meth:`restore`."""
+        """Free a claim's devices because its consumers are evicted: they are releasing (a pod
+        that takes them is pipelined). The allocation, for :meth:`restore`."""
         got = self.allocated.pop(key, None)
         if got is not None:
-            self._release(got)
+            self._release(got, True)
             self._freed.add(key)
         return got
 
-    def restore(self, claims: list[ClaimAllocation]) -> bool:
+    def restore(self, claims: list[ClaimAllocation], back: bool = False) -> bool:
         """Put back claims taken away by :meth:`release` or :meth:`free`, on the very same
-        devices; False (and nothing changed) when a claim or device was taken meanwhile."""
+        devices (``back``: their pods' eviction is undone, the devices are no longer
+        releasing); False (and nothing changed) when a claim or device was taken meanwhile."""
         for c in claims:
             if c.key in self.allocated:
                 return False
@@ -340,7 +348,26 @@ class DraAllocator:
             for row, adm in zip(c.rows, c.admin):
                 if row >= 0 and not adm:
                     self.used[row] = 1
+                    if back:
+                        self.releasing[row] = 0
         return True
+
+    def allocate_waiting(self, req: DraRequest, node: int, pod_uid: str = "") -> tuple[DraAllocation | None, bool]:
+        """:meth:`allocate` on devices free now if it can, else on releasing ones too; the
+        second value is True when the allocation needs devices evicted pods still hold."""
+        rel = self.releasing
+        if not rel.any():
+            return self.allocate(req, node, pod_uid), False
+        hide = (rel != 0) & (self.used == 0)
+        self.used[hide] = 1
+        try:
+            got = self.allocate(req, node, pod_uid)
+        finally:
+            self.used[hide] = 0
+        if got is not None:
+            return got, False
+        got = self.allocate(req, node, pod_uid)
+        return got, got is not None
 
     def free_claim(self, key: str) -> int:
         """Virtually free a claim's devices (its last consumer is evicted); returns the journal

@@ -28,7 +28,7 @@ from kai.api.podgroup_info import PodGroupInfo, default_task_order_key
 from kai.api.queue_info import QueueInfo, QueueTree
 from kai.api.resources import GPU
 from kai.cache.cluster_state import ClusterState
-from kai.framework.predicate import NodePredicate
+from kai.framework.predicate import PIPELINE_ONLY, NodePredicate
 
 S = C.PodStatus
 
@@ -144,7 +144,8 @@ class Session:
         self.node_set: np.ndarray | None = None
         self.is_job_over_capacity_fns: list[Callable[[PodGroupInfo, list[PodInfo]], str | None]] = []
         #: fired on every placement (and on the undo of an eviction); a handler may refuse a
-        #: placement by returning a reason (see ``fire_allocate``), else returns None
+        #: placement by returning a reason, or accept it only as a pipeline (PIPELINE_ONLY); see
+        #: ``fire_allocate``. Handlers return None otherwise
         self.allocate_handlers: list[Callable[[PodInfo], str | None]] = []
         self.deallocate_handlers: list[Callable[[PodInfo], None]] = []
         #: fired when an allocated task of the session is turned into a pipeline (gang not ready)
@@ -298,14 +299,16 @@ class Session:
         return None
 
     def fire_allocate(self, task: PodInfo) -> str | None:
-        """Every allocate handler sees the placement; the first reason a handler returns (it
-        could not take what the placement needs, e.g. DRA devices) is returned, and the
-        Statement then undoes the placement, firing the deallocate handlers as for any undo
-        (so a handler that refused must treat that deallocate as a no-op)."""
+        """Every allocate handler sees the placement. Returns the first reason a handler
+        returned (it could not take what the placement needs, e.g. DRA devices): the Statement
+        then undoes the placement, firing the deallocate handlers as for any undo (so a
+        handler that refused treats that deallocate as a no-op). Else PIPELINE_ONLY if a
+        handler answered that (the Statement turns an allocation into a pipeline, or undoes it
+        where pipelining is not allowed), else None."""
         refused = None
         for fn in self.allocate_handlers:
             why = fn(task)
-            if why and refused is None:
+            if why and (refused is None or refused == PIPELINE_ONLY):
                 refused = why
         return refused
 

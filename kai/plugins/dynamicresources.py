@@ -35,7 +35,7 @@ from kai.api import constants as C
 from kai.cache.dra_store import DraStore
 from kai.dra.allocator import DraAllocation, DraRequest
 from kai.framework.plugin import Plugin, register_plugin
-from kai.framework.predicate import NodePredicate
+from kai.framework.predicate import PIPELINE_ONLY, NodePredicate
 
 S = C.PodStatus
 PLACED = S.ALLOCATED | S.PIPELINED
@@ -62,6 +62,15 @@ class ClaimsPredicate(NodePredicate):
         self.evictions: dict[str, list[tuple[str, object]]] = {}
         self.evicted: set[str] = set()                          # running pods evicted in the session
         self.refused: dict[str, str] = {}
+        # claims whose every consumer is being deleted (or gone) hold their devices only until
+        # the controller-manager deallocates them: releasing, as devices of evicted pods
+        for key, c in list(self.al.allocated.items()):
+            if c.reserved_for and all(self._leaving(u) for u in c.reserved_for):
+                self.al.free(key)
+
+    def _leaving(self, uid: str) -> bool:
+        p = self.ssn.state.pods.get(uid)
+        return p is None or p.deleting or p.status in (S.RELEASING, S.SUCCEEDED, S.FAILED)
 
     # ------------------------------------------------------------------ compiled requests
     def request(self, task) -> DraRequest:
@@ -143,11 +152,11 @@ class ClaimsPredicate(NodePredicate):
             stack = self.evictions.get(uid)
             if stack:
                 kind, what = stack.pop()
-                if kind == "new" and self.al.restore([c for c in what.claims if c.new]):
+                if kind == "new" and self.al.restore([c for c in what.claims if c.new], back=True):
                     self.placed[uid] = ("new", what)
                     task.dra = what
                 elif kind == "freed":
-                    self.al.restore(what)
+                    self.al.restore(what, back=True)
             return None
         node = self.table.by_name[task.node_name].idx
         prev = self.undone.get(uid)
@@ -158,10 +167,10 @@ class ClaimsPredicate(NodePredicate):
             return None
         stack = self.evictions.get(uid)
         if stack and stack[-1][0] == "freed" and all(c.nodes[node] for c in stack[-1][1]) \
-                and self.al.restore(stack[-1][1]):
+                and self.al.restore(stack[-1][1], back=True):
             self.placed[uid] = ("back", stack.pop()[1])      # an evicted pod placed back where it ran
             return None
-        got = self.al.allocate(self.request(task), node, pod_uid=uid)
+        got, waiting = self.al.allocate_waiting(self.request(task), node, pod_uid=uid)
         if got is None:
             why = f"the devices of the pod's resource claims could not be allocated on node {task.node_name}"
             self.refused[uid] = why
@@ -169,11 +178,11 @@ class ClaimsPredicate(NodePredicate):
         self.refused.pop(uid, None)
         self.placed[uid] = ("new", got)
         task.dra = got
-        return None
+        return PIPELINE_ONLY if waiting else None       # devices evicted pods still hold: pipelined
 
-    def _take_back(self, kind: str, what) -> None:
+    def _take_back(self, kind: str, what, evicted: bool) -> None:
         if kind == "new":
-            self.al.release(what)
+            self.al.release(what, releasing=evicted)
         else:
             for c in what:
                 self.al.free(c.key)
@@ -187,7 +196,7 @@ class ClaimsPredicate(NodePredicate):
             # a placement undone (a placement refused by on_allocate holds nothing)
             if rec is not None:
                 kind, what = rec
-                self._take_back(kind, what)
+                self._take_back(kind, what, False)
                 if kind == "new":
                     self.undone[uid] = what
                     task.dra = None
@@ -197,7 +206,7 @@ class ClaimsPredicate(NodePredicate):
         # an eviction (reclaim, preempt, consolidation)
         if rec is not None:
             kind, what = rec
-            self._take_back(kind, what)
+            self._take_back(kind, what, True)
             self.evictions.setdefault(uid, []).append(("new" if kind == "new" else "freed", what))
             return
         if not task.node_name:
@@ -211,7 +220,7 @@ class ClaimsPredicate(NodePredicate):
             if c is None or pc.key in seen:
                 continue
             seen.add(pc.key)
-            if set(c.reserved_for) - {uid} <= self.evicted:
+            if all(u in self.evicted or self._leaving(u) for u in c.reserved_for if u != uid):
                 self.al.free(pc.key)
                 freed.append(c)
         self.evictions.setdefault(uid, []).append(("freed", freed))
