@@ -145,6 +145,7 @@ class DraAllocation:
     node: int
     claims: list[ClaimAllocation]             # every claim of the pod (new and already allocated)
     mark: int = -1                            # journal position before it
+    own: list[ClaimAllocation] = field(default_factory=list)   # the claims this call allocated
 
     def bindings(self) -> list[dict[str, Any]]:
         """``[{"claim": "ns/name", "results": [...]}]`` as kai simulate prints them."""
@@ -209,6 +210,7 @@ class DraAllocator:
     def __init__(self, inv: Inventory, classes: dict[str, DeviceClass], claims: Iterable[ResourceClaim] = ()) -> None:
         self.inv = inv
         self.classes = classes
+        #: uint8[D] claims holding each device (0: free; more than 1 only if the API double-booked it)
         self.used = np.zeros(inv.n_devices, dtype=np.uint8)
         #: uint8[D] 1: freed by free(), but still held by a pod being evicted (pipelining only)
         self.releasing = np.zeros(inv.n_devices, dtype=np.uint8)
@@ -261,7 +263,7 @@ class DraAllocator:
             if row >= 0:
                 nodes &= inv.reach(row)
                 if not r.admin_access:
-                    self.used[row] = 1
+                    self.used[row] += 1
         if alloc.node_selector is not None:
             nodes &= node_selector_mask(alloc.node_selector, inv.node_names, inv.node_labels)
         by_request = request_classes(claim)
@@ -283,7 +285,8 @@ class DraAllocator:
     def _release(self, a: ClaimAllocation, releasing: bool = False) -> None:
         for row, adm in zip(a.rows, a.admin):
             if row >= 0 and not adm:
-                self.used[row] = 0
+                if self.used[row]:
+                    self.used[row] -= 1
                 if releasing:
                     self.releasing[row] = 1
 
@@ -301,7 +304,7 @@ class DraAllocator:
                 self.allocated[a.key] = a
                 for row, adm in zip(a.rows, a.admin):
                     if row >= 0 and not adm:
-                        self.used[row] = 1
+                        self.used[row] += 1
 
     def undo(self, allocation: DraAllocation) -> None:
         """Roll back one allocation (and everything after it)."""
@@ -314,14 +317,13 @@ class DraAllocator:
         return int(per_node.max()) if len(per_node) else 0
 
     # --- out-of-order undo (the scheduling session's event handlers) -------------------
-    def release(self, got: DraAllocation, releasing: bool = False) -> None:
-        """Undo one pod's allocation whatever came after it: the claims it allocated are
-        forgotten and their devices freed (claims it only used stay allocated); ``releasing``:
-        the pod is evicted, so its devices are free only for pipelining."""
-        for c in got.claims:
-            if c.new and self.allocated.get(c.key) is c:
+    def release(self, claims: list[ClaimAllocation]) -> None:
+        """Undo allocations whatever came after them (a pod's :attr:`DraAllocation.own`, say):
+        each claim still holding exactly that allocation is forgotten, its devices freed."""
+        for c in claims:
+            if self.allocated.get(c.key) is c:
                 del self.allocated[c.key]
-                self._release(c, releasing)
+                self._release(c)
 
     def free(self, key: str) -> ClaimAllocation | None:
         """Free a claim's devices because its consumers are evicted: they are releasing (a pod
@@ -347,7 +349,7 @@ class DraAllocator:
             self._freed.discard(c.key)
             for row, adm in zip(c.rows, c.admin):
                 if row >= 0 and not adm:
-                    self.used[row] = 1
+                    self.used[row] += 1
                     if back:
                         self.releasing[row] = 0
         return True
@@ -595,14 +597,14 @@ class DraAllocator:
                 self.allocated[pc.key] = got
                 for row, adm in zip(got.rows, got.admin):
                     if not adm:
-                        self.used[row] = 1
+                        self.used[row] += 1
                 self._journal.append(("alloc", got))
                 claims.append(got)
         new = {c.key for c in claims}
         for pc in req.pod_claims:
             if pc.key and pc.key not in new and pc.key in self.allocated:
                 claims.append(self.allocated[pc.key])
-        return DraAllocation(node, claims, mark)
+        return DraAllocation(node, claims, mark, own=claims[:len(req.pending) if req.alts else 0])
 
     def allocate_gang(self, decisions: list[tuple[DraRequest, int]]) -> list[DraAllocation] | None:
         """All of a gang's pods' claims on their chosen nodes, or nothing."""

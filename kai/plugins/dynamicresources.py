@@ -59,8 +59,9 @@ class ClaimsPredicate(NodePredicate):
         self._reqs: dict[str, tuple[DraRequest, tuple, str]] = {}
         self.placed: dict[str, tuple[str, object]] = {}        # see "event handlers" below
         self.undone: dict[str, DraAllocation] = {}
-        self.evictions: dict[str, list[tuple[str, object]]] = {}
-        self.evicted: set[str] = set()                          # running pods evicted in the session
+        self.evictions: dict[str, list[tuple[tuple | None, list]]] = {}
+        self.evicted: set[str] = set()                          # pods evicted in the session
+        self.users: dict[str, set[str]] = {}
         self.refused: dict[str, str] = {}
         # claims whose every consumer is being deleted (or gone) hold their devices only until
         # the controller-manager deallocates them: releasing, as devices of evicted pods
@@ -137,38 +138,43 @@ class ClaimsPredicate(NodePredicate):
                  + (f" ({why})" if why else ""))]
 
     # ------------------------------------------------------------------ event handlers
-    # Per task: ``placed`` -- what its current placement holds: ("new", DraAllocation) for
-    # devices picked in this session, ("back", claims) for an evicted pod put back where it ran;
-    # ``undone`` -- the last placement undone (a rollback, or the solver's temporary undo), put
+    # Per task: ``placed`` -- what its current placement holds: ("new", DraAllocation) for devices
+    # picked in this session, ("back", claims) for an evicted pod put back where it ran;
+    # ``undone`` -- its last placement undone (a rollback, or the solver's temporary undo), put
     # back on the same devices when the task is placed on that node again; ``evictions`` -- a
-    # stack (the Statement undoes LIFO) of what each eviction of the task freed.
+    # stack (the Statement undoes LIFO) of (placement record, claims freed) per eviction.
+    # ``users`` -- claim key -> tasks whose session placement uses it, so a claim is freed only
+    # when every pod using it (these and its reservedFor) is evicted or leaving.
     def on_allocate(self, task) -> str | None:
         if not task.pod.spec.resource_claims:
             return None
         uid = task.uid
         if not task.status & PLACED:
-            # an eviction undone: the pod keeps the devices it had
+            # an eviction undone: the pod keeps what it had
             self.evicted.discard(uid)
             stack = self.evictions.get(uid)
             if stack:
-                kind, what = stack.pop()
-                if kind == "new" and self.al.restore([c for c in what.claims if c.new], back=True):
-                    self.placed[uid] = ("new", what)
-                    task.dra = what
-                elif kind == "freed":
-                    self.al.restore(what, back=True)
+                rec, freed = stack.pop()
+                self.al.restore(freed, back=True)
+                if rec is not None:
+                    self.placed[uid] = rec
+                    if rec[0] == "new":
+                        self._use(uid, rec[1])
+                        task.dra = rec[1]
             return None
         node = self.table.by_name[task.node_name].idx
         prev = self.undone.get(uid)
-        if prev is not None and prev.node == node and self.al.restore([c for c in prev.claims if c.new]):
+        if prev is not None and prev.node == node and self._restore(prev):
             del self.undone[uid]                # placed again where an undone placement was: same devices
             self.placed[uid] = ("new", prev)
+            self._use(uid, prev)
             task.dra = prev
-            return None
+            return PIPELINE_ONLY if self._waiting(prev) else None
         stack = self.evictions.get(uid)
-        if stack and stack[-1][0] == "freed" and all(c.nodes[node] for c in stack[-1][1]) \
+        if stack and stack[-1][0] is None and all(c.nodes[node] for c in stack[-1][1]) \
                 and self.al.restore(stack[-1][1], back=True):
             self.placed[uid] = ("back", stack.pop()[1])      # an evicted pod placed back where it ran
+            self.evicted.discard(uid)
             return None
         got, waiting = self.al.allocate_waiting(self.request(task), node, pod_uid=uid)
         if got is None:
@@ -177,15 +183,9 @@ class ClaimsPredicate(NodePredicate):
             return why
         self.refused.pop(uid, None)
         self.placed[uid] = ("new", got)
+        self._use(uid, got)
         task.dra = got
-        return PIPELINE_ONLY if waiting else None       # devices evicted pods still hold: pipelined
-
-    def _take_back(self, kind: str, what, evicted: bool) -> None:
-        if kind == "new":
-            self.al.release(what, releasing=evicted)
-        else:
-            for c in what:
-                self.al.free(c.key)
+        return PIPELINE_ONLY if waiting or self._waiting(got) else None
 
     def on_deallocate(self, task) -> None:
         if not task.pod.spec.resource_claims:
@@ -194,36 +194,64 @@ class ClaimsPredicate(NodePredicate):
         rec = self.placed.pop(uid, None)
         if task.status & PLACED:
             # a placement undone (a placement refused by on_allocate holds nothing)
-            if rec is not None:
-                kind, what = rec
-                self._take_back(kind, what, False)
-                if kind == "new":
-                    self.undone[uid] = what
-                    task.dra = None
-                else:
-                    self.evictions.setdefault(uid, []).append(("freed", what))
-            return
-        # an eviction (reclaim, preempt, consolidation)
-        if rec is not None:
+            if rec is None:
+                return
             kind, what = rec
-            self._take_back(kind, what, True)
-            self.evictions.setdefault(uid, []).append(("new" if kind == "new" else "freed", what))
+            if kind == "new":
+                self._unuse(uid, what)
+                self.al.release([c for c in what.own if not self.users.get(c.key)])
+                self.undone[uid] = what
+                task.dra = None
+            else:                               # an un-evicted pod leaves again
+                for c in what:
+                    self.al.free(c.key)
+                self.evicted.add(uid)
+                self.evictions.setdefault(uid, []).append((None, what))
             return
-        if not task.node_name:
+        # an eviction (reclaim, preempt, consolidation): free each claim of the pod that no
+        # other remaining pod uses; its devices are releasing until the pod is gone
+        if rec is None and not task.node_name:
             return
-        # a running pod: free each claim no other remaining pod uses
         self.evicted.add(uid)
+        if rec is not None and rec[0] == "new":
+            self._unuse(uid, rec[1])
+            keys = [c.key for c in rec[1].claims]
+        elif rec is not None:
+            keys = [c.key for c in rec[1]]
+        else:
+            keys = [pc.key for pc in self.store.pod_claims(task.pod) if pc.key]
         freed = []
-        seen = set()
-        for pc in self.store.pod_claims(task.pod):
-            c = self.al.allocated.get(pc.key) if pc.key else None
-            if c is None or pc.key in seen:
-                continue
-            seen.add(pc.key)
-            if all(u in self.evicted or self._leaving(u) for u in c.reserved_for if u != uid):
-                self.al.free(pc.key)
+        for key in dict.fromkeys(keys):
+            c = self.al.allocated.get(key)
+            if c is not None and all(u == uid or u in self.evicted or self._leaving(u)
+                                     for u in set(c.reserved_for) | self.users.get(key, set())):
+                self.al.free(key)
                 freed.append(c)
-        self.evictions.setdefault(uid, []).append(("freed", freed))
+        self.evictions.setdefault(uid, []).append((rec, freed))
+
+    def _use(self, uid: str, got: DraAllocation) -> None:
+        for c in got.claims:
+            self.users.setdefault(c.key, set()).add(uid)
+
+    def _unuse(self, uid: str, got: DraAllocation) -> None:
+        for c in got.claims:
+            users = self.users.get(c.key)
+            if users is not None:
+                users.discard(uid)
+
+    def _restore(self, prev: DraAllocation) -> bool:
+        """Put an undone placement back on its devices, if every claim it used is as it was."""
+        own = {id(c) for c in prev.own}
+        alloc = self.al.allocated
+        if any(id(c) not in own and alloc.get(c.key) is not c for c in prev.claims):
+            return False
+        return self.al.restore([c for c in prev.own if alloc.get(c.key) is not c])
+
+    def _waiting(self, got: DraAllocation) -> bool:
+        """Does the placement need devices evicted pods still hold (its own picks, or a shared
+        claim another placement allocated on them)? Then it may only be pipelined."""
+        rel = self.al.releasing
+        return any(rel[r] for c in got.claims for r in c.rows if r >= 0)
 
 
 def unconfigured_guard(task, job) -> str | None:

@@ -86,8 +86,24 @@ def podgroups_report(grouped) -> list[dict]:
     return out
 
 
-def _advance(state: ClusterState, result) -> None:
-    """Feed one cycle's results back: bound -> Running, evicted -> gone."""
+class SimCache(RecordingCache):
+    """The recording cache, plus the DRA allocation each pod was bound with (``claims``: pod key
+    -> kai.dra.allocator.DraAllocation), as the binder receives it at commit."""
+
+    def __init__(self, state: ClusterState) -> None:
+        super().__init__(state)
+        self.claims: dict = {}
+
+    def bind(self, task, node_name: str) -> None:
+        super().bind(task, node_name)
+        if task.dra is not None:
+            self.claims[task.key] = task.dra
+
+
+def _advance(state: ClusterState, result, claims: dict | None = None) -> None:
+    """Feed one cycle's results back: bound -> Running (its claims written, ``claims`` from
+    :class:`SimCache`), evicted -> gone (its claims released)."""
+    claims = claims or {}
     for d in result.bindings:
         p = _pod_by_key(state, d.pod)
         if p is None:
@@ -101,8 +117,9 @@ def _advance(state: ClusterState, result) -> None:
             else:
                 labels.update({f"runai-gpu-group/{g}": g for g in d.gpu_groups})
             meta = msgspec.structs.replace(meta, labels=labels)
-        if p.dra is not None and state.dra is not None:   # the binder's claim writes
-            pod = claims_bound(state.dra, pod, p.dra)
+        got = claims.get(d.pod)
+        if got is not None and state.dra is not None:     # the binder's claim writes
+            pod = claims_bound(state.dra, pod, got)
         new = msgspec.structs.replace(pod, metadata=meta, spec=msgspec.structs.replace(pod.spec, node_name=d.node),
                                       status=PodStatus(phase="Running",
                                                        resource_claim_statuses=pod.status.resource_claim_statuses))
@@ -113,19 +130,6 @@ def _advance(state: ClusterState, result) -> None:
             if state.dra is not None and p.pod.spec.resource_claims:
                 claims_released(state.dra, p.pod)
             state.delete_pod(p.uid)
-
-
-def _claims_of(state: ClusterState, result) -> dict[str, list[dict]]:
-    """Pod key -> the claims each bound pod got (kai.sim.dra.claim_bindings)."""
-    if not state.claim_pods:
-        return {}
-    bound = {d.pod for d in result.bindings}
-    out = {}
-    for uid in state.claim_pods:
-        p = state.pods.get(uid)
-        if p is not None and p.key in bound and p.dra is not None:
-            out[p.key] = claim_bindings(p.dra)
-    return out
 
 
 def _pod_by_key(state: ClusterState, key: str):
@@ -149,19 +153,20 @@ def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: f
     now = start_time
     result = None
     for _ in range(max(cycles, 1)):
-        cache = RecordingCache(state)
+        cache = SimCache(state)
         result = sched.run_cycle(cache, now=now)
-        claims = _claims_of(state, result)
+        claims = cache.claims
         report["cycles"].append({
             "bindings": [{"pod": d.pod, "node": d.node, "gpuGroups": d.gpu_groups,
-                          **({"claims": claims[d.pod]} if d.pod in claims else {})} for d in result.bindings],
+                          **({"claims": claim_bindings(claims[d.pod])} if d.pod in claims else {})}
+                         for d in result.bindings],
             "evictions": [{"pod": d.pod, "action": d.action, **({"preemptor": d.preemptor} if d.preemptor else {})}
                           for d in result.evictions],
             "pipelined": [d.pod for d in result.pipelined],
             "unschedulable": [{"podGroup": k, "reasons": v} for k, v in sorted(result.unschedulable.items())],
             "queues": result.queues,
         })
-        _advance(state, result)
+        _advance(state, result, claims)
         if gpu_map:
             report["cycles"][-1]["nodes"] = node_occupancy(state.nodes)
         now += interval
