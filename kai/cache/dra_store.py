@@ -20,6 +20,8 @@ The ClusterState holds the store (``ClusterState.dra``) and tells it two things:
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import msgspec
@@ -28,11 +30,34 @@ import numpy as np
 from kai.api.dra import (DRA_KINDS, NAMESPACED, AllocationResult, DeviceClass, ResourceClaim,
                          ResourceClaimConsumerReference, ResourceClaimTemplate, ResourceSlice)
 from kai.api.k8s import ObjectMeta, Pod
-from kai.dra.allocator import DraAllocation, DraAllocator, PodClaim, allocation_status, resolve_pod_claims
+from kai.dra.allocator import (ClaimAllocation, DraAllocation, DraAllocator, PodClaim, allocation_status,
+                               resolve_pod_claims)
 from kai.dra.inventory import Inventory, build_inventory
 from kai.dra.quota import GpuClasses, allocated_gpus, gpu_classes, requested_gpus
 
 DELETED = "DELETED"
+
+
+@dataclass
+class _Assumed:
+    """A claim allocation kai committed that the API does not show yet."""
+    claim: ResourceClaim | None               # the claim as kai saw it (None: not known)
+    held: ClaimAllocation                     # what the base allocator holds for it
+    pod_name: str
+
+    def shown(self, key: str) -> ResourceClaim:
+        """The claim as it will read once the binder wrote it (for rebuilt allocators)."""
+        claim = self.claim
+        if claim is None:
+            ns, name = key.split("/", 1)
+            claim = ResourceClaim(metadata=ObjectMeta(name=name, namespace=ns))
+        reserved = list(claim.status.reserved_for)
+        for uid in self.held.reserved_for:
+            if not any(r.uid == uid for r in reserved):
+                reserved.append(ResourceClaimConsumerReference(resource="pods", name=self.pod_name, uid=uid))
+        return msgspec.structs.replace(claim, status=msgspec.structs.replace(
+            claim.status, allocation=msgspec.convert(allocation_status(self.held), AllocationResult),
+            reserved_for=reserved))
 
 
 def _key(kind: str, obj: Any) -> str:
@@ -56,8 +81,8 @@ class DraStore:
         self._inv_key: tuple | None = None
         self._base: DraAllocator | None = None
         self._selector_slices: tuple[int, bool] = (-1, False)
-        #: claim key -> the claim as kai committed it (allocation, reservedFor), until the API shows it
-        self.assumed: dict[str, ResourceClaim] = {}
+        #: claim key -> what kai committed for it (allocation, reservedFor), until the API shows it
+        self.assumed: dict[str, _Assumed] = {}
         #: the assumed claims whose allocation kai made (the binder may have to write it)
         self.kai_allocated: set[str] = set()
         self._assumed_by_pod: dict[str, list[str]] = {}
@@ -88,12 +113,16 @@ class DraStore:
             if etype == DELETED or obj.status.allocation is not None:
                 self.assumed.pop(key, None)        # gone, or the API holds an allocation now
                 self.kai_allocated.discard(key)
-            if self._base is not None:
-                shown = self.assumed.get(key, None if etype == DELETED else obj)
-                if shown is None or shown.status.allocation is None:
-                    self._base.forget(key)
+            base = self._base
+            if base is not None:
+                a = self.assumed.get(key)
+                if a is not None:                  # e.g. the binder's finalizer update: keep kai's
+                    if key not in base.allocated:
+                        base.adopt(a.shown(key))
+                elif etype == DELETED or obj.status.allocation is None:
+                    base.forget(key)
                 else:
-                    self._base.adopt(shown)
+                    base.adopt(obj)
 
     def load(self, objects: dict[str, Iterable[Any]]) -> None:
         """Bulk load (the informers' first list, or manifests): ``{kind: objects}``."""
@@ -124,7 +153,7 @@ class DraStore:
     def _base_for(self, node_names, node_labels, node_version) -> DraAllocator:
         inv = self.inventory(node_names, node_labels, node_version)
         if self._base is None or self._base.inv is not inv:
-            shown = {**self.claims, **self.assumed}
+            shown = {**self.claims, **{k: a.shown(k) for k, a in self.assumed.items()}}
             self._base = DraAllocator(inv, dict(self.classes), shown.values())
         return self._base
 
@@ -151,31 +180,26 @@ class DraStore:
 
     # ------------------------------------------------------------------ commits
     def assume(self, pod_uid: str, pod_name: str, got: DraAllocation) -> None:
-        """A pod was committed for binding with ``got``: keep its new claims allocated (and the
-        pod in every claim's reservedFor) until the API shows the allocation."""
+        """A pod was committed for binding with ``got``: keep the claims kai allocated for it
+        allocated, and the pod in the reservedFor of every claim it uses, until the API shows
+        the allocation."""
+        base = self._base
+        fast = base is not None and base.inv is got.inv
         keys = []
         for c in got.claims:
-            claim = self.claims.get(c.key) or c.claim
-            if claim is None:
-                ns, name = c.key.split("/", 1)
-                claim = ResourceClaim(metadata=ObjectMeta(name=name, namespace=ns))
-            status = claim.status
-            alloc = status.allocation
             if c.new:
-                alloc = msgspec.convert(allocation_status(c), AllocationResult)
-            if alloc is None:
-                continue
-            reserved = list(status.reserved_for)
-            if pod_uid and not any(r.uid == pod_uid for r in reserved):
-                reserved.append(ResourceClaimConsumerReference(resource="pods", name=pod_name, uid=pod_uid))
-            shown = msgspec.structs.replace(claim, status=msgspec.structs.replace(
-                status, allocation=alloc, reserved_for=reserved))
-            self.assumed[c.key] = shown
-            if c.new:
+                held = dataclasses.replace(c, reserved_for=[pod_uid] if pod_uid else [], new=False)
+                self.assumed[c.key] = _Assumed(self.claims.get(c.key) or c.claim, held, pod_name)
                 self.kai_allocated.add(c.key)
-            keys.append(c.key)
-            if self._base is not None:
-                self._base.adopt(shown)
+                keys.append(c.key)
+                if fast:
+                    base.hold(held)
+                elif base is not None:
+                    base.adopt(self.assumed[c.key].shown(c.key))
+            elif base is not None:
+                held = base.allocated.get(c.key)
+                if held is not None and pod_uid and pod_uid not in held.reserved_for:
+                    held.reserved_for = held.reserved_for + [pod_uid]
         if keys:
             self._assumed_by_pod[pod_uid] = keys
 

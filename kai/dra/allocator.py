@@ -33,6 +33,7 @@ at the first erroring device it visits instead).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -146,6 +147,7 @@ class DraAllocation:
     claims: list[ClaimAllocation]             # every claim of the pod (new and already allocated)
     mark: int = -1                            # journal position before it
     own: list[ClaimAllocation] = field(default_factory=list)   # the claims this call allocated
+    inv: Any = None                           # the Inventory its rows index
 
     def bindings(self) -> list[dict[str, Any]]:
         """``[{"claim": "ns/name", "results": [...]}]`` as kai simulate prints them."""
@@ -194,6 +196,8 @@ class DraRequest:
     exact_by_counts: bool
     allocated_nodes: np.ndarray               # bool[N]: where the already allocated claims are
     search: Any = None
+    core: Any = None                          # the cached compile it shares arrays and search with
+    alt_claim: list[int] = field(default_factory=list)   # claim index of each alternative
 
     @property
     def has_claims(self) -> bool:
@@ -217,6 +221,7 @@ class DraAllocator:
         self.allocated: dict[str, ClaimAllocation] = {}
         self._journal: list[tuple[str, Any]] = []
         self._freed: set[str] = set()            # claims freed by free(): their API allocation no longer counts
+        self._cores: dict[tuple, DraRequest] = {}  # compiled claim specs (see prepare)
         self._alt_cache: dict[tuple, tuple[np.ndarray, str]] = {}
         self._scratch()
         for c in claims:
@@ -233,6 +238,7 @@ class DraAllocator:
         other.allocated = dict(self.allocated)
         other._journal = []
         other._freed = set()
+        other._cores = {}
         other._alt_cache = self._alt_cache
         other._scratch()
         return other
@@ -265,7 +271,7 @@ class DraAllocator:
                 if not r.admin_access:
                     self.used[row] += 1
         if alloc.node_selector is not None:
-            nodes &= node_selector_mask(alloc.node_selector, inv.node_names, inv.node_labels)
+            nodes &= node_selector_mask(alloc.node_selector, inv.node_names, inv.node_labels, inv.node_index)
         by_request = request_classes(claim)
         classes: dict[str, int] = {}
         for r in results:
@@ -275,6 +281,14 @@ class DraAllocator:
             key, results, rows, admin, nodes, node_selector=alloc.node_selector,
             config=[msgspec.to_builtins(c) for c in alloc.devices.config], classes=classes,
             reserved_for=[r.uid for r in claim.status.reserved_for])
+
+    def hold(self, c: ClaimAllocation) -> None:
+        """Record an allocation a fork over the same inventory made (kai committed it)."""
+        self.forget(c.key)
+        self.allocated[c.key] = c
+        for row, adm in zip(c.rows, c.admin):
+            if row >= 0 and not adm:
+                self.used[row] += 1
 
     def forget(self, key: str) -> None:
         """A claim was deallocated or deleted: its devices are free again."""
@@ -468,7 +482,21 @@ class DraAllocator:
             reasons.append(f"pod has {len(pending)} unallocated resource claims; kai allocates at most "
                            f"{MAX_CLAIMS} at once")
             pending = []
+        # pods whose unallocated claims have the same specs (one template) share one compile
+        key = tuple(_spec_key(pc.claim) for pc in pending)   # type: ignore[arg-type]
+        core = self._cores.get(key)
+        if core is not None:
+            return dataclasses.replace(core, pod_claims=pod_claims, reasons=reasons, pending=pending,
+                                       allocated_nodes=nodes, search=core.search, core=core)
+        n_reasons = len(reasons)
+        req = self._compile(pod_claims, reasons, pending, nodes)
+        if len(req.reasons) == n_reasons and len(self._cores) < 1000:
+            self._cores[key] = req.core = dataclasses.replace(req, pod_claims=[], reasons=[], pending=[])
+        return req
 
+    def _compile(self, pod_claims: list[PodClaim], reasons: list[str], pending: list[PodClaim],
+                 nodes: np.ndarray) -> DraRequest:
+        inv = self.inv
         alts: list[_Alt] = []
         starts = [0]
         req_claim: list[int] = []
@@ -533,11 +561,12 @@ class DraAllocator:
                     con_alt[k, a] = 1
         exact = K == 0 and all(starts[q + 1] - starts[q] == 1 for q in range(len(req_claim))) \
             and all(alt.count > 0 and not alt.admin for alt in alts) and _disjoint(cand)
+        alt_claim = [req_claim[q] for q in range(len(req_claim)) for _ in range(starts[q + 1] - starts[q])]
         return DraRequest(pod_claims, reasons, pending, alts, np.array(starts, dtype=np.int32),
                           np.array(req_claim, dtype=np.int32), req_names, constraints, cand,
                           np.array([a.count for a in alts], dtype=np.int32),
                           np.array([a.admin for a in alts], dtype=np.uint8), con_attr, con_claim, con_alt,
-                          exact, nodes)
+                          exact, nodes, alt_claim=alt_claim)
 
     # ------------------------------------------------------------------ decide
     def _search(self, req: DraRequest):
@@ -548,6 +577,8 @@ class DraAllocator:
                                 inv.dev_scope, inv.scope_nodes, inv.node_start, inv.net_start,
                                 inv.node_pool_bad, max(len(req.pending), 1), RESULTS_MAX, SEARCH_BUDGET,
                                 self._rows, self._taken)
+            if req.core is not None:
+                req.core.search = req.search
         return req.search
 
     def feasible(self, req: DraRequest, base: np.ndarray | None = None) -> np.ndarray:
@@ -589,8 +620,9 @@ class DraAllocator:
             if n < 0:
                 return None
             per_claim: dict[int, list[tuple[int, int]]] = {}
+            alt_claim = req.alt_claim
             for row, a in zip(rows[:n].tolist(), alt_of[:n].tolist()):
-                per_claim.setdefault(int(req.req_claim[_request_of(req.req_alt_start, a)]), []).append((row, a))
+                per_claim.setdefault(alt_claim[a], []).append((row, a))
             for ci, pc in enumerate(req.pending):
                 got = self._claim_allocation(req, pc, per_claim.get(ci, []), node)
                 got.reserved_for = [pod_uid] if pod_uid else []
@@ -604,7 +636,7 @@ class DraAllocator:
         for pc in req.pod_claims:
             if pc.key and pc.key not in new and pc.key in self.allocated:
                 claims.append(self.allocated[pc.key])
-        return DraAllocation(node, claims, mark, own=claims[:len(req.pending) if req.alts else 0])
+        return DraAllocation(node, claims, mark, own=claims[:len(req.pending) if req.alts else 0], inv=inv)
 
     def allocate_gang(self, decisions: list[tuple[DraRequest, int]]) -> list[DraAllocation] | None:
         """All of a gang's pods' claims on their chosen nodes, or nothing."""
@@ -622,7 +654,6 @@ class DraAllocator:
         inv = self.inv
         results, rows, admin = [], [], []
         classes: dict[str, int] = {}
-        nodes = np.ones(inv.n_nodes, dtype=bool)
         used_alts: list[_Alt] = []
         for row, a in picked:
             alt = req.alts[a]
@@ -634,11 +665,26 @@ class DraAllocator:
             rows.append(row)
             admin.append(alt.admin)
             classes[alt.class_name] = classes.get(alt.class_name, 0) + 1
-            nodes &= inv.reach(row)
             if alt not in used_alts:
                 used_alts.append(alt)
+        nodes = self._reach_all(rows)
         return ClaimAllocation(pc.key, results, rows, admin, nodes, self._config(pc, used_alts),
                                self._node_selector(rows, node), classes, new=True, claim=pc.claim)
+
+    def _reach_all(self, rows: list[int]) -> np.ndarray:
+        """bool[N]: nodes that reach every device of ``rows`` (one array, not one per device)."""
+        inv = self.inv
+        local = {int(inv.dev_node[r]) for r in rows if inv.dev_node[r] >= 0}
+        if len(local) > 1:
+            return np.zeros(inv.n_nodes, dtype=bool)
+        if local:
+            nodes = np.zeros(inv.n_nodes, dtype=bool)
+            nodes[local.pop()] = True
+        else:
+            nodes = np.ones(inv.n_nodes, dtype=bool)
+        for scope in {int(inv.dev_scope[r]) for r in rows if inv.dev_node[r] < 0}:
+            nodes &= inv.scope_nodes[scope].astype(bool)
+        return nodes
 
     def _config(self, pc: PodClaim, used_alts: list[_Alt]) -> list[dict[str, Any]]:
         """Class configs (each class once), then the claim's configs for the chosen requests."""
