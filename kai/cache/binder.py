@@ -297,7 +297,7 @@ class LiveCache:
             portion = shared_portion(task, info) if info is not None else float(task.gpu_sharing.portion or 0)
         claims = None
         if task.dra is not None and self.state.dra is not None:     # DRA: claims written before the binding
-            claims = claim_writes(task.dra, self.state.dra.kai_allocated.__contains__)
+            claims = claim_writes(task.dra, self.state.dra.kai_allocated.__contains__, self.state.dra.claims.get)
         self.binder.submit_bind(task.namespace, task.name, task.uid, node_name,
                                 groups if shared else None, portion, claims)
         self.result.bindings.append(Decision(task.key, node_name, groups))

@@ -2,7 +2,8 @@
 
 kube-scheduler's dynamicresources PreBind, per claim not yet reserved for the pod, in the
 pod's claim order: read the claim; refuse if it is being deleted or was allocated elsewhere
-meanwhile; when kai allocated it, add the ``resource.kubernetes.io/delete-protection``
+meanwhile (the first attempt reads the informer's copy, like kube-scheduler's assume cache);
+when kai allocated it, add the ``resource.kubernetes.io/delete-protection``
 finalizer (a metadata update) and then write ``status.allocation`` together with the pod in
 ``status.reservedFor`` (a status update); a claim already allocated only gets the pod added
 to ``reservedFor``. Every write carries the ``resourceVersion`` it read, so a concurrent change
@@ -23,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import structlog
 
 from kai.api.dra import RESERVED_FOR_MAX
@@ -45,6 +47,7 @@ class ClaimWrite:
     namespace: str
     name: str
     allocation: dict[str, Any] | None       # status.allocation kai made; None: the claim must be allocated already
+    cached: Any = None                      # the informer's ResourceClaim: the first attempt reads it, no GET
 
 
 @dataclass
@@ -56,14 +59,15 @@ class ClaimWritten:
     reserved: bool = False                  # the pod added to reservedFor
 
 
-def claim_writes(got: DraAllocation, kai_allocated) -> list[ClaimWrite]:
+def claim_writes(got: DraAllocation, kai_allocated, cached=lambda key: None) -> list[ClaimWrite]:
     """The writes for a pod's claims; ``kai_allocated(key)`` says whether an allocation that is
-    not new in this session is one kai committed earlier (the binder may still have to write it)."""
+    not new in this session is one kai committed earlier (the binder may still have to write it);
+    ``cached(key)`` is the informer's claim, if any."""
     out = []
     for c in got.claims:
         ns, name = c.key.split("/", 1)
         mine = c.new or kai_allocated(c.key)
-        out.append(ClaimWrite(ns, name, allocation_status(c) if mine else None))
+        out.append(ClaimWrite(ns, name, allocation_status(c) if mine else None, cached(c.key)))
     return out
 
 
@@ -85,8 +89,11 @@ def _reserve_one(client: KubeClient, w: ClaimWrite, pod_name: str, pod_uid: str)
     key = f"{w.namespace}/{w.name}"
     path = _path(w)
     for attempt in range(ATTEMPTS):
+        # the informer's copy first (a stale one only costs a conflict, and a refusal is only
+        # ever decided on the API's copy), then the API's
+        cached = attempt == 0 and w.cached is not None
         try:
-            obj = client.get(path)
+            obj = msgspec.to_builtins(w.cached) if cached else client.get(path)
         except ApiError as exc:
             if exc.status == 404:
                 raise ClaimBindError(f"resource claim {key} not found") from None
@@ -96,21 +103,26 @@ def _reserve_one(client: KubeClient, w: ClaimWrite, pod_name: str, pod_uid: str)
             raise ClaimBindError(f"reading resource claim {key} failed: {exc}") from None
         meta = obj.get("metadata") or {}
         status = obj.get("status") or {}
-        if meta.get("deletionTimestamp"):
-            raise ClaimBindError(f"resource claim {key} got deleted in the meantime")
         reserved = list(status.get("reservedFor") or [])
         have = status.get("allocation")
-        write_alloc = False
-        if have is None:
-            if w.allocation is None:
-                raise ClaimBindError(f"resource claim {key} is no longer allocated")
-            write_alloc = True
-        elif w.allocation is not None and _devices(have) != _devices(w.allocation):
-            raise ClaimBindError(f"resource claim {key} got allocated elsewhere in the meantime")
+        problem = ""
+        if meta.get("deletionTimestamp"):
+            problem = f"resource claim {key} got deleted in the meantime"
+        elif have is None and w.allocation is None:
+            problem = f"resource claim {key} is no longer allocated"
+        elif have is not None and w.allocation is not None and _devices(have) != _devices(w.allocation):
+            problem = f"resource claim {key} got allocated elsewhere in the meantime"
+        elif len(reserved) >= RESERVED_FOR_MAX and not any(r.get("uid") == pod_uid for r in reserved):
+            problem = f"resource claim {key} is reserved for {RESERVED_FOR_MAX} consumers already"
+        if problem:
+            if cached:
+                continue                                     # make sure on the API's copy
+            raise ClaimBindError(problem)
+        write_alloc = have is None
         if any(r.get("uid") == pod_uid for r in reserved):
+            if cached:
+                continue
             return done                                      # an earlier attempt reserved it already
-        if len(reserved) >= RESERVED_FOR_MAX:
-            raise ClaimBindError(f"resource claim {key} is reserved for {RESERVED_FOR_MAX} consumers already")
         rv = meta.get("resourceVersion", "")
         try:
             fins = list(meta.get("finalizers") or [])

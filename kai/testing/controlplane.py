@@ -694,6 +694,16 @@ class ControlPlane:
         proc.start()
         self._wait(proc, lambda: _https_healthz(port), "did not become healthy (/healthz)")
 
+    def start_controller_manager(self, controllers: Sequence[str] | None = None) -> None:
+        """Start kube-controller-manager on a running control plane (once), e.g. only the
+        resourceclaim controller for a DRA benchmark."""
+        if self.with_controller_manager:
+            return
+        if controllers is not None:
+            self.controllers = tuple(controllers)
+        self._start_controller_manager()
+        self.with_controller_manager = True
+
     def start_kube_scheduler(self) -> None:
         """Start the upstream kube-scheduler on a running control plane (once; differential tests)."""
         if self.with_scheduler:

@@ -152,3 +152,40 @@ def test_binder_rolls_the_claims_back_when_the_binding_fails(client, kube_namesp
     got = _get(client, ns, "c")
     assert got["status"].get("allocation") is None and not got["status"].get("reservedFor")
     assert FINALIZER not in (got["metadata"].get("finalizers") or [])
+
+
+def test_the_informer_copy_is_read_first_and_a_stale_one_costs_a_conflict(client, kube_namespace):
+    """A current cached claim saves the read; a stale one (another writer changed the claim
+    since) fails the precondition and the API's copy is read; a cached copy that would refuse
+    (allocated elsewhere) is checked against the API's before refusing."""
+    import msgspec as ms
+
+    from kai.api.dra import ResourceClaim
+    ns = kube_namespace
+    fresh = ms.convert(_claim(client, ns, "fresh"), ResourceClaim)
+    stale = ms.convert(_claim(client, ns, "stale"), ResourceClaim)
+    client.patch(f"{RES}/namespaces/{ns}/resourceclaims/stale", {"metadata": {"labels": {"x": "y"}}})
+    wrong = ms.convert(_claim(client, ns, "wrong"), ResourceClaim)
+    wrong = ms.structs.replace(wrong, status=ms.convert({"allocation": _alloc("n9", "gpu-9")},
+                                                        type(wrong.status)))
+    uid = _pod(client, ns, "p")
+
+    class Counting(KubeClient):
+        gets = 0
+
+        def get(self, path, type=None, params=None):
+            Counting.gets += 1
+            return super().get(path, type, params)
+
+    counting = Counting(client.creds)
+    reserve_claims(counting, "p", uid, [ClaimWrite(ns, "fresh", _alloc("n0"), fresh)])
+    assert Counting.gets == 0
+    reserve_claims(counting, "p", uid, [ClaimWrite(ns, "stale", _alloc("n0"), stale)])
+    assert Counting.gets == 1
+    reserve_claims(counting, "p", uid, [ClaimWrite(ns, "wrong", _alloc("n0"), wrong)])
+    assert Counting.gets == 2
+    for name in ("fresh", "stale", "wrong"):
+        got = _get(client, ns, name)
+        assert got["status"]["allocation"]["devices"]["results"][0]["pool"] == "n0"
+        assert FINALIZER in got["metadata"]["finalizers"]
+    assert _get(client, ns, "stale")["metadata"]["labels"] == {"x": "y"}     # the other writer's change kept
