@@ -91,6 +91,7 @@ class DraStore:
         #: template claims not created yet are made up by kai (``kai simulate``); live, the pod waits
         #: for the controller-manager to create them
         self.generate = False
+        self._quota_memo: dict[str, tuple[tuple, float]] = {}
 
     @staticmethod
     def handles(kind: str) -> bool:
@@ -220,12 +221,18 @@ class DraStore:
     def refresh(self, state, config=None) -> None:
         """A session opens over ``state`` (its ClusterState): take the GPU class rule from the
         config's ``dynamicresources`` arguments and set ``PodInfo.dra_gpus`` for every pod with
-        resourceClaims."""
+        resourceClaims. A pod's figure is kept while the pod, the claims (or templates) it
+        names and their allocations are the very same objects."""
         args = config.plugin_args("dynamicresources") if config is not None else None
         gpu = gpu_classes(args)
         if gpu != self.gpu:
             self.gpu = gpu
+            self._quota_memo.clear()
         pods, nodes = state.pods, state.nodes
+        memo = self._quota_memo
+        if len(memo) > 2 * len(state.claim_pods) + 64:
+            for uid in [u for u in memo if u not in state.claim_pods]:
+                del memo[uid]
         base = None
         for uid in state.claim_pods:
             p = pods.get(uid)
@@ -233,20 +240,47 @@ class DraStore:
                 continue
             if base is None:
                 base = self.base_allocator(nodes)
-            n = 0
-            seen: set[str] = set()
-            for pc in self.pod_claims(p.pod, generate=True):
-                claim = pc.claim
-                if claim is None or pc.key in seen:
-                    continue
-                seen.add(pc.key)
-                got = base.allocated.get(pc.key)
-                if got is not None:
-                    n += allocated_gpus(claim, got.results, gpu)
-                else:
-                    n += requested_gpus(claim, gpu, lambda e: base.max_per_node(
-                        e.device_class_name, e.selectors, e.tolerations))
-            p.dra_gpus = float(n)
+            deps = self._quota_deps(p.pod, base)
+            m = memo.get(uid)
+            if m is not None and len(m[0]) == len(deps) and all(a is b for a, b in zip(m[0], deps)):
+                p.dra_gpus = m[1]
+                continue
+            p.dra_gpus = self._pod_gpus(p.pod, base, gpu)
+            memo[uid] = (deps, p.dra_gpus)
+
+    def _quota_deps(self, pod: Pod, base: DraAllocator) -> tuple:
+        """The objects a pod's quota GPUs follow from: the pod, and per entry its claim (or
+        template) and that claim's allocation."""
+        ns = pod.metadata.namespace or "default"
+        statuses = pod.status.resource_claim_statuses
+        out: list = [pod]
+        for e in pod.spec.resource_claims:
+            name = e.resource_claim_name
+            if not name:
+                name = next((s.resource_claim_name for s in statuses if s.name == e.name), None)
+            if name:
+                key = f"{ns}/{name}"
+                out.append(self.claims.get(key))
+                out.append(base.allocated.get(key))
+            out.append(self.templates.get(f"{ns}/{e.resource_claim_template_name}")
+                       if e.resource_claim_template_name else None)
+        return tuple(out)
+
+    def _pod_gpus(self, pod: Pod, base: DraAllocator, gpu: GpuClasses) -> float:
+        n = 0
+        seen: set[str] = set()
+        for pc in self.pod_claims(pod, generate=True):
+            claim = pc.claim
+            if claim is None or pc.key in seen:
+                continue
+            seen.add(pc.key)
+            got = base.allocated.get(pc.key)
+            if got is not None:
+                n += allocated_gpus(claim, got.results, gpu)
+            else:
+                n += requested_gpus(claim, gpu, lambda e: base.max_per_node(
+                    e.device_class_name, e.selectors, e.tolerations))
+        return float(n)
 
     def gpu_capacity(self, nodes, ready: np.ndarray) -> float:
         """Usable devices of GPU device classes that ``ready`` (bool[N]) nodes reach, each once."""

@@ -41,10 +41,6 @@ S = C.PodStatus
 PLACED = S.ALLOCATED | S.PIPELINED
 
 
-def has_claims(task) -> bool:
-    return bool(task.pod.spec.resource_claims)
-
-
 class ClaimsPredicate(NodePredicate):
     """The DRA filter and event handlers of one session (see the module docstring)."""
 
