@@ -8,6 +8,11 @@ capacity selector (``memory.compareTo(quantity("40Gi")) >= 0``, vectorized) plus
 request tied by a matchAttribute constraint (exact search on candidate nodes). The baseline
 in the same run is the same decision through the pure-Python reference kernels
 (kai/_fast/reference/dra.py), on a tenth of the decisions.
+
+``test_dra_allocate_cycle`` (issue 10, phase 2): the whole allocate cycle through the scheduler
+over 4,000 pods with claim templates on the same cluster (session open with the quota refresh,
+the dynamicresources filter, the device pick, commit with assumed allocations); baseline in the
+same run: the same pods asking for ``nvidia.com/gpu`` from the device plugin instead.
 Run: PYTHONPATH=.:bench python -m pytest bench/bench_dra.py --benchmark-enable -p no:cacheprovider -s
 """
 from __future__ import annotations
