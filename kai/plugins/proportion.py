@@ -15,7 +15,8 @@ At session open (``pkg/scheduler/plugins/proportion/proportion.go``):
   so per ready node ``allocatable - idle`` is everything charged; the walk above also sums
   the charges of kai's own tasks on nodes, and the difference is the other schedulers' use.
   (A kai-scheduler pod that is on a node but belongs to no job -- its PodGroup is missing --
-  is counted as foreign here; KAI would not subtract it.) Clamped at 0.
+  is counted as foreign here; KAI would not subtract it.) Clamped at 0. Plus the GPUs the
+  nodes publish as DRA devices (``ClusterState.dra``, GPU device classes; kai.dra.quota).
 * ``divide_fair_share`` (kai._fast.proportion) is called once with all queues, the plugin
   argument ``kValue`` (default 1.0; <= 0 becomes 0, as in KAI) and zero historical usage
   (no UsageDB).
