@@ -63,6 +63,9 @@ def cmd_simulate(args) -> int:
         for where, params in manifests.scheduler_params:     # a KAI snapshot's flags
             manifests.notes.extend(params_to_config(params, config, where))
         apply_flags(config, args)
+        if args.partition_label_value is not None:           # one scheduling shard's view
+            from kai.sim.shard import select_partition
+            select_partition(manifests, _scope(args))
     except (LoadError, ConfigError) as exc:
         print(f"kai simulate: error: {exc}", file=sys.stderr)
         return 2
@@ -123,11 +126,21 @@ def _write_report(args, paths, manifests, config, report) -> str | None:
     return None
 
 
+def _scope(args):
+    """The shard and monitoring scope of the flags (kai.cache.scope); ConfigError if unusable."""
+    from kai.cache.scope import Scope, ScopeError
+    try:
+        return Scope.from_args(args)
+    except ScopeError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def cmd_scheduler(args) -> int:
     from kai.controller.main import run_controller   # live controller (needs a cluster)
 
     try:
         config = apply_flags(load_config(args.config) if args.config else default_config(), args)
+        args._scope = _scope(args)
     except ConfigError as exc:
         print(f"kai scheduler: error: {exc}", file=sys.stderr)
         return 2
@@ -176,6 +189,16 @@ def _add_algorithm_flags(p: argparse.ArgumentParser) -> None:
                    help="reclaim may move victims instead of evicting them (default true)")
     p.add_argument("--default-staleness-grace-period", type=_duration, default=None, metavar="DURATION",
                    help="evict a running gang below minMember after this long (default 60s; negative: never)")
+
+
+def _add_partition_flags(p: argparse.ArgumentParser, simulate: bool = False) -> None:
+    """KAI's scheduling-shard flags; shared by `simulate` and `scheduler` (docs/shards.md)."""
+    p.add_argument("--nodepool-label-key", default=None, metavar="KEY",
+                   help="label that partitions nodes, queues and PodGroups into shards (default "
+                        "kai.scheduler/node-pool; empty: no partitioning)")
+    p.add_argument("--partition-label-value", default=None, metavar="VALUE",
+                   help="this shard's value of that label; empty: the default shard, objects without the label"
+                        + (" (simulate: only given, the manifests are narrowed to that shard)" if simulate else ""))
 
 
 def _add_grouper_flags(p: argparse.ArgumentParser) -> None:
@@ -232,19 +255,23 @@ def build_parser(prog: str = "kai") -> argparse.ArgumentParser:
                         "with moved quota, replacing those of the same name) and show both side by side")
     _add_algorithm_flags(s)
     _add_grouper_flags(s)
+    _add_partition_flags(s, simulate=True)
     s.set_defaults(func=cmd_simulate)
     r = sub.add_parser("scheduler", help="run the scheduler against a cluster")
     _add_algorithm_flags(r)
     _add_grouper_flags(r)
+    _add_partition_flags(r)
     r.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, then ~/.kube/config)")
     r.add_argument("--config", help="scheduler config YAML")
     r.add_argument("--scheduler-name", default="kai-scheduler")
     r.add_argument("--schedule-period", type=float, default=1.0, help="seconds between cycles")
-    r.add_argument("--leader-elect", action="store_true")
+    r.add_argument("--leader-elect", nargs="?", const=True, default=False, type=_bool, metavar="BOOL",
+                   help="elect a leader through a Lease (also --leader-elect=true, as KAI's shard args pass it)")
     r.add_argument("--namespace", default="kai-scheduler", help="namespace of the leader-election Lease")
     r.add_argument("--metrics-port", type=int, default=8080, help="/metrics, /healthz, /readyz port (0: any free)")
     r.add_argument("--metrics-namespace", default="kai", help="prefix of the Prometheus metric names")
-    r.add_argument("--lease-name", default=None, help="leader-election Lease name (default: the scheduler name)")
+    r.add_argument("--lease-name", default=None, help="leader-election Lease name (default: the scheduler name, "
+                                                      "plus -<partition value> for a shard)")
     r.add_argument("--identity", default=None, help="leader-election identity (default: host_pid_random)")
     r.add_argument("--bind-workers", type=int, default=16, help="concurrent binding/eviction API calls")
     r.add_argument("--leader-elect-lease-duration", type=_duration, default=15.0, metavar="DURATION",

@@ -53,8 +53,7 @@ OTHER_TOOLS_FLAGS = {
     "git": {"--depth", "--branch"},
 }
 #: KAI-Scheduler flags docs/configuration.md lists as not in kai (checked absent)
-KAI_FLAGS_KAI_LACKS = {"--qps", "--burst", "--restrict-node-scheduling", "--partition-label-value",
-                       "--nodepool-label-key", "--detailed-fit-errors",
+KAI_FLAGS_KAI_LACKS = {"--qps", "--burst", "--restrict-node-scheduling", "--detailed-fit-errors",
                        "--update-pod-eviction-condition", "--use-scheduling-signatures",
                        "--full-hierarchy-fairness", "--num-of-status-recording-workers"}
 #: scripts whose flags the docs use, run with --help
@@ -147,7 +146,7 @@ def test_kai_flags_the_docs_say_kai_lacks_are_absent():
 
 def test_chart_templates_pass_only_flags_kai_has():
     kai_flags, _ = _kai_parser_flags()
-    for name in ("deployment.yaml", "admission.yaml"):
+    for name in ("_scheduler_deployment.tpl", "shards.yaml", "admission.yaml"):
         used = _flags_in(_text(CHART / "templates" / name))
         assert used and used <= kai_flags, f"templates/{name}: {sorted(used - kai_flags)}"
 

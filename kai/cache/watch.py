@@ -138,8 +138,11 @@ class Informer:
 
     def __init__(self, client: KubeClient, resource: Resource, events: "queue.Queue",
                  page_size: int = 500, watch_timeout: tuple[int, int] = (240, 360),
-                 on_event: Callable[[str, str, Any], None] | None = None) -> None:
+                 on_event: Callable[[str, str, Any], None] | None = None,
+                 params: dict[str, str] | None = None) -> None:
         self.client = client
+        # server-side selection (labelSelector / fieldSelector) on every list and watch
+        self.params: dict[str, str] = {k: v for k, v in (params or {}).items() if v}
         self.resource = resource
         self.kind = resource.kind
         self.events = events
@@ -218,6 +221,7 @@ class Informer:
         """List everything; emit the differences against the store; remember the RV."""
         try:
             raws, rv = self.client.list(self.resource.path, msgspec.Raw, limit=self.page_size,
+                                        params=self.params or None,
                                         **({"accept": METADATA_LIST} if self.resource.metadata_only else {}))
         except ApiError as exc:
             if exc.status == 404 and self.resource.optional:
@@ -259,7 +263,8 @@ class Informer:
 
         try:
             extra = {"accept": METADATA_WATCH} if self.resource.metadata_only else {}
-            for ev in self.client.watch(self.resource.path, self.resource_version, timeout, on_response=hold, **extra):
+            for ev in self.client.watch(self.resource.path, self.resource_version, timeout, on_response=hold,
+                                        params=self.params or None, **extra):
                 if self._stop.is_set():
                     return
                 if ev.type == "ERROR":
@@ -332,8 +337,11 @@ class Informer:
 
 
 def start_informers(client: KubeClient, events: "queue.Queue", kinds=tuple(RESOURCES),
-                    **kw: Any) -> dict[str, Informer]:
-    return {k: Informer(client, RESOURCES[k], events, **kw).start() for k in kinds}
+                    params: dict[str, dict[str, str]] | None = None, **kw: Any) -> dict[str, Informer]:
+    """One started Informer per kind; ``params[kind]`` (labelSelector / fieldSelector) narrows
+    what the server sends for that kind (kai.cache.scope builds them)."""
+    params = params or {}
+    return {k: Informer(client, RESOURCES[k], events, params=params.get(k), **kw).start() for k in kinds}
 
 
 def wait_synced(informers: dict[str, Informer], timeout: float | None = None) -> bool:

@@ -30,6 +30,7 @@ from kai.cache.cluster_state import ClusterState
 from kai.cache.dra_store import DraStore
 from kai.cache.kubeclient import ApiError, KubeClient, KubeconfigError
 from kai.cache.reservation import GPU_GROUP_LABEL, ReservationService, is_reservation_pod
+from kai.cache.scope import Scope
 from kai.cache.status import StatusReporter, StatusWriter
 from kai.cache.storage_store import StorageStore
 from kai.cache.watch import ADDED, DELETED, INVALID, SYNCED, Informer, start_informers
@@ -53,8 +54,10 @@ class Controller:
     def __init__(self, client: KubeClient, config, scheduler_name: str = C.SCHEDULER_NAME,
                  metrics: Metrics | None = None, bind_workers: int = 16, status_workers: int = 2,
                  group_pods: bool = True, fence: Callable[[], bool] | None = None,
-                 volume_bind_timeout: float = 120.0) -> None:
+                 volume_bind_timeout: float = 120.0, scope: Scope | None = None) -> None:
         self.client = client
+        # the shard (partition) and monitoring scope of this process (kai.cache.scope)
+        self.scope = scope or Scope()
         # may this replica write? (the leader Lease held with margin; kai.controller.leader)
         self.fence: Callable[[], bool] = fence or (lambda: True)
         self._leading = False
@@ -81,7 +84,8 @@ class Controller:
                              on_bound=lambda s: self.metrics.task_bind.observe(s * 1000.0),
                              reservations=self.reservations, volume_bind_timeout=volume_bind_timeout)
         self.grouper = PodGrouperController(client, scheduler_name, config=getattr(config, "grouper", None),
-                                            status=self.status) if group_pods else None
+                                            status=self.status,
+                                            accepts=self.scope.in_partition) if group_pods else None
         self.scheduler = Scheduler(self.state, config)
         self.synced = False
         self.invalid: dict[str, dict[str, str]] = {}       # kind -> object key -> why it is ignored
@@ -103,6 +107,7 @@ class Controller:
                         "pods": {p.key: p.node_name for p in list(st.pods.values())
                                  if p.pod.spec.scheduler_name == self.scheduler_name},
                         "podgroups": sorted(st.podgroups), "queues": sorted(st.queues),
+                        "nodePool": self.scope.node_pool,
                         "failedBinds": dict(self.binder.failed_binds),
                         "invalid": {k: dict(v) for k, v in self.invalid.items() if v}}
             except RuntimeError:
@@ -111,7 +116,8 @@ class Controller:
 
     # ------------------------------------------------------------------ startup
     def start(self) -> Controller:
-        self.informers = start_informers(self.client, self.events)
+        self.informers = start_informers(self.client, self.events,
+                                         params=self.scope.informer_params(self.scheduler_name))
         if self.grouper is not None:
             self.grouper.start()
         return self
@@ -329,7 +335,10 @@ class Controller:
         the DELETEs run on the binder's workers."""
         if not self.reservation_pods:
             return
-        for name in self.reservations.stale(self.reservation_pods.values(), self.live_gpu_groups()):
+        # only reservation pods on this shard's nodes: another shard's groups are not ours to judge
+        nodes = self.state.nodes.by_name
+        mine = [p for p in self.reservation_pods.values() if p.spec.node_name in nodes]
+        for name in self.reservations.stale(mine, self.live_gpu_groups()):
             self.binder.pool.submit(self._delete_reservation, name)
 
     def _delete_reservation(self, name: str) -> None:
@@ -351,13 +360,20 @@ class Controller:
             if now - first < grace:
                 continue
             pod = self._latest_pod(key)
-            if pod is None or pod.spec.node_name:
+            if pod is None or pod.spec.node_name or not self._reports_on(pod):
                 continue
             m = pod.metadata
             if any(c.type == "PodScheduled" and c.status == "False" and c.message == msg
                    for c in pod.status.conditions):
                 continue
             self.status.pod_unschedulable(m.namespace, m.name, m.uid, msg, event=True)
+
+    def _reports_on(self, pod) -> bool:
+        """Whether this shard may write conditions on a pod it cannot schedule: the pod's own
+        labels fall in its partition and its pod-grouper did not leave it to another shard."""
+        if self.grouper is not None and pod.metadata.uid in self.grouper.foreign:
+            return False
+        return self.scope.in_partition(pod.metadata.labels)
 
     def _report_invalid(self, info: dict) -> None:
         """A malformed object: a Warning Event on it, the ``invalid_objects`` metrics (the
@@ -391,7 +407,8 @@ class Controller:
             # already written (e.g. by a previous run of this process)? then leave it alone
             conds = (pg.status.get("schedulingConditions") or []) if pg is not None else []
             if not any((r or {}).get("message") == message for c in conds for r in c.get("reasons") or []):
-                self.status.podgroup_unschedulable(ns, name, pg.metadata.uid if pg else "", message)
+                self.status.podgroup_unschedulable(ns, name, pg.metadata.uid if pg else "", message,
+                                                   node_pool=self.scope.node_pool)
             for t in list(getattr(job, "tasks", {}).values()):
                 if not t.node_name and t.status & C.PodStatus.PENDING:
                     if any(c.type == "PodScheduled" and c.status == "False" and c.message == message
@@ -453,6 +470,7 @@ def run_controller(args, config) -> int:
         log.error("no cluster credentials", error=str(exc))
         return 2
     scheduler_name = getattr(args, "scheduler_name", C.SCHEDULER_NAME)
+    scope = getattr(args, "_scope", None) or Scope.from_args(args)
     period = float(getattr(args, "schedule_period", 1.0))
     grace = float(getattr(args, "shutdown_grace_period", 20.0))
     stop = threading.Event()
@@ -476,7 +494,8 @@ def run_controller(args, config) -> int:
             exit_code[0] = 1
             stop.set()
 
-        elector = LeaderElector(raw, ns, getattr(args, "lease_name", None) or scheduler_name, identity,
+        elector = LeaderElector(raw, ns, getattr(args, "lease_name", None) or scope.lease_name(scheduler_name),
+                                identity,
                                 lease_duration=float(getattr(args, "leader_elect_lease_duration", 15.0)),
                                 renew_deadline=float(getattr(args, "leader_elect_renew_deadline", 10.0)),
                                 retry_period=float(getattr(args, "leader_elect_retry_period", 2.0)),
@@ -493,7 +512,9 @@ def run_controller(args, config) -> int:
     client = raw.fenced(write_fence, user_agent=f"kai-scheduler/{kai.__version__} ({identity})")
     ctl = Controller(client, config, scheduler_name=scheduler_name, metrics=metrics,
                      bind_workers=getattr(args, "bind_workers", 16), fence=holds,
-                     volume_bind_timeout=getattr(args, "volume_binding_timeout_seconds", 120.0))
+                     volume_bind_timeout=getattr(args, "volume_binding_timeout_seconds", 120.0), scope=scope)
+    log.info("scheduling shard", node_pool=scope.node_pool, nodepool_label_key=scope.node_pool_label_key,
+             lease=getattr(args, "lease_name", None) or scope.lease_name(scheduler_name))
     report_unimplemented_plugins(ctl.status, config)
     health = None
     port = getattr(args, "metrics_port", 8080)
