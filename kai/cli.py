@@ -1,5 +1,5 @@
-"""Command line: ``kai simulate`` (offline, over manifests), ``kai scheduler`` (live), ``kai webhook``
-and ``kai status`` (a read-only view of a live cluster; also the kubectl plugin ``kubectl kai``)."""
+"""Command line: ``kai simulate`` (offline, over manifests), ``kai scheduler`` (live), ``kai webhook``,
+``kai node-scale-adjuster`` and ``kai status`` (a read-only view of a live cluster; also the kubectl plugin ``kubectl kai``)."""
 from __future__ import annotations
 
 import argparse
@@ -145,6 +145,15 @@ def cmd_scheduler(args) -> int:
         print(f"kai scheduler: error: {exc}", file=sys.stderr)
         return 2
     return run_controller(args, config)
+
+
+def cmd_node_scale_adjuster(args) -> int:
+    from kai.nodescaleadjuster.adjuster import run_node_scale_adjuster   # scaling pods for autoscalers
+
+    if not 0 < args.gpu_memory_to_fraction_ratio <= 1:
+        print("kai node-scale-adjuster: error: --gpu-memory-to-fraction-ratio must be in (0, 1]", file=sys.stderr)
+        return 2
+    return run_node_scale_adjuster(args)
 
 
 def cmd_webhook(args) -> int:
@@ -303,6 +312,25 @@ def build_parser(prog: str = "kai") -> argparse.ArgumentParser:
     w.add_argument("--nri-plugin-enabled", type=_bool, default=False, metavar="BOOL",
                    help="skip the NVIDIA_VISIBLE_DEVICES env var (device visibility set by the NRI plugin)")
     w.set_defaults(func=cmd_webhook)
+    n = sub.add_parser("node-scale-adjuster",
+                       help="create scaling pods so cluster autoscalers add GPUs for unschedulable GPU-sharing pods")
+    n.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, then ~/.kube/config)")
+    n.add_argument("--scheduler-name", default="kai-scheduler", help="the scheduler whose pods are watched")
+    n.add_argument("--scale-adjust-namespace", default="kai-scale-adjust", metavar="NAMESPACE",
+                   help="namespace of the scaling pods (default kai-scale-adjust)")
+    n.add_argument("--scaling-pod-image", default="kai:latest", help="image of the scaling pods (default kai:latest)")
+    n.add_argument("--scaling-pod-command", nargs="*", default=["/bin/true"], metavar="ARG",
+                   help="their command (default /bin/true: they exit at once once a node runs them; none: "
+                        "the image's own)")
+    n.add_argument("--scaling-pod-app-label", default="scaling-pod", help="their `app` label (default scaling-pod)")
+    n.add_argument("--scaling-pod-service-account", default="scaling-pod",
+                   help="their ServiceAccount (default scaling-pod)")
+    n.add_argument("--gpu-memory-to-fraction-ratio", type=float, default=0.1, metavar="R",
+                   help="GPUs counted per gpu-memory pod (default 0.1: one GPU per 10 pods)")
+    n.add_argument("--cool-down-seconds", type=float, default=60.0,
+                   help="after deleting a scaling pod, create none for this long (default 60)")
+    n.add_argument("--period", type=float, default=5.0, help="seconds between passes without events (default 5)")
+    n.set_defaults(func=cmd_node_scale_adjuster)
     st = sub.add_parser("status", help="show queues, pending jobs and GPU occupancy of a live cluster (read-only)")
     st.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
     st.add_argument("--context", help="kubeconfig context (default: the current context)")

@@ -64,8 +64,8 @@ SCRIPTS = [[sys.executable, str(REPO / "bench" / "bench_live.py")],
            [sys.executable, "-m", "kai.testing.controlplane", "up"]]
 #: KAI chart values docs/configuration.md says this chart does not have (checked absent)
 KAI_VALUES_KAI_LACKS = {"operator", "podgrouper", "podgroupcontroller", "binder", "queuecontroller",
-                        "nodescaleadjuster", "crdupgrader", "topologyMigration", "postCleanup",
-                        "global.clusterAutoscaling", "global.tag", "global.imagePullPolicy"}
+                        "crdupgrader", "topologyMigration", "postCleanup",
+                        "global.tag", "global.imagePullPolicy"}
 #: plugins the configuration reference lists as built into the placement kernel
 BUILT_IN_PLUGINS = {"nodeavailability", "resourcetype"}
 FILE_SUFFIXES = (".md", ".yaml", ".yml", ".json", ".py", ".txt", ".sh", ".png", ".csv", ".tpl", ".go", ".pyx",

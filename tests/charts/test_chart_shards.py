@@ -78,3 +78,28 @@ def test_unsupported_shard_field_fails(helm):
 
 def test_lint_with_shards(helm):
     run_helm(helm, "lint", "--strict", str(CHART), "--namespace", NS, *_set_args({"schedulingShards": SHARDS}))
+
+
+# ---------------------------------------------------------------- node-scale-adjuster
+def test_node_scale_adjuster_off_by_default(helm):
+    docs = render(helm)
+    assert not [d for d in docs if "node-scale-adjuster" in d["metadata"]["name"]]
+    assert "kai-scale-adjust" not in {d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"}
+
+
+def test_node_scale_adjuster_deployment_and_rbac(helm):
+    docs = render(helm, {"global.clusterAutoscaling": True, "nodescaleadjuster.gpuMemoryToFractionRatio": 0.2})
+    dep = _by(docs, "Deployment")["kai-scheduler-node-scale-adjuster"]
+    spec = dep["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "kai-scheduler-node-scale-adjuster"
+    args = build_parser().parse_args(spec["containers"][0]["args"])
+    assert args.func.__name__ == "cmd_node_scale_adjuster"
+    assert (args.scheduler_name, args.scale_adjust_namespace, args.gpu_memory_to_fraction_ratio) == \
+        ("kai-scheduler", "kai-scale-adjust", 0.2)
+    assert args.scaling_pod_image == spec["containers"][0]["image"]        # kai's image by default
+    assert "kai-scale-adjust" in {d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"}
+    sas = {(d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs if d["kind"] == "ServiceAccount"}
+    assert ("kai-scale-adjust", "scaling-pod") in sas
+    role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "kai-scheduler-node-scale-adjuster")
+    assert role["metadata"]["namespace"] == "kai-scale-adjust"
+    assert {"create", "delete"} <= set(role["rules"][0]["verbs"]) and role["rules"][1]["resources"] == ["pods/status"]
