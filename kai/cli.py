@@ -270,6 +270,12 @@ def build_parser(prog: str = "kai") -> argparse.ArgumentParser:
     _add_algorithm_flags(r)
     _add_grouper_flags(r)
     _add_partition_flags(r)
+    r.add_argument("--pod-label-selector", default="", metavar="SELECTOR",
+                   help="selective monitoring: only our pods with these labels are watched and scheduled, "
+                        "e.g. app=batch (KAI's podLabelSelector; kubectl -l syntax)")
+    r.add_argument("--namespace-label-selector", default="", metavar="SELECTOR",
+                   help="selective monitoring: only pods and PodGroups in namespaces with these labels, "
+                        "e.g. team=ml (KAI's namespaceLabelSelector)")
     r.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, then ~/.kube/config)")
     r.add_argument("--config", help="scheduler config YAML")
     r.add_argument("--scheduler-name", default="kai-scheduler")

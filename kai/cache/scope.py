@@ -11,8 +11,12 @@ the top owner's or the pod's node-pool label onto the PodGroup, as KAI's does). 
 pod-grouper only creates PodGroups of its own partition (:meth:`Scope.in_partition`), and
 pods of other partitions get no Event or condition from this shard.
 
-Selective monitoring (KAI's ``podLabelSelector`` / ``namespaceLabelSelector``): see
-:meth:`Scope.informer_params` and ``kai.controller.main`` for how they narrow the informers.
+Selective monitoring (KAI's ``podLabelSelector`` / ``namespaceLabelSelector``,
+``--pod-label-selector`` / ``--namespace-label-selector``): the pods this process may schedule
+are narrowed by the API server (our ``schedulerName``, unbound, the pod label selector) and by
+the namespace's labels (the informer drops pods and PodGroups of other namespaces before
+storing them); pods bound to nodes are watched apart, all of them, because they use node
+capacity whoever placed them. See :meth:`Scope.informer_params` and ``kai.controller.main``.
 
 Built from the command line by ``kai.cli`` (``Scope.from_args``); read by ``kai.controller.main``
 (informer parameters, the grouper's filter, the Lease name, the node pool of conditions).
@@ -101,13 +105,10 @@ class Scope:
             for kind in ("Node", "Queue", "PodGroup"):
                 out[kind] = {"labelSelector": part}
         if self.selective:
-            # workload pods: ours, matching the pod selector (the namespace selector is applied
-            # as events arrive, against the Namespace informer, which is narrowed by it)
+            # our unbound pods, matching the pod selector (the namespace selector is applied by
+            # the informer against the namespaces' labels: the server cannot select on them)
             out["Pod"] = {"labelSelector": selector_string(self.pods),
-                          "fieldSelector": f"spec.schedulerName={scheduler_name}"}
-            # pods of everything else that run on nodes: they use node capacity
-            out["NodePod"] = {"fieldSelector": f"spec.nodeName!=,spec.schedulerName!={scheduler_name}"}
-            ns = selector_string(self.namespaces)
-            if ns:
-                out["Namespace"] = {"labelSelector": ns}
+                          "fieldSelector": f"spec.schedulerName={scheduler_name},spec.nodeName="}
+            # every pod on a node, whoever owns it: it uses node capacity
+            out["NodePod"] = {"fieldSelector": "spec.nodeName!="}
         return out

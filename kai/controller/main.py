@@ -33,7 +33,7 @@ from kai.cache.reservation import GPU_GROUP_LABEL, ReservationService, is_reserv
 from kai.cache.scope import Scope
 from kai.cache.status import StatusReporter, StatusWriter
 from kai.cache.storage_store import StorageStore
-from kai.cache.watch import ADDED, DELETED, INVALID, SYNCED, Informer, start_informers
+from kai.cache.watch import ADDED, DELETED, INVALID, NODE_PODS, RESOURCES, SYNCED, Informer, start_informers
 from kai.controller.leader import LeaderElector
 from kai.controller.metrics import HealthServer, Metrics
 from kai.podgrouper.controller import PodGrouperController
@@ -70,6 +70,8 @@ class Controller:
         self.status = StatusWriter(client, workers=status_workers)
         self.reporter = StatusReporter(self.status)
         self.informers: dict[str, Informer] = {}
+        self._maybe_gone: dict[str, tuple[str, float]] = {}    # pod uid -> (key, when): see _apply_pod_deleted
+        self._ns_selected: dict[str, bool] = {}                  # namespace -> in --namespace-label-selector
         # GPU reservation pods (kai.cache.reservation): KAI_GPU_RESERVATION_TIMEOUT bounds the wait
         # for a reservation pod's GPU UUID, KAI_RESERVATION_IMAGE / KAI_RESERVATION_SERVICE_ACCOUNT
         # configure the pod
@@ -95,8 +97,12 @@ class Controller:
         self.last_result = None
 
     def _latest_pod(self, key: str):
-        inf = self.informers.get("Pod")
-        return inf.store.get(key) if inf is not None else None
+        for kind in ("Pod", "NodePod"):
+            inf = self.informers.get(kind)
+            pod = inf.store.get(key) if inf is not None else None
+            if pod is not None:
+                return pod
+        return None
 
     def debug_state(self) -> dict:
         """What the cache believes (read from another thread: retried if a dict changes meanwhile)."""
@@ -116,11 +122,80 @@ class Controller:
 
     # ------------------------------------------------------------------ startup
     def start(self) -> Controller:
-        self.informers = start_informers(self.client, self.events,
-                                         params=self.scope.informer_params(self.scheduler_name))
+        params = self.scope.informer_params(self.scheduler_name)
+        if not self.scope.selective:
+            self.informers = start_informers(self.client, self.events, params=params)
+        else:
+            self._start_selective(params)
         if self.grouper is not None:
             self.grouper.start()
         return self
+
+    def _start_selective(self, params: dict) -> None:
+        """Selective monitoring (kai.cache.scope): our unbound pods narrowed by the server
+        (schedulerName, nodeName, --pod-label-selector) and, against the namespaces' labels,
+        by the informer; PodGroups narrowed to the selected namespaces; every bound pod
+        watched apart ("NodePod"), since it uses node capacity whoever owns it."""
+        keep = None
+        if not self.scope.namespaces.everything:
+            ns = start_informers(self.client, self.events, kinds=("Namespace",))["Namespace"]
+            ns.synced.wait(60)          # the namespaces' labels first: pods are judged by them
+            self.informers["Namespace"] = ns
+            for name, obj in list(ns.store.items()):
+                self._ns_selected[name] = self.scope.namespaces.matches(obj.metadata.labels)
+
+            def keep(obj) -> bool:
+                return self._ns_selected.get(obj.metadata.namespace, False)
+        for kind, res in RESOURCES.items():
+            if kind not in self.informers:
+                self.informers[kind] = Informer(self.client, res, self.events, params=params.get(kind),
+                                                keep=keep if kind in ("Pod", "PodGroup") else None).start()
+        self.informers["NodePod"] = Informer(self.client, NODE_PODS, self.events, params=params["NodePod"]).start()
+
+    def _namespace_changed(self, name: str, labels: dict | None) -> None:
+        """A namespace entered or left --namespace-label-selector: list pods and PodGroups again."""
+        if self.scope.namespaces.everything or "NodePod" not in self.informers:
+            return
+        now = labels is not None and self.scope.namespaces.matches(labels)
+        if self._ns_selected.get(name, False) != now:
+            self._ns_selected[name] = now
+            for kind in ("Pod", "PodGroup"):
+                self.informers[kind].relist()
+
+    def _apply_pod_deleted(self, kind: str, obj) -> bool:
+        """With two pod informers, whether a DELETED really removes the pod. The unbound-pod
+        informer also says DELETED when its pod gets bound; the pod then lives on through the
+        bound-pod informer. A pod this process just bound (assumed) waits there for its ADDED;
+        if that never comes, :meth:`_forget_gone_pods` removes it."""
+        if "NodePod" not in self.informers:
+            return True
+        key, uid = _key(obj), obj.metadata.uid
+        other = self.informers["NodePod" if kind == "Pod" else "Pod"].store.get(key)
+        if other is not None and other.metadata.uid == uid:
+            return False
+        if kind == "Pod":
+            p = self.state.pods.get(uid)
+            if p is not None and p.node_name:
+                self._maybe_gone[uid] = (key, time.monotonic())
+                return False
+        return True
+
+    def _forget_gone_pods(self, grace: float = 5.0) -> None:
+        now = time.monotonic()
+        for uid, (key, since) in list(self._maybe_gone.items()):
+            if any((o := self.informers[k].store.get(key)) is not None and o.metadata.uid == uid
+                   for k in ("Pod", "NodePod")):
+                del self._maybe_gone[uid]
+            elif now - since > grace:
+                del self._maybe_gone[uid]
+                self._delete_pod(uid, key)
+
+    def _delete_pod(self, uid: str, key: str) -> None:
+        self.state.delete_pod(uid)
+        self.binder.forget(uid, key)
+        if self.grouper is not None:
+            self.grouper.forget(uid)
+        self.status.forget_pod(uid)
 
     def initial_sync(self, stop: threading.Event, timeout: float | None = None) -> bool:
         """Drain until every informer listed once, then bulk-load the state."""
@@ -146,6 +221,7 @@ class Controller:
                 seen[kind][_key(obj)] = obj
         if stop.is_set():
             return False
+        seen["Pod"] = {**seen.get("Pod", {}), **seen.pop("NodePod", {})}    # bound version wins
         pods = seen.get("Pod", {})
         for k in [k for k, p in pods.items() if is_reservation_pod(p, self.reservations.namespace)]:
             p = pods.pop(k)
@@ -163,6 +239,7 @@ class Controller:
         for ns in seen.get("Namespace", {}).values():
             self._guarded("Namespace", SYNCED, ns,
                           lambda ns=ns: st.upsert_namespace(ns.metadata.name, ns.metadata.labels))
+            self._namespace_changed(ns.metadata.name, ns.metadata.labels)
         self.dra.load({k: v.values() for k, v in seen.items() if DraStore.handles(k)})
         st.storage.load({k: v.values() for k, v in seen.items() if StorageStore.handles(k)})
         # pods are offered to the pod-grouper by the first cycle that leads (only the leader groups)
@@ -220,6 +297,9 @@ class Controller:
         if StorageStore.handles(kind):
             st.storage.apply(kind, etype, obj)
             return
+        source = kind
+        if kind == "NodePod":
+            kind = "Pod"
         if kind == "Pod" and is_reservation_pod(obj, self.reservations.namespace):
             name = obj.metadata.name
             if etype == DELETED:
@@ -230,15 +310,12 @@ class Controller:
             return
         if kind == "Pod":
             if etype == DELETED:
-                st.delete_pod(obj.metadata.uid)
-                self.binder.forget(obj.metadata.uid, _key(obj))
-                if self.grouper is not None:
-                    self.grouper.forget(obj.metadata.uid)
-                self.status.forget_pod(obj.metadata.uid)
+                if self._apply_pod_deleted(source, obj):
+                    self._delete_pod(obj.metadata.uid, _key(obj))
                 return
             st.upsert_pod(obj)
             self.binder.reassume(st, obj)
-            if self.grouper is not None and self._leading:      # only the leader creates PodGroups
+            if self.grouper is not None and self._leading and source == "Pod":   # only the leader groups
                 self.grouper.observe(obj)
         elif kind == "Node":
             if etype == DELETED:
@@ -270,6 +347,7 @@ class Controller:
                 st.delete_namespace(obj.metadata.name)
             else:
                 st.upsert_namespace(obj.metadata.name, obj.metadata.labels)
+            self._namespace_changed(obj.metadata.name, None if etype == DELETED else obj.metadata.labels)
 
     # ------------------------------------------------------------------ cycle
     def cycle(self, leader: bool) -> None:
@@ -279,6 +357,8 @@ class Controller:
         with margin; every write below also passes the client's fence, so a replica that was
         paused mid-cycle sends nothing once it may no longer be the only leader."""
         self.drain()
+        if self._maybe_gone:
+            self._forget_gone_pods()
         if not leader:
             self._leading = False
             return

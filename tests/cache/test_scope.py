@@ -57,3 +57,16 @@ def test_from_args_defaults():
     assert (s.node_pool_label_key, s.partition_label_value) == (KEY, "")
     s = Scope.from_args(argparse.Namespace(nodepool_label_key="", partition_label_value=None))
     assert s.partition.everything
+
+
+def test_selective_monitoring_params():
+    s = Scope(node_pool_label_key="", pod_label_selector="app=batch, tier in (a,b)",
+              namespace_label_selector="team=ml")
+    p = s.informer_params("kai-scheduler")
+    assert p["Pod"] == {"labelSelector": "app=batch,tier in (a,b)",
+                        "fieldSelector": "spec.schedulerName=kai-scheduler,spec.nodeName="}
+    assert p["NodePod"] == {"fieldSelector": "spec.nodeName!="}
+    assert "Namespace" not in p             # all namespaces' labels are still needed (affinity terms)
+    assert s.selective and s.in_scope({"app": "batch", "tier": "a"}, {"team": "ml"})
+    assert not s.in_scope({"app": "batch"}, {"team": "ml"}) and not s.in_scope({"app": "batch", "tier": "b"}, {})
+    assert not Scope().selective and "Pod" not in Scope().informer_params()

@@ -103,3 +103,15 @@ def test_node_scale_adjuster_deployment_and_rbac(helm):
     role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "kai-scheduler-node-scale-adjuster")
     assert role["metadata"]["namespace"] == "kai-scale-adjust"
     assert {"create", "delete"} <= set(role["rules"][0]["verbs"]) and role["rules"][1]["resources"] == ["pods/status"]
+
+
+# ---------------------------------------------------------------- selective monitoring
+def test_selective_monitoring_values_become_flags(helm):
+    docs = render(helm, {"global.podLabelSelector": {"app": "batch", "tier": "gpu"},
+                         "global.namespaceLabelSelector": {"team": "ml"}, "schedulingShards": {"a": {}}})
+    for dep in ("kai-scheduler", "kai-scheduler-a"):
+        c = _by(docs, "Deployment")[dep]["spec"]["template"]["spec"]["containers"][0]
+        args = build_parser().parse_args(c["args"])
+        assert (args.pod_label_selector, args.namespace_label_selector) == ("app=batch,tier=gpu", "team=ml")
+    c = _by(render(helm), "Deployment")["kai-scheduler"]["spec"]["template"]["spec"]["containers"][0]
+    assert not [a for a in c["args"] if "label-selector" in a]

@@ -77,6 +77,12 @@ spec:
             {{- if include "kai.leaderElect" $r }}
             - --leader-elect
             {{- end }}
+            {{- with $r.Values.global.podLabelSelector }}
+            - --pod-label-selector={{ include "kai.labelSelector" . }}
+            {{- end }}
+            {{- with $r.Values.global.namespaceLabelSelector }}
+            - --namespace-label-selector={{ include "kai.labelSelector" . }}
+            {{- end }}
             {{- range .args }}
             - {{ . | quote }}
             {{- end }}
@@ -149,4 +155,11 @@ kai.scheduler/shard: {{ .shard }}
 {{- else -}}
 {{ include "kai.selectorLabels" .ctx }}
 {{- end -}}
+{{- end -}}
+
+{{/* A label map {k: v, ...} as selector text "k=v,..." (sorted). */}}
+{{- define "kai.labelSelector" -}}
+{{- $out := list -}}
+{{- range $k := (keys . | sortAlpha) -}}{{- $out = append $out (printf "%s=%s" $k (get $ $k)) -}}{{- end -}}
+{{- join "," $out -}}
 {{- end -}}
