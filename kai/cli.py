@@ -1,5 +1,5 @@
-"""Command line: ``kai simulate`` (offline, over manifests), ``kai scheduler`` (live), ``kai webhook``
-and ``kai status`` (a read-only view of a live cluster; also the kubectl plugin ``kubectl kai``)."""
+"""Command line: ``kai simulate`` (offline, over manifests), ``kai scheduler`` (live), ``kai webhook``,
+``kai node-scale-adjuster`` and ``kai status`` (a read-only view of a live cluster; also the kubectl plugin ``kubectl kai``)."""
 from __future__ import annotations
 
 import argparse
@@ -63,6 +63,9 @@ def cmd_simulate(args) -> int:
         for where, params in manifests.scheduler_params:     # a KAI snapshot's flags
             manifests.notes.extend(params_to_config(params, config, where))
         apply_flags(config, args)
+        if args.partition_label_value is not None:           # one scheduling shard's view
+            from kai.sim.shard import select_partition
+            select_partition(manifests, _scope(args))
     except (LoadError, ConfigError) as exc:
         print(f"kai simulate: error: {exc}", file=sys.stderr)
         return 2
@@ -123,15 +126,34 @@ def _write_report(args, paths, manifests, config, report) -> str | None:
     return None
 
 
+def _scope(args):
+    """The shard and monitoring scope of the flags (kai.cache.scope); ConfigError if unusable."""
+    from kai.cache.scope import Scope, ScopeError
+    try:
+        return Scope.from_args(args)
+    except ScopeError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def cmd_scheduler(args) -> int:
     from kai.controller.main import run_controller   # live controller (needs a cluster)
 
     try:
         config = apply_flags(load_config(args.config) if args.config else default_config(), args)
+        args._scope = _scope(args)
     except ConfigError as exc:
         print(f"kai scheduler: error: {exc}", file=sys.stderr)
         return 2
     return run_controller(args, config)
+
+
+def cmd_node_scale_adjuster(args) -> int:
+    from kai.nodescaleadjuster.adjuster import run_node_scale_adjuster   # scaling pods for autoscalers
+
+    if not 0 < args.gpu_memory_to_fraction_ratio <= 1:
+        print("kai node-scale-adjuster: error: --gpu-memory-to-fraction-ratio must be in (0, 1]", file=sys.stderr)
+        return 2
+    return run_node_scale_adjuster(args)
 
 
 def cmd_webhook(args) -> int:
@@ -176,6 +198,16 @@ def _add_algorithm_flags(p: argparse.ArgumentParser) -> None:
                    help="reclaim may move victims instead of evicting them (default true)")
     p.add_argument("--default-staleness-grace-period", type=_duration, default=None, metavar="DURATION",
                    help="evict a running gang below minMember after this long (default 60s; negative: never)")
+
+
+def _add_partition_flags(p: argparse.ArgumentParser, simulate: bool = False) -> None:
+    """KAI's scheduling-shard flags; shared by `simulate` and `scheduler` (docs/shards.md)."""
+    p.add_argument("--nodepool-label-key", default=None, metavar="KEY",
+                   help="label that partitions nodes, queues and PodGroups into shards (default "
+                        "kai.scheduler/node-pool; empty: no partitioning)")
+    p.add_argument("--partition-label-value", default=None, metavar="VALUE",
+                   help="this shard's value of that label; empty: the default shard, objects without the label"
+                        + (" (simulate: only given, the manifests are narrowed to that shard)" if simulate else ""))
 
 
 def _add_grouper_flags(p: argparse.ArgumentParser) -> None:
@@ -232,19 +264,29 @@ def build_parser(prog: str = "kai") -> argparse.ArgumentParser:
                         "with moved quota, replacing those of the same name) and show both side by side")
     _add_algorithm_flags(s)
     _add_grouper_flags(s)
+    _add_partition_flags(s, simulate=True)
     s.set_defaults(func=cmd_simulate)
     r = sub.add_parser("scheduler", help="run the scheduler against a cluster")
     _add_algorithm_flags(r)
     _add_grouper_flags(r)
+    _add_partition_flags(r)
+    r.add_argument("--pod-label-selector", default="", metavar="SELECTOR",
+                   help="selective monitoring: only our pods with these labels are watched and scheduled, "
+                        "e.g. app=batch (KAI's podLabelSelector; kubectl -l syntax)")
+    r.add_argument("--namespace-label-selector", default="", metavar="SELECTOR",
+                   help="selective monitoring: only pods and PodGroups in namespaces with these labels, "
+                        "e.g. team=ml (KAI's namespaceLabelSelector)")
     r.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, then ~/.kube/config)")
     r.add_argument("--config", help="scheduler config YAML")
     r.add_argument("--scheduler-name", default="kai-scheduler")
     r.add_argument("--schedule-period", type=float, default=1.0, help="seconds between cycles")
-    r.add_argument("--leader-elect", action="store_true")
+    r.add_argument("--leader-elect", nargs="?", const=True, default=False, type=_bool, metavar="BOOL",
+                   help="elect a leader through a Lease (also --leader-elect=true, as KAI's shard args pass it)")
     r.add_argument("--namespace", default="kai-scheduler", help="namespace of the leader-election Lease")
     r.add_argument("--metrics-port", type=int, default=8080, help="/metrics, /healthz, /readyz port (0: any free)")
     r.add_argument("--metrics-namespace", default="kai", help="prefix of the Prometheus metric names")
-    r.add_argument("--lease-name", default=None, help="leader-election Lease name (default: the scheduler name)")
+    r.add_argument("--lease-name", default=None, help="leader-election Lease name (default: the scheduler name, "
+                                                      "plus -<partition value> for a shard)")
     r.add_argument("--identity", default=None, help="leader-election identity (default: host_pid_random)")
     r.add_argument("--bind-workers", type=int, default=16, help="concurrent binding/eviction API calls")
     r.add_argument("--leader-elect-lease-duration", type=_duration, default=15.0, metavar="DURATION",
@@ -276,6 +318,25 @@ def build_parser(prog: str = "kai") -> argparse.ArgumentParser:
     w.add_argument("--nri-plugin-enabled", type=_bool, default=False, metavar="BOOL",
                    help="skip the NVIDIA_VISIBLE_DEVICES env var (device visibility set by the NRI plugin)")
     w.set_defaults(func=cmd_webhook)
+    n = sub.add_parser("node-scale-adjuster",
+                       help="create scaling pods so cluster autoscalers add GPUs for unschedulable GPU-sharing pods")
+    n.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, then ~/.kube/config)")
+    n.add_argument("--scheduler-name", default="kai-scheduler", help="the scheduler whose pods are watched")
+    n.add_argument("--scale-adjust-namespace", default="kai-scale-adjust", metavar="NAMESPACE",
+                   help="namespace of the scaling pods (default kai-scale-adjust)")
+    n.add_argument("--scaling-pod-image", default="kai:latest", help="image of the scaling pods (default kai:latest)")
+    n.add_argument("--scaling-pod-command", nargs="*", default=["/bin/true"], metavar="ARG",
+                   help="their command (default /bin/true: they exit at once once a node runs them; none: "
+                        "the image's own)")
+    n.add_argument("--scaling-pod-app-label", default="scaling-pod", help="their `app` label (default scaling-pod)")
+    n.add_argument("--scaling-pod-service-account", default="scaling-pod",
+                   help="their ServiceAccount (default scaling-pod)")
+    n.add_argument("--gpu-memory-to-fraction-ratio", type=float, default=0.1, metavar="R",
+                   help="GPUs counted per gpu-memory pod (default 0.1: one GPU per 10 pods)")
+    n.add_argument("--cool-down-seconds", type=float, default=60.0,
+                   help="after deleting a scaling pod, create none for this long (default 60)")
+    n.add_argument("--period", type=float, default=5.0, help="seconds between passes without events (default 5)")
+    n.set_defaults(func=cmd_node_scale_adjuster)
     st = sub.add_parser("status", help="show queues, pending jobs and GPU occupancy of a live cluster (read-only)")
     st.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
     st.add_argument("--context", help="kubeconfig context (default: the current context)")

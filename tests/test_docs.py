@@ -53,8 +53,7 @@ OTHER_TOOLS_FLAGS = {
     "git": {"--depth", "--branch"},
 }
 #: KAI-Scheduler flags docs/configuration.md lists as not in kai (checked absent)
-KAI_FLAGS_KAI_LACKS = {"--qps", "--burst", "--restrict-node-scheduling", "--partition-label-value",
-                       "--nodepool-label-key", "--detailed-fit-errors",
+KAI_FLAGS_KAI_LACKS = {"--qps", "--burst", "--restrict-node-scheduling", "--detailed-fit-errors",
                        "--update-pod-eviction-condition", "--use-scheduling-signatures",
                        "--full-hierarchy-fairness", "--num-of-status-recording-workers"}
 #: scripts whose flags the docs use, run with --help
@@ -65,8 +64,8 @@ SCRIPTS = [[sys.executable, str(REPO / "bench" / "bench_live.py")],
            [sys.executable, "-m", "kai.testing.controlplane", "up"]]
 #: KAI chart values docs/configuration.md says this chart does not have (checked absent)
 KAI_VALUES_KAI_LACKS = {"operator", "podgrouper", "podgroupcontroller", "binder", "queuecontroller",
-                        "nodescaleadjuster", "crdupgrader", "topologyMigration", "postCleanup",
-                        "global.clusterAutoscaling", "global.tag", "global.imagePullPolicy"}
+                        "crdupgrader", "topologyMigration", "postCleanup",
+                        "global.tag", "global.imagePullPolicy"}
 #: plugins the configuration reference lists as built into the placement kernel
 BUILT_IN_PLUGINS = {"nodeavailability", "resourcetype"}
 FILE_SUFFIXES = (".md", ".yaml", ".yml", ".json", ".py", ".txt", ".sh", ".png", ".csv", ".tpl", ".go", ".pyx",
@@ -147,7 +146,7 @@ def test_kai_flags_the_docs_say_kai_lacks_are_absent():
 
 def test_chart_templates_pass_only_flags_kai_has():
     kai_flags, _ = _kai_parser_flags()
-    for name in ("deployment.yaml", "admission.yaml"):
+    for name in ("_scheduler_deployment.tpl", "shards.yaml", "admission.yaml"):
         used = _flags_in(_text(CHART / "templates" / name))
         assert used and used <= kai_flags, f"templates/{name}: {sorted(used - kai_flags)}"
 

@@ -11,7 +11,8 @@ Layers, lowest first (a package imports only from lower layers, or from inside i
     5  kai.plugins | kai.actions | kai.podgrouper  peers: none imports another
     6  kai.scheduler                               one cycle
     7  kai.controller | kai.sim | kai.admission    peers: the live controller, the simulator,
-                                                   the admission webhook
+       | kai.status | kai.nodescaleadjuster         the admission webhook, kai status, the
+                                                   node-scale-adjuster
     8  kai.cli                                     the command line
     9  kai.__main__                                ``python -m kai``
     10 kai.testing                                 the test harness (may use anything)
@@ -36,7 +37,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("kai.framework",),
     ("kai.plugins", "kai.actions", "kai.podgrouper"),
     ("kai.scheduler",),
-    ("kai.controller", "kai.sim", "kai.admission", "kai.status"),
+    ("kai.controller", "kai.sim", "kai.admission", "kai.status", "kai.nodescaleadjuster"),
     ("kai.cli",),
     ("kai.__main__",),
     ("kai.testing",),

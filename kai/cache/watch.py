@@ -80,6 +80,10 @@ RESOURCES: dict[str, Resource] = {
     "ConfigMap": Resource("ConfigMap", "/api/v1/configmaps", ConfigMap, metadata_only=True),
 }
 
+#: pods bound to nodes, of every scheduler: with selective monitoring (kai.cache.scope) the
+#: "Pod" informer holds only our selected unbound pods and this one what uses node capacity
+NODE_PODS = Resource("NodePod", "/api/v1/pods", Pod)
+
 #: Accept headers of a metadata-only informer (list, watch): the server sends PartialObjectMetadata
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
@@ -138,8 +142,15 @@ class Informer:
 
     def __init__(self, client: KubeClient, resource: Resource, events: "queue.Queue",
                  page_size: int = 500, watch_timeout: tuple[int, int] = (240, 360),
-                 on_event: Callable[[str, str, Any], None] | None = None) -> None:
+                 on_event: Callable[[str, str, Any], None] | None = None,
+                 params: dict[str, str] | None = None, keep: Callable[[Any], bool] | None = None) -> None:
         self.client = client
+        # client-side selection where the server cannot select (e.g. by the namespace's labels):
+        # an object ``keep`` refuses is treated as absent, never stored or delivered
+        self.keep = keep
+        self._relist = False
+        # server-side selection (labelSelector / fieldSelector) on every list and watch
+        self.params: dict[str, str] = {k: v for k, v in (params or {}).items() if v}
         self.resource = resource
         self.kind = resource.kind
         self.events = events
@@ -183,6 +194,16 @@ class Informer:
             except Exception:   # noqa: BLE001
                 pass
 
+    def relist(self) -> None:
+        """List again soon (e.g. ``keep`` changed its mind): differences come out as events."""
+        self._relist = True
+        r = self._resp
+        if r is not None:
+            try:
+                r.shutdown()
+            except Exception:   # noqa: BLE001
+                pass
+
     # ------------------------------------------------------------------ internals
     def _emit(self, etype: str, obj: Any) -> None:
         self.stats["events"] += 1
@@ -218,6 +239,7 @@ class Informer:
         """List everything; emit the differences against the store; remember the RV."""
         try:
             raws, rv = self.client.list(self.resource.path, msgspec.Raw, limit=self.page_size,
+                                        params=self.params or None,
                                         **({"accept": METADATA_LIST} if self.resource.metadata_only else {}))
         except ApiError as exc:
             if exc.status == 404 and self.resource.optional:
@@ -226,10 +248,12 @@ class Informer:
                 raise
         self.stats["lists"] += 1
         fresh = {}
+        keep = self.keep
         for raw in raws:
             o = self._decode(raw)
             if o is not None:
-                fresh[object_key(o)] = o
+                if keep is None or keep(o):
+                    fresh[object_key(o)] = o
             else:                    # keep the last good version rather than forget the object
                 m = _meta_of(raw)
                 k = f"{m.namespace}/{m.name}" if m.namespace else m.name
@@ -259,7 +283,8 @@ class Informer:
 
         try:
             extra = {"accept": METADATA_WATCH} if self.resource.metadata_only else {}
-            for ev in self.client.watch(self.resource.path, self.resource_version, timeout, on_response=hold, **extra):
+            for ev in self.client.watch(self.resource.path, self.resource_version, timeout, on_response=hold,
+                                        params=self.params or None, **extra):
                 if self._stop.is_set():
                     return
                 if ev.type == "ERROR":
@@ -282,6 +307,11 @@ class Informer:
                     continue
                 rv = obj.metadata.resource_version
                 key = object_key(obj)
+                if ev.type != DELETED and self.keep is not None and not self.keep(obj):
+                    ev = msgspec.structs.replace(ev, type=DELETED) if key in self.store else None
+                    if ev is None:
+                        self.resource_version = rv or self.resource_version
+                        continue
                 if ev.type == DELETED:
                     self.store.pop(key, None)
                     self._emit(DELETED, obj)
@@ -299,7 +329,8 @@ class Informer:
         need_list = not self.synced.is_set()
         while not self._stop.is_set():
             try:
-                if need_list:
+                if need_list or self._relist:
+                    self._relist = False
                     self._list()
                     need_list = False
                     if not self.resource_version:          # optional kind not installed yet
@@ -332,8 +363,11 @@ class Informer:
 
 
 def start_informers(client: KubeClient, events: "queue.Queue", kinds=tuple(RESOURCES),
-                    **kw: Any) -> dict[str, Informer]:
-    return {k: Informer(client, RESOURCES[k], events, **kw).start() for k in kinds}
+                    params: dict[str, dict[str, str]] | None = None, **kw: Any) -> dict[str, Informer]:
+    """One started Informer per kind; ``params[kind]`` (labelSelector / fieldSelector) narrows
+    what the server sends for that kind (kai.cache.scope builds them)."""
+    params = params or {}
+    return {k: Informer(client, RESOURCES[k], events, params=params.get(k), **kw).start() for k in kinds}
 
 
 def wait_synced(informers: dict[str, Informer], timeout: float | None = None) -> bool:

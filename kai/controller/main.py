@@ -30,9 +30,10 @@ from kai.cache.cluster_state import ClusterState
 from kai.cache.dra_store import DraStore
 from kai.cache.kubeclient import ApiError, KubeClient, KubeconfigError
 from kai.cache.reservation import GPU_GROUP_LABEL, ReservationService, is_reservation_pod
+from kai.cache.scope import Scope
 from kai.cache.status import StatusReporter, StatusWriter
 from kai.cache.storage_store import StorageStore
-from kai.cache.watch import ADDED, DELETED, INVALID, SYNCED, Informer, start_informers
+from kai.cache.watch import ADDED, DELETED, INVALID, NODE_PODS, RESOURCES, SYNCED, Informer, start_informers
 from kai.controller.leader import LeaderElector
 from kai.controller.metrics import HealthServer, Metrics
 from kai.podgrouper.controller import PodGrouperController
@@ -53,8 +54,10 @@ class Controller:
     def __init__(self, client: KubeClient, config, scheduler_name: str = C.SCHEDULER_NAME,
                  metrics: Metrics | None = None, bind_workers: int = 16, status_workers: int = 2,
                  group_pods: bool = True, fence: Callable[[], bool] | None = None,
-                 volume_bind_timeout: float = 120.0) -> None:
+                 volume_bind_timeout: float = 120.0, scope: Scope | None = None) -> None:
         self.client = client
+        # the shard (partition) and monitoring scope of this process (kai.cache.scope)
+        self.scope = scope or Scope()
         # may this replica write? (the leader Lease held with margin; kai.controller.leader)
         self.fence: Callable[[], bool] = fence or (lambda: True)
         self._leading = False
@@ -68,6 +71,8 @@ class Controller:
         self.status = StatusWriter(client, workers=status_workers)
         self.reporter = StatusReporter(self.status)
         self.informers: dict[str, Informer] = {}
+        self._maybe_gone: dict[str, tuple[str, float]] = {}    # pod uid -> (key, when): see _apply_pod_deleted
+        self._ns_selected: dict[str, bool] = {}                  # namespace -> in --namespace-label-selector
         # GPU reservation pods (kai.cache.reservation): KAI_GPU_RESERVATION_TIMEOUT bounds the wait
         # for a reservation pod's GPU UUID, KAI_RESERVATION_IMAGE / KAI_RESERVATION_SERVICE_ACCOUNT
         # configure the pod
@@ -82,7 +87,8 @@ class Controller:
                              on_bound=lambda s: self.metrics.task_bind.observe(s * 1000.0),
                              reservations=self.reservations, volume_bind_timeout=volume_bind_timeout)
         self.grouper = PodGrouperController(client, scheduler_name, config=getattr(config, "grouper", None),
-                                            status=self.status) if group_pods else None
+                                            status=self.status,
+                                            accepts=self.scope.in_partition) if group_pods else None
         self.scheduler = Scheduler(self.state, config)
         self.synced = False
         self.invalid: dict[str, dict[str, str]] = {}       # kind -> object key -> why it is ignored
@@ -92,8 +98,12 @@ class Controller:
         self.last_result = None
 
     def _latest_pod(self, key: str):
-        inf = self.informers.get("Pod")
-        return inf.store.get(key) if inf is not None else None
+        for kind in ("Pod", "NodePod"):
+            inf = self.informers.get(kind)
+            pod = inf.store.get(key) if inf is not None else None
+            if pod is not None:
+                return pod
+        return None
 
     def debug_state(self) -> dict:
         """What the cache believes (read from another thread: retried if a dict changes meanwhile)."""
@@ -104,6 +114,7 @@ class Controller:
                         "pods": {p.key: p.node_name for p in list(st.pods.values())
                                  if p.pod.spec.scheduler_name == self.scheduler_name},
                         "podgroups": sorted(st.podgroups), "queues": sorted(st.queues),
+                        "nodePool": self.scope.node_pool,
                         "failedBinds": dict(self.binder.failed_binds),
                         "invalid": {k: dict(v) for k, v in self.invalid.items() if v}}
             except RuntimeError:
@@ -112,10 +123,81 @@ class Controller:
 
     # ------------------------------------------------------------------ startup
     def start(self) -> Controller:
-        self.informers = start_informers(self.client, self.events)
+        params = self.scope.informer_params(self.scheduler_name)
+        if not self.scope.selective:
+            self.informers = start_informers(self.client, self.events, params=params)
+        else:
+            self._start_selective(params)
         if self.grouper is not None:
             self.grouper.start()
         return self
+
+    def _start_selective(self, params: dict) -> None:
+        """Selective monitoring (kai.cache.scope): our unbound pods narrowed by the server
+        (schedulerName, nodeName, --pod-label-selector) and, against the namespaces' labels,
+        by the informer; PodGroups narrowed to the selected namespaces; every bound pod
+        watched apart ("NodePod"), since it uses node capacity whoever owns it."""
+        keep = None
+        if not self.scope.namespaces.everything:
+            ns = start_informers(self.client, self.events, kinds=("Namespace",))["Namespace"]
+            ns.synced.wait(60)          # the namespaces' labels first: pods are judged by them
+            self.informers["Namespace"] = ns
+            for name, obj in list(ns.store.items()):
+                self._ns_selected[name] = self.scope.namespaces.matches(obj.metadata.labels)
+
+            def keep(obj) -> bool:
+                return self._ns_selected.get(obj.metadata.namespace, False)
+        for kind, res in RESOURCES.items():
+            if kind not in self.informers:
+                self.informers[kind] = Informer(self.client, res, self.events, params=params.get(kind),
+                                                keep=keep if kind in ("Pod", "PodGroup") else None).start()
+        self.informers["NodePod"] = Informer(self.client, NODE_PODS, self.events, params=params["NodePod"]).start()
+
+    def _namespace_changed(self, name: str, labels: dict | None) -> None:
+        """A namespace entered or left --namespace-label-selector: list pods and PodGroups again."""
+        if self.scope.namespaces.everything or "NodePod" not in self.informers:
+            return
+        now = labels is not None and self.scope.namespaces.matches(labels)
+        if self._ns_selected.get(name, False) != now:
+            self._ns_selected[name] = now
+            for kind in ("Pod", "PodGroup"):
+                self.informers[kind].relist()
+
+    def _apply_pod_deleted(self, kind: str, obj) -> bool:
+        """With two pod informers, whether a DELETED really removes the pod. The unbound-pod
+        informer also says DELETED when its pod gets bound; the pod then lives on through the
+        bound-pod informer. A pod this process just bound (assumed) waits there for its ADDED;
+        if that never comes, :meth:`_forget_gone_pods` removes it."""
+        if "NodePod" not in self.informers:
+            return True
+        key, uid = _key(obj), obj.metadata.uid
+        other = self.informers["NodePod" if kind == "Pod" else "Pod"].store.get(key)
+        if other is not None and other.metadata.uid == uid:
+            return False
+        if kind == "Pod":
+            p = self.state.pods.get(uid)
+            if p is not None and p.node_name:
+                self._maybe_gone[uid] = (key, time.monotonic())
+                return False
+        return True
+
+    def _forget_gone_pods(self, grace: float = 5.0) -> None:
+        now = time.monotonic()
+        for uid, (key, since) in list(self._maybe_gone.items()):
+            if any((o := self.informers[k].store.get(key)) is not None and o.metadata.uid == uid
+                   for k in ("Pod", "NodePod")):
+                del self._maybe_gone[uid]
+            elif now - since > grace:
+                del self._maybe_gone[uid]
+                self._delete_pod(uid, key)
+
+    def _delete_pod(self, uid: str, key: str) -> None:
+        self.state.delete_pod(uid)
+        self.dra.unassume(uid)
+        self.binder.forget(uid, key)
+        if self.grouper is not None:
+            self.grouper.forget(uid)
+        self.status.forget_pod(uid)
 
     def initial_sync(self, stop: threading.Event, timeout: float | None = None) -> bool:
         """Drain until every informer listed once, then bulk-load the state."""
@@ -141,6 +223,7 @@ class Controller:
                 seen[kind][_key(obj)] = obj
         if stop.is_set():
             return False
+        seen["Pod"] = {**seen.get("Pod", {}), **seen.pop("NodePod", {})}    # bound version wins
         pods = seen.get("Pod", {})
         for k in [k for k, p in pods.items() if is_reservation_pod(p, self.reservations.namespace)]:
             p = pods.pop(k)
@@ -158,6 +241,7 @@ class Controller:
         for ns in seen.get("Namespace", {}).values():
             self._guarded("Namespace", SYNCED, ns,
                           lambda ns=ns: st.upsert_namespace(ns.metadata.name, ns.metadata.labels))
+            self._namespace_changed(ns.metadata.name, ns.metadata.labels)
         self.dra.load({k: v.values() for k, v in seen.items() if DraStore.handles(k)})
         st.storage.load({k: v.values() for k, v in seen.items() if StorageStore.handles(k)})
         # pods are offered to the pod-grouper by the first cycle that leads (only the leader groups)
@@ -215,6 +299,9 @@ class Controller:
         if StorageStore.handles(kind):
             st.storage.apply(kind, etype, obj)
             return
+        source = kind
+        if kind == "NodePod":
+            kind = "Pod"
         if kind == "Pod" and is_reservation_pod(obj, self.reservations.namespace):
             name = obj.metadata.name
             if etype == DELETED:
@@ -225,16 +312,12 @@ class Controller:
             return
         if kind == "Pod":
             if etype == DELETED:
-                st.delete_pod(obj.metadata.uid)
-                self.dra.unassume(obj.metadata.uid)
-                self.binder.forget(obj.metadata.uid, _key(obj))
-                if self.grouper is not None:
-                    self.grouper.forget(obj.metadata.uid)
-                self.status.forget_pod(obj.metadata.uid)
+                if self._apply_pod_deleted(source, obj):
+                    self._delete_pod(obj.metadata.uid, _key(obj))
                 return
             st.upsert_pod(obj)
             self.binder.reassume(st, obj)
-            if self.grouper is not None and self._leading:      # only the leader creates PodGroups
+            if self.grouper is not None and self._leading and source == "Pod":   # only the leader groups
                 self.grouper.observe(obj)
         elif kind == "Node":
             if etype == DELETED:
@@ -266,6 +349,7 @@ class Controller:
                 st.delete_namespace(obj.metadata.name)
             else:
                 st.upsert_namespace(obj.metadata.name, obj.metadata.labels)
+            self._namespace_changed(obj.metadata.name, None if etype == DELETED else obj.metadata.labels)
 
     # ------------------------------------------------------------------ cycle
     def cycle(self, leader: bool) -> None:
@@ -275,6 +359,8 @@ class Controller:
         with margin; every write below also passes the client's fence, so a replica that was
         paused mid-cycle sends nothing once it may no longer be the only leader."""
         self.drain()
+        if self._maybe_gone:
+            self._forget_gone_pods()
         if not leader:
             self._leading = False
             return
@@ -331,7 +417,10 @@ class Controller:
         the DELETEs run on the binder's workers."""
         if not self.reservation_pods:
             return
-        for name in self.reservations.stale(self.reservation_pods.values(), self.live_gpu_groups()):
+        # only reservation pods on this shard's nodes: another shard's groups are not ours to judge
+        nodes = self.state.nodes.by_name
+        mine = [p for p in self.reservation_pods.values() if p.spec.node_name in nodes]
+        for name in self.reservations.stale(mine, self.live_gpu_groups()):
             self.binder.pool.submit(self._delete_reservation, name)
 
     def _delete_reservation(self, name: str) -> None:
@@ -353,13 +442,20 @@ class Controller:
             if now - first < grace:
                 continue
             pod = self._latest_pod(key)
-            if pod is None or pod.spec.node_name:
+            if pod is None or pod.spec.node_name or not self._reports_on(pod):
                 continue
             m = pod.metadata
             if any(c.type == "PodScheduled" and c.status == "False" and c.message == msg
                    for c in pod.status.conditions):
                 continue
             self.status.pod_unschedulable(m.namespace, m.name, m.uid, msg, event=True)
+
+    def _reports_on(self, pod) -> bool:
+        """Whether this shard may write conditions on a pod it cannot schedule: the pod's own
+        labels fall in its partition and its pod-grouper did not leave it to another shard."""
+        if self.grouper is not None and pod.metadata.uid in self.grouper.foreign:
+            return False
+        return self.scope.in_partition(pod.metadata.labels)
 
     def _report_invalid(self, info: dict) -> None:
         """A malformed object: a Warning Event on it, the ``invalid_objects`` metrics (the
@@ -393,7 +489,8 @@ class Controller:
             # already written (e.g. by a previous run of this process)? then leave it alone
             conds = (pg.status.get("schedulingConditions") or []) if pg is not None else []
             if not any((r or {}).get("message") == message for c in conds for r in c.get("reasons") or []):
-                self.status.podgroup_unschedulable(ns, name, pg.metadata.uid if pg else "", message)
+                self.status.podgroup_unschedulable(ns, name, pg.metadata.uid if pg else "", message,
+                                                   node_pool=self.scope.node_pool)
             for t in list(getattr(job, "tasks", {}).values()):
                 if not t.node_name and t.status & C.PodStatus.PENDING:
                     if any(c.type == "PodScheduled" and c.status == "False" and c.message == message
@@ -455,6 +552,7 @@ def run_controller(args, config) -> int:
         log.error("no cluster credentials", error=str(exc))
         return 2
     scheduler_name = getattr(args, "scheduler_name", C.SCHEDULER_NAME)
+    scope = getattr(args, "_scope", None) or Scope.from_args(args)
     period = float(getattr(args, "schedule_period", 1.0))
     grace = float(getattr(args, "shutdown_grace_period", 20.0))
     stop = threading.Event()
@@ -478,7 +576,8 @@ def run_controller(args, config) -> int:
             exit_code[0] = 1
             stop.set()
 
-        elector = LeaderElector(raw, ns, getattr(args, "lease_name", None) or scheduler_name, identity,
+        elector = LeaderElector(raw, ns, getattr(args, "lease_name", None) or scope.lease_name(scheduler_name),
+                                identity,
                                 lease_duration=float(getattr(args, "leader_elect_lease_duration", 15.0)),
                                 renew_deadline=float(getattr(args, "leader_elect_renew_deadline", 10.0)),
                                 retry_period=float(getattr(args, "leader_elect_retry_period", 2.0)),
@@ -495,7 +594,9 @@ def run_controller(args, config) -> int:
     client = raw.fenced(write_fence, user_agent=f"kai-scheduler/{kai.__version__} ({identity})")
     ctl = Controller(client, config, scheduler_name=scheduler_name, metrics=metrics,
                      bind_workers=getattr(args, "bind_workers", 16), fence=holds,
-                     volume_bind_timeout=getattr(args, "volume_binding_timeout_seconds", 120.0))
+                     volume_bind_timeout=getattr(args, "volume_binding_timeout_seconds", 120.0), scope=scope)
+    log.info("scheduling shard", node_pool=scope.node_pool, nodepool_label_key=scope.node_pool_label_key,
+             lease=getattr(args, "lease_name", None) or scope.lease_name(scheduler_name))
     report_unimplemented_plugins(ctl.status, config)
     health = None
     port = getattr(args, "metrics_port", 8080)

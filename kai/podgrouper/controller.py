@@ -19,7 +19,7 @@ import itertools
 import queue
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import structlog
 
@@ -164,8 +164,14 @@ def merge_for_update(old: dict, new: dict, config: GrouperConfig) -> dict:
 
 class PodGrouperController:
     def __init__(self, client: KubeClient, scheduler_name: str = C.SCHEDULER_NAME,
-                 config: GrouperConfig | None = None, status: Any = None) -> None:
+                 config: GrouperConfig | None = None, status: Any = None,
+                 accepts: Callable[[dict[str, str]], bool] | None = None) -> None:
         self.client = client
+        # a scheduling shard groups only pods whose PodGroup falls in its partition: ``accepts``
+        # sees the PodGroup's labels (kai.cache.scope.Scope.in_partition); the others are left
+        # to their shard and remembered in ``foreign`` (pod uids) so nothing reports on them
+        self.accepts = accepts
+        self.foreign: set[str] = set()
         self.scheduler_name = scheduler_name
         self.config = config or GrouperConfig()
         self.status = status            # kai.cache.status.StatusWriter, for Events (optional)
@@ -190,14 +196,13 @@ class PodGrouperController:
         self._stop.set()
         self._q.put(None)
 
-    @staticmethod
-    def _signature(pod: Pod, name: str | None = None, sub: str | None = None) -> tuple:
+    def _signature(self, pod: Pod, name: str | None = None, sub: str | None = None) -> tuple:
         """What, when it changes, makes a grouped pod worth grouping again: its PodGroup
-        annotation and SubGroup label, and for an LWS leader whether it is bound (LeaderReady)."""
+        annotation, SubGroup and node-pool labels, and for an LWS leader whether it is bound (LeaderReady)."""
         m = pod.metadata
         bound = bool(pod.spec.node_name) if m.labels.get(LWS_WORKER_INDEX) == "0" else None
         return (m.uid, bound, name if name is not None else m.annotations.get(C.POD_GROUP_ANNOTATION),
-                sub if sub is not None else m.labels.get(C.SUBGROUP_LABEL))
+                sub if sub is not None else m.labels.get(C.SUBGROUP_LABEL), m.labels.get(self.config.node_pool_label_key))
 
     def observe(self, pod: Pod) -> None:
         """Controller thread: queue ``pod`` if it needs (re)grouping."""
@@ -217,6 +222,7 @@ class PodGrouperController:
 
     def forget(self, uid: str) -> None:
         with self._lock:
+            self.foreign.discard(uid)
             self._done.pop(uid, None)
             self._failures.pop(uid, None)
 
@@ -248,7 +254,17 @@ class PodGrouperController:
         key = f"{pod.metadata.namespace}/{pod.metadata.name}"
         uid = pod.metadata.uid
         try:
-            meta, sub = self.group(pod)
+            meta = self.metadata(pod)
+            if self.accepts is not None and not self.accepts(meta.labels):
+                with self._lock:          # another shard's pod: not ours to group or report on
+                    self.foreign.add(uid)
+                    self._done[uid] = self._signature(pod)
+                    self._failures.pop(uid, None)
+                log.debug("pod of another partition left alone", pod=key)
+                return
+            with self._lock:
+                self.foreign.discard(uid)
+            meta, sub = self.group(pod, meta)
             with self._lock:
                 # the state the pod reaches with our patch: its echo from the watch is a no-op
                 self._done[uid] = self._signature(pod, meta.name, sub or pod.metadata.labels.get(C.SUBGROUP_LABEL))
@@ -275,9 +291,9 @@ class PodGrouperController:
             meta.labels[pool_key] = pod.metadata.labels[pool_key]
         return meta
 
-    def group(self, pod: Pod) -> tuple[PodGroupMetadata, str]:
+    def group(self, pod: Pod, meta: PodGroupMetadata | None = None) -> tuple[PodGroupMetadata, str]:
         """Apply the pod's PodGroup and assign the pod to it; returns (metadata, SubGroup)."""
-        meta = self.metadata(pod)
+        meta = meta if meta is not None else self.metadata(pod)
         self.apply(meta)
         return meta, self.assign(pod, meta)
 

@@ -51,3 +51,29 @@ def test_equal_selectors_share_a_key_and_match_labels_is_subset(required, labels
     s = sel({"matchLabels": required})
     assert s.key == sel({"matchLabels": dict(reversed(list(required.items())))}).key
     assert s.matches(labels) == all(labels.get(k) == v for k, v in required.items())
+
+
+# ---------------------------------------------------------------- the string form (flags, labelSelector=)
+from kai.api.selectors import parse_label_selector, selector_string  # noqa: E402
+
+
+@pytest.mark.parametrize("text, yes, no", [
+    ("", [{}, {"a": "1"}], []),
+    ("a=1", [{"a": "1"}], [{}, {"a": "2"}]),
+    ("a==1,b", [{"a": "1", "b": ""}], [{"a": "1"}]),
+    ("a!=1", [{}, {"a": "2"}], [{"a": "1"}]),
+    ("!a", [{}, {"b": "1"}], [{"a": ""}]),
+    ("a in (1, 2),b notin (3)", [{"a": "2"}, {"a": "1", "b": "4"}], [{"a": "3"}, {"a": "1", "b": "3"}]),
+    ("example.com/team=ml", [{"example.com/team": "ml"}], [{"team": "ml"}]),
+])
+def test_parse_label_selector(text, yes, no):
+    sel = parse_label_selector(text)
+    assert all(sel.matches(x) for x in yes) and not any(sel.matches(x) for x in no)
+    again = parse_label_selector(selector_string(sel))       # the canonical text round-trips
+    assert again == sel
+
+
+@pytest.mark.parametrize("text", ["a=1,", "a in (", "a in ()", "=1", "a=b c", "-a=1", "a)"])
+def test_parse_label_selector_refuses(text):
+    with pytest.raises(SelectorError, match="--flag"):
+        parse_label_selector(text, "--flag")

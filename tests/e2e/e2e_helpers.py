@@ -6,6 +6,7 @@ against kind or a real cluster) and plain API requests.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,12 +15,61 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import pytest
 import yaml
 
 from kai.cache.kubeclient import ApiError, KubeClient
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "charts" / "kai-scheduler" / "crds"
+CHART = REPO / "charts" / "kai-scheduler"
+CHART_NS = "kai-scheduler"
+_RBAC_PATHS = {
+    "Namespace": "/api/v1/namespaces",
+    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
+    "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+    "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+}
+
+
+def _helm() -> str | None:
+    for cand in (os.environ.get("KAI_HELM"), str(Path.home() / ".cache" / "kai-tools" / "bin" / "helm")):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    return shutil.which("helm")
+
+
+def chart_rbac_kubeconfig(control_plane, sets: list[str], service_account: str | None = None) -> str:
+    """Render the chart with ``--set`` ``sets``, create its Namespaces, ServiceAccounts and RBAC
+    for real, and return a kubeconfig of ``service_account`` (default: the scheduler's), so a
+    component under test runs with exactly what `helm install` grants. Without helm the admin
+    kubeconfig is returned, except in CI."""
+    helm = _helm()
+    if helm is None:
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail("CI=true: helm not found (bash hack/tools/build-helm.sh)", pytrace=False)
+        return control_plane.kubeconfig
+    args = [helm, "template", "kai-scheduler", str(CHART), "--namespace", CHART_NS]
+    for s in sets:
+        args += ["--set", s]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "HELM_CACHE_HOME": "/tmp/kai-helm-cache",
+                              "HELM_CONFIG_HOME": "/tmp/kai-helm-config", "HELM_DATA_HOME": "/tmp/kai-helm-data"},
+                         check=True).stdout
+    docs = [d for d in yaml.safe_load_all(out) if d and d.get("kind") in _RBAC_PATHS]
+    control_plane.api_request("POST", "/api/v1/namespaces",
+                              {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CHART_NS}})
+    for kind in ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):
+        for d in (d for d in docs if d["kind"] == kind):
+            ns = d["metadata"].get("namespace") or CHART_NS
+            status, body = control_plane.api_request("POST", _RBAC_PATHS[kind].format(ns=ns), d)
+            if status not in (201, 409):
+                raise AssertionError(f"creating {kind} {d['metadata']['name']}: {status} {body}")
+    sa = service_account or next(d for d in docs if d["kind"] == "ServiceAccount"
+                                 and d["metadata"].get("namespace", CHART_NS) == CHART_NS)["metadata"]["name"]
+    return control_plane.service_account_kubeconfig(CHART_NS, sa, create=False, expiration_seconds=86400)
 
 
 def wait_for(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0.25, what: str = "condition") -> Any:

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from e2e_helpers import REPO, ensure, pod_manifest, queue_manifest, wait_for
+from e2e_helpers import REPO, SchedulerProcess, ensure, pod_manifest, queue_manifest, wait_for
 from kai.cache.kubeclient import ApiError
 from kai.api.reasons import cause
 from kai.testing.controlplane import fake_node_manifest
@@ -51,14 +51,34 @@ def pool(control_plane):
     return POOL
 
 
+@pytest.fixture(scope="module")
+def pool_scheduler(pool, kai_cluster, tmp_path_factory):
+    """The pool's own scheduling shard (its nodes carry kai.scheduler/node-pool, which the
+    default shard leaves alone, as KAI's does)."""
+    proc = SchedulerProcess(kai_cluster, tmp_path_factory.mktemp("vs-pool") / "scheduler.log", "--leader-elect",
+                            "--namespace", "kai-scheduler", "--partition-label-value", POOL)
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+
+
 def _in_pool(m: dict) -> dict:
     m["spec"]["nodeSelector"] = {"kai.scheduler/node-pool": POOL}
+    m["metadata"]["labels"]["kai.scheduler/node-pool"] = POOL
     return m
+
+
+def _pool_queue(q: dict) -> dict:
+    q["metadata"]["labels"] = {"kai.scheduler/node-pool": POOL}
+    return q
 
 
 def _podgroup(c, ns, name, queue, min_member):
     ensure(c, PG.format(ns=ns), {"apiVersion": "scheduling.run.ai/v2alpha2", "kind": "PodGroup",
-                                 "metadata": {"name": name}, "spec": {"minMember": min_member, "queue": queue}})
+                                 "metadata": {"name": name, "labels": {"kai.scheduler/node-pool": POOL}},
+                                 "spec": {"minMember": min_member, "queue": queue}})
 
 
 def _reasons(c, ns, name) -> list[str]:
@@ -69,12 +89,13 @@ def _reasons(c, ns, name) -> list[str]:
     return []
 
 
-def test_status_shows_queues_gangs_fractions_and_pool(kai_client, kai_scheduler, kube_namespace, pool,
-                                                      control_plane):
+def test_status_shows_queues_gangs_fractions_and_pool(kai_client, kai_scheduler, pool_scheduler, kube_namespace,
+                                                      pool, control_plane):
+    # kai_scheduler (the default shard) runs too: it must leave the pool's reservation pods alone
     c, ns = kai_client, kube_namespace
-    ensure(c, QUEUES, queue_manifest("vs-root"))
-    ensure(c, QUEUES, queue_manifest("vs-team-a", "vs-root", 2))
-    qb = queue_manifest("vs-team-b", "vs-root", 2)
+    ensure(c, QUEUES, _pool_queue(queue_manifest("vs-root")))
+    ensure(c, QUEUES, _pool_queue(queue_manifest("vs-team-a", "vs-root", 2)))
+    qb = _pool_queue(queue_manifest("vs-team-b", "vs-root", 2))
     qb["spec"]["resources"]["gpu"]["limit"] = 3
     ensure(c, QUEUES, qb)
     uuid = "GPU-5f0c9a1e-2222-4333-8444-555566667777"

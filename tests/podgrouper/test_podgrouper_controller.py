@@ -184,3 +184,44 @@ def test_api_reader_discovery_and_cache(client, kube_namespace):
     c.delete(f"/apis/scheduling.k8s.io/v1/priorityclasses/pc-{ns}")
     assert reader.get("scheduling.k8s.io/v1", "PriorityClass", "", f"pc-{ns}")["value"] == 7     # cached
     assert ApiReader(c, ttl=0).get("scheduling.k8s.io/v1", "PriorityClass", "", f"pc-{ns}") is None
+
+
+def test_a_shard_groups_only_its_partition(client, kube_namespace):
+    """A shard's grouper (``accepts`` = its partition) creates PodGroups for pods whose
+    PodGroup labels fall in it (the owner's node-pool label wins over the pod's, as in KAI)
+    and leaves the others alone, untouched, remembered as foreign."""
+    from kai.cache.scope import Scope
+    c, ns = client, kube_namespace
+    scope = Scope(partition_label_value="pa")
+    ctl = PodGrouperController(c, config=GrouperConfig(), accepts=scope.in_partition).start()
+    try:
+        job = c.post(f"/apis/batch/v1/namespaces/{ns}/jobs", {
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "owned", "labels": {"kai.scheduler/node-pool": "pb"}},
+            "spec": {"suspend": True, "template": {"spec": {"restartPolicy": "Never",
+                                                            "containers": [{"name": "c", "image": "busybox"}]}}}})
+        owner = {"apiVersion": "batch/v1", "kind": "Job", "name": "owned", "uid": job["metadata"]["uid"]}
+        mine = _pod(c, ns, "mine", owner, {"kai.scheduler/node-pool": "pa"})
+        # the pod says pa, its owner pb: the PodGroup would be pb's
+        ctl.observe(mine)
+        plain = {"apiVersion": "v1", "kind": "Pod",
+                 "metadata": {"name": "bare", "labels": {"kai.scheduler/node-pool": "pa"}},
+                 "spec": {"schedulerName": "kai-scheduler", "containers": [{"name": "c", "image": "busybox"}]}}
+        bare = msgspec.convert(c.post(f"/api/v1/namespaces/{ns}/pods", plain), Pod)
+        other = dict(plain, metadata={"name": "other", "labels": {"kai.scheduler/node-pool": "pc"}})
+        oth = msgspec.convert(c.post(f"/api/v1/namespaces/{ns}/pods", other), Pod)
+        ctl.observe(bare)
+        ctl.observe(oth)
+        _wait(lambda: (c.get(f"/api/v1/namespaces/{ns}/pods/bare")["metadata"].get("annotations") or {})
+              .get("pod-group-name"), what="the pa pod grouped")
+        _wait(lambda: {mine.metadata.uid, oth.metadata.uid} <= ctl.foreign, what="the other pods left alone")
+        pgs = c.get(f"/apis/scheduling.run.ai/v2alpha2/namespaces/{ns}/podgroups")["items"]
+        assert [(p["metadata"]["labels"].get("kai.scheduler/node-pool")) for p in pgs] == ["pa"]
+        for name in ("mine", "other"):
+            assert "pod-group-name" not in (c.get(f"/api/v1/namespaces/{ns}/pods/{name}")["metadata"]
+                                            .get("annotations") or {})
+        assert bare.metadata.uid not in ctl.foreign
+        ctl.forget(oth.metadata.uid)
+        assert oth.metadata.uid not in ctl.foreign
+    finally:
+        ctl.stop()
