@@ -37,11 +37,12 @@ def sg(name, parent=None):
     ([sg("A", "A")], "cycle detected in subgroups"),
     ([sg("A", "C"), sg("B", "A"), sg("C", "B")], "cycle detected in subgroups"),
     ([sg("A", "B"), sg("B", "A"), sg("C", "D"), sg("D", "C")], "cycle detected in subgroups"),
-    ([{"minMember": 1}], "spec.subGroups[0]: a subgroup needs a name"),
+    ([{"minMember": 1}], "spec.subGroups[0].name: a subgroup needs a name"),
     ("x", "spec.subGroups must be a list"),
 ])
 def test_subgroups(subgroups, error):
-    assert validate_subgroups(subgroups) == error
+    # KAI's message, prefixed with the field (the shape errors name their element)
+    assert validate_subgroups(subgroups) == (error if not error or error.startswith("spec.") else f"spec.subGroups: {error}")
 
 
 @pytest.mark.parametrize("queue,error", [
@@ -53,7 +54,7 @@ def test_subgroups(subgroups, error):
 ])
 def test_queue(queue, error):
     got, warnings = validate_queue(queue)
-    assert got == error
+    assert got == (f"spec.resources: {error}" if error else "")
     assert warnings == ([MISSING_RESOURCES] if error else [])
 
 
@@ -67,14 +68,15 @@ def test_review_answers():
     out = review_crd(admission("Queue", {"metadata": {"name": "q"}, "spec": {}}), QUEUE_PATH)
     assert out["kind"] == "AdmissionReview" and out["response"]["uid"] == "u-1"
     assert out["response"]["allowed"] is False
-    assert out["response"]["status"] == {"code": 403, "reason": "Forbidden", "message": MISSING_RESOURCES}
+    assert out["response"]["status"] == {"code": 403, "reason": "Forbidden",
+                                         "message": "spec.resources: resources must be specified"}
     assert out["response"]["warnings"] == [MISSING_RESOURCES]
     ok = review_crd(admission("Queue", {"spec": {"resources": RES}}, "UPDATE"), QUEUE_PATH)
     assert ok["response"] == {"uid": "u-1", "allowed": True}
     assert review_crd(admission("Queue", {"spec": {}}, "DELETE"), QUEUE_PATH)["response"]["allowed"] is True
     pg = {"metadata": {"name": "g", "namespace": "ns"}, "spec": {"subGroups": [sg("a", "b")]}}
     out = review(admission("PodGroup", pg), PODGROUP_PATH, AdmissionConfig())      # routed through webhook.review
-    assert out["response"]["status"]["message"] == "parent b of a was not found"
+    assert out["response"]["status"]["message"] == "spec.subGroups: parent b of a was not found"
     wrong = review_crd(admission("Pod", {"spec": {}}), PODGROUP_PATH)
     assert wrong["response"]["allowed"] is False and "expected a PodGroup" in wrong["response"]["status"]["message"]
     v1beta1 = review_crd(admission("Queue", {"spec": {}}, api_version="admission.k8s.io/v1beta1"), QUEUE_PATH)
