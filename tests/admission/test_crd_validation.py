@@ -118,13 +118,13 @@ def _configuration(name, port, ca_pem, namespace, queue_label):
     return {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
             "metadata": {"name": name},
             "webhooks": [
-                {**common, "name": "queue-validator.kai.scheduler",
+                {**common, "name": "queue-validation.kai.scheduler",
                  # Queues are cluster-wide: only this test's queues, so parallel tests are not affected
                  "objectSelector": {"matchLabels": {"kai-test": queue_label}},
                  "clientConfig": {"url": f"https://127.0.0.1:{port}{QUEUE_PATH}", "caBundle": ca},
                  "rules": [{"apiGroups": ["scheduling.run.ai"], "apiVersions": ["v2"],
                             "operations": ["CREATE", "UPDATE"], "resources": ["queues"], "scope": "Cluster"}]},
-                {**common, "name": "podgroup-validator.kai.scheduler",
+                {**common, "name": "podgroup-validation.kai.scheduler",
                  "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
                  "clientConfig": {"url": f"https://127.0.0.1:{port}{PODGROUP_PATH}", "caBundle": ca},
                  "rules": [{"apiGroups": ["scheduling.run.ai"], "apiVersions": ["v2alpha2"],
@@ -160,7 +160,7 @@ def test_queue_and_podgroup_webhooks_on_a_real_apiserver(control_plane, kube_nam
             created_queues.append(qname)
             time.sleep(0.3)
         assert status == 403, body
-        assert 'admission webhook "queue-validator.kai.scheduler" denied the request' in body["message"]
+        assert 'admission webhook "queue-validation.kai.scheduler" denied the request' in body["message"]
         assert MISSING_RESOURCES in body["message"]
 
         good = f"q-ok-{tag}"
