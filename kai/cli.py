@@ -157,7 +157,7 @@ def cmd_node_scale_adjuster(args) -> int:
 
 
 def cmd_webhook(args) -> int:
-    from kai.admission.webhook import run_webhook   # pod admission webhook (KAI's gpusharing, runtimeenforcement)
+    from kai.admission.webhook import run_webhook   # KAI's pod, Queue and PodGroup admission webhooks
 
     return run_webhook(args)
 
@@ -302,7 +302,8 @@ def build_parser(prog: str = "kai") -> argparse.ArgumentParser:
     r.add_argument("--volume-binding-timeout-seconds", type=float, default=120.0,
                    help="how long a binding waits for the pod's claims to be bound (KAI's binder flag; default 120)")
     r.set_defaults(func=cmd_scheduler)
-    w = sub.add_parser("webhook", help="run the pod admission webhook (GPU sharing env, runtimeClassName)")
+    w = sub.add_parser("webhook", help="run the admission webhooks: pods (GPU sharing env, runtimeClassName), "
+                                       "Queue and PodGroup validation")
     w.add_argument("--port", type=int, default=9443, help="HTTPS port (default 9443)")
     w.add_argument("--bind-address", default="0.0.0.0")
     w.add_argument("--tls-cert-file", help="serving certificate (default: self-signed, generated at start)")

@@ -8,8 +8,13 @@
 ``/validate-scheduling-run-ai-v2alpha2-podgroup`` (CREATE, UPDATE)
   ``spec.subGroups`` must form a forest (KAI's PodGroup webhook): names unique ("duplicate
   subgroup name A"), every ``parent`` an existing SubGroup ("parent X of B was not found"), no
-  cycle ("cycle detected in subgroups").
+  cycle ("cycle detected in subgroups"); the rule itself is
+  :func:`kai.api.podgroup_info.subgroup_tree_error`, which the scheduler's cache applies too.
 
+Nothing else is checked: KAI's webhooks check nothing else (quota values, parent queues and
+minMember are the CRD schema's and the scheduler's business), so a Queue or PodGroup KAI admits
+is never refused. A rejection message is KAI's, prefixed with the field it is about
+(``spec.resources: resources must be specified``); KAI's warning is returned unchanged.
 Deletes are always allowed. Called by ``kai.admission.webhook`` (the HTTPS server and
 ``review``), which routes these paths here.
 """
@@ -19,48 +24,39 @@ from typing import Any, Callable
 
 import structlog
 
+from kai.api.podgroup_info import subgroup_tree_error
+
 log = structlog.get_logger("kai.admission")
 
 QUEUE_PATH = "/validate-scheduling-run-ai-v2-queue"
 PODGROUP_PATH = "/validate-scheduling-run-ai-v2alpha2-podgroup"
-MISSING_RESOURCES = "resources must be specified"
+MISSING_RESOURCES = "resources must be specified"     # KAI's message (and warning)
+RESOURCES, SUBGROUPS = "spec.resources", "spec.subGroups"
 
 
 def validate_queue(queue: dict) -> tuple[str, list[str]]:
     """(error or "", warnings) for a Queue object."""
     spec = queue.get("spec")
     if not isinstance(spec, dict) or spec.get("resources") is None:
-        return MISSING_RESOURCES, [MISSING_RESOURCES]
+        return f"{RESOURCES}: {MISSING_RESOURCES}", [MISSING_RESOURCES]
     return "", []
 
 
 def validate_subgroups(subgroups: Any) -> str:
-    """KAI's validateSubGroups: "" when the SubGroups form a forest, else the first problem."""
+    """KAI's validateSubGroups on the raw ``spec.subGroups``: "" when they form a forest, else
+    the first problem (:func:`kai.api.podgroup_info.subgroup_tree_error`)."""
     if subgroups is None:
         return ""
     if not isinstance(subgroups, list):
-        return "spec.subGroups must be a list"
-    parent_of: dict[str, str | None] = {}
+        return f"{SUBGROUPS} must be a list"
+    pairs: list[tuple[str, str | None]] = []
     for i, sg in enumerate(subgroups):
         if not isinstance(sg, dict) or not isinstance(sg.get("name"), str):
-            return f"spec.subGroups[{i}]: a subgroup needs a name"
-        name = sg["name"]
-        if name in parent_of:
-            return f"duplicate subgroup name {name}"
+            return f"{SUBGROUPS}[{i}].name: a subgroup needs a name"
         parent = sg.get("parent")
-        parent_of[name] = parent if isinstance(parent, str) else None
-    for name, parent in parent_of.items():
-        if parent is not None and parent not in parent_of:
-            return f"parent {parent} of {name} was not found"
-    for start in parent_of:
-        seen = {start}
-        node = parent_of[start]
-        while node is not None:
-            if node in seen:
-                return "cycle detected in subgroups"
-            seen.add(node)
-            node = parent_of[node]
-    return ""
+        pairs.append((sg["name"], parent if isinstance(parent, str) else None))
+    err = subgroup_tree_error(pairs)
+    return f"{SUBGROUPS}: {err}" if err else ""
 
 
 def validate_podgroup(pg: dict) -> tuple[str, list[str]]:

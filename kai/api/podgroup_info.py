@@ -5,14 +5,48 @@ has one PodSet holding every pod with ``minMember``. The SubGroups also form a t
 (``SubGroupNode``, rooted at the job) that carries each level's topology constraint; the
 allocate action walks it (KAI's SubGroupSet recursion). Everything here is plain
 bookkeeping over PodInfo statuses; the actions decide what to allocate or evict.
+
+``subgroup_tree_error`` is KAI's PodGroup webhook rule for ``spec.subGroups`` (a forest: unique
+names, parents that exist, no cycle), shared by the cache (a PodGroup breaking it waits with
+that reason) and the validating webhook (:mod:`kai.admission.crd_validation`).
 """
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from kai.api import constants as C
 from kai.api.k8s import PodGroup
 from kai.api.pod_info import PodInfo, parse_time
 
 S = C.PodStatus
+
+
+def subgroup_tree_error(subgroups: Iterable[tuple[str, str | None]]) -> str:
+    """KAI's message for the first way ``(name, parent)`` pairs fail to form a forest, or "".
+
+    Checked in KAI's order: a repeated name ("duplicate subgroup name A"), then a parent that
+    is not one of the SubGroups ("parent X of B was not found"), then a parent chain that comes
+    back to where it started ("cycle detected in subgroups"). ``parent`` None is a root.
+    """
+    parent_of: dict[str, str | None] = {}
+    for name, parent in subgroups:
+        if name in parent_of:
+            return f"duplicate subgroup name {name}"
+        parent_of[name] = parent
+    for name, parent in parent_of.items():
+        if parent is not None and parent not in parent_of:
+            return f"parent {parent} of {name} was not found"
+    done: set[str] = set()                  # names known to reach a root
+    for start in parent_of:
+        path: set[str] = set()
+        node: str | None = start
+        while node is not None and node not in done:
+            if node in path:
+                return "cycle detected in subgroups"
+            path.add(node)
+            node = parent_of[node]
+        done |= path
+    return ""
 
 
 class PodSet:

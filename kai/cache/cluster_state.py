@@ -18,7 +18,7 @@ import numpy as np
 from kai.api import constants as C
 from kai.api.k8s import Node, Pod, PodGroup, PriorityClass, Queue, Topology
 from kai.api.pod_info import PodInfo
-from kai.api.podgroup_info import PodGroupInfo
+from kai.api.podgroup_info import PodGroupInfo, subgroup_tree_error
 from kai.api.resources import ResourceRegistry
 from kai._fast.gpusharing import KIND_ALLOCATED, KIND_RELEASING, update_group as _update_group
 from kai._fast.nodearrays import charge as _charge_kernel, charge_many as _charge_many
@@ -357,6 +357,11 @@ class ClusterState:
                     job.invalid_reasons.append(p.invalid_reason)
         if pg.spec.min_member < 1:
             job.invalid_reasons.append(f"PodGroup {key}: spec.minMember {pg.spec.min_member} must be >= 1")
+        if pg.spec.sub_groups:
+            # KAI's PodGroup webhook rule; without the webhook such a PodGroup waits with it
+            err = subgroup_tree_error((sg.name, sg.parent) for sg in pg.spec.sub_groups)
+            if err:
+                job.invalid_reasons.append(f"PodGroup {key}: spec.subGroups: {err}")
 
     def delete_podgroup(self, key: str) -> None:
         self.podgroups.pop(key, None)

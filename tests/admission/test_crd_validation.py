@@ -37,11 +37,12 @@ def sg(name, parent=None):
     ([sg("A", "A")], "cycle detected in subgroups"),
     ([sg("A", "C"), sg("B", "A"), sg("C", "B")], "cycle detected in subgroups"),
     ([sg("A", "B"), sg("B", "A"), sg("C", "D"), sg("D", "C")], "cycle detected in subgroups"),
-    ([{"minMember": 1}], "spec.subGroups[0]: a subgroup needs a name"),
+    ([{"minMember": 1}], "spec.subGroups[0].name: a subgroup needs a name"),
     ("x", "spec.subGroups must be a list"),
 ])
 def test_subgroups(subgroups, error):
-    assert validate_subgroups(subgroups) == error
+    # KAI's message, prefixed with the field (the shape errors name their element)
+    assert validate_subgroups(subgroups) == (error if not error or error.startswith("spec.") else f"spec.subGroups: {error}")
 
 
 @pytest.mark.parametrize("queue,error", [
@@ -53,7 +54,7 @@ def test_subgroups(subgroups, error):
 ])
 def test_queue(queue, error):
     got, warnings = validate_queue(queue)
-    assert got == error
+    assert got == (f"spec.resources: {error}" if error else "")
     assert warnings == ([MISSING_RESOURCES] if error else [])
 
 
@@ -67,14 +68,15 @@ def test_review_answers():
     out = review_crd(admission("Queue", {"metadata": {"name": "q"}, "spec": {}}), QUEUE_PATH)
     assert out["kind"] == "AdmissionReview" and out["response"]["uid"] == "u-1"
     assert out["response"]["allowed"] is False
-    assert out["response"]["status"] == {"code": 403, "reason": "Forbidden", "message": MISSING_RESOURCES}
+    assert out["response"]["status"] == {"code": 403, "reason": "Forbidden",
+                                         "message": "spec.resources: resources must be specified"}
     assert out["response"]["warnings"] == [MISSING_RESOURCES]
     ok = review_crd(admission("Queue", {"spec": {"resources": RES}}, "UPDATE"), QUEUE_PATH)
     assert ok["response"] == {"uid": "u-1", "allowed": True}
     assert review_crd(admission("Queue", {"spec": {}}, "DELETE"), QUEUE_PATH)["response"]["allowed"] is True
     pg = {"metadata": {"name": "g", "namespace": "ns"}, "spec": {"subGroups": [sg("a", "b")]}}
     out = review(admission("PodGroup", pg), PODGROUP_PATH, AdmissionConfig())      # routed through webhook.review
-    assert out["response"]["status"]["message"] == "parent b of a was not found"
+    assert out["response"]["status"]["message"] == "spec.subGroups: parent b of a was not found"
     wrong = review_crd(admission("Pod", {"spec": {}}), PODGROUP_PATH)
     assert wrong["response"]["allowed"] is False and "expected a PodGroup" in wrong["response"]["status"]["message"]
     v1beta1 = review_crd(admission("Queue", {"spec": {}}, api_version="admission.k8s.io/v1beta1"), QUEUE_PATH)
@@ -116,13 +118,13 @@ def _configuration(name, port, ca_pem, namespace, queue_label):
     return {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
             "metadata": {"name": name},
             "webhooks": [
-                {**common, "name": "queue-validator.kai.scheduler",
+                {**common, "name": "queue-validation.kai.scheduler",
                  # Queues are cluster-wide: only this test's queues, so parallel tests are not affected
                  "objectSelector": {"matchLabels": {"kai-test": queue_label}},
                  "clientConfig": {"url": f"https://127.0.0.1:{port}{QUEUE_PATH}", "caBundle": ca},
                  "rules": [{"apiGroups": ["scheduling.run.ai"], "apiVersions": ["v2"],
                             "operations": ["CREATE", "UPDATE"], "resources": ["queues"], "scope": "Cluster"}]},
-                {**common, "name": "podgroup-validator.kai.scheduler",
+                {**common, "name": "podgroup-validation.kai.scheduler",
                  "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
                  "clientConfig": {"url": f"https://127.0.0.1:{port}{PODGROUP_PATH}", "caBundle": ca},
                  "rules": [{"apiGroups": ["scheduling.run.ai"], "apiVersions": ["v2alpha2"],
@@ -158,7 +160,7 @@ def test_queue_and_podgroup_webhooks_on_a_real_apiserver(control_plane, kube_nam
             created_queues.append(qname)
             time.sleep(0.3)
         assert status == 403, body
-        assert 'admission webhook "queue-validator.kai.scheduler" denied the request' in body["message"]
+        assert 'admission webhook "queue-validation.kai.scheduler" denied the request' in body["message"]
         assert MISSING_RESOURCES in body["message"]
 
         good = f"q-ok-{tag}"

@@ -237,3 +237,22 @@ def test_job_priority_from_state_and_later_priority_class():
     assert st.jobs["ns/u"].priority == 50
     st.upsert_priority_class(pc("mystery", 300))
     assert st.jobs["ns/u"].priority == 300 and not st.jobs["ns/u"].preemptible
+
+
+@pytest.mark.parametrize("subgroups,reason", [
+    ([{"name": "a", "parent": "b"}, {"name": "b", "parent": "a"}], "cycle detected in subgroups"),
+    ([{"name": "a"}, {"name": "b", "parent": "x"}], "parent x of b was not found"),
+    ([{"name": "a"}, {"name": "a"}], "duplicate subgroup name a"),
+])
+def test_subgroups_not_a_forest_invalid(subgroups, reason):
+    # KAI's PodGroup webhook refuses these; without the webhook the job waits with the reason
+    st = ClusterState()
+    pg = msgspec.convert({"metadata": {"name": "sg", "namespace": "ns"},
+                          "spec": {"minMember": 1, "queue": "q", "subGroups": subgroups}}, PodGroup)
+    st.upsert_podgroup(pg)
+    assert st.jobs["ns/sg"].invalid_reasons == [f"PodGroup ns/sg: spec.subGroups: {reason}"]
+    ok = msgspec.convert({"metadata": {"name": "ok", "namespace": "ns"},
+                          "spec": {"minMember": 1, "subGroups": [{"name": "r"}, {"name": "l", "parent": "r"}]}},
+                         PodGroup)
+    st.upsert_podgroup(ok)
+    assert st.jobs["ns/ok"].invalid_reasons == []

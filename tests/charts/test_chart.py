@@ -701,3 +701,154 @@ def test_scheduler_runs_with_chart_rbac(helm, control_plane, tmp_path):
         for d in reversed(created):
             admin.delete(d)
         admin.request("DELETE", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/{sched}")
+
+
+# ---------------------------------------------------------------------- admission webhooks
+
+def _hooks(docs: list[dict]) -> dict[str, dict]:
+    return {w["name"]: w for w in one(docs, "ValidatingWebhookConfiguration")["webhooks"]}
+
+
+def test_queue_and_podgroup_webhooks(helm):
+    """KAI's webhook names, paths, rules and failure policy; the caBundle of the pod webhooks;
+    the chart's own default Queues left out (objectSelector) so an install never waits on them."""
+    from kai.admission.crd_validation import VALIDATORS
+    docs = render(helm, {"admission.enabled": True})
+    hooks = _hooks(docs)
+    assert set(hooks) == {"pod-validator.kai.scheduler", "queue-validation.kai.scheduler",
+                          "podgroup-validation.kai.scheduler"}
+    q, pg = hooks["queue-validation.kai.scheduler"], hooks["podgroup-validation.kai.scheduler"]
+    assert q["clientConfig"]["service"]["path"] == "/validate-scheduling-run-ai-v2-queue"
+    assert pg["clientConfig"]["service"]["path"] == "/validate-scheduling-run-ai-v2alpha2-podgroup"
+    assert {q["clientConfig"]["service"]["path"], pg["clientConfig"]["service"]["path"]} == set(VALIDATORS)
+    assert q["rules"] == [{"apiGroups": ["scheduling.run.ai"], "apiVersions": ["v2"], "operations": ["CREATE", "UPDATE"],
+                           "resources": ["queues"], "scope": "Cluster"}]
+    assert pg["rules"] == [{"apiGroups": ["scheduling.run.ai"], "apiVersions": ["v2alpha2"],
+                            "operations": ["CREATE", "UPDATE"], "resources": ["podgroups"], "scope": "Namespaced"}]
+    for w in (q, pg):
+        assert w["clientConfig"]["caBundle"] == hooks["pod-validator.kai.scheduler"]["clientConfig"]["caBundle"]
+        assert (w["failurePolicy"], w["sideEffects"], w["admissionReviewVersions"]) == ("Fail", "None", ["v1"])
+        assert "namespaceSelector" not in w          # PodGroups everywhere, as KAI
+    # the default Queues carry the label the Queue webhook's objectSelector leaves out
+    (expr,) = q["objectSelector"]["matchExpressions"]
+    for d in docs:
+        if d["kind"] == "Queue":
+            assert d["metadata"]["labels"][expr["key"]] in expr["values"] and expr["operator"] == "NotIn"
+    assert "objectSelector" not in pg
+    # each can be turned off; off with admission: nothing
+    docs = render(helm, {"admission.enabled": True, "admission.validateQueues": False})
+    assert set(_hooks(docs)) == {"pod-validator.kai.scheduler", "podgroup-validation.kai.scheduler"}
+    docs = render(helm, {"admission.enabled": True, "admission.validatePodGroups": False})
+    assert set(_hooks(docs)) == {"pod-validator.kai.scheduler", "queue-validation.kai.scheduler"}
+    assert not [d for d in render(helm) if d["kind"].endswith("WebhookConfiguration")]
+    # cert-manager: caBundle left to its injector, for the Queue / PodGroup webhooks too
+    docs = render(helm, {"admission.enabled": True, "admission.tls.existingSecret": "tls",
+                         "admission.tls.certManager.enabled": True})
+    vwc = one(docs, "ValidatingWebhookConfiguration")
+    assert vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == f"{NS}/tls"
+    assert all("caBundle" not in w["clientConfig"] for w in vwc["webhooks"])
+
+
+@pytest.mark.parametrize("values", [{"admission.validateQueues": "yes"}, {"admission.validatePodGroups": 1}])
+def test_schema_rejects_webhook_toggles(helm, values):
+    proc = run_helm(helm, "template", "k", str(CHART), *_set_args(values), check=False)
+    assert proc.returncode != 0 and "values don't meet the specifications of the schema" in proc.stderr
+
+
+@pytest.mark.integration
+def test_install_with_webhooks_then_kai_rules_on_the_apiserver(helm, control_plane):
+    """A real `helm install` with admission.enabled: its default Queues are created although
+    no webhook pod runs yet (the API server would refuse them otherwise, failurePolicy Fail).
+    Then the installed ValidatingWebhookConfiguration, its clientConfig pointed at a local
+    `kai webhook` server (nothing runs the chart's pods here), makes the API server refuse a
+    Queue without resources and a PodGroup with a SubGroup cycle with KAI's messages, and
+    admit good ones."""
+    from kai.admission.webhook import AdmissionConfig, WebhookServer
+    import base64
+
+    admin = Api(control_plane, control_plane.token)
+    _install_crds(admin)
+    uid = uuid.uuid4().hex[:6]
+    release, ns = f"adm-{uid}", f"kai-adm-{uid}"
+    parent, child = f"adm-parent-{uid}", f"adm-child-{uid}"
+    vwc_path = f"/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/{release}-kai-scheduler-admission-validating"
+    queues = "/apis/scheduling.run.ai/v2/queues"
+    made_queues = [parent, child]
+    server = None
+    try:
+        t0 = time.monotonic()
+        run_helm(helm, "install", release, str(CHART), "--namespace", ns, "--create-namespace",
+                 "--kubeconfig", control_plane.kubeconfig, *_set_args({
+                     "admission.enabled": True, "priorityClasses.create": False,
+                     "defaultQueue.parentName": parent, "defaultQueue.childName": child}))
+        assert time.monotonic() - t0 < 60
+        for q in (parent, child):
+            status, body = admin.request("GET", f"{queues}/{q}")
+            assert status == 200, body
+        status, vwc = admin.request("GET", vwc_path)
+        assert status == 200, vwc
+
+        def queue(name, spec):
+            return {"apiVersion": "scheduling.run.ai/v2", "kind": "Queue", "metadata": {"name": name}, "spec": spec}
+
+        # no webhook pod answers: any other Queue is refused (fail closed), the chart's are not
+        def service_down():
+            name = f"adm-down-{uuid.uuid4().hex[:6]}"
+            status, body = admin.request("POST", queues, queue(name, {"resources": {}}))
+            if status == 201:
+                made_queues.append(name)
+            return status != 201 and "failed calling webhook" in body.get("message", "")
+        _wait(service_down, 60, "the Queue webhook configuration to be in force")
+        status, body = admin.request("GET", f"{queues}/{child}")
+        body["spec"]["resources"]["gpu"]["quota"] = 1
+        status, body = admin.request("PUT", f"{queues}/{child}", body)
+        assert status == 200, body
+
+        # the chart's webhooks, served by a local `kai webhook` instead of the Service
+        server = WebhookServer(AdmissionConfig(), host="127.0.0.1", port=0).start()
+        for w in vwc["webhooks"]:
+            path = w["clientConfig"]["service"]["path"]
+            w["clientConfig"] = {"url": f"https://127.0.0.1:{server.port}{path}",
+                                 "caBundle": base64.b64encode(server.ca_pem).decode()}
+        status, body = admin.request("PUT", vwc_path, vwc)
+        assert status == 200, body
+
+        # the API server picks the new clientConfig up asynchronously; until then the Service
+        # (no endpoints) fails the call, so the first answer that is KAI's is awaited
+        def refused_by_kai():
+            name = f"adm-bad-{uuid.uuid4().hex[:6]}"
+            status, body = admin.request("POST", queues, queue(name, {"parentQueue": parent}))
+            if status == 201:
+                made_queues.append(name)
+            return body if status == 403 and "denied the request" in body.get("message", "") else None
+        body = _wait(refused_by_kai, 60, "the Queue webhook to answer")
+        assert body["message"] == ('admission webhook "queue-validation.kai.scheduler" denied the request: '
+                                   "spec.resources: resources must be specified"), body
+        res = {"quota": -1, "limit": -1, "overQuotaWeight": 1}
+        good = f"adm-good-{uid}"
+        status, body = admin.request("POST", queues, queue(good, {"parentQueue": parent, "resources": {"gpu": res}}))
+        assert status == 201, body
+        made_queues.append(good)
+
+        pgs = f"/apis/scheduling.run.ai/v2alpha2/namespaces/{ns}/podgroups"
+
+        def podgroup(name, subgroups):
+            return {"apiVersion": "scheduling.run.ai/v2alpha2", "kind": "PodGroup",
+                    "metadata": {"name": name, "namespace": ns},
+                    "spec": {"minMember": 2, "queue": child, "subGroups": subgroups}}
+        status, body = admin.request("POST", pgs, podgroup("cycle", [
+            {"name": "a", "parent": "b", "minMember": 1}, {"name": "b", "parent": "a", "minMember": 1}]))
+        assert status == 403, body
+        assert body["message"] == ('admission webhook "podgroup-validation.kai.scheduler" denied the request: '
+                                   "spec.subGroups: cycle detected in subgroups"), body
+        status, body = admin.request("POST", pgs, podgroup("ok", [
+            {"name": "leader", "minMember": 1}, {"name": "workers", "minMember": 1}]))
+        assert status == 201, body
+    finally:
+        run_helm(helm, "uninstall", release, "--namespace", ns, "--kubeconfig", control_plane.kubeconfig,
+                 check=False)
+        for q in reversed(made_queues):          # the default Queues are kept by helm (resource-policy: keep)
+            admin.request("DELETE", f"{queues}/{q}")
+        admin.request("DELETE", f"/api/v1/namespaces/{ns}")
+        if server is not None:
+            server.stop()

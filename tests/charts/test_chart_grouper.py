@@ -1,5 +1,5 @@
-"""Chart values of the pod-grouper (queue label key, defaults ConfigMap, Knative gangs) and
-the Queue / PodGroup validating webhooks."""
+"""Chart values of the pod-grouper (queue label key, defaults ConfigMap, Knative gangs).
+The Queue / PodGroup validating webhooks are tested in test_chart.py."""
 from __future__ import annotations
 
 import pytest
@@ -40,26 +40,3 @@ def test_grouper_flags_set(helm):
 def test_schema_rejects(helm, values):
     proc = run_helm(helm, "template", "k", str(CHART), *_set_args(values), check=False)
     assert proc.returncode != 0 and "values don't meet the specifications of the schema" in proc.stderr
-
-
-def test_queue_and_podgroup_webhooks(helm):
-    docs = render(helm, {"admission.enabled": True})
-    vwc = one(docs, "ValidatingWebhookConfiguration")
-    hooks = {w["name"]: w for w in vwc["webhooks"]}
-    assert set(hooks) == {"pod-validator.kai.scheduler", "queue-validator.kai.scheduler",
-                          "podgroup-validator.kai.scheduler"}
-    q, pg = hooks["queue-validator.kai.scheduler"], hooks["podgroup-validator.kai.scheduler"]
-    assert q["clientConfig"]["service"]["path"] == "/validate-scheduling-run-ai-v2-queue"
-    assert pg["clientConfig"]["service"]["path"] == "/validate-scheduling-run-ai-v2alpha2-podgroup"
-    assert q["rules"] == [{"apiGroups": ["scheduling.run.ai"], "apiVersions": ["v2"], "operations": ["CREATE", "UPDATE"],
-                           "resources": ["queues"], "scope": "Cluster"}]
-    assert pg["rules"][0]["resources"] == ["podgroups"] and pg["rules"][0]["scope"] == "Namespaced"
-    assert q["clientConfig"]["caBundle"] == hooks["pod-validator.kai.scheduler"]["clientConfig"]["caBundle"]
-    assert q["failurePolicy"] == "Fail" and q["sideEffects"] == "None"
-    docs = render(helm, {"admission.enabled": True, "admission.validateQueues": False,
-                         "admission.validatePodGroups": False})
-    assert [w["name"] for w in one(docs, "ValidatingWebhookConfiguration")["webhooks"]] == \
-        ["pod-validator.kai.scheduler"]
-    # the paths are ones `kai webhook` serves
-    from kai.admission.crd_validation import VALIDATORS
-    assert {q["clientConfig"]["service"]["path"], pg["clientConfig"]["service"]["path"]} == set(VALIDATORS)

@@ -1,0 +1,52 @@
+"""kai.api.podgroup_info.subgroup_tree_error: KAI's PodGroup webhook rule for spec.subGroups
+(KAI's podgroup_webhook_test.go table, plus a property against a brute-force forest check)."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from kai.api.podgroup_info import subgroup_tree_error
+
+
+@pytest.mark.parametrize("pairs,error", [
+    ([("A", None), ("B", "A"), ("C", "B")], ""),                                   # single root
+    ([("A", None), ("B", None), ("C", "A"), ("D", "B")], ""),                      # two roots
+    ([("A", None), ("B", "X")], "parent X of B was not found"),
+    ([], ""),
+    ([("A", None), ("A", None)], "duplicate subgroup name A"),
+    # a duplicate is reported before the cycle it would close
+    ([("A", None), ("B", "A"), ("C", "B"), ("A", "C")], "duplicate subgroup name A"),
+    ([("A", "A")], "cycle detected in subgroups"),                                 # self-parent
+    ([("A", "C"), ("B", "A"), ("C", "B")], "cycle detected in subgroups"),
+    ([("A", "B"), ("B", "A"), ("C", "D"), ("D", "C")], "cycle detected in subgroups"),
+    # a chain hanging off a cycle is still a cycle; a long valid chain is fine
+    ([("r", None), ("x", "y"), ("y", "x"), ("t", "x")], "cycle detected in subgroups"),
+    ([(f"n{i}", f"n{i - 1}" if i else None) for i in range(200)], ""),
+    # an empty parent name is not a root (KAI: a pointer to "" is still a parent)
+    ([("A", "")], "parent  of A was not found"),
+])
+def test_kai_table(pairs, error):
+    assert subgroup_tree_error(pairs) == error
+
+
+def _is_forest(pairs: list[tuple[str, str | None]]) -> bool:
+    """Brute force: unique names, known parents, and every walk up reaches a root in n steps."""
+    parent = dict(pairs)
+    if len(parent) != len(pairs) or any(p is not None and p not in parent for p in parent.values()):
+        return False
+    for node in parent:
+        for _ in range(len(parent) + 1):
+            if node is None:
+                break
+            node = parent[node]
+        if node is not None:
+            return False
+    return True
+
+
+names = st.sampled_from("abcdef")
+
+
+@given(st.lists(st.tuples(names, st.none() | names), max_size=7))
+def test_forest_iff_no_error(pairs):
+    assert (subgroup_tree_error(pairs) == "") == _is_forest(pairs)
