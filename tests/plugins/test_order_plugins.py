@@ -17,11 +17,13 @@ from kai.config import default_config
 from kai.plugins import build_plugins
 from kai.plugins.elastic import Elastic
 from kai.plugins.nodeplacement import NodePlacement
+from kai.config import default_config
 from kai.plugins.predicates import Predicates
 from kai.plugins.priority import Priority
 
 
 def fake_ssn(**kw):
+    kw.setdefault("config", default_config())
     return SimpleNamespace(job_order_keys=[], pre_predicate_fns=[],
                            placement={"gpu": STRATEGY_BINPACK, "cpu": STRATEGY_BINPACK}, **kw)
 
