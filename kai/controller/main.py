@@ -28,7 +28,7 @@ from kai.api import constants as C
 from kai.cache.binder import Binder, LiveCache
 from kai.cache.cluster_state import ClusterState
 from kai.cache.dra_store import DraStore
-from kai.cache.kubeclient import ApiError, KubeClient, KubeconfigError
+from kai.cache.kubeclient import ApiError, KubeClient, KubeconfigError, rate_limiter
 from kai.cache.reservation import GPU_GROUP_LABEL, ReservationService, is_reservation_pod
 from kai.cache.status import StatusReporter, StatusWriter
 from kai.cache.storage_store import StorageStore
@@ -491,6 +491,8 @@ def run_controller(args, config) -> int:
 
     # every write but the Lease's own goes through the fence; the User-Agent names the replica
     client = raw.fenced(write_fence, user_agent=f"kai-scheduler/{kai.__version__} ({identity})")
+    # --qps / --burst bound everything but the Lease (its renewals never queue behind bindings)
+    client.limiter = rate_limiter(float(getattr(args, "qps", 50.0)), int(getattr(args, "burst", 300)))
     ctl = Controller(client, config, scheduler_name=scheduler_name, metrics=metrics,
                      bind_workers=getattr(args, "bind_workers", 16), fence=holds,
                      volume_bind_timeout=getattr(args, "volume_binding_timeout_seconds", 120.0))
