@@ -35,6 +35,7 @@ from kai.cache.storage_store import StorageStore
 from kai.cache.watch import ADDED, DELETED, INVALID, SYNCED, Informer, start_informers
 from kai.controller.leader import LeaderElector
 from kai.controller.metrics import HealthServer, Metrics
+from kai.controller.profiler import CycleProfiler, ProfilerServer
 from kai.podgrouper.controller import PodGrouperController
 from kai.plugins import unimplemented as unimplemented_plugins
 from kai.scheduler import Scheduler
@@ -502,6 +503,11 @@ def run_controller(args, config) -> int:
     if port is not None and port >= 0:
         health = HealthServer(metrics, port, ready=lambda: ctl.synced, debug=ctl.debug_state).start()
         log.info("serving metrics and health", port=health.port)
+    profiler = prof_server = None
+    if getattr(args, "enable_profiler", False):
+        profiler = CycleProfiler()
+        prof_server = ProfilerServer(profiler, getattr(args, "profiler_port", 8182)).start()
+        log.info("serving the profiler", port=prof_server.port)
     if elector is not None:
         elector.start()
 
@@ -516,7 +522,10 @@ def run_controller(args, config) -> int:
                 leader = is_leader()
                 metrics.is_leader.set(1 if leader else 0)
                 try:
-                    ctl.cycle(leader)
+                    if profiler is not None:
+                        profiler.run(ctl.cycle, leader)
+                    else:
+                        ctl.cycle(leader)
                 except Exception as exc:   # noqa: BLE001 - a failing cycle is logged, the next one retries
                     log.exception("cycle failed", error=str(exc))
                 next_t += period
@@ -534,5 +543,7 @@ def run_controller(args, config) -> int:
         ctl.stop()
         if health is not None:
             health.stop()
+        if prof_server is not None:
+            prof_server.stop()
         log.info("stopped", cycles=ctl.cycles, bindings=ctl.binder.bind_count)
     return exit_code[0]
