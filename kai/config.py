@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from kai.api import constants as C
-
 DEFAULT_ACTIONS = ["allocate", "consolidation", "reclaim", "preempt", "stalegangeviction"]
 # KAI's default plugin order (operator priorities, highest first)
 DEFAULT_PLUGINS = ["predicates", "proportion", "priority", "nodeavailability", "resourcetype",
@@ -62,9 +60,11 @@ class SchedulerConfig:
     # pods only on nodes with the cpu worker label (kai.plugins.predicates); the label keys are
     # KAI's --{cpu,gpu,mig}-worker-node-label-key
     restrict_node_scheduling: bool = False
-    cpu_worker_node_label_key: str = C.CPU_WORKER_LABEL
-    gpu_worker_node_label_key: str = C.GPU_WORKER_LABEL
-    mig_worker_node_label_key: str = C.MIG_ENABLED_LABEL
+    # (the same defaults as kai.api.constants CPU_WORKER_LABEL, GPU_WORKER_LABEL, MIG_ENABLED_LABEL;
+    # kai.config may not import kai.api, its peer layer: tests/test_cli.py checks they agree)
+    cpu_worker_node_label_key: str = "node-role.kubernetes.io/cpu-worker"
+    gpu_worker_node_label_key: str = "node-role.kubernetes.io/gpu-worker"
+    mig_worker_node_label_key: str = "node-role.kubernetes.io/mig-enabled"
     # KAI's --use-scheduling-signatures: reclaim, preempt and consolidation skip a job that is
     # no easier than one with the same constraints that failed in this action
     use_scheduling_signatures: bool = True
