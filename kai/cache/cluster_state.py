@@ -109,6 +109,9 @@ class ClusterState:
         self.nominated: dict[str, float] = {}
         # PodGroup keys whose pods or spec changed since the status writer last looked
         self.dirty_jobs: set[str] = set()
+        #: DRA objects and device use (kai.cache.dra_store.DraStore); None: no DRA in this cluster model
+        self.dra = None
+        self.claim_pods: set[str] = set()                       # uids of pods with spec.resourceClaims
 
     def load(self, nodes=(), podgroups=(), pods=(), queues=(), priority_classes=()) -> None:
         """Bulk initial load (the informers' first list): nodes first, charges applied in one pass.
@@ -274,6 +277,8 @@ class ClusterState:
         if not ours and not self._occupies_node(p):
             return None
         self.pods[p.uid] = p
+        if pod.spec.resource_claims:
+            self.claim_pods.add(p.uid)
         if p.node_name:
             self._node_pods[p.node_name].add(p.uid)
             if self._occupies_node(p):
@@ -286,6 +291,7 @@ class ClusterState:
         p = self.pods.pop(uid, None)
         if p is None:
             return
+        self.claim_pods.discard(uid)
         self._uncharge(uid)
         if p.node_name:
             self._node_pods[p.node_name].discard(uid)
@@ -395,6 +401,8 @@ class ClusterState:
         self._charge(task)
         if task.volume_plan:
             self.storage.assume(task.uid, task.volume_plan, node_name)
+        if self.dra is not None and task.dra is not None:
+            self.dra.assume(task.uid, task.name, task.dra)      # its claims stay taken until the API shows them
 
     def assume_evicted(self, task: PodInfo) -> None:
         """An eviction was issued: the pod's resources are releasing until it is gone."""

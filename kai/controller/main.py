@@ -64,6 +64,7 @@ class Controller:
         self.events: queue.Queue = queue.Queue()
         self.state = ClusterState(scheduler_name=scheduler_name)
         self.dra = DraStore()        # ResourceSlices, DeviceClasses, ResourceClaims, templates
+        self.state.dra = self.dra    # sessions allocate devices from it (kai.plugins.dynamicresources)
         self.metrics = metrics or Metrics()
         self.status = StatusWriter(client, workers=status_workers)
         self.reporter = StatusReporter(self.status)
@@ -226,6 +227,7 @@ class Controller:
         if kind == "Pod":
             if etype == DELETED:
                 st.delete_pod(obj.metadata.uid)
+                self.dra.unassume(obj.metadata.uid)
                 self.binder.forget(obj.metadata.uid, _key(obj))
                 if self.grouper is not None:
                     self.grouper.forget(obj.metadata.uid)

@@ -4,7 +4,7 @@ With the flag on (``SchedulerConfig.restrict_node_scheduling``), a node's role i
 labels, KAI's ``--gpu-worker-node-label-key`` (default ``node-role.kubernetes.io/gpu-worker``)
 and ``--cpu-worker-node-label-key`` (default ``node-role.kubernetes.io/cpu-worker``); only the
 presence of a label counts, not its value. A pod that asks for any kind of GPU (whole devices,
-a fraction, GPU memory or a MIG instance) may only use nodes with the gpu worker label, every
+a fraction, GPU memory, GPUs through DRA claims or a MIG instance) may only use nodes with the gpu worker label, every
 other pod only nodes with the cpu worker label. A node may carry both.
 
 The predicates plugin registers :class:`RestrictNodeScheduling`; the proportion plugin asks
@@ -20,8 +20,9 @@ from kai.framework.predicate import NodePredicate
 
 
 def requires_gpu(task, mig_cols) -> bool:
-    """KAI's IsRequireAnyKindOfGPU: whole GPUs, a fraction or GPU memory, or a MIG instance."""
-    if not task.is_cpu_only:
+    """KAI's IsRequireAnyKindOfGPU: whole GPUs, a fraction or GPU memory, GPUs through DRA
+    claims, or a MIG instance."""
+    if not task.is_cpu_only or task.dra_gpus > 0:
         return True
     req = task.req
     return any(c < req.shape[0] and req[c] > 0 for c, _g in mig_cols)
