@@ -12,6 +12,7 @@ import time
 import structlog
 
 import kai
+from kai.api import constants as C
 from kai.config import ConfigError, default_config, load_config, parse_config
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "examples", "quickstart.yaml")
@@ -177,6 +178,17 @@ def _bool(v: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {v!r}")
 
 
+def _port(v: str) -> int:
+    """A TCP port; KAI writes it as ``:8182`` or ``8182``."""
+    try:
+        port = int(v.lstrip(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {v!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range 0-65535")
+    return port
+
+
 def _duration(v: str) -> float:
     from kai.api.queue_info import parse_duration
     neg = v.startswith("-")
@@ -198,6 +210,24 @@ def _add_algorithm_flags(p: argparse.ArgumentParser) -> None:
                    help="reclaim may move victims instead of evicting them (default true)")
     p.add_argument("--default-staleness-grace-period", type=_duration, default=None, metavar="DURATION",
                    help="evict a running gang below minMember after this long (default 60s; negative: never)")
+    # Go-style booleans: `--flag`, `--flag=true` and `--flag false` all work
+    p.add_argument("--full-hierarchy-fairness", type=_bool, nargs="?", const=True, default=None, metavar="BOOL",
+                   help="fair share down the whole queue tree (default true); false: between projects only, "
+                        "under one unlimited root")
+    p.add_argument("--restrict-node-scheduling", type=_bool, nargs="?", const=True, default=None, metavar="BOOL",
+                   help="GPU pods only on nodes with the gpu worker label, other pods only on nodes with the "
+                        "cpu worker label (default false)")
+    p.add_argument("--cpu-worker-node-label-key", default=None, metavar="KEY",
+                   help=f"label of CPU worker nodes (default {C.CPU_WORKER_LABEL})")
+    p.add_argument("--gpu-worker-node-label-key", default=None, metavar="KEY",
+                   help=f"label of GPU worker nodes (default {C.GPU_WORKER_LABEL})")
+    p.add_argument("--mig-worker-node-label-key", default=None, metavar="KEY",
+                   help=f"label marking MIG-enabled nodes, value true/false (default {C.MIG_ENABLED_LABEL})")
+    p.add_argument("--use-scheduling-signatures", type=_bool, nargs="?", const=True, default=None, metavar="BOOL",
+                   help="reclaim, preempt and consolidation skip jobs no easier than a failed job with the "
+                        "same scheduling constraints (default true)")
+    p.add_argument("--detailed-fit-errors", type=_bool, nargs="?", const=True, default=None, metavar="BOOL",
+                   help="unschedulable messages list the reasons of every node (default false)")
 
 
 def _add_partition_flags(p: argparse.ArgumentParser, simulate: bool = False) -> None:
@@ -236,6 +266,13 @@ def apply_flags(config, args):
         config.allow_consolidating_reclaim = args.allow_consolidating_reclaim
     if args.default_staleness_grace_period is not None:
         config.default_staleness_grace_period = args.default_staleness_grace_period
+    for flag in ("full_hierarchy_fairness", "restrict_node_scheduling", "use_scheduling_signatures",
+                 "detailed_fit_errors"):
+        if getattr(args, flag, None) is not None:
+            setattr(config, flag, getattr(args, flag))
+    for flag in ("cpu_worker_node_label_key", "gpu_worker_node_label_key", "mig_worker_node_label_key"):
+        if getattr(args, flag, None) is not None:
+            setattr(config, flag, check_label_key(getattr(args, flag), "--" + flag.replace("_", "-")))
     if getattr(args, "queue_label_key", None):
         config.queue_label_key = check_label_key(args.queue_label_key, "--queue-label-key")
     config.grouper = grouper_config(args, config.queue_label_key)
@@ -301,6 +338,15 @@ def build_parser(prog: str = "kai") -> argparse.ArgumentParser:
                         "keep below the pod's terminationGracePeriodSeconds)")
     r.add_argument("--volume-binding-timeout-seconds", type=float, default=120.0,
                    help="how long a binding waits for the pod's claims to be bound (KAI's binder flag; default 120)")
+    r.add_argument("--qps", type=float, default=50.0,
+                   help="requests per second to the API server, sustained (default 50; 0: client-go's 5; "
+                        "negative: no limit)")
+    r.add_argument("--burst", type=int, default=300, help="the token bucket's size: requests sent at once before --qps paces them "
+                        "(default 300)")
+    r.add_argument("--enable-profiler", type=_bool, nargs="?", const=True, default=False, metavar="BOOL",
+                   help="serve /debug/pprof/ (cProfile of scheduling cycles, thread stacks, tracemalloc heap) "
+                        "on --profiler-port (default false)")
+    r.add_argument("--profiler-port", type=_port, default=8182, help="port of the profiler (default 8182)")
     r.set_defaults(func=cmd_scheduler)
     w = sub.add_parser("webhook", help="run the admission webhooks: pods (GPU sharing env, runtimeClassName), "
                                        "Queue and PodGroup validation")

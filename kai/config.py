@@ -53,6 +53,23 @@ class SchedulerConfig:
     default_staleness_grace_period: float = 60.0    # seconds; negative = never evict stale gangs
     # pod label naming a workload's queue (KAI's queueLabelKey / --queue-label-key)
     queue_label_key: str = "kai.scheduler/queue"
+    # KAI's --full-hierarchy-fairness: False flattens the queue tree to one level of
+    # projects under a synthetic unlimited root named "default" (kai.api.queue_info.project_level_queues)
+    full_hierarchy_fairness: bool = True
+    # KAI's --restrict-node-scheduling: GPU pods only on nodes with the gpu worker label, other
+    # pods only on nodes with the cpu worker label (kai.plugins.predicates); the label keys are
+    # KAI's --{cpu,gpu,mig}-worker-node-label-key
+    restrict_node_scheduling: bool = False
+    # (the same defaults as kai.api.constants CPU_WORKER_LABEL, GPU_WORKER_LABEL, MIG_ENABLED_LABEL;
+    # kai.config may not import kai.api, its peer layer: tests/test_cli.py checks they agree)
+    cpu_worker_node_label_key: str = "node-role.kubernetes.io/cpu-worker"
+    gpu_worker_node_label_key: str = "node-role.kubernetes.io/gpu-worker"
+    mig_worker_node_label_key: str = "node-role.kubernetes.io/mig-enabled"
+    # KAI's --use-scheduling-signatures: reclaim, preempt and consolidation skip a job that is
+    # no easier than one with the same constraints that failed in this action
+    use_scheduling_signatures: bool = True
+    # KAI's --detailed-fit-errors: unschedulable messages list every node's reasons
+    detailed_fit_errors: bool = False
     grouper: object = None      # kai.podgrouper.defaults.GrouperConfig, set from the flags (cli.apply_flags)
 
     def plugin_args(self, name: str) -> dict[str, str] | None:

@@ -53,9 +53,7 @@ OTHER_TOOLS_FLAGS = {
     "git": {"--depth", "--branch"},
 }
 #: KAI-Scheduler flags docs/configuration.md lists as not in kai (checked absent)
-KAI_FLAGS_KAI_LACKS = {"--qps", "--burst", "--restrict-node-scheduling", "--detailed-fit-errors",
-                       "--update-pod-eviction-condition", "--use-scheduling-signatures",
-                       "--full-hierarchy-fairness", "--num-of-status-recording-workers"}
+KAI_FLAGS_KAI_LACKS = {"--update-pod-eviction-condition", "--num-of-status-recording-workers", "--pyroscope-address"}
 #: scripts whose flags the docs use, run with --help
 SCRIPTS = [[sys.executable, str(REPO / "bench" / "bench_live.py")],
            [sys.executable, str(REPO / "bench" / "bench_traces.py")],

@@ -30,6 +30,7 @@ import structlog
 
 from kai.actions.allocate import schedulable_jobs
 from kai.actions.common.job_order import JobsOrderByQueues
+from kai.actions.common.minimal_job import MinimalJobRepresentatives
 from kai.actions.common.solver import JobSolver
 from kai.actions.common.victims import VictimCandidates
 from kai.actions.preempt import commit_solution
@@ -100,11 +101,19 @@ class Consolidation(Action):
             return
         solver = JobSolver(ssn, self.name, [], move=True, all_moved=True)
         queues = list(cands.jobs)
+        failed = MinimalJobRepresentatives() if ssn.config.use_scheduling_signatures else None
         for job in JobsOrderByQueues(ssn, pending, ssn.config.queue_depth_per_action.get(self.name)):
             if not job.has_pending():
                 continue
+            if failed is not None and (rep := failed.skip(job)) is not None:
+                log.debug("consolidation skipped: no easier than a failed job", job=job.key, failed=rep.key)
+                continue
             tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
-            if not tasks or not enough_capacity(ssn, tasks):
+            if not tasks:
+                continue
+            if not enough_capacity(ssn, tasks):
+                if failed is not None:
+                    failed.failed(job)
                 continue
 
             def accept(v, job=job):
@@ -112,6 +121,8 @@ class Consolidation(Action):
 
             solution = solver.solve(job, cands.order(queues, accept), max_victim_jobs=cap)
             if solution is None:
+                if failed is not None:
+                    failed.failed(job)
                 continue
             log.info("consolidation moves", job=job.key, moved_pods=solution.n_moved_pods)
             commit_solution(ssn, job, solution, self.name)

@@ -27,6 +27,7 @@ import structlog
 
 from kai.actions.allocate import schedulable_jobs
 from kai.actions.common.job_order import JobsOrderByQueues
+from kai.actions.common.minimal_job import MinimalJobRepresentatives
 from kai.actions.common.solver import JobSolver
 from kai.actions.common.victims import (VictimCandidates, capacity_blocker, nonpreemptible_over_quota,
                                         victims_can_relieve)
@@ -58,8 +59,13 @@ class Preempt(Action):
         cands = VictimCandidates(ssn)
         solver = JobSolver(ssn, self.name, ssn.preempt_scenario_validator_fns)
         filters = ssn.preempt_victim_filter_fns
+        failed: dict[str, MinimalJobRepresentatives] = {}      # per queue, as KAI
         for job in JobsOrderByQueues(ssn, pending, ssn.config.queue_depth_per_action.get(self.name)):
             if job.queue not in cands.jobs or not job.has_pending():
+                continue
+            reps = failed.setdefault(job.queue, MinimalJobRepresentatives())
+            if ssn.config.use_scheduling_signatures and (rep := reps.skip(job)) is not None:
+                log.debug("preempt skipped: no easier than a failed job", job=job.key, failed=rep.key)
                 continue
             tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
             if not tasks or nonpreemptible_over_quota(ssn, job, tasks):
@@ -75,3 +81,5 @@ class Preempt(Action):
             solution = solver.solve(job, cands.order([job.queue], accept))
             if solution is not None:
                 commit_solution(ssn, job, solution, self.name)
+            else:
+                reps.failed(job)

@@ -28,6 +28,7 @@ import structlog
 
 from kai.actions.allocate import schedulable_jobs
 from kai.actions.common.job_order import JobsOrderByQueues
+from kai.actions.common.minimal_job import MinimalJobRepresentatives
 from kai.actions.common.solver import JobSolver
 from kai.actions.common.victims import VictimCandidates, capacity_blocker, victims_can_relieve
 from kai.actions.preempt import commit_solution
@@ -52,11 +53,16 @@ class Reclaim(Action):
             return
         solver = JobSolver(ssn, self.name, ssn.reclaim_scenario_validator_fns)
         filters = ssn.reclaim_victim_filter_fns
+        failed: dict[str, MinimalJobRepresentatives] = {}      # per queue, as KAI
         for job in JobsOrderByQueues(ssn, pending, ssn.config.queue_depth_per_action.get(self.name)):
             if not job.has_pending():
                 continue
             tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
             if not tasks or not can_reclaim(ssn, job, tasks):
+                continue
+            reps = failed.setdefault(job.queue, MinimalJobRepresentatives())
+            if ssn.config.use_scheduling_signatures and (rep := reps.skip(job)) is not None:
+                log.debug("reclaim skipped: no easier than a failed job", job=job.key, failed=rep.key)
                 continue
             queues = [q for q in cands.jobs if q != job.queue]
             if not queues:
@@ -72,3 +78,5 @@ class Reclaim(Action):
             solution = solver.solve(job, cands.order(queues, accept))
             if solution is not None:
                 commit_solution(ssn, job, solution, self.name)
+            else:
+                reps.failed(job)

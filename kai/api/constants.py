@@ -34,6 +34,9 @@ GPU_COUNT_LABEL = "nvidia.com/gpu.count"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 MIG_STRATEGY_LABEL = "nvidia.com/mig.strategy"
 MIG_ENABLED_LABEL = "node-role.kubernetes.io/mig-enabled"
+# --restrict-node-scheduling's node roles (KAI's default worker node label keys)
+CPU_WORKER_LABEL = "node-role.kubernetes.io/cpu-worker"
+GPU_WORKER_LABEL = "node-role.kubernetes.io/gpu-worker"
 NODE_POOL_LABEL = "kai.scheduler/node-pool"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 

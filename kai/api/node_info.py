@@ -40,10 +40,14 @@ def gpu_memory_mib(node: Node) -> tuple[int, bool]:
     return (v, True) if v > 0 else (100, False)
 
 
-def is_mig_node(labels: dict[str, str]) -> bool:
+def is_mig_node(labels: dict[str, str], mig_label_key: str = C.MIG_ENABLED_LABEL) -> bool:
     """MIG nodes host no GPU fractions: KAI's mig strategy ``single`` allows whole GPUs only,
-    ``mixed`` MIG instances only."""
-    return bool(labels.get(C.MIG_STRATEGY_LABEL)) or labels.get(C.MIG_ENABLED_LABEL, "").lower() == "true"
+    ``mixed`` MIG instances only. ``mig_label_key`` is KAI's ``--mig-worker-node-label-key``;
+    its value is read as Go's ParseBool does (1, t, true, TRUE, True)."""
+    return bool(labels.get(C.MIG_STRATEGY_LABEL)) or labels.get(mig_label_key, "") in _GO_TRUE
+
+
+_GO_TRUE = ("1", "t", "T", "true", "TRUE", "True")
 
 
 def _label_number(raw: str, limit: float) -> int | None:

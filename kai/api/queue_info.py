@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import math
 
-from kai.api.k8s import Queue, QueueResource
+import msgspec
+
+from kai.api.k8s import ObjectMeta, Queue, QueueResource, QueueResources, QueueSpec
 from kai.api.pod_info import parse_time
 
 QUEUE_RESOURCES = ("gpu", "cpu", "memory")
@@ -153,6 +155,36 @@ def queue_warnings(q: Queue) -> list[str]:
             out.append(f"{path}.limit {r.limit:g} is below quota {r.quota:g}: the limit wins, the "
                        f"queue never reaches its quota")
     return out
+
+
+#: name of the synthetic root with ``--full-hierarchy-fairness=false`` (KAI's name)
+PROJECT_LEVEL_ROOT = "default"
+
+
+def project_level_queues(queues: list[Queue]) -> tuple[list[Queue], dict[str, str]]:
+    """KAI's ``--full-hierarchy-fairness=false``: fairness between projects only.
+
+    Every queue that names a parent is re-parented under one synthetic root,
+    :data:`PROJECT_LEVEL_ROOT`, with unlimited quota and limit (-1) and weight 1 for gpu, cpu
+    and memory; queues without a parent (departments) are left out, so their quotas and
+    limits no longer bind and a job submitted to one finds no queue. A middle-level queue
+    becomes a leaf sibling of its former children. Returns the queues and problems
+    (name -> reason) for queues that cannot take part: a queue of the root's name.
+    """
+    unlimited = QueueResource(quota=-1, over_quota_weight=1, limit=-1)
+    root = Queue(metadata=ObjectMeta(name=PROJECT_LEVEL_ROOT),
+                 spec=QueueSpec(resources=QueueResources(gpu=unlimited, cpu=unlimited, memory=unlimited)))
+    out = [root]
+    problems: dict[str, str] = {}
+    for q in queues:
+        if not q.spec.parent_queue:
+            continue
+        if q.metadata.name == PROJECT_LEVEL_ROOT:
+            problems[q.metadata.name] = (f"the queue name {PROJECT_LEVEL_ROOT!r} is taken by the synthetic root "
+                                         f"of --full-hierarchy-fairness=false")
+            continue
+        out.append(msgspec.structs.replace(q, spec=msgspec.structs.replace(q.spec, parent_queue=PROJECT_LEVEL_ROOT)))
+    return out, problems
 
 
 class QueueTree:

@@ -11,6 +11,9 @@ files and a refreshed Authorization header (:func:`load_kubeconfig`).
 
 Retries: GETs on 429/5xx/transport errors, honouring Retry-After; writes are fenced (see
 :class:`KubeClient`) and left to their callers.
+
+Client-side rate limit (KAI's ``--qps`` / ``--burst``, client-go's token bucket): every request
+and every watch it opens takes a token from the client's :class:`TokenBucket`, if it has one.
 """
 from __future__ import annotations
 
@@ -293,6 +296,49 @@ def load_kubeconfig(path: str | None = None, context: str | None = None) -> Cred
 _json_encoder = msgspec.json.Encoder()
 
 
+DEFAULT_QPS, DEFAULT_BURST = 5.0, 10        # client-go's, for a 0 in --qps / --burst
+
+
+class TokenBucket:
+    """client-go's token bucket: ``burst`` tokens, refilled at ``qps`` per second; a request
+    takes one, waiting for it when none is left. Waits are reserved under a lock, so callers
+    are served in arrival order and the rate holds across threads."""
+
+    def __init__(self, qps: float, burst: int, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.qps = float(qps)
+        self.burst = max(int(burst), 1)
+        self.clock, self.sleep = clock, sleep
+        self.tokens = float(self.burst)
+        self.last = clock()
+        self.lock = threading.Lock()
+        self.waited = 0.0                  # total seconds callers were held back
+
+    def reserve(self) -> float:
+        """Take a token; the seconds the caller must wait before using it."""
+        with self.lock:
+            now = self.clock()
+            self.tokens = min(float(self.burst), self.tokens + (now - self.last) * self.qps)
+            self.last = now
+            self.tokens -= 1.0
+            delay = 0.0 if self.tokens >= 0 else -self.tokens / self.qps
+            self.waited += delay
+            return delay
+
+    def wait(self) -> None:
+        delay = self.reserve()
+        if delay > 0:
+            self.sleep(delay)
+
+
+def rate_limiter(qps: float, burst: int) -> TokenBucket | None:
+    """The limiter for KAI's ``--qps`` / ``--burst`` as client-go reads them: 0 means
+    client-go's default (5 qps, burst 10); a negative qps means no client-side limit."""
+    qps = DEFAULT_QPS if qps == 0 else qps
+    burst = DEFAULT_BURST if burst == 0 else burst
+    return TokenBucket(qps, burst) if qps > 0 else None
+
+
 class KubeClient:
     """Raw requests against one API server. Thread-safe (urllib3's pool is).
 
@@ -310,6 +356,8 @@ class KubeClient:
         self.user_agent = user_agent
         self.read_attempts = read_attempts
         self.fence: Callable[[], bool] | None = None
+        #: client-side rate limit (None: unlimited); set by the controller from --qps / --burst
+        self.limiter: TokenBucket | None = None
         kw: dict[str, Any] = {"num_pools": 4, "maxsize": maxsize, "block": False, "retries": False}
         if creds.server.startswith("https"):
             kw["ssl_context"] = creds.ssl_context()
@@ -373,6 +421,8 @@ class KubeClient:
                       content_type: str, timeout: float | None, accept: str | None = None) -> bytes:
         if method != "GET" and self.fence is not None and not self.fence():
             raise Fenced(method, path)
+        if self.limiter is not None:
+            self.limiter.wait()
         data = None
         if body is not None:
             data = body if isinstance(body, bytes) else _json_encoder.encode(body)
@@ -430,6 +480,8 @@ class KubeClient:
         """Stream watch events (BOOKMARKs included) until the server closes the stream."""
         q = {**(params or {}), "watch": "true", "allowWatchBookmarks": "true",
              "resourceVersion": resource_version, "timeoutSeconds": timeout_seconds}
+        if self.limiter is not None:
+            self.limiter.wait()
         try:
             r = self.pool.request("GET", self.url(path, q), headers=self._headers(accept=accept), preload_content=False,
                                   timeout=urllib3.Timeout(connect=5.0, read=timeout_seconds + 30))

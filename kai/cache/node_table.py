@@ -51,6 +51,7 @@ class NodeTable:
         self.gpu_capacity = np.zeros(0)
         self.gpu_memory = np.zeros(0)                  # float64[N]: device memory MiB (label), 0 = unknown
         self.mig = np.zeros(0, dtype=np.uint8)         # uint8[N]: 1 = MIG node (no GPU fractions)
+        self.mig_label_key = C.MIG_ENABLED_LABEL        # KAI's --mig-worker-node-label-key
         # shared-GPU groups, one slot per device (see kai/_fast/gpusharing.pxd): (N, D)
         self.dev_used = np.zeros((0, 0))
         self.dev_alloc = np.zeros((0, 0))
@@ -177,7 +178,7 @@ class NodeTable:
         self.avail[:, idx] = self.idle[:, idx] + self.releasing[:, idx]
         self.gpu_capacity[idx] = info.gpu_count_label or new_alloc[GPU]
         self.gpu_memory[idx] = info.gpu_memory_mib if info.gpu_memory_synced else 0.0
-        self.mig[idx] = 1 if is_mig_node(info.labels) else 0
+        self.mig[idx] = 1 if is_mig_node(info.labels, self.mig_label_key) else 0
         # two slots per device: a group whose fractions are all releasing keeps its slot while
         # a new group is pipelined onto that (releasing) device
         self.ensure_devices(2 * int(max(new_alloc[GPU], info.gpu_count_label, 0)))
@@ -224,6 +225,19 @@ class NodeTable:
         self._rank_dirty = True
         self._changed()
         return info
+
+    def set_mig_label_key(self, key: str) -> None:
+        """Read MIG nodes from label ``key`` from now on (re-reads every node when it changes)."""
+        if key == self.mig_label_key:
+            return
+        self.mig_label_key = key
+        for info in self.infos:
+            if info is not None:
+                self.mig[info.idx] = 1 if is_mig_node(info.labels, key) else 0
+
+    def has_label(self, key: str) -> np.ndarray:
+        """bool[N]: nodes that carry label ``key`` (any value)."""
+        return self.label_column(key)[0] >= 0
 
     def _changed(self) -> None:
         self.generation += 1

@@ -28,7 +28,7 @@ from kai.api import constants as C
 from kai.cache.binder import Binder, LiveCache
 from kai.cache.cluster_state import ClusterState
 from kai.cache.dra_store import DraStore
-from kai.cache.kubeclient import ApiError, KubeClient, KubeconfigError
+from kai.cache.kubeclient import ApiError, KubeClient, KubeconfigError, rate_limiter
 from kai.cache.reservation import GPU_GROUP_LABEL, ReservationService, is_reservation_pod
 from kai.cache.scope import Scope
 from kai.cache.status import StatusReporter, StatusWriter
@@ -36,6 +36,7 @@ from kai.cache.storage_store import StorageStore
 from kai.cache.watch import ADDED, DELETED, INVALID, NODE_PODS, RESOURCES, SYNCED, Informer, start_informers
 from kai.controller.leader import LeaderElector
 from kai.controller.metrics import HealthServer, Metrics
+from kai.controller.profiler import CycleProfiler, ProfilerServer
 from kai.podgrouper.controller import PodGrouperController
 from kai.plugins import unimplemented as unimplemented_plugins
 from kai.scheduler import Scheduler
@@ -595,6 +596,8 @@ def run_controller(args, config) -> int:
 
     # every write but the Lease's own goes through the fence; the User-Agent names the replica
     client = raw.fenced(write_fence, user_agent=f"kai-scheduler/{kai.__version__} ({identity})")
+    # --qps / --burst bound everything but the Lease (its renewals never queue behind bindings)
+    client.limiter = rate_limiter(float(getattr(args, "qps", 50.0)), int(getattr(args, "burst", 300)))
     ctl = Controller(client, config, scheduler_name=scheduler_name, metrics=metrics,
                      bind_workers=getattr(args, "bind_workers", 16), fence=holds,
                      volume_bind_timeout=getattr(args, "volume_binding_timeout_seconds", 120.0), scope=scope)
@@ -606,6 +609,11 @@ def run_controller(args, config) -> int:
     if port is not None and port >= 0:
         health = HealthServer(metrics, port, ready=lambda: ctl.synced, debug=ctl.debug_state).start()
         log.info("serving metrics and health", port=health.port)
+    profiler = prof_server = None
+    if getattr(args, "enable_profiler", False):
+        profiler = CycleProfiler()
+        prof_server = ProfilerServer(profiler, getattr(args, "profiler_port", 8182)).start()
+        log.info("serving the profiler", port=prof_server.port)
     if elector is not None:
         elector.start()
 
@@ -620,7 +628,10 @@ def run_controller(args, config) -> int:
                 leader = is_leader()
                 metrics.is_leader.set(1 if leader else 0)
                 try:
-                    ctl.cycle(leader)
+                    if profiler is not None:
+                        profiler.run(ctl.cycle, leader)
+                    else:
+                        ctl.cycle(leader)
                 except Exception as exc:   # noqa: BLE001 - a failing cycle is logged, the next one retries
                     log.exception("cycle failed", error=str(exc))
                 next_t += period
@@ -638,5 +649,7 @@ def run_controller(args, config) -> int:
         ctl.stop()
         if health is not None:
             health.stop()
+        if prof_server is not None:
+            prof_server.stop()
         log.info("stopped", cycles=ctl.cycles, bindings=ctl.binder.bind_count)
     return exit_code[0]

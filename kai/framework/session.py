@@ -25,7 +25,7 @@ from kai._fast.placement import STRATEGY_BINPACK, NodeArrays, NodeQueue, TouchLo
 from kai.api import constants as C
 from kai.api.pod_info import PodInfo
 from kai.api.podgroup_info import PodGroupInfo, default_task_order_key
-from kai.api.queue_info import QueueInfo, QueueTree
+from kai.api.queue_info import QueueInfo, QueueTree, project_level_queues
 from kai.api.resources import GPU
 from kai.cache.cluster_state import ClusterState
 from kai.framework.predicate import PIPELINE_ONLY, NodePredicate
@@ -93,6 +93,7 @@ class Session:
         self.now = time.time() if now is None else now
         self.memory = memory if memory is not None else CycleMemory()
         t = state.nodes
+        t.set_mig_label_key(config.mig_worker_node_label_key)
         t.ensure_width()
         t.refresh_rank()
         self.allocatable = t.allocatable
@@ -119,7 +120,12 @@ class Session:
         self._node_queues: dict[tuple, NodeQueue] = {}
         self.registry = state.registry
         self.jobs: dict[str, PodGroupInfo] = state.jobs
-        self.queues = QueueTree(list(state.queues.values()))
+        queues = list(state.queues.values())
+        flattened: dict[str, str] = {}
+        if not config.full_hierarchy_fairness:
+            queues, flattened = project_level_queues(queues)
+        self.queues = QueueTree(queues)
+        self.queues.problems.update(flattened)
         self.pipelined: list[tuple[PodInfo, S, str]] = []
         self.fit_errors: dict[str, list[str]] = {}      # job key -> reasons
         self.results_log: list[tuple[str, str]] = []

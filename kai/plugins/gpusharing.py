@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from kai._fast.gpusharing import GPU_ORDER_PACK, GPU_ORDER_SPREAD, choose_node
-from kai.framework.explain import NodeTally, explain_task
+from kai.framework.explain import explain_task, new_tally, with_details
 from kai.api import constants as C
 from kai.api.resources import GPU
 from kai.framework.plugin import Plugin, register_plugin
@@ -99,7 +99,7 @@ def explain_shared(ssn, task, job, mask: np.ndarray, portion: np.ndarray) -> str
     if not m.any():
         return explain_task(ssn, task, job, mask)
     total = int(live.sum())
-    tally = NodeTally(live)
+    tally = new_tally(ssn, live)
     tally.charge(~m, "node(s) excluded by node predicates or constraints")
     tally.charge(table.mig.astype(bool), "MIG node(s) (mig strategy allows no GPU fractions)")
     tally.charge(ssn.allocatable[GPU] <= 0, "node(s) without GPUs")
@@ -123,11 +123,14 @@ def explain_shared(ssn, task, job, mask: np.ndarray, portion: np.ndarray) -> str
         groups = room.sum(axis=1)
         whole = (np.maximum(np.floor(ssn.idle[GPU, rows] + _EPS), 0)
                  + np.maximum(np.floor(ssn.releasing[GPU, rows] + _EPS), 0))
-        tally.add(int(((groups + whole) < gs.num_devices).sum()),
+        lacking = (groups + whole) < gs.num_devices
+        nodes = np.zeros(tally.remaining.shape[0], dtype=bool)
+        nodes[rows[lacking]] = True
+        tally.add(int(lacking.sum()),
                   f"node(s) without {gs.num_devices} GPU device(s) with room for the share"
-                  if gs.num_devices > 1 else "node(s) without a GPU device with room for the share")
+                  if gs.num_devices > 1 else "node(s) without a GPU device with room for the share", nodes)
     detail = tally.detail() or "no node has room"
-    return f"0/{total} nodes fit a {describe_request(gs)}: {detail}"
+    return with_details(tally, f"0/{total} nodes fit a {describe_request(gs)}: {detail}")
 
 
 def _install(ssn) -> None:

@@ -7,8 +7,9 @@ KAI annotations and fields kai does not honour, a pod larger than any node, KAI'
 predicate in kai.plugins.configmaps), registers the filters over other pods --
 InterPodAffinity (kai.plugins.podaffinity), PodTopologySpread (kai.plugins.topologyspread),
 NodePorts (kai.plugins.nodeports) -- kube-scheduler's volume filters (kai.plugins.volumebinding:
-VolumeBinding, VolumeRestrictions, VolumeZone, NodeVolumeLimits) and the preferred node
-affinity score (kai.plugins.nodeaffinity).
+VolumeBinding, VolumeRestrictions, VolumeZone, NodeVolumeLimits), the preferred node
+affinity score (kai.plugins.nodeaffinity) and, with ``--restrict-node-scheduling``, the worker
+role filter (kai.plugins.restrictnodes).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from kai.plugins.dynamicresources import unconfigured_guard
 from kai.plugins.nodeaffinity import preferred_node_affinity
 from kai.plugins.nodeports import NodePorts
 from kai.plugins.podaffinity import InterPodAffinity
+from kai.plugins.restrictnodes import RestrictNodeScheduling
 from kai.plugins.topologyspread import TopologySpread
 
 
@@ -50,5 +52,7 @@ class Predicates(Plugin):
         if ssn.config is not None and ssn.config.plugin_args("dynamicresources") is None:
             ssn.pre_predicate_fns.append(unconfigured_guard)      # pods with claims wait (fail closed)
         ssn.node_predicates.extend([InterPodAffinity(ssn), TopologySpread(ssn), NodePorts(ssn)])
+        if ssn.config is not None and ssn.config.restrict_node_scheduling:
+            ssn.node_predicates.append(RestrictNodeScheduling(ssn))
         volumebinding.register(ssn)
         ssn.node_order_fns.append(preferred_node_affinity(ssn))

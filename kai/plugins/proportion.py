@@ -43,6 +43,7 @@ from kai.framework.plugin import Plugin, register_plugin
 from kai.framework.session import QueueShares
 from kai.plugins.proportion_reclaim import register_reclaim_hooks
 from kai.plugins.queue_order import QueueOrder
+from kai.plugins.restrictnodes import capacity_masks
 
 _COLS = np.array([GPU, CPU, MEMORY], dtype=np.intp)
 _NAMES = ("gpu", "cpu", "memory")
@@ -231,15 +232,23 @@ class Proportion(Plugin):
         nodes = ssn.state.nodes
         nodes.ensure_width()
         ready = nodes.in_use.astype(bool) & ~nodes.not_ready.astype(bool)
+        restricted = capacity_masks(nodes, ssn.config)      # --restrict-node-scheduling
+        gpu_nodes = ready
+        if restricted is not None:
+            ready = ready & restricted[0]
+            gpu_nodes = ready & restricted[1]
         cols = _COLS
         if not ready.any():
             return np.zeros(3)
         allocatable = nodes.allocatable[cols][:, ready].sum(axis=1)
         charged = (nodes.allocatable[cols][:, ready] - nodes.idle[cols][:, ready]).sum(axis=1)
+        if restricted is not None:     # GPUs of nodes that are not GPU workers are not counted
+            allocatable[0] = nodes.allocatable[cols[0], gpu_nodes].sum()
+            charged[0] = (nodes.allocatable[cols[0], gpu_nodes] - nodes.idle[cols[0], gpu_nodes]).sum()
         # a shared-GPU group holds a whole device for kai's fraction pods (counted by portion
         # in the walk): those devices are not another scheduler's use
         if nodes.dev_used.shape[1]:
-            charged[0] -= float((nodes.dev_used[ready] > 1e-9).sum())
+            charged[0] -= float((nodes.dev_used[gpu_nodes] > 1e-9).sum())
         foreign = np.maximum(charged - kai_used, 0.0)
         total = np.maximum(allocatable - foreign, 0.0)
         if ssn.state.dra is not None:           # GPUs published as DRA devices (kai.dra.quota)

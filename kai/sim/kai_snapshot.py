@@ -170,9 +170,12 @@ def params_to_config(params: dict, config, where: str) -> list[str]:
         config.default_staleness_grace_period = float(params["globalDefaultStalenessGracePeriod"]) / 1e9
     if params.get("queueLabelKey"):
         config.queue_label_key = str(params["queueLabelKey"])
-    if params.get("restrictSchedulingNodes"):
-        notes.append(f"{where}: schedulerParams.restrictSchedulingNodes is true; kai simulate does not "
-                     f"restrict nodes by the cpu-worker/gpu-worker labels")
+    for key, attr in (("restrictSchedulingNodes", "restrict_node_scheduling"),
+                      ("fullHierarchyFairness", "full_hierarchy_fairness"),
+                      ("useSchedulingSignatures", "use_scheduling_signatures"),
+                      ("detailedFitErrors", "detailed_fit_errors")):
+        if key in params or written:
+            setattr(config, attr, bool(params.get(key)))
     part = params.get("partitionParams") or {}
     pool = part.get("NodePoolLabelValue") or part.get("nodePoolLabelValue") if isinstance(part, dict) else None
     if pool:

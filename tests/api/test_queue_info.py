@@ -3,7 +3,8 @@ import msgspec
 import pytest
 
 from kai.api.k8s import Queue
-from kai.api.queue_info import QueueInfo, QueueTree, parse_duration, queue_warnings, validate_queue
+from kai.api.queue_info import (PROJECT_LEVEL_ROOT, QueueInfo, QueueTree, parse_duration, project_level_queues,
+                                 queue_warnings, validate_queue)
 
 
 def queue(name, parent="", gpu=None, cpu=None, memory=None, resources=True, ts=None, **spec):
@@ -151,3 +152,25 @@ def test_tail_entering_cycle_found_before_cycle():
 
 def test_unnamed_queue_invalid():
     assert "metadata.name is empty" in validate_queue(queue(""))
+
+
+def _q(name, parent=""):
+    return msgspec.convert({"metadata": {"name": name}, "spec": {"parentQueue": parent}}, Queue)
+
+
+def test_project_level_queues_reparent_under_an_unlimited_root():
+    queues, problems = project_level_queues([_q("dept"), _q("team", "dept"), _q("leaf", "team"),
+                                             _q("orphan", "gone")])
+    tree = QueueTree(queues)
+    assert problems == {} and not tree.problems
+    assert {q.name: q.parent for q in tree.queues.values()} == {
+        PROJECT_LEVEL_ROOT: "", "team": PROJECT_LEVEL_ROOT, "leaf": PROJECT_LEVEL_ROOT, "orphan": PROJECT_LEVEL_ROOT}
+    root = tree.get(PROJECT_LEVEL_ROOT)
+    assert root.deserved == [-1.0, -1.0, -1.0] and root.limit == [-1.0, -1.0, -1.0] and root.weight == [1.0] * 3
+    assert tree.get("team").is_leaf          # a former middle queue is a project like the others
+
+
+def test_project_level_queues_report_a_queue_named_like_the_root():
+    queues, problems = project_level_queues([_q("dept"), _q(PROJECT_LEVEL_ROOT, "dept")])
+    assert [q.metadata.name for q in queues] == [PROJECT_LEVEL_ROOT]
+    assert "taken by the synthetic root" in problems[PROJECT_LEVEL_ROOT]

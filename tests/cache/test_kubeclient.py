@@ -12,8 +12,8 @@ import time
 import pytest
 import urllib3
 
-from kai.cache.kubeclient import (ApiError, Credentials, Fenced, KubeClient, KubeconfigError, load_kubeconfig,
-                                  retry_delay)
+from kai.cache.kubeclient import (ApiError, Credentials, Fenced, KubeClient, KubeconfigError, TokenBucket,
+                                  load_kubeconfig, rate_limiter, retry_delay)
 
 
 def _kubeconfig(tmp_path, server: str, user: dict, cluster_extra: dict | None = None) -> str:
@@ -91,6 +91,57 @@ def test_fenced_client_sends_no_write(control_plane, kube_namespace):
     names = {i["metadata"]["name"] for i in c.get(path)["items"]}          # reads still work
     assert "a" in names and "b" not in names
     base.post(path, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})   # the unfenced one writes
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, d: float) -> None:
+        self.t += d
+
+
+def test_token_bucket_allows_a_burst_then_paces_at_qps():
+    clock = _Clock()
+    b = TokenBucket(10.0, 3, clock=clock, sleep=clock.sleep)
+    for _ in range(3):                       # the burst goes at once
+        b.wait()
+    assert clock.t == 0.0
+    for _ in range(5):                       # then one every 1/qps seconds
+        b.wait()
+    assert clock.t == pytest.approx(0.5)
+    clock.t += 10.0                          # idle: the bucket refills to burst, not beyond
+    for _ in range(3):
+        b.wait()
+    assert clock.t == pytest.approx(10.5)
+    b.wait()
+    assert clock.t == pytest.approx(10.6)
+
+
+def test_token_bucket_reservations_keep_the_rate_across_callers():
+    clock = _Clock()
+    b = TokenBucket(2.0, 1, clock=clock, sleep=clock.sleep)
+    waits = [b.reserve() for _ in range(4)]  # four callers arrive together
+    assert waits == pytest.approx([0.0, 0.5, 1.0, 1.5])
+
+
+@pytest.mark.parametrize("qps,burst,want", [(50, 300, (50.0, 300)), (0, 0, (5.0, 10)), (-1, 300, None)])
+def test_rate_limiter_reads_qps_and_burst_as_client_go(qps, burst, want):
+    got = rate_limiter(qps, burst)
+    assert (got if got is None else (got.qps, got.burst)) == want
+
+
+def test_qps_limits_requests_to_the_api_server(control_plane):
+    c = KubeClient(load_kubeconfig(control_plane.kubeconfig))
+    c.limiter = rate_limiter(10, 2)
+    start = time.monotonic()
+    for _ in range(12):
+        c.get("/api/v1/namespaces/default")
+    assert time.monotonic() - start >= 0.95   # 2 at once, then 10 more at 10/s
+    assert c.limiter.waited > 0
 
 
 PLUGIN = textwrap.dedent("""\

@@ -214,6 +214,41 @@ def test_plugin_arguments_replace_defaults(helm):
     assert cfg.plugin_args("nodeplacement") == {"gpu": "spread"}   # KAI: arguments replace, not merge
 
 
+def _scheduler_args(docs: list[dict]):
+    """The rendered container args, parsed by kai's own parser, and the config they make."""
+    from kai.cli import apply_flags, build_parser
+    from kai.config import default_config
+    c = container(docs)
+    args = build_parser().parse_args(c["args"][c["args"].index("scheduler"):])
+    return c, args, apply_flags(default_config(), args)
+
+
+def test_kai_flag_defaults_rendered(helm):
+    c, args, cfg = _scheduler_args(render(helm))
+    assert (args.qps, args.burst, args.profiler_port, args.enable_profiler) == (50, 300, 8182, False)
+    assert cfg.full_hierarchy_fairness and not cfg.restrict_node_scheduling and cfg.use_scheduling_signatures
+    assert [p["name"] for p in c["ports"]] == ["metrics"]
+
+
+def test_scheduler_args_map_as_in_a_scheduling_shard(helm):
+    docs = render(helm, {"scheduler.args": {"full-hierarchy-fairness": "false", "restrict-node-scheduling": True,
+                                            "gpu-worker-node-label-key": "example.com/gpu",
+                                            "use-scheduling-signatures": "false", "detailed-fit-errors": "true",
+                                            "enable-profiler": "true"},
+                         "scheduler.k8sClientConfig": {"qps": 20, "burst": 40},
+                         "scheduler.ports.profilerPort": 9182})
+    c, args, cfg = _scheduler_args(docs)
+    assert not cfg.full_hierarchy_fairness and cfg.restrict_node_scheduling and not cfg.use_scheduling_signatures
+    assert cfg.detailed_fit_errors and cfg.gpu_worker_node_label_key == "example.com/gpu"
+    assert (args.qps, args.burst, args.enable_profiler, args.profiler_port) == (20, 40, True, 9182)
+    assert {"name": "profiler", "containerPort": 9182, "protocol": "TCP"} in c["ports"]
+
+
+def test_scheduler_args_override_the_charts_flags(helm):
+    _, args, _ = _scheduler_args(render(helm, {"scheduler.args": {"qps": "-1", "schedule-period": "2"}}))
+    assert args.qps == -1 and args.schedule_period == 2
+
+
 @pytest.mark.parametrize("values, leader", [
     ({}, False),
     ({"scheduler.replicaCount": 2}, True),

@@ -22,7 +22,8 @@ from kai.plugins.priority import Priority
 
 
 def fake_ssn(**kw):
-    return SimpleNamespace(job_order_keys=[], pre_predicate_fns=[], config=None,
+    kw.setdefault("config", default_config())
+    return SimpleNamespace(job_order_keys=[], pre_predicate_fns=[],
                            placement={"gpu": STRATEGY_BINPACK, "cpu": STRATEGY_BINPACK}, **kw)
 
 

@@ -104,13 +104,20 @@ def test_params_follow_go_omitempty():
     # absent = false / 0 in a written params object
     assert cfg.allow_consolidating_reclaim is False and cfg.max_consolidation_preemptees == 0
     assert cfg.default_staleness_grace_period == 30.0 and cfg.queue_label_key == "team"
+    assert cfg.full_hierarchy_fairness is False and cfg.use_scheduling_signatures is False
+    assert cfg.restrict_node_scheduling is False and cfg.detailed_fit_errors is False
     cfg = default_config()
     notes = params_to_config({"schedulerName": "s", "allowConsolidatingReclaim": True,
                               "maxNumberConsolidationPreemptees": 4, "restrictSchedulingNodes": True,
                               "partitionParams": {"NodePoolLabelKey": "kai.scheduler/node-pool",
                                                   "NodePoolLabelValue": "pool-a"}}, cfg, "s.zip")
     assert cfg.allow_consolidating_reclaim is True and cfg.max_consolidation_preemptees == 4
-    assert len(notes) == 2 and "pool-a" in notes[1]
+    assert cfg.restrict_node_scheduling is True       # the worker labels are honoured, no note
+    assert len(notes) == 1 and "pool-a" in notes[0]
+    cfg = default_config()
+    params_to_config({"schedulerName": "s", "fullHierarchyFairness": True, "useSchedulingSignatures": True,
+                      "detailedFitErrors": True}, cfg, "s.zip")
+    assert cfg.full_hierarchy_fairness and cfg.use_scheduling_signatures and cfg.detailed_fit_errors
 
 
 def test_simulate_replays_a_kai_snapshot(capsys, tmp_path):

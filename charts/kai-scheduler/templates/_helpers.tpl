@@ -136,3 +136,16 @@ queueDepthPerAction:
 {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/*
+The profiler: on when scheduler.args sets enable-profiler to true (a bool or a Go bool string);
+its port is scheduler.ports.profilerPort (KAI's 8182).
+*/}}
+{{- define "kai.profilerEnabled" -}}
+{{- $v := index (.Values.scheduler.args | default dict) "enable-profiler" | toString | lower -}}
+{{- if has $v (list "true" "1" "t") -}}true{{- end -}}
+{{- end -}}
+
+{{- define "kai.profilerPort" -}}
+{{- (.Values.scheduler.ports | default dict).profilerPort | default 8182 -}}
+{{- end -}}

@@ -83,6 +83,13 @@ spec:
             {{- with $r.Values.global.namespaceLabelSelector }}
             - --namespace-label-selector={{ include "kai.labelSelector" . }}
             {{- end }}
+            {{- $client := $r.Values.scheduler.k8sClientConfig | default dict }}
+            - --qps={{ hasKey $client "qps" | ternary $client.qps 50 }}
+            - --burst={{ hasKey $client "burst" | ternary $client.burst 300 }}
+            - --profiler-port={{ include "kai.profilerPort" $r }}
+            {{- range $name, $value := $r.Values.scheduler.args }}
+            - {{ printf "--%s=%v" $name $value | quote }}
+            {{- end }}
             {{- range .args }}
             - {{ . | quote }}
             {{- end }}
@@ -105,6 +112,11 @@ spec:
             - name: metrics
               containerPort: {{ $r.Values.scheduler.ports.metricsPort }}
               protocol: TCP
+            {{- if include "kai.profilerEnabled" $r }}
+            - name: profiler
+              containerPort: {{ include "kai.profilerPort" $r }}
+              protocol: TCP
+            {{- end }}
           livenessProbe:
             httpGet:
               path: /healthz
