@@ -109,6 +109,9 @@ class ClusterState:
         self.nominated: dict[str, float] = {}
         # PodGroup keys whose pods or spec changed since the status writer last looked
         self.dirty_jobs: set[str] = set()
+        #: queue -> historical usage [gpu, cpu, memory], normalised to cluster capacity (KAI's
+        #: ClusterInfo.QueueResourceUsage); set before each cycle from kai.cache.usage_db
+        self.queue_resource_usage: dict[str, tuple[float, float, float]] = {}
 
     def load(self, nodes=(), podgroups=(), pods=(), queues=(), priority_classes=()) -> None:
         """Bulk initial load (the informers' first list): nodes first, charges applied in one pass.

@@ -32,6 +32,7 @@ from kai.cache.kubeclient import ApiError, KubeClient, KubeconfigError
 from kai.cache.reservation import GPU_GROUP_LABEL, ReservationService, is_reservation_pod
 from kai.cache.status import StatusReporter, StatusWriter
 from kai.cache.storage_store import StorageStore
+from kai.cache.usage_db import UsageLister, build_usage_lister
 from kai.cache.watch import ADDED, DELETED, INVALID, SYNCED, Informer, start_informers
 from kai.controller.leader import LeaderElector
 from kai.controller.metrics import HealthServer, Metrics
@@ -83,6 +84,7 @@ class Controller:
         self.grouper = PodGrouperController(client, scheduler_name, config=getattr(config, "grouper", None),
                                             status=self.status) if group_pods else None
         self.scheduler = Scheduler(self.state, config)
+        self.usage: UsageLister | None = None      # time-based fair share (kai.cache.usage_db)
         self.synced = False
         self.invalid: dict[str, dict[str, str]] = {}       # kind -> object key -> why it is ignored
         self.guard_failures = 0                            # objects whose apply raised
@@ -112,6 +114,8 @@ class Controller:
     # ------------------------------------------------------------------ startup
     def start(self) -> Controller:
         self.informers = start_informers(self.client, self.events)
+        if self.usage is not None:
+            self.usage.start()
         if self.grouper is not None:
             self.grouper.start()
         return self
@@ -286,9 +290,15 @@ class Controller:
                 inf = self.informers.get("Pod")
                 for p in list(inf.store.values()) if inf is not None else [t.pod for t in self.state.pods.values()]:
                     self._guarded("Pod", SYNCED, p, lambda p=p: self.grouper.observe(p))
+            if self.usage is not None:
+                self.usage.on_leading()
         self._regroup()
+        if self.usage is not None:
+            self.state.queue_resource_usage = self.usage.current()[0]
         sink = LiveCache(self.state, self.binder, self.status)
         result = self.scheduler.run_cycle(sink, now=time.time())
+        if self.usage is not None:
+            self.usage.record(self.state, result, time.time())
         self.cycles += 1
         self.last_result = result
         self.metrics.observe_cycle(result, state=self.state)
@@ -411,6 +421,8 @@ class Controller:
             inf.stop(timeout=2.0)
         if self.grouper is not None:
             self.grouper.stop()
+        if self.usage is not None:
+            self.usage.stop()
         self.binder.shutdown(wait=True)
         self.status.stop()
 
@@ -495,6 +507,8 @@ def run_controller(args, config) -> int:
                      bind_workers=getattr(args, "bind_workers", 16), fence=holds,
                      volume_bind_timeout=getattr(args, "volume_binding_timeout_seconds", 120.0))
     report_unimplemented_plugins(ctl.status, config)
+    ctl.usage = build_usage_lister(getattr(config, "usage_db", None), client, getattr(args, "namespace", "kai-scheduler"),
+                                   scheduler_name, on_latency=lambda s: metrics.usage_query.observe(s * 1000.0))
     health = None
     port = getattr(args, "metrics_port", 8080)
     if port is not None and port >= 0:
@@ -509,6 +523,8 @@ def run_controller(args, config) -> int:
     ctl.start()
     try:
         if ctl.initial_sync(stop):
+            if ctl.usage is not None:
+                ctl.usage.wait_for_first(stop)
             next_t = time.monotonic()
             while not stop.is_set():
                 leader = is_leader()
