@@ -318,6 +318,8 @@ class Bucket:
     start: float                                    # epoch seconds, a multiple of the width
     capacity: list[float]                           # capacity x seconds, per resource
     queues: dict[str, list[float]]                  # queue -> allocation x seconds, per resource
+    lo: float = math.inf                            # first and last observed moment in the bucket
+    hi: float = -math.inf
 
 
 class UsageHistory:
@@ -370,6 +372,7 @@ class UsageHistory:
             bk = self.buckets.get(idx)
             if bk is None:
                 bk = self.buckets[idx] = Bucket(idx * w, [0.0, 0.0, 0.0], {})
+            bk.lo, bk.hi = min(bk.lo, a), max(bk.hi, b)
             for r in range(3):
                 bk.capacity[r] += cap[r] * dt
             for q, v in alloc.items():
@@ -399,8 +402,10 @@ class UsageHistory:
             idx = math.floor(b.start / self.width)
             m = merged.get(idx)
             if m is None:
-                merged[idx] = Bucket(idx * self.width, list(b.capacity), {q: list(v) for q, v in b.queues.items()})
+                merged[idx] = Bucket(idx * self.width, list(b.capacity), {q: list(v) for q, v in b.queues.items()},
+                                     b.lo, b.hi)
                 continue
+            m.lo, m.hi = min(m.lo, b.lo), max(m.hi, b.hi)
             for r in range(3):
                 m.capacity[r] += b.capacity[r]
             for q, v in b.queues.items():
@@ -418,10 +423,11 @@ class UsageHistory:
         num: dict[str, list[float]] = {}
         w = self.width
         for b in self.buckets.values():
-            a, e = max(b.start, start), min(b.start + w, now)
+            a, e = max(b.lo, start), min(b.hi, now)
             if e <= a:
                 continue
-            frac = (e - a) / w          # the part of the bucket inside the window
+            # the part of the observed span inside the window (values taken as even within it)
+            frac = (e - a) / (b.hi - b.lo)
             f = frac * decay_factor(params.half_life, now, a, e)
             for r in range(3):
                 den[r] += b.capacity[r] * f
@@ -435,14 +441,16 @@ class UsageHistory:
 
     # -------------------------------------------------------------- persistence
     def to_json(self) -> str:
-        """Compact JSON: queue names once, buckets as [start, [capacity], {queue index: [alloc]}]."""
+        """Compact JSON: queue names once, buckets as [start, first observed, last observed,
+        [capacity x s], {queue index: [allocation x s]}]."""
         names = sorted({q for b in self.buckets.values() for q in b.queues})
         index = {q: i for i, q in enumerate(names)}
 
         def r(x: float) -> float:
             return float(f"{x:.6g}")
 
-        rows = [[b.start, [r(x) for x in b.capacity], {str(index[q]): [r(x) for x in v] for q, v in sorted(b.queues.items())}]
+        rows = [[b.start, b.lo, b.hi, [r(x) for x in b.capacity],
+                 {str(index[q]): [r(x) for x in v] for q, v in sorted(b.queues.items())}]
                 for b in sorted(self.buckets.values(), key=lambda b: b.start)]
         return json.dumps({"version": self.VERSION, "bucketSeconds": self.width, "lastObserved": self.last_observed,
                            "queues": names, "buckets": rows}, separators=(",", ":"))
@@ -460,10 +468,11 @@ class UsageHistory:
         try:
             h = cls(float(doc["bucketSeconds"]), max_buckets, max_bytes)
             names = [str(q) for q in doc.get("queues") or []]
-            for start, cap, queues in doc.get("buckets") or []:
+            for start, lo, hi, cap, queues in doc.get("buckets") or []:
                 idx = math.floor(float(start) / h.width + 1e-9)
                 h.buckets[idx] = Bucket(idx * h.width, [float(x) for x in cap][:3],
-                                        {names[int(i)]: [float(x) for x in v][:3] for i, v in queues.items()})
+                                        {names[int(i)]: [float(x) for x in v][:3] for i, v in queues.items()},
+                                        float(lo), float(hi))
             lo = doc.get("lastObserved")
             h.last_observed = float(lo) if lo is not None else None
         except (KeyError, TypeError, ValueError, IndexError) as exc:
