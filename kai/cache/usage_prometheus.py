@@ -28,6 +28,7 @@ Used by :mod:`kai.cache.usage_db`.
 from __future__ import annotations
 
 import json
+import math
 import time
 from urllib.parse import urlencode
 
@@ -80,7 +81,8 @@ class PrometheusUsageSource:
         if p.window_type == "sliding":
             span = p.window_size
         else:
-            span = max(now - window_start(p, now), self.resolution)
+            # since the latest reset, in whole seconds (PromQL ranges take no fractions)
+            span = max(math.ceil(now - window_start(p, now)), self.resolution)
         return f"sum_over_time(({expr})[{go_duration(span)}:{go_duration(self.resolution)}])"
 
     def _query(self, promql: str, now: float) -> list[dict]:
