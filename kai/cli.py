@@ -77,7 +77,7 @@ def cmd_simulate(args) -> int:
     args._start_time, args._clock_source = start, source      # the --compare run uses the same clock
     history = None
     if args.usage_history:
-        from kai.api.usage import UsageParams
+        from kai.usage.model import UsageParams
         from kai.sim.usage_history import UsageHistoryError, load_usage_history
         try:
             history = load_usage_history(args.usage_history, start, config.usage_db.params if config.usage_db

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from kai.api.usage import UsageConfigError, parse_usage_db_config
+from kai.usage.model import UsageConfigError, parse_usage_db_config
 
 DEFAULT_ACTIONS = ["allocate", "consolidation", "reclaim", "preempt", "stalegangeviction"]
 # KAI's default plugin order (operator priorities, highest first)
@@ -56,7 +56,7 @@ class SchedulerConfig:
     # pod label naming a workload's queue (KAI's queueLabelKey / --queue-label-key)
     queue_label_key: str = "kai.scheduler/queue"
     grouper: object = None      # kai.podgrouper.defaults.GrouperConfig, set from the flags (cli.apply_flags)
-    # usageDBConfig: time-based fair share (kai.api.usage.UsageDBConfig); None = off
+    # usageDBConfig: time-based fair share (kai.usage.model.UsageDBConfig); None = off
     usage_db: object = None
 
     def plugin_args(self, name: str) -> dict[str, str] | None:

@@ -2,7 +2,7 @@
 
 * :class:`EmbeddedUsageSource` (``clientType: embedded``, the default): the leader records,
   after every cycle, each queue's allocation and the cluster's capacity into a
-  :class:`kai.api.usage.UsageHistory`, kept in a ConfigMap (:mod:`kai.cache.usage_store`) so it
+  :class:`kai.usage.model.UsageHistory`, kept in a ConfigMap (:mod:`kai.cache.usage_store`) so it
   survives restarts and leader changes. Capacity is the allocatable of the nodes kai knows;
   allocation is what the queue status reports (``allocated``, the queue and its children).
 * :class:`kai.cache.usage_prometheus.PrometheusUsageSource` (``clientType: prometheus``).
@@ -26,7 +26,7 @@ import numpy as np
 import structlog
 
 from kai.api.resources import CPU, GPU, MEMORY
-from kai.api.usage import (DEFAULT_MAX_BUCKETS, DEFAULT_MAX_BYTES, UsageDBConfig, UsageHistory, UsageParams,
+from kai.usage.model import (DEFAULT_MAX_BUCKETS, DEFAULT_MAX_BYTES, UsageDBConfig, UsageHistory, UsageParams,
                            Vector)
 from kai.cache.kubeclient import ApiError
 from kai.cache.usage_store import ConfigMapHistoryStore

@@ -34,7 +34,7 @@ from urllib.parse import urlencode
 
 import urllib3
 
-from kai.api.usage import UsageParams, Vector, go_duration, window_start
+from kai.usage.model import UsageParams, Vector, go_duration, window_start
 
 QUEUE_LABEL = "queue_name"
 DEFAULT_ALLOCATION = {"gpu": "kai_queue_allocated_gpus", "cpu": "kai_queue_allocated_cpu_cores",

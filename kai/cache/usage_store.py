@@ -1,6 +1,6 @@
 """Persistence of kai's embedded usage history through the API server: one ConfigMap.
 
-The history (:class:`kai.api.usage.UsageHistory`, bounded below the 1 MiB a ConfigMap holds)
+The history (:class:`kai.usage.model.UsageHistory`, bounded below the 1 MiB a ConfigMap holds)
 lives in ``data["history.json"]`` of a ConfigMap in the scheduler's namespace, by default
 ``<scheduler-name>-usage-history`` (``usageDBConfig.connectionString`` may name another, as
 ``name`` or ``namespace/name``). The leader loads it when it starts leading and replaces it every
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import structlog
 
-from kai.api.usage import UsageHistory
+from kai.usage.model import UsageHistory
 from kai.cache.kubeclient import ApiError
 
 log = structlog.get_logger("kai.usage")

@@ -20,7 +20,7 @@ from kai.api import constants as C
 from kai.api.k8s import ObjectMeta, OwnerReference, PodStatus, Queue, QueueResource, QueueResources, QueueSpec
 from kai.api.storage import (ANN_BIND_COMPLETED, ANN_SELECTED_NODE, STORAGE_KINDS, ObjectReference,
                              PersistentVolumeClaim, ephemeral_claim_name)
-from kai.api.usage import UsageParams
+from kai.usage.model import UsageParams
 from kai.cache.cluster_state import ClusterState
 from kai.cache.usage_db import cluster_capacity
 from kai.config import SchedulerConfig
@@ -217,7 +217,7 @@ def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: f
     time``, ``fixed``) and is reported with it. With ``gpu_map`` every cycle also carries
     ``nodes``: each GPU node's occupancy after the cycle's results were applied
     (``kai.cache.occupancy``), for ``--report``. With ``usage_history``
-    (:class:`kai.api.usage.UsageHistory`, ``--usage-history``) each cycle's queue usage comes
+    (:class:`kai.usage.model.UsageHistory`, ``--usage-history``) each cycle's queue usage comes
     from it under the config's ``usageParams`` (time-based fair share), and each cycle's
     allocation is added to it for the next."""
     state = build_state(m, getattr(config, "grouper", None))

@@ -15,7 +15,7 @@ Two forms (format in docs/simulate.md):
 * the history kai's embedded usage DB keeps (``data["history.json"]`` of its ConfigMap, or the
   ConfigMap manifest itself, e.g. from ``kubectl get cm kai-scheduler-usage-history -o yaml``).
 
-:func:`load_usage_history` returns a :class:`kai.api.usage.UsageHistory`; the simulator
+:func:`load_usage_history` returns a :class:`kai.usage.model.UsageHistory`; the simulator
 (``kai.sim.simulator``) computes each queue's usage from it with the config's ``usageParams`` at
 each cycle's clock, and adds what the cycle allocated. Errors name the file and the field.
 """
@@ -26,7 +26,7 @@ import json
 import yaml
 
 from kai.api.resources import parse_quantity
-from kai.api.usage import (DEFAULT_RESOLUTION, UsageConfigError, UsageHistory, UsageParams, _parse_time,
+from kai.usage.model import (DEFAULT_RESOLUTION, UsageConfigError, UsageHistory, UsageParams, _parse_time,
                            parse_duration)
 from kai.cache.usage_store import DATA_KEY
 

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from e2e_helpers import SchedulerProcess, ensure, free_port, install_crds, pod_manifest, queue_manifest, wait_for
-from kai.api.usage import parse_usage_params
+from kai.usage.model import parse_usage_params
 from kai.cache.kubeclient import KubeClient
 from kai.cache.usage_prometheus import PrometheusUsageSource
 from kai.config import DEFAULT_PLUGINS

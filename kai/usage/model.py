@@ -12,7 +12,7 @@ give over the same window with the same weights::
 (without ``halfLifePeriod`` every weight is 1). The window is ``(now - windowSize, now]`` for
 ``windowType: sliding``; for ``tumbling`` it starts at the latest reset, the reset times being
 ``tumblingWindowStartTime + k * windowSize``; for ``cron`` at the latest occurrence of
-``cronString`` (:mod:`kai.api.cron`). The proportion plugin then divides over-quota resources
+``cronString`` (:mod:`kai.usage.cron`). The proportion plugin then divides over-quota resources
 with the share weight ``max(0, w + kValue * (w - usage))``, ``w`` the queue's over-quota weight
 normalised among its unsatisfied siblings (``kai._fast.proportion``).
 
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
-from kai.api.cron import CronError, CronExpr, parse_cron
+from kai.usage.cron import CronError, CronExpr, parse_cron
 
 #: resource columns, in the proportion plugin's order; KAI's names for them
 RESOURCES = ("gpu", "cpu", "memory")

@@ -1,4 +1,4 @@
-"""kai.api.usage: usageDBConfig as KAI reads it, KAI's windows, decay and normalisation, and
+"""kai.usage.model: usageDBConfig as KAI reads it, KAI's windows, decay and normalisation, and
 the share weight through the real fair-share division.
 
 Figures come from KAI: the defaults (``usage_params_test.go``), the tumbling reset table
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from kai._fast.proportion import divide_fair_share
-from kai.api.usage import (UsageConfigError, UsageHistory, go_duration, parse_duration, parse_usage_db_config,
+from kai.usage.model import (UsageConfigError, UsageHistory, go_duration, parse_duration, parse_usage_db_config,
                            parse_usage_params, retention, share_weight, window_start)
 from kai.config import ConfigError, parse_config
 

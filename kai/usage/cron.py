@@ -13,7 +13,7 @@ reads the same forms and finds the occurrence before / after a moment, in UTC:
 
 When both day-of-month and day-of-week are restricted a day matches either (classic cron).
 The ``L``, ``W`` and ``#`` extensions are refused with a :class:`CronError` naming them.
-Used by :mod:`kai.api.usage`; no I/O.
+Used by :mod:`kai.usage.model`; no I/O.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""kai.api.cron: the cron forms KAI's cron usage window reads, and the reset before a moment.
+"""kai.usage.cron: the cron forms KAI's cron usage window reads, and the reset before a moment.
 
 The reset table is KAI's own (``TestGetLatestUsageResetTime_CronWindow`` in
 ``pkg/scheduler/cache/usagedb/prometheus/prometheus_test.go``): the latest occurrence strictly
@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from kai.api.cron import CronError, parse_cron
+from kai.usage.cron import CronError, parse_cron
 
 
 def T(*a):
