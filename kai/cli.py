@@ -79,8 +79,18 @@ def cmd_simulate(args) -> int:
     for err in manifests.errors:        # bad objects are left out; the rest is simulated
         print(f"kai simulate: error: {err}", file=sys.stderr)
     args._start_time, args._clock_source = start, source      # the --compare run uses the same clock
+    history = None
+    if args.usage_history:
+        from kai.usage.model import UsageParams
+        from kai.sim.usage_history import UsageHistoryError, load_usage_history
+        try:
+            history = load_usage_history(args.usage_history, start, config.usage_db.params if config.usage_db
+                                         else UsageParams())
+        except UsageHistoryError as exc:
+            print(f"kai simulate: error: --usage-history: {exc}", file=sys.stderr)
+            return 2
     report = simulate(manifests, config, cycles=args.cycles, interval=args.interval, start_time=start,
-                      clock_source=source, gpu_map=bool(args.report))
+                      clock_source=source, gpu_map=bool(args.report), usage_history=history)
     if args.report:
         err = _write_report(args, paths, manifests, config, report)
         if err:
@@ -293,6 +303,9 @@ def build_parser(prog: str = "kai") -> argparse.ArgumentParser:
     s.add_argument("--now", metavar="RFC3339",
                    help="the simulated clock at the first cycle, e.g. 2026-03-01T12:00:00Z (default: the "
                         "current time, so a dump of a live cluster replays with the right ages)")
+    s.add_argument("--usage-history", metavar="FILE",
+                   help="queue usage history for time-based fair share (docs/simulate.md): samples, or the "
+                        "ConfigMap kai's usage DB keeps; windows and decay from the config's usageDBConfig")
     s.add_argument("--output", choices=["table", "json"], default="table")
     s.add_argument("--report", metavar="FILE.html",
                    help="also write a self-contained HTML report (fair share vs allocation, GPU map, pending causes)")
@@ -319,7 +332,8 @@ def build_parser(prog: str = "kai") -> argparse.ArgumentParser:
     r.add_argument("--schedule-period", type=float, default=1.0, help="seconds between cycles")
     r.add_argument("--leader-elect", nargs="?", const=True, default=False, type=_bool, metavar="BOOL",
                    help="elect a leader through a Lease (also --leader-elect=true, as KAI's shard args pass it)")
-    r.add_argument("--namespace", default="kai-scheduler", help="namespace of the leader-election Lease")
+    r.add_argument("--namespace", default="kai-scheduler",
+                   help="namespace of the leader-election Lease and of the usage history ConfigMap")
     r.add_argument("--metrics-port", type=int, default=8080, help="/metrics, /healthz, /readyz port (0: any free)")
     r.add_argument("--metrics-namespace", default="kai", help="prefix of the Prometheus metric names")
     r.add_argument("--lease-name", default=None, help="leader-election Lease name (default: the scheduler name, "

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from kai.usage.model import UsageConfigError, parse_usage_db_config
+
 DEFAULT_ACTIONS = ["allocate", "consolidation", "reclaim", "preempt", "stalegangeviction"]
 # KAI's default plugin order (operator priorities, highest first)
 DEFAULT_PLUGINS = ["predicates", "proportion", "priority", "nodeavailability", "resourcetype",
@@ -71,6 +73,8 @@ class SchedulerConfig:
     # KAI's --detailed-fit-errors: unschedulable messages list every node's reasons
     detailed_fit_errors: bool = False
     grouper: object = None      # kai.podgrouper.defaults.GrouperConfig, set from the flags (cli.apply_flags)
+    # usageDBConfig: time-based fair share (kai.usage.model.UsageDBConfig); None = off
+    usage_db: object = None
 
     def plugin_args(self, name: str) -> dict[str, str] | None:
         for p in self.plugins:
@@ -145,6 +149,11 @@ def parse_config(doc: object, source: str = "<config>") -> SchedulerConfig:
         if not isinstance(v, int) or v <= 0:
             raise ConfigError(f"{source}: queueDepthPerAction.{k} must be a positive integer")
     cfg.queue_depth_per_action = dict(qd)
+    if doc.get("usageDBConfig") is not None:
+        try:
+            cfg.usage_db = parse_usage_db_config(doc["usageDBConfig"])
+        except UsageConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
     if "queueLabelKey" in doc:
         cfg.queue_label_key = check_label_key(doc["queueLabelKey"], f"{source}: queueLabelKey")
     return cfg

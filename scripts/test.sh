@@ -24,6 +24,9 @@ echo "== control plane (kube-apiserver, etcd, controller-manager, kube-scheduler
 if command -v go >/dev/null 2>&1; then
   bash hack/controlplane/build.sh
   bash hack/tools/build-helm.sh
+  # a real Prometheus for the time-based fair share test of KAI's Prometheus usage source
+  # (tests/e2e/test_time_based_fairshare_e2e.py); ~9 minutes cold, a no-op once built
+  bash hack/tools/build-prometheus.sh
 else
   echo "go not found: integration tests will be skipped (or fail when CI=true)"
 fi

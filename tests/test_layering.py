@@ -4,6 +4,7 @@ and no two modules import each other (directly or through a cycle).
 Layers, lowest first (a package imports only from lower layers, or from inside itself):
 
     0  kai._fast                                   compiled kernels; import nothing from kai
+       kai.usage                                   time-based fair share's model (pure; below api/config)
     1  kai.api, kai.config                         plain model and config; no I/O
     2  kai.dra                                     DRA inventories, selectors, allocator (pure)
     3  kai.cache                                   the only package that talks to the API server
@@ -31,6 +32,7 @@ KAI = pathlib.Path(__file__).resolve().parent.parent / "kai"
 
 LAYERS: list[tuple[str, ...]] = [
     ("kai._fast",),
+    ("kai.usage",),
     ("kai.api", "kai.config"),
     ("kai.dra",),
     ("kai.cache",),

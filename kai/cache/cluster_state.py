@@ -112,6 +112,9 @@ class ClusterState:
         #: DRA objects and device use (kai.cache.dra_store.DraStore); None: no DRA in this cluster model
         self.dra = None
         self.claim_pods: set[str] = set()                       # uids of pods with spec.resourceClaims
+        #: queue -> historical usage [gpu, cpu, memory], normalised to cluster capacity (KAI's
+        #: ClusterInfo.QueueResourceUsage); set before each cycle from kai.cache.usage_db
+        self.queue_resource_usage: dict[str, tuple[float, float, float]] = {}
 
     def load(self, nodes=(), podgroups=(), pods=(), queues=(), priority_classes=()) -> None:
         """Bulk initial load (the informers' first list): nodes first, charges applied in one pass.

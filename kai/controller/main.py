@@ -33,6 +33,7 @@ from kai.cache.reservation import GPU_GROUP_LABEL, ReservationService, is_reserv
 from kai.cache.scope import Scope
 from kai.cache.status import StatusReporter, StatusWriter
 from kai.cache.storage_store import StorageStore
+from kai.cache.usage_db import UsageLister, build_usage_lister
 from kai.cache.watch import ADDED, DELETED, INVALID, NODE_PODS, RESOURCES, SYNCED, Informer, start_informers
 from kai.controller.leader import LeaderElector
 from kai.controller.metrics import HealthServer, Metrics
@@ -91,6 +92,7 @@ class Controller:
                                             status=self.status,
                                             accepts=self.scope.in_partition) if group_pods else None
         self.scheduler = Scheduler(self.state, config)
+        self.usage: UsageLister | None = None      # time-based fair share (kai.cache.usage_db)
         self.synced = False
         self.invalid: dict[str, dict[str, str]] = {}       # kind -> object key -> why it is ignored
         self.guard_failures = 0                            # objects whose apply raised
@@ -129,6 +131,8 @@ class Controller:
             self.informers = start_informers(self.client, self.events, params=params)
         else:
             self._start_selective(params)
+        if self.usage is not None:
+            self.usage.start()
         if self.grouper is not None:
             self.grouper.start()
         return self
@@ -375,9 +379,15 @@ class Controller:
                 inf = self.informers.get("Pod")
                 for p in list(inf.store.values()) if inf is not None else [t.pod for t in self.state.pods.values()]:
                     self._guarded("Pod", SYNCED, p, lambda p=p: self.grouper.observe(p))
+            if self.usage is not None:
+                self.usage.on_leading()
         self._regroup()
+        if self.usage is not None:
+            self.state.queue_resource_usage = self.usage.current()[0]
         sink = LiveCache(self.state, self.binder, self.status)
         result = self.scheduler.run_cycle(sink, now=time.time())
+        if self.usage is not None:
+            self.usage.record(self.state, result, time.time())
         self.cycles += 1
         self.last_result = result
         self.metrics.observe_cycle(result, state=self.state)
@@ -514,6 +524,8 @@ class Controller:
             inf.stop(timeout=2.0)
         if self.grouper is not None:
             self.grouper.stop()
+        if self.usage is not None:
+            self.usage.stop()
         self.binder.shutdown(wait=True)
         self.status.stop()
 
@@ -604,6 +616,8 @@ def run_controller(args, config) -> int:
     log.info("scheduling shard", node_pool=scope.node_pool, nodepool_label_key=scope.node_pool_label_key,
              lease=getattr(args, "lease_name", None) or scope.lease_name(scheduler_name))
     report_unimplemented_plugins(ctl.status, config)
+    ctl.usage = build_usage_lister(getattr(config, "usage_db", None), client, getattr(args, "namespace", "kai-scheduler"),
+                                   scheduler_name, on_latency=lambda s: metrics.usage_query.observe(s * 1000.0))
     health = None
     port = getattr(args, "metrics_port", 8080)
     if port is not None and port >= 0:
@@ -623,6 +637,8 @@ def run_controller(args, config) -> int:
     ctl.start()
     try:
         if ctl.initial_sync(stop):
+            if ctl.usage is not None:
+                ctl.usage.wait_for_first(stop)
             next_t = time.monotonic()
             while not stop.is_set():
                 leader = is_leader()

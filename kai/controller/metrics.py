@@ -51,6 +51,15 @@ class Metrics:
         self.use_cpu = Gauge("queue_cpu_usage", "Queue CPU usage (cores)", ["queue_name"], namespace=ns, registry=r)
         self.use_mem = Gauge("queue_memory_usage", "Queue memory usage (GB)", ["queue_name"],
                              namespace=ns, registry=r)
+        # KAI's queue-controller names: what the Prometheus usage source (usageDBConfig) sums
+        self.alloc_gpu = Gauge("queue_allocated_gpus", "GPUs allocated to the queue and its children",
+                               ["queue_name"], namespace=ns, registry=r)
+        self.alloc_cpu = Gauge("queue_allocated_cpu_cores", "CPU cores allocated to the queue and its children",
+                               ["queue_name"], namespace=ns, registry=r)
+        self.alloc_mem = Gauge("queue_allocated_memory_bytes", "Memory allocated to the queue and its children",
+                               ["queue_name"], namespace=ns, registry=r)
+        self.usage_query = Histogram("usage_query_latency_milliseconds", "Usage database query latency histogram "
+                                     "in milliseconds", namespace=ns, registry=r, buckets=BUCKETS)
         self.preemption_attempts = Counter("total_preemption_attempts", "Total preemption attempts in the cluster",
                                            namespace=ns, registry=r)
         self.unschedulable = Gauge("unschedulable_podgroups", "PodGroups the last cycle left unschedulable, by cause",
@@ -142,8 +151,12 @@ class Metrics:
             self.use_gpu.labels(queue_name=name).set(a["gpu"])
             self.use_cpu.labels(queue_name=name).set(a["cpu"] / 1000.0)
             self.use_mem.labels(queue_name=name).set(a["memory"] / 1e9)
+            self.alloc_gpu.labels(queue_name=name).set(a["gpu"])
+            self.alloc_cpu.labels(queue_name=name).set(a["cpu"] / 1000.0)
+            self.alloc_mem.labels(queue_name=name).set(a["memory"])
         for gone in self._queues - seen:        # deleted queues stop being reported
-            for g in (self.fair_gpu, self.fair_cpu, self.fair_mem, self.use_gpu, self.use_cpu, self.use_mem):
+            for g in (self.fair_gpu, self.fair_cpu, self.fair_mem, self.use_gpu, self.use_cpu, self.use_mem,
+                      self.alloc_gpu, self.alloc_cpu, self.alloc_mem):
                 try:
                     g.remove(gone)
                 except KeyError:

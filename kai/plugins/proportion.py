@@ -20,8 +20,9 @@ At session open (``pkg/scheduler/plugins/proportion/proportion.go``):
   is counted as foreign here; KAI would not subtract it.) Clamped at 0. Plus the GPUs the
   nodes publish as DRA devices (``ClusterState.dra``, GPU device classes; kai.dra.quota).
 * ``divide_fair_share`` (kai._fast.proportion) is called once with all queues, the plugin
-  argument ``kValue`` (default 1.0; <= 0 becomes 0, as in KAI) and zero historical usage
-  (no UsageDB).
+  argument ``kValue`` (default 1.0; <= 0 becomes 0, as in KAI) and each queue's historical
+  usage from ``ssn.state.queue_resource_usage`` (time-based fair share, ``kai.cache.usage_db``;
+  zero without a usage DB).
 
 Published: ``ssn.shares`` (:class:`kai.framework.session.QueueShares`, queue name -> numpy
 [gpu, cpu, memory]; allocated and allocated-non-preemptible are live row views kept in sync
@@ -141,7 +142,7 @@ class Proportion(Plugin):
         self.fair = np.zeros((n, 3))
         if n:
             divide_fair_share(parent, priority, order_key, self.deserved, self.limit, weight,
-                              self.request, np.zeros((n, 3)), self.total, self.k_value, self.fair)
+                              self.request, self._usage(ssn), self.total, self.k_value, self.fair)
         self.alloc_share = allocatable_share(self.deserved, self.fair, self.limit, np.zeros((n, 3)))
 
         names = self.names
@@ -168,6 +169,16 @@ class Proportion(Plugin):
         ssn.deallocate_handlers.append(on_dealloc)
         ssn.is_job_over_capacity_fns.append(self.over_capacity)
         register_reclaim_hooks(ssn, self.arguments, self.quota_vector)
+
+    def _usage(self, ssn) -> np.ndarray:
+        """Historical usage rows (time-based fair share, ``ssn.state.queue_resource_usage``);
+        zeros for queues without history, and without a usage DB."""
+        self.usage = usage = np.zeros((len(self.names), 3))
+        for name, v in ssn.state.queue_resource_usage.items():
+            i = self.index.get(name)
+            if i is not None:
+                usage[i] = v
+        return usage
 
     def _walk_jobs(self, ssn):
         """One pass over all jobs: per-leaf allocated / non-preemptible / request rows, and the

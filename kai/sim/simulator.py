@@ -21,8 +21,10 @@ from kai.api.dra import DRA_KINDS
 from kai.api.k8s import ObjectMeta, OwnerReference, PodStatus, Queue, QueueResource, QueueResources, QueueSpec
 from kai.api.storage import (ANN_BIND_COMPLETED, ANN_SELECTED_NODE, STORAGE_KINDS, ObjectReference,
                              PersistentVolumeClaim, ephemeral_claim_name)
+from kai.usage.model import UsageParams
 from kai.cache.cluster_state import ClusterState
 from kai.cache.dra_store import DraStore
+from kai.cache.usage_db import cluster_capacity
 from kai.config import SchedulerConfig
 from kai.podgrouper.offline import group_pods
 from kai.plugins import unimplemented as unimplemented_plugins
@@ -234,14 +236,18 @@ DEFAULT_START = 1_704_067_200.0 + 3600
 
 
 def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: float = 1.0,
-             start_time: float = DEFAULT_START, clock_source: str = "fixed", gpu_map: bool = False) -> dict:
+             start_time: float = DEFAULT_START, clock_source: str = "fixed", gpu_map: bool = False,
+             usage_history=None) -> dict:
     """Run ``cycles`` cycles; return the report documented in docs/simulate.md.
 
     ``start_time`` (Unix seconds) is the first cycle's "now": ages (min-runtime, stale gangs)
     are measured against it. ``clock_source`` says where it came from (``--now``, ``current
     time``, ``fixed``) and is reported with it. With ``gpu_map`` every cycle also carries
     ``nodes``: each GPU node's occupancy after the cycle's results were applied
-    (``kai.cache.occupancy``), for ``--report``."""
+    (``kai.cache.occupancy``), for ``--report``. With ``usage_history``
+    (:class:`kai.usage.model.UsageHistory`, ``--usage-history``) each cycle's queue usage comes
+    from it under the config's ``usageParams`` (time-based fair share), and each cycle's
+    allocation is added to it for the next."""
     state = build_state(m, getattr(config, "grouper", None))
     sched = Scheduler(state, config)
     report = {"clock": {"start": rfc3339(start_time), "source": clock_source,
@@ -251,9 +257,15 @@ def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: f
               "warnings": list(unimplemented_plugins(config)) + list(m.warnings)}
     now = start_time
     result = None
+    usage_params = config.usage_db.params if config.usage_db is not None else UsageParams()
     for _ in range(max(cycles, 1)):
         cache = SimCache(state)
+        if usage_history is not None:
+            state.queue_resource_usage = usage_history.usage(usage_params, now)
         result = sched.run_cycle(cache, now=now)
+        if usage_history is not None:
+            usage_history.observe(now, now + interval, cluster_capacity(state),
+                                  {q: v["allocated"] for q, v in result.queue_usage.items()})
         plans = {p.key: p.volume_plan for p in state.pods.values() if p.volume_plan}
         claims = cache.claims
         report["cycles"].append({
@@ -266,6 +278,9 @@ def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: f
             "pipelined": [d.pod for d in result.pipelined],
             "unschedulable": [{"podGroup": k, "reasons": v} for k, v in sorted(result.unschedulable.items())],
             "queues": result.queues,
+            **({"usage": {q: dict(zip(("gpu", "cpu", "memory"), (round(x, 6) for x in v)))
+                          for q, v in sorted(state.queue_resource_usage.items())}}
+               if usage_history is not None else {}),
         })
         _advance(state, result, claims)
         if gpu_map:
@@ -304,6 +319,11 @@ def format_table(report: dict) -> str:
         for u in cyc["unschedulable"]:
             for r in u["reasons"]:
                 lines.append(f"  pending   {u['podGroup']:<40} {r}")
+    usage = report["cycles"][0].get("usage") if report["cycles"] else None
+    if usage is not None:
+        lines.append("== historical usage at cycle 1 (share of cluster capacity over the window)")
+        for q, v in usage.items():
+            lines.append(f"  {q:<28} gpu={v['gpu']:<10g} cpu={v['cpu']:<10g} memory={v['memory']:g}")
     if report["queues"]:
         lines.append("== queues (gpu devices, cpu millicores, memory bytes)")
         lines.append(f"  {'queue':<28}{'fair gpu':>10}{'alloc gpu':>10}{'fair cpu':>12}{'alloc cpu':>12}"

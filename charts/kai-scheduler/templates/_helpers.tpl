@@ -97,6 +97,10 @@ descending, name ascending, disabled ones dropped.
 {{- if hasKey $ov "arguments" -}}{{- $_ := set $p "arguments" ($ov.arguments | default dict) -}}{{- end -}}
 {{- $_ := set $plugins $name $p -}}
 {{- end -}}
+{{- if not (kindIs "invalid" .Values.scheduler.kValue) -}}
+{{- $pp := get $plugins "proportion" -}}
+{{- $_ := set $pp "arguments" (merge (deepCopy ($pp.arguments | default dict)) (dict "kValue" (toString .Values.scheduler.kValue))) -}}
+{{- end -}}
 {{- range $name, $ov := (.Values.scheduler.actions | default dict) -}}
 {{- $a := get $actions $name | default (dict "enabled" true "priority" 0) -}}
 {{- $ov = $ov | default dict -}}
@@ -134,6 +138,10 @@ queueDepthPerAction:
 {{- range $k := (keys $qd | sortAlpha) }}
   {{ $k }}: {{ get $qd $k | int }}
 {{- end }}
+{{- end }}
+{{- with .Values.scheduler.usageDBConfig }}
+usageDBConfig:
+  {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
 
