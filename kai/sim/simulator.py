@@ -236,6 +236,12 @@ def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: f
             "pipelined": [d.pod for d in result.pipelined],
             "unschedulable": [{"podGroup": k, "reasons": v} for k, v in sorted(result.unschedulable.items())],
             "queues": result.queues,
+            # wall-clock seconds of the scheduling cycle alone (session open, actions, close;
+            # loading the manifests and applying results between cycles excluded)
+            "durationSeconds": round(result.duration, 6),
+            "openSeconds": round(result.open_seconds, 6),
+            "actionSeconds": {name: round(sec, 6) for name, sec in result.action_seconds.items()},
+            "closeSeconds": round(result.close_seconds, 6),
         })
         _advance(state, result)
         if gpu_map:
@@ -250,6 +256,19 @@ def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: f
     return report
 
 
+#: the per-cycle keys that hold wall-clock timings (they differ from run to run)
+TIMING_KEYS = ("durationSeconds", "openSeconds", "actionSeconds", "closeSeconds")
+
+
+def without_timings(cycles: list[dict]) -> list[dict]:
+    """The cycles with their timing keys removed: what two runs of the same input agree on."""
+    return [{k: v for k, v in c.items() if k not in TIMING_KEYS} for c in cycles]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms"
+
+
 def format_table(report: dict) -> str:
     lines = []
     clock = report.get("clock")
@@ -258,6 +277,11 @@ def format_table(report: dict) -> str:
     for i, cyc in enumerate(report["cycles"], 1):
         lines.append(f"== cycle {i}: {len(cyc['bindings'])} bound, {len(cyc['evictions'])} evicted, "
                      f"{len(cyc['pipelined'])} pipelined, {len(cyc['unschedulable'])} unschedulable")
+        if "durationSeconds" in cyc:
+            steps = [f"open {_ms(cyc.get('openSeconds', 0.0))}"]
+            steps += [f"{name} {_ms(sec)}" for name, sec in cyc.get("actionSeconds", {}).items()]
+            steps.append(f"close {_ms(cyc.get('closeSeconds', 0.0))}")
+            lines.append(f"  took      {_ms(cyc['durationSeconds'])} ({', '.join(steps)})")
         for b in cyc["bindings"]:
             groups = f"  gpu-groups={','.join(b['gpuGroups'])}" if b["gpuGroups"] else ""
             vols = ",".join(f"{v['claim']}->{v['volume']}" if "volume" in v else f"{v['claim']}(provision)"
