@@ -78,7 +78,7 @@ class Session:
         "can_reclaim_fns",
         "reclaim_victim_filter_fns", "preempt_victim_filter_fns", "reclaim_scenario_validator_fns",
         "preempt_scenario_validator_fns", "shares", "shared_gpu_allocator", "gpu_order",
-        "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts",
+        "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts", "_applying",
     )
 
     #: answer runs of placements from lazy node queues when no plugin scores nodes; a class-wide
@@ -166,6 +166,8 @@ class Session:
         #: pods per topology domain, kept current with placements (kai.framework.pod_counts);
         #: created by the first plugin that needs it
         self.pod_counts = None
+        #: task uid -> (predicate epoch, node predicates that apply to it); see ``predicates_for``
+        self._applying: dict[str, tuple[tuple, tuple]] = {}
 
     # ------------------------------------------------------------------ dispatch helpers
     def job_order_key(self, job: PodGroupInfo) -> tuple:
@@ -200,30 +202,42 @@ class Session:
             msg = fn(task, job)
             if msg:
                 return msg
-        for p in self.node_predicates:
-            if p.applies(task):
-                msg = p.pre_filter(task, job)
-                if msg:
-                    return msg
+        for p in self.predicates_for(task):
+            msg = p.pre_filter(task, job)
+            if msg:
+                return msg
         return None
 
-    def predicates_for(self, task: PodInfo) -> list[NodePredicate]:
-        return [p for p in self.node_predicates if p.applies(task)]
+    def _predicate_epoch(self) -> tuple:
+        """What a predicate's ``applies`` may depend on besides the task itself: the terms that
+        pods carry (inter-pod affinity symmetry), in the PodTable and placed in this session."""
+        pc = self.pod_counts
+        return (pc.terms_version if pc is not None else 0, len(self.state.pod_table.terms))
+
+    def predicates_for(self, task: PodInfo) -> tuple[NodePredicate, ...]:
+        """The node predicates that apply to ``task`` (memoized per task until the carried
+        terms change: one dict lookup on the hot path instead of one call per predicate)."""
+        epoch = self._predicate_epoch()
+        got = self._applying.get(task.uid)
+        if got is not None and got[0] == epoch:
+            return got[1]
+        preds = tuple(p for p in self.node_predicates if p.applies(task))
+        self._applying[task.uid] = (epoch, preds)
+        return preds
 
     def placed_one_at_a_time(self, task: PodInfo) -> bool:
         """True when a predicate's answer for ``task`` moves with every placement (no runs)."""
-        return any(p.per_task for p in self.node_predicates if p.applies(task))
+        return any(p.per_task for p in self.predicates_for(task))
 
     def domain_specs(self, task: PodInfo, job: PodGroupInfo) -> tuple[list[dict], bool]:
         """Every predicate's kernel constraint specs for ``task`` and the affinity bootstrap flag."""
         specs: list[dict] = []
         boot = False
-        for p in self.node_predicates:
-            if p.applies(task):
-                got = p.domain_constraints(task, job)
-                if got:
-                    specs.extend(got[0])
-                    boot = boot or got[1]
+        for p in self.predicates_for(task):
+            got = p.domain_constraints(task, job)
+            if got:
+                specs.extend(got[0])
+                boot = boot or got[1]
         return specs, boot
 
     def domain_constraints(self, task: PodInfo, job: PodGroupInfo) -> DomainConstraints | None:
@@ -236,16 +250,15 @@ class Session:
 
     def run_key(self, task: PodInfo) -> tuple:
         """Tasks with equal run keys (and signature and request) are placed as one run."""
-        return tuple(p.run_key(task) for p in self.node_predicates if p.applies(task))
+        return tuple(p.run_key(task) for p in self.predicates_for(task))
 
     def node_mask(self, task: PodInfo, job: PodGroupInfo) -> np.ndarray:
         """uint8[N]: static predicates for the task, AND every plugin mask."""
         m = self.state.nodes.static_mask(task.pod, task.signature)
-        for p in self.node_predicates:
-            if p.applies(task):
-                extra = p.mask(task, job)
-                if extra is not None:
-                    m = np.ascontiguousarray(m & np.asarray(extra).astype(np.uint8))
+        for p in self.predicates_for(task):
+            extra = p.mask(task, job)
+            if extra is not None:
+                m = np.ascontiguousarray(m & np.asarray(extra).astype(np.uint8))
         for fn in self.node_mask_fns:
             extra = fn(task, job)
             if extra is not None:

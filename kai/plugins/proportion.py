@@ -86,6 +86,18 @@ class Proportion(Plugin):
             v[0] = self.memory_gpus(task)
         return v
 
+    def quota_of(self, task) -> tuple[float, float, float]:
+        """``quota_vector`` as a plain tuple; memoized per task for tasks without GPU sharing
+        (theirs depends only on the request), computed each time for the others."""
+        got = self._quota.get(task.uid)
+        if got is not None:
+            return got
+        gs = task.gpu_sharing
+        if gs is not None:
+            return tuple(float(x) for x in self.quota_vector(task))
+        got = self._quota[task.uid] = quota_tuple(task, self.mig_cols)
+        return got
+
     def memory_gpus(self, task) -> float:
         """GPUs a gpu-memory task counts for, as in KAI: on a node, its accepted portion
         (MiB / that node's device memory) x devices; pending, MiB / the smallest device memory
@@ -104,6 +116,7 @@ class Proportion(Plugin):
     def on_session_open(self, ssn) -> None:
         #: (column, g) of every MIG resource: a MIG instance counts as g GPUs (KAI GetGpusQuota)
         self.mig_cols = ssn.registry.mig_columns()
+        self._quota: dict[str, tuple[float, float, float]] = {}
         self._nodes = ssn.state.nodes
         self.min_gpu_memory = _min_node_gpu_memory_mib(ssn)
         tree = ssn.queues
@@ -247,8 +260,8 @@ class Proportion(Plugin):
         job = ssn.jobs.get(task.job_key)
         if job is None:
             return
-        self.order.forget(job.key)
         rows = self.paths.get(job.queue)
+        self.order.forget(job.key, rows if rows is not None else ())
         if rows is None:
             return
         v = task.req.take(_COLS)                 # [gpu, cpu, memory]; hot path, no temporaries
@@ -259,29 +272,42 @@ class Proportion(Plugin):
             v[0] += mig_gpus(task.req, self.mig_cols)
         if sign < 0:
             np.negative(v, out=v)
-        np.add.at(self.alloc, rows, v)
+        # a queue's path holds each row once, so a fancy-indexed add is exact (and cheaper
+        # than np.add.at on this per-placement path)
+        self.alloc[rows] += v
         if not job.preemptible:
-            np.add.at(self.alloc_np, rows, v)
+            self.alloc_np[rows] += v
 
     def over_capacity(self, job, tasks) -> str | None:
         """OverLimit for the leaf and every ancestor; NonPreemptibleOverQuota for non-preemptible jobs."""
         rows = self.paths.get(job.queue)
         if rows is None:
             return None
-        req = sum((self.quota_vector(t) for t in tasks), np.zeros(3))
-        for row in rows:
-            name = self.names[row]
-            alloc = self.alloc[row]
-            lim = self.limit[row]
+        g = c = m = 0.0
+        for t in tasks:
+            v = self.quota_of(t)
+            g += v[0]
+            c += v[1]
+            m += v[2]
+        req = (g, c, m)
+        alloc_rows = self.alloc[rows].tolist()
+        limit_rows = self.limit[rows].tolist()
+        np_rows = self.alloc_np[rows].tolist() if not job.preemptible else None
+        des_rows = self.deserved[rows].tolist() if not job.preemptible else None
+        for k, row in enumerate(rows):
+            alloc = alloc_rows[k]
+            lim = limit_rows[k]
             for i in range(3):
                 if req[i] > 0 and lim[i] != -1 and alloc[i] + req[i] > lim[i] + 1e-9:
+                    name = self.names[row]
                     return (f"OverLimit: queue {name!r} would use {_fmt(i, alloc[i] + req[i])} "
                             f"{_NAMES[i]}, above its limit {_fmt(i, lim[i])}")
-            if not job.preemptible:
-                anp = self.alloc_np[row]
-                des = self.deserved[row]
+            if np_rows is not None:
+                anp = np_rows[k]
+                des = des_rows[k]
                 for i in range(3):
                     if req[i] > 0 and des[i] != -1 and anp[i] + req[i] > des[i] + 1e-9:
+                        name = self.names[row]
                         return (f"NonPreemptibleOverQuota: non-preemptible job would bring queue {name!r} "
                                 f"to {_fmt(i, anp[i] + req[i])} {_NAMES[i]}, above its quota {_fmt(i, des[i])}")
         return None

@@ -28,9 +28,11 @@ memory bytes].
 
 The job's init request is the quota vector summed over ``tasks_to_allocate`` (the gang chunk,
 or the one elastic extra), cached per job; each queue's view for a head job (rules 1, 2, 4,
-5, 6) is cached too. The plugin's allocate/deallocate handlers call ``forget``, which drops
-them, so decisions made earlier in the cycle are seen. The allocated vectors must therefore
-change only through those handlers.
+5, 6) is cached too, per queue row. The plugin's allocate/deallocate handlers call ``forget``
+with the rows of the job's queue and its ancestors (the only allocated vectors that moved), which
+drops those rows' views and the job's request, so decisions made earlier in the cycle are seen
+and the other queues' views are kept. The allocated vectors must therefore change only through
+those handlers.
 """
 from __future__ import annotations
 
@@ -81,13 +83,19 @@ class QueueOrder:
         # DRS denominators: -1 -> cluster total
         self.denom = [tuple(total[c] if s == UNLIMITED else s for c, s in enumerate(row)) for row in self.share]
         self._req: dict[str, tuple] = {}
-        self._stats: dict[tuple, tuple] = {}
+        self._stats: dict[int, dict] = {}          # queue row -> {head job key: stats}
 
     # ------------------------------------------------------------------ job vectors
-    def forget(self, job_key: str) -> None:
-        """A task of this job was (de)allocated: its request and every cached queue view are stale."""
+    def forget(self, job_key: str, rows=None) -> None:
+        """A task of this job was (de)allocated: its request is stale, and so are the views of
+        ``rows`` (its queue and the ancestors, whose allocated vectors moved; None: every row)."""
         self._req.pop(job_key, None)
-        self._stats.clear()
+        if rows is None:
+            self._stats.clear()
+            return
+        pop = self._stats.pop
+        for r in rows:
+            pop(r, None)
 
     def init_request(self, job) -> tuple:
         """Quota vector of the job's next allocation chunk (KAI GetTasksToAllocateInitResource)."""
@@ -130,11 +138,13 @@ class QueueOrder:
 
         Cached per (queue, head job) until the next allocate/deallocate event, so one pop of
         the job queue computes each queue's view once however many comparisons it makes."""
-        key = (i, job.key if job is not None else None)
+        key = job.key if job is not None else None
         if not victims:
-            got = self._stats.get(key)
-            if got is not None:
-                return got
+            row = self._stats.get(i)
+            if row is not None:
+                got = row.get(key)
+                if got is not None:
+                    return got
         alloc = self.alloc[i].tolist()
         over = all(f < a for f, a in zip(self.fair[i], alloc))
         req = self.init_request(job)
@@ -145,7 +155,7 @@ class QueueOrder:
             with_job = [a - v for a, v in zip(with_job, self.victims_allocated(victims))]
         got = (over, starved, zero, self.drs(i, with_job), self.drs(i, alloc))
         if not victims:
-            self._stats[key] = got
+            self._stats.setdefault(i, {})[key] = got
         return got
 
     # ------------------------------------------------------------------ comparator

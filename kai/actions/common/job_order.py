@@ -3,6 +3,12 @@
 Leaf queues hold their jobs sorted by the session's job order; at each level the child
 whose best pending job compares first under the session's queue order wins. Popped jobs
 that still have work (elastic extras) are pushed back and compete again.
+
+Only queues that hold jobs are visited: each inner queue keeps the list of its children with
+jobs in their subtree (in the tree's child order, which breaks ties exactly as a walk over
+every child would), and a leaf leaves its parent's list when its heap empties or its
+``depth`` is used up. A pop therefore costs the comparisons among queues that have work,
+whatever the number of queues in the tree (5,000 queues with a backlog in 50 cost as 50).
 """
 from __future__ import annotations
 
@@ -20,12 +26,92 @@ class JobsOrderByQueues:
         self.leaves: dict[str, list] = {}
         self.depth = depth
         self.popped: dict[str, int] = {}
-        for job in jobs:
-            self.push(job)
+        #: inner queue name ("" for the forest of roots) -> its children with jobs, in tree order
+        self._active: dict[str, list[str]] = {}
+        keys = [(ssn.job_order_key(job), next(self._counter), job) for job in jobs]
+        for entry in keys:
+            self.leaves.setdefault(entry[2].queue, []).append(entry)
+        for heap in self.leaves.values():
+            heapq.heapify(heap)
+        # every queue with an open leaf below it, then each parent's list in tree order
+        busy: set[str] = set()
+        for name in self.leaves:
+            if not self._leaf_open(name):
+                continue
+            while name not in busy:
+                key = self._parent_key(name)
+                if key is None:
+                    break
+                busy.add(name)
+                if key == "":
+                    break
+                name = key
+        for key in {"", *(self._parent_key(n) for n in busy)}:
+            if key is not None:
+                kids = [c for c in self._children_of(key) if c in busy]
+                if kids:
+                    self._active[key] = kids
 
+    # ------------------------------------------------------------------ active subtrees
+    def _parent_key(self, name: str) -> str | None:
+        """The ``_active`` key that lists ``name`` ("" for a root), None when not in the tree."""
+        q = self.tree.get(name)
+        if q is None:
+            return None
+        return q.parent if q.parent and self.tree.get(q.parent) is not None else ""
+
+    def _children_of(self, key: str) -> list[str]:
+        if key == "":
+            return [q.name for q in self.tree.roots()]
+        q = self.tree.get(key)
+        return list(q.children) if q is not None else []
+
+    def _activate(self, name: str) -> None:
+        """``name`` has work: list it under its parent, and the parent under its own, up to the roots."""
+        while True:
+            key = self._parent_key(name)
+            if key is None:
+                return
+            active = self._active.get(key)
+            if active is None:
+                self._active[key] = [name]
+            elif name in active:
+                return
+            else:
+                order = self._children_of(key)
+                pos = {c: i for i, c in enumerate(order)}
+                active.append(name)
+                active.sort(key=lambda c: pos.get(c, len(pos)))
+            if key == "":
+                return
+            name = key
+
+    def _deactivate(self, name: str) -> None:
+        """``name`` has no more work: take it off its parent's list, and empty parents off theirs."""
+        while True:
+            key = self._parent_key(name)
+            if key is None:
+                return
+            active = self._active.get(key)
+            if not active or name not in active:
+                return
+            active.remove(name)
+            if active or key == "":
+                return
+            name = key
+
+    def _leaf_open(self, queue: str) -> bool:
+        heap = self.leaves.get(queue)
+        if not heap:
+            return False
+        return self.depth is None or self.popped.get(queue, 0) < self.depth
+
+    # ------------------------------------------------------------------ queue
     def push(self, job: PodGroupInfo) -> None:
         heap = self.leaves.setdefault(job.queue, [])
         heapq.heappush(heap, (self.ssn.job_order_key(job), next(self._counter), job))
+        if self._leaf_open(job.queue):
+            self._activate(job.queue)
 
     def _head(self, queue: str) -> PodGroupInfo | None:
         """Best job under ``queue`` (leaf: its heap top; inner: best child's head)."""
@@ -33,36 +119,39 @@ class JobsOrderByQueues:
         if q is None:
             return None
         if q.is_leaf:
-            heap = self.leaves.get(queue)
-            if not heap:
+            if not self._leaf_open(queue):
                 return None
-            if self.depth is not None and self.popped.get(queue, 0) >= self.depth:
-                return None
-            return heap[0][2]
-        best = self._best_child(q.children)
+            return self.leaves[queue][0][2]
+        best = self._best_child(self._active.get(queue, ()))
         return best[1] if best else None
 
-    def _best_child(self, names: list[str]):
+    def _best_child(self, names):
         best = None
+        compare = self.ssn.queue_compare
+        get = self.tree.get
         for name in names:
             head = self._head(name)
             if head is None:
                 continue
-            cand = (self.tree.get(name), head)
-            if best is None or self.ssn.queue_compare(cand[0], best[0], cand[1], best[1]) < 0:
+            cand = (get(name), head)
+            if best is None or compare(cand[0], best[0], cand[1], best[1]) < 0:
                 best = cand
         return best
 
     def pop(self) -> PodGroupInfo | None:
-        best = self._best_child([q.name for q in self.tree.roots()])
+        best = self._best_child(self._active.get("", ()))
         if best is None:
             return None
         queue = best[0]
         while not queue.is_leaf:
-            queue = self._best_child(queue.children)[0]
-        heap = self.leaves[queue.name]
-        self.popped[queue.name] = self.popped.get(queue.name, 0) + 1
-        return heapq.heappop(heap)[2]
+            queue = self._best_child(self._active.get(queue.name, ()))[0]
+        name = queue.name
+        heap = self.leaves[name]
+        self.popped[name] = self.popped.get(name, 0) + 1
+        job = heapq.heappop(heap)[2]
+        if not self._leaf_open(name):
+            self._deactivate(name)
+        return job
 
     def __iter__(self):
         while True:
