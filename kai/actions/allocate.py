@@ -92,6 +92,11 @@ def allocate_job(ssn, job, stmt: Statement, allow_pipeline: bool = True) -> tupl
     (topology domains); each is tried under a checkpoint and rolled back on failure.
     Inner SubGroup sets go before PodSets; a PodSet's tasks are placed in runs.
     """
+    lone = job.lone_task()
+    if lone is not None and lone.gpu_sharing is None and lone.status == S.PENDING:
+        got = _allocate_lone(ssn, job, lone, stmt, allow_pipeline)
+        if got is not None:
+            return got
     tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
     if not tasks:
         return False, []
@@ -112,6 +117,39 @@ def allocate_job(ssn, job, stmt: Statement, allow_pipeline: bool = True) -> tupl
         missing = sum(max(ps.min_available - ps.active_allocated, 0) for ps in job.podsets.values())
         return False, [f"gang needs {missing} more pod(s) than exist to reach minMember"]
     if any(t.status == S.PIPELINED for t in tasks):
+        stmt.convert_to_pipelined(job.key)
+    return True, []
+
+
+def _allocate_lone(ssn, job, task, stmt: Statement, allow_pipeline: bool) -> tuple[bool, list[str]] | None:
+    """``allocate_job`` for a single-pod job (``PodGroupInfo.lone_task``, whole GPUs or none):
+    the same checks, in the same order, with the same reasons, without the SubGroup walk's
+    bookkeeping. None when a SubsetNodes fn has an opinion on the job (the walk then runs)."""
+    over = ssn.is_job_over_capacity(job, [task])
+    if over:
+        return False, [over]
+    if ssn.subset_nodes_fns:
+        root = job.root_subgroup
+        leaf = root.children[0]
+        podsets = [leaf.podset]
+        for sg in (root, leaf):
+            for fn in ssn.subset_nodes_fns:
+                if fn(job, sg, podsets, [task], None) is not None:
+                    return None
+    prev = ssn.node_set
+    ssn.node_set = None
+    try:
+        msg = ssn.pre_predicate(task, job)
+        if msg:
+            return False, [msg]
+        mask = ssn.node_mask(task, job)
+        extra = ssn.node_scores(task, job, mask)
+        dc = ssn.domain_constraints(task, job)
+        if not stmt.allocate_run([task], mask, extra, allow_pipeline, dc):
+            return False, [f"pod {task.key}: " + explain_task(ssn, task, job, mask)]
+    finally:
+        ssn.node_set = prev
+    if task.status == S.PIPELINED:
         stmt.convert_to_pipelined(job.key)
     return True, []
 
@@ -242,6 +280,20 @@ class Allocate(Action):
         jobs = JobsOrderByQueues(ssn, candidates, depth)
         for job in jobs:
             stmt = Statement(ssn)
+            lone = job.lone_task()
+            if lone is not None and lone.status == S.PENDING and lone.gpu_sharing is None:
+                got = _allocate_lone(ssn, job, lone, stmt, True)
+                if got is not None:
+                    if not got[0]:
+                        stmt.discard()
+                        ssn.record_fit_error(job, got[1])
+                        continue
+                    # its one pod was pending: nothing ran before, nothing is left to place
+                    stmt.commit()
+                    ssn.fit_errors.pop(job.key, None)
+                    if lone.status & C.ALLOCATED:
+                        job.last_start = ssn.now
+                    continue
             ok, reasons = allocate_job(ssn, job, stmt)
             if not ok:
                 stmt.discard()

@@ -184,6 +184,19 @@ class PodGroupInfo:
     def active_allocated(self) -> int:
         return self.count(C.ACTIVE_ALLOCATED)
 
+    def lone_task(self) -> PodInfo | None:
+        """The job's only pod when the job is one pod in one PodSet of minimum <= 1 with no
+        SubGroups and no topology constraint -- a single-pod job, which the actions may take
+        through their short paths -- else None."""
+        if len(self.tasks) != 1 or self.subgroups or self.root_subgroup.topology_constraint is not None:
+            return None
+        if len(self.podsets) != 1:
+            return None
+        ps = next(iter(self.podsets.values()))
+        if ps.min_available > 1 or len(ps.tasks) != 1:
+            return None
+        return ps.tasks[0]
+
     def is_ready(self) -> bool:
         """Every PodSet has enough alive, ungated pods to reach its minimum (FilterUnready)."""
         for ps in self.podsets.values():
@@ -193,6 +206,9 @@ class PodGroupInfo:
         return True
 
     def has_pending(self) -> bool:
+        if len(self.tasks) == 1:
+            for t in self.tasks.values():
+                return t.status == S.PENDING
         return any(t.status == S.PENDING for t in self.tasks.values())
 
     def is_gang_satisfied(self) -> bool:
@@ -206,7 +222,11 @@ class PodGroupInfo:
 
         An unsatisfied PodSet contributes ``minAvailable - activeAllocated`` pending tasks;
         when all are satisfied, the first PodSet (in PodSet order) with a pending task gives one.
+        A single-pod job's chunk is its pod while it is pending, whatever the orders.
         """
+        if len(self.podsets) == 1 and len(self.tasks) == 1:
+            for t in self.tasks.values():
+                return [t] if t.status == S.PENDING else []
         podsets = list(self.podsets.values())
         if podset_order_key is not None:
             podsets.sort(key=podset_order_key)

@@ -78,7 +78,8 @@ class Session:
         "can_reclaim_fns",
         "reclaim_victim_filter_fns", "preempt_victim_filter_fns", "reclaim_scenario_validator_fns",
         "preempt_scenario_validator_fns", "shares", "shared_gpu_allocator", "gpu_order",
-        "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts", "_applying",
+        "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts", "_applying", "_req_cols",
+        "capacity_by_request",
     )
 
     #: answer runs of placements from lazy node queues when no plugin scores nodes; a class-wide
@@ -140,6 +141,10 @@ class Session:
         #: ``node_mask`` applies it, so every placement path honours it
         self.node_set: np.ndarray | None = None
         self.is_job_over_capacity_fns: list[Callable[[PodGroupInfo, list[PodInfo]], str | None]] = []
+        #: set by the plugin owning the capacity check when its answer for one pod without GPU
+        #: sharing depends only on (queue, preemptible, request) and the queues' allocations:
+        #: actions may then ask once per such key while nothing is allocated
+        self.capacity_by_request = False
         self.allocate_handlers: list[Callable[[PodInfo], None]] = []
         self.deallocate_handlers: list[Callable[[PodInfo], None]] = []
         #: fired when an allocated task of the session is turned into a pipeline (gang not ready)
@@ -168,6 +173,7 @@ class Session:
         self.pod_counts = None
         #: task uid -> (predicate epoch, node predicates that apply to it); see ``predicates_for``
         self._applying: dict[str, tuple[tuple, tuple]] = {}
+        self._req_cols: dict[bytes, np.ndarray] = {}
 
     # ------------------------------------------------------------------ dispatch helpers
     def job_order_key(self, job: PodGroupInfo) -> tuple:
@@ -182,9 +188,17 @@ class Session:
             return -1 if lq.priority > rq.priority else 1
         return -1 if (lq.creation, lq.name) < (rq.creation, rq.name) else 1
 
-    def node_queue(self, mask, req, req_cols, score_col, strategy, cpu_only, allow_pipeline) -> NodeQueue:
+    def request_columns(self, req: np.ndarray, req_key: bytes) -> np.ndarray:
+        """int32 columns where ``req`` (float64[R]; ``req_key`` its bytes) is positive, memoized."""
+        got = self._req_cols.get(req_key)
+        if got is None:
+            got = self._req_cols[req_key] = np.flatnonzero(req > 0).astype(np.int32)
+        return got
+
+    def node_queue(self, mask, req, req_cols, score_col, strategy, cpu_only, allow_pipeline,
+                   req_key: bytes | None = None) -> NodeQueue:
         """The session's lazy node queue for one task class (created on first use)."""
-        key = (id(mask), req.tobytes(), strategy, cpu_only, allow_pipeline)
+        key = (id(mask), req.tobytes() if req_key is None else req_key, strategy, cpu_only, allow_pipeline)
         q = self._node_queues.get(key)
         if q is None:
             if len(self._node_queues) >= 256:

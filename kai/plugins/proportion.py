@@ -117,6 +117,7 @@ class Proportion(Plugin):
         #: (column, g) of every MIG resource: a MIG instance counts as g GPUs (KAI GetGpusQuota)
         self.mig_cols = ssn.registry.mig_columns()
         self._quota: dict[str, tuple[float, float, float]] = {}
+        self._bounded: dict[str, tuple[bool, bool]] = {}
         self._nodes = ssn.state.nodes
         self.min_gpu_memory = _min_node_gpu_memory_mib(ssn)
         tree = ssn.queues
@@ -177,6 +178,8 @@ class Proportion(Plugin):
 
         ssn.allocate_handlers.append(on_alloc)
         ssn.deallocate_handlers.append(on_dealloc)
+        if not ssn.is_job_over_capacity_fns:
+            ssn.capacity_by_request = True        # over_capacity reads queue, preemptible, quota
         ssn.is_job_over_capacity_fns.append(self.over_capacity)
         register_reclaim_hooks(ssn, self.arguments, self.quota_vector)
 
@@ -283,6 +286,13 @@ class Proportion(Plugin):
         rows = self.paths.get(job.queue)
         if rows is None:
             return None
+        bounded = self._bounded.get(job.queue)
+        if bounded is None:
+            # (any limit on the path, any deserved quota on the path): fixed for the session
+            bounded = self._bounded[job.queue] = (bool((self.limit[rows] != -1).any()),
+                                                  bool((self.deserved[rows] != -1).any()))
+        if not bounded[0] and (job.preemptible or not bounded[1]):
+            return None                   # nothing on the path can refuse it
         g = c = m = 0.0
         for t in tasks:
             v = self.quota_of(t)

@@ -74,6 +74,8 @@ class QueueOrder:
         self.index = state.index
         self.alloc = state.alloc
         self.quota_vector = state.quota_vector
+        #: the same vector as a plain tuple, when the state offers it (cheaper to sum)
+        self.quota_tuple = getattr(state, "quota_of", None) or state.quota_vector
         self.task_order_key = task_order_key
         self.podset_order_key = podset_order_key
         total = [float(x) for x in state.total]
@@ -105,7 +107,7 @@ class QueueOrder:
         if got is None:
             g = c = m = 0.0
             for t in job.tasks_to_allocate(self.task_order_key, self.podset_order_key):
-                v = self.quota_vector(t)
+                v = self.quota_tuple(t)
                 g += v[0]
                 c += v[1]
                 m += v[2]
