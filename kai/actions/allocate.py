@@ -42,7 +42,7 @@ def schedulable_jobs(ssn, check_capacity: bool = True) -> list:
     short = SHORT_PATHS
     share = check_capacity and ssn.capacity_by_request
     queues = ssn.queues
-    for job in ssn.jobs.values():
+    for job in (ssn.pending_jobs if short else ssn.jobs.values()):
         lone = job.lone_task() if short else None
         if lone is not None:
             if lone.status != S.PENDING:

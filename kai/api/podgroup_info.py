@@ -87,7 +87,7 @@ class PodGroupInfo:
     __slots__ = ("key", "name", "namespace", "uid", "queue", "priority", "priority_class",
                  "preemptible", "min_member", "creation", "tasks", "podsets", "invalid_reasons",
                  "last_start", "stale_since", "scheduling_backoff", "topology_constraint",
-                 "subgroups", "podgroup", "root_subgroup", "subgroup_nodes", "leaf_nodes")
+                 "subgroups", "podgroup", "root_subgroup", "subgroup_nodes", "leaf_nodes", "_lone")
 
     def __init__(self, pg: PodGroup, priority: int, preemptible: bool) -> None:
         meta = pg.metadata
@@ -111,6 +111,7 @@ class PodGroupInfo:
         self.topology_constraint = pg.spec.topology_constraint
         self.subgroups = pg.spec.sub_groups
         self.podsets: dict[str, PodSet] = {}
+        self._lone: object = False                # ``lone_task`` memo; False = not known
         self._build_podsets()
 
     def _build_podsets(self) -> None:
@@ -164,6 +165,7 @@ class PodGroupInfo:
 
     # --- membership -------------------------------------------------------------------
     def add_task(self, task: PodInfo) -> None:
+        self._lone = False
         task.job_key = self.key
         self.tasks[task.uid] = task
         self.podset_of(task).tasks.append(task)
@@ -172,6 +174,7 @@ class PodGroupInfo:
         task = self.tasks.pop(uid, None)
         if task is None:
             return
+        self._lone = False
         for ps in self.podsets.values():
             if task in ps.tasks:
                 ps.tasks.remove(task)
@@ -187,7 +190,14 @@ class PodGroupInfo:
     def lone_task(self) -> PodInfo | None:
         """The job's only pod when the job is one pod in one PodSet of minimum <= 1 with no
         SubGroups and no topology constraint -- a single-pod job, which the actions may take
-        through their short paths -- else None."""
+        through their short paths -- else None. Memoized until a pod joins or leaves."""
+        got = self._lone
+        if got is not False:
+            return got
+        got = self._lone = self._find_lone()
+        return got
+
+    def _find_lone(self) -> PodInfo | None:
         if len(self.tasks) != 1 or self.subgroups or self.root_subgroup.topology_constraint is not None:
             return None
         if len(self.podsets) != 1:

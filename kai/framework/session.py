@@ -61,8 +61,11 @@ class QueueShares:
 class CycleMemory:
     """State kept from one session to the next, owned by the Scheduler (not module globals).
 
-    ``fgd_history``: FGD's decayed task-type histogram {type key: weight} (``fgdDecay``)."""
+    ``fgd_history``: FGD's decayed task-type histogram {type key: weight} (``fgdDecay``).
+    ``proportion_jobs``: the proportion plugin's per-job queue figures
+    (kai.plugins.proportion.JobFigures), recomputed only for the jobs that changed."""
     fgd_history: dict[tuple, float] = field(default_factory=dict)
+    proportion_jobs: object = None
 
 
 class Session:
@@ -78,7 +81,7 @@ class Session:
         "can_reclaim_fns",
         "reclaim_victim_filter_fns", "preempt_victim_filter_fns", "reclaim_scenario_validator_fns",
         "preempt_scenario_validator_fns", "shares", "shared_gpu_allocator", "gpu_order",
-        "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts", "_applying", "_req_cols",
+        "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts", "_applying", "_req_cols", "pending_jobs",
         "capacity_by_request",
     )
 
@@ -117,6 +120,11 @@ class Session:
         self._node_queues: dict[tuple, NodeQueue] = {}
         self.registry = state.registry
         self.jobs: dict[str, PodGroupInfo] = state.jobs
+        #: the jobs with a pending pod at open, in ``jobs`` order (the cluster state's pending
+        #: index: costs what changed, not every job). Within the session no other job gains a
+        #: pending pod: evictions make running pods Releasing, and only a pod pipelined in this
+        #: session -- pending at open -- goes back to Pending.
+        self.pending_jobs: list[PodGroupInfo] = state.pending_jobs()
         self.queues = QueueTree(list(state.queues.values()))
         self.pipelined: list[tuple[PodInfo, S, str]] = []
         self.fit_errors: dict[str, list[str]] = {}      # job key -> reasons

@@ -304,52 +304,6 @@ def test_random_seeded_smoke_many_jobs():
 # (kai.actions.allocate.SHORT_PATHS); the general SubGroup walk is the reference. Both must
 # make the same decisions, with the same reasons, cycle after cycle.
 
-def _short_path_manifests(seed: int, n_nodes: int, n_jobs: int):
-    from kai.api.k8s import ObjectMeta, PodGroup, PodGroupSpec, Queue, QueueResource, QueueResources, QueueSpec
-    from kai.sim.loader import Manifests
-    from kai.sim.synthetic import make_pod, synthetic_nodes
-
-    rng = random.Random(seed)
-    m = Manifests()
-    m.objects["Node"] = synthetic_nodes(n_nodes, seed=seed, gpus=rng.choice([2, 4, 8]), cpu_only_share=0.2,
-                                        tainted_share=0.2)
-
-    def q(name, parent, quota, limit):
-        g = QueueResource(quota=quota, over_quota_weight=rng.choice([0, 1, 2]), limit=limit)
-        r = QueueResource(quota=-1, over_quota_weight=1, limit=-1)
-        return Queue(metadata=ObjectMeta(name=name, uid=f"uid-q-{name}",
-                                         creation_timestamp=f"2024-01-01T00:00:0{rng.randrange(3)}Z"),
-                     spec=QueueSpec(parent_queue=parent, resources=QueueResources(gpu=g, cpu=r, memory=r)))
-
-    queues = [q("root", "", -1, -1), q("dept", "root", float(rng.choice([-1, 4, 8])), float(rng.choice([-1, 6])))]
-    leaves = []
-    for i in range(rng.randint(2, 5)):
-        parent = rng.choice(["root", "dept"])
-        quota = float(rng.choice([0, 1, 2, 4]))
-        limit = float(rng.choice([-1, -1, quota, quota + 2]))
-        queues.append(q(f"q{i}", parent, quota, limit))
-        leaves.append(f"q{i}")
-    m.objects["Queue"] = queues
-    running = [n.metadata.name for n in m.objects["Node"]]
-    for j in range(n_jobs):
-        name = f"j{j:03d}"
-        size = 1 if rng.random() < 0.8 else rng.randint(2, 3)
-        prio = rng.choice(["train", "train", "build", "inference"])
-        m.objects["PodGroup"].append(PodGroup(
-            metadata=ObjectMeta(name=name, namespace="ns", uid=f"uid-{name}",
-                                creation_timestamp=f"2024-01-01T00:00:{rng.randrange(20):02d}Z"),
-            spec=PodGroupSpec(min_member=size, queue=rng.choice(leaves + ["missing"] * (j == 0)),
-                              priority_class_name=prio)))
-        gpus = rng.choice([0, 1, 1, 2])
-        zone = f"zone-{rng.randrange(4)}" if rng.random() < 0.15 else None
-        node = rng.choice(running) if rng.random() < 0.25 else ""
-        for i in range(size):
-            m.objects["Pod"].append(make_pod(f"{name}-{i}", "ns", name, gpus, cpu=rng.choice(["1", "2"]),
-                                             mem="1Gi", node=node, affinity_zone=zone,
-                                             tolerate=rng.random() < 0.3, created=j))
-    return m
-
-
 def _decisions(result) -> tuple:
     return ([(d.pod, d.node, d.action) for d in result.bindings],
             [(d.pod, d.node, d.action, d.preemptor) for d in result.evictions],
@@ -364,8 +318,9 @@ def test_short_paths_decide_as_the_general_walk(seed, n_nodes, n_jobs):
     from kai.config import default_config
     from kai.scheduler import RecordingCache, Scheduler
     from kai.sim.simulator import _advance, build_state
+    from kai.sim.synthetic import mixed_cluster
 
-    states = [build_state(_short_path_manifests(seed, n_nodes, n_jobs)) for _ in range(2)]
+    states = [build_state(mixed_cluster(seed, n_nodes, n_jobs)) for _ in range(2)]
     scheds = [Scheduler(s, default_config()) for s in states]
     now = 1_704_070_800.0
     try:
