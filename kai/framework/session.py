@@ -63,9 +63,12 @@ class CycleMemory:
 
     ``fgd_history``: FGD's decayed task-type histogram {type key: weight} (``fgdDecay``).
     ``proportion_jobs``: the proportion plugin's per-job queue figures
-    (kai.plugins.proportion.JobFigures), recomputed only for the jobs that changed."""
+    (kai.plugins.proportion.JobFigures), recomputed only for the jobs that changed.
+    ``stale_watch``: the jobs stalegangeviction must look at next time."""
     fgd_history: dict[tuple, float] = field(default_factory=dict)
     proportion_jobs: object = None
+    #: stalegangeviction's watch list (kai.actions.stale_gang_eviction.StaleWatch)
+    stale_watch: object = None
 
 
 class Session:
@@ -81,7 +84,7 @@ class Session:
         "can_reclaim_fns",
         "reclaim_victim_filter_fns", "preempt_victim_filter_fns", "reclaim_scenario_validator_fns",
         "preempt_scenario_validator_fns", "shares", "shared_gpu_allocator", "gpu_order",
-        "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts", "_applying", "_req_cols", "pending_jobs",
+        "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts", "_applying", "_req_cols", "pending_jobs", "touched_jobs",
         "capacity_by_request",
     )
 
@@ -125,6 +128,9 @@ class Session:
         #: pending pod: evictions make running pods Releasing, and only a pod pipelined in this
         #: session -- pending at open -- goes back to Pending.
         self.pending_jobs: list[PodGroupInfo] = state.pending_jobs()
+        #: keys of the jobs whose pods this session changed (virtually or committed): every
+        #: Statement operation and undo fires the handlers below, which record the job here
+        self.touched_jobs: set[str] = set()
         self.queues = QueueTree(list(state.queues.values()))
         self.pipelined: list[tuple[PodInfo, S, str]] = []
         self.fit_errors: dict[str, list[str]] = {}      # job key -> reasons
@@ -328,14 +334,17 @@ class Session:
         return None
 
     def fire_allocate(self, task: PodInfo) -> None:
+        self.touched_jobs.add(task.job_key)
         for fn in self.allocate_handlers:
             fn(task)
 
     def fire_deallocate(self, task: PodInfo) -> None:
+        self.touched_jobs.add(task.job_key)
         for fn in self.deallocate_handlers:
             fn(task)
 
     def fire_pipelined(self, task: PodInfo) -> None:
+        self.touched_jobs.add(task.job_key)
         for fn in self.pipeline_handlers:
             fn(task)
 
