@@ -139,7 +139,9 @@ class QueueOrder:
         """(over fair share, starved, zero-share penalty, DRS with job - victims, DRS) of queue row i.
 
         Cached per (queue, head job) until the next allocate/deallocate event, so one pop of
-        the job queue computes each queue's view once however many comparisons it makes."""
+        the job queue computes each queue's view once however many comparisons it makes.
+        Written out per resource (gpu, cpu, memory) on the hot path; ``stats_reference``
+        is the same rules over the vectors, and a property test holds them equal."""
         key = job.key if job is not None else None
         if not victims:
             row = self._stats.get(i)
@@ -147,6 +149,52 @@ class QueueOrder:
                 got = row.get(key)
                 if got is not None:
                     return got
+        a0, a1, a2 = self.alloc[i].tolist()
+        f0, f1, f2 = self.fair[i]
+        over = f0 < a0 and f1 < a1 and f2 < a2
+        r0, r1, r2 = self.init_request(job)
+        w0, w1, w2 = a0 + r0, a1 + r1, a2 + r2
+        d0, d1, d2 = self.deserved[i]
+        # less_equal(with_job, deserved): deserved -1 is unlimited, 1e-9 tolerance
+        starved = ((d0 == UNLIMITED or (w0 != UNLIMITED and (w0 <= d0 or abs(w0 - d0) <= TOLERANCE)))
+                   and (d1 == UNLIMITED or (w1 != UNLIMITED and (w1 <= d1 or abs(w1 - d1) <= TOLERANCE)))
+                   and (d2 == UNLIMITED or (w2 != UNLIMITED and (w2 <= d2 or abs(w2 - d2) <= TOLERANCE))))
+        s0, s1, s2 = self.share[i]
+        zero = (s0 == 0 and w0 > 0) or (s1 == 0 and w1 > 0) or (s2 == 0 and w2 > 0)
+        if victims:
+            v0, v1, v2 = self.victims_allocated(victims)
+            w0, w1, w2 = w0 - v0, w1 - v1, w2 - v2
+        n0, n1, n2 = self.denom[i]
+        m = NO_FAIR_SHARE_DRF_MULTIPLIER
+        best = 0.0
+        v = w0 * m if n0 == 0 else w0 / n0
+        if v > best:
+            best = v
+        v = w1 * m if n1 == 0 else w1 / n1
+        if v > best:
+            best = v
+        v = w2 * m if n2 == 0 else w2 / n2
+        if v > best:
+            best = v
+        drs_job = best
+        best = 0.0
+        v = a0 * m if n0 == 0 else a0 / n0
+        if v > best:
+            best = v
+        v = a1 * m if n1 == 0 else a1 / n1
+        if v > best:
+            best = v
+        v = a2 * m if n2 == 0 else a2 / n2
+        if v > best:
+            best = v
+        got = (over, starved, zero, drs_job, best)
+        if not victims:
+            self._stats.setdefault(i, {})[key] = got
+        return got
+
+    def stats_reference(self, i: int, job, victims=None) -> tuple:
+        """``stats`` as the rules read, over the vectors (no cache): the reference it is
+        checked against."""
         alloc = self.alloc[i].tolist()
         over = all(f < a for f, a in zip(self.fair[i], alloc))
         req = self.init_request(job)
@@ -155,10 +203,7 @@ class QueueOrder:
         zero = any(s == 0 and a > 0 for s, a in zip(self.share[i], with_job))
         if victims:
             with_job = [a - v for a, v in zip(with_job, self.victims_allocated(victims))]
-        got = (over, starved, zero, self.drs(i, with_job), self.drs(i, alloc))
-        if not victims:
-            self._stats.setdefault(i, {})[key] = got
-        return got
+        return (over, starved, zero, self.drs(i, with_job), self.drs(i, alloc))
 
     # ------------------------------------------------------------------ comparator
     def compare(self, lq, rq, lj=None, rj=None, lv=None, rv=None) -> int:
