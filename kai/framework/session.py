@@ -84,7 +84,7 @@ class Session:
         "can_reclaim_fns",
         "reclaim_victim_filter_fns", "preempt_victim_filter_fns", "reclaim_scenario_validator_fns",
         "preempt_scenario_validator_fns", "shares", "shared_gpu_allocator", "gpu_order",
-        "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts", "_applying", "_req_cols", "pending_jobs", "touched_jobs",
+        "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts", "_applying", "_req_cols", "pending_jobs", "touched_jobs", "alloc_events",
         "capacity_by_request",
     )
 
@@ -131,6 +131,9 @@ class Session:
         #: keys of the jobs whose pods this session changed (virtually or committed): every
         #: Statement operation and undo fires the handlers below, which record the job here
         self.touched_jobs: set[str] = set()
+        #: how many allocate/deallocate/pipeline events fired so far: state that moves only
+        #: with them (the queue order's allocated vectors) can be cached while it stands still
+        self.alloc_events = 0
         self.queues = QueueTree(list(state.queues.values()))
         self.pipelined: list[tuple[PodInfo, S, str]] = []
         self.fit_errors: dict[str, list[str]] = {}      # job key -> reasons
@@ -335,16 +338,19 @@ class Session:
 
     def fire_allocate(self, task: PodInfo) -> None:
         self.touched_jobs.add(task.job_key)
+        self.alloc_events += 1
         for fn in self.allocate_handlers:
             fn(task)
 
     def fire_deallocate(self, task: PodInfo) -> None:
         self.touched_jobs.add(task.job_key)
+        self.alloc_events += 1
         for fn in self.deallocate_handlers:
             fn(task)
 
     def fire_pipelined(self, task: PodInfo) -> None:
         self.touched_jobs.add(task.job_key)
+        self.alloc_events += 1
         for fn in self.pipeline_handlers:
             fn(task)
 

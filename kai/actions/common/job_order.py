@@ -19,6 +19,11 @@ import itertools
 from kai.api.podgroup_info import PodGroupInfo
 
 
+#: False: every pick walks the queues with work afresh (the reference the tests compare the
+#: cached picks with)
+USE_CACHE = True
+
+
 class JobsOrderByQueues:
     def __init__(self, ssn, jobs: list[PodGroupInfo], depth: int | None = None) -> None:
         self.ssn = ssn
@@ -31,6 +36,13 @@ class JobsOrderByQueues:
         self._pos: dict[str, int] = {}
         #: inner queue name ("" for the forest of roots) -> its children with jobs, in tree order
         self._active: dict[str, list[str]] = {}
+        #: inner queue name ("" for the roots) -> its ``_pick`` answer, kept while nothing it
+        #: depends on moved: dropped along a leaf's path when the leaf's head or active state
+        #: changes, and all at once when an allocate/deallocate/pipeline event fired (the
+        #: queue order's allocated vectors moved). A pop that places nothing then costs the
+        #: comparisons along one path, not among every queue with work.
+        self._best: dict[str, tuple | None] = {}
+        self._events = ssn.alloc_events
         keys = [(ssn.job_order_key(job), next(self._counter), job) for job in jobs]
         for entry in keys:
             self.leaves.setdefault(entry[2].queue, []).append(entry)
@@ -69,8 +81,28 @@ class JobsOrderByQueues:
         q = self.tree.get(key)
         return list(q.children) if q is not None else []
 
+    def _forget_path(self, name: str) -> None:
+        """Drop the cached picks of ``name``'s ancestors (its head or active state changed)."""
+        best = self._best
+        if not best:
+            return
+        while True:
+            key = self._parent_key(name)
+            if key is None:
+                return
+            best.pop(key, None)
+            if key == "":
+                return
+            name = key
+
+    def _check_events(self) -> None:
+        if self.ssn.alloc_events != self._events:
+            self._events = self.ssn.alloc_events
+            self._best.clear()
+
     def _activate(self, name: str) -> None:
         """``name`` has work: list it under its parent, and the parent under its own, up to the roots."""
+        self._forget_path(name)
         while True:
             key = self._parent_key(name)
             if key is None:
@@ -91,6 +123,7 @@ class JobsOrderByQueues:
 
     def _deactivate(self, name: str) -> None:
         """``name`` has no more work: take it off its parent's list, and empty parents off theirs."""
+        self._forget_path(name)
         while True:
             key = self._parent_key(name)
             if key is None:
@@ -113,6 +146,7 @@ class JobsOrderByQueues:
     def push(self, job: PodGroupInfo) -> None:
         entries = self.leaves.setdefault(job.queue, [])
         bisect.insort(entries, (self.ssn.job_order_key(job), next(self._counter), job), lo=self._pos.get(job.queue, 0))
+        self._forget_path(job.queue)
         if self._leaf_open(job.queue):
             self._activate(job.queue)
 
@@ -131,7 +165,13 @@ class JobsOrderByQueues:
                 return None
             entries = self.leaves[queue]
             return q, entries[self._pos.get(queue, 0)][2], queue
-        best = self._pick(self._active.get(queue, ()))
+        if USE_CACHE:
+            if queue in self._best:
+                best = self._best[queue]
+            else:
+                best = self._best[queue] = self._pick(self._active.get(queue, ()))
+        else:
+            best = self._pick(self._active.get(queue, ()))
         return (q, best[1], best[2]) if best else None
 
     def _pick(self, names):
@@ -151,10 +191,15 @@ class JobsOrderByQueues:
         return (best[0], best[1]) if best else None
 
     def pop(self) -> PodGroupInfo | None:
-        best = self._pick(self._active.get("", ()))
+        self._check_events()
+        if USE_CACHE and "" in self._best:
+            best = self._best[""]
+        else:
+            best = self._best[""] = self._pick(self._active.get("", ()))
         if best is None:
             return None
         name = best[2]
+        self._forget_path(name)
         self.popped[name] = self.popped.get(name, 0) + 1
         pos = self._pos.get(name, 0)
         job = self.leaves[name][pos][2]

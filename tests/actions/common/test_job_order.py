@@ -1,6 +1,8 @@
 """JobsOrderByQueues against the plain walk it replaced: every child of every queue asked at
 every pop, leaves as heaps. Random queue trees, job sets, depth limits, push-backs and a queue
-order that moves with each pop (as fair share does) must give the same pop sequence."""
+order that moves with the pops that place something (as fair share does, announced by the
+session's ``alloc_events``) must give the same pop sequence; pops that place nothing reuse the
+cached picks off the popped leaf's path."""
 from __future__ import annotations
 
 import heapq
@@ -88,7 +90,8 @@ def _session(tree, rng):
         rk = (used.get(rq.name, 0) * weight[rq.name] + rj.size, -rj.prio, rq.name)
         return -1 if lk < rk else 1
 
-    ssn = SimpleNamespace(queues=tree, queue_compare=compare, job_order_key=lambda j: (-j.prio, j.key))
+    ssn = SimpleNamespace(queues=tree, queue_compare=compare, job_order_key=lambda j: (-j.prio, j.key),
+                          alloc_events=0)
     return ssn, used
 
 
@@ -100,12 +103,19 @@ def test_pop_sequence_matches_the_full_walk(seed, depth):
         rng, tree, jobs = _world(seed)
         ssn, used = _session(tree, rng)
         order = impl(ssn, jobs, depth)
+        placing = random.Random(seed + 1)
         pushed_back: set[str] = set()
         seq = []
         while (job := order.pop()) is not None:
             seq.append(job.key)
+            if placing.random() < 0.5:
+                continue                                # nothing placed: the order stands still
             for a in tree.ancestors(job.queue):
                 used[a.name] = used.get(a.name, 0) + job.size
+            if placing.random() < 0.5:                  # a victim elsewhere gave way (reclaim)
+                for a in tree.ancestors(placing.choice(sorted(tree.queues))):
+                    used[a.name] = used.get(a.name, 0) - 1
+            ssn.alloc_events += 1
             if job.size > 2 and job.key not in pushed_back:       # an elastic job competes again
                 pushed_back.add(job.key)
                 job.size -= 1
@@ -123,9 +133,35 @@ def test_only_queues_with_work_are_visited():
         calls.append((lq.name, rq.name))
         return -1 if lq.name < rq.name else 1
 
-    ssn = SimpleNamespace(queues=tree, queue_compare=compare, job_order_key=lambda j: j.key)
+    ssn = SimpleNamespace(queues=tree, queue_compare=compare, job_order_key=lambda j: j.key, alloc_events=0)
     jobs = [SimpleNamespace(key=f"j{k}", queue=q) for k, q in enumerate(["q4999", "q0100", "q2500"])]
     order = JobsOrderByQueues(ssn, jobs)
     assert [order.pop().queue for _ in range(3)] == ["q0100", "q2500", "q4999"]
     assert order.pop() is None
     assert {n for pair in calls for n in pair} <= {"q0100", "q2500", "q4999"}
+
+
+def test_pops_that_place_nothing_compare_along_one_path():
+    """40 departments of 25 leaves, 2 jobs each, and no allocation event between pops (every
+    job held back, as in a backlog over quota): each pop recomputes the popped leaf's
+    department and the roots' pick, not every department; same sequence as the full walk."""
+    queues = [open_queue("root")] + [open_queue(f"d{d:02d}", "root") for d in range(40)]
+    queues += [open_queue(f"d{d:02d}-q{i:02d}", f"d{d:02d}") for d in range(40) for i in range(25)]
+    tree = QueueTree(queues)
+    calls = [0]
+
+    def compare(lq, rq, lj, rj):
+        calls[0] += 1
+        return -1 if (lj.key, lq.name) < (rj.key, rq.name) else 1
+
+    seqs = []
+    for impl in (JobsOrderByQueues, ReferenceOrder):
+        ssn = SimpleNamespace(queues=tree, queue_compare=compare, job_order_key=lambda j: j.key, alloc_events=0)
+        leaves = [q.metadata.name for q in queues if tree.get(q.metadata.name).is_leaf]
+        jobs = [SimpleNamespace(key=f"j{(k * 7919) % 2000:04d}", queue=leaves[k % len(leaves)]) for k in range(2000)]
+        calls[0] = 0
+        order = JobsOrderByQueues(ssn, jobs) if impl is JobsOrderByQueues else ReferenceOrder(ssn, jobs)
+        seqs.append([job.key for job in iter(order.pop, None)])
+        if impl is JobsOrderByQueues:
+            assert calls[0] < 2000 * (40 + 25)          # the full walk: ~1,040 a pop
+    assert seqs[0] == seqs[1] and len(seqs[0]) == 2000
