@@ -12,6 +12,14 @@ heartbeating through node Leases, and two workloads run by each scheduler in tur
 - C (issue 9): ``--pods`` single-GPU pods of 200 apps, half with required anti-affinity to
   their app on the hostname, half spreading their app over 10 zones (maxSkew 1,
   DoNotSchedule); the nodes carry ``topology.kubernetes.io/zone`` labels.
+- D (issue 10, DRA): ``--pods`` pods each asking for one GPU through a ResourceClaimTemplate
+  (no ``nvidia.com/gpu``); every node publishes 8 devices in a ResourceSlice (driver
+  ``gpu.bench.example.com``, as a DRA driver would) with a DeviceClass selecting them. The
+  controller-manager runs only its resourceclaim controller (started for D), which creates
+  each pod's claim; the clock starts once every pod's claim exists, so claim creation is not
+  timed for either scheduler. Both then allocate a device, write the claim's allocation and
+  reservedFor, and bind. Afterwards the claims are deleted with the pods (and waited for, so
+  the next run starts with every device free).
 
 Pods are written as users write them: no tolerations (the nodes lose the not-ready taint
 once Ready, as in a real cluster), GPUs as an ``nvidia.com/gpu`` limit.
@@ -124,11 +132,29 @@ def constraints_spec(i: int) -> dict:
                                                     "labelSelector": {"matchLabels": {"app": app}}}]}}
 
 
+DRA_API = "/apis/resource.k8s.io/v1"
+DRA_DRIVER = "gpu.bench.example.com"
+DRA_CLASS = "gpu.bench.example.com"
+#: workload D: one GPU through a claim template instead of nvidia.com/gpu
+DRA_POD = {"dra": True, "spec": {"resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}]}}
+
+
+def dra_slice_manifest(node: str, devices: int = 8) -> dict:
+    """The ResourceSlice a GPU driver would publish for ``node``."""
+    return {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice", "metadata": {"name": f"{node}-gpus"},
+            "spec": {"driver": DRA_DRIVER, "nodeName": node,
+                     "pool": {"name": node, "generation": 1, "resourceSliceCount": 1},
+                     "devices": [{"name": f"gpu-{k}", "attributes": {"index": {"int": k}}} for k in range(devices)]}}
+
+
 def pod_manifest(name: str, kai: bool, pod_group: str | None, extra: dict | None = None) -> dict:
-    """One single-GPU pod as a user writes it (no tolerations, the GPU as a limit)."""
+    """One single-GPU pod as a user writes it (no tolerations; the GPU as a limit, or for
+    workload D through the claim template ``one-gpu``)."""
+    dra = bool(extra and extra.get("dra"))
+    res: dict[str, Any] = {"requests": {"cpu": "100m", "memory": "100Mi"},
+                           **({"claims": [{"name": "gpu"}]} if dra else {"limits": {"nvidia.com/gpu": "1"}})}
     spec: dict[str, Any] = {"containers": [{"name": "main", "image": "busybox", "command": ["sleep", "infinity"],
-                                            "resources": {"requests": {"cpu": "100m", "memory": "100Mi"},
-                                                          "limits": {"nvidia.com/gpu": "1"}}}]}
+                                            "resources": res}]}
     if kai:
         spec["schedulerName"] = "kai-scheduler"   # kube-scheduler pods set none: default-scheduler
     meta: dict[str, Any] = {"name": name, "labels": {"bench": "live"}}
@@ -169,6 +195,7 @@ class LiveBench:
         self.client: KubeClient | None = None
         self._run_no = 0
         self.idle_cpu: dict[str, float] = {}
+        self._dra_ready = False
 
     # ---- cluster
     def start(self) -> LiveBench:
@@ -238,11 +265,40 @@ class LiveBench:
         procs = self.cp.processes()
         return {name: cpu_seconds(pid) for name, pid in procs.items()}
 
+    # ---- workload D: DRA devices, claim templates
+    def _dra_setup(self, ns: str) -> None:
+        """Slices for every node, the DeviceClass, the claim controller, and the namespace's template."""
+        if not self._dra_ready:
+            self.cp.start_controller_manager(["resourceclaim-controller"])
+            self._ensure(f"{DRA_API}/deviceclasses", {
+                "apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", "metadata": {"name": DRA_CLASS},
+                "spec": {"selectors": [{"cel": {"expression": f'device.driver == "{DRA_DRIVER}"'}}]}})
+            names = [f"kwok-gpu-{i}" for i in range(self.n_nodes)]
+            self._parallel(lambda n: self._ensure(f"{DRA_API}/resourceslices", dra_slice_manifest(n)), names)
+            self._dra_ready = True
+        self._ensure(f"{DRA_API}/namespaces/{ns}/resourceclaimtemplates", {
+            "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate", "metadata": {"name": "one-gpu"},
+            "spec": {"spec": {"devices": {"requests": [{"name": "gpu", "exactly": {"deviceClassName": DRA_CLASS}}]}}}})
+
+    def _claims_created(self, ns: str, n: int) -> None:
+        def all_there() -> bool:
+            items = self.client.get(f"{DRA_API}/namespaces/{ns}/resourceclaims",
+                                    params={"resourceVersion": "0"})["items"]
+            return len(items) >= n
+        t = time.monotonic()
+        wait_for(all_there, 600, f"{n} resource claims in {ns}", 0.5)
+        self.log(f"  resourceclaim controller created {n} claims in {time.monotonic() - t:.1f}s (not timed)")
+
     # ---- workloads
     def create_workload(self, ns: str, workload: str, kai: bool, pods: int, gangs: int, gang_size: int) -> int:
         self._ensure("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         extra: dict[str, dict] = {}
-        if workload in ("A", "C"):
+        if workload == "D":
+            self._dra_setup(ns)
+            specs = [(f"p{i}", f"pg-p{i}" if kai else None) for i in range(pods)]
+            groups = [(f"pg-p{i}", 1) for i in range(pods)] if kai else []
+            extra = {f"p{i}": DRA_POD for i in range(pods)}
+        elif workload in ("A", "C"):
             specs = [(f"p{i}", f"pg-p{i}" if kai else None) for i in range(pods)]
             groups = [(f"pg-p{i}", 1) for i in range(pods)] if kai else []
             if workload == "C":
@@ -257,6 +313,8 @@ class LiveBench:
         dt = time.monotonic() - t
         self.log(f"  created {len(specs)} pods + {len(groups)} PodGroups in {ns} in {dt:.1f}s "
                  f"({(len(specs) + len(groups)) / dt:.0f} objects/s)")
+        if workload == "D":
+            self._claims_created(ns, len(specs))
         return len(specs)
 
     def cleanup(self, ns: str) -> None:
@@ -291,6 +349,15 @@ class LiveBench:
             c.request("DELETE", PG_API.format(ns=ns), timeout=300)
         except (ApiError, OSError) as exc:
             self.log(f"  (delete PodGroups of {ns}: {exc})")
+        if self._dra_ready:     # workload D: the claims go too (the controller drops their finalizer)
+            try:
+                c.request("DELETE", f"{DRA_API}/namespaces/{ns}/resourceclaims", timeout=300)
+            except ApiError as exc:
+                self.log(f"  (delete claims: {exc})")
+
+            def claims_gone() -> bool:
+                return not c.get(f"{DRA_API}/namespaces/{ns}/resourceclaims", params={"limit": 1})["items"]
+            wait_for(claims_gone, 300, f"claims of {ns} deleted", 0.5)
         self.log(f"  cleaned {ns} in {time.monotonic() - t:.1f}s")
 
     # ---- schedulers
@@ -350,7 +417,7 @@ class LiveBench:
     # ---- one timed run
     def run(self, workload: str, scheduler: str, pods: int, gangs: int, gang_size: int = 8,
             timeout: float = 900.0, profile: bool = False) -> dict[str, Any]:
-        assert scheduler in ("kai", "kube-scheduler") and workload in ("A", "B", "C")
+        assert scheduler in ("kai", "kube-scheduler") and workload in ("A", "B", "C", "D")
         self._run_no += 1
         kai = scheduler == "kai"
         ns = f"bench-{self._run_no}-{workload.lower()}-{'kai' if kai else 'kube'}"
@@ -523,7 +590,8 @@ if pytest is not None:
     @pytest.mark.integration
     @pytest.mark.parametrize("workload,scheduler", [("A", "kube-scheduler"), ("A", "kai"),
                                                     ("B", "kube-scheduler"), ("B", "kai"),
-                                                    ("C", "kube-scheduler"), ("C", "kai")])
+                                                    ("C", "kube-scheduler"), ("C", "kai"),
+                                                    ("D", "kube-scheduler"), ("D", "kai")])
     def test_live_bind_throughput(benchmark, live_bench, workload, scheduler):
         nodes, pods, gangs = SIZES
         box: dict[str, Any] = {}
@@ -547,7 +615,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--nodes", type=int, default=1000)
     p.add_argument("--pods", type=int, default=5000,
-                   help="workloads A and C: single-GPU pods (C: with anti-affinity / zone spread)")
+                   help="workloads A, C and D: single-GPU pods (C: with anti-affinity / zone spread; "
+                        "D: the GPU through a DRA claim template)")
     p.add_argument("--gangs", type=int, default=500, help="workload B: gangs of --gang-size pods")
     p.add_argument("--gang-size", type=int, default=8)
     p.add_argument("--bind-workers", type=int, default=16, help="kai --bind-workers")
@@ -593,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['first_bind_s']:>5.2f}-{r['last_bind_s']:<5.2f} {c[r['scheduler']]:>11.2f} "
               f"{c.get('kube-apiserver', 0):>12.2f} {c.get('etcd', 0):>5.1f} {c.get('kwok', 0):>5.1f} "
               f"{r['machine_busy']:>5.2f}")
-    for w in ("A", "B", "C"):
+    for w in ("A", "B", "C", "D"):
         k, ks = by.get((w, "kai")), by.get((w, "kube-scheduler"))
         if k and ks:
             print(f"workload {w}: kai / kube-scheduler = {k['pods_per_s'] / ks['pods_per_s']:.2f}x")

@@ -216,10 +216,13 @@ def test_metrics_reference_lists_every_exported_metric():
 
 # ---------------------------------------------------------------------- scheduler config
 def _plugin_argument_keys() -> set[str]:
-    """Argument names the plugins read (string literals passed to ``.get`` in kai/plugins)."""
+    """Argument names the plugins read (string literals passed to ``.get`` in kai/plugins, and
+    argument-name constants ``ARGUMENT = "..."`` of the modules they delegate to, e.g. kai/dra)."""
     keys = {"gpu", "cpu"}                    # nodeplacement reads them in a loop
     for f in (REPO / "kai" / "plugins").glob("*.py"):
         keys.update(re.findall(r"\.get\(\s*\"([a-z]+[A-Z][A-Za-z]*)\"", _text(f)))
+    for f in (REPO / "kai").glob("*/*.py"):
+        keys.update(re.findall(r"^ARGUMENT\s*=\s*\"([A-Za-z]+)\"", _text(f), re.M))
     return keys
 
 

@@ -33,10 +33,10 @@ def schedulable_jobs(ssn, check_capacity: bool = True) -> list:
     victims' evictions may make room under the queue's limit (KAI judges capacity inside each
     victim scenario).
 
-    A single-pod job's capacity answer depends only on its queue, its pod's request and its
-    preemptibility while nothing is allocated (``Session.capacity_by_request``), so it is asked
-    once per such key and shared: a queue held back by its limit or quota costs one check per
-    kind of pod in it, not one per job."""
+    A single-pod job's capacity answer depends only on its queue, its pod's request and DRA
+    GPUs, and its preemptibility while nothing is allocated (``Session.capacity_by_request``),
+    so it is asked once per such key and shared: a queue held back by its limit or quota costs
+    one check per kind of pod in it, not one per job."""
     out = []
     held: dict[tuple, str | None] = {}
     short = SHORT_PATHS
@@ -51,7 +51,7 @@ def schedulable_jobs(ssn, check_capacity: bool = True) -> list:
             if not job.invalid_reasons and q is not None and q.is_leaf:
                 # ready: its one pod is pending (alive, not gated) and its minimum is <= 1
                 if check_capacity:
-                    key = (job.queue, job.preemptible, lone.req.tobytes()) \
+                    key = (job.queue, job.preemptible, lone.req.tobytes(), lone.dra_gpus) \
                         if share and lone.gpu_sharing is None else None
                     over = held.get(key, False) if key is not None else False
                     if over is False:

@@ -32,6 +32,7 @@ class ObjectMeta(_K):
     generation: int = 0
     creation_timestamp: str | None = None
     deletion_timestamp: str | None = None
+    finalizers: list[str] = []
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
     owner_references: list[OwnerReference] = []

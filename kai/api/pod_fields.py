@@ -38,12 +38,12 @@ HONOURED: dict[str, str] = {
     "spec.volumes[].ephemeral": "kai.plugins.volumebinding (the pod's own claim <pod>-<volume>)",
     "spec.volumes[].configMap / projected, env[].valueFrom.configMapKeyRef, envFrom[].configMapRef":
         "kai.plugins.configmaps (KAI's ConfigMap predicate)",
+    "spec.resourceClaims": "kai.plugins.dynamicresources (DRA: filter, device allocation, binder writes the claims)",
+    "spec.containers[].resources.claims": "kai.plugins.dynamicresources (the claims the pod's entries name)",
 }
 
 #: field -> why kai does not honour it yet (a pod that sets it waits with this reason)
 NOT_HONOURED: dict[str, str] = {
-    "spec.resourceClaims": "Dynamic Resource Allocation is not implemented yet",
-    "spec.containers[].resources.claims": "Dynamic Resource Allocation is not implemented yet",
     "spec.volumes[] (in-tree disk)": "in-tree disk volume sources are not scheduled by kai; use a CSI driver",
 }
 

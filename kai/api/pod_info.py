@@ -170,7 +170,8 @@ class PodInfo:
 
     __slots__ = ("pod", "uid", "name", "namespace", "key", "job_key", "status", "node_name",
                  "req", "gpu_sharing", "gpu_groups", "_signature", "creation", "invalid_reason",
-                 "task_priority", "subgroup", "is_virtual", "deleting", "constraints", "volume_plan")
+                 "task_priority", "subgroup", "is_virtual", "deleting", "constraints", "volume_plan",
+                 "dra_gpus", "dra")
 
     def __init__(self, pod: Pod, registry: ResourceRegistry) -> None:
         meta = pod.metadata
@@ -212,6 +213,11 @@ class PodInfo:
                 self.invalid_reason = (f"pod {self.key} sets fields kai does not honour yet, so it waits: "
                                        + "; ".join(missing))
         self.gpu_groups: list[str] = []
+        #: DRA (kai.cache.dra_store / kai.plugins.dynamicresources): GPUs the pod's resource claims
+        #: count for in queue quota (set when a session opens), and the session's device
+        #: allocation for the binder (kai.dra.allocator.DraAllocation) once placed
+        self.dra_gpus = 0.0
+        self.dra = None
         self._signature = None
         labels = meta.labels
         self.task_priority = 0

@@ -1,9 +1,11 @@
 """What a task counts for in queue quota: [gpu devices, cpu millicores, memory bytes].
 
 KAI counts a whole-GPU pod by its devices, a fraction / gpu-memory pod by its fraction x
-devices (``PodInfo.gpu_quota``), and a MIG instance ``nvidia.com/mig-<g>g.<mem>gb`` as ``g``
-GPUs (``GetGpusQuota``). The MIG columns come from the cluster's ResourceRegistry
-(``ResourceRegistry.mig_columns()``); callers pass them in, so nothing here is global.
+devices (``PodInfo.gpu_quota``), a MIG instance ``nvidia.com/mig-<g>g.<mem>gb`` as ``g``
+GPUs (``GetGpusQuota``), and each DRA device of a GPU device class as one GPU
+(``PodInfo.dra_gpus``, see :mod:`kai.dra.quota`). The MIG columns come from the cluster's
+ResourceRegistry (``ResourceRegistry.mig_columns()``); callers pass them in, so nothing here
+is global.
 Used by the proportion plugin, its reclaim rules, the queue order and the status writer.
 """
 from __future__ import annotations
@@ -29,7 +31,8 @@ def mig_gpus(req: np.ndarray, mig_cols: MigColumns) -> float:
 
 
 def quota_gpus(task, mig_cols: MigColumns = ()) -> float:
-    return task.gpu_quota + mig_gpus(task.req, mig_cols) if mig_cols else task.gpu_quota
+    g = task.gpu_quota + mig_gpus(task.req, mig_cols) if mig_cols else task.gpu_quota
+    return g + task.dra_gpus
 
 
 def quota_vector(task, mig_cols: MigColumns = ()) -> np.ndarray:

@@ -50,6 +50,7 @@ from kai.cache.reservation import CONFIGMAP_ANNOTATION, ReservationService, conf
 from kai.cache.status import StatusWriter, now_rfc3339
 from kai.cache.volume_prebind import VolumeBindError, bind_pod_volumes
 from kai.cache.decisions import CycleResult, Decision
+from kai.cache.dra_binding import ClaimBindError, claim_writes, release_claims, reserve_claims
 
 log = structlog.get_logger("kai.binder")
 
@@ -126,11 +127,13 @@ class Binder:
         return uid not in self.assumed_bind
 
     def submit_bind(self, ns: str, name: str, uid: str, node: str, gpu_groups: list[str] | None = None,
-                    portion: float = 0.0, volumes: tuple = ()) -> None:
+                    portion: float = 0.0, volumes: tuple = (), claims: list | None = None) -> None:
+        """``volumes``: the pod's volume decisions (VolumeBinding's PreBind, kai.cache.volume_prebind);
+        ``claims``: its ResourceClaim writes (kai.cache.dra_binding.claim_writes); both done before binding."""
         self.assumed_bind[uid] = (f"{ns}/{name}", node)
         self.bind_count += 1
         self._submit(self._bind, ns, name, uid, node, time.monotonic(), list(gpu_groups or ()), portion,
-                     tuple(volumes))
+                     tuple(volumes), claims or [])
 
     def submit_evict(self, ns: str, name: str, uid: str, message: str) -> None:
         self.assumed_evict[uid] = f"{ns}/{name}"
@@ -138,7 +141,7 @@ class Binder:
 
     # ------------------------------------------------------------------ workers
     def _bind(self, ns: str, name: str, uid: str, node: str, t0: float, gpu_groups: list[str] = (),
-              portion: float = 0.0, volumes: tuple = ()) -> None:
+              portion: float = 0.0, volumes: tuple = (), claims: list = ()) -> None:
         key = f"{ns}/{name}"
         latest = self.latest_pod(key)
         if latest is not None and (latest.spec.node_name or latest.metadata.uid != uid):
@@ -174,6 +177,10 @@ class Binder:
                 log.warning("shared GPU preparation failed", pod=key, node=node, error=str(exc))
                 self.events.put(("Binder", BIND_FAILED, (uid, key, node, reason)))
                 return
+        # ---- DRA: the claims' allocation and reservedFor, before the binding (kai.cache.dra_binding)
+        claims_done = self._reserve_claims(ns, name, uid, node, claims) if claims else []
+        if claims_done is None:
+            return
         body = {"apiVersion": "v1", "kind": "Binding",
                 "metadata": {"name": name, "namespace": ns, "uid": uid},
                 "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
@@ -202,6 +209,7 @@ class Binder:
                     if cm_prefix and self.reservations is not None:
                         self.reservations.delete_configmaps(ns, cm_prefix,
                                                             fraction_configmap_suffix(self.latest_pod(key)))
+                    release_claims(self.client, uid, claims_done)      # DRA: nothing half done
                     self.events.put(("Binder", BIND_FAILED, (uid, key, node, reason)))
                     return
                 # before retrying, make sure an earlier attempt did not bind it after all
@@ -210,6 +218,20 @@ class Binder:
                     self.events.put(("Binder", BIND_OK, (uid, key, node, "")))
                     return
                 time.sleep(retry_delay(exc, attempt))
+
+    def _reserve_claims(self, ns: str, name: str, uid: str, node: str, claims: list) -> list | None:
+        """DRA PreBind (kai.cache.dra_binding): the written claims, or None when it failed (then
+        nothing of it is left, BIND_FAILED is reported and a Warning Event names the claim)."""
+        try:
+            return reserve_claims(self.client, name, uid, claims)
+        except ClaimBindError as exc:
+            reason = f"binding {ns}/{name} to {node} failed: {exc}"
+            log.warning("resource claims not written", pod=f"{ns}/{name}", node=node, error=str(exc))
+            if self.status is not None:
+                self.status.event({"kind": "Pod", "apiVersion": "v1", "namespace": ns, "name": name, "uid": uid},
+                                  "FailedBinding", reason, "Warning")
+            self.events.put(("Binder", BIND_FAILED, (uid, f"{ns}/{name}", node, reason)))
+            return None
 
     def _prepare_shared(self, ns: str, name: str, uid: str, node: str, groups: list[str], portion: float,
                         latest) -> str:
@@ -291,6 +313,8 @@ class Binder:
             self.assumed_bind.pop(uid, None)
             self.failed_binds[key] = reason
             state.storage.release(uid)       # volumes its placement assumed are free again
+            if state.dra is not None:
+                state.dra.unassume(uid)          # the claims kai meant to write are not taken
         else:
             self.assumed_evict.pop(uid, None)
         if latest is not None and latest.metadata.uid == uid:
@@ -342,8 +366,11 @@ class LiveCache:
         if shared:
             info = self.state.nodes.by_name.get(node_name)
             portion = shared_portion(task, info) if info is not None else float(task.gpu_sharing.portion or 0)
+        claims = None
+        if task.dra is not None and self.state.dra is not None:     # DRA: claims written before the binding
+            claims = claim_writes(task.dra, self.state.dra.kai_allocated.__contains__, self.state.dra.claims.get)
         self.binder.submit_bind(task.namespace, task.name, task.uid, node_name,
-                                groups if shared else None, portion, getattr(task, "volume_plan", ()))
+                                groups if shared else None, portion, getattr(task, "volume_plan", ()), claims)
         self.result.bindings.append(Decision(task.key, node_name, groups))
 
     def pipeline(self, task, node_name: str) -> None:

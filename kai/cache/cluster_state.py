@@ -110,7 +110,7 @@ class ClusterState:
         # PodGroup keys whose pods or spec changed since the status writer last looked
         self.dirty_jobs: set[str] = set()
         #: job key -> change number of its last change (pods joined, left, bound, evicted, spec);
-        #: lets per-job figures be kept from one cycle to the next (see ``job_changed``)
+        #: lets per-job figures be kept from one cycle to the next (see ``changed_since``)
         self.job_seq: dict[str, int] = {}
         self._seq = 0
         self.job_seq_epoch = 0
@@ -119,6 +119,9 @@ class ClusterState:
         self._maybe_pending: dict[str, None] = {}
         self._job_ord: dict[str, int] = {}          # job key -> position in ``jobs`` (insertion order)
         self._ord_seq = 0
+        #: DRA objects and device use (kai.cache.dra_store.DraStore); None: no DRA in this cluster model
+        self.dra = None
+        self.claim_pods: set[str] = set()                       # uids of pods with spec.resourceClaims
 
     # ------------------------------------------------------------------ job changes
     def _touch(self, key: str) -> None:
@@ -136,6 +139,11 @@ class ClusterState:
             self._job_ord = {k: i for i, k in enumerate(self.jobs, 1)}
             self._ord_seq = len(self._job_ord)
             self.job_seq_epoch += 1
+
+    def job_changed(self, key: str) -> None:
+        """Something a job's figures are made of changed outside the pod and PodGroup events
+        (e.g. the GPUs its DRA claims count for): per-job caches must look at it again."""
+        self._touch(key)
 
     @property
     def change_seq(self) -> int:
@@ -339,6 +347,8 @@ class ClusterState:
         if not ours and not self._occupies_node(p):
             return None
         self.pods[p.uid] = p
+        if pod.spec.resource_claims:
+            self.claim_pods.add(p.uid)
         if p.node_name:
             self._node_pods[p.node_name].add(p.uid)
             if self._occupies_node(p):
@@ -351,6 +361,7 @@ class ClusterState:
         p = self.pods.pop(uid, None)
         if p is None:
             return
+        self.claim_pods.discard(uid)
         self._uncharge(uid)
         if p.node_name:
             self._node_pods[p.node_name].discard(uid)
@@ -465,6 +476,8 @@ class ClusterState:
         self._charge(task)
         if task.volume_plan:
             self.storage.assume(task.uid, task.volume_plan, node_name)
+        if self.dra is not None and task.dra is not None:
+            self.dra.assume(task.uid, task.name, task.dra)      # its claims stay taken until the API shows them
 
     def assume_evicted(self, task: PodInfo) -> None:
         """An eviction was issued: the pod's resources are releasing until it is gone."""

@@ -63,6 +63,7 @@ class Controller:
         self.events: queue.Queue = queue.Queue()
         self.state = ClusterState(scheduler_name=scheduler_name)
         self.dra = DraStore()        # ResourceSlices, DeviceClasses, ResourceClaims, templates
+        self.state.dra = self.dra    # sessions allocate devices from it (kai.plugins.dynamicresources)
         self.metrics = metrics or Metrics()
         self.status = StatusWriter(client, workers=status_workers)
         self.reporter = StatusReporter(self.status)
@@ -225,6 +226,7 @@ class Controller:
         if kind == "Pod":
             if etype == DELETED:
                 st.delete_pod(obj.metadata.uid)
+                self.dra.unassume(obj.metadata.uid)
                 self.binder.forget(obj.metadata.uid, _key(obj))
                 if self.grouper is not None:
                     self.grouper.forget(obj.metadata.uid)
@@ -364,9 +366,13 @@ class Controller:
         informer or the guard logged it); everything else keeps being scheduled."""
         kind = info["kind"]
         bad = self.invalid.setdefault(kind, {})
-        bad[f"{info['namespace']}/{info['name']}" if info["namespace"] else info["name"]] = info["error"]
+        key = f"{info['namespace']}/{info['name']}" if info["namespace"] else info["name"]
+        repeated = bad.get(key) == info["error"]
+        bad[key] = info["error"]
         self.metrics.invalid_objects.labels(kind=kind).set(len(bad))
         self.metrics.invalid_reports.labels(kind=kind).inc()
+        if repeated:        # the watch re-sent the same bad version (status heartbeat, relist): one Event is enough
+            return
         api = {"Pod": "v1", "Node": "v1", "PodGroup": "scheduling.run.ai/v2alpha2", "Queue": "scheduling.run.ai/v2",
                "Topology": "kai.scheduler/v1alpha1", "PriorityClass": "scheduling.k8s.io/v1",
                "ResourceSlice": "resource.k8s.io/v1", "DeviceClass": "resource.k8s.io/v1",
@@ -375,10 +381,9 @@ class Controller:
                "StorageClass": "storage.k8s.io/v1", "CSINode": "storage.k8s.io/v1", "CSIDriver": "storage.k8s.io/v1",
                "CSIStorageCapacity": "storage.k8s.io/v1",
                "VolumeAttachment": "storage.k8s.io/v1"}.get(info["kind"], "")
-        where = f"{info['namespace']}/{info['name']}" if info["namespace"] else info["name"]
         self.status.event({"kind": info["kind"], "apiVersion": api, "namespace": info["namespace"] or "default",
                            "name": info["name"], "uid": info["uid"]}, "InvalidObject",
-                          f"{self.scheduler_name} ignores {info['kind']} {where}: {info['error']}", "Warning")
+                          f"{self.scheduler_name} ignores {info['kind']} {key}: {info['error']}", "Warning")
 
     def _report_unschedulable(self, result) -> None:
         for key, reasons in result.unschedulable.items():

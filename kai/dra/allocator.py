@@ -33,6 +33,7 @@ at the first erroring device it visits instead).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -43,6 +44,7 @@ from kai.api.dra import (ALL, EXACT_COUNT, RESERVED_FOR_MAX, RESULTS_MAX, Device
                          DeviceToleration, ResourceClaim, ResourceClaimTemplate)
 from kai.api.k8s import NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectMeta, Pod
 from kai.dra.inventory import Inventory, node_selector_mask, tolerates
+from kai.dra.quota import request_classes
 from kai.dra.selector import E, T, compile_selector
 
 try:
@@ -135,6 +137,7 @@ class ClaimAllocation:
     classes: dict[str, int] = field(default_factory=dict)   # device class -> devices (for quota)
     reserved_for: list[str] = field(default_factory=list)   # consumer uids
     new: bool = False                         # allocated by kai in this session
+    claim: ResourceClaim | None = None        # the claim object (new allocations: for the binder)
 
 
 @dataclass
@@ -143,10 +146,21 @@ class DraAllocation:
     node: int
     claims: list[ClaimAllocation]             # every claim of the pod (new and already allocated)
     mark: int = -1                            # journal position before it
+    own: list[ClaimAllocation] = field(default_factory=list)   # the claims this call allocated
+    inv: Any = None                           # the Inventory its rows index
 
     def bindings(self) -> list[dict[str, Any]]:
         """``[{"claim": "ns/name", "results": [...]}]`` as kai simulate prints them."""
         return [{"claim": c.key, "results": c.results} for c in self.claims]
+
+
+def allocation_status(c: ClaimAllocation) -> dict[str, Any]:
+    """A claim's ``status.allocation`` in API shape (what the binder writes)."""
+    out: dict[str, Any] = {"devices": {"results": [dict(r) for r in c.results],
+                                       **({"config": c.config} if c.config else {})}}
+    if c.node_selector is not None:
+        out["nodeSelector"] = msgspec.to_builtins(c.node_selector)
+    return out
 
 
 # --- compiled requests ------------------------------------------------------------------------
@@ -182,6 +196,8 @@ class DraRequest:
     exact_by_counts: bool
     allocated_nodes: np.ndarray               # bool[N]: where the already allocated claims are
     search: Any = None
+    core: Any = None                          # the cached compile it shares arrays and search with
+    alt_claim: list[int] = field(default_factory=list)   # claim index of each alternative
 
     @property
     def has_claims(self) -> bool:
@@ -198,9 +214,14 @@ class DraAllocator:
     def __init__(self, inv: Inventory, classes: dict[str, DeviceClass], claims: Iterable[ResourceClaim] = ()) -> None:
         self.inv = inv
         self.classes = classes
+        #: uint8[D] claims holding each device (0: free; more than 1 only if the API double-booked it)
         self.used = np.zeros(inv.n_devices, dtype=np.uint8)
+        #: uint8[D] 1: freed by free(), but still held by a pod being evicted (pipelining only)
+        self.releasing = np.zeros(inv.n_devices, dtype=np.uint8)
         self.allocated: dict[str, ClaimAllocation] = {}
         self._journal: list[tuple[str, Any]] = []
+        self._freed: set[str] = set()            # claims freed by free(): their API allocation no longer counts
+        self._cores: dict[tuple, DraRequest] = {}  # compiled claim specs (see prepare)
         self._alt_cache: dict[tuple, tuple[np.ndarray, str]] = {}
         self._scratch()
         for c in claims:
@@ -213,8 +234,11 @@ class DraAllocator:
         other = DraAllocator.__new__(DraAllocator)
         other.inv, other.classes = self.inv, self.classes
         other.used = self.used.copy()
+        other.releasing = self.releasing.copy()
         other.allocated = dict(self.allocated)
         other._journal = []
+        other._freed = set()
+        other._cores = {}
         other._alt_cache = self._alt_cache
         other._scratch()
         return other
@@ -245,13 +269,26 @@ class DraAllocator:
             if row >= 0:
                 nodes &= inv.reach(row)
                 if not r.admin_access:
-                    self.used[row] = 1
+                    self.used[row] += 1
         if alloc.node_selector is not None:
-            nodes &= node_selector_mask(alloc.node_selector, inv.node_names, inv.node_labels)
+            nodes &= node_selector_mask(alloc.node_selector, inv.node_names, inv.node_labels, inv.node_index)
+        by_request = request_classes(claim)
+        classes: dict[str, int] = {}
+        for r in results:
+            cls = by_request.get(r["request"], "")
+            classes[cls] = classes.get(cls, 0) + 1
         self.allocated[key] = ClaimAllocation(
             key, results, rows, admin, nodes, node_selector=alloc.node_selector,
-            config=[msgspec.to_builtins(c) for c in alloc.devices.config],
+            config=[msgspec.to_builtins(c) for c in alloc.devices.config], classes=classes,
             reserved_for=[r.uid for r in claim.status.reserved_for])
+
+    def hold(self, c: ClaimAllocation) -> None:
+        """Record an allocation a fork over the same inventory made (kai committed it)."""
+        self.forget(c.key)
+        self.allocated[c.key] = c
+        for row, adm in zip(c.rows, c.admin):
+            if row >= 0 and not adm:
+                self.used[row] += 1
 
     def forget(self, key: str) -> None:
         """A claim was deallocated or deleted: its devices are free again."""
@@ -259,10 +296,13 @@ class DraAllocator:
         if got is not None:
             self._release(got)
 
-    def _release(self, a: ClaimAllocation) -> None:
+    def _release(self, a: ClaimAllocation, releasing: bool = False) -> None:
         for row, adm in zip(a.rows, a.admin):
             if row >= 0 and not adm:
-                self.used[row] = 0
+                if self.used[row]:
+                    self.used[row] -= 1
+                if releasing:
+                    self.releasing[row] = 1
 
     def checkpoint(self) -> int:
         return len(self._journal)
@@ -278,11 +318,72 @@ class DraAllocator:
                 self.allocated[a.key] = a
                 for row, adm in zip(a.rows, a.admin):
                     if row >= 0 and not adm:
-                        self.used[row] = 1
+                        self.used[row] += 1
 
     def undo(self, allocation: DraAllocation) -> None:
         """Roll back one allocation (and everything after it)."""
         self.rollback(allocation.mark)
+
+    def max_per_node(self, class_name: str, selectors: list, tolerations: list) -> int:
+        """The most devices of a class (and selectors) that one node reaches, free or not."""
+        m, _ = self._alt_match(class_name, selectors, tolerations)
+        per_node = _per_node(self.inv, m, np.ones(self.inv.n_nodes, dtype=bool))
+        return int(per_node.max()) if len(per_node) else 0
+
+    # --- out-of-order undo (the scheduling session's event handlers) -------------------
+    def release(self, claims: list[ClaimAllocation]) -> None:
+        """Undo allocations whatever came after them (a pod's :attr:`DraAllocation.own`, say):
+        each claim still holding exactly that allocation is forgotten, its devices freed."""
+        for c in claims:
+            if self.allocated.get(c.key) is c:
+                del self.allocated[c.key]
+                self._release(c)
+
+    def free(self, key: str) -> ClaimAllocation | None:
+        """Free a claim's devices because its consumers are evicted: they are releasing (a pod
+        that takes them is pipelined). The allocation, for :meth:`restore`."""
+        got = self.allocated.pop(key, None)
+        if got is not None:
+            self._release(got, True)
+            self._freed.add(key)
+        return got
+
+    def restore(self, claims: list[ClaimAllocation], back: bool = False) -> bool:
+        """Put back claims taken away by :meth:`release` or :meth:`free`, on the very same
+        devices (``back``: their pods' eviction is undone, the devices are no longer
+        releasing); False (and nothing changed) when a claim or device was taken meanwhile."""
+        for c in claims:
+            if c.key in self.allocated:
+                return False
+            for row, adm in zip(c.rows, c.admin):
+                if row >= 0 and not adm and self.used[row]:
+                    return False
+        for c in claims:
+            self.allocated[c.key] = c
+            self._freed.discard(c.key)
+            for row, adm in zip(c.rows, c.admin):
+                if row >= 0 and not adm:
+                    self.used[row] += 1
+                    if back:
+                        self.releasing[row] = 0
+        return True
+
+    def allocate_waiting(self, req: DraRequest, node: int, pod_uid: str = "") -> tuple[DraAllocation | None, bool]:
+        """:meth:`allocate` on devices free now if it can, else on releasing ones too; the
+        second value is True when the allocation needs devices evicted pods still hold."""
+        rel = self.releasing
+        if not rel.any():
+            return self.allocate(req, node, pod_uid), False
+        hide = (rel != 0) & (self.used == 0)
+        self.used[hide] = 1
+        try:
+            got = self.allocate(req, node, pod_uid)
+        finally:
+            self.used[hide] = 0
+        if got is not None:
+            return got, False
+        got = self.allocate(req, node, pod_uid)
+        return got, got is not None
 
     def free_claim(self, key: str) -> int:
         """Virtually free a claim's devices (its last consumer is evicted); returns the journal
@@ -368,7 +469,7 @@ class DraAllocator:
                 reasons.append(f"resource claim {pc.key} is being deleted")
                 continue
             got = self.allocated.get(pc.key)
-            if got is None and claim.status.allocation is not None:
+            if got is None and claim.status.allocation is not None and pc.key not in self._freed:
                 self.adopt(claim)
                 got = self.allocated.get(pc.key)
             if got is not None:
@@ -381,7 +482,21 @@ class DraAllocator:
             reasons.append(f"pod has {len(pending)} unallocated resource claims; kai allocates at most "
                            f"{MAX_CLAIMS} at once")
             pending = []
+        # pods whose unallocated claims have the same specs (one template) share one compile
+        key = tuple(_spec_key(pc.claim) for pc in pending)   # type: ignore[arg-type]
+        core = self._cores.get(key)
+        if core is not None:
+            return dataclasses.replace(core, pod_claims=pod_claims, reasons=reasons, pending=pending,
+                                       allocated_nodes=nodes, search=core.search, core=core)
+        n_reasons = len(reasons)
+        req = self._compile(pod_claims, reasons, pending, nodes)
+        if len(req.reasons) == n_reasons and len(self._cores) < 1000:
+            self._cores[key] = req.core = dataclasses.replace(req, pod_claims=[], reasons=[], pending=[])
+        return req
 
+    def _compile(self, pod_claims: list[PodClaim], reasons: list[str], pending: list[PodClaim],
+                 nodes: np.ndarray) -> DraRequest:
+        inv = self.inv
         alts: list[_Alt] = []
         starts = [0]
         req_claim: list[int] = []
@@ -446,11 +561,12 @@ class DraAllocator:
                     con_alt[k, a] = 1
         exact = K == 0 and all(starts[q + 1] - starts[q] == 1 for q in range(len(req_claim))) \
             and all(alt.count > 0 and not alt.admin for alt in alts) and _disjoint(cand)
+        alt_claim = [req_claim[q] for q in range(len(req_claim)) for _ in range(starts[q + 1] - starts[q])]
         return DraRequest(pod_claims, reasons, pending, alts, np.array(starts, dtype=np.int32),
                           np.array(req_claim, dtype=np.int32), req_names, constraints, cand,
                           np.array([a.count for a in alts], dtype=np.int32),
                           np.array([a.admin for a in alts], dtype=np.uint8), con_attr, con_claim, con_alt,
-                          exact, nodes)
+                          exact, nodes, alt_claim=alt_claim)
 
     # ------------------------------------------------------------------ decide
     def _search(self, req: DraRequest):
@@ -461,6 +577,8 @@ class DraAllocator:
                                 inv.dev_scope, inv.scope_nodes, inv.node_start, inv.net_start,
                                 inv.node_pool_bad, max(len(req.pending), 1), RESULTS_MAX, SEARCH_BUDGET,
                                 self._rows, self._taken)
+            if req.core is not None:
+                req.core.search = req.search
         return req.search
 
     def feasible(self, req: DraRequest, base: np.ndarray | None = None) -> np.ndarray:
@@ -502,21 +620,23 @@ class DraAllocator:
             if n < 0:
                 return None
             per_claim: dict[int, list[tuple[int, int]]] = {}
+            alt_claim = req.alt_claim
             for row, a in zip(rows[:n].tolist(), alt_of[:n].tolist()):
-                per_claim.setdefault(int(req.req_claim[_request_of(req.req_alt_start, a)]), []).append((row, a))
+                per_claim.setdefault(alt_claim[a], []).append((row, a))
             for ci, pc in enumerate(req.pending):
                 got = self._claim_allocation(req, pc, per_claim.get(ci, []), node)
+                got.reserved_for = [pod_uid] if pod_uid else []
                 self.allocated[pc.key] = got
                 for row, adm in zip(got.rows, got.admin):
                     if not adm:
-                        self.used[row] = 1
+                        self.used[row] += 1
                 self._journal.append(("alloc", got))
                 claims.append(got)
         new = {c.key for c in claims}
         for pc in req.pod_claims:
             if pc.key and pc.key not in new and pc.key in self.allocated:
                 claims.append(self.allocated[pc.key])
-        return DraAllocation(node, claims, mark)
+        return DraAllocation(node, claims, mark, own=claims[:len(req.pending) if req.alts else 0], inv=inv)
 
     def allocate_gang(self, decisions: list[tuple[DraRequest, int]]) -> list[DraAllocation] | None:
         """All of a gang's pods' claims on their chosen nodes, or nothing."""
@@ -534,7 +654,6 @@ class DraAllocator:
         inv = self.inv
         results, rows, admin = [], [], []
         classes: dict[str, int] = {}
-        nodes = np.ones(inv.n_nodes, dtype=bool)
         used_alts: list[_Alt] = []
         for row, a in picked:
             alt = req.alts[a]
@@ -546,11 +665,26 @@ class DraAllocator:
             rows.append(row)
             admin.append(alt.admin)
             classes[alt.class_name] = classes.get(alt.class_name, 0) + 1
-            nodes &= inv.reach(row)
             if alt not in used_alts:
                 used_alts.append(alt)
+        nodes = self._reach_all(rows)
         return ClaimAllocation(pc.key, results, rows, admin, nodes, self._config(pc, used_alts),
-                               self._node_selector(rows, node), classes, new=True)
+                               self._node_selector(rows, node), classes, new=True, claim=pc.claim)
+
+    def _reach_all(self, rows: list[int]) -> np.ndarray:
+        """bool[N]: nodes that reach every device of ``rows`` (one array, not one per device)."""
+        inv = self.inv
+        local = {int(inv.dev_node[r]) for r in rows if inv.dev_node[r] >= 0}
+        if len(local) > 1:
+            return np.zeros(inv.n_nodes, dtype=bool)
+        if local:
+            nodes = np.zeros(inv.n_nodes, dtype=bool)
+            nodes[local.pop()] = True
+        else:
+            nodes = np.ones(inv.n_nodes, dtype=bool)
+        for scope in {int(inv.dev_scope[r]) for r in rows if inv.dev_node[r] < 0}:
+            nodes &= inv.scope_nodes[scope].astype(bool)
+        return nodes
 
     def _config(self, pc: PodClaim, used_alts: list[_Alt]) -> list[dict[str, Any]]:
         """Class configs (each class once), then the claim's configs for the chosen requests."""

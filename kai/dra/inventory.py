@@ -60,14 +60,24 @@ def qualified(name: str, driver: str) -> str:
     return name if "/" in name else f"{driver}/{name}"
 
 
-def node_selector_mask(sel: NodeSelector | None, names: list[str], labels: list[dict[str, str]]) -> np.ndarray:
-    """bool[N]: nodes matching a NodeSelector (terms ORed, requirements ANDed)."""
+def node_selector_mask(sel: NodeSelector | None, names: list[str], labels: list[dict[str, str]],
+                       index: dict[str, int] | None = None) -> np.ndarray:
+    """bool[N]: nodes matching a NodeSelector (terms ORed, requirements ANDed). With ``index``
+    (name -> column), a term of only ``metadata.name In`` fields (what an allocation's
+    nodeSelector for node-local devices is) is answered without a pass over the nodes."""
     n = len(names)
     out = np.zeros(n, dtype=bool)
     if sel is None:
         return out
     for term in sel.node_selector_terms:
         if not term.match_expressions and not term.match_fields:
+            continue
+        if index is not None and not term.match_expressions and len(term.match_fields) == 1 \
+                and term.match_fields[0].key == "metadata.name" and term.match_fields[0].operator == "In":
+            for v in term.match_fields[0].values:
+                i = index.get(v)
+                if i is not None:
+                    out[i] = True
             continue
         m = np.ones(n, dtype=bool)
         for e in term.match_expressions:

@@ -14,11 +14,17 @@ topology-domain filters and scores (kai._fast.domains) that the placement kernel
 before each decision and charges after it, so runs of identical tasks stay one kernel call.
 Such a predicate gives a ``run_key``: tasks with equal keys may share a run. Whatever a placement
 takes is recorded through ``ssn.allocate_handlers`` / ``deallocate_handlers``, which the
-Statement fires on allocate, evict and every undo, so a rolled-back gang gives it back.
+Statement fires on allocate, evict and every undo, so a rolled-back gang gives it back. An
+allocate handler may answer a placement with a reason (it could not take what the placement
+needs: the Statement undoes it) or with :data:`PIPELINE_ONLY` (what it takes is still held by
+evicted pods: the placement stands only as a pipeline); see ``Session.fire_allocate``.
 """
 from __future__ import annotations
 
 import numpy as np
+
+#: an allocate handler's answer: the placement may stand only as a pipeline
+PIPELINE_ONLY = "\x00pipeline-only"
 
 
 class NodePredicate:

@@ -28,7 +28,7 @@ from kai.api.podgroup_info import PodGroupInfo, default_task_order_key
 from kai.api.queue_info import QueueInfo, QueueTree
 from kai.api.resources import GPU
 from kai.cache.cluster_state import ClusterState
-from kai.framework.predicate import NodePredicate
+from kai.framework.predicate import PIPELINE_ONLY, NodePredicate
 
 S = C.PodStatus
 
@@ -119,6 +119,9 @@ class Session:
                                  self.name_rank, self.dev_used, self.dev_alloc, self.dev_rel, self.dev_from_rel,
                                  GPU)
         self.node_infos = t.infos
+        if state.dra is not None:
+            # DRA pods' quota GPUs (kai.cache.dra_store), before any plugin reads quota figures
+            state.dra.refresh(state, config)
         self.touch_log = TouchLog(self.idle.shape[1])
         self._node_queues: dict[tuple, NodeQueue] = {}
         self.registry = state.registry
@@ -162,7 +165,10 @@ class Session:
         #: sharing depends only on (queue, preemptible, request) and the queues' allocations:
         #: actions may then ask once per such key while nothing is allocated
         self.capacity_by_request = False
-        self.allocate_handlers: list[Callable[[PodInfo], None]] = []
+        #: fired on every placement (and on the undo of an eviction); a handler may refuse a
+        #: placement by returning a reason, or accept it only as a pipeline (PIPELINE_ONLY); see
+        #: ``fire_allocate``. Handlers return None otherwise
+        self.allocate_handlers: list[Callable[[PodInfo], str | None]] = []
         self.deallocate_handlers: list[Callable[[PodInfo], None]] = []
         #: fired when an allocated task of the session is turned into a pipeline (gang not ready)
         self.pipeline_handlers: list[Callable[[PodInfo], None]] = []
@@ -336,11 +342,21 @@ class Session:
             return fn(job, tasks)
         return None
 
-    def fire_allocate(self, task: PodInfo) -> None:
+    def fire_allocate(self, task: PodInfo) -> str | None:
+        """Every allocate handler sees the placement. Returns the first reason a handler
+        returned (it could not take what the placement needs, e.g. DRA devices): the Statement
+        then undoes the placement, firing the deallocate handlers as for any undo (so a
+        handler that refused treats that deallocate as a no-op). Else PIPELINE_ONLY if a
+        handler answered that (the Statement turns an allocation into a pipeline, or undoes it
+        where pipelining is not allowed), else None."""
         self.touched_jobs.add(task.job_key)
         self.alloc_events += 1
+        refused = None
         for fn in self.allocate_handlers:
-            fn(task)
+            why = fn(task)
+            if why and (refused is None or refused == PIPELINE_ONLY):
+                refused = why
+        return refused
 
     def fire_deallocate(self, task: PodInfo) -> None:
         self.touched_jobs.add(task.job_key)

@@ -20,6 +20,7 @@ from kai.api import constants as C
 from kai.api.pod_info import PodInfo
 from kai.api.resources import GPU
 from kai.cache.cluster_state import shared_portion
+from kai.framework.predicate import PIPELINE_ONLY
 
 if TYPE_CHECKING:
     from kai.framework.session import Session
@@ -82,16 +83,16 @@ class Statement:
             if placed < 0:
                 placed = 0
             elif placed == len(tasks) or q.exact:
-                return self._record(tasks, placed, out)
+                return self._record(tasks, placed, out, allow_pipeline)
         if placed < len(tasks):
             got = _placement.place(ssn.arrays, mask, extra, req, req_cols, score_col, strat, cpu_only,
                                    allow_pipeline, out, placed, constraints)
             for node in out.nodes[placed:placed + got]:
                 ssn.touch_log.mark(int(node))
             placed += got
-        return self._record(tasks, placed, out)
+        return self._record(tasks, placed, out, allow_pipeline)
 
-    def _record(self, tasks, placed, out) -> int:
+    def _record(self, tasks, placed, out, allow_pipeline: bool = True) -> int:
         ssn = self.ssn
         infos = ssn.node_infos
         nodes, pipe, undo = out.nodes, out.pipelined, out.undo
@@ -104,8 +105,30 @@ class Statement:
             t.status = S.PIPELINED if pipelined else S.ALLOCATED
             t.node_name = infos[op.node].name
             t.is_virtual = True
-            ssn.fire_allocate(t)
+            answer = ssn.fire_allocate(t)
+            if answer == PIPELINE_ONLY and (pipelined or allow_pipeline):
+                if not pipelined:               # it needs what evicted pods still hold: wait for it
+                    op.kind = PIPELINE
+                    t.status = S.PIPELINED
+                    ssn.fire_pipelined(t)
+            elif answer:
+                self._refused(out, i, placed)
+                return i
         return placed
+
+    def _refused(self, out, i: int, placed: int) -> None:
+        """An allocate handler refused the ``i``-th placement of a run: undo it (firing the
+        deallocate handlers) and the kernel's later placements of the run (no handler saw
+        those), newest first, so the arrays are as before the ``i``-th placement."""
+        ssn = self.ssn
+        for k in range(placed - 1, i, -1):
+            n = int(out.nodes[k])
+            old = out.undo[k]
+            ssn.idle[:, n] = old[0]
+            ssn.releasing[:, n] = old[1]
+            ssn.avail[:, n] = old[0] + old[1]
+            ssn.touch_log.mark(n)
+        self.rollback(len(self.ops) - 1)
 
     # ------------------------------------------------------------------ shared GPUs
     def _save_dev(self, i: int, task: PodInfo) -> tuple:
@@ -170,7 +193,11 @@ class Statement:
         task.status = S.PIPELINED if pipelined else S.ALLOCATED
         task.node_name = ssn.node_infos[i].name
         task.is_virtual = True
-        ssn.fire_allocate(task)
+        answer = ssn.fire_allocate(task)
+        if answer and not (answer == PIPELINE_ONLY and pipelined):
+            # refused (see Session.fire_allocate): undone; the task stays pending, so its gang
+            # is found short and the job's attempt fails
+            self.rollback(len(self.ops) - 1)
 
     def _evict_shared(self, task: PodInfo, i: int, was_pipelined: bool) -> None:
         ssn = self.ssn

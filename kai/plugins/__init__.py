@@ -10,6 +10,7 @@ from kai.plugins import gpusharing  # noqa: F401  (register gpupack, gpuspread, 
 from kai.plugins import topology  # noqa: F401  (register)
 from kai.plugins import leaders  # noqa: F401  (register kubeflow, ray)
 from kai.plugins import podaffinity  # noqa: F401  (register)
+from kai.plugins import dynamicresources  # noqa: F401  (register)
 
 log = structlog.get_logger("kai.plugins")
 
@@ -24,8 +25,6 @@ BUILT_IN: dict[str, str] = {
 
 #: KAI plugins kai does not implement yet: configuring one is reported, never silently dropped
 NOT_IMPLEMENTED: dict[str, str] = {
-    "dynamicresources": "Dynamic Resource Allocation is not wired into scheduling yet; pods with "
-                        "resourceClaims wait with that reason",
     "snapshot": "the snapshot debug endpoint is not served",
     "reflectjoborder": "the job-order debug endpoint is not served",
 }

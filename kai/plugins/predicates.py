@@ -18,6 +18,7 @@ from kai.api.resources import format_resource
 from kai.framework.plugin import Plugin, register_plugin
 from kai.plugins import volumebinding
 from kai.plugins.configmaps import ConfigMapPredicate
+from kai.plugins.dynamicresources import unconfigured_guard
 from kai.plugins.nodeaffinity import preferred_node_affinity
 from kai.plugins.nodeports import NodePorts
 from kai.plugins.podaffinity import InterPodAffinity
@@ -53,6 +54,8 @@ class Predicates(Plugin):
 
         ssn.pre_predicate_fns.append(pre_predicate)
         ssn.pre_predicate_fns.append(ConfigMapPredicate(ssn.state.storage))
+        if ssn.config is not None and ssn.config.plugin_args("dynamicresources") is None:
+            ssn.pre_predicate_fns.append(unconfigured_guard)      # pods with claims wait (fail closed)
         ssn.node_predicates.extend([InterPodAffinity(ssn), TopologySpread(ssn), NodePorts(ssn)])
         volumebinding.register(ssn)
         ssn.node_order_fns.append(preferred_node_affinity(ssn))

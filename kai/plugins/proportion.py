@@ -17,7 +17,8 @@ At session open (``pkg/scheduler/plugins/proportion/proportion.go``):
   so per ready node ``allocatable - idle`` is everything charged; the walk above also sums
   the charges of kai's own tasks on nodes, and the difference is the other schedulers' use.
   (A kai-scheduler pod that is on a node but belongs to no job -- its PodGroup is missing --
-  is counted as foreign here; KAI would not subtract it.) Clamped at 0.
+  is counted as foreign here; KAI would not subtract it.) Clamped at 0. Plus the GPUs the
+  nodes publish as DRA devices (``ClusterState.dra``, GPU device classes; kai.dra.quota).
 * ``divide_fair_share`` (kai._fast.proportion) is called once with all queues, the plugin
   argument ``kValue`` (default 1.0; <= 0 becomes 0, as in KAI) and zero historical usage
   (no UsageDB).
@@ -337,7 +338,10 @@ class Proportion(Plugin):
         if nodes.dev_used.shape[1]:
             charged[0] -= float((nodes.dev_used[ready] > 1e-9).sum())
         foreign = np.maximum(charged - kai_used, 0.0)
-        return np.maximum(allocatable - foreign, 0.0)
+        total = np.maximum(allocatable - foreign, 0.0)
+        if ssn.state.dra is not None:           # GPUs published as DRA devices (kai.dra.quota)
+            total[0] += ssn.state.dra.gpu_capacity(nodes, ready)
+        return total
 
     # ------------------------------------------------------------------ handlers / checks
     def _event(self, ssn, task, sign: float) -> None:
@@ -354,10 +358,12 @@ class Proportion(Plugin):
             v = task.req.take(_COLS)             # [gpu, cpu, memory]
             if gs is not None:
                 v[0] = gs.portion * gs.num_devices if gs.portion else self.memory_gpus(task)
-            else:
-                if self.mig_cols:
-                    v[0] += mig_gpus(task.req, self.mig_cols)
-                self._vec[task.uid] = v          # depends only on the request
+            elif self.mig_cols:
+                v[0] += mig_gpus(task.req, self.mig_cols)
+            v[0] += task.dra_gpus                # DRA GPUs (kai.dra.quota)
+            if gs is None:
+                # depends only on the request and the pod's DRA GPUs (set when the session opens)
+                self._vec[task.uid] = v
         # row by row (a path holds each row once): cheaper than a fancy-indexed add for the
         # two or three rows of a path, and exact (x - v is x + (-v))
         alloc, alloc_np = self.alloc, (self.alloc_np if not job.preemptible else None)

@@ -17,16 +17,19 @@ import re
 import msgspec
 
 from kai.api import constants as C
+from kai.api.dra import DRA_KINDS
 from kai.api.k8s import ObjectMeta, OwnerReference, PodStatus, Queue, QueueResource, QueueResources, QueueSpec
 from kai.api.storage import (ANN_BIND_COMPLETED, ANN_SELECTED_NODE, STORAGE_KINDS, ObjectReference,
                              PersistentVolumeClaim, ephemeral_claim_name)
 from kai.cache.cluster_state import ClusterState
+from kai.cache.dra_store import DraStore
 from kai.config import SchedulerConfig
 from kai.podgrouper.offline import group_pods
 from kai.plugins import unimplemented as unimplemented_plugins
 from kai.scheduler import RecordingCache, Scheduler
 from kai.sim.loader import Manifests
 from kai.cache.occupancy import node_occupancy
+from kai.sim.dra import claim_bindings, claims_bound, claims_released
 
 S = C.PodStatus
 
@@ -57,6 +60,9 @@ def build_state(m: Manifests, grouper=None) -> ClusterState:
         state.upsert_namespace(ns.metadata.name, ns.metadata.labels)
     for n in m.objects["Node"]:
         state.upsert_node(n)
+    state.dra = DraStore()           # DeviceClasses, ResourceSlices, ResourceClaims(Templates)
+    state.dra.generate = True        # kai makes the claims of templates (the controller-manager's job live)
+    state.dra.load({k: m.objects.get(k, []) for k in DRA_KINDS})
     for pg in m.objects["PodGroup"]:
         state.upsert_podgroup(pg)
     for pg in grouped.podgroups.values():
@@ -151,8 +157,24 @@ def podgroups_report(grouped) -> list[dict]:
     return out
 
 
-def _advance(state: ClusterState, result) -> None:
-    """Feed one cycle's results back: bound -> Running (its volumes bound), evicted -> gone."""
+class SimCache(RecordingCache):
+    """The recording cache, plus the DRA allocation each pod was bound with (``claims``: pod key
+    -> kai.dra.allocator.DraAllocation), as the binder receives it at commit."""
+
+    def __init__(self, state: ClusterState) -> None:
+        super().__init__(state)
+        self.claims: dict = {}
+
+    def bind(self, task, node_name: str) -> None:
+        super().bind(task, node_name)
+        if task.dra is not None:
+            self.claims[task.key] = task.dra
+
+
+def _advance(state: ClusterState, result, claims: dict | None = None) -> None:
+    """Feed one cycle's results back: bound -> Running (its volumes bound, its claims written,
+    ``claims`` from :class:`SimCache`), evicted -> gone (its claims released)."""
+    claims = claims or {}
     for d in result.bindings:
         p = _pod_by_key(state, d.pod)
         if p is None:
@@ -168,12 +190,18 @@ def _advance(state: ClusterState, result) -> None:
             else:
                 labels.update({f"runai-gpu-group/{g}": g for g in d.gpu_groups})
             meta = msgspec.structs.replace(meta, labels=labels)
+        got = claims.get(d.pod)
+        if got is not None and state.dra is not None:     # the binder's claim writes
+            pod = claims_bound(state.dra, pod, got)
         new = msgspec.structs.replace(pod, metadata=meta, spec=msgspec.structs.replace(pod.spec, node_name=d.node),
-                                      status=PodStatus(phase="Running"))
+                                      status=PodStatus(phase="Running",
+                                                       resource_claim_statuses=pod.status.resource_claim_statuses))
         state.upsert_pod(new)
     for d in result.evictions:
         p = _pod_by_key(state, d.pod)
         if p is not None:
+            if state.dra is not None and p.pod.spec.resource_claims:
+                claims_released(state.dra, p.pod)
             state.delete_pod(p.uid)
 
 
@@ -224,12 +252,14 @@ def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: f
     now = start_time
     result = None
     for _ in range(max(cycles, 1)):
-        cache = RecordingCache(state)
+        cache = SimCache(state)
         result = sched.run_cycle(cache, now=now)
         plans = {p.key: p.volume_plan for p in state.pods.values() if p.volume_plan}
+        claims = cache.claims
         report["cycles"].append({
             "bindings": [{"pod": d.pod, "node": d.node, "gpuGroups": d.gpu_groups,
-                          **({"volumes": _volumes_report(plans[d.pod], d.node)} if d.pod in plans else {})}
+                          **({"volumes": _volumes_report(plans[d.pod], d.node)} if d.pod in plans else {}),
+                          **({"claims": claim_bindings(claims[d.pod])} if d.pod in claims else {})}
                          for d in result.bindings],
             "evictions": [{"pod": d.pod, "action": d.action, **({"preemptor": d.preemptor} if d.preemptor else {})}
                           for d in result.evictions],
@@ -243,7 +273,7 @@ def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: f
             "actionSeconds": {name: round(sec, 6) for name, sec in result.action_seconds.items()},
             "closeSeconds": round(result.close_seconds, 6),
         })
-        _advance(state, result)
+        _advance(state, result, claims)
         if gpu_map:
             report["cycles"][-1]["nodes"] = node_occupancy(state.nodes)
         now += interval
@@ -287,6 +317,9 @@ def format_table(report: dict) -> str:
             vols = ",".join(f"{v['claim']}->{v['volume']}" if "volume" in v else f"{v['claim']}(provision)"
                             for v in b.get("volumes", ()))
             lines.append(f"  bind      {b['pod']:<40} -> {b['node']}{groups}" + (f"  volumes={vols}" if vols else ""))
+            for c in b.get("claims", []):
+                devices = ", ".join(f"{r['request']}={r['driver']}/{r['pool']}/{r['device']}" for r in c["results"])
+                lines.append(f"    claim   {c['claim']:<40}    {devices}")
         for e in cyc["evictions"]:
             by = f" (for {e['preemptor']})" if e.get("preemptor") else ""
             lines.append(f"  evict     {e['pod']:<40} [{e['action']}]{by}")

@@ -95,6 +95,7 @@ DEFAULT_CONTROLLERS = (
     "persistentvolume-protection-controller",
     "persistentvolumeclaim-protection-controller",
     "ephemeral-volume-controller",
+    "resourceclaim-controller",          # DRA: creates template claims, drops reservedFor of gone pods
 )
 #: Lease duration kwok gives fake nodes (kube-node-lease); it renews them every quarter of it,
 #: well within the node lifecycle controller's grace period (--node-monitor-grace-period, 50s).
@@ -810,6 +811,16 @@ class ControlPlane:
         ])
         proc.start()
         self._wait(proc, lambda: _https_healthz(port), "did not become healthy (/healthz)")
+
+    def start_controller_manager(self, controllers: Sequence[str] | None = None) -> None:
+        """Start kube-controller-manager on a running control plane (once), e.g. only the
+        resourceclaim controller for a DRA benchmark."""
+        if self.with_controller_manager:
+            return
+        if controllers is not None:
+            self.controllers = tuple(controllers)
+        self._start_controller_manager()
+        self.with_controller_manager = True
 
     def start_kube_scheduler(self) -> None:
         """Start the upstream kube-scheduler on a running control plane (once; differential tests)."""

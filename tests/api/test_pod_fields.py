@@ -26,10 +26,17 @@ def test_unhonoured_fields_make_the_pod_wait_naming_them():
     p = pod({"resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "t"}],
              "volumes": [{"name": "disk", "gcePersistentDisk": {"pdName": "x"}}]})
     got = unhonoured(p)
-    assert any(g.startswith("spec.resourceClaims: gpu") for g in got)
     assert any("spec.volumes[disk].gcePersistentDisk (in-tree disk)" in g for g in got)
+    assert not any("resourceClaims" in g for g in got)             # DRA is honoured (dynamicresources)
     info = PodInfo(p, ResourceRegistry())
-    assert "sets fields kai does not honour yet" in info.invalid_reason and "resourceClaims" in info.invalid_reason
+    assert "sets fields kai does not honour yet" in info.invalid_reason and "gcePersistentDisk" in info.invalid_reason
+
+
+def test_resource_claims_are_honoured():
+    p = pod({"resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "t"}],
+             "containers": [{"name": "c", "resources": {"claims": [{"name": "gpu"}]}}]})
+    assert set_fields(p) and unhonoured(p) == []
+    assert PodInfo(p, ResourceRegistry()).invalid_reason == ""
 
 
 def test_bound_pods_are_not_refused():

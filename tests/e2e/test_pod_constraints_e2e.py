@@ -23,8 +23,6 @@ from kai.testing.kube_filters import violations
 pytestmark = pytest.mark.integration
 
 HOST, ZONE = "kubernetes.io/hostname", "topology.kubernetes.io/zone"
-# kwok nodes of this harness may still carry the not-ready taint when a test starts
-NOT_READY = [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}]
 
 
 def _nodes(control_plane, prefix: str, zones: list[str], label: str) -> list[str]:
@@ -41,7 +39,7 @@ def _nodes(control_plane, prefix: str, zones: list[str], label: str) -> list[str
 def _pod(name: str, scheduler: str, node_set: str, labels: dict, node_name: str = "", **spec) -> dict:
     body = {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "labels": {"kai.scheduler/queue": "default-queue", **labels}},
-            "spec": {"schedulerName": scheduler, "terminationGracePeriodSeconds": 0, "tolerations": NOT_READY,
+            "spec": {"schedulerName": scheduler, "terminationGracePeriodSeconds": 0,
                      "nodeSelector": {"e2e-set": node_set},
                      "containers": [{"name": "main", "image": "busybox",
                                      "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}], **spec}}

@@ -7,6 +7,7 @@ from kai.api import constants as C
 from kai.api.k8s import Node, Pod, PodGroup, Queue
 from kai.cache.cluster_state import ClusterState
 from kai.config import default_config
+from kai.framework.predicate import PIPELINE_ONLY
 from kai.framework.statement import ALLOCATE, EVICT, PIPELINE, Statement
 from kai.scheduler import Scheduler
 
@@ -277,3 +278,65 @@ def test_session_copies_arrays_from_state(ssn):
     assert np.array_equal(t.idle, before)       # the cache only changes on commit
     stmt.commit()
     assert ssn.cache.calls == [("bind", "ns/pend-0", tasks(ssn, "pend")[0].node_name)]
+
+
+# ------------------------------------------------------------------ handler answers
+def _answering(ssn, answers: dict):
+    """An allocate handler answering per task key; returns the (event, key) log of it and its
+    matching deallocate handler (a handler that refused treats the deallocate as a no-op)."""
+    log = []
+    refused = set()
+
+    def on_alloc(t):
+        why = answers.get(t.key)
+        log.append(("alloc", t.key))
+        if why and why != PIPELINE_ONLY:
+            refused.add(t.key)
+        return why
+
+    def on_dealloc(t):
+        log.append(("dealloc", t.key))
+        refused.discard(t.key)
+
+    ssn.allocate_handlers.append(on_alloc)
+    ssn.deallocate_handlers.append(on_dealloc)
+    return log
+
+
+def test_a_refused_placement_is_undone_with_the_rest_of_its_run(ssn):
+    before, st_before = snap(ssn), statuses(ssn)
+    alloc_before = {k: v.copy() for k, v in ssn.shares.allocated.items()}
+    pend = tasks(ssn, "pend")
+    log = _answering(ssn, {pend[2].key: "no devices left"})
+    stmt = Statement(ssn)
+    placed = stmt.allocate_run(pend, mask(ssn), None)
+    assert placed == 2
+    assert [t.status for t in pend] == [S.ALLOCATED] * 2 + [S.PENDING] * 3
+    assert len(stmt) == 2 and ("dealloc", pend[2].key) in log          # the refused one was undone
+    assert not any(k == pend[3].key for _, k in log)                   # no handler saw the later ones
+    stmt.discard()
+    assert_same(ssn, before)                                           # kernel placements undone too
+    assert statuses(ssn) == st_before
+    for k in alloc_before:                                             # proportion's handlers balanced
+        assert np.allclose(ssn.shares.allocated[k], alloc_before[k])
+
+
+def test_pipeline_only_turns_an_allocation_into_a_pipeline(ssn):
+    pend = tasks(ssn, "pend")
+    _answering(ssn, {pend[0].key: PIPELINE_ONLY})
+    stmt = Statement(ssn)
+    assert stmt.allocate_run(pend[:2], mask(ssn, "n1"), None) == 2
+    assert [t.status for t in pend[:2]] == [S.PIPELINED, S.ALLOCATED]
+    assert [op.kind for op in stmt.ops] == [PIPELINE, ALLOCATE]
+    stmt.commit()
+    assert [c[0] for c in ssn.cache.calls] == ["pipeline", "bind"]
+
+
+def test_pipeline_only_where_pipelining_is_not_allowed_is_a_refusal(ssn):
+    before = snap(ssn)
+    pend = tasks(ssn, "pend")
+    _answering(ssn, {pend[0].key: PIPELINE_ONLY})
+    stmt = Statement(ssn)
+    assert stmt.allocate_run(pend[:2], mask(ssn, "n1"), None, allow_pipeline=False) == 0
+    assert pend[0].status == S.PENDING and len(stmt) == 0
+    assert_same(ssn, before)
