@@ -107,6 +107,21 @@ def test_table_output(capsys, cluster):
     assert "== cycle 1: 2 bound" in out and "t/a-0" in out and "pending   t/b" in out
 
 
+def test_cycle_timings(capsys, cluster):
+    """Each cycle reports its own duration (loading excluded) and each action's, in both outputs."""
+    report = run_json(capsys, "--cycles", "2", cluster)
+    for cyc in report["cycles"]:
+        actions = cyc["actionSeconds"]
+        assert list(actions) == ["allocate", "consolidation", "reclaim", "preempt", "stalegangeviction"]
+        parts = cyc["openSeconds"] + sum(actions.values()) + cyc["closeSeconds"]
+        assert all(v >= 0 for v in actions.values())
+        # the whole is at least its parts, and no more than them plus the cycle's bookkeeping
+        assert parts - 1e-5 <= cyc["durationSeconds"] <= parts + 0.5
+    assert main(["simulate", cluster]) == 0
+    took = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("took")]
+    assert len(took) == 1 and " ms (open " in took[0] and "allocate " in took[0] and "close " in took[0]
+
+
 def test_bundled_example_runs_with_no_arguments(capsys):
     assert main(["simulate"]) == 0
     out = capsys.readouterr().out

@@ -20,15 +20,49 @@ from kai.framework.statement import Statement
 S = C.PodStatus
 log = structlog.get_logger("kai.allocate")
 
+#: single-pod jobs take ``_allocate_lone`` and capacity answers are shared per request in
+#: ``schedulable_jobs``; False runs every job through the general walk (the reference the
+#: tests and benchmarks compare the short paths with)
+SHORT_PATHS = True
+
 
 def schedulable_jobs(ssn, check_capacity: bool = True) -> list:
     """Jobs the allocate-like actions consider: queue usable and leaf, ready, with pending pods.
 
     ``check_capacity=False`` (reclaim, preempt) keeps jobs their queue cannot take now: their
     victims' evictions may make room under the queue's limit (KAI judges capacity inside each
-    victim scenario)."""
+    victim scenario).
+
+    A single-pod job's capacity answer depends only on its queue, its pod's request and DRA
+    GPUs, and its preemptibility while nothing is allocated (``Session.capacity_by_request``),
+    so it is asked once per such key and shared: a queue held back by its limit or quota costs
+    one check per kind of pod in it, not one per job."""
     out = []
-    for job in ssn.jobs.values():
+    held: dict[tuple, str | None] = {}
+    short = SHORT_PATHS
+    share = check_capacity and ssn.capacity_by_request
+    queues = ssn.queues
+    for job in (ssn.pending_jobs if short else ssn.jobs.values()):
+        lone = job.lone_task() if short else None
+        if lone is not None:
+            if lone.status != S.PENDING:
+                continue                      # no pending pod
+            q = queues.get(job.queue)
+            if not job.invalid_reasons and q is not None and q.is_leaf:
+                # ready: its one pod is pending (alive, not gated) and its minimum is <= 1
+                if check_capacity:
+                    key = (job.queue, job.preemptible, lone.req.tobytes(), lone.dra_gpus) \
+                        if share and lone.gpu_sharing is None else None
+                    over = held.get(key, False) if key is not None else False
+                    if over is False:
+                        over = ssn.is_job_over_capacity(job, [lone])
+                        if key is not None:
+                            held[key] = over
+                    if over:
+                        ssn.record_fit_error(job, [over])
+                        continue
+                out.append(job)
+                continue
         if not job.has_pending():
             continue
         if job.invalid_reasons:
@@ -92,6 +126,11 @@ def allocate_job(ssn, job, stmt: Statement, allow_pipeline: bool = True) -> tupl
     (topology domains); each is tried under a checkpoint and rolled back on failure.
     Inner SubGroup sets go before PodSets; a PodSet's tasks are placed in runs.
     """
+    lone = job.lone_task() if SHORT_PATHS else None
+    if lone is not None and lone.gpu_sharing is None and lone.status == S.PENDING:
+        got = _allocate_lone(ssn, job, lone, stmt, allow_pipeline)
+        if got is not None:
+            return got
     tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
     if not tasks:
         return False, []
@@ -112,6 +151,39 @@ def allocate_job(ssn, job, stmt: Statement, allow_pipeline: bool = True) -> tupl
         missing = sum(max(ps.min_available - ps.active_allocated, 0) for ps in job.podsets.values())
         return False, [f"gang needs {missing} more pod(s) than exist to reach minMember"]
     if any(t.status == S.PIPELINED for t in tasks):
+        stmt.convert_to_pipelined(job.key)
+    return True, []
+
+
+def _allocate_lone(ssn, job, task, stmt: Statement, allow_pipeline: bool) -> tuple[bool, list[str]] | None:
+    """``allocate_job`` for a single-pod job (``PodGroupInfo.lone_task``, whole GPUs or none):
+    the same checks, in the same order, with the same reasons, without the SubGroup walk's
+    bookkeeping. None when a SubsetNodes fn has an opinion on the job (the walk then runs)."""
+    over = ssn.is_job_over_capacity(job, [task])
+    if over:
+        return False, [over]
+    if ssn.subset_nodes_fns:
+        root = job.root_subgroup
+        leaf = root.children[0]
+        podsets = [leaf.podset]
+        for sg in (root, leaf):
+            for fn in ssn.subset_nodes_fns:
+                if fn(job, sg, podsets, [task], None) is not None:
+                    return None
+    prev = ssn.node_set
+    ssn.node_set = None
+    try:
+        msg = ssn.pre_predicate(task, job)
+        if msg:
+            return False, [msg]
+        mask = ssn.node_mask(task, job)
+        extra = ssn.node_scores(task, job, mask)
+        dc = ssn.domain_constraints(task, job)
+        if not stmt.allocate_run([task], mask, extra, allow_pipeline, dc):
+            return False, [f"pod {task.key}: " + explain_task(ssn, task, job, mask)]
+    finally:
+        ssn.node_set = prev
+    if task.status == S.PIPELINED:
         stmt.convert_to_pipelined(job.key)
     return True, []
 
@@ -242,6 +314,20 @@ class Allocate(Action):
         jobs = JobsOrderByQueues(ssn, candidates, depth)
         for job in jobs:
             stmt = Statement(ssn)
+            lone = job.lone_task() if SHORT_PATHS else None
+            if lone is not None and lone.status == S.PENDING and lone.gpu_sharing is None:
+                got = _allocate_lone(ssn, job, lone, stmt, True)
+                if got is not None:
+                    if not got[0]:
+                        stmt.discard()
+                        ssn.record_fit_error(job, got[1])
+                        continue
+                    # its one pod was pending: nothing ran before, nothing is left to place
+                    stmt.commit()
+                    ssn.fit_errors.pop(job.key, None)
+                    if lone.status & C.ALLOCATED:
+                        job.last_start = ssn.now
+                    continue
             ok, reasons = allocate_job(ssn, job, stmt)
             if not ok:
                 stmt.discard()

@@ -10,6 +10,12 @@ A job that is no longer stale has its timestamp cleared.
 KAI evicts with ``ssn.Evict`` directly; kai goes through a Statement (committed at once),
 so the node arrays and the queue accounting stay consistent for later actions.
 
+Only jobs that can be stale are looked at (``StaleWatch``): those stale or timestamped when
+last seen, those the cluster state reports changed since, and those the previous and the
+current session changed -- a job that was not stale can only become so when its pods change.
+The others would be no-ops (not stale, no timestamp to clear), so a cluster of a million
+running pods costs what changed.
+
 Grace period (seconds; negative = never evict), first found wins: the PodGroup's
 ``spec.stalenessGracePeriod`` (newer KAI), ``config.default_staleness_grace_period``
 (the ``--default-staleness-grace-period`` flag, 60 by default).
@@ -55,12 +61,59 @@ def is_stale(job) -> bool:
     return any(ps.count(C.ACTIVE_USED) < ps.min_available for ps in job.podsets.values())
 
 
+class StaleWatch:
+    """The jobs to look at next time (kept in the Scheduler's CycleMemory)."""
+
+    def __init__(self, state) -> None:
+        self.state_id = id(state)
+        self.epoch = getattr(state, "job_seq_epoch", 0)
+        self.seq = 0
+        self.keys: set[str] = set()
+        #: the previous session's ``touched_jobs`` (the set itself: actions after this one
+        #: keep adding to it until that session closes)
+        self.touched: set[str] = set()
+
+    def valid_for(self, state) -> bool:
+        return self.state_id == id(state) and self.epoch == getattr(state, "job_seq_epoch", 0)
+
+
+def _jobs_to_check(ssn) -> list:
+    """The jobs that may be stale or carry a timestamp to clear, in ``jobs`` order."""
+    state = ssn.state
+    watch = ssn.memory.stale_watch
+    if not hasattr(state, "changed_since"):
+        return list(ssn.jobs.values())
+    if watch is None or not watch.valid_for(state):
+        ssn.memory.stale_watch = StaleWatch(state)
+        return list(ssn.jobs.values())
+    keys = watch.keys | watch.touched | ssn.touched_jobs
+    keys.update(state.changed_since(watch.seq))
+    found = []
+    for key in keys:
+        job = ssn.jobs.get(key)
+        if job is not None:
+            found.append((state.job_position(key), job))
+    found.sort(key=lambda e: e[0])
+    return [job for _, job in found]
+
+
 @register_action
 class StaleGangEviction(Action):
     name = ACTION_NAME
 
     def execute(self, ssn) -> None:
-        for job in list(ssn.jobs.values()):
+        jobs = _jobs_to_check(ssn)
+        self._execute(ssn, jobs)
+        watch = ssn.memory.stale_watch
+        if watch is not None:
+            # next time: jobs still stale or timestamped, and every job this session changes,
+            # before or after this action (evictions, pipelined pods going back to Pending)
+            watch.keys = {j.key for j in jobs if j.stale_since}
+            watch.touched = ssn.touched_jobs
+            watch.seq = ssn.state.change_seq
+
+    def _execute(self, ssn, jobs) -> None:
+        for job in jobs:
             if not is_stale(job):
                 job.stale_since = 0.0
                 continue

@@ -121,7 +121,7 @@ class PodGroupInfo:
     __slots__ = ("key", "name", "namespace", "uid", "queue", "priority", "priority_class",
                  "preemptible", "min_member", "creation", "tasks", "podsets", "invalid_reasons",
                  "last_start", "stale_since", "scheduling_backoff", "topology_constraint",
-                 "subgroups", "podgroup", "root_subgroup", "subgroup_nodes", "leaf_nodes")
+                 "subgroups", "podgroup", "root_subgroup", "subgroup_nodes", "leaf_nodes", "_lone")
 
     def __init__(self, pg: PodGroup, priority: int, preemptible: bool) -> None:
         meta = pg.metadata
@@ -145,6 +145,7 @@ class PodGroupInfo:
         self.topology_constraint = pg.spec.topology_constraint
         self.subgroups = pg.spec.sub_groups
         self.podsets: dict[str, PodSet] = {}
+        self._lone: object = False                # ``lone_task`` memo; False = not known
         self._build_podsets()
 
     def _build_podsets(self) -> None:
@@ -198,6 +199,7 @@ class PodGroupInfo:
 
     # --- membership -------------------------------------------------------------------
     def add_task(self, task: PodInfo) -> None:
+        self._lone = False
         task.job_key = self.key
         self.tasks[task.uid] = task
         self.podset_of(task).tasks.append(task)
@@ -206,6 +208,7 @@ class PodGroupInfo:
         task = self.tasks.pop(uid, None)
         if task is None:
             return
+        self._lone = False
         for ps in self.podsets.values():
             if task in ps.tasks:
                 ps.tasks.remove(task)
@@ -218,6 +221,26 @@ class PodGroupInfo:
     def active_allocated(self) -> int:
         return self.count(C.ACTIVE_ALLOCATED)
 
+    def lone_task(self) -> PodInfo | None:
+        """The job's only pod when the job is one pod in one PodSet of minimum <= 1 with no
+        SubGroups and no topology constraint -- a single-pod job, which the actions may take
+        through their short paths -- else None. Memoized until a pod joins or leaves."""
+        got = self._lone
+        if got is not False:
+            return got
+        got = self._lone = self._find_lone()
+        return got
+
+    def _find_lone(self) -> PodInfo | None:
+        if len(self.tasks) != 1 or self.subgroups or self.root_subgroup.topology_constraint is not None:
+            return None
+        if len(self.podsets) != 1:
+            return None
+        ps = next(iter(self.podsets.values()))
+        if ps.min_available > 1 or len(ps.tasks) != 1:
+            return None
+        return ps.tasks[0]
+
     def is_ready(self) -> bool:
         """Every PodSet has enough alive, ungated pods to reach its minimum (FilterUnready)."""
         for ps in self.podsets.values():
@@ -227,6 +250,9 @@ class PodGroupInfo:
         return True
 
     def has_pending(self) -> bool:
+        if len(self.tasks) == 1:
+            for t in self.tasks.values():
+                return t.status == S.PENDING
         return any(t.status == S.PENDING for t in self.tasks.values())
 
     def is_gang_satisfied(self) -> bool:
@@ -240,7 +266,11 @@ class PodGroupInfo:
 
         An unsatisfied PodSet contributes ``minAvailable - activeAllocated`` pending tasks;
         when all are satisfied, the first PodSet (in PodSet order) with a pending task gives one.
+        A single-pod job's chunk is its pod while it is pending, whatever the orders.
         """
+        if len(self.podsets) == 1 and len(self.tasks) == 1:
+            for t in self.tasks.values():
+                return [t] if t.status == S.PENDING else []
         podsets = list(self.podsets.values())
         if podset_order_key is not None:
             podsets.sort(key=podset_order_key)

@@ -249,7 +249,13 @@ class QueueTree:
         return self.queues.get(name)
 
     def roots(self) -> list[QueueInfo]:
-        return sorted((q for q in self.queues.values() if not q.parent), key=lambda q: (q.creation, q.name))
+        """Top-level queues by creation then name (computed once: the tree does not change
+        after it is built; callers get their own list)."""
+        got = self.__dict__.get("_roots")
+        if got is None:
+            got = self._roots = sorted((q for q in self.queues.values() if not q.parent),
+                                       key=lambda q: (q.creation, q.name))
+        return list(got)
 
     def ancestors(self, name: str) -> list[QueueInfo]:
         """The queue itself, then its parent, up to the root."""

@@ -109,12 +109,82 @@ class ClusterState:
         self.nominated: dict[str, float] = {}
         # PodGroup keys whose pods or spec changed since the status writer last looked
         self.dirty_jobs: set[str] = set()
+        #: job key -> change number of its last change (pods joined, left, bound, evicted, spec);
+        #: lets per-job figures be kept from one cycle to the next (see ``changed_since``)
+        self.job_seq: dict[str, int] = {}
+        self._seq = 0
+        self.job_seq_epoch = 0
+        #: keys of jobs that may have a pending pod: every job changed since it was last found
+        #: without one (a superset; ``pending_jobs`` prunes it)
+        self._maybe_pending: dict[str, None] = {}
+        self._job_ord: dict[str, int] = {}          # job key -> position in ``jobs`` (insertion order)
+        self._ord_seq = 0
         #: DRA objects and device use (kai.cache.dra_store.DraStore); None: no DRA in this cluster model
         self.dra = None
         self.claim_pods: set[str] = set()                       # uids of pods with spec.resourceClaims
         #: queue -> historical usage [gpu, cpu, memory], normalised to cluster capacity (KAI's
         #: ClusterInfo.QueueResourceUsage); set before each cycle from kai.cache.usage_db
         self.queue_resource_usage: dict[str, tuple[float, float, float]] = {}
+
+    # ------------------------------------------------------------------ job changes
+    def _touch(self, key: str) -> None:
+        """A job's pods or spec changed: the status writer, the per-job caches and the pending
+        index must look at it again."""
+        self.dirty_jobs.add(key)
+        self._seq += 1
+        self.job_seq.pop(key, None)             # kept in change order (see ``changed_since``)
+        self.job_seq[key] = self._seq
+        self._maybe_pending[key] = None
+        if len(self.job_seq) > 2 * len(self.jobs) + 1024:
+            # deleted jobs' entries: drop them; readers of ``changed_since`` see the new
+            # ``job_seq_epoch`` and start over from every job
+            self.job_seq = {k: v for k, v in self.job_seq.items() if k in self.jobs}
+            self._job_ord = {k: i for i, k in enumerate(self.jobs, 1)}
+            self._ord_seq = len(self._job_ord)
+            self.job_seq_epoch += 1
+
+    def job_changed(self, key: str) -> None:
+        """Something a job's figures are made of changed outside the pod and PodGroup events
+        (e.g. the GPUs its DRA claims count for): per-job caches must look at it again."""
+        self._touch(key)
+
+    @property
+    def change_seq(self) -> int:
+        """The number of the latest job change."""
+        return self._seq
+
+    def changed_since(self, seq: int) -> list[str]:
+        """Keys of the jobs changed (created, deleted, pods or spec changed) after change
+        number ``seq``, latest first; costs the changes, not the jobs."""
+        out = []
+        for key in reversed(self.job_seq):
+            if self.job_seq[key] <= seq:
+                break
+            out.append(key)
+        return out
+
+    def job_position(self, key: str) -> int | None:
+        """The job's position in ``jobs`` order (increasing with insertion), None when gone."""
+        return self._job_ord.get(key)
+
+    def pending_jobs(self) -> list[PodGroupInfo]:
+        """Jobs with a pending pod now, in ``jobs`` order. Costs the jobs changed since the
+        last call plus those still pending, not every job: a job leaves the index when found
+        without a pending pod and comes back with its next change. Call it only outside a
+        session's virtual changes (a session calls it when it opens)."""
+        keep: list[tuple[int, PodGroupInfo]] = []
+        gone = []
+        jobs, order = self.jobs, self._job_ord
+        for key in self._maybe_pending:
+            job = jobs.get(key)
+            if job is None or not job.has_pending():
+                gone.append(key)
+            else:
+                keep.append((order[key], job))
+        for key in gone:
+            del self._maybe_pending[key]
+        keep.sort(key=lambda e: e[0])
+        return [job for _, job in keep]
 
     def load(self, nodes=(), podgroups=(), pods=(), queues=(), priority_classes=()) -> None:
         """Bulk initial load (the informers' first list): nodes first, charges applied in one pass.
@@ -299,7 +369,7 @@ class ClusterState:
         if p.node_name:
             self._node_pods[p.node_name].discard(uid)
         if p.job_key:
-            self.dirty_jobs.add(p.job_key)
+            self._touch(p.job_key)
             job = self.jobs.get(p.job_key)
             if job is not None:
                 job.remove_task(uid)
@@ -333,7 +403,7 @@ class ClusterState:
             self.pod_problems[p.key] = f"PodGroup {key} does not exist"
             return
         job.add_task(p)
-        self.dirty_jobs.add(key)
+        self._touch(key)
         if p.invalid_reason:
             job.invalid_reasons.append(p.invalid_reason)
 
@@ -341,10 +411,13 @@ class ClusterState:
     def upsert_podgroup(self, pg: PodGroup) -> None:
         key = f"{pg.metadata.namespace or 'default'}/{pg.metadata.name}"
         self.podgroups[key] = pg
-        self.dirty_jobs.add(key)
+        self._touch(key)
         priority = resolve_priority(pg.spec.priority_class_name, self.priority_classes)
         job = PodGroupInfo(pg, priority, resolve_preemptible(pg, priority))
         old = self.jobs.get(key)
+        if old is None:
+            self._ord_seq += 1
+            self._job_ord[key] = self._ord_seq
         self.jobs[key] = job
         uids = set(self._waiting.pop(key, set()))
         for uid in uids:
@@ -369,6 +442,8 @@ class ClusterState:
     def delete_podgroup(self, key: str) -> None:
         self.podgroups.pop(key, None)
         job = self.jobs.pop(key, None)
+        self._job_ord.pop(key, None)
+        self._touch(key)                        # its figures go away with it
         if job is not None:
             self._waiting[key].update(job.tasks)
             for t in job.tasks.values():
@@ -404,7 +479,7 @@ class ClusterState:
             self._node_pods[task.node_name].discard(task.uid)
         task.node_name = node_name
         task.status = S.BINDING
-        self.dirty_jobs.add(task.job_key)
+        self._touch(task.job_key)
         self._node_pods[node_name].add(task.uid)
         self._charge(task)
         if task.volume_plan:
@@ -416,5 +491,5 @@ class ClusterState:
         """An eviction was issued: the pod's resources are releasing until it is gone."""
         self._uncharge(task.uid)
         task.status = S.RELEASING
-        self.dirty_jobs.add(task.job_key)
+        self._touch(task.job_key)
         self._charge(task)

@@ -242,11 +242,15 @@ class DraStore:
                 base = self.base_allocator(nodes)
             deps = self._quota_deps(p.pod, base)
             m = memo.get(uid)
+            before = p.dra_gpus
             if m is not None and len(m[0]) == len(deps) and all(a is b for a, b in zip(m[0], deps)):
                 p.dra_gpus = m[1]
-                continue
-            p.dra_gpus = self._pod_gpus(p.pod, base, gpu)
-            memo[uid] = (deps, p.dra_gpus)
+            else:
+                p.dra_gpus = self._pod_gpus(p.pod, base, gpu)
+                memo[uid] = (deps, p.dra_gpus)
+            if p.dra_gpus != before and p.job_key:
+                # the job's queue figures kept across cycles (proportion's JobFigures) count it
+                state.job_changed(p.job_key)
 
     def _quota_deps(self, pod: Pod, base: DraAllocator) -> tuple:
         """The objects a pod's quota GPUs follow from: the pod, and per entry its claim (or

@@ -71,6 +71,8 @@ class NodeTable:
         self._taints: dict[tuple[str, str, str], int] = {}
         self._taint_bits = np.zeros((0, 1), dtype=np.uint64)
         self.generation = 0
+        #: bumped when a node is added or removed (the column -> node name mapping changed)
+        self.layout = 0
         self._mask_cache: dict[tuple, np.ndarray] = {}
         self._rank_dirty = False
 
@@ -164,6 +166,7 @@ class NodeTable:
             self.infos[idx] = info
             self.by_name[name] = info
             self._rank_dirty = True
+            self.layout += 1
         else:
             idx = old.idx
             info = NodeInfo(node, idx)
@@ -223,6 +226,7 @@ class NodeTable:
         self._taint_bits[idx, :] = 0
         self._free.append(idx)
         self._rank_dirty = True
+        self.layout += 1
         self._changed()
         return info
 

@@ -61,8 +61,14 @@ class QueueShares:
 class CycleMemory:
     """State kept from one session to the next, owned by the Scheduler (not module globals).
 
-    ``fgd_history``: FGD's decayed task-type histogram {type key: weight} (``fgdDecay``)."""
+    ``fgd_history``: FGD's decayed task-type histogram {type key: weight} (``fgdDecay``).
+    ``proportion_jobs``: the proportion plugin's per-job queue figures
+    (kai.plugins.proportion.JobFigures), recomputed only for the jobs that changed.
+    ``stale_watch``: the jobs stalegangeviction must look at next time."""
     fgd_history: dict[tuple, float] = field(default_factory=dict)
+    proportion_jobs: object = None
+    #: stalegangeviction's watch list (kai.actions.stale_gang_eviction.StaleWatch)
+    stale_watch: object = None
 
 
 class Session:
@@ -78,7 +84,8 @@ class Session:
         "can_reclaim_fns",
         "reclaim_victim_filter_fns", "preempt_victim_filter_fns", "reclaim_scenario_validator_fns",
         "preempt_scenario_validator_fns", "shares", "shared_gpu_allocator", "gpu_order",
-        "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts",
+        "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts", "_applying", "_req_cols", "pending_jobs", "touched_jobs", "alloc_events",
+        "capacity_by_request",
     )
 
     #: answer runs of placements from lazy node queues when no plugin scores nodes; a class-wide
@@ -120,6 +127,17 @@ class Session:
         self._node_queues: dict[tuple, NodeQueue] = {}
         self.registry = state.registry
         self.jobs: dict[str, PodGroupInfo] = state.jobs
+        #: the jobs with a pending pod at open, in ``jobs`` order (the cluster state's pending
+        #: index: costs what changed, not every job). Within the session no other job gains a
+        #: pending pod: evictions make running pods Releasing, and only a pod pipelined in this
+        #: session -- pending at open -- goes back to Pending.
+        self.pending_jobs: list[PodGroupInfo] = state.pending_jobs()
+        #: keys of the jobs whose pods this session changed (virtually or committed): every
+        #: Statement operation and undo fires the handlers below, which record the job here
+        self.touched_jobs: set[str] = set()
+        #: how many allocate/deallocate/pipeline events fired so far: state that moves only
+        #: with them (the queue order's allocated vectors) can be cached while it stands still
+        self.alloc_events = 0
         queues = list(state.queues.values())
         flattened: dict[str, str] = {}
         if not config.full_hierarchy_fairness:
@@ -149,6 +167,10 @@ class Session:
         #: ``node_mask`` applies it, so every placement path honours it
         self.node_set: np.ndarray | None = None
         self.is_job_over_capacity_fns: list[Callable[[PodGroupInfo, list[PodInfo]], str | None]] = []
+        #: set by the plugin owning the capacity check when its answer for one pod without GPU
+        #: sharing depends only on (queue, preemptible, request) and the queues' allocations:
+        #: actions may then ask once per such key while nothing is allocated
+        self.capacity_by_request = False
         #: fired on every placement (and on the undo of an eviction); a handler may refuse a
         #: placement by returning a reason, or accept it only as a pipeline (PIPELINE_ONLY); see
         #: ``fire_allocate``. Handlers return None otherwise
@@ -178,6 +200,9 @@ class Session:
         #: pods per topology domain, kept current with placements (kai.framework.pod_counts);
         #: created by the first plugin that needs it
         self.pod_counts = None
+        #: task uid -> (predicate epoch, node predicates that apply to it); see ``predicates_for``
+        self._applying: dict[str, tuple[tuple, tuple]] = {}
+        self._req_cols: dict[bytes, np.ndarray] = {}
 
     # ------------------------------------------------------------------ dispatch helpers
     def job_order_key(self, job: PodGroupInfo) -> tuple:
@@ -192,9 +217,17 @@ class Session:
             return -1 if lq.priority > rq.priority else 1
         return -1 if (lq.creation, lq.name) < (rq.creation, rq.name) else 1
 
-    def node_queue(self, mask, req, req_cols, score_col, strategy, cpu_only, allow_pipeline) -> NodeQueue:
+    def request_columns(self, req: np.ndarray, req_key: bytes) -> np.ndarray:
+        """int32 columns where ``req`` (float64[R]; ``req_key`` its bytes) is positive, memoized."""
+        got = self._req_cols.get(req_key)
+        if got is None:
+            got = self._req_cols[req_key] = np.flatnonzero(req > 0).astype(np.int32)
+        return got
+
+    def node_queue(self, mask, req, req_cols, score_col, strategy, cpu_only, allow_pipeline,
+                   req_key: bytes | None = None) -> NodeQueue:
         """The session's lazy node queue for one task class (created on first use)."""
-        key = (id(mask), req.tobytes(), strategy, cpu_only, allow_pipeline)
+        key = (id(mask), req.tobytes() if req_key is None else req_key, strategy, cpu_only, allow_pipeline)
         q = self._node_queues.get(key)
         if q is None:
             if len(self._node_queues) >= 256:
@@ -212,30 +245,42 @@ class Session:
             msg = fn(task, job)
             if msg:
                 return msg
-        for p in self.node_predicates:
-            if p.applies(task):
-                msg = p.pre_filter(task, job)
-                if msg:
-                    return msg
+        for p in self.predicates_for(task):
+            msg = p.pre_filter(task, job)
+            if msg:
+                return msg
         return None
 
-    def predicates_for(self, task: PodInfo) -> list[NodePredicate]:
-        return [p for p in self.node_predicates if p.applies(task)]
+    def _predicate_epoch(self) -> tuple:
+        """What a predicate's ``applies`` may depend on besides the task itself: the terms that
+        pods carry (inter-pod affinity symmetry), in the PodTable and placed in this session."""
+        pc = self.pod_counts
+        return (pc.terms_version if pc is not None else 0, len(self.state.pod_table.terms))
+
+    def predicates_for(self, task: PodInfo) -> tuple[NodePredicate, ...]:
+        """The node predicates that apply to ``task`` (memoized per task until the carried
+        terms change: one dict lookup on the hot path instead of one call per predicate)."""
+        epoch = self._predicate_epoch()
+        got = self._applying.get(task.uid)
+        if got is not None and got[0] == epoch:
+            return got[1]
+        preds = tuple(p for p in self.node_predicates if p.applies(task))
+        self._applying[task.uid] = (epoch, preds)
+        return preds
 
     def placed_one_at_a_time(self, task: PodInfo) -> bool:
         """True when a predicate's answer for ``task`` moves with every placement (no runs)."""
-        return any(p.per_task for p in self.node_predicates if p.applies(task))
+        return any(p.per_task for p in self.predicates_for(task))
 
     def domain_specs(self, task: PodInfo, job: PodGroupInfo) -> tuple[list[dict], bool]:
         """Every predicate's kernel constraint specs for ``task`` and the affinity bootstrap flag."""
         specs: list[dict] = []
         boot = False
-        for p in self.node_predicates:
-            if p.applies(task):
-                got = p.domain_constraints(task, job)
-                if got:
-                    specs.extend(got[0])
-                    boot = boot or got[1]
+        for p in self.predicates_for(task):
+            got = p.domain_constraints(task, job)
+            if got:
+                specs.extend(got[0])
+                boot = boot or got[1]
         return specs, boot
 
     def domain_constraints(self, task: PodInfo, job: PodGroupInfo) -> DomainConstraints | None:
@@ -248,16 +293,15 @@ class Session:
 
     def run_key(self, task: PodInfo) -> tuple:
         """Tasks with equal run keys (and signature and request) are placed as one run."""
-        return tuple(p.run_key(task) for p in self.node_predicates if p.applies(task))
+        return tuple(p.run_key(task) for p in self.predicates_for(task))
 
     def node_mask(self, task: PodInfo, job: PodGroupInfo) -> np.ndarray:
         """uint8[N]: static predicates for the task, AND every plugin mask."""
         m = self.state.nodes.static_mask(task.pod, task.signature)
-        for p in self.node_predicates:
-            if p.applies(task):
-                extra = p.mask(task, job)
-                if extra is not None:
-                    m = np.ascontiguousarray(m & np.asarray(extra).astype(np.uint8))
+        for p in self.predicates_for(task):
+            extra = p.mask(task, job)
+            if extra is not None:
+                m = np.ascontiguousarray(m & np.asarray(extra).astype(np.uint8))
         for fn in self.node_mask_fns:
             extra = fn(task, job)
             if extra is not None:
@@ -311,6 +355,8 @@ class Session:
         handler that refused treats that deallocate as a no-op). Else PIPELINE_ONLY if a
         handler answered that (the Statement turns an allocation into a pipeline, or undoes it
         where pipelining is not allowed), else None."""
+        self.touched_jobs.add(task.job_key)
+        self.alloc_events += 1
         refused = None
         for fn in self.allocate_handlers:
             why = fn(task)
@@ -319,10 +365,14 @@ class Session:
         return refused
 
     def fire_deallocate(self, task: PodInfo) -> None:
+        self.touched_jobs.add(task.job_key)
+        self.alloc_events += 1
         for fn in self.deallocate_handlers:
             fn(task)
 
     def fire_pipelined(self, task: PodInfo) -> None:
+        self.touched_jobs.add(task.job_key)
+        self.alloc_events += 1
         for fn in self.pipeline_handlers:
             fn(task)
 

@@ -67,7 +67,8 @@ class Statement:
         t0 = tasks[0]
         width = ssn.allocatable.shape[0]
         req = t0.req_vec(width)[:width]
-        req_cols = np.flatnonzero(req > 0).astype(np.int32)
+        req_key = req.tobytes()
+        req_cols = ssn.request_columns(req, req_key)
         out = Placements(len(tasks), width)
         cpu_only = t0.is_cpu_only
         strat = ssn.placement_strategy(cpu_only)
@@ -77,7 +78,7 @@ class Statement:
         # only shrink the feasible set as the run places) are checked as nodes come off it
         if extra is None and (constraints is None or constraints.anti_only) and not ssn.node_mask_fns \
                 and ssn.use_node_queues and not any(p.per_task for p in ssn.predicates_for(t0)):
-            q = ssn.node_queue(mask, req, req_cols, score_col, strat, cpu_only, allow_pipeline)
+            q = ssn.node_queue(mask, req, req_cols, score_col, strat, cpu_only, allow_pipeline, req_key)
             placed = q.place(ssn.touch_log, ssn.arrays, out, constraints)
             if placed < 0:
                 placed = 0
@@ -300,6 +301,18 @@ class Statement:
         status. A shared-GPU task moved to another group of the same node is a move.
         """
         ssn = self.ssn
+        if len(self.ops) == 1 and self.ops[0].kind != EVICT:
+            # one placement (a single-pod job): nothing can be un-evicted or moved
+            op = self.ops[0]
+            task = op.task
+            task.is_virtual = False
+            if op.kind == ALLOCATE:
+                ssn.cache.bind(task, task.node_name)
+            else:
+                ssn.cache.pipeline(task, task.node_name)
+                ssn.pipelined.append((task, op.old_status, op.old_node))
+            self.ops = []
+            return
         first: dict[int, int] = {}
         last: dict[int, int] = {}
         for i, op in enumerate(self.ops):

@@ -71,6 +71,10 @@ def allocate_shared(ssn, stmt, task, job, allow_pipeline: bool = True) -> tuple[
     req = task.req_vec(width)[:width].copy()
     req[GPU] = 0.0
     req_cols = np.flatnonzero(req > 0).astype(np.int32)
+    if gs.num_devices > ssn.dev_used.shape[1]:
+        # more devices than any node has (the annotation is any positive integer): no node
+        # qualifies, and the kernel's device buffer must not be sized by it
+        return False, f"pod {task.key}: {explain_shared(ssn, task, job, mask, portion)}"
     out = np.empty(gs.num_devices, dtype=np.int32)
     node, pipelined = choose_node(ssn.arrays, mask, extra, req, req_cols, portion, gs.num_devices,
                                   ssn.placement_strategy(False), ssn.gpu_order,

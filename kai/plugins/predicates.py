@@ -36,11 +36,18 @@ class Predicates(Plugin):
         largest = alloc.max(axis=1) if alloc.shape[1] else np.zeros(alloc.shape[0])
         names = ssn.registry.names
 
+        fits_somewhere: set[bytes] = set()      # requests no larger than the largest node, per column
+
         def pre_predicate(task, job):
             if task.invalid_reason:
                 return task.invalid_reason
             req = task.req_vec(alloc.shape[0])
+            key = req.tobytes()
+            if key in fits_somewhere:
+                return None
             too_big = np.flatnonzero(req > largest + 1e-9)
+            if not too_big.size:
+                fits_somewhere.add(key)
             if too_big.size:
                 c = int(too_big[0])
                 return (f"pod {task.key} requests {format_resource(names[c], req[c])} {names[c]}, "

@@ -47,6 +47,51 @@ from kai.plugins.queue_order import QueueOrder
 from kai.plugins.restrictnodes import capacity_masks
 
 _COLS = np.array([GPU, CPU, MEMORY], dtype=np.intp)
+
+
+class JobFigures:
+    """Every job's queue figures (``Proportion._job_figures``), kept from one session to the
+    next in the Scheduler's CycleMemory: one float64[12] row per job at the job's position in
+    the cluster state's ``jobs`` order (rows of deleted jobs are zero), and its queue."""
+
+    def __init__(self, state, node_key: tuple) -> None:
+        self.state_id = id(state)
+        self.epoch = getattr(state, "job_seq_epoch", 0)
+        self.node_key = node_key
+        self.seq = 0
+        self.vals = np.zeros((0, 12))
+        self.qid = np.zeros(0, dtype=np.intp)      # -1: no job in that slot
+        self.used = 0                              # slots [0, used) are in use
+        self.queue_names: list[str] = []
+        self._queue_id: dict[str, int] = {}
+        self.slot_of: dict[str, int] = {}
+
+    def valid_for(self, state, node_key: tuple) -> bool:
+        return (self.state_id == id(state) and self.node_key == node_key
+                and self.epoch == getattr(state, "job_seq_epoch", 0))
+
+    def drop(self, key: str) -> None:
+        slot = self.slot_of.pop(key, None)
+        if slot is not None:
+            self.vals[slot] = 0.0
+            self.qid[slot] = -1
+
+    def put(self, key: str, slot: int, queue: str, values: tuple) -> None:
+        if slot >= len(self.vals):
+            cap = max(slot + 1, 2 * len(self.vals), 1024)
+            vals = np.zeros((cap, 12))
+            vals[: len(self.vals)] = self.vals
+            qid = np.full(cap, -1, dtype=np.intp)
+            qid[: len(self.qid)] = self.qid
+            self.vals, self.qid = vals, qid
+        q = self._queue_id.get(queue)
+        if q is None:
+            q = self._queue_id[queue] = len(self.queue_names)
+            self.queue_names.append(queue)
+        self.vals[slot] = values
+        self.qid[slot] = q
+        self.slot_of[key] = slot
+        self.used = max(self.used, slot + 1)
 _NAMES = ("gpu", "cpu", "memory")
 
 
@@ -89,6 +134,18 @@ class Proportion(Plugin):
             v[0] = self.memory_gpus(task)
         return v
 
+    def quota_of(self, task) -> tuple[float, float, float]:
+        """``quota_vector`` as a plain tuple; memoized per task for tasks without GPU sharing
+        (theirs depends only on the request), computed each time for the others."""
+        got = self._quota.get(task.uid)
+        if got is not None:
+            return got
+        gs = task.gpu_sharing
+        if gs is not None:
+            return tuple(float(x) for x in self.quota_vector(task))
+        got = self._quota[task.uid] = quota_tuple(task, self.mig_cols)
+        return got
+
     def memory_gpus(self, task) -> float:
         """GPUs a gpu-memory task counts for, as in KAI: on a node, its accepted portion
         (MiB / that node's device memory) x devices; pending, MiB / the smallest device memory
@@ -107,6 +164,9 @@ class Proportion(Plugin):
     def on_session_open(self, ssn) -> None:
         #: (column, g) of every MIG resource: a MIG instance counts as g GPUs (KAI GetGpusQuota)
         self.mig_cols = ssn.registry.mig_columns()
+        self._quota: dict[str, tuple[float, float, float]] = {}
+        self._bounded: dict[str, tuple[bool, bool]] = {}
+        self._vec: dict[str, np.ndarray] = {}      # task uid -> its [gpu, cpu, memory] (no sharing)
         self._nodes = ssn.state.nodes
         self.min_gpu_memory = _min_node_gpu_memory_mib(ssn)
         tree = ssn.queues
@@ -132,6 +192,7 @@ class Proportion(Plugin):
                 rows.append(int(p))
                 p = parent[p]
             self.paths[q.name] = np.array(rows, dtype=np.intp)
+        self.path_rows = {name: rows.tolist() for name, rows in self.paths.items()}
 
         alloc, alloc_np, request, kai_used = self._walk_jobs(ssn)
         self.alloc = aggregate_to_parents(parent, alloc) if n else alloc
@@ -167,6 +228,8 @@ class Proportion(Plugin):
 
         ssn.allocate_handlers.append(on_alloc)
         ssn.deallocate_handlers.append(on_dealloc)
+        if not ssn.is_job_over_capacity_fns:
+            ssn.capacity_by_request = True        # over_capacity reads queue, preemptible, quota
         ssn.is_job_over_capacity_fns.append(self.over_capacity)
         register_reclaim_hooks(ssn, self.arguments, self.quota_vector)
 
@@ -179,64 +242,97 @@ class Proportion(Plugin):
             if i is not None:
                 usage[i] = v
         return usage
+    def _job_figures(self, job, ready, by_name, mig_cols) -> tuple:
+        """One job's (ag, ac, am, np_g, np_c, np_m, rq_g, rq_c, rq_m, kai_g, kai_c, kai_m):
+        allocated, allocated if non-preemptible, request (allocated + pending) in queue quota,
+        and the requests of its on-node pods charged on ready nodes."""
+        kai_g = kai_c = kai_m = 0.0
+        ag = ac = am = pg = pc = pm = 0.0
+        allocated_mask = C.ALLOCATED
+        on_node_mask = C.ON_NODE
+        pending = C.PodStatus.PENDING
+        for t in job.tasks.values():
+            st = t.status
+            if st & on_node_mask and t.node_name:
+                info = by_name.get(t.node_name)
+                if info is not None and ready[info.idx]:
+                    r = t.req
+                    kai_g += r[GPU]
+                    kai_c += r[CPU]
+                    kai_m += r[MEMORY]
+            if st & allocated_mask or st == pending:
+                g, c, m = quota_tuple(t, mig_cols)
+                gs = t.gpu_sharing
+                if gs is not None and not gs.portion and gs.memory_mib:
+                    g = self.memory_gpus(t)
+            if st & allocated_mask:
+                ag += g
+                ac += c
+                am += m
+            elif st == pending:
+                pg += g
+                pc += c
+                pm += m
+        if job.preemptible:
+            return (ag, ac, am, 0.0, 0.0, 0.0, ag + pg, ac + pc, am + pm, kai_g, kai_c, kai_m)
+        return (ag, ac, am, ag, ac, am, ag + pg, ac + pc, am + pm, kai_g, kai_c, kai_m)
 
     def _walk_jobs(self, ssn):
-        """One pass over all jobs: per-leaf allocated / non-preemptible / request rows, and the
-        [gpu, cpu, memory] charged on ready nodes by kai's own on-node tasks."""
+        """Per-leaf allocated / non-preemptible / request rows, and the [gpu, cpu, memory]
+        charged on ready nodes by kai's own on-node tasks.
+
+        Each job's figures (``_job_figures``) are kept in the Scheduler's CycleMemory
+        (:class:`JobFigures`) and recomputed only for the jobs the cluster state reports
+        changed since the last session -- or for every job when the nodes' layout, readiness
+        or GPU memory or the MIG columns changed -- so a steady cluster of a million running
+        pods costs the jobs that changed. The rows are then summed in job order, as a walk
+        over every job would (the kai totals add per-job subtotals: the same sums for the
+        integer-valued requests pods have)."""
         n = len(self.names)
         alloc = np.zeros((n, 3))
         alloc_np = np.zeros((n, 3))
         request = np.zeros((n, 3))
-        nodes = ssn.state.nodes
+        state = ssn.state
+        nodes = state.nodes
         ready = nodes.in_use.astype(bool) & ~nodes.not_ready.astype(bool)
         by_name = nodes.by_name
-        kai_g = kai_c = kai_m = 0.0
-        allocated_mask = C.ALLOCATED
-        on_node_mask = C.ON_NODE
-        pending = C.PodStatus.PENDING
-        index = self.index
         mig_cols = self.mig_cols
-        for job in ssn.jobs.values():
-            i = index.get(job.queue, -1)
-            ag = ac = am = pg = pc = pm = 0.0
-            for t in job.tasks.values():
-                st = t.status
-                if st & on_node_mask and t.node_name:
-                    info = by_name.get(t.node_name)
-                    if info is not None and ready[info.idx]:
-                        r = t.req
-                        kai_g += r[GPU]
-                        kai_c += r[CPU]
-                        kai_m += r[MEMORY]
-                if i < 0:
-                    continue
-                if st & allocated_mask or st == pending:
-                    g, c, m = quota_tuple(t, mig_cols)
-                    gs = t.gpu_sharing
-                    if gs is not None and not gs.portion and gs.memory_mib:
-                        g = self.memory_gpus(t)
-                if st & allocated_mask:
-                    ag += g
-                    ac += c
-                    am += m
-                elif st == pending:
-                    pg += g
-                    pc += c
-                    pm += m
-            if i < 0:
-                continue
-            if ag or ac or am:
-                alloc[i, 0] += ag
-                alloc[i, 1] += ac
-                alloc[i, 2] += am
-                if not job.preemptible:
-                    alloc_np[i, 0] += ag
-                    alloc_np[i, 1] += ac
-                    alloc_np[i, 2] += am
-            request[i, 0] += ag + pg
-            request[i, 1] += ac + pc
-            request[i, 2] += am + pm
-        return alloc, alloc_np, request, np.array([kai_g, kai_c, kai_m])
+        node_key = (nodes.layout, hash(ready.tobytes()), hash(nodes.gpu_memory.tobytes()), tuple(mig_cols),
+                    self.min_gpu_memory)
+        fig = ssn.memory.proportion_jobs
+        incremental = hasattr(state, "changed_since")
+        if fig is None or not incremental or not fig.valid_for(state, node_key):
+            fig = JobFigures(state, node_key)
+            if incremental:
+                ssn.memory.proportion_jobs = fig
+            changed = list(ssn.jobs)
+        else:
+            changed = state.changed_since(fig.seq)
+        position = state.job_position if incremental else {k: i for i, k in enumerate(ssn.jobs)}.get
+        for key in changed:
+            fig.drop(key)
+            job = ssn.jobs.get(key)
+            slot = position(key)
+            if job is not None and slot is not None:
+                fig.put(key, slot, job.queue, self._job_figures(job, ready, by_name, mig_cols))
+        if incremental:
+            fig.seq = state.change_seq
+        used = fig.used
+        vals = fig.vals[:used]
+        if used:
+            q2row = np.array([self.index.get(q, -1) for q in fig.queue_names], dtype=np.intp)
+            rows = q2row[fig.qid[:used]] if len(q2row) else np.full(used, -1, dtype=np.intp)
+            rows[fig.qid[:used] < 0] = -1
+            keep = rows >= 0
+            idx = rows[keep]
+            v = vals[keep]
+            np.add.at(alloc, idx, v[:, 0:3])
+            np.add.at(alloc_np, idx, v[:, 3:6])
+            np.add.at(request, idx, v[:, 6:9])
+            kai = np.cumsum(vals[:, 9:12], axis=0)[-1]          # left to right, as a walk adds
+        else:
+            kai = np.zeros(3)
+        return alloc, alloc_np, request, np.array(kai)
 
     @staticmethod
     def _capacity(ssn, kai_used: np.ndarray) -> np.ndarray:
@@ -271,42 +367,72 @@ class Proportion(Plugin):
         job = ssn.jobs.get(task.job_key)
         if job is None:
             return
-        self.order.forget(job.key)
         rows = self.paths.get(job.queue)
+        self.order.forget(job.key, rows if rows is not None else ())
         if rows is None:
             return
-        v = task.req.take(_COLS)                 # [gpu, cpu, memory]; hot path, no temporaries
         gs = task.gpu_sharing
-        if gs is not None:
-            v[0] = gs.portion * gs.num_devices if gs.portion else self.memory_gpus(task)
-        elif self.mig_cols:
-            v[0] += mig_gpus(task.req, self.mig_cols)
-        v[0] += task.dra_gpus                    # DRA GPUs (kai.dra.quota)
-        if sign < 0:
-            np.negative(v, out=v)
-        np.add.at(self.alloc, rows, v)
-        if not job.preemptible:
-            np.add.at(self.alloc_np, rows, v)
+        v = self._vec.get(task.uid) if gs is None else None
+        if v is None:
+            v = task.req.take(_COLS)             # [gpu, cpu, memory]
+            if gs is not None:
+                v[0] = gs.portion * gs.num_devices if gs.portion else self.memory_gpus(task)
+            elif self.mig_cols:
+                v[0] += mig_gpus(task.req, self.mig_cols)
+            v[0] += task.dra_gpus                # DRA GPUs (kai.dra.quota)
+            if gs is None:
+                # depends only on the request and the pod's DRA GPUs (set when the session opens)
+                self._vec[task.uid] = v
+        # row by row (a path holds each row once): cheaper than a fancy-indexed add for the
+        # two or three rows of a path, and exact (x - v is x + (-v))
+        alloc, alloc_np = self.alloc, (self.alloc_np if not job.preemptible else None)
+        for r in self.path_rows[job.queue]:
+            if sign > 0:
+                alloc[r] += v
+                if alloc_np is not None:
+                    alloc_np[r] += v
+            else:
+                alloc[r] -= v
+                if alloc_np is not None:
+                    alloc_np[r] -= v
 
     def over_capacity(self, job, tasks) -> str | None:
         """OverLimit for the leaf and every ancestor; NonPreemptibleOverQuota for non-preemptible jobs."""
         rows = self.paths.get(job.queue)
         if rows is None:
             return None
-        req = sum((self.quota_vector(t) for t in tasks), np.zeros(3))
-        for row in rows:
-            name = self.names[row]
-            alloc = self.alloc[row]
-            lim = self.limit[row]
+        bounded = self._bounded.get(job.queue)
+        if bounded is None:
+            # (any limit on the path, any deserved quota on the path): fixed for the session
+            bounded = self._bounded[job.queue] = (bool((self.limit[rows] != -1).any()),
+                                                  bool((self.deserved[rows] != -1).any()))
+        if not bounded[0] and (job.preemptible or not bounded[1]):
+            return None                   # nothing on the path can refuse it
+        g = c = m = 0.0
+        for t in tasks:
+            v = self.quota_of(t)
+            g += v[0]
+            c += v[1]
+            m += v[2]
+        req = (g, c, m)
+        alloc_rows = self.alloc[rows].tolist()
+        limit_rows = self.limit[rows].tolist()
+        np_rows = self.alloc_np[rows].tolist() if not job.preemptible else None
+        des_rows = self.deserved[rows].tolist() if not job.preemptible else None
+        for k, row in enumerate(rows):
+            alloc = alloc_rows[k]
+            lim = limit_rows[k]
             for i in range(3):
                 if req[i] > 0 and lim[i] != -1 and alloc[i] + req[i] > lim[i] + 1e-9:
+                    name = self.names[row]
                     return (f"OverLimit: queue {name!r} would use {_fmt(i, alloc[i] + req[i])} "
                             f"{_NAMES[i]}, above its limit {_fmt(i, lim[i])}")
-            if not job.preemptible:
-                anp = self.alloc_np[row]
-                des = self.deserved[row]
+            if np_rows is not None:
+                anp = np_rows[k]
+                des = des_rows[k]
                 for i in range(3):
                     if req[i] > 0 and des[i] != -1 and anp[i] + req[i] > des[i] + 1e-9:
+                        name = self.names[row]
                         return (f"NonPreemptibleOverQuota: non-preemptible job would bring queue {name!r} "
                                 f"to {_fmt(i, anp[i] + req[i])} {_NAMES[i]}, above its quota {_fmt(i, des[i])}")
         return None

@@ -28,9 +28,11 @@ memory bytes].
 
 The job's init request is the quota vector summed over ``tasks_to_allocate`` (the gang chunk,
 or the one elastic extra), cached per job; each queue's view for a head job (rules 1, 2, 4,
-5, 6) is cached too. The plugin's allocate/deallocate handlers call ``forget``, which drops
-them, so decisions made earlier in the cycle are seen. The allocated vectors must therefore
-change only through those handlers.
+5, 6) is cached too, per queue row. The plugin's allocate/deallocate handlers call ``forget``
+with the rows of the job's queue and its ancestors (the only allocated vectors that moved), which
+drops those rows' views and the job's request, so decisions made earlier in the cycle are seen
+and the other queues' views are kept. The allocated vectors must therefore change only through
+those handlers.
 """
 from __future__ import annotations
 
@@ -72,6 +74,8 @@ class QueueOrder:
         self.index = state.index
         self.alloc = state.alloc
         self.quota_vector = state.quota_vector
+        #: the same vector as a plain tuple, when the state offers it (cheaper to sum)
+        self.quota_tuple = getattr(state, "quota_of", None) or state.quota_vector
         self.task_order_key = task_order_key
         self.podset_order_key = podset_order_key
         total = [float(x) for x in state.total]
@@ -81,13 +85,19 @@ class QueueOrder:
         # DRS denominators: -1 -> cluster total
         self.denom = [tuple(total[c] if s == UNLIMITED else s for c, s in enumerate(row)) for row in self.share]
         self._req: dict[str, tuple] = {}
-        self._stats: dict[tuple, tuple] = {}
+        self._stats: dict[int, dict] = {}          # queue row -> {head job key: stats}
 
     # ------------------------------------------------------------------ job vectors
-    def forget(self, job_key: str) -> None:
-        """A task of this job was (de)allocated: its request and every cached queue view are stale."""
+    def forget(self, job_key: str, rows=None) -> None:
+        """A task of this job was (de)allocated: its request is stale, and so are the views of
+        ``rows`` (its queue and the ancestors, whose allocated vectors moved; None: every row)."""
         self._req.pop(job_key, None)
-        self._stats.clear()
+        if rows is None:
+            self._stats.clear()
+            return
+        pop = self._stats.pop
+        for r in rows:
+            pop(r, None)
 
     def init_request(self, job) -> tuple:
         """Quota vector of the job's next allocation chunk (KAI GetTasksToAllocateInitResource)."""
@@ -97,7 +107,7 @@ class QueueOrder:
         if got is None:
             g = c = m = 0.0
             for t in job.tasks_to_allocate(self.task_order_key, self.podset_order_key):
-                v = self.quota_vector(t)
+                v = self.quota_tuple(t)
                 g += v[0]
                 c += v[1]
                 m += v[2]
@@ -129,12 +139,62 @@ class QueueOrder:
         """(over fair share, starved, zero-share penalty, DRS with job - victims, DRS) of queue row i.
 
         Cached per (queue, head job) until the next allocate/deallocate event, so one pop of
-        the job queue computes each queue's view once however many comparisons it makes."""
-        key = (i, job.key if job is not None else None)
+        the job queue computes each queue's view once however many comparisons it makes.
+        Written out per resource (gpu, cpu, memory) on the hot path; ``stats_reference``
+        is the same rules over the vectors, and a property test holds them equal."""
+        key = job.key if job is not None else None
         if not victims:
-            got = self._stats.get(key)
-            if got is not None:
-                return got
+            row = self._stats.get(i)
+            if row is not None:
+                got = row.get(key)
+                if got is not None:
+                    return got
+        a0, a1, a2 = self.alloc[i].tolist()
+        f0, f1, f2 = self.fair[i]
+        over = f0 < a0 and f1 < a1 and f2 < a2
+        r0, r1, r2 = self.init_request(job)
+        w0, w1, w2 = a0 + r0, a1 + r1, a2 + r2
+        d0, d1, d2 = self.deserved[i]
+        # less_equal(with_job, deserved): deserved -1 is unlimited, 1e-9 tolerance
+        starved = ((d0 == UNLIMITED or (w0 != UNLIMITED and (w0 <= d0 or abs(w0 - d0) <= TOLERANCE)))
+                   and (d1 == UNLIMITED or (w1 != UNLIMITED and (w1 <= d1 or abs(w1 - d1) <= TOLERANCE)))
+                   and (d2 == UNLIMITED or (w2 != UNLIMITED and (w2 <= d2 or abs(w2 - d2) <= TOLERANCE))))
+        s0, s1, s2 = self.share[i]
+        zero = (s0 == 0 and w0 > 0) or (s1 == 0 and w1 > 0) or (s2 == 0 and w2 > 0)
+        if victims:
+            v0, v1, v2 = self.victims_allocated(victims)
+            w0, w1, w2 = w0 - v0, w1 - v1, w2 - v2
+        n0, n1, n2 = self.denom[i]
+        m = NO_FAIR_SHARE_DRF_MULTIPLIER
+        best = 0.0
+        v = w0 * m if n0 == 0 else w0 / n0
+        if v > best:
+            best = v
+        v = w1 * m if n1 == 0 else w1 / n1
+        if v > best:
+            best = v
+        v = w2 * m if n2 == 0 else w2 / n2
+        if v > best:
+            best = v
+        drs_job = best
+        best = 0.0
+        v = a0 * m if n0 == 0 else a0 / n0
+        if v > best:
+            best = v
+        v = a1 * m if n1 == 0 else a1 / n1
+        if v > best:
+            best = v
+        v = a2 * m if n2 == 0 else a2 / n2
+        if v > best:
+            best = v
+        got = (over, starved, zero, drs_job, best)
+        if not victims:
+            self._stats.setdefault(i, {})[key] = got
+        return got
+
+    def stats_reference(self, i: int, job, victims=None) -> tuple:
+        """``stats`` as the rules read, over the vectors (no cache): the reference it is
+        checked against."""
         alloc = self.alloc[i].tolist()
         over = all(f < a for f, a in zip(self.fair[i], alloc))
         req = self.init_request(job)
@@ -143,10 +203,7 @@ class QueueOrder:
         zero = any(s == 0 and a > 0 for s, a in zip(self.share[i], with_job))
         if victims:
             with_job = [a - v for a, v in zip(with_job, self.victims_allocated(victims))]
-        got = (over, starved, zero, self.drs(i, with_job), self.drs(i, alloc))
-        if not victims:
-            self._stats[key] = got
-        return got
+        return (over, starved, zero, self.drs(i, with_job), self.drs(i, alloc))
 
     # ------------------------------------------------------------------ comparator
     def compare(self, lq, rq, lj=None, rj=None, lv=None, rv=None) -> int:

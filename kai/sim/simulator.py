@@ -281,6 +281,12 @@ def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: f
             **({"usage": {q: dict(zip(("gpu", "cpu", "memory"), (round(x, 6) for x in v)))
                           for q, v in sorted(state.queue_resource_usage.items())}}
                if usage_history is not None else {}),
+            # wall-clock seconds of the scheduling cycle alone (session open, actions, close;
+            # loading the manifests and applying results between cycles excluded)
+            "durationSeconds": round(result.duration, 6),
+            "openSeconds": round(result.open_seconds, 6),
+            "actionSeconds": {name: round(sec, 6) for name, sec in result.action_seconds.items()},
+            "closeSeconds": round(result.close_seconds, 6),
         })
         _advance(state, result, claims)
         if gpu_map:
@@ -295,6 +301,19 @@ def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: f
     return report
 
 
+#: the per-cycle keys that hold wall-clock timings (they differ from run to run)
+TIMING_KEYS = ("durationSeconds", "openSeconds", "actionSeconds", "closeSeconds")
+
+
+def without_timings(cycles: list[dict]) -> list[dict]:
+    """The cycles with their timing keys removed: what two runs of the same input agree on."""
+    return [{k: v for k, v in c.items() if k not in TIMING_KEYS} for c in cycles]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms"
+
+
 def format_table(report: dict) -> str:
     lines = []
     clock = report.get("clock")
@@ -303,6 +322,11 @@ def format_table(report: dict) -> str:
     for i, cyc in enumerate(report["cycles"], 1):
         lines.append(f"== cycle {i}: {len(cyc['bindings'])} bound, {len(cyc['evictions'])} evicted, "
                      f"{len(cyc['pipelined'])} pipelined, {len(cyc['unschedulable'])} unschedulable")
+        if "durationSeconds" in cyc:
+            steps = [f"open {_ms(cyc.get('openSeconds', 0.0))}"]
+            steps += [f"{name} {_ms(sec)}" for name, sec in cyc.get("actionSeconds", {}).items()]
+            steps.append(f"close {_ms(cyc.get('closeSeconds', 0.0))}")
+            lines.append(f"  took      {_ms(cyc['durationSeconds'])} ({', '.join(steps)})")
         for b in cyc["bindings"]:
             groups = f"  gpu-groups={','.join(b['gpuGroups'])}" if b["gpuGroups"] else ""
             vols = ",".join(f"{v['claim']}->{v['volume']}" if "volume" in v else f"{v['claim']}(provision)"

@@ -118,6 +118,54 @@ def running_pods(nodes: list[Node], per_node: int, seed: int = 0, prefix: str = 
     return pgs, pods
 
 
+def mixed_cluster(seed: int, n_nodes: int, n_jobs: int):
+    """A small random cluster as ``kai.sim.loader.Manifests`` for property tests: nodes with
+    taints and CPU-only ones, a two-level queue tree with GPU quotas and limits, mostly
+    single-pod jobs plus small gangs of mixed priority classes (some non-preemptible), some
+    with zone affinity or tolerations, a quarter already running, one job in a missing queue."""
+    from kai.sim.loader import Manifests
+
+    rng = random.Random(seed)
+    m = Manifests()
+    m.objects["Node"] = synthetic_nodes(n_nodes, seed=seed, gpus=rng.choice([2, 4, 8]), cpu_only_share=0.2,
+                                        tainted_share=0.2)
+
+    def q(name, parent, quota, limit):
+        g = QueueResource(quota=quota, over_quota_weight=rng.choice([0, 1, 2]), limit=limit)
+        r = QueueResource(quota=-1, over_quota_weight=1, limit=-1)
+        return Queue(metadata=ObjectMeta(name=name, uid=f"uid-q-{name}",
+                                         creation_timestamp=f"2024-01-01T00:00:0{rng.randrange(3)}Z"),
+                     spec=QueueSpec(parent_queue=parent, resources=QueueResources(gpu=g, cpu=r, memory=r)))
+
+    queues = [q("root", "", -1, -1), q("dept", "root", float(rng.choice([-1, 4, 8])), float(rng.choice([-1, 6])))]
+    leaves = []
+    for i in range(rng.randint(2, 5)):
+        parent = rng.choice(["root", "dept"])
+        quota = float(rng.choice([0, 1, 2, 4]))
+        limit = float(rng.choice([-1, -1, quota, quota + 2]))
+        queues.append(q(f"q{i}", parent, quota, limit))
+        leaves.append(f"q{i}")
+    m.objects["Queue"] = queues
+    running = [n.metadata.name for n in m.objects["Node"]]
+    for j in range(n_jobs):
+        name = f"j{j:03d}"
+        size = 1 if rng.random() < 0.8 else rng.randint(2, 3)
+        prio = rng.choice(["train", "train", "build", "inference"])
+        m.objects["PodGroup"].append(PodGroup(
+            metadata=ObjectMeta(name=name, namespace="ns", uid=f"uid-{name}",
+                                creation_timestamp=f"2024-01-01T00:00:{rng.randrange(20):02d}Z"),
+            spec=PodGroupSpec(min_member=size, queue=rng.choice(leaves + ["missing"] * (j == 0)),
+                              priority_class_name=prio)))
+        gpus = rng.choice([0, 1, 1, 2])
+        zone = f"zone-{rng.randrange(4)}" if rng.random() < 0.15 else None
+        node = rng.choice(running) if rng.random() < 0.25 else ""
+        for i in range(size):
+            m.objects["Pod"].append(make_pod(f"{name}-{i}", "ns", name, gpus, cpu=rng.choice(["1", "2"]),
+                                             mem="1Gi", node=node, affinity_zone=zone,
+                                             tolerate=rng.random() < 0.3, created=j))
+    return m
+
+
 # ---------------------------------------------------------------------- openb-like trace
 # A stand-in for the Alibaba GPU trace (openb, Weng et al., ATC'23) when its files are not
 # available (kai.sim.traces.load_workload falls back to it and says so). The tables are

@@ -297,3 +297,41 @@ def test_random_seeded_smoke_many_jobs():
     for k, n in got.items():
         per_node[n] = per_node.get(n, 0) + 1
     assert got and all(v <= 8 for v in per_node.values())
+
+
+# ---------------------------------------------------------------------------- short paths
+# Single-pod jobs take allocate's short path and share capacity answers per request
+# (kai.actions.allocate.SHORT_PATHS); the general SubGroup walk is the reference. Both must
+# make the same decisions, with the same reasons, cycle after cycle.
+
+def _decisions(result) -> tuple:
+    return ([(d.pod, d.node, d.action) for d in result.bindings],
+            [(d.pod, d.node, d.action, d.preemptor) for d in result.evictions],
+            [(d.pod, d.node) for d in result.pipelined],
+            sorted(result.unschedulable.items()))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), n_nodes=st.integers(1, 8), n_jobs=st.integers(1, 40))
+def test_short_paths_decide_as_the_general_walk(seed, n_nodes, n_jobs):
+    from kai.actions import allocate as allocate_mod
+    from kai.config import default_config
+    from kai.scheduler import RecordingCache, Scheduler
+    from kai.sim.simulator import _advance, build_state
+    from kai.sim.synthetic import mixed_cluster
+
+    states = [build_state(mixed_cluster(seed, n_nodes, n_jobs)) for _ in range(2)]
+    scheds = [Scheduler(s, default_config()) for s in states]
+    now = 1_704_070_800.0
+    try:
+        for _cycle in range(3):
+            got = []
+            for short, sched, state in zip((True, False), scheds, states):
+                allocate_mod.SHORT_PATHS = short
+                result = sched.run_cycle(RecordingCache(state), now=now)
+                got.append(_decisions(result))
+                _advance(state, result)
+            assert got[0] == got[1]
+            now += 1.0
+    finally:
+        allocate_mod.SHORT_PATHS = True

@@ -57,3 +57,38 @@ def test_recovered_gang_is_not_evicted():
             [job("g", "q1", pods=2, min_member=2, running=["n1"], stale_since=-1000)],
             actions=A, cycles=2, interval=100, grace=60)
     assert evicted(r, 0) == [] and evicted(r, 1) == []
+
+
+def test_watch_list_decides_as_a_walk_over_every_job():
+    """stalegangeviction looks only at jobs that changed or were stale (StaleWatch in the
+    Scheduler's memory); a Scheduler made afresh each cycle walks every job. Same evictions,
+    cycle after cycle, while gang members are deleted at random between cycles."""
+    import random
+
+    from kai.config import default_config
+    from kai.scheduler import RecordingCache, Scheduler
+    from kai.sim.simulator import _advance, build_state
+    from kai.sim.synthetic import mixed_cluster
+
+    for seed in range(15):
+        rng = random.Random(seed)
+        shape = (seed, rng.randint(2, 6), rng.randint(8, 30))
+        states = [build_state(mixed_cluster(*shape)) for _ in range(2)]
+        kept = Scheduler(states[0], default_config())
+        now = 1_704_070_800.0
+        for _cycle in range(5):
+            got = []
+            for k, state in enumerate(states):
+                sched = kept if k == 0 else Scheduler(state, default_config())
+                result = sched.run_cycle(RecordingCache(state), now=now)
+                got.append(([(d.pod, d.action) for d in result.evictions], [d.pod for d in result.bindings],
+                            sorted(result.unschedulable.items())))
+                _advance(state, result)
+            assert got[0] == got[1], (seed, _cycle)
+            running = sorted(p.key for p in states[0].pods.values() if p.node_name and p.job_key
+                             and len(states[0].jobs[p.job_key].tasks) > 1)
+            if running and rng.random() < 0.7:
+                key = rng.choice(running)
+                for state in states:
+                    state.delete_pod(next(p.uid for p in state.pods.values() if p.key == key))
+            now += rng.choice([1.0, 30.0, 61.0])

@@ -127,3 +127,27 @@ def test_refresh_sets_quota_gpus_of_pods_with_claims():
     s.refresh(st, SchedulerConfig(plugins=[PluginConf("dynamicresources", {"gpuDeviceClasses": "nic*"})]))
     assert [st.pods[u].dra_gpus for u in ("uid-a", "uid-b")] == [0.0, 0.0]
     assert s.gpu_capacity(st.nodes, [True, True]) == 0.0
+
+
+def test_refresh_reports_jobs_whose_quota_gpus_changed():
+    """Per-job queue figures kept across cycles (proportion's JobFigures, read through
+    ``ClusterState.changed_since``) must see a pod whose DRA GPUs moved without a pod event."""
+    from kai.config import PluginConf, SchedulerConfig
+    s = store()
+    s.load({"ResourceClaimTemplate": [B.template("two", B.request("g", "gpu", 2), namespace="ns")]})
+    from kai.podgrouper.offline import group_pods
+    grouped = group_pods([B.pod_with_claims("a", "ns", templates={"g": "two"}),
+                          B.pod_with_claims("b", "ns", templates={"g": "t"})], {}, [], [])
+    st = _state_with(s)
+    for pg in grouped.podgroups.values():
+        st.upsert_podgroup(pg)
+    for p in grouped.pods:
+        st.upsert_pod(p)
+    keys = {st.pods[u].job_key for u in ("uid-a", "uid-b")}
+    assert all(keys)
+    s.refresh(st)
+    seq = st.change_seq
+    s.refresh(st)                              # nothing moved: nothing reported
+    assert st.changed_since(seq) == []
+    s.refresh(st, SchedulerConfig(plugins=[PluginConf("dynamicresources", {"gpuDeviceClasses": "nic*"})]))
+    assert set(st.changed_since(seq)) == keys

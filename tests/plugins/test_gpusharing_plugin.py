@@ -187,6 +187,17 @@ def test_group_ids_are_deterministic_and_reported_by_simulate():
     assert all(g.startswith("n0-gpu") for b in first for g in b["gpuGroups"])
 
 
+@pytest.mark.parametrize("devices", [3, 2**31, 2**63])
+def test_more_devices_than_any_node_has_waits_with_a_reason(devices):
+    """gpu-fraction-num-devices is any positive integer: one larger than every node's device
+    count leaves the pod pending with the count in the reason (found by the simulate fuzzer:
+    2**63 used to size the kernel's device buffer)."""
+    rep, bound, pipelined, unsched = run([node("n0", gpu=2), queue("q"), frac("a", 0.5, devices=devices)])
+    assert not bound and not pipelined
+    (reason,) = unsched.values()
+    assert f"without {devices} GPU device(s)" in reason
+
+
 def test_bound_fractions_stay_in_their_groups_next_cycle():
     """Cycle 1 binds two halves to one group; cycle 2 sees that group full and opens a new one."""
     docs = [node("n0", gpu=2), queue("q"), frac("a", 0.5), frac("b", 0.5)]

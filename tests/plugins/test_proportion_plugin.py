@@ -242,3 +242,57 @@ def test_non_preemptible_stays_in_quota(tmp_path):
                  [job("a", "q1", pods=1, running=["n1"], priority_class="inference"),
                   job("b", "q1", pods=1, priority_class="inference"), job("c", "q1", pods=1)])
     assert bound(report) == ["c-0"]
+
+
+# ---------------------------------------------------------------------------------------------
+# per-job figures kept across sessions (JobFigures): the same vectors as a walk over every job
+
+def test_job_figures_follow_changes_as_a_fresh_walk():
+    """Random cycles and changes (binds, evictions, pods and PodGroups deleted and re-created,
+    a node going NotReady, GPU fractions): after each, the session opened with the kept
+    figures holds the same queue vectors as one opened with an empty CycleMemory."""
+    import random
+
+    import msgspec
+
+    from kai.api.k8s import NodeCondition
+    from kai.config import default_config
+    from kai.scheduler import RecordingCache, Scheduler
+    from kai.sim.simulator import _advance
+    from kai.sim.simulator import build_state
+    from kai.sim.synthetic import mixed_cluster
+
+    for seed in range(12):
+        rng = random.Random(seed)
+        state = build_state(mixed_cluster(seed, rng.randint(2, 6), rng.randint(5, 30)))
+        sched = Scheduler(state, default_config())
+        now = 1_704_070_800.0
+        for _cycle in range(4):
+            result = sched.run_cycle(RecordingCache(state), now=now)
+            _advance(state, result)
+            now += 1.0
+            change = rng.randrange(4)
+            pods = [p for p in state.pods.values() if p.job_key]
+            if change == 0 and pods:
+                state.delete_pod(rng.choice(pods).uid)
+            elif change == 1 and state.podgroups:
+                key = rng.choice(sorted(state.podgroups))
+                pg = state.podgroups[key]
+                state.delete_podgroup(key)
+                if rng.random() < 0.5:
+                    state.upsert_podgroup(pg)
+            elif change == 2 and state.nodes.by_name:
+                info = state.nodes.by_name[rng.choice(sorted(state.nodes.by_name))]
+                node = info.node
+                down = msgspec.structs.replace(node.status, conditions=[NodeCondition(type="Ready", status="False")])
+                state.upsert_node(msgspec.structs.replace(node, status=down))
+            kept = sched.open_session(RecordingCache(state), now)
+            fresh = Scheduler(state, default_config()).open_session(RecordingCache(state), now)
+            for field in ("allocated", "allocated_nonpreemptible", "request", "fair_share"):
+                a, b = getattr(kept.shares, field), getattr(fresh.shares, field)
+                assert a.keys() == b.keys()
+                for q in a:
+                    assert a[q].tolist() == b[q].tolist(), (seed, field, q)
+            assert kept.shares.total.tolist() == fresh.shares.total.tolist()
+            kept.close()
+            fresh.close()

@@ -8,6 +8,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from proportion_builders import allocated, bound, job, node, open_session, queue, res, run
 
 from kai.api import constants as C
@@ -151,6 +153,32 @@ def test_less_equal_quantities():
     assert less_equal((1, U, 0), (1, U, 0))
     assert not less_equal((U, 0, 0), (5, 0, 0))
     assert less_equal((1 + 1e-10, 0, 0), (1, 0, 0))
+
+
+_QTY = st.one_of(st.sampled_from([U, 0.0, 1.0, 2.0, 1e-10, 2.0 + 5e-10, 1e9]),
+                 st.floats(min_value=0, max_value=1e10, allow_nan=False))
+_VEC = st.tuples(_QTY, _QTY, _QTY)
+
+
+_AMOUNT = st.one_of(st.sampled_from([0.0, 1.0, 2.0, 3.5]), st.floats(min_value=0, max_value=1e10))
+
+
+@settings(max_examples=500, deadline=None)
+@given(alloc=st.tuples(_AMOUNT, _AMOUNT, _AMOUNT), fair=_VEC, deserved=_VEC, share=_VEC,
+       request=st.tuples(_AMOUNT, _AMOUNT, _AMOUNT),
+       nudge=st.one_of(st.none(), st.tuples(*[st.sampled_from([0.0, 5e-10, -5e-10, 2e-9, -2e-9, U])] * 3)),
+       victim=st.one_of(st.none(), st.tuples(_AMOUNT, _AMOUNT, _AMOUNT)))
+def test_unrolled_stats_equal_the_reference(alloc, fair, deserved, share, request, nudge, victim):
+    """The per-resource hot path of ``stats`` gives what the vector reading gives (quantities
+    around the tolerance, unlimited -1 and zero shares included). ``nudge``: deserved set to
+    allocated + request, moved by less or more than the tolerance (or unlimited)."""
+    if nudge is not None:
+        deserved = tuple(U if n == U else a + r + n for a, r, n in zip(alloc, request, nudge))
+    order, _ = make(q=dict(alloc=alloc, fair=fair, deserved=deserved, share=share))
+    j = fake_job("j", request=request)
+    victims = [fake_job("v", allocated_=victim)] if victim else None
+    assert order.stats(0, j, victims) == order.stats_reference(0, j, victims)
+    assert order.stats(0, None) == order.stats_reference(0, None)
 
 
 def test_init_request_cached_until_forgotten():

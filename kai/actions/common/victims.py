@@ -137,15 +137,26 @@ class VictimsOrderByQueues:
             h.reverse()                         # already a valid min-heap on -rank
             self.heaps[q] = h
         self.active = set(self.heaps)
-        self.roots = [q.name for q in self.tree.roots() if self._has_leaf_under(q.name)]
-
-    def _has_leaf_under(self, name: str) -> bool:
-        q = self.tree.get(name)
-        if q is None:
-            return False
-        if q.is_leaf:
-            return name in self.active
-        return any(self._has_leaf_under(c) for c in q.children)
+        #: inner queue name -> its children with an active leaf under them, in tree order: the
+        #: walks visit only the paths to the given queues, not the whole tree
+        self.kids: dict[str, list[str]] = {}
+        busy: set[str] = set()
+        for name in self.active:
+            q = self.tree.get(name)
+            if q is None or not q.is_leaf:
+                continue
+            while q.name not in busy:
+                busy.add(q.name)
+                parent = self.tree.get(q.parent) if q.parent else None
+                if parent is None:
+                    break
+                self.kids.setdefault(parent.name, []).append(q.name)
+                q = parent
+        for parent, names in self.kids.items():
+            if len(names) > 1:
+                order = self.tree.get(parent).children
+                names.sort(key=order.index)
+        self.roots = [q.name for q in self.tree.roots() if q.name in busy]
 
     def _ok(self, job: PodGroupInfo) -> bool:
         if job.key in self.excluded:
@@ -168,7 +179,7 @@ class VictimsOrderByQueues:
                     return job
                 heapq.heappop(h)
             return None
-        best = self._worst_child(q.children)
+        best = self._worst_child(self.kids.get(name, ()))
         return best[1] if best else None
 
     def _worst_child(self, names: list[str]):
@@ -189,7 +200,7 @@ class VictimsOrderByQueues:
             return None
         q = worst[0]
         while not q.is_leaf:
-            q = self._worst_child(q.children)[0]
+            q = self._worst_child(self.kids.get(q.name, ()))[0]
         job = heapq.heappop(self.heaps[q.name])[2]
         tasks = tasks_to_evict(job, self.ssn.task_order_key)
         return job, tasks

@@ -1,0 +1,167 @@
+"""JobsOrderByQueues against the plain walk it replaced: every child of every queue asked at
+every pop, leaves as heaps. Random queue trees, job sets, depth limits, push-backs and a queue
+order that moves with the pops that place something (as fair share does, announced by the
+session's ``alloc_events``) must give the same pop sequence; pops that place nothing reuse the
+cached picks off the popped leaf's path."""
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from types import SimpleNamespace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kai.actions.common.job_order import JobsOrderByQueues
+from kai.api.queue_info import QueueTree
+from kai.sim.synthetic import open_queue
+
+
+class ReferenceOrder:
+    """The walk before the active-subtree lists: visits every queue of the tree on each pop."""
+
+    def __init__(self, ssn, jobs, depth=None) -> None:
+        self.ssn, self.tree, self.depth = ssn, ssn.queues, depth
+        self._counter = itertools.count()
+        self.leaves: dict[str, list] = {}
+        self.popped: dict[str, int] = {}
+        for job in jobs:
+            self.push(job)
+
+    def push(self, job) -> None:
+        heapq.heappush(self.leaves.setdefault(job.queue, []), (self.ssn.job_order_key(job), next(self._counter), job))
+
+    def _head(self, queue):
+        q = self.tree.get(queue)
+        if q is None:
+            return None
+        if q.is_leaf:
+            heap = self.leaves.get(queue)
+            if not heap or (self.depth is not None and self.popped.get(queue, 0) >= self.depth):
+                return None
+            return heap[0][2]
+        best = self._best_child(q.children)
+        return best[1] if best else None
+
+    def _best_child(self, names):
+        best = None
+        for name in names:
+            head = self._head(name)
+            if head is None:
+                continue
+            cand = (self.tree.get(name), head)
+            if best is None or self.ssn.queue_compare(cand[0], best[0], cand[1], best[1]) < 0:
+                best = cand
+        return best
+
+    def pop(self):
+        best = self._best_child([q.name for q in self.tree.roots()])
+        if best is None:
+            return None
+        queue = best[0]
+        while not queue.is_leaf:
+            queue = self._best_child(queue.children)[0]
+        self.popped[queue.name] = self.popped.get(queue.name, 0) + 1
+        return heapq.heappop(self.leaves[queue.name])[2]
+
+
+def _world(seed: int):
+    rng = random.Random(seed)
+    queues = [open_queue("r0"), open_queue("r1")]
+    names = ["r0", "r1"]
+    for i in range(rng.randint(1, 12)):
+        name = f"q{i}"
+        queues.append(open_queue(name, rng.choice(names)))
+        names.append(name)
+    tree = QueueTree(queues)
+    leaves = [n for n in names if tree.get(n).is_leaf] + ["gone"]
+    jobs = [SimpleNamespace(key=f"j{k}", queue=rng.choice(leaves), prio=rng.randrange(3), size=rng.randint(1, 4))
+            for k in range(rng.randint(0, 40))]
+    return rng, tree, jobs
+
+
+def _session(tree, rng):
+    used: dict[str, int] = {}      # grows as jobs pop: the order moves like fair share does
+    weight = {name: rng.randint(1, 3) for name in tree.queues}
+
+    def compare(lq, rq, lj, rj):
+        lk = (used.get(lq.name, 0) * weight[lq.name] + lj.size, -lj.prio, lq.name)
+        rk = (used.get(rq.name, 0) * weight[rq.name] + rj.size, -rj.prio, rq.name)
+        return -1 if lk < rk else 1
+
+    ssn = SimpleNamespace(queues=tree, queue_compare=compare, job_order_key=lambda j: (-j.prio, j.key),
+                          alloc_events=0)
+    return ssn, used
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 10**6), depth=st.sampled_from([None, 1, 2, 5]))
+def test_pop_sequence_matches_the_full_walk(seed, depth):
+    sequences = []
+    for impl in (JobsOrderByQueues, ReferenceOrder):
+        rng, tree, jobs = _world(seed)
+        ssn, used = _session(tree, rng)
+        order = impl(ssn, jobs, depth)
+        placing = random.Random(seed + 1)
+        pushed_back: set[str] = set()
+        seq = []
+        while (job := order.pop()) is not None:
+            seq.append(job.key)
+            if placing.random() < 0.5:
+                continue                                # nothing placed: the order stands still
+            for a in tree.ancestors(job.queue):
+                used[a.name] = used.get(a.name, 0) + job.size
+            if placing.random() < 0.5:                  # a victim elsewhere gave way (reclaim)
+                for a in tree.ancestors(placing.choice(sorted(tree.queues))):
+                    used[a.name] = used.get(a.name, 0) - 1
+            ssn.alloc_events += 1
+            if job.size > 2 and job.key not in pushed_back:       # an elastic job competes again
+                pushed_back.add(job.key)
+                job.size -= 1
+                order.push(job)
+        sequences.append(seq)
+    assert sequences[0] == sequences[1]
+
+
+def test_only_queues_with_work_are_visited():
+    """5,000 leaves, jobs in three: a pop compares only those three."""
+    tree = QueueTree([open_queue("root")] + [open_queue(f"q{i:04d}", "root") for i in range(5000)])
+    calls = []
+
+    def compare(lq, rq, lj, rj):
+        calls.append((lq.name, rq.name))
+        return -1 if lq.name < rq.name else 1
+
+    ssn = SimpleNamespace(queues=tree, queue_compare=compare, job_order_key=lambda j: j.key, alloc_events=0)
+    jobs = [SimpleNamespace(key=f"j{k}", queue=q) for k, q in enumerate(["q4999", "q0100", "q2500"])]
+    order = JobsOrderByQueues(ssn, jobs)
+    assert [order.pop().queue for _ in range(3)] == ["q0100", "q2500", "q4999"]
+    assert order.pop() is None
+    assert {n for pair in calls for n in pair} <= {"q0100", "q2500", "q4999"}
+
+
+def test_pops_that_place_nothing_compare_along_one_path():
+    """40 departments of 25 leaves, 2 jobs each, and no allocation event between pops (every
+    job held back, as in a backlog over quota): each pop recomputes the popped leaf's
+    department and the roots' pick, not every department; same sequence as the full walk."""
+    queues = [open_queue("root")] + [open_queue(f"d{d:02d}", "root") for d in range(40)]
+    queues += [open_queue(f"d{d:02d}-q{i:02d}", f"d{d:02d}") for d in range(40) for i in range(25)]
+    tree = QueueTree(queues)
+    calls = [0]
+
+    def compare(lq, rq, lj, rj):
+        calls[0] += 1
+        return -1 if (lj.key, lq.name) < (rj.key, rq.name) else 1
+
+    seqs = []
+    for impl in (JobsOrderByQueues, ReferenceOrder):
+        ssn = SimpleNamespace(queues=tree, queue_compare=compare, job_order_key=lambda j: j.key, alloc_events=0)
+        leaves = [q.metadata.name for q in queues if tree.get(q.metadata.name).is_leaf]
+        jobs = [SimpleNamespace(key=f"j{(k * 7919) % 2000:04d}", queue=leaves[k % len(leaves)]) for k in range(2000)]
+        calls[0] = 0
+        order = JobsOrderByQueues(ssn, jobs) if impl is JobsOrderByQueues else ReferenceOrder(ssn, jobs)
+        seqs.append([job.key for job in iter(order.pop, None)])
+        if impl is JobsOrderByQueues:
+            assert calls[0] < 2000 * (40 + 25)          # the full walk: ~1,040 a pop
+    assert seqs[0] == seqs[1] and len(seqs[0]) == 2000
