@@ -161,7 +161,7 @@ class PodGroupInfo:
                 if sg.name and sg.name not in self.subgroup_nodes:
                     self.subgroup_nodes[sg.name] = SubGroupNode(sg.name, sg.topology_constraint)
             for sg in self.subgroups:
-                node = self.subgroup_nodes.get(sg.name)
+                node = self.subgroup_nodes.get(sg.name) if sg.name else None     # "" is the root
                 if node is None or node.parent is not None:
                     continue
                 parent = self.subgroup_nodes.get(sg.parent or "", root)

@@ -50,3 +50,25 @@ names = st.sampled_from("abcdef")
 @given(st.lists(st.tuples(names, st.none() | names), max_size=7))
 def test_forest_iff_no_error(pairs):
     assert (subgroup_tree_error(pairs) == "") == _is_forest(pairs)
+
+
+def test_a_subgroup_without_a_name_never_becomes_a_node_of_the_tree():
+    """Fuzzer find: a SubGroup named "" (the root's own name) with a parent made the root its
+    own ancestor, and every later walk up the tree looped for ever."""
+    import msgspec
+
+    from kai.api.k8s import PodGroup
+    from kai.api.podgroup_info import PodGroupInfo
+
+    pg = msgspec.convert({"metadata": {"name": "g", "namespace": "ns"},
+                          "spec": {"minMember": 1, "queue": "q",
+                                   "subGroups": [{"name": "x", "minMember": 1},
+                                                 {"name": "", "parent": "x", "minMember": 1}]}}, PodGroup)
+    job = PodGroupInfo(pg, 50, True)
+    assert job.root_subgroup.parent is None
+    for leaf in job.leaf_nodes.values():
+        seen, p = set(), leaf
+        while p is not None:
+            assert id(p) not in seen
+            seen.add(id(p))
+            p = p.parent
