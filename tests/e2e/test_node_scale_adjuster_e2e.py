@@ -72,7 +72,17 @@ def test_scaling_pod_brings_a_node_for_fraction_pods(kai_client, kai_scheduler, 
             for p in pods:
                 sel = p["spec"].get("nodeSelector") or {}
                 conds = (p.get("status") or {}).get("conditions") or []
-                if sel.get("nsa-group") != group or p["spec"].get("nodeName"):
+                if sel.get("nsa-group") != group:
+                    continue
+                if p["spec"].get("nodeName"):
+                    # a default scheduler in this control plane (the differential tests start
+                    # kube-scheduler) placed it on the new node: its container (/bin/true) exits
+                    # at once on a real node and frees the GPU; kwok never ends a pod, so the test does
+                    if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+                        try:
+                            c.patch(f"{SCALING}/{p['metadata']['name']}/status", {"status": {"phase": "Succeeded"}})
+                        except ApiError:
+                            pass
                     continue
                 seen_scaling.setdefault(p["metadata"]["name"], p)
                 if not added and any(x["type"] == "PodScheduled" and x["status"] == "False"
