@@ -813,9 +813,20 @@ class ControlPlane:
         self._wait(proc, lambda: _https_healthz(port), "did not become healthy (/healthz)")
 
     def start_controller_manager(self, controllers: Sequence[str] | None = None) -> None:
-        """Start kube-controller-manager on a running control plane (once), e.g. only the
-        resourceclaim controller for a DRA benchmark."""
+        """Run kube-controller-manager with at least ``controllers`` on a running control plane,
+        e.g. the resourceclaim controller for a DRA benchmark. Started once; when it already
+        runs without some of them, it is restarted with the union of both sets (no leader
+        election, so the new process takes over at once)."""
         if self.with_controller_manager:
+            missing = [c for c in (controllers or ()) if c not in self.controllers]
+            if not missing:
+                return
+            with self._lock:
+                old = self._procs.pop("kube-controller-manager", None)
+                if old is not None:
+                    old.stop()
+            self.controllers = (*self.controllers, *missing)
+            self._start_controller_manager()
             return
         if controllers is not None:
             self.controllers = tuple(controllers)

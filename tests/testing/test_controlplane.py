@@ -321,3 +321,36 @@ def test_kwok_heartbeats_keep_nodes_ready_and_a_silent_node_is_tainted() -> None
         assert status == 200 and not pod["metadata"].get("deletionTimestamp")
         assert {(t["key"], t.get("tolerationSeconds")) for t in pod["spec"]["tolerations"]} == {
             (NODE_CONDITION_TAINTS[0], 300), (NODE_CONDITION_TAINTS[1], 300)}
+
+
+def test_controller_manager_gains_a_controller_it_was_started_without() -> None:
+    """The live benchmark's cluster runs the node lifecycle controllers; its DRA workload then
+    asks for the resourceclaim controller. kube-controller-manager is restarted with both, and
+    the claim controller creates a pod's claim from its template."""
+    ok, reason = binaries_available()
+    if not ok:
+        pytest.skip(reason)
+    with ControlPlane(with_controller_manager=True, controllers=("node-lifecycle-controller",),
+                      with_kwok=False, service_account_admission=False) as cp:
+        cp.start_controller_manager(["resourceclaim-controller"])
+        assert cp.controllers == ("node-lifecycle-controller", "resourceclaim-controller")
+        pid = cp.processes()["kube-controller-manager"]
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        assert b"--controllers=node-lifecycle-controller,resourceclaim-controller" in argv, argv
+        cp.start_controller_manager(["resourceclaim-controller"])          # already there: no restart
+        assert cp.processes()["kube-controller-manager"] == pid
+        cp.api_request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                       "metadata": {"name": "rc"}})
+        dra = "/apis/resource.k8s.io/v1"
+        cp.api_request("POST", f"{dra}/deviceclasses", {"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass",
+                                                        "metadata": {"name": "rc-gpu"}, "spec": {}})
+        cp.api_request("POST", f"{dra}/namespaces/rc/resourceclaimtemplates", {
+            "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate", "metadata": {"name": "one"},
+            "spec": {"spec": {"devices": {"requests": [{"name": "g", "exactly": {"deviceClassName": "rc-gpu"}}]}}}})
+        pod = _pod("claimer")
+        pod["spec"]["resourceClaims"] = [{"name": "g", "resourceClaimTemplateName": "one"}]
+        status, body = cp.api_request("POST", "/api/v1/namespaces/rc/pods", pod)
+        assert status == 201, body
+        _wait(lambda: cp.api_request("GET", f"{dra}/namespaces/rc/resourceclaims")[1].get("items"),
+              timeout=60, what="the claim made from the pod's template")
