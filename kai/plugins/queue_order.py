@@ -115,6 +115,11 @@ class QueueOrder:
             self._req[job.key] = got
         return got
 
+    def job_view(self, job) -> tuple:
+        """What ``compare`` reads from a head job: its init request (JobsOrderByQueues keeps
+        its picks across heads that look the same)."""
+        return self.init_request(job)
+
     def victims_allocated(self, victims) -> tuple:
         """Sum of the victims' allocated (Allocated|Bound|Binding|Running) quota vectors."""
         g = c = m = 0.0

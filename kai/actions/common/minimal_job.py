@@ -57,13 +57,18 @@ def job_signature(job) -> bytes:
 def _pending_requests(job) -> list[np.ndarray]:
     reqs = [t.req for t in job.tasks.values() if t.status == C.PodStatus.PENDING]
     width = max((r.shape[0] for r in reqs), default=0)
-    padded = [np.pad(r, (0, width - r.shape[0])) if r.shape[0] < width else r for r in reqs]
+    padded = [_pad(r, np.zeros(width))[0] if r.shape[0] < width else r for r in reqs]
     return sorted(padded, key=lambda r: tuple(r))
 
 
 def _pad(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    w = max(a.shape[0], b.shape[0])
-    return np.pad(a, (0, w - a.shape[0])), np.pad(b, (0, w - b.shape[0]))
+    """Both vectors zero-padded to the longer one's width (the same arrays when equal)."""
+    la, lb = a.shape[0], b.shape[0]
+    if la == lb:
+        return a, b
+    if la < lb:
+        return np.concatenate((a, np.zeros(lb - la, dtype=a.dtype))), b
+    return a, np.concatenate((b, np.zeros(la - lb, dtype=b.dtype)))
 
 
 def _le(a: np.ndarray, b: np.ndarray) -> bool:
