@@ -27,6 +27,7 @@ import structlog
 
 from kai.actions.allocate import schedulable_jobs
 from kai.actions.common.job_order import JobsOrderByQueues
+from kai.actions.common.lookalike import look_alike
 from kai.actions.common.minimal_job import MinimalJobRepresentatives
 from kai.actions.common.solver import JobSolver
 from kai.actions.common.victims import (VictimCandidates, capacity_blocker, nonpreemptible_over_quota,
@@ -60,26 +61,37 @@ class Preempt(Action):
         solver = JobSolver(ssn, self.name, ssn.preempt_scenario_validator_fns)
         filters = ssn.preempt_victim_filter_fns
         failed: dict[str, MinimalJobRepresentatives] = {}      # per queue, as KAI
-        for job in JobsOrderByQueues(ssn, pending, ssn.config.queue_depth_per_action.get(self.name)):
-            if job.queue not in cands.jobs or not job.has_pending():
-                continue
-            reps = failed.setdefault(job.queue, MinimalJobRepresentatives())
-            if ssn.config.use_scheduling_signatures and (rep := reps.skip(job)) is not None:
-                log.debug("preempt skipped: no easier than a failed job", job=job.key, failed=rep.key)
-                continue
-            tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
-            if not tasks or nonpreemptible_over_quota(ssn, job, tasks):
-                continue
-            blocker = capacity_blocker(ssn, job, tasks)
-            if blocker is not None and not victims_can_relieve(ssn, blocker, [job.queue]):
-                continue
+        order = JobsOrderByQueues(ssn, pending, ssn.config.queue_depth_per_action.get(self.name))
+        for job in order:
+            if self._turn(ssn, job, failed, cands, solver, filters):
+                # the copies of a refused job get its answer: pass over them
+                order.skip_alike(job, look_alike)
 
-            def accept(v, job=job):
-                return (v.key != job.key and v.priority < job.priority
-                        and all(f(ssn, job, v) for f in filters))
+    def _turn(self, ssn, job, failed, cands, solver, filters) -> bool:
+        """One preemptor's turn. True: nothing in the session moved and a look-alike job
+        would be refused the same way; False: a preemption was committed, or a copy would be
+        tried again (signatures off, as KAI does)."""
+        if job.queue not in cands.jobs or not job.has_pending():
+            return True
+        reps = failed.setdefault(job.queue, MinimalJobRepresentatives())
+        signatures = ssn.config.use_scheduling_signatures
+        if signatures and (rep := reps.skip(job)) is not None:
+            log.debug("preempt skipped: no easier than a failed job", job=job.key, failed=rep.key)
+            return True
+        tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
+        if not tasks or nonpreemptible_over_quota(ssn, job, tasks):
+            return True
+        blocker = capacity_blocker(ssn, job, tasks)
+        if blocker is not None and not victims_can_relieve(ssn, blocker, [job.queue]):
+            return True
 
-            solution = solver.solve(job, cands.order([job.queue], accept))
-            if solution is not None:
-                commit_solution(ssn, job, solution, self.name)
-            else:
-                reps.failed(job)
+        def accept(v, job=job):
+            return (v.key != job.key and v.priority < job.priority
+                    and all(f(ssn, job, v) for f in filters))
+
+        solution = solver.solve(job, cands.order([job.queue], accept))
+        if solution is not None:
+            commit_solution(ssn, job, solution, self.name)
+            return False
+        reps.failed(job)
+        return signatures and reps.skip(job) is not None

@@ -28,6 +28,7 @@ import structlog
 
 from kai.actions.allocate import schedulable_jobs
 from kai.actions.common.job_order import JobsOrderByQueues
+from kai.actions.common.lookalike import look_alike
 from kai.actions.common.minimal_job import MinimalJobRepresentatives
 from kai.actions.common.solver import JobSolver
 from kai.actions.common.victims import VictimCandidates, capacity_blocker, victims_can_relieve
@@ -54,29 +55,41 @@ class Reclaim(Action):
         solver = JobSolver(ssn, self.name, ssn.reclaim_scenario_validator_fns)
         filters = ssn.reclaim_victim_filter_fns
         failed: dict[str, MinimalJobRepresentatives] = {}      # per queue, as KAI
-        for job in JobsOrderByQueues(ssn, pending, ssn.config.queue_depth_per_action.get(self.name)):
-            if not job.has_pending():
-                continue
-            tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
-            if not tasks or not can_reclaim(ssn, job, tasks):
-                continue
-            reps = failed.setdefault(job.queue, MinimalJobRepresentatives())
-            if ssn.config.use_scheduling_signatures and (rep := reps.skip(job)) is not None:
-                log.debug("reclaim skipped: no easier than a failed job", job=job.key, failed=rep.key)
-                continue
-            queues = [q for q in cands.jobs if q != job.queue]
-            if not queues:
-                continue
-            # over a limit now: only victims under the limited queue can make room
-            blocker = capacity_blocker(ssn, job, tasks)
-            if blocker is not None and not victims_can_relieve(ssn, blocker, queues):
-                continue
+        order = JobsOrderByQueues(ssn, pending, ssn.config.queue_depth_per_action.get(self.name))
+        for job in order:
+            if self._turn(ssn, job, can_reclaim, failed, cands, solver, filters):
+                # the copies of a refused job get its answer: pass over them
+                order.skip_alike(job, look_alike)
 
-            def accept(v, job=job):
-                return v.key != job.key and all(f(ssn, job, v) for f in filters)
+    def _turn(self, ssn, job, can_reclaim, failed, cands, solver, filters) -> bool:
+        """One reclaimer's turn. True: nothing in the session moved and a look-alike job
+        would be refused the same way (at the gate, as no easier than a failed job, or, with
+        signatures on, by the signature check once this job failed). False: a reclaim was
+        committed, or a copy would be tried again (signatures off, as KAI does)."""
+        if not job.has_pending():
+            return True
+        tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
+        if not tasks or not can_reclaim(ssn, job, tasks):
+            return True
+        reps = failed.setdefault(job.queue, MinimalJobRepresentatives())
+        signatures = ssn.config.use_scheduling_signatures
+        if signatures and (rep := reps.skip(job)) is not None:
+            log.debug("reclaim skipped: no easier than a failed job", job=job.key, failed=rep.key)
+            return True
+        queues = [q for q in cands.jobs if q != job.queue]
+        if not queues:
+            return True
+        # over a limit now: only victims under the limited queue can make room
+        blocker = capacity_blocker(ssn, job, tasks)
+        if blocker is not None and not victims_can_relieve(ssn, blocker, queues):
+            return True
 
-            solution = solver.solve(job, cands.order(queues, accept))
-            if solution is not None:
-                commit_solution(ssn, job, solution, self.name)
-            else:
-                reps.failed(job)
+        def accept(v, job=job):
+            return v.key != job.key and all(f(ssn, job, v) for f in filters)
+
+        solution = solver.solve(job, cands.order(queues, accept))
+        if solution is not None:
+            commit_solution(ssn, job, solution, self.name)
+            return False
+        reps.failed(job)
+        return signatures and reps.skip(job) is not None

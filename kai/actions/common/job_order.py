@@ -261,6 +261,47 @@ class JobsOrderByQueues:
             self._forget_path(name)
         return job
 
+    def skip_alike(self, job: PodGroupInfo, alike) -> int:
+        """Pass over the jobs this walk would pop right after ``job`` that ``alike(job, other)``
+        says get ``job``'s answer, as if each had been popped and refused; returns how many.
+
+        The caller's contract: ``job`` was the last job popped, the action's answer for it
+        placed nothing and changed nothing the action reads, and ``alike`` holds only for a
+        job the action would answer the same way from the same state. The walk then pops
+        ``job``'s leaf again and again (its picks carried, no allocation event) for as long
+        as the next job looks the same to the queue order; this stops at the first job that
+        is not alike, looks different, or lies past the leaf's depth."""
+        if not USE_CACHE or self._view is None or self.ssn.alloc_events != self._events:
+            return 0
+        leaf = job.queue
+        best = self._best.get("")
+        entries = self.leaves.get(leaf)
+        if best is None or best[2] != leaf or not entries:
+            return 0
+        pos = self._pos.get(leaf, 0)
+        end = len(entries)
+        if self.depth is not None:
+            end = min(end, pos + self.depth - self.popped.get(leaf, 0))
+        view = self._view(job)
+        i = pos
+        while i < end:
+            other = entries[i][2]
+            if not alike(job, other) or self._view(other) != view:
+                break
+            i += 1
+        skipped = i - pos
+        if not skipped:
+            return 0
+        self._pos[leaf] = i
+        self.popped[leaf] = self.popped.get(leaf, 0) + skipped
+        if not self._leaf_open(leaf):
+            self._deactivate(leaf)
+        elif self._view(entries[i][2]) == view:
+            self._carry(leaf, entries[i][2])
+        else:
+            self._forget_path(leaf)
+        return skipped
+
     def __iter__(self):
         while True:
             job = self.pop()
