@@ -42,6 +42,7 @@ TOLERANCE = 1e-9                 # resource_info.LessOrEqualWithTolerance
 NO_FAIR_SHARE_DRF_MULTIPLIER = 1000.0
 UNLIMITED = -1.0
 _ZERO = (0.0, 0.0, 0.0)
+_INF = float("inf")
 
 
 def _cmp_quantity(a: float, b: float) -> int:
@@ -119,6 +120,28 @@ class QueueOrder:
         """What ``compare`` reads from a head job: its init request (JobsOrderByQueues keeps
         its picks across heads that look the same)."""
         return self.init_request(job)
+
+    def total_over(self, queues) -> bool:
+        """True when ``compare`` is a total preorder over these queues whatever their head
+        jobs: every rule but 7 compares one key per queue, so it is total when the queues'
+        allocatable-share vectors form a chain (each pair comparable in every resource, -1
+        the largest) whose steps are either zero or wider than the tolerance ``less_equal``
+        allows (so the tolerant and the exact comparisons agree). A queue without figures
+        makes it unknown (False)."""
+        rows = set()
+        for q in queues:
+            i = self.index.get(q.name)
+            if i is None:
+                return False
+            rows.add(self.share[i])
+        if len(rows) < 2:
+            return True
+        chain = sorted(tuple(_INF if x == UNLIMITED else x for x in row) for row in rows)
+        for lo, hi in zip(chain, chain[1:]):
+            for a, b in zip(lo, hi):
+                if b < a or (a != b and not b - a > TOLERANCE):
+                    return False
+        return True
 
     def victims_allocated(self, victims) -> tuple:
         """Sum of the victims' allocated (Allocated|Bound|Binding|Running) quota vectors."""

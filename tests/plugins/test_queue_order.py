@@ -181,6 +181,52 @@ def test_unrolled_stats_equal_the_reference(alloc, fair, deserved, share, reques
     assert order.stats(0, None) == order.stats_reference(0, None)
 
 
+def test_total_over_a_chain_of_allocatable_shares():
+    o, q = make(a=dict(share=(1, 1000, 1e9)), b=dict(share=(2, 1000, U)), c=dict(share=(2, 2000, U)),
+                d=dict(share=(1, 1000, 1e9)))
+    assert o.total_over(q.values())                                # a = d <= b <= c
+    o, q = make(a=dict(share=(1, 2000, 1e9)), b=dict(share=(2, 1000, 1e9)))
+    assert not o.total_over(q.values())                            # rule 7 cannot order them
+    o, q = make(a=dict(share=(1, 1000, 1e9)), b=dict(share=(1 + 5e-10, 1000, 1e9)))
+    assert not o.total_over(q.values())                            # a step inside the tolerance
+    assert not o.total_over([SimpleNamespace(name="unknown")])
+
+
+_SHARE = st.tuples(st.sampled_from([0.0, 1.0, 2.0, U]), st.sampled_from([0.0, 1000.0, U]), st.sampled_from([1e9, U]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(st.tuples(st.tuples(_AMOUNT, _AMOUNT, _AMOUNT), _SHARE, st.integers(0, 2),
+                               st.tuples(_AMOUNT, _AMOUNT, _AMOUNT)), min_size=3, max_size=6))
+def test_total_over_means_a_sort_picks_as_the_walk(rows):
+    """When ``total_over`` says so, the comparator (with a name tiebreak, as the session's
+    fallback) is a strict total order: antisymmetric and transitive on every triple, so a
+    sorted list's first queue is the one a linear walk picks."""
+    spec = {f"q{i}": dict(alloc=a, share=sh, creation=c) for i, (a, sh, c, _) in enumerate(rows)}
+    order, infos = make(**spec)
+    jobs = {f"q{i}": fake_job(f"j{i}", request=r) for i, (*_, r) in enumerate(rows)}
+    names = list(spec)
+    if not order.total_over([infos[n] for n in names]):
+        return
+
+    def c(x, y):
+        r = order.compare(infos[x], infos[y], jobs[x], jobs[y])
+        return r if r else (-1 if x < y else (1 if x > y else 0))
+
+    for x in names:
+        for y in names:
+            assert c(x, y) == -c(y, x)
+            for z in names:
+                if c(x, y) < 0 and c(y, z) < 0:
+                    assert c(x, z) < 0
+    walk = names[0]
+    for n in names[1:]:
+        if c(n, walk) < 0:
+            walk = n
+    import functools
+    assert sorted(names, key=functools.cmp_to_key(c))[0] == walk
+
+
 def test_init_request_cached_until_forgotten():
     o, _ = make(l=dict())
     j = fake_job("j", (1, 2, 3))

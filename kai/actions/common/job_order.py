@@ -17,10 +17,19 @@ a head job only through it, e.g. the proportion plugin's init request). Every co
 then be asked again with the same arguments and give the same answers, so the picks along the
 leaf's path carry over to the new head: a backlog of identical jobs held back by quota costs a
 dictionary update a pop, not a comparison of every queue with work.
+
+When a leaf runs out, its parent must pick again among the rest. Where the queue order is a
+strict total order over a queue's children (``total_order_fn``: the proportion comparator is
+one when its rule 7 vectors form a chain), the linear walk's answer is simply the smallest
+child, so a queue picked twice without an allocation in between keeps its children sorted:
+a child that runs out leaves the list, a child whose head changed is put back by binary
+search, and the pick is the list's first child. Where the order is not known to be total
+(rule 7 is a partial order), every pick walks the children as before.
 """
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 
 from kai.api.podgroup_info import PodGroupInfo
@@ -29,6 +38,35 @@ from kai.api.podgroup_info import PodGroupInfo
 #: False: every pick walks the queues with work afresh (the reference the tests compare the
 #: cached picks with)
 USE_CACHE = True
+
+
+def total_order_fn(ssn):
+    """``[QueueInfo] -> bool``: True when the session's queue order is a strict total order
+    over those queues whatever their head jobs (so a sorted list picks what the linear walk
+    picks), or None when that cannot be known.
+
+    ``ssn.queue_order_total`` wins when set; otherwise each of ``ssn.queue_order_fns`` must be
+    a bound method of an object with a ``total_over(queues)`` method. The session's fallback
+    (priority, creation time, name) is total, so the first fn that answers decides a pair
+    and the lexicographic whole is total when every fn is a total preorder there."""
+    explicit = getattr(ssn, "queue_order_total", None)
+    if explicit is not None:
+        return explicit
+    fns = getattr(ssn, "queue_order_fns", None)
+    if fns is None:
+        return None
+    checks = []
+    for fn in fns:
+        check = getattr(getattr(fn, "__self__", None), "total_over", None)
+        if check is None:
+            return None
+        checks.append(check)
+    return lambda queues: all(check(queues) for check in checks)
+
+
+#: a queue's children are kept sorted once it has this many with work and was picked twice
+#: without an allocation between (sorting costs n log n comparisons; a walk n)
+SORT_MIN_CHILDREN = 8
 
 
 def job_view_fn(ssn):
@@ -77,6 +115,15 @@ class JobsOrderByQueues:
         self._best: dict[str, tuple | None] = {}
         self._events = ssn.alloc_events
         self._view = job_view_fn(ssn)
+        self._total = total_order_fn(ssn)
+        #: inner queue key -> its children with work, sorted by the queue order (kept only
+        #: while the order is total over them and no allocation event fired)
+        self._sorted: dict[str, list[str]] = {}
+        #: inner queue key -> children out of ``_sorted[key]`` whose head changed (put back
+        #: by binary search at the next pick)
+        self._dirty: dict[str, set[str]] = {}
+        #: inner queue key -> walks of its children since the last allocation event
+        self._walks: dict[str, int] = {}
         keys = [(ssn.job_order_key(job), next(self._counter), job) for job in jobs]
         for entry in keys:
             self.leaves.setdefault(entry[2].queue, []).append(entry)
@@ -116,18 +163,35 @@ class JobsOrderByQueues:
         return list(q.children) if q is not None else []
 
     def _forget_path(self, name: str) -> None:
-        """Drop the cached picks of ``name``'s ancestors (its head or active state changed)."""
+        """Drop the cached picks of ``name``'s ancestors (its head or active state changed);
+        in a sorted parent the child on the path waits to be put back."""
         best = self._best
-        if not best:
+        if not best and not self._sorted:
             return
+        sorted_ = self._sorted
         while True:
             key = self._parent_key(name)
             if key is None:
                 return
             best.pop(key, None)
+            srt = sorted_.get(key)
+            if srt is not None:
+                dirty = self._dirty.setdefault(key, set())
+                if name not in dirty:
+                    if name in srt:
+                        srt.remove(name)
+                    dirty.add(name)
             if key == "":
                 return
             name = key
+
+    def _unsort(self, key: str, name: str) -> None:
+        """``name`` has no more work: out of ``key``'s sorted list for good."""
+        srt = self._sorted.get(key)
+        if srt is not None:
+            if name in srt:
+                srt.remove(name)
+            self._dirty.get(key, set()).discard(name)
 
     def _carry(self, name: str, head: PodGroupInfo) -> None:
         """The picks along ``name``'s path now name ``head``, the leaf's new first job (same
@@ -148,6 +212,9 @@ class JobsOrderByQueues:
         if self.ssn.alloc_events != self._events:
             self._events = self.ssn.alloc_events
             self._best.clear()
+            self._sorted.clear()
+            self._dirty.clear()
+            self._walks.clear()
 
     def _activate(self, name: str) -> None:
         """``name`` has work: list it under its parent, and the parent under its own, up to the roots."""
@@ -181,6 +248,7 @@ class JobsOrderByQueues:
             if not active or name not in active:
                 return
             active.remove(name)
+            self._unsort(key, name)
             if active or key == "":
                 return
             name = key
@@ -218,7 +286,7 @@ class JobsOrderByQueues:
             if queue in self._best:
                 best = self._best[queue]
             else:
-                best = self._best[queue] = self._pick(self._active.get(queue, ()))
+                best = self._best[queue] = self._pick_key(queue)
         else:
             best = self._pick(self._active.get(queue, ()))
         return (q, best[1], best[2]) if best else None
@@ -235,16 +303,65 @@ class JobsOrderByQueues:
                 best = cand
         return best
 
+    def _pick_key(self, key: str):
+        """``_pick`` over ``key``'s children with work, through their sorted list when the
+        queue order is total over them (the smallest child is what the walk picks)."""
+        names = self._active.get(key, ())
+        srt = self._sorted.get(key)
+        if srt is not None:
+            dirty = self._dirty.get(key)
+            if dirty:
+                for name in [n for n in names if n in dirty]:
+                    cand = self._pick_in(name)
+                    if cand is not None:
+                        self._insert(srt, name, cand)
+                dirty.clear()
+            for name in srt:
+                cand = self._pick_in(name)
+                if cand is not None:
+                    return cand
+            return None
+        walks = self._walks[key] = self._walks.get(key, 0) + 1
+        best = self._pick(names)
+        if (walks >= 2 and len(names) >= SORT_MIN_CHILDREN and self._total is not None
+                and self._total([self.tree.get(n) for n in names])):
+            self._sort_children(key, names)
+        return best
+
+    def _compare_cands(self, a, b) -> int:
+        return self.ssn.queue_compare(a[1][0], b[1][0], a[1][1], b[1][1])
+
+    def _sort_children(self, key: str, names) -> None:
+        cands = [(n, c) for n in names if (c := self._pick_in(n)) is not None]
+        cands.sort(key=functools.cmp_to_key(self._compare_cands))
+        self._sorted[key] = [n for n, _ in cands]
+        self._dirty[key] = set()
+
+    def _insert(self, srt: list[str], name: str, cand) -> None:
+        """Binary search for ``name``'s place in a sorted children list (a strict total order)."""
+        compare = self.ssn.queue_compare
+        lo, hi = 0, len(srt)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            other = self._pick_in(srt[mid])
+            if compare(cand[0], other[0], cand[1], other[1]) < 0:
+                hi = mid
+            else:
+                lo = mid + 1
+        srt.insert(lo, name)
+
     def _best_child(self, names):
         best = self._pick(names)
         return (best[0], best[1]) if best else None
 
     def pop(self) -> PodGroupInfo | None:
         self._check_events()
-        if USE_CACHE and "" in self._best:
+        if not USE_CACHE:
+            best = self._pick(self._active.get("", ()))
+        elif "" in self._best:
             best = self._best[""]
         else:
-            best = self._best[""] = self._pick(self._active.get("", ()))
+            best = self._best[""] = self._pick_key("")
         if best is None:
             return None
         name = best[2]

@@ -23,6 +23,7 @@ from kai.api import constants as C
 
 _PENDING = C.PodStatus.PENDING
 _GROUP = C.POD_GROUP_ANNOTATION
+_MISSING = object()
 
 
 def _owns_per_pod_objects(spec) -> bool:
@@ -32,11 +33,12 @@ def _owns_per_pod_objects(spec) -> bool:
 
 
 def _same_annotations(a: dict, b: dict) -> bool:
-    if a == b:
+    n = len(a)
+    if n != len(b) or _GROUP not in a or _GROUP not in b:
+        return a == b
+    if n == 1:                                  # the PodGroup's name alone
         return True
-    if len(a) != len(b) or _GROUP not in a or _GROUP not in b:
-        return False
-    return all(v == b.get(k) for k, v in a.items() if k != _GROUP) and all(k in a for k in b)
+    return all(v == b.get(k, _MISSING) for k, v in a.items() if k != _GROUP)
 
 
 def look_alike(a, b) -> bool:
@@ -52,7 +54,8 @@ def look_alike(a, b) -> bool:
     if ta.namespace != tb.namespace or ta.invalid_reason != tb.invalid_reason:
         return False
     pa, pb = ta.pod, tb.pod
-    if pa.spec != pb.spec or _owns_per_pod_objects(pa.spec):
+    spec = pa.spec
+    if spec != pb.spec or ((spec.resource_claims or spec.volumes) and _owns_per_pod_objects(spec)):
         return False
     ma, mb = pa.metadata, pb.metadata
     return (ma.labels == mb.labels and _same_annotations(ma.annotations, mb.annotations)

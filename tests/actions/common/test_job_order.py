@@ -81,7 +81,7 @@ def _world(seed: int):
     return rng, tree, jobs
 
 
-def _session(tree, rng, view: bool = False):
+def _session(tree, rng, view: bool = False, total: bool = False):
     used: dict[str, int] = {}      # grows as jobs pop: the order moves like fair share does
     weight = {name: rng.randint(1, 3) for name in tree.queues}
 
@@ -94,16 +94,19 @@ def _session(tree, rng, view: bool = False):
                           alloc_events=0)
     if view:        # what ``compare`` reads from a head job: picks carry over equal views
         ssn.queue_job_view = lambda j: (j.size, j.prio)
+    if total:       # a key comparison with the name last: a strict total order
+        ssn.queue_order_total = lambda queues: True
     return ssn, used
 
 
 @settings(max_examples=150, deadline=None)
-@given(seed=st.integers(0, 10**6), depth=st.sampled_from([None, 1, 2, 5]), view=st.booleans())
-def test_pop_sequence_matches_the_full_walk(seed, depth, view):
+@given(seed=st.integers(0, 10**6), depth=st.sampled_from([None, 1, 2, 5]), view=st.booleans(),
+       total=st.booleans())
+def test_pop_sequence_matches_the_full_walk(seed, depth, view, total):
     sequences = []
     for impl in (JobsOrderByQueues, ReferenceOrder):
         rng, tree, jobs = _world(seed)
-        ssn, used = _session(tree, rng, view)
+        ssn, used = _session(tree, rng, view, total)
         order = impl(ssn, jobs, depth)
         placing = random.Random(seed + 1)
         pushed_back: set[str] = set()
@@ -196,3 +199,32 @@ def test_pops_of_look_alike_jobs_carry_the_picks():
     assert seqs[0] == seqs[1] == seqs[2] and len(seqs[0]) == 2000
     # 100 leaves, 2 views each: picks are recomputed ~2 times a leaf, not 20
     assert counts[0] * 4 < counts[1]
+
+
+def test_a_leaf_running_out_costs_a_few_comparisons_under_a_total_order():
+    """20 departments of 30 leaves, every job held back (no allocation events), every leaf
+    with a different look: under a total order each department keeps its leaves sorted, so a
+    leaf running out is taken off the list instead of walking the other 29 again."""
+    queues = [open_queue("root")] + [open_queue(f"d{d:02d}", "root") for d in range(20)]
+    queues += [open_queue(f"d{d:02d}-q{i:02d}", f"d{d:02d}") for d in range(20) for i in range(30)]
+    tree = QueueTree(queues)
+    calls = [0]
+
+    def compare(lq, rq, lj, rj):
+        calls[0] += 1
+        return -1 if (lj.size, lq.name) < (rj.size, rq.name) else 1
+
+    leaves = [q.metadata.name for q in queues if tree.get(q.metadata.name).is_leaf]
+    seqs, counts = [], []
+    for impl, total in ((JobsOrderByQueues, True), (JobsOrderByQueues, False), (ReferenceOrder, False)):
+        ssn = SimpleNamespace(queues=tree, queue_compare=compare, job_order_key=lambda j: j.key, alloc_events=0,
+                              queue_job_view=lambda j: j.size)
+        if total:
+            ssn.queue_order_total = lambda qs: True
+        jobs = [SimpleNamespace(key=f"j{k:04d}", queue=leaves[k % 600], size=(k * 37) % 11) for k in range(3000)]
+        calls[0] = 0
+        order = impl(ssn, jobs) if impl is JobsOrderByQueues else ReferenceOrder(ssn, jobs)
+        seqs.append([job.key for job in iter(order.pop, None)])
+        counts.append(calls[0])
+    assert seqs[0] == seqs[1] == seqs[2] and len(seqs[0]) == 3000
+    assert counts[0] * 2 < counts[1]
