@@ -216,7 +216,8 @@ class LiveBench:
         self._parallel(lambda n: self.client.post(
             "/api/v1/nodes", fake_node_manifest(n, gpus=8, cpu="64", memory="512Gi",
                                                 labels={ZONE: f"zone-{int(n.rsplit('-', 1)[1]) % 10}"})), names)
-        wait_for(self._nodes_ready, 300, f"{self.n_nodes} nodes Ready and untainted", 1.0)
+        # kwok and the node lifecycle controller need about 0.1 s a node on a loaded 2-core box
+        wait_for(self._nodes_ready, max(300.0, 0.15 * self.n_nodes), f"{self.n_nodes} nodes Ready and untainted", 1.0)
         self.log(f"control plane up, {self.n_nodes} nodes Ready in {time.monotonic() - t:.1f}s "
                  f"({self.cp.workdir})")
         # background load of the idle cluster (kwok heartbeats), per second
