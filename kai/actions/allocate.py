@@ -171,18 +171,20 @@ def _allocate_lone(ssn, job, task, stmt: Statement, allow_pipeline: bool) -> tup
                 if fn(job, sg, podsets, [task], None) is not None:
                     return None
     prev = ssn.node_set
-    ssn.node_set = None
+    if prev is not None:
+        ssn.node_set = None
     try:
         msg = ssn.pre_predicate(task, job)
         if msg:
             return False, [msg]
         mask = ssn.node_mask(task, job)
-        extra = ssn.node_scores(task, job, mask)
+        extra = ssn.node_scores(task, job, mask) if ssn.node_order_fns else None
         dc = ssn.domain_constraints(task, job)
-        if not stmt.allocate_run([task], mask, extra, allow_pipeline, dc):
+        if not stmt.allocate_one(task, mask, extra, allow_pipeline, dc):
             return False, [f"pod {task.key}: " + explain_task(ssn, task, job, mask)]
     finally:
-        ssn.node_set = prev
+        if prev is not None:
+            ssn.node_set = prev
     if task.status == S.PIPELINED:
         stmt.convert_to_pipelined(job.key)
     return True, []

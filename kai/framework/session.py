@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from kai._fast.domains import DomainConstraints
-from kai._fast.placement import STRATEGY_BINPACK, NodeArrays, NodeQueue, TouchLog
+from kai._fast.placement import STRATEGY_BINPACK, NodeArrays, NodeQueue, Placements, TouchLog
 from kai.api import constants as C
 from kai.api.pod_info import PodInfo
 from kai.api.podgroup_info import PodGroupInfo, default_task_order_key
@@ -71,6 +71,24 @@ class CycleMemory:
     stale_watch: object = None
 
 
+class LoneClass:
+    """One class of single tasks (``Statement.allocate_one``): what ``allocate_run`` would
+    rebuild for each of them. ``mask`` is held so its id stays a valid key; ``out`` is a
+    one-task output buffer reused by every task of the class (the op copies its undo row)."""
+
+    __slots__ = ("mask", "req", "req_cols", "score_col", "strategy", "cpu_only", "out", "queue")
+
+    def __init__(self, mask, req, req_cols, score_col, strategy, cpu_only, out) -> None:
+        self.mask = mask
+        self.req = req                  # float64[R], the class's request (a private copy)
+        self.req_cols = req_cols        # int32[K]: columns where req > 0
+        self.score_col = score_col
+        self.strategy = strategy
+        self.cpu_only = cpu_only
+        self.out = out                  # Placements(1, R)
+        self.queue: NodeQueue | None = None     # the session's lazy node queue, on first use
+
+
 class Session:
     """Snapshot + registered callbacks + dispatch. Actions run against one open Session."""
 
@@ -85,7 +103,7 @@ class Session:
         "reclaim_victim_filter_fns", "preempt_victim_filter_fns", "reclaim_scenario_validator_fns",
         "preempt_scenario_validator_fns", "shares", "shared_gpu_allocator", "gpu_order",
         "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts", "_applying", "_req_cols", "pending_jobs", "touched_jobs", "alloc_events",
-        "capacity_by_request",
+        "capacity_by_request", "lone_classes",
     )
 
     #: answer runs of placements from lazy node queues when no plugin scores nodes; a class-wide
@@ -203,6 +221,8 @@ class Session:
         #: task uid -> (predicate epoch, node predicates that apply to it); see ``predicates_for``
         self._applying: dict[str, tuple[tuple, tuple]] = {}
         self._req_cols: dict[bytes, np.ndarray] = {}
+        #: (id(mask), request bytes, allow_pipeline) -> LoneClass (see ``lone_class``)
+        self.lone_classes: dict[tuple, LoneClass] = {}
 
     # ------------------------------------------------------------------ dispatch helpers
     def job_order_key(self, job: PodGroupInfo) -> tuple:
@@ -236,6 +256,17 @@ class Session:
             q.mask_ref = mask     # keep the mask alive while its id is a key
             self._node_queues[key] = q
         return q
+
+    def lone_class(self, key: tuple, mask: np.ndarray, req: np.ndarray, req_key: bytes, cpu_only: bool,
+                   allow_pipeline: bool) -> "LoneClass":
+        """The set-up ``Statement.allocate_one`` shares among tasks of one class (static mask,
+        request, pipelining), created on first use; bounded like the node queues."""
+        if len(self.lone_classes) >= 256:
+            self.lone_classes.pop(next(iter(self.lone_classes)))
+        got = self.lone_classes[key] = LoneClass(
+            mask, req.copy(), self.request_columns(req, req_key), 0 if cpu_only else GPU,
+            self.placement_strategy(cpu_only), cpu_only, Placements(1, self.allocatable.shape[0]))
+        return got
 
     def placement_strategy(self, cpu_only: bool) -> int:
         return self.placement["cpu" if cpu_only else "gpu"]

@@ -166,7 +166,7 @@ class Proportion(Plugin):
         self.mig_cols = ssn.registry.mig_columns()
         self._quota: dict[str, tuple[float, float, float]] = {}
         self._bounded: dict[str, tuple[bool, bool]] = {}
-        self._vec: dict[str, np.ndarray] = {}      # task uid -> its [gpu, cpu, memory] (no sharing)
+        self._vec: dict[str, tuple] = {}      # task uid -> its (gpu, cpu, memory) (no sharing)
         self._nodes = ssn.state.nodes
         self.min_gpu_memory = _min_node_gpu_memory_mib(ssn)
         tree = ssn.queues
@@ -380,11 +380,17 @@ class Proportion(Plugin):
             elif self.mig_cols:
                 v[0] += mig_gpus(task.req, self.mig_cols)
             v[0] += task.dra_gpus                # DRA GPUs (kai.dra.quota)
+            v = tuple(v.tolist())
             if gs is None:
                 # depends only on the request and the pod's DRA GPUs (set when the session opens)
                 self._vec[task.uid] = v
+        rows_view = self.order.rows
+        if rows_view is not None:                # compiled: the same adds, row by row
+            rows_view.charge(self.path_rows[job.queue], v[0], v[1], v[2], sign, not job.preemptible)
+            return
         # row by row (a path holds each row once): cheaper than a fancy-indexed add for the
         # two or three rows of a path, and exact (x - v is x + (-v))
+        v = np.array(v)
         alloc, alloc_np = self.alloc, (self.alloc_np if not job.preemptible else None)
         for r in self.path_rows[job.queue]:
             if sign > 0:

@@ -36,6 +36,9 @@ those handlers.
 """
 from __future__ import annotations
 
+import numpy as np
+
+from kai._fast.queueview import QueueRows
 from kai.api import constants as C
 
 TOLERANCE = 1e-9                 # resource_info.LessOrEqualWithTolerance
@@ -86,6 +89,22 @@ class QueueOrder:
         self.denom = [tuple(total[c] if s == UNLIMITED else s for c, s in enumerate(row)) for row in self.share]
         self._req: dict[str, tuple] = {}
         self._stats: dict[int, dict] = {}          # queue row -> {head job key: stats}
+        #: the same rows for the compiled views (kai._fast.queueview), over the live ``alloc``;
+        #: None when the state's arrays do not fit it (then ``stats`` computes in Python)
+        self.rows: QueueRows | None = None
+        alloc = state.alloc
+        if isinstance(alloc, np.ndarray) and alloc.ndim == 2 and alloc.shape[1] == 3:
+            n = alloc.shape[0]
+            alloc_np = getattr(state, "alloc_np", None)
+            try:
+                self.rows = QueueRows(
+                    alloc, alloc_np if alloc_np is not None else np.zeros((n, 3)),
+                    np.array(self.fair, dtype=np.float64).reshape(n, 3),
+                    np.array(self.deserved, dtype=np.float64).reshape(n, 3),
+                    np.array(self.share, dtype=np.float64).reshape(n, 3),
+                    np.array(self.denom, dtype=np.float64).reshape(n, 3))
+            except ValueError:
+                self.rows = None
 
     # ------------------------------------------------------------------ job vectors
     def forget(self, job_key: str, rows=None) -> None:
@@ -149,6 +168,14 @@ class QueueOrder:
                 got = row.get(key)
                 if got is not None:
                     return got
+            if self.rows is not None:
+                r0, r1, r2 = self.init_request(job)
+                got = self.rows.stats(i, r0, r1, r2)
+                if row is None:
+                    self._stats[i] = {key: got}
+                else:
+                    row[key] = got
+                return got
         a0, a1, a2 = self.alloc[i].tolist()
         f0, f1, f2 = self.fair[i]
         over = f0 < a0 and f1 < a1 and f2 < a2
