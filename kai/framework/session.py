@@ -271,12 +271,14 @@ class Session:
     def placement_strategy(self, cpu_only: bool) -> int:
         return self.placement["cpu" if cpu_only else "gpu"]
 
-    def pre_predicate(self, task: PodInfo, job: PodGroupInfo) -> str | None:
+    def pre_predicate(self, task: PodInfo, job: PodGroupInfo, preds: tuple | None = None) -> str | None:
+        """The first pre-filter reason for ``task``, or None. ``preds``: ``predicates_for(task)``
+        when the caller has it already (the same tuple; saves the lookup)."""
         for fn in self.pre_predicate_fns:
             msg = fn(task, job)
             if msg:
                 return msg
-        for p in self.predicates_for(task):
+        for p in (self.predicates_for(task) if preds is None else preds):
             msg = p.pre_filter(task, job)
             if msg:
                 return msg
@@ -303,21 +305,24 @@ class Session:
         """True when a predicate's answer for ``task`` moves with every placement (no runs)."""
         return any(p.per_task for p in self.predicates_for(task))
 
-    def domain_specs(self, task: PodInfo, job: PodGroupInfo) -> tuple[list[dict], bool]:
+    def domain_specs(self, task: PodInfo, job: PodGroupInfo, preds: tuple | None = None) -> tuple[list[dict], bool]:
         """Every predicate's kernel constraint specs for ``task`` and the affinity bootstrap flag."""
         specs: list[dict] = []
         boot = False
-        for p in self.predicates_for(task):
+        for p in (self.predicates_for(task) if preds is None else preds):
             got = p.domain_constraints(task, job)
             if got:
                 specs.extend(got[0])
                 boot = boot or got[1]
         return specs, boot
 
-    def domain_constraints(self, task: PodInfo, job: PodGroupInfo) -> DomainConstraints | None:
+    def domain_constraints(self, task: PodInfo, job: PodGroupInfo,
+                           preds: tuple | None = None) -> DomainConstraints | None:
         """The topology-domain constraints of ``task`` for the placement kernel (inter-pod
         affinity, spread, host ports), or None when no predicate adds any."""
-        specs, boot = self.domain_specs(task, job)
+        if preds is not None and not preds:
+            return None                   # only predicates add constraints
+        specs, boot = self.domain_specs(task, job, preds)
         if not specs:
             return None
         return DomainConstraints(self.allocatable.shape[1], specs, boot)
@@ -326,10 +331,10 @@ class Session:
         """Tasks with equal run keys (and signature and request) are placed as one run."""
         return tuple(p.run_key(task) for p in self.predicates_for(task))
 
-    def node_mask(self, task: PodInfo, job: PodGroupInfo) -> np.ndarray:
+    def node_mask(self, task: PodInfo, job: PodGroupInfo, preds: tuple | None = None) -> np.ndarray:
         """uint8[N]: static predicates for the task, AND every plugin mask."""
         m = self.state.nodes.static_mask(task.pod, task.signature)
-        for p in self.predicates_for(task):
+        for p in (self.predicates_for(task) if preds is None else preds):
             extra = p.mask(task, job)
             if extra is not None:
                 m = np.ascontiguousarray(m & np.asarray(extra).astype(np.uint8))
@@ -375,9 +380,8 @@ class Session:
         return chain(0, node_set, "")
 
     def is_job_over_capacity(self, job: PodGroupInfo, tasks: list[PodInfo]) -> str | None:
-        for fn in self.is_job_over_capacity_fns[:1]:     # single-answer hook, as in KAI
-            return fn(job, tasks)
-        return None
+        fns = self.is_job_over_capacity_fns
+        return fns[0](job, tasks) if fns else None      # single-answer hook, as in KAI
 
     def fire_allocate(self, task: PodInfo) -> str | None:
         """Every allocate handler sees the placement. Returns the first reason a handler

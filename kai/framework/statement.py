@@ -93,10 +93,11 @@ class Statement:
         return self._record(tasks, placed, out, allow_pipeline)
 
     def allocate_one(self, task: PodInfo, mask: np.ndarray, extra: np.ndarray | None,
-                     allow_pipeline: bool = True, constraints=None) -> bool:
+                     allow_pipeline: bool = True, constraints=None, preds: tuple | None = None) -> bool:
         """``allocate_run([task], ...)`` for one task (a single-pod job): the same decision,
         with the task class's set-up (request columns, strategy, node queue, output buffer)
-        kept in the session's :class:`LoneClass` cache instead of rebuilt per task."""
+        kept in the session's :class:`LoneClass` cache instead of rebuilt per task. ``preds``:
+        ``ssn.predicates_for(task)`` when the caller has it."""
         ssn = self.ssn
         width = ssn.allocatable.shape[0]
         req = task.req_vec(width)
@@ -111,7 +112,8 @@ class Statement:
         placed = -1
         # the lazy node queue as in ``allocate_run`` (same conditions, same queue objects)
         if extra is None and (constraints is None or constraints.anti_only) and not ssn.node_mask_fns \
-                and ssn.use_node_queues and not any(p.per_task for p in ssn.predicates_for(task)):
+                and ssn.use_node_queues \
+                and not any(p.per_task for p in (ssn.predicates_for(task) if preds is None else preds)):
             q = lc.queue
             if q is None:
                 q = lc.queue = ssn.node_queue(mask, lc.req, lc.req_cols, lc.score_col, lc.strategy,

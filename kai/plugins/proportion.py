@@ -367,7 +367,7 @@ class Proportion(Plugin):
         job = ssn.jobs.get(task.job_key)
         if job is None:
             return
-        rows = self.paths.get(job.queue)
+        rows = self.path_rows.get(job.queue)
         self.order.forget(job.key, rows if rows is not None else ())
         if rows is None:
             return
@@ -386,13 +386,13 @@ class Proportion(Plugin):
                 self._vec[task.uid] = v
         rows_view = self.order.rows
         if rows_view is not None:                # compiled: the same adds, row by row
-            rows_view.charge(self.path_rows[job.queue], v[0], v[1], v[2], sign, not job.preemptible)
+            rows_view.charge(rows, v[0], v[1], v[2], sign, not job.preemptible)
             return
         # row by row (a path holds each row once): cheaper than a fancy-indexed add for the
         # two or three rows of a path, and exact (x - v is x + (-v))
         v = np.array(v)
         alloc, alloc_np = self.alloc, (self.alloc_np if not job.preemptible else None)
-        for r in self.path_rows[job.queue]:
+        for r in rows:
             if sign > 0:
                 alloc[r] += v
                 if alloc_np is not None:
