@@ -38,7 +38,7 @@ import numpy as np
 
 from kai._fast.proportion import aggregate_to_parents, allocatable_share, divide_fair_share
 from kai.api import constants as C
-from kai.api.quota import mig_gpus, quota_tuple, quota_vector
+from kai.api.quota import quota_tuple, quota_vector
 from kai.api.resources import CPU, GPU, MEMORY
 from kai.framework.plugin import Plugin, register_plugin
 from kai.framework.session import QueueShares
@@ -166,7 +166,6 @@ class Proportion(Plugin):
         self.mig_cols = ssn.registry.mig_columns()
         self._quota: dict[str, tuple[float, float, float]] = {}
         self._bounded: dict[str, tuple[bool, bool]] = {}
-        self._vec: dict[str, tuple] = {}      # task uid -> its (gpu, cpu, memory) (no sharing)
         self._nodes = ssn.state.nodes
         self.min_gpu_memory = _min_node_gpu_memory_mib(ssn)
         tree = ssn.queues
@@ -372,18 +371,15 @@ class Proportion(Plugin):
         if rows is None:
             return
         gs = task.gpu_sharing
-        v = self._vec.get(task.uid) if gs is None else None
-        if v is None:
+        if gs is None:
+            # quota_of: (gpu + MIG + DRA GPUs, cpu, memory), memoized per task and shared with
+            # the queue order's init requests
+            v = self.quota_of(task)
+        else:
             v = task.req.take(_COLS)             # [gpu, cpu, memory]
-            if gs is not None:
-                v[0] = gs.portion * gs.num_devices if gs.portion else self.memory_gpus(task)
-            elif self.mig_cols:
-                v[0] += mig_gpus(task.req, self.mig_cols)
+            v[0] = gs.portion * gs.num_devices if gs.portion else self.memory_gpus(task)
             v[0] += task.dra_gpus                # DRA GPUs (kai.dra.quota)
             v = tuple(v.tolist())
-            if gs is None:
-                # depends only on the request and the pod's DRA GPUs (set when the session opens)
-                self._vec[task.uid] = v
         rows_view = self.order.rows
         if rows_view is not None:                # compiled: the same adds, row by row
             rows_view.charge(rows, v[0], v[1], v[2], sign, not job.preemptible)
