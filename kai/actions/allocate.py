@@ -94,7 +94,7 @@ def schedulable_jobs(ssn, check_capacity: bool = True) -> list:
         # request would push the queue back behind others) and cause allocate/reclaim
         # ping-pong. Within an action usage only grows, so it could not run later in it.
         over = check_capacity and ssn.is_job_over_capacity(
-            job, job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key))
+            job, ssn.job_chunk(job))
         if over:
             ssn.record_fit_error(job, [over])
             continue
@@ -136,7 +136,7 @@ def allocate_job(ssn, job, stmt: Statement, allow_pipeline: bool = True) -> tupl
         got = _allocate_lone(ssn, job, lone, stmt, allow_pipeline)
         if got is not None:
             return got
-    tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
+    tasks = ssn.job_chunk(job)
     if not tasks:
         return False, []
     over = ssn.is_job_over_capacity(job, tasks)

@@ -103,7 +103,7 @@ class Session:
         "reclaim_victim_filter_fns", "preempt_victim_filter_fns", "reclaim_scenario_validator_fns",
         "preempt_scenario_validator_fns", "shares", "shared_gpu_allocator", "gpu_order",
         "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts", "_applying", "_req_cols", "pending_jobs", "touched_jobs", "alloc_events",
-        "capacity_by_request", "lone_classes",
+        "capacity_by_request", "lone_classes", "_chunks",
     )
 
     #: answer runs of placements from lazy node queues when no plugin scores nodes; a class-wide
@@ -223,6 +223,8 @@ class Session:
         self._req_cols: dict[bytes, np.ndarray] = {}
         #: (id(mask), request bytes, allow_pipeline) -> LoneClass (see ``lone_class``)
         self.lone_classes: dict[tuple, LoneClass] = {}
+        #: job key -> (task order key, its tasks_to_allocate) while untouched (see ``job_chunk``)
+        self._chunks: dict[str, tuple] = {}
 
     # ------------------------------------------------------------------ dispatch helpers
     def job_order_key(self, job: PodGroupInfo) -> tuple:
@@ -302,8 +304,27 @@ class Session:
         return preds
 
     def placed_one_at_a_time(self, task: PodInfo) -> bool:
-        """True when a predicate's answer for ``task`` moves with every placement (no runs)."""
-        return any(p.per_task for p in self.predicates_for(task))
+        """True when a predicate's answer for ``task`` moves with every placement (no runs).
+        (Asks only the ``per_task`` predicates: the same answer as looking through
+        ``predicates_for(task)``, without testing every predicate for every task of a gang.)"""
+        for p in self.node_predicates:
+            if p.per_task and p.applies(task):
+                return True
+        return False
+
+    def job_chunk(self, job: PodGroupInfo) -> list[PodInfo]:
+        """``job.tasks_to_allocate`` under the session's task and PodSet orders, memoized while
+        no operation touched the job (task statuses change only through Statement operations,
+        which record the job in ``touched_jobs``, and their commits). A fresh list each call."""
+        key = job.key
+        if key in self.touched_jobs:
+            self._chunks.pop(key, None)
+            return job.tasks_to_allocate(self.task_order_key, self.podset_order_key)
+        got = self._chunks.get(key)
+        if got is None or got[0] is not self.task_order_key:
+            got = self._chunks[key] = (self.task_order_key,
+                                       job.tasks_to_allocate(self.task_order_key, self.podset_order_key))
+        return list(got[1])
 
     def domain_specs(self, task: PodInfo, job: PodGroupInfo, preds: tuple | None = None) -> tuple[list[dict], bool]:
         """Every predicate's kernel constraint specs for ``task`` and the affinity bootstrap flag."""

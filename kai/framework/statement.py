@@ -369,6 +369,19 @@ class Statement:
                 ssn.pipelined.append((task, op.old_status, op.old_node))
             self.ops = []
             return
+        if not any(op.kind == EVICT for op in self.ops):
+            # placements only (a gang): nothing can be un-evicted or moved
+            cache, pipelined = ssn.cache, ssn.pipelined
+            for op in self.ops:
+                task = op.task
+                task.is_virtual = False
+                if op.kind == ALLOCATE:
+                    cache.bind(task, task.node_name)
+                else:
+                    cache.pipeline(task, task.node_name)
+                    pipelined.append((task, op.old_status, op.old_node))
+            self.ops = []
+            return
         first: dict[int, int] = {}
         last: dict[int, int] = {}
         for i, op in enumerate(self.ops):
