@@ -228,7 +228,7 @@ class Session:
 
     # ------------------------------------------------------------------ dispatch helpers
     def job_order_key(self, job: PodGroupInfo) -> tuple:
-        return tuple(fn(job) for fn in self.job_order_keys) + (job.creation, job.uid)
+        return tuple([fn(job) for fn in self.job_order_keys]) + (job.creation, job.uid)
 
     def queue_compare(self, lq: QueueInfo, rq: QueueInfo, lj: PodGroupInfo | None, rj: PodGroupInfo | None) -> int:
         for fn in self.queue_order_fns:

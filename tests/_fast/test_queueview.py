@@ -98,3 +98,28 @@ def test_bad_input_is_refused(impl):
     with pytest.raises(IndexError):
         rows.charge([0, 5], 1.0, 1.0, 1.0, 1.0, False)
     assert good.tolist() == [[0.0] * 3] * 2           # nothing charged before the refusal
+
+
+@settings(max_examples=300, deadline=None)
+@given(_case(), st.tuples(*[st.floats(0.0, 1e10, allow_nan=False)] * 3), st.integers(0, 2), st.integers(0, 2))
+def test_compare_same_as_reference_and_the_python_rules(case, other_req, lprio, rprio):
+    """Rules 1-7 compiled = reference = QueueOrder.compare's Python path (rows off)."""
+    alloc, fair, deserved, share, total, req = case
+    n = alloc.shape[0]
+    a, b = _make(fast, alloc.copy(), fair, deserved, share, total), _make(ref, alloc.copy(), fair, deserved, share, total)
+    jobs = [SimpleNamespace(key=f"j{k}", tasks_to_allocate=lambda *_a, _r=r, **_k: [SimpleNamespace(vec=_r)])
+            for k, r in enumerate((req, other_req))]
+    state = SimpleNamespace(index={f"q{i}": i for i in range(n)}, alloc=alloc.copy(), fair=fair, deserved=deserved,
+                            alloc_share=share, total=total, quota_vector=lambda t: t.vec)
+    fast_order = QueueOrder(state, task_order_key=None)
+    py_order = QueueOrder(state, task_order_key=None)
+    py_order.rows = None
+    infos = [SimpleNamespace(name=f"q{i}", priority=(lprio, rprio)[i % 2], creation=i // 2) for i in range(n)]
+    for li in range(n):
+        for ri in range(n):
+            got = a.compare(li, ri, *req, *other_req, infos[li].priority, infos[ri].priority)
+            assert got == b.compare(li, ri, *req, *other_req, infos[li].priority, infos[ri].priority)
+            whole = fast_order.compare(infos[li], infos[ri], jobs[0], jobs[1])
+            assert whole == py_order.compare(infos[li], infos[ri], jobs[0], jobs[1])
+            if got:
+                assert whole == got

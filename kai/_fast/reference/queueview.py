@@ -4,7 +4,8 @@
 memory bytes]; deserved -1 = unlimited): ``stats`` is a queue's view for the queue order with
 a head job's init request (KAI ``queue_order.go``: over fair share in every resource,
 starved within deserved with the job, zero-share penalty, dominant resource share with and
-without the job), ``charge`` adds or subtracts a task's quota vector along a queue path.
+without the job), ``compare`` applies the queue order's rules 1-7 to two rows, ``charge`` adds or subtracts a
+task's quota vector along a queue path.
 The tests compare it with the compiled kernel on random rows.
 """
 from __future__ import annotations
@@ -29,6 +30,19 @@ def _drs(values, denom) -> float:
     return best
 
 
+def _cmp_quantity(a: float, b: float) -> int:
+    """-1 is unlimited (largest); equal within 1e-9."""
+    if a == UNLIMITED:
+        return 0 if b == UNLIMITED else 1
+    if b == UNLIMITED:
+        return -1
+    if not (a <= b or abs(a - b) <= TOLERANCE):
+        return 1
+    if not (b <= a or abs(a - b) <= TOLERANCE):
+        return -1
+    return 0
+
+
 class QueueRows:
     def __init__(self, alloc, alloc_np, fair, deserved, share, denom) -> None:
         for name, a in (("alloc", alloc), ("alloc_np", alloc_np), ("fair", fair), ("deserved", deserved),
@@ -50,6 +64,32 @@ class QueueRows:
         zero = any(s == 0 and w > 0 for s, w in zip(self.share[i].tolist(), with_job))
         denom = self.denom[i].tolist()
         return (over, starved, zero, _drs(with_job, denom), _drs(alloc, denom))
+
+    def compare(self, li: int, ri: int, l0: float, l1: float, l2: float, r0: float, r1: float, r2: float,
+                lprio: int, rprio: int) -> int:
+        lover, lst, lz, ldj, ld = self.stats(li, l0, l1, l2)
+        rover, rst, rz, rdj, rd = self.stats(ri, r0, r1, r2)
+        if lover != rover:                       # 1. over fair share goes last
+            return 1 if lover else -1
+        if lst != rst:                           # 2. starved first
+            return -1 if lst else 1
+        if lprio != rprio:                       # 3. higher priority first
+            return -1 if lprio > rprio else 1
+        if lz != rz:                             # 4. zero-share penalty
+            return 1 if lz else -1
+        if ldj != rdj:                           # 5. DRS with the job
+            return -1 if ldj < rdj else 1
+        if ld != rd:                             # 6. DRS as is
+            return -1 if ld < rd else 1
+        ls, rs = self.share[li].tolist(), self.share[ri].tolist()
+        if ls != rs:                             # 7. the weaker queue first
+            l_le = all(_cmp_quantity(a, b) <= 0 for a, b in zip(ls, rs))
+            r_le = all(_cmp_quantity(b, a) <= 0 for a, b in zip(ls, rs))
+            if l_le and not r_le:
+                return -1
+            if r_le and not l_le:
+                return 1
+        return 0
 
     def charge(self, rows, v0: float, v1: float, v2: float, sign: float, nonpreemptible: bool) -> None:
         rows = list(rows)
