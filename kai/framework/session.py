@@ -295,11 +295,12 @@ class Session:
     def predicates_for(self, task: PodInfo) -> tuple[NodePredicate, ...]:
         """The node predicates that apply to ``task`` (memoized per task until the carried
         terms change: one dict lookup on the hot path instead of one call per predicate)."""
-        epoch = self._predicate_epoch()
+        pc = self.pod_counts                    # _predicate_epoch, inlined (hot path)
+        epoch = (pc.terms_version if pc is not None else 0, len(self.state.pod_table.terms))
         got = self._applying.get(task.uid)
         if got is not None and got[0] == epoch:
             return got[1]
-        preds = tuple(p for p in self.node_predicates if p.applies(task))
+        preds = tuple([p for p in self.node_predicates if p.applies(task)])
         self._applying[task.uid] = (epoch, preds)
         return preds
 

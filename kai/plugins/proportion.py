@@ -259,7 +259,10 @@ class Proportion(Plugin):
                     kai_g += r[GPU]
                     kai_c += r[CPU]
                     kai_m += r[MEMORY]
-            if st & allocated_mask or st == pending:
+            if st == pending and t.gpu_sharing is None:
+                # memoized: the queue order and the handlers ask for it again this session
+                g, c, m = self.quota_of(t)
+            elif st & allocated_mask or st == pending:
                 g, c, m = quota_tuple(t, mig_cols)
                 gs = t.gpu_sharing
                 if gs is not None and not gs.portion and gs.memory_mib:
