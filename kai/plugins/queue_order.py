@@ -40,11 +40,13 @@ import numpy as np
 
 from kai._fast.queueview import QueueRows
 from kai.api import constants as C
+from kai.api.podgroup_info import PodGroupInfo
 
 TOLERANCE = 1e-9                 # resource_info.LessOrEqualWithTolerance
 NO_FAIR_SHARE_DRF_MULTIPLIER = 1000.0
 UNLIMITED = -1.0
 _ZERO = (0.0, 0.0, 0.0)
+_PENDING = C.PodStatus.PENDING
 
 
 def _cmp_quantity(a: float, b: float) -> int:
@@ -125,7 +127,12 @@ class QueueOrder:
         got = self._req.get(job.key)
         if got is None:
             g = c = m = 0.0
-            for t in job.tasks_to_allocate(self.task_order_key, self.podset_order_key):
+            if job.__class__ is PodGroupInfo and len(job.tasks) == 1 and len(job.podsets) == 1:
+                # a single-pod job's chunk is its pod while pending (tasks_to_allocate's rule)
+                chunk = [t for t in job.tasks.values() if t.status == _PENDING]
+            else:
+                chunk = job.tasks_to_allocate(self.task_order_key, self.podset_order_key)
+            for t in chunk:
                 v = self.quota_tuple(t)
                 g += v[0]
                 c += v[1]
