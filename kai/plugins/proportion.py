@@ -76,7 +76,31 @@ class JobFigures:
             self.vals[slot] = 0.0
             self.qid[slot] = -1
 
-    def put(self, key: str, slot: int, queue: str, values: tuple) -> None:
+    def put_many(self, keys: list[str], slots: list[int], queues: list[str], values: list[tuple]) -> None:
+        """``put`` for each (key, slot, queue, values), the rows written in one assignment
+        (slots are distinct: positions of distinct jobs)."""
+        if not keys:
+            return
+        if len(set(slots)) != len(slots):
+            for k, s, q, v in zip(keys, slots, queues, values):
+                self.put(k, s, q, v)
+            return
+        self._grow(max(slots))
+        ids = self._queue_id
+        qids = []
+        for queue in queues:
+            q = ids.get(queue)
+            if q is None:
+                q = ids[queue] = len(self.queue_names)
+                self.queue_names.append(queue)
+            qids.append(q)
+        idx = np.array(slots, dtype=np.intp)
+        self.vals[idx] = np.array(values, dtype=np.float64).reshape(len(keys), 12)
+        self.qid[idx] = qids
+        self.slot_of.update(zip(keys, slots))
+        self.used = max(self.used, int(idx.max()) + 1)
+
+    def _grow(self, slot: int) -> None:
         if slot >= len(self.vals):
             cap = max(slot + 1, 2 * len(self.vals), 1024)
             vals = np.zeros((cap, 12))
@@ -84,6 +108,9 @@ class JobFigures:
             qid = np.full(cap, -1, dtype=np.intp)
             qid[: len(self.qid)] = self.qid
             self.vals, self.qid = vals, qid
+
+    def put(self, key: str, slot: int, queue: str, values: tuple) -> None:
+        self._grow(slot)
         q = self._queue_id.get(queue)
         if q is None:
             q = self._queue_id[queue] = len(self.queue_names)
@@ -311,12 +338,21 @@ class Proportion(Plugin):
         else:
             changed = state.changed_since(fig.seq)
         position = state.job_position if incremental else {k: i for i, k in enumerate(ssn.jobs)}.get
+        keys: list[str] = []
+        slots: list[int] = []
+        queues: list[str] = []
+        values: list[tuple] = []
+        jobs = ssn.jobs
         for key in changed:
             fig.drop(key)
-            job = ssn.jobs.get(key)
+            job = jobs.get(key)
             slot = position(key)
             if job is not None and slot is not None:
-                fig.put(key, slot, job.queue, self._job_figures(job, ready, by_name, mig_cols))
+                keys.append(key)
+                slots.append(slot)
+                queues.append(job.queue)
+                values.append(self._job_figures(job, ready, by_name, mig_cols))
+        fig.put_many(keys, slots, queues, values)      # every row in one assignment
         if incremental:
             fig.seq = state.change_seq
         used = fig.used
