@@ -338,21 +338,17 @@ class Proportion(Plugin):
         else:
             changed = state.changed_since(fig.seq)
         position = state.job_position if incremental else {k: i for i, k in enumerate(ssn.jobs)}.get
-        keys: list[str] = []
-        slots: list[int] = []
-        queues: list[str] = []
-        values: list[tuple] = []
+        rows: list[tuple] = []
         jobs = ssn.jobs
         for key in changed:
             fig.drop(key)
             job = jobs.get(key)
             slot = position(key)
             if job is not None and slot is not None:
-                keys.append(key)
-                slots.append(slot)
-                queues.append(job.queue)
-                values.append(self._job_figures(job, ready, by_name, mig_cols))
-        fig.put_many(keys, slots, queues, values)      # every row in one assignment
+                rows.append((key, slot, job.queue, self._job_figures(job, ready, by_name, mig_cols)))
+        if rows:
+            keys, slots, queues, values = zip(*rows)
+            fig.put_many(list(keys), list(slots), list(queues), list(values))   # one assignment
         if incremental:
             fig.seq = state.change_seq
         used = fig.used
