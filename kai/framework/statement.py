@@ -112,15 +112,17 @@ class Statement:
         placed = -1
         # the lazy node queue as in ``allocate_run`` (same conditions, same queue objects)
         if extra is None and (constraints is None or constraints.anti_only) and not ssn.node_mask_fns \
-                and ssn.use_node_queues \
-                and not any(p.per_task for p in (ssn.predicates_for(task) if preds is None else preds)):
-            q = lc.queue
-            if q is None:
-                q = lc.queue = ssn.node_queue(mask, lc.req, lc.req_cols, lc.score_col, lc.strategy,
-                                              lc.cpu_only, allow_pipeline, req_key)
-            placed = q.place(ssn.touch_log, ssn.arrays, out, constraints)
-            if placed == 0 and not q.exact:
-                placed = -1
+                and ssn.use_node_queues:
+            if preds is None:
+                preds = ssn.predicates_for(task)
+            if not preds or not any(p.per_task for p in preds):
+                q = lc.queue
+                if q is None:
+                    q = lc.queue = ssn.node_queue(mask, lc.req, lc.req_cols, lc.score_col, lc.strategy,
+                                                  lc.cpu_only, allow_pipeline, req_key)
+                placed = q.place(ssn.touch_log, ssn.arrays, out, constraints)
+                if placed == 0 and not q.exact:
+                    placed = -1
         if placed < 0:
             placed = _placement.place(ssn.arrays, mask, extra, lc.req, lc.req_cols, lc.score_col,
                                       lc.strategy, lc.cpu_only, allow_pipeline, out, 0, constraints)
