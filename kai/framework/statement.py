@@ -153,15 +153,18 @@ class Statement:
     def _record(self, tasks, placed, out, allow_pipeline: bool = True) -> int:
         ssn = self.ssn
         infos = ssn.node_infos
-        nodes, pipe, undo = out.nodes, out.pipelined, out.undo
+        # plain lists (one conversion, not a numpy scalar per task); undo rows stay views
+        # of this run's own output
+        nodes, pipe, undo = out.nodes[:placed].tolist(), out.pipelined[:placed].tolist(), out.undo
+        ops = self.ops
         for i in range(placed):
             t = tasks[i]
-            pipelined = bool(pipe[i])
-            op = Op(PIPELINE if pipelined else ALLOCATE, t, int(nodes[i]), None, undo[i],
-                    t.status, t.node_name)
-            self.ops.append(op)
+            pipelined = pipe[i] != 0
+            node = nodes[i]
+            op = Op(PIPELINE if pipelined else ALLOCATE, t, node, None, undo[i], t.status, t.node_name)
+            ops.append(op)
             t.status = S.PIPELINED if pipelined else S.ALLOCATED
-            t.node_name = infos[op.node].name
+            t.node_name = infos[node].name
             t.is_virtual = True
             answer = ssn.fire_allocate(t)
             if answer == PIPELINE_ONLY and (pipelined or allow_pipeline):
