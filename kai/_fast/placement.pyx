@@ -391,6 +391,11 @@ cdef class NodeQueue:
         self.mask = mask
         self.req = np.array(req, dtype=np.float64)
         self.req_cols = np.array(req_cols, dtype=np.int32)
+        # checked once here: ``place`` then only checks that req's width is the arrays' one
+        if self.req_cols.shape[0] and (min(self.req_cols) < 0 or max(self.req_cols) >= self.req.shape[0]):
+            raise ValueError("req_cols outside the request's resource rows")
+        if not 0 <= score_col < self.req.shape[0] or not 0 <= gpu_col < self.req.shape[0]:
+            raise ValueError("score_col / gpu_col outside the request's resource rows")
         self.score_col = score_col
         self.strategy = strategy
         self.cpu_only = cpu_only
@@ -524,13 +529,10 @@ cdef class NodeQueue:
         """
         if constraints is not None and (not constraints.anti_only or constraints.n_nodes != a.n_nodes):
             raise ValueError("constraints: only anti-affinity filters over these nodes can use the queue")
+        # req_cols and score_col were checked against req's width at construction
         if self.n_nodes != a.n_nodes or log.n_nodes != a.n_nodes or self.req.shape[0] != a.n_res \
-                or out.undo.shape[2] != a.n_res or self.gpu_col != a.gpu_col:
+                or out.undo_v.shape[2] != a.n_res or self.gpu_col != a.gpu_col:
             raise ValueError("node queue, touch log, node arrays and output do not match in shape")
-        if self.req_cols.shape[0] and (min(self.req_cols) < 0 or max(self.req_cols) >= a.n_res):
-            raise ValueError("req_cols outside the resource rows")
-        if not 0 <= self.score_col < a.n_res:
-            raise ValueError("score_col outside the resource rows")
         cdef int i, node = -1, placed = 0, n_res = <int>a.n_res, count = <int>out.capacity
         cdef Py_ssize_t c, k
         cdef bint pipelined

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from kai._fast.domains import DomainConstraints
-from kai._fast.placement import STRATEGY_BINPACK, NodeArrays, NodeQueue, TouchLog
+from kai._fast.placement import STRATEGY_BINPACK, NodeArrays, NodeQueue, Placements, TouchLog
 from kai.api import constants as C
 from kai.api.pod_info import PodInfo
 from kai.api.podgroup_info import PodGroupInfo, default_task_order_key
@@ -71,6 +71,24 @@ class CycleMemory:
     stale_watch: object = None
 
 
+class LoneClass:
+    """One class of single tasks (``Statement.allocate_one``): what ``allocate_run`` would
+    rebuild for each of them. ``mask`` is held so its id stays a valid key; ``out`` is a
+    one-task output buffer reused by every task of the class (the op copies its undo row)."""
+
+    __slots__ = ("mask", "req", "req_cols", "score_col", "strategy", "cpu_only", "out", "queue")
+
+    def __init__(self, mask, req, req_cols, score_col, strategy, cpu_only, out) -> None:
+        self.mask = mask
+        self.req = req                  # float64[R], the class's request (a private copy)
+        self.req_cols = req_cols        # int32[K]: columns where req > 0
+        self.score_col = score_col
+        self.strategy = strategy
+        self.cpu_only = cpu_only
+        self.out = out                  # Placements(1, R)
+        self.queue: NodeQueue | None = None     # the session's lazy node queue, on first use
+
+
 class Session:
     """Snapshot + registered callbacks + dispatch. Actions run against one open Session."""
 
@@ -85,7 +103,7 @@ class Session:
         "reclaim_victim_filter_fns", "preempt_victim_filter_fns", "reclaim_scenario_validator_fns",
         "preempt_scenario_validator_fns", "shares", "shared_gpu_allocator", "gpu_order",
         "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts", "_applying", "_req_cols", "pending_jobs", "touched_jobs", "alloc_events",
-        "capacity_by_request",
+        "capacity_by_request", "lone_classes", "_chunks",
     )
 
     #: answer runs of placements from lazy node queues when no plugin scores nodes; a class-wide
@@ -203,10 +221,14 @@ class Session:
         #: task uid -> (predicate epoch, node predicates that apply to it); see ``predicates_for``
         self._applying: dict[str, tuple[tuple, tuple]] = {}
         self._req_cols: dict[bytes, np.ndarray] = {}
+        #: (id(mask), request bytes, allow_pipeline) -> LoneClass (see ``lone_class``)
+        self.lone_classes: dict[tuple, LoneClass] = {}
+        #: job key -> (task order key, its tasks_to_allocate) while untouched (see ``job_chunk``)
+        self._chunks: dict[str, tuple] = {}
 
     # ------------------------------------------------------------------ dispatch helpers
     def job_order_key(self, job: PodGroupInfo) -> tuple:
-        return tuple(fn(job) for fn in self.job_order_keys) + (job.creation, job.uid)
+        return tuple([fn(job) for fn in self.job_order_keys]) + (job.creation, job.uid)
 
     def queue_compare(self, lq: QueueInfo, rq: QueueInfo, lj: PodGroupInfo | None, rj: PodGroupInfo | None) -> int:
         for fn in self.queue_order_fns:
@@ -237,15 +259,28 @@ class Session:
             self._node_queues[key] = q
         return q
 
+    def lone_class(self, key: tuple, mask: np.ndarray, req: np.ndarray, req_key: bytes, cpu_only: bool,
+                   allow_pipeline: bool) -> "LoneClass":
+        """The set-up ``Statement.allocate_one`` shares among tasks of one class (static mask,
+        request, pipelining), created on first use; bounded like the node queues."""
+        if len(self.lone_classes) >= 256:
+            self.lone_classes.pop(next(iter(self.lone_classes)))
+        got = self.lone_classes[key] = LoneClass(
+            mask, req.copy(), self.request_columns(req, req_key), 0 if cpu_only else GPU,
+            self.placement_strategy(cpu_only), cpu_only, Placements(1, self.allocatable.shape[0]))
+        return got
+
     def placement_strategy(self, cpu_only: bool) -> int:
         return self.placement["cpu" if cpu_only else "gpu"]
 
-    def pre_predicate(self, task: PodInfo, job: PodGroupInfo) -> str | None:
+    def pre_predicate(self, task: PodInfo, job: PodGroupInfo, preds: tuple | None = None) -> str | None:
+        """The first pre-filter reason for ``task``, or None. ``preds``: ``predicates_for(task)``
+        when the caller has it already (the same tuple; saves the lookup)."""
         for fn in self.pre_predicate_fns:
             msg = fn(task, job)
             if msg:
                 return msg
-        for p in self.predicates_for(task):
+        for p in (self.predicates_for(task) if preds is None else preds):
             msg = p.pre_filter(task, job)
             if msg:
                 return msg
@@ -260,33 +295,56 @@ class Session:
     def predicates_for(self, task: PodInfo) -> tuple[NodePredicate, ...]:
         """The node predicates that apply to ``task`` (memoized per task until the carried
         terms change: one dict lookup on the hot path instead of one call per predicate)."""
-        epoch = self._predicate_epoch()
+        pc = self.pod_counts                    # _predicate_epoch, inlined (hot path)
+        epoch = (pc.terms_version if pc is not None else 0, len(self.state.pod_table.terms))
         got = self._applying.get(task.uid)
         if got is not None and got[0] == epoch:
             return got[1]
-        preds = tuple(p for p in self.node_predicates if p.applies(task))
+        preds = tuple([p for p in self.node_predicates if p.applies(task)])
         self._applying[task.uid] = (epoch, preds)
         return preds
 
     def placed_one_at_a_time(self, task: PodInfo) -> bool:
-        """True when a predicate's answer for ``task`` moves with every placement (no runs)."""
-        return any(p.per_task for p in self.predicates_for(task))
+        """True when a predicate's answer for ``task`` moves with every placement (no runs).
+        (Asks only the ``per_task`` predicates: the same answer as looking through
+        ``predicates_for(task)``, without testing every predicate for every task of a gang.)"""
+        for p in self.node_predicates:
+            if p.per_task and p.applies(task):
+                return True
+        return False
 
-    def domain_specs(self, task: PodInfo, job: PodGroupInfo) -> tuple[list[dict], bool]:
+    def job_chunk(self, job: PodGroupInfo) -> list[PodInfo]:
+        """``job.tasks_to_allocate`` under the session's task and PodSet orders, memoized while
+        no operation touched the job (task statuses change only through Statement operations,
+        which record the job in ``touched_jobs``, and their commits). A fresh list each call."""
+        key = job.key
+        if key in self.touched_jobs:
+            self._chunks.pop(key, None)
+            return job.tasks_to_allocate(self.task_order_key, self.podset_order_key)
+        got = self._chunks.get(key)
+        if got is None or got[0] is not self.task_order_key:
+            got = self._chunks[key] = (self.task_order_key,
+                                       job.tasks_to_allocate(self.task_order_key, self.podset_order_key))
+        return list(got[1])
+
+    def domain_specs(self, task: PodInfo, job: PodGroupInfo, preds: tuple | None = None) -> tuple[list[dict], bool]:
         """Every predicate's kernel constraint specs for ``task`` and the affinity bootstrap flag."""
         specs: list[dict] = []
         boot = False
-        for p in self.predicates_for(task):
+        for p in (self.predicates_for(task) if preds is None else preds):
             got = p.domain_constraints(task, job)
             if got:
                 specs.extend(got[0])
                 boot = boot or got[1]
         return specs, boot
 
-    def domain_constraints(self, task: PodInfo, job: PodGroupInfo) -> DomainConstraints | None:
+    def domain_constraints(self, task: PodInfo, job: PodGroupInfo,
+                           preds: tuple | None = None) -> DomainConstraints | None:
         """The topology-domain constraints of ``task`` for the placement kernel (inter-pod
         affinity, spread, host ports), or None when no predicate adds any."""
-        specs, boot = self.domain_specs(task, job)
+        if preds is not None and not preds:
+            return None                   # only predicates add constraints
+        specs, boot = self.domain_specs(task, job, preds)
         if not specs:
             return None
         return DomainConstraints(self.allocatable.shape[1], specs, boot)
@@ -295,10 +353,10 @@ class Session:
         """Tasks with equal run keys (and signature and request) are placed as one run."""
         return tuple(p.run_key(task) for p in self.predicates_for(task))
 
-    def node_mask(self, task: PodInfo, job: PodGroupInfo) -> np.ndarray:
+    def node_mask(self, task: PodInfo, job: PodGroupInfo, preds: tuple | None = None) -> np.ndarray:
         """uint8[N]: static predicates for the task, AND every plugin mask."""
         m = self.state.nodes.static_mask(task.pod, task.signature)
-        for p in self.predicates_for(task):
+        for p in (self.predicates_for(task) if preds is None else preds):
             extra = p.mask(task, job)
             if extra is not None:
                 m = np.ascontiguousarray(m & np.asarray(extra).astype(np.uint8))
@@ -344,9 +402,8 @@ class Session:
         return chain(0, node_set, "")
 
     def is_job_over_capacity(self, job: PodGroupInfo, tasks: list[PodInfo]) -> str | None:
-        for fn in self.is_job_over_capacity_fns[:1]:     # single-answer hook, as in KAI
-            return fn(job, tasks)
-        return None
+        fns = self.is_job_over_capacity_fns
+        return fns[0](job, tasks) if fns else None      # single-answer hook, as in KAI
 
     def fire_allocate(self, task: PodInfo) -> str | None:
         """Every allocate handler sees the placement. Returns the first reason a handler

@@ -92,18 +92,79 @@ class Statement:
             placed += got
         return self._record(tasks, placed, out, allow_pipeline)
 
+    def allocate_one(self, task: PodInfo, mask: np.ndarray, extra: np.ndarray | None,
+                     allow_pipeline: bool = True, constraints=None, preds: tuple | None = None) -> bool:
+        """``allocate_run([task], ...)`` for one task (a single-pod job): the same decision,
+        with the task class's set-up (request columns, strategy, node queue, output buffer)
+        kept in the session's :class:`LoneClass` cache instead of rebuilt per task. ``preds``:
+        ``ssn.predicates_for(task)`` when the caller has it."""
+        ssn = self.ssn
+        width = ssn.allocatable.shape[0]
+        req = task.req_vec(width)
+        if req.shape[0] != width:
+            req = req[:width]
+        req_key = req.tobytes()
+        key = (id(mask), req_key, allow_pipeline)
+        lc = ssn.lone_classes.get(key)
+        if lc is None or lc.mask is not mask:
+            lc = ssn.lone_class(key, mask, req, req_key, task.is_cpu_only, allow_pipeline)
+        out = lc.out
+        placed = -1
+        # the lazy node queue as in ``allocate_run`` (same conditions, same queue objects)
+        if extra is None and (constraints is None or constraints.anti_only) and not ssn.node_mask_fns \
+                and ssn.use_node_queues:
+            if preds is None:
+                preds = ssn.predicates_for(task)
+            if not preds or not any(p.per_task for p in preds):
+                q = lc.queue
+                if q is None:
+                    q = lc.queue = ssn.node_queue(mask, lc.req, lc.req_cols, lc.score_col, lc.strategy,
+                                                  lc.cpu_only, allow_pipeline, req_key)
+                placed = q.place(ssn.touch_log, ssn.arrays, out, constraints)
+                if placed == 0 and not q.exact:
+                    placed = -1
+        if placed < 0:
+            placed = _placement.place(ssn.arrays, mask, extra, lc.req, lc.req_cols, lc.score_col,
+                                      lc.strategy, lc.cpu_only, allow_pipeline, out, 0, constraints)
+            if placed:
+                ssn.touch_log.mark(int(out.nodes[0]))
+        if not placed:
+            return False
+        # ``out`` is the class's buffer, reused by its next task: the op keeps its own undo copy
+        pipelined = bool(out.pipelined[0])
+        node = int(out.nodes[0])
+        op = Op(PIPELINE if pipelined else ALLOCATE, task, node, None, out.undo[0].copy(),
+                task.status, task.node_name)
+        self.ops.append(op)
+        task.status = S.PIPELINED if pipelined else S.ALLOCATED
+        task.node_name = ssn.node_infos[node].name
+        task.is_virtual = True
+        answer = ssn.fire_allocate(task)
+        if answer == PIPELINE_ONLY and (pipelined or allow_pipeline):
+            if not pipelined:               # it needs what evicted pods still hold: wait for it
+                op.kind = PIPELINE
+                task.status = S.PIPELINED
+                ssn.fire_pipelined(task)
+        elif answer:
+            self.rollback(len(self.ops) - 1)
+            return False
+        return True
+
     def _record(self, tasks, placed, out, allow_pipeline: bool = True) -> int:
         ssn = self.ssn
         infos = ssn.node_infos
-        nodes, pipe, undo = out.nodes, out.pipelined, out.undo
+        # plain lists (one conversion, not a numpy scalar per task); undo rows stay views
+        # of this run's own output
+        nodes, pipe, undo = out.nodes[:placed].tolist(), out.pipelined[:placed].tolist(), out.undo
+        ops = self.ops
         for i in range(placed):
             t = tasks[i]
-            pipelined = bool(pipe[i])
-            op = Op(PIPELINE if pipelined else ALLOCATE, t, int(nodes[i]), None, undo[i],
-                    t.status, t.node_name)
-            self.ops.append(op)
+            pipelined = pipe[i] != 0
+            node = nodes[i]
+            op = Op(PIPELINE if pipelined else ALLOCATE, t, node, None, undo[i], t.status, t.node_name)
+            ops.append(op)
             t.status = S.PIPELINED if pipelined else S.ALLOCATED
-            t.node_name = infos[op.node].name
+            t.node_name = infos[node].name
             t.is_virtual = True
             answer = ssn.fire_allocate(t)
             if answer == PIPELINE_ONLY and (pipelined or allow_pipeline):
@@ -311,6 +372,19 @@ class Statement:
             else:
                 ssn.cache.pipeline(task, task.node_name)
                 ssn.pipelined.append((task, op.old_status, op.old_node))
+            self.ops = []
+            return
+        if not any(op.kind == EVICT for op in self.ops):
+            # placements only (a gang): nothing can be un-evicted or moved
+            cache, pipelined = ssn.cache, ssn.pipelined
+            for op in self.ops:
+                task = op.task
+                task.is_virtual = False
+                if op.kind == ALLOCATE:
+                    cache.bind(task, task.node_name)
+                else:
+                    cache.pipeline(task, task.node_name)
+                    pipelined.append((task, op.old_status, op.old_node))
             self.ops = []
             return
         first: dict[int, int] = {}

@@ -32,9 +32,18 @@ def _env_refs(c: Container) -> list[tuple[str, bool]]:
 def required_config_maps(pod: Pod) -> list[str]:
     """Names of the ConfigMaps the pod cannot start without, in first-reference order."""
     spec = pod.spec
+    if not spec.volumes:
+        # the common pod: no volumes; without env references either, nothing is required
+        for group in (spec.containers, spec.init_containers, spec.ephemeral_containers):
+            for c in group:
+                if c.env or c.env_from:
+                    break
+            else:
+                continue
+            break
+        else:
+            return []
     containers = [*spec.init_containers, *spec.containers, *spec.ephemeral_containers]
-    if not spec.volumes and not any(c.env or c.env_from for c in containers):
-        return []
     mounted = {m.name for c in containers for m in c.volume_mounts}
     refs: list[tuple[str, bool]] = []
     for v in spec.volumes:
@@ -72,7 +81,10 @@ class ConfigMapPredicate:
         return got
 
     def __call__(self, task, job) -> str | None:
-        missing = [n for n in self._required(task) if not self.store.has_configmap(task.namespace, n)]
+        required = self._required(task)
+        if not required:
+            return None
+        missing = [n for n in required if not self.store.has_configmap(task.namespace, n)]
         if not missing:
             return None
         return f"pod {task.key}: Missing required configmaps: [{' '.join(missing)}]"

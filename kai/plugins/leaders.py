@@ -36,7 +36,7 @@ def install_rank(ssn, rank: Callable[[PodInfo], int]) -> None:
 
     def key(task: PodInfo) -> tuple:
         below = base(task)
-        return tuple(r(task) for r in ranks) + (below if isinstance(below, tuple) else (below,))
+        return tuple([r(task) for r in ranks]) + (below if isinstance(below, tuple) else (below,))
     key.leader_ranks = ranks            # type: ignore[attr-defined]
     key.below_leaders = base            # type: ignore[attr-defined]
     ssn.task_order_key = key

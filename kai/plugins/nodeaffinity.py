@@ -18,6 +18,9 @@ def preferred_node_affinity(ssn):
     n = ssn.allocatable.shape[1]
 
     def score(task, job, mask: np.ndarray) -> np.ndarray | None:
+        aff = task.pod.spec.affinity
+        if aff is None or aff.node_affinity is None:
+            return None                      # no preferred terms (the table would say None)
         raw = table.preferred_affinity_weights(task.pod)
         if raw is None:
             return None

@@ -38,7 +38,7 @@ import numpy as np
 
 from kai._fast.proportion import aggregate_to_parents, allocatable_share, divide_fair_share
 from kai.api import constants as C
-from kai.api.quota import mig_gpus, quota_tuple, quota_vector
+from kai.api.quota import quota_tuple, quota_vector
 from kai.api.resources import CPU, GPU, MEMORY
 from kai.framework.plugin import Plugin, register_plugin
 from kai.framework.session import QueueShares
@@ -76,7 +76,31 @@ class JobFigures:
             self.vals[slot] = 0.0
             self.qid[slot] = -1
 
-    def put(self, key: str, slot: int, queue: str, values: tuple) -> None:
+    def put_many(self, keys: list[str], slots: list[int], queues: list[str], values: list[tuple]) -> None:
+        """``put`` for each (key, slot, queue, values), the rows written in one assignment
+        (slots are distinct: positions of distinct jobs)."""
+        if not keys:
+            return
+        if len(set(slots)) != len(slots):
+            for k, s, q, v in zip(keys, slots, queues, values):
+                self.put(k, s, q, v)
+            return
+        self._grow(max(slots))
+        ids = self._queue_id
+        qids = []
+        for queue in queues:
+            q = ids.get(queue)
+            if q is None:
+                q = ids[queue] = len(self.queue_names)
+                self.queue_names.append(queue)
+            qids.append(q)
+        idx = np.array(slots, dtype=np.intp)
+        self.vals[idx] = np.array(values, dtype=np.float64).reshape(len(keys), 12)
+        self.qid[idx] = qids
+        self.slot_of.update(zip(keys, slots))
+        self.used = max(self.used, int(idx.max()) + 1)
+
+    def _grow(self, slot: int) -> None:
         if slot >= len(self.vals):
             cap = max(slot + 1, 2 * len(self.vals), 1024)
             vals = np.zeros((cap, 12))
@@ -84,6 +108,9 @@ class JobFigures:
             qid = np.full(cap, -1, dtype=np.intp)
             qid[: len(self.qid)] = self.qid
             self.vals, self.qid = vals, qid
+
+    def put(self, key: str, slot: int, queue: str, values: tuple) -> None:
+        self._grow(slot)
         q = self._queue_id.get(queue)
         if q is None:
             q = self._queue_id[queue] = len(self.queue_names)
@@ -166,7 +193,6 @@ class Proportion(Plugin):
         self.mig_cols = ssn.registry.mig_columns()
         self._quota: dict[str, tuple[float, float, float]] = {}
         self._bounded: dict[str, tuple[bool, bool]] = {}
-        self._vec: dict[str, np.ndarray] = {}      # task uid -> its [gpu, cpu, memory] (no sharing)
         self._nodes = ssn.state.nodes
         self.min_gpu_memory = _min_node_gpu_memory_mib(ssn)
         tree = ssn.queues
@@ -260,7 +286,10 @@ class Proportion(Plugin):
                     kai_g += r[GPU]
                     kai_c += r[CPU]
                     kai_m += r[MEMORY]
-            if st & allocated_mask or st == pending:
+            if st == pending and t.gpu_sharing is None:
+                # memoized: the queue order and the handlers ask for it again this session
+                g, c, m = self.quota_of(t)
+            elif st & allocated_mask or st == pending:
                 g, c, m = quota_tuple(t, mig_cols)
                 gs = t.gpu_sharing
                 if gs is not None and not gs.portion and gs.memory_mib:
@@ -309,12 +338,17 @@ class Proportion(Plugin):
         else:
             changed = state.changed_since(fig.seq)
         position = state.job_position if incremental else {k: i for i, k in enumerate(ssn.jobs)}.get
+        rows: list[tuple] = []
+        jobs = ssn.jobs
         for key in changed:
             fig.drop(key)
-            job = ssn.jobs.get(key)
+            job = jobs.get(key)
             slot = position(key)
             if job is not None and slot is not None:
-                fig.put(key, slot, job.queue, self._job_figures(job, ready, by_name, mig_cols))
+                rows.append((key, slot, job.queue, self._job_figures(job, ready, by_name, mig_cols)))
+        if rows:
+            keys, slots, queues, values = zip(*rows)
+            fig.put_many(list(keys), list(slots), list(queues), list(values))   # one assignment
         if incremental:
             fig.seq = state.change_seq
         used = fig.used
@@ -367,26 +401,29 @@ class Proportion(Plugin):
         job = ssn.jobs.get(task.job_key)
         if job is None:
             return
-        rows = self.paths.get(job.queue)
+        rows = self.path_rows.get(job.queue)
         self.order.forget(job.key, rows if rows is not None else ())
         if rows is None:
             return
         gs = task.gpu_sharing
-        v = self._vec.get(task.uid) if gs is None else None
-        if v is None:
+        if gs is None:
+            # quota_of: (gpu + MIG + DRA GPUs, cpu, memory), memoized per task and shared with
+            # the queue order's init requests
+            v = self.quota_of(task)
+        else:
             v = task.req.take(_COLS)             # [gpu, cpu, memory]
-            if gs is not None:
-                v[0] = gs.portion * gs.num_devices if gs.portion else self.memory_gpus(task)
-            elif self.mig_cols:
-                v[0] += mig_gpus(task.req, self.mig_cols)
+            v[0] = gs.portion * gs.num_devices if gs.portion else self.memory_gpus(task)
             v[0] += task.dra_gpus                # DRA GPUs (kai.dra.quota)
-            if gs is None:
-                # depends only on the request and the pod's DRA GPUs (set when the session opens)
-                self._vec[task.uid] = v
+            v = tuple(v.tolist())
+        rows_view = self.order.rows
+        if rows_view is not None:                # compiled: the same adds, row by row
+            rows_view.charge(rows, v[0], v[1], v[2], sign, not job.preemptible)
+            return
         # row by row (a path holds each row once): cheaper than a fancy-indexed add for the
         # two or three rows of a path, and exact (x - v is x + (-v))
+        v = np.array(v)
         alloc, alloc_np = self.alloc, (self.alloc_np if not job.preemptible else None)
-        for r in self.path_rows[job.queue]:
+        for r in rows:
             if sign > 0:
                 alloc[r] += v
                 if alloc_np is not None:

@@ -36,13 +36,18 @@ those handlers.
 """
 from __future__ import annotations
 
+import numpy as np
+
+from kai._fast.queueview import QueueRows
 from kai.api import constants as C
+from kai.api.podgroup_info import PodGroupInfo
 
 TOLERANCE = 1e-9                 # resource_info.LessOrEqualWithTolerance
 NO_FAIR_SHARE_DRF_MULTIPLIER = 1000.0
 UNLIMITED = -1.0
 _ZERO = (0.0, 0.0, 0.0)
 _INF = float("inf")
+_PENDING = C.PodStatus.PENDING
 
 
 def _cmp_quantity(a: float, b: float) -> int:
@@ -87,6 +92,22 @@ class QueueOrder:
         self.denom = [tuple(total[c] if s == UNLIMITED else s for c, s in enumerate(row)) for row in self.share]
         self._req: dict[str, tuple] = {}
         self._stats: dict[int, dict] = {}          # queue row -> {head job key: stats}
+        #: the same rows for the compiled views (kai._fast.queueview), over the live ``alloc``;
+        #: None when the state's arrays do not fit it (then ``stats`` computes in Python)
+        self.rows: QueueRows | None = None
+        alloc = state.alloc
+        if isinstance(alloc, np.ndarray) and alloc.ndim == 2 and alloc.shape[1] == 3:
+            n = alloc.shape[0]
+            alloc_np = getattr(state, "alloc_np", None)
+            try:
+                self.rows = QueueRows(
+                    alloc, alloc_np if alloc_np is not None else np.zeros((n, 3)),
+                    np.array(self.fair, dtype=np.float64).reshape(n, 3),
+                    np.array(self.deserved, dtype=np.float64).reshape(n, 3),
+                    np.array(self.share, dtype=np.float64).reshape(n, 3),
+                    np.array(self.denom, dtype=np.float64).reshape(n, 3))
+            except ValueError:
+                self.rows = None
 
     # ------------------------------------------------------------------ job vectors
     def forget(self, job_key: str, rows=None) -> None:
@@ -107,7 +128,12 @@ class QueueOrder:
         got = self._req.get(job.key)
         if got is None:
             g = c = m = 0.0
-            for t in job.tasks_to_allocate(self.task_order_key, self.podset_order_key):
+            if job.__class__ is PodGroupInfo and len(job.tasks) == 1 and len(job.podsets) == 1:
+                # a single-pod job's chunk is its pod while pending (tasks_to_allocate's rule)
+                chunk = [t for t in job.tasks.values() if t.status == _PENDING]
+            else:
+                chunk = job.tasks_to_allocate(self.task_order_key, self.podset_order_key)
+            for t in chunk:
                 v = self.quota_tuple(t)
                 g += v[0]
                 c += v[1]
@@ -177,6 +203,14 @@ class QueueOrder:
                 got = row.get(key)
                 if got is not None:
                     return got
+            if self.rows is not None:
+                r0, r1, r2 = self.init_request(job)
+                got = self.rows.stats(i, r0, r1, r2)
+                if row is None:
+                    self._stats[i] = {key: got}
+                else:
+                    row[key] = got
+                return got
         a0, a1, a2 = self.alloc[i].tolist()
         f0, f1, f2 = self.fair[i]
         over = f0 < a0 and f1 < a1 and f2 < a2
@@ -239,6 +273,17 @@ class QueueOrder:
         ri = self.index.get(rq.name)
         if li is None or ri is None:           # KAI: a queue without attributes goes last
             return 0 if li is None and ri is None else (1 if li is None else -1)
+        rows = self.rows
+        if rows is not None and not lv and not rv:
+            # rules 1-7 compiled (kai._fast.queueview, the same rules as below), then 8
+            l0, l1, l2 = self.init_request(lj)
+            r0, r1, r2 = self.init_request(rj)
+            got = rows.compare(li, ri, l0, l1, l2, r0, r1, r2, lq.priority, rq.priority)
+            if got:
+                return got
+            if lq.creation != rq.creation:
+                return -1 if lq.creation < rq.creation else 1
+            return 0
         lover, lst, lz, ldj, ld = self.stats(li, lj, lv)
         rover, rst, rz, rdj, rd = self.stats(ri, rj, rv)
         # 1. over fair share (strictly, in every resource) goes last

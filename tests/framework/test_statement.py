@@ -340,3 +340,85 @@ def test_pipeline_only_where_pipelining_is_not_allowed_is_a_refusal(ssn):
     assert stmt.allocate_run(pend[:2], mask(ssn, "n1"), None, allow_pipeline=False) == 0
     assert pend[0].status == S.PENDING and len(stmt) == 0
     assert_same(ssn, before)
+
+
+# --------------------------------------------------------------------------- allocate_one
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as hst  # noqa: E402
+
+_SHAPES = [("1", 1), ("2", 1), ("500m", 0), ("3", 2), ("1", 4)]
+
+
+def _lone_session(node_specs, pods, refuse):
+    """A session over nodes (cpu cores, gpus, releasing gpus) and single-pod jobs of the given
+    shapes; ``refuse``: pod names an allocate handler refuses."""
+    st = ClusterState()
+    st.upsert_queue(_queue())
+    for i, (cpu, gpu, rel) in enumerate(node_specs):
+        st.upsert_node(_node(f"n{i}", cpu=str(cpu), gpu=gpu))
+        for k in range(rel):                        # a terminating pod holding one GPU
+            st.upsert_podgroup(_pg(f"gone-{i}-{k}"))
+            st.upsert_pod(_pod(f"gone-{i}-{k}", f"gone-{i}-{k}", cpu="100m", gpu=min(gpu, 1), node=f"n{i}",
+                               deleting=True))
+    for j, shape in enumerate(pods):
+        cpu, gpu = _SHAPES[shape]
+        st.upsert_podgroup(_pg(f"p{j}"))
+        st.upsert_pod(_pod(f"p{j}-0", f"p{j}", cpu=cpu, gpu=gpu))
+    s = Scheduler(st, default_config()).open_session(SpyCache(), now=1000.0)
+    s.allocate_handlers.append(lambda t: "refused" if t.name in refuse else None)
+    return s
+
+
+@settings(max_examples=40, deadline=None)
+@given(nodes=hst.lists(hst.tuples(hst.integers(1, 8), hst.sampled_from([0, 2, 4]), hst.integers(0, 1)),
+                       min_size=1, max_size=6),
+       pods=hst.lists(hst.integers(0, len(_SHAPES) - 1), min_size=1, max_size=16),
+       steps=hst.lists(hst.tuples(hst.integers(0, 3), hst.booleans(), hst.integers(0, 9)), max_size=24),
+       refuse=hst.sets(hst.integers(0, 15), max_size=3))
+def test_allocate_one_decides_as_allocate_run(nodes, pods, steps, refuse):
+    """``allocate_one`` (class cache, reused output buffer) places, pipelines, refuses and
+    undoes exactly as ``allocate_run`` of one task, in any sequence with runs, rollbacks and
+    discards between; no node ends over its allocatable (idle >= 0 for what is allocated,
+    idle + releasing >= 0 with pipelines)."""
+    names = {f"p{j}-0" for j in refuse}
+    one, ref = _lone_session(nodes, pods, names), _lone_session(nodes, pods, names)
+    try:
+        n = one.idle.shape[1]
+        masks = {k: [np.ascontiguousarray(np.array([(i + k) % 3 != 0 or k == 0 for i in range(n)], dtype=np.uint8))
+                     for _ in (0, 1)] for k in range(3)}          # the same masks reused (class cache)
+        stmts = [Statement(one), Statement(ref)]
+        for kind, allow, pick in steps:
+            pend = [[t for t in sorted((tt for j in s.jobs.values() for tt in j.tasks.values()
+                                        if tt.job_key.startswith("ns/p")), key=lambda t: t.name)
+                     if t.status == S.PENDING] for s in (one, ref)]
+            assert [t.key for t in pend[0]] == [t.key for t in pend[1]]
+            if kind <= 1 and pend[0]:
+                i = pick % len(pend[0])
+                m = masks[pick % 3]
+                got = stmts[0].allocate_one(pend[0][i], m[0], None, allow)
+                want = stmts[1].allocate_run([pend[1][i]], m[1], None, allow)
+                assert got == bool(want)
+            elif kind == 2 and pend[0]:                      # a run through the shared node queue
+                k = min(len(pend[0]), 1 + pick % 3)
+                shape = pend[0][0].req.tobytes()
+                run = [[t for t in p if t.req.tobytes() == shape][:k] for p in pend]
+                assert stmts[0].allocate_run(run[0], masks[0][0], None, allow) == \
+                    stmts[1].allocate_run(run[1], masks[0][1], None, allow)
+            elif kind == 3:
+                cp = pick % (len(stmts[0]) + 1)
+                for s in stmts:
+                    s.rollback(cp)
+            for a, b in zip(snap(one), snap(ref)):
+                assert a.tobytes() == b.tobytes()
+            assert statuses(one) == statuses(ref)
+            assert [(op.kind, op.task.key, op.node) for op in stmts[0].ops] == \
+                [(op.kind, op.task.key, op.node) for op in stmts[1].ops]
+            # no over-commit: nothing placed beyond a node's allocatable, idle or releasing
+            assert (one.idle >= -1e-9).all() and (one.releasing >= -1e-9).all()
+        for s in stmts:
+            s.discard()
+        for a, b in zip(snap(one), snap(ref)):
+            assert a.tobytes() == b.tobytes()
+    finally:
+        one.close()
+        ref.close()
