@@ -98,8 +98,12 @@ class ClusterState:
         #: PVs, PVCs, StorageClasses, CSI objects, ConfigMap names; assumed volume bindings
         self.storage = StorageStore()
         self.grouper = grouper            # callable(Pod) -> PodGroup | None, for ungrouped pods
-        self._node_pods: dict[str, set[str]] = defaultdict(set)
-        self._charged: dict[str, tuple[int, np.ndarray, bool]] = {}  # uid -> (node idx, req, releasing)
+        # node name -> uids of the pods naming it (a dict as an ordered set: a third of a set's size)
+        self._node_pods: dict[str, dict[str, None]] = defaultdict(dict)
+        # uid -> node column its request is charged to (the request charged is the PodInfo's
+        # ``req``); uids charged as releasing are also in ``_charged_releasing``
+        self._charged: dict[str, int] = {}
+        self._charged_releasing: set[str] = set()
         self._shared: dict[str, tuple[int, list[tuple[int, float]], int]] = {}  # uid -> (idx, [(slot, portion)], kind)
         self._waiting: dict[str, set[str]] = defaultdict(set)   # podgroup key -> pod uids
         self._waiting_key: dict[str, str] = {}                  # pod uid -> podgroup key it waits for
@@ -233,7 +237,7 @@ class ClusterState:
         is_new = node.metadata.name not in self.nodes.by_name
         self.nodes.upsert(node)
         if is_new:
-            for uid in list(self._node_pods.get(node.metadata.name, ())):
+            for uid in list(self._node_pods.get(node.metadata.name, {})):
                 pod = self.pods.get(uid)
                 if pod is not None and uid not in self._charged:
                     self._charge(pod)
@@ -242,8 +246,9 @@ class ClusterState:
         info = self.nodes.remove(name)
         if info is None:
             return
-        for uid in self._node_pods.get(name, ()):
+        for uid in self._node_pods.get(name, {}):
             self._charged.pop(uid, None)
+            self._charged_releasing.discard(uid)
             self._shared.pop(uid, None)
         self.pod_table.remove_node(info.idx)
 
@@ -255,14 +260,14 @@ class ClusterState:
         releasing = bool(pod.status & S.RELEASING)
         i = info.idx
         if self._bulk is not None:
-            req = pod.req
-            self._bulk.append((i, req, releasing))
+            self._bulk.append((i, pod.req, releasing))
         else:
             t = self.nodes
             t.ensure_width()
-            req = pod.req_vec(len(self.registry))
-            _charge_kernel(t.idle, t.releasing, t.avail, i, req, 1.0, releasing)
-        self._charged[pod.uid] = (i, req, releasing)
+            _charge_kernel(t.idle, t.releasing, t.avail, i, pod.req_vec(len(self.registry)), 1.0, releasing)
+        self._charged[pod.uid] = i
+        if releasing:
+            self._charged_releasing.add(pod.uid)
         self.pod_table.add(pod, i)
         if pod.gpu_sharing is not None and not pod.invalid_reason:
             self._charge_shared(pod, info, releasing)
@@ -326,13 +331,19 @@ class ClusterState:
             if t.dev_used[i, slot] == 0.0:
                 names.pop(slot, None)
 
-    def _uncharge(self, uid: str) -> None:
+    def _uncharge(self, pod: PodInfo) -> None:
+        """Undo ``_charge``: the pod's ``req`` (only ever padded since) off the column it was
+        charged to, as idle or releasing as it was charged."""
+        uid = pod.uid
         self.pod_table.remove(uid)
         self._uncharge_shared(uid)
-        got = self._charged.pop(uid, None)
-        if got is None:
+        i = self._charged.pop(uid, None)
+        if i is None:
             return
-        i, req, releasing = got
+        releasing = uid in self._charged_releasing
+        if releasing:
+            self._charged_releasing.discard(uid)
+        req = pod.req
         t = self.nodes
         t.ensure_width()
         if req.shape[0] < t.idle.shape[0]:
@@ -353,7 +364,7 @@ class ClusterState:
         if pod.spec.resource_claims:
             self.claim_pods.add(p.uid)
         if p.node_name:
-            self._node_pods[p.node_name].add(p.uid)
+            self._node_pods[p.node_name][p.uid] = None
             if self._occupies_node(p):
                 self._charge(p)
         if ours:
@@ -365,9 +376,9 @@ class ClusterState:
         if p is None:
             return
         self.claim_pods.discard(uid)
-        self._uncharge(uid)
+        self._uncharge(p)
         if p.node_name:
-            self._node_pods[p.node_name].discard(uid)
+            self._node_pods[p.node_name].pop(uid, None)
         if p.job_key:
             self._touch(p.job_key)
             job = self.jobs.get(p.job_key)
@@ -474,13 +485,13 @@ class ClusterState:
     # ------------------------------------------------------------------ commits come back
     def assume_bound(self, task: PodInfo, node_name: str) -> None:
         """The binder accepted ``task`` for ``node_name``: charge it now (KAI's Binding state)."""
-        self._uncharge(task.uid)
+        self._uncharge(task)
         if task.node_name:
-            self._node_pods[task.node_name].discard(task.uid)
+            self._node_pods[task.node_name].pop(task.uid, None)
         task.node_name = node_name
         task.status = S.BINDING
         self._touch(task.job_key)
-        self._node_pods[node_name].add(task.uid)
+        self._node_pods[node_name][task.uid] = None
         self._charge(task)
         if task.volume_plan:
             self.storage.assume(task.uid, task.volume_plan, node_name)
@@ -489,7 +500,7 @@ class ClusterState:
 
     def assume_evicted(self, task: PodInfo) -> None:
         """An eviction was issued: the pod's resources are releasing until it is gone."""
-        self._uncharge(task.uid)
+        self._uncharge(task)
         task.status = S.RELEASING
         self._touch(task.job_key)
         self._charge(task)
