@@ -8,8 +8,9 @@ No I/O and no scheduling logic here.
 Pods on nodes are most of a large cluster's objects and live as long as the pod runs, so the
 informers keep them as :data:`BoundPod` (``decode_pod``): the same attribute paths as
 :class:`Pod` minus the few fields nothing reads once a pod is on a node (its conditions, start
-time, container images, env values, mount paths, finalizers), with shared read-only empty
-containers for absent lists and maps and no cyclic-GC tracking. Every field a scheduling
+time, container images, env values, mount paths, finalizers), lists as tuples, a shared
+read-only empty map for absent maps and no cyclic-GC tracking; parts equal across pods (label
+maps, owner references, tolerations, resources, ...) are one shared object. Every field a scheduling
 decision reads stays, since consolidation places running pods again.
 """
 from __future__ import annotations
@@ -463,28 +464,17 @@ KINDS: dict[str, type] = {
 
 # --- pods on nodes: the compact variant the informers keep -------------------------------
 
-class _ReadOnlyList(list):
-    """The shared empty list of compact objects (an absent list field); mutating it raises."""
-    __slots__ = ()
-
-    def _read_only(self, *a, **k):
-        raise TypeError("a decoded pod's absent list is shared and read-only")
-
-    append = extend = insert = pop = remove = clear = sort = reverse = _read_only
-    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
-
-
 class _ReadOnlyDict(dict):
-    """The shared empty map of compact objects (an absent map field); mutating it raises."""
+    """A map of compact objects shared between pods (EMPTY_MAP, pooled label maps); mutating
+    it raises."""
     __slots__ = ()
 
     def _read_only(self, *a, **k):
-        raise TypeError("a decoded pod's absent map is shared and read-only")
+        raise TypeError("a decoded pod's map is shared between pods and read-only")
 
     __setitem__ = __delitem__ = setdefault = update = pop = popitem = clear = __ior__ = _read_only
 
 
-EMPTY_LIST: list = _ReadOnlyList()
 EMPTY_MAP: dict = _ReadOnlyDict()
 
 #: fields a pod on a node does not need: (struct name, field name)
@@ -496,8 +486,11 @@ BOUND_POD_DROPS = frozenset({
 
 def _compact_family(root: type, drops: frozenset, prefix: str) -> type:
     """A variant of ``root`` and of every Struct type under it: same fields, names and JSON
-    names minus ``drops``; absent lists and maps are the shared EMPTY_LIST / EMPTY_MAP instead
-    of a new container per object; ``gc=False`` (decoded API objects are trees)."""
+    names minus ``drops``; lists are tuples (smaller, and an absent one is the empty tuple),
+    an absent map is the shared read-only EMPTY_MAP instead of a new dict per object;
+    ``gc=False`` (decoded API objects are trees). Encoded, a compact object is the JSON of the
+    original (omitted defaults included) as long as the API server omitted empty lists and
+    maps, which it does (``omitempty``)."""
     made: dict[type, type] = {}
 
     def conv(tp):
@@ -508,6 +501,8 @@ def _compact_family(root: type, drops: frozenset, prefix: str) -> type:
             return tp
         new = tuple(conv(a) for a in args)
         origin = typing.get_origin(tp)
+        if origin is list:
+            return tuple[new[0], ...]
         if origin is types.UnionType:
             return functools.reduce(operator.or_, new)
         if origin is typing.Union:
@@ -524,7 +519,7 @@ def _compact_family(root: type, drops: frozenset, prefix: str) -> type:
                 continue
             factory = f.default_factory
             if factory is list:
-                spec = msgspec.field(default=EMPTY_LIST, name=f.encode_name)
+                spec = msgspec.field(default=(), name=f.encode_name)
             elif factory is dict:
                 spec = msgspec.field(default=EMPTY_MAP, name=f.encode_name)
             elif factory is not msgspec.NODEFAULT:
@@ -561,7 +556,7 @@ def decode_pod(raw: bytes) -> Pod:
 # --- sharing what pods on nodes have in common ---------------------------------------------
 
 _POOL: dict = {}
-_POOL_MAX = 200_000
+_POOL_MAX = 20_000                # pods of a job or node come together: a small pool suffices
 _encode = msgspec.json.Encoder().encode
 
 
@@ -616,9 +611,13 @@ def share_bound_pod(pod):
         s.node_selector = _pooled_map(s.node_selector)
     if s.topology_spread_constraints:
         s.topology_spread_constraints = _pooled(s.topology_spread_constraints)
+    # the service-account volume's name is unique to the pod: its mounts share the string
+    vnames = {v.name: v.name for v in s.volumes}
     for cs in (s.containers, s.init_containers):
         for c in cs:
             c.name = _intern(c.name)
+            for vm in c.volume_mounts:
+                vm.name = vnames.get(vm.name, vm.name)
             c.resources = _pooled(c.resources)
             if c.env:
                 c.env = _pooled(c.env)

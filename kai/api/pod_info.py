@@ -14,7 +14,7 @@ import numpy as np
 
 from kai.api import constants as C
 from kai.api.gpu_sharing import GPUSharing, parse_gpu_sharing_annotations
-from kai.api.k8s import EMPTY_LIST, Container, Pod
+from kai.api.k8s import Container, Pod
 from kai.api.affinity import PodConstraints
 from kai.api.pod_fields import unhonoured
 from kai.api.selectors import SelectorError
@@ -213,7 +213,7 @@ class PodInfo:
                 self.invalid_reason = (f"pod {self.key} sets fields kai does not honour yet, so it waits: "
                                        + "; ".join(missing))
         #: shared-GPU group ids (assigned whole, never appended to: the empty one is shared)
-        self.gpu_groups: list[str] = EMPTY_LIST
+        self.gpu_groups: list[str] = ()          # type: ignore[assignment]
         #: DRA (kai.cache.dra_store / kai.plugins.dynamicresources): GPUs the pod's resource claims
         #: count for in queue quota (set when a session opens), and the session's device
         #: allocation for the binder (kai.dra.allocator.DraAllocation) once placed

@@ -100,9 +100,8 @@ class ClusterState:
         self.grouper = grouper            # callable(Pod) -> PodGroup | None, for ungrouped pods
         # node name -> uids of the pods naming it (a dict as an ordered set: a third of a set's size)
         self._node_pods: dict[str, dict[str, None]] = defaultdict(dict)
-        # uid -> node column its request is charged to (the request charged is the PodInfo's
-        # ``req``); uids charged as releasing are also in ``_charged_releasing``
-        self._charged: dict[str, int] = {}
+        # a pod is charged to a node exactly when it has a ``pod_table`` row (its node column);
+        # the request charged is its PodInfo's ``req``; uids charged as releasing:
         self._charged_releasing: set[str] = set()
         self._shared: dict[str, tuple[int, list[tuple[int, float]], int]] = {}  # uid -> (idx, [(slot, portion)], kind)
         self._waiting: dict[str, set[str]] = defaultdict(set)   # podgroup key -> pod uids
@@ -239,7 +238,7 @@ class ClusterState:
         if is_new:
             for uid in list(self._node_pods.get(node.metadata.name, {})):
                 pod = self.pods.get(uid)
-                if pod is not None and uid not in self._charged:
+                if pod is not None and self.pod_table.node_of(uid) is None:
                     self._charge(pod)
 
     def delete_node(self, name: str) -> None:
@@ -247,7 +246,6 @@ class ClusterState:
         if info is None:
             return
         for uid in self._node_pods.get(name, {}):
-            self._charged.pop(uid, None)
             self._charged_releasing.discard(uid)
             self._shared.pop(uid, None)
         self.pod_table.remove_node(info.idx)
@@ -265,7 +263,6 @@ class ClusterState:
             t = self.nodes
             t.ensure_width()
             _charge_kernel(t.idle, t.releasing, t.avail, i, pod.req_vec(len(self.registry)), 1.0, releasing)
-        self._charged[pod.uid] = i
         if releasing:
             self._charged_releasing.add(pod.uid)
         self.pod_table.add(pod, i)
@@ -335,9 +332,9 @@ class ClusterState:
         """Undo ``_charge``: the pod's ``req`` (only ever padded since) off the column it was
         charged to, as idle or releasing as it was charged."""
         uid = pod.uid
+        i = self.pod_table.node_of(uid)
         self.pod_table.remove(uid)
         self._uncharge_shared(uid)
-        i = self._charged.pop(uid, None)
         if i is None:
             return
         releasing = uid in self._charged_releasing

@@ -102,6 +102,11 @@ class PodTable:
         self._index(pod, node, 1)
         self.generation += 1
 
+    def node_of(self, uid: str) -> int | None:
+        """The node column of the pod's row, None when it has none."""
+        r = self.row_of.get(uid)
+        return None if r is None else int(self.node[r])
+
     def remove(self, uid: str) -> None:
         r = self.row_of.pop(uid, None)
         if r is None:
