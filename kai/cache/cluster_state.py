@@ -107,7 +107,8 @@ class ClusterState:
         self._waiting: dict[str, set[str]] = defaultdict(set)   # podgroup key -> pod uids
         self._waiting_key: dict[str, str] = {}                  # pod uid -> podgroup key it waits for
         self.pod_problems: dict[str, str] = {}                  # pod key -> why it is not scheduled
-        self._bulk: list | None = None
+        self._bulk: tuple | None = None
+        self._bulk_touched: dict[str, None] | None = None     # jobs changed during a bulk load
         # job key -> time its pods were last pipelined onto resources being freed for it
         self.nominated: dict[str, float] = {}
         # PodGroup keys whose pods or spec changed since the status writer last looked
@@ -132,7 +133,13 @@ class ClusterState:
     # ------------------------------------------------------------------ job changes
     def _touch(self, key: str) -> None:
         """A job's pods or spec changed: the status writer, the per-job caches and the pending
-        index must look at it again."""
+        index must look at it again. During a bulk load only the order of the jobs' last
+        changes is kept, and applied at its end (one change number per job, not per pod)."""
+        touched = self._bulk_touched
+        if touched is not None:
+            touched.pop(key, None)
+            touched[key] = None
+            return
         self.dirty_jobs.add(key)
         self._seq += 1
         self.job_seq.pop(key, None)             # kept in change order (see ``changed_since``)
@@ -214,22 +221,27 @@ class ClusterState:
         self.nodes.upsert_many(list(nodes))
         for pg in podgroups:
             self.upsert_podgroup(pg)
-        self._bulk = []
+        # charges are collected (node column, request id, releasing) and applied in one kernel
+        # call, in the same order as one by one; requests are few distinct shared arrays
+        self._bulk = ([], [], [], {})
+        self._bulk_touched = {}
         try:
             for p in pods:
                 self.upsert_pod(p)
-            if self._bulk:
-                width = len(self.registry)
+            cols, rids, rel, distinct = self._bulk
+            if cols:
                 self.nodes.ensure_width()
-                idx = np.fromiter((b[0] for b in self._bulk), dtype=np.int32, count=len(self._bulk))
-                reqs = np.zeros((len(self._bulk), width))
-                for k, b in enumerate(self._bulk):
-                    reqs[k, : b[1].shape[0]] = b[1]
-                rel = np.fromiter((b[2] for b in self._bulk), dtype=np.uint8, count=len(self._bulk))
+                table = np.zeros((len(distinct), len(self.registry)))
+                for k, req in distinct.values():
+                    table[k, : req.shape[0]] = req
                 t = self.nodes
-                _charge_many(t.idle, t.releasing, t.avail, idx, reqs, rel, 1.0)
+                _charge_many(t.idle, t.releasing, t.avail, np.array(cols, dtype=np.int32),
+                             table[np.array(rids, dtype=np.intp)], np.array(rel, dtype=np.uint8), 1.0)
         finally:
             self._bulk = None
+            touched, self._bulk_touched = self._bulk_touched, None
+            for key in touched:
+                self._touch(key)
 
     # ------------------------------------------------------------------ nodes
     def upsert_node(self, node: Node) -> None:
@@ -258,7 +270,14 @@ class ClusterState:
         releasing = bool(pod.status & S.RELEASING)
         i = info.idx
         if self._bulk is not None:
-            self._bulk.append((i, pod.req, releasing))
+            cols, rids, rel, distinct = self._bulk
+            req = pod.req
+            got = distinct.get(id(req))
+            if got is None:                 # (the entry keeps the array alive: ids stay unique)
+                got = distinct[id(req)] = (len(distinct), req)
+            cols.append(i)
+            rids.append(got[0])
+            rel.append(releasing)
         else:
             t = self.nodes
             t.ensure_width()
@@ -352,17 +371,19 @@ class ClusterState:
 
     def upsert_pod(self, pod: Pod) -> PodInfo | None:
         uid = pod.metadata.uid or f"{pod.metadata.namespace or 'default'}/{pod.metadata.name}"
-        self.delete_pod(uid, keep_waiting=True)
+        if uid in self.pods:
+            self.delete_pod(uid, keep_waiting=True)
         p = PodInfo(pod, self.registry)
         ours = pod.spec.scheduler_name == self.scheduler_name
-        if not ours and not self._occupies_node(p):
+        occupies = self._occupies_node(p)
+        if not ours and not occupies:
             return None
         self.pods[p.uid] = p
         if pod.spec.resource_claims:
             self.claim_pods.add(p.uid)
         if p.node_name:
             self._node_pods[p.node_name][p.uid] = None
-            if self._occupies_node(p):
+            if occupies:
                 self._charge(p)
         if ours:
             self._attach(p)
