@@ -459,13 +459,13 @@ class KubeClient:
              params: dict[str, Any] | None = None, accept: str | None = None) -> tuple[list[T], str]:
         """Paged list: all items and the list's resourceVersion (restarts on an expired continue)."""
         items: list[T] = []
-        for page, rv, restart in self.list_pages(path, item_type, limit, params, accept):
+        for page, rv, restart in self.list_in_pages(path, item_type, limit, params, accept):
             if restart:
                 items = []
             items.extend(page)
         return items, rv
 
-    def list_pages(self, path: str, item_type: type[T], limit: int = 500,
+    def list_in_pages(self, path: str, item_type: type[T], limit: int = 500,
                    params: dict[str, Any] | None = None,
                    accept: str | None = None) -> Iterator[tuple[list[T], str, bool]]:
         """Paged list, one ``(items, resourceVersion, restart)`` per page as it arrives, so a

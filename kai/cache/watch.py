@@ -242,7 +242,7 @@ class Informer:
         fresh = {}
         keep = self.keep
         rv = ""
-        pages = self.client.list_pages(self.resource.path, msgspec.Raw, limit=self.page_size,
+        pages = self.client.list_in_pages(self.resource.path, msgspec.Raw, limit=self.page_size,
                                        params=self.params or None,
                                        **({"accept": METADATA_LIST} if self.resource.metadata_only else {}))
         try:
