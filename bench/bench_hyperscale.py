@@ -11,7 +11,12 @@ Four workloads, full size by default, tiny with KAI_BENCH_SMOKE=1 (CI):
 * ``running``: 50,000 nodes and 1,000,000 running pods (20 a node) built from a list
   (``ClusterState.load``; target <= 6 s, resident memory <= 2.5 GiB), then a steady-state
   cycle with 1,000 pending single-pod jobs (target <= 150 ms), all actions of the default
-  config and allocate alone.
+  config and allocate alone. The pods come as the API server lists them: PodList pages of
+  JSON (``kai.sim.synthetic.api_pod``: a batch Job's pod with its labels, owner reference,
+  managedFields, service-account volume, default tolerations, status and conditions) decoded
+  page by page by the informers' pod decoder (``kai.cache.watch``: compact for pods on
+  nodes), and the bench holds what the informer store holds. The memory figure is the whole
+  process: those pods, the nodes and PodGroups, and the state.
 * ``held``: 100,000 pending single-pod jobs in 5,000 queues, 99% held back (queues at their
   GPU limit, or non-preemptible jobs over their queue's quota); one cycle (target <= 0.5 s),
   allocate alone and all default actions. Baseline: short paths off.
@@ -35,6 +40,7 @@ from _sizes import SMOKE, size
 from kai.actions import allocate as allocate_mod
 from kai.api.k8s import (ObjectMeta, PodGroup, PodGroupSpec, Queue, QueueResource, QueueResources,
                          QueueSpec)
+from kai.api.storage import ConfigMap, ConfigMapMeta
 from kai.cache.cluster_state import ClusterState
 from kai.cache.kubeclient import ListOf
 from kai.cache.watch import NODE_PODS
@@ -225,6 +231,10 @@ def test_running_million(benchmark):
         t0 = time.perf_counter()
         state = ClusterState()
         state.load(nodes, pgs, pods, queues=queues)
+        # the ConfigMap informer's first list: every namespace's kube-root-ca.crt (the pods'
+        # service-account volume needs it: KAI's ConfigMap predicate)
+        state.storage.load({"ConfigMap": [ConfigMap(metadata=ConfigMapMeta(name="kube-root-ca.crt", namespace=ns))
+                                          for ns in {p.metadata.namespace for p in pods}]})
         holder["build_s"] = time.perf_counter() - t0
         holder["state"] = state
         return state
@@ -254,15 +264,16 @@ def test_running_million(benchmark):
         times[name] = best
     benchmark.extra_info.update({
         "nodes": R_NODES, "running_pods": running, "pending_per_cycle": R_PENDING,
-        "build_s": round(build_s, 2), "build_target_s": 6.0,
+        "build_s": round(build_s, 2), "build_target_s": 6.0, "list_decode_s": round(decode_s, 2),
         "rss_objects_mib": round(rss_objects), "rss_with_state_mib": round(rss_state),
         "state_mib": round(rss_state - rss_objects), "rss_target_mib": 2560,
         "cycle_allocate_s": round(times["allocate"], 3), "cycle_default_actions_s": round(times["default"], 3),
         "cycle_target_s": 0.15,
     })
-    print(f"\n[running] {R_NODES} nodes, {running} running pods: state built in {build_s:.2f} s (target 6 s); "
-          f"RSS {rss_state:.0f} MiB with the listed objects ({rss_state - rss_objects:.0f} MiB for the state; "
-          f"target 2,560 MiB) | cycle with {R_PENDING} pending: allocate {times['allocate'] * 1e3:.0f} ms, "
+    print(f"\n[running] {R_NODES} nodes, {running} running pods: listed pods decoded in {decode_s:.2f} s "
+          f"({decode_s / len(pods) * 1e6:.1f} us/pod); state built in {build_s:.2f} s (target 6 s); "
+          f"RSS {rss_state:.0f} MiB with the listed objects ({rss_objects:.0f} MiB before the state, "
+          f"{rss_state - rss_objects:.0f} MiB for it; target 2,560 MiB) | cycle with {R_PENDING} pending: allocate {times['allocate'] * 1e3:.0f} ms, "
           f"default actions {times['default'] * 1e3:.0f} ms (target 150 ms)")
 
 
