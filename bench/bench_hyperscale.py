@@ -228,7 +228,7 @@ def test_running_million(benchmark):
     def build():
         holder.pop("state", None)
         gc.collect()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         state = ClusterState()
         state.load(nodes, pgs, pods, queues=queues)
         # the ConfigMap informer's first list: every namespace's kube-root-ca.crt (the pods'
@@ -236,11 +236,13 @@ def test_running_million(benchmark):
         state.storage.load({"ConfigMap": [ConfigMap(metadata=ConfigMapMeta(name="kube-root-ca.crt", namespace=ns))
                                           for ns in {p.metadata.namespace for p in pods}]})
         holder["build_s"] = time.perf_counter() - t0
+        # CPU seconds of this process: on a shared machine the wall clock also counts waiting
+        holder["build_cpu_s"] = time.process_time() - c0
         holder["state"] = state
         return state
 
     state = benchmark.pedantic(build, rounds=1, iterations=1)
-    build_s = holder["build_s"]
+    build_s, build_cpu_s = holder["build_s"], holder["build_cpu_s"]
     gc.collect()
     rss_state = _rss_mib()
     running = sum(1 for p in state.pods.values() if p.node_name)
@@ -264,14 +266,15 @@ def test_running_million(benchmark):
         times[name] = best
     benchmark.extra_info.update({
         "nodes": R_NODES, "running_pods": running, "pending_per_cycle": R_PENDING,
-        "build_s": round(build_s, 2), "build_target_s": 6.0, "list_decode_s": round(decode_s, 2),
+        "build_s": round(build_s, 2), "build_target_s": 6.0, "build_cpu_s": round(build_cpu_s, 2), "list_decode_s": round(decode_s, 2),
         "rss_objects_mib": round(rss_objects), "rss_with_state_mib": round(rss_state),
         "state_mib": round(rss_state - rss_objects), "rss_target_mib": 2560,
         "cycle_allocate_s": round(times["allocate"], 3), "cycle_default_actions_s": round(times["default"], 3),
         "cycle_target_s": 0.15,
     })
     print(f"\n[running] {R_NODES} nodes, {running} running pods: listed pods decoded in {decode_s:.2f} s "
-          f"({decode_s / len(pods) * 1e6:.1f} us/pod); state built in {build_s:.2f} s (target 6 s); "
+          f"({decode_s / len(pods) * 1e6:.1f} us/pod); state built in {build_s:.2f} s, "
+          f"{build_cpu_s:.2f} s of CPU (target 6 s); "
           f"RSS {rss_state:.0f} MiB with the listed objects ({rss_objects:.0f} MiB before the state, "
           f"{rss_state - rss_objects:.0f} MiB for it; target 2,560 MiB) | cycle with {R_PENDING} pending: allocate {times['allocate'] * 1e3:.0f} ms, "
           f"default actions {times['default'] * 1e3:.0f} ms (target 150 ms)")
