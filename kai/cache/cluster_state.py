@@ -219,13 +219,13 @@ class ClusterState:
         for q in queues:
             self.upsert_queue(q)
         self.nodes.upsert_many(list(nodes))
-        for pg in podgroups:
-            self.upsert_podgroup(pg)
         # charges are collected (node column, request id, releasing) and applied in one kernel
         # call, in the same order as one by one; requests are few distinct shared arrays
         self._bulk = ([], [], [], {})
         self._bulk_touched = {}
         try:
+            for pg in podgroups:
+                self.upsert_podgroup(pg)
             for p in pods:
                 self.upsert_pod(p)
             cols, rids, rel, distinct = self._bulk
