@@ -560,12 +560,13 @@ _POOL_MAX = 20_000                # pods of a job or node come together: a small
 _encode = msgspec.json.Encoder().encode
 
 
-def _pooled(value):
-    """The pool's object equal to ``value`` (a compact Struct or list of them), pooled if new."""
+def _pooled(field: str, value):
+    """The pool's object equal to ``value`` (a compact Struct, or a tuple of them) of ``field``,
+    pooled if new. Keyed by the field and the JSON (equal JSON, equal value: ``{}`` of a default
+    toleration and of a default owner reference are different fields)."""
     if len(_POOL) >= _POOL_MAX:
         _POOL.clear()                     # objects already shared stay shared
-    key = (type(value), _encode(value))
-    return _POOL.setdefault(key, value)
+    return _POOL.setdefault((field, _encode(value)), value)
 
 
 def _pooled_map(d: dict) -> dict:
@@ -573,7 +574,7 @@ def _pooled_map(d: dict) -> dict:
         return EMPTY_MAP
     if len(_POOL) >= _POOL_MAX:
         _POOL.clear()
-    key = tuple(d.items())
+    key = ("map", tuple(d.items()))
     got = _POOL.get(key)
     if got is None:
         got = _POOL[key] = _ReadOnlyDict(d)
@@ -595,7 +596,7 @@ def share_bound_pod(pod):
     m.labels = _pooled_map(m.labels)
     m.annotations = _pooled_map(m.annotations)
     if m.owner_references:
-        m.owner_references = _pooled(m.owner_references)
+        m.owner_references = _pooled("ownerReferences", m.owner_references)
     s = pod.spec
     s.node_name = _intern(s.node_name)
     s.scheduler_name = _intern(s.scheduler_name)
@@ -604,13 +605,13 @@ def share_bound_pod(pod):
     if s.preemption_policy:
         s.preemption_policy = _intern(s.preemption_policy)
     if s.tolerations:
-        s.tolerations = _pooled(s.tolerations)
+        s.tolerations = _pooled("tolerations", s.tolerations)
     if s.affinity is not None:
-        s.affinity = _pooled(s.affinity)
+        s.affinity = _pooled("affinity", s.affinity)
     if s.node_selector:
         s.node_selector = _pooled_map(s.node_selector)
     if s.topology_spread_constraints:
-        s.topology_spread_constraints = _pooled(s.topology_spread_constraints)
+        s.topology_spread_constraints = _pooled("topologySpreadConstraints", s.topology_spread_constraints)
     # the service-account volume's name is unique to the pod: its mounts share the string
     vnames = {v.name: v.name for v in s.volumes}
     for cs in (s.containers, s.init_containers):
@@ -618,15 +619,15 @@ def share_bound_pod(pod):
             c.name = _intern(c.name)
             for vm in c.volume_mounts:
                 vm.name = vnames.get(vm.name, vm.name)
-            c.resources = _pooled(c.resources)
+            c.resources = _pooled("resources", c.resources)
             if c.env:
-                c.env = _pooled(c.env)
+                c.env = _pooled("env", c.env)
             if c.ports:
-                c.ports = _pooled(c.ports)
+                c.ports = _pooled("ports", c.ports)
     for v in s.volumes:
         if v.projected is not None:
-            v.projected = _pooled(v.projected)
+            v.projected = _pooled("projected", v.projected)
         if v.config_map is not None:
-            v.config_map = _pooled(v.config_map)
-    pod.status = _pooled(pod.status)
+            v.config_map = _pooled("configMap", v.config_map)
+    pod.status = _pooled("status", pod.status)
     return pod

@@ -58,6 +58,14 @@ def test_a_pod_on_a_node_decodes_compact_and_holds_every_kept_field():
     assert bound.metadata.owner_references[0].kind == "Job"
 
 
+def test_equal_json_of_different_fields_is_not_shared():
+    """A default toleration and a default owner reference both encode as ``{}``."""
+    doc = {"metadata": {"name": "x", "ownerReferences": [{}]}, "spec": {"nodeName": "n", "tolerations": [{}]}}
+    pod = decode_pod(msgspec.json.encode(doc))
+    assert type(pod.metadata.owner_references[0]).__name__ == "BoundOwnerReference"
+    assert type(pod.spec.tolerations[0]).__name__ == "BoundToleration"
+
+
 def test_a_pending_pod_keeps_the_full_model():
     raw = _raw(node="")
     pod = decode_pod(raw)
