@@ -176,6 +176,23 @@ def constraint_signature(pod: Pod) -> tuple:
     return (tuple(sorted(spec.node_selector.items())), aff, tol)
 
 
+def _initial_status(phase: str, spec, deleting: bool) -> int:
+    """A pod's status from its phase, node and deletion (KAI's pod_status rules)."""
+    if phase == "Succeeded":
+        return C.PodStatus.SUCCEEDED
+    if phase == "Failed":
+        return C.PodStatus.FAILED
+    if spec.node_name:
+        if deleting:
+            return C.PodStatus.RELEASING
+        return C.PodStatus.RUNNING if phase == "Running" else C.PodStatus.BOUND
+    if deleting:
+        return C.PodStatus.DELETED
+    if spec.scheduling_gates:
+        return C.PodStatus.GATED
+    return C.PodStatus.PENDING
+
+
 class PodInfo:
     """A pod inside the scheduler: identity, request vector, constraints, session status."""
 
@@ -250,23 +267,7 @@ class PodInfo:
         self.is_virtual = False
         #: what placing it decided for its unbound claims (kai.api.storage.ClaimPlan), for the binder
         self.volume_plan: tuple = ()
-        self.status = self._initial_status()
-
-    def _initial_status(self) -> int:
-        phase = self.pod.status.phase
-        if phase == "Succeeded":
-            return C.PodStatus.SUCCEEDED
-        if phase == "Failed":
-            return C.PodStatus.FAILED
-        if self.node_name:
-            if self.deleting:
-                return C.PodStatus.RELEASING
-            return C.PodStatus.RUNNING if phase == "Running" else C.PodStatus.BOUND
-        if self.deleting:
-            return C.PodStatus.DELETED
-        if self.pod.spec.scheduling_gates:
-            return C.PodStatus.GATED
-        return C.PodStatus.PENDING
+        self.status = _initial_status(pod.status.phase, spec, self.deleting)
 
     @property
     def signature(self) -> tuple:

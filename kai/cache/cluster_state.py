@@ -375,7 +375,7 @@ class ClusterState:
             self.delete_pod(uid, keep_waiting=True)
         p = PodInfo(pod, self.registry)
         ours = pod.spec.scheduler_name == self.scheduler_name
-        occupies = self._occupies_node(p)
+        occupies = bool(p.node_name) and bool(p.status & C.ON_NODE)        # as _occupies_node
         if not ours and not occupies:
             return None
         self.pods[p.uid] = p
