@@ -128,6 +128,17 @@ def host_ports(pod: Pod) -> tuple[tuple[str, str, int], ...]:
     return tuple(sorted(out))
 
 
+def declares_ports(spec) -> bool:
+    """Whether any container declares a port (most pods: none, so no host ports to collect)."""
+    for c in spec.containers:
+        if c.ports:
+            return True
+    for c in spec.init_containers:
+        if c.ports:
+            return True
+    return False
+
+
 class PodConstraints:
     """Everything of a pod that ties its placement to other pods."""
 
@@ -157,7 +168,7 @@ class PodConstraints:
         aff = spec.affinity
         pa = aff.pod_affinity if aff is not None else None
         pn = aff.pod_anti_affinity if aff is not None else None
-        ports = host_ports(pod)
+        ports = host_ports(pod) if declares_ports(spec) else ()
         if pa is None and pn is None and not spec.topology_spread_constraints and not ports:
             return None
         req_a = [_term(pod, t) for t in (pa.required_during_scheduling_ignored_during_execution if pa else ())]
@@ -175,4 +186,4 @@ class PodConstraints:
         return PodConstraints(req_a, req_n, pref_a, pref_n, spread, ports)
 
 
-__all__ = ["Term", "Spread", "PodConstraints", "host_ports", "HOSTNAME", "WILDCARD_IP", "LabelSelector"]
+__all__ = ["Term", "Spread", "PodConstraints", "host_ports", "declares_ports", "HOSTNAME", "WILDCARD_IP", "LabelSelector"]

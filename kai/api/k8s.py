@@ -4,9 +4,22 @@ These decode straight from API JSON (``msgspec.json.decode(raw, type=Pod)``) or 
 YAML-loaded dicts (``msgspec.convert``). Unknown fields are ignored, wrong types raise
 ``msgspec.ValidationError`` whose message names the JSON path (``$.spec.containers[0]``).
 No I/O and no scheduling logic here.
+
+Pods on nodes are most of a large cluster's objects and live as long as the pod runs, so the
+informers keep them as :data:`BoundPod` (``decode_pod``): the same attribute paths as
+:class:`Pod` minus the few fields nothing reads once a pod is on a node (its conditions, start
+time, container images, env values, mount paths, finalizers), lists as tuples, a shared
+read-only empty map for absent maps and no cyclic-GC tracking; parts equal across pods (label
+maps, owner references, tolerations, resources, ...) are one shared object. Every field a scheduling
+decision reads stays, since consolidation places running pods again.
 """
 from __future__ import annotations
 
+import functools
+import operator
+import sys
+import types
+import typing
 from typing import Any
 
 import msgspec
@@ -447,3 +460,174 @@ KINDS: dict[str, type] = {
     "PriorityClass": PriorityClass,
     "Topology": Topology,
 }
+
+
+# --- pods on nodes: the compact variant the informers keep -------------------------------
+
+class _ReadOnlyDict(dict):
+    """A map of compact objects shared between pods (EMPTY_MAP, pooled label maps); mutating
+    it raises."""
+    __slots__ = ()
+
+    def _read_only(self, *a, **k):
+        raise TypeError("a decoded pod's map is shared between pods and read-only")
+
+    __setitem__ = __delitem__ = setdefault = update = pop = popitem = clear = __ior__ = _read_only
+
+
+EMPTY_MAP: dict = _ReadOnlyDict()
+
+#: fields a pod on a node does not need: (struct name, field name)
+BOUND_POD_DROPS = frozenset({
+    ("PodStatus", "conditions"), ("PodStatus", "start_time"), ("Container", "image"),
+    ("EnvVar", "value"), ("VolumeMount", "mount_path"), ("ObjectMeta", "finalizers"),
+})
+
+
+def _compact_family(root: type, drops: frozenset, prefix: str) -> type:
+    """A variant of ``root`` and of every Struct type under it: same fields, names and JSON
+    names minus ``drops``; lists are tuples (smaller, and an absent one is the empty tuple),
+    an absent map is the shared read-only EMPTY_MAP instead of a new dict per object;
+    ``gc=False`` (decoded API objects are trees). Encoded, a compact object is the JSON of the
+    original (omitted defaults included) as long as the API server omitted empty lists and
+    maps, which it does (``omitempty``)."""
+    made: dict[type, type] = {}
+
+    def conv(tp):
+        if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+            return variant(tp)
+        args = typing.get_args(tp)
+        if not args:
+            return tp
+        new = tuple(conv(a) for a in args)
+        origin = typing.get_origin(tp)
+        if origin is list:
+            return tuple[new[0], ...]
+        if origin is types.UnionType:
+            return functools.reduce(operator.or_, new)
+        if origin is typing.Union:
+            return typing.Union[new]
+        return origin[new]
+
+    def variant(cls: type) -> type:
+        got = made.get(cls)
+        if got is not None:
+            return got
+        fields = []
+        for f in msgspec.structs.fields(cls):
+            if (cls.__name__, f.name) in drops:
+                continue
+            factory = f.default_factory
+            if factory is list:
+                spec = msgspec.field(default=(), name=f.encode_name)
+            elif factory is dict:
+                spec = msgspec.field(default=EMPTY_MAP, name=f.encode_name)
+            elif factory is not msgspec.NODEFAULT:
+                spec = msgspec.field(default_factory=conv(factory), name=f.encode_name)
+            else:
+                spec = msgspec.field(default=f.default, name=f.encode_name)
+            fields.append((f.name, conv(f.type), spec))
+        got = made[cls] = msgspec.defstruct(prefix + cls.__name__, fields, module=__name__, kw_only=True,
+                                            omit_defaults=True, gc=False)
+        return got
+
+    return variant(root)
+
+
+#: a pod with ``spec.nodeName`` set, as the informers keep it (see the module docstring)
+BoundPod = _compact_family(Pod, BOUND_POD_DROPS, "Bound")
+
+_bound_pod_decoder = msgspec.json.Decoder(BoundPod)
+_pod_decoder = msgspec.json.Decoder(Pod)
+
+
+def decode_pod(raw: bytes) -> Pod:
+    """A pod from API JSON: a :data:`BoundPod` sharing what it has in common with earlier ones
+    (``share_bound_pod``) when it is on a node, else a :class:`Pod` (a pending pod keeps
+    everything: its conditions are read back, its fields reported). Raises what
+    ``msgspec.json.decode(raw, type=Pod)`` raises for a pending pod, and for a bound one
+    whenever a field it keeps does not fit."""
+    pod = _bound_pod_decoder.decode(raw)
+    if pod.spec.node_name:
+        return share_bound_pod(pod)
+    return _pod_decoder.decode(raw)
+
+
+# --- sharing what pods on nodes have in common ---------------------------------------------
+
+_POOL: dict = {}
+_POOL_MAX = 20_000                # pods of a job or node come together: a small pool suffices
+_encode = msgspec.json.Encoder().encode
+
+
+def _pooled(field: str, value):
+    """The pool's object equal to ``value`` (a compact Struct, or a tuple of them) of ``field``,
+    pooled if new. Keyed by the field and the JSON (equal JSON, equal value: ``{}`` of a default
+    toleration and of a default owner reference are different fields)."""
+    if len(_POOL) >= _POOL_MAX:
+        _POOL.clear()                     # objects already shared stay shared
+    return _POOL.setdefault((field, _encode(value)), value)
+
+
+def _pooled_map(d: dict) -> dict:
+    if not d:
+        return EMPTY_MAP
+    if len(_POOL) >= _POOL_MAX:
+        _POOL.clear()
+    key = ("map", tuple(d.items()))
+    got = _POOL.get(key)
+    if got is None:
+        got = _POOL[key] = _ReadOnlyDict(d)
+    return got
+
+
+_intern = sys.intern
+
+
+def share_bound_pod(pod):
+    """Make a decoded :data:`BoundPod` share what it has in common with pods decoded before it
+    (repeated strings, label and annotation maps, owner references, tolerations, affinity,
+    container resources and env, projected volumes, status): equal values become one object.
+    Shared maps are read-only; nothing in kai mutates a decoded object in place."""
+    m = pod.metadata
+    m.namespace = _intern(m.namespace)
+    if m.creation_timestamp:
+        m.creation_timestamp = _intern(m.creation_timestamp)
+    m.labels = _pooled_map(m.labels)
+    m.annotations = _pooled_map(m.annotations)
+    if m.owner_references:
+        m.owner_references = _pooled("ownerReferences", m.owner_references)
+    s = pod.spec
+    s.node_name = _intern(s.node_name)
+    s.scheduler_name = _intern(s.scheduler_name)
+    s.priority_class_name = _intern(s.priority_class_name)
+    s.restart_policy = _intern(s.restart_policy)
+    if s.preemption_policy:
+        s.preemption_policy = _intern(s.preemption_policy)
+    if s.tolerations:
+        s.tolerations = _pooled("tolerations", s.tolerations)
+    if s.affinity is not None:
+        s.affinity = _pooled("affinity", s.affinity)
+    if s.node_selector:
+        s.node_selector = _pooled_map(s.node_selector)
+    if s.topology_spread_constraints:
+        s.topology_spread_constraints = _pooled("topologySpreadConstraints", s.topology_spread_constraints)
+    # the service-account volume's name is unique to the pod: its mounts share the string
+    vnames = {v.name: v.name for v in s.volumes}
+    for cs in (s.containers, s.init_containers):
+        for c in cs:
+            c.name = _intern(c.name)
+            for vm in c.volume_mounts:
+                vm.name = vnames.get(vm.name, vm.name)
+            c.resources = _pooled("resources", c.resources)
+            if c.env:
+                c.env = _pooled("env", c.env)
+            if c.ports:
+                c.ports = _pooled("ports", c.ports)
+    for v in s.volumes:
+        if v.projected is not None:
+            v.projected = _pooled("projected", v.projected)
+        if v.config_map is not None:
+            v.config_map = _pooled("configMap", v.config_map)
+    pod.status = _pooled("status", pod.status)
+    return pod

@@ -14,8 +14,8 @@ import numpy as np
 
 from kai.api import constants as C
 from kai.api.gpu_sharing import GPUSharing, parse_gpu_sharing_annotations
-from kai.api.k8s import Container, Pod
-from kai.api.affinity import PodConstraints
+from kai.api.k8s import BoundPod, Container, Pod
+from kai.api.affinity import PodConstraints, declares_ports
 from kai.api.pod_fields import unhonoured
 from kai.api.selectors import SelectorError
 from kai.api.resources import CPU, GPU, PODS, QuantityError, ResourceRegistry
@@ -66,6 +66,15 @@ def pod_requests(pod: Pod, registry: ResourceRegistry) -> np.ndarray:
     The returned array is shared between pods with equal requests: treat it as read-only.
     """
     cache = registry.request_cache
+    spec = pod.spec
+    shared = None
+    if type(pod) is BoundPod and len(spec.containers) == 1 and not spec.init_containers and not spec.overhead:
+        # a compact pod's resources object is shared by every pod with equal resources
+        # (kai.api.k8s.share_bound_pod): look it up by identity, the entry keeps it alive
+        shared = spec.containers[0].resources
+        hit = cache.get(id(shared))
+        if hit is not None and hit[0] is shared:
+            return hit[1]
     try:
         key = _req_key(pod)
         got = cache.get(key)
@@ -77,6 +86,8 @@ def pod_requests(pod: Pod, registry: ResourceRegistry) -> np.ndarray:
             cache.clear()
         cache[key] = got
         got.flags.writeable = False
+    if shared is not None:
+        cache[id(shared)] = (shared, got)
     return got
 
 
@@ -165,6 +176,23 @@ def constraint_signature(pod: Pod) -> tuple:
     return (tuple(sorted(spec.node_selector.items())), aff, tol)
 
 
+def _initial_status(phase: str, spec, deleting: bool) -> int:
+    """A pod's status from its phase, node and deletion (KAI's pod_status rules)."""
+    if phase == "Succeeded":
+        return C.PodStatus.SUCCEEDED
+    if phase == "Failed":
+        return C.PodStatus.FAILED
+    if spec.node_name:
+        if deleting:
+            return C.PodStatus.RELEASING
+        return C.PodStatus.RUNNING if phase == "Running" else C.PodStatus.BOUND
+    if deleting:
+        return C.PodStatus.DELETED
+    if spec.scheduling_gates:
+        return C.PodStatus.GATED
+    return C.PodStatus.PENDING
+
+
 class PodInfo:
     """A pod inside the scheduler: identity, request vector, constraints, session status."""
 
@@ -175,44 +203,51 @@ class PodInfo:
 
     def __init__(self, pod: Pod, registry: ResourceRegistry) -> None:
         meta = pod.metadata
+        spec = pod.spec
         self.pod = pod
-        self.name = meta.name
-        self.namespace = meta.namespace or "default"
+        self.name = name = meta.name
+        self.namespace = ns = meta.namespace or "default"
         # same fallback key as ClusterState.upsert_pod, so an update finds the old entry
-        self.uid = meta.uid or f"{self.namespace}/{meta.name}"
-        self.key = f"{self.namespace}/{self.name}"
+        self.key = key = f"{ns}/{name}"
+        self.uid = meta.uid or key
         self.job_key = ""
-        self.node_name = pod.spec.node_name
-        self.creation = parse_time(meta.creation_timestamp)
-        self.invalid_reason = ""
+        self.node_name = spec.node_name
+        ts = meta.creation_timestamp
+        got = _TIME_CACHE.get(ts) if ts else 0.0
+        self.creation = got if got is not None else parse_time(ts)
+        invalid = ""
         self.deleting = meta.deletion_timestamp is not None
         try:
-            self.req = pod_requests(pod, registry)
+            self.req = req = pod_requests(pod, registry)
         except QuantityError as exc:
-            self.req = np.zeros(len(registry))
-            self.req[PODS] = 1.0
-            self.invalid_reason = f"pod {self.key}: {exc}"
+            self.req = req = np.zeros(len(registry))
+            req[PODS] = 1.0
+            invalid = f"pod {key}: {exc}"
         ann = meta.annotations
         if ann and (C.GPU_FRACTION in ann or C.GPU_MEMORY in ann or C.GPU_FRACTION_NUM_DEVICES in ann
                     or C.MPS in ann):
-            self.gpu_sharing, err = parse_gpu_sharing(pod, float(self.req[GPU]))
-            if err and not self.invalid_reason:
-                self.invalid_reason = f"pod {self.key}: {err}"
+            self.gpu_sharing, err = parse_gpu_sharing(pod, float(req[GPU]))
+            if err and not invalid:
+                invalid = f"pod {key}: {err}"
         else:
             self.gpu_sharing = None
         # inter-pod affinity, topology spread, host ports (kai.api.affinity): None for most pods
-        try:
-            self.constraints = PodConstraints.of(pod)
-        except SelectorError as exc:
+        if spec.affinity is None and not spec.topology_spread_constraints and not declares_ports(spec):
             self.constraints = None
-            if not self.invalid_reason:
-                self.invalid_reason = f"pod {self.key}: {exc}"
-        if not self.node_name and not self.invalid_reason:
+        else:
+            try:
+                self.constraints = PodConstraints.of(pod)
+            except SelectorError as exc:
+                self.constraints = None
+                if not invalid:
+                    invalid = f"pod {key}: {exc}"
+        if not spec.node_name and not invalid:
             missing = unhonoured(pod)
             if missing:
-                self.invalid_reason = (f"pod {self.key} sets fields kai does not honour yet, so it waits: "
-                                       + "; ".join(missing))
-        self.gpu_groups: list[str] = []
+                invalid = f"pod {key} sets fields kai does not honour yet, so it waits: " + "; ".join(missing)
+        self.invalid_reason = invalid
+        #: shared-GPU group ids (assigned whole, never appended to: the empty one is shared)
+        self.gpu_groups: list[str] = ()          # type: ignore[assignment]
         #: DRA (kai.cache.dra_store / kai.plugins.dynamicresources): GPUs the pod's resource claims
         #: count for in queue quota (set when a session opens), and the session's device
         #: allocation for the binder (kai.dra.allocator.DraAllocation) once placed
@@ -232,23 +267,7 @@ class PodInfo:
         self.is_virtual = False
         #: what placing it decided for its unbound claims (kai.api.storage.ClaimPlan), for the binder
         self.volume_plan: tuple = ()
-        self.status = self._initial_status()
-
-    def _initial_status(self) -> int:
-        phase = self.pod.status.phase
-        if phase == "Succeeded":
-            return C.PodStatus.SUCCEEDED
-        if phase == "Failed":
-            return C.PodStatus.FAILED
-        if self.node_name:
-            if self.deleting:
-                return C.PodStatus.RELEASING
-            return C.PodStatus.RUNNING if phase == "Running" else C.PodStatus.BOUND
-        if self.deleting:
-            return C.PodStatus.DELETED
-        if self.pod.spec.scheduling_gates:
-            return C.PodStatus.GATED
-        return C.PodStatus.PENDING
+        self.status = _initial_status(pod.status.phase, spec, self.deleting)
 
     @property
     def signature(self) -> tuple:

@@ -98,13 +98,17 @@ class ClusterState:
         #: PVs, PVCs, StorageClasses, CSI objects, ConfigMap names; assumed volume bindings
         self.storage = StorageStore()
         self.grouper = grouper            # callable(Pod) -> PodGroup | None, for ungrouped pods
-        self._node_pods: dict[str, set[str]] = defaultdict(set)
-        self._charged: dict[str, tuple[int, np.ndarray, bool]] = {}  # uid -> (node idx, req, releasing)
+        # node name -> uids of the pods naming it (a dict as an ordered set: a third of a set's size)
+        self._node_pods: dict[str, dict[str, None]] = defaultdict(dict)
+        # a pod is charged to a node exactly when it has a ``pod_table`` row (its node column);
+        # the request charged is its PodInfo's ``req``; uids charged as releasing:
+        self._charged_releasing: set[str] = set()
         self._shared: dict[str, tuple[int, list[tuple[int, float]], int]] = {}  # uid -> (idx, [(slot, portion)], kind)
         self._waiting: dict[str, set[str]] = defaultdict(set)   # podgroup key -> pod uids
         self._waiting_key: dict[str, str] = {}                  # pod uid -> podgroup key it waits for
         self.pod_problems: dict[str, str] = {}                  # pod key -> why it is not scheduled
-        self._bulk: list | None = None
+        self._bulk: tuple | None = None
+        self._bulk_touched: dict[str, None] | None = None     # jobs changed during a bulk load
         # job key -> time its pods were last pipelined onto resources being freed for it
         self.nominated: dict[str, float] = {}
         # PodGroup keys whose pods or spec changed since the status writer last looked
@@ -129,7 +133,13 @@ class ClusterState:
     # ------------------------------------------------------------------ job changes
     def _touch(self, key: str) -> None:
         """A job's pods or spec changed: the status writer, the per-job caches and the pending
-        index must look at it again."""
+        index must look at it again. During a bulk load only the order of the jobs' last
+        changes is kept, and applied at its end (one change number per job, not per pod)."""
+        touched = self._bulk_touched
+        if touched is not None:
+            touched.pop(key, None)
+            touched[key] = None
+            return
         self.dirty_jobs.add(key)
         self._seq += 1
         self.job_seq.pop(key, None)             # kept in change order (see ``changed_since``)
@@ -209,41 +219,46 @@ class ClusterState:
         for q in queues:
             self.upsert_queue(q)
         self.nodes.upsert_many(list(nodes))
-        for pg in podgroups:
-            self.upsert_podgroup(pg)
-        self._bulk = []
+        # charges are collected (node column, request id, releasing) and applied in one kernel
+        # call, in the same order as one by one; requests are few distinct shared arrays
+        self._bulk = ([], [], [], {})
+        self._bulk_touched = {}
         try:
+            for pg in podgroups:
+                self.upsert_podgroup(pg)
             for p in pods:
                 self.upsert_pod(p)
-            if self._bulk:
-                width = len(self.registry)
+            cols, rids, rel, distinct = self._bulk
+            if cols:
                 self.nodes.ensure_width()
-                idx = np.fromiter((b[0] for b in self._bulk), dtype=np.int32, count=len(self._bulk))
-                reqs = np.zeros((len(self._bulk), width))
-                for k, b in enumerate(self._bulk):
-                    reqs[k, : b[1].shape[0]] = b[1]
-                rel = np.fromiter((b[2] for b in self._bulk), dtype=np.uint8, count=len(self._bulk))
+                table = np.zeros((len(distinct), len(self.registry)))
+                for k, req in distinct.values():
+                    table[k, : req.shape[0]] = req
                 t = self.nodes
-                _charge_many(t.idle, t.releasing, t.avail, idx, reqs, rel, 1.0)
+                _charge_many(t.idle, t.releasing, t.avail, np.array(cols, dtype=np.int32),
+                             table[np.array(rids, dtype=np.intp)], np.array(rel, dtype=np.uint8), 1.0)
         finally:
             self._bulk = None
+            touched, self._bulk_touched = self._bulk_touched, None
+            for key in touched:
+                self._touch(key)
 
     # ------------------------------------------------------------------ nodes
     def upsert_node(self, node: Node) -> None:
         is_new = node.metadata.name not in self.nodes.by_name
         self.nodes.upsert(node)
         if is_new:
-            for uid in list(self._node_pods.get(node.metadata.name, ())):
+            for uid in list(self._node_pods.get(node.metadata.name, {})):
                 pod = self.pods.get(uid)
-                if pod is not None and uid not in self._charged:
+                if pod is not None and self.pod_table.node_of(uid) is None:
                     self._charge(pod)
 
     def delete_node(self, name: str) -> None:
         info = self.nodes.remove(name)
         if info is None:
             return
-        for uid in self._node_pods.get(name, ()):
-            self._charged.pop(uid, None)
+        for uid in self._node_pods.get(name, {}):
+            self._charged_releasing.discard(uid)
             self._shared.pop(uid, None)
         self.pod_table.remove_node(info.idx)
 
@@ -255,14 +270,20 @@ class ClusterState:
         releasing = bool(pod.status & S.RELEASING)
         i = info.idx
         if self._bulk is not None:
+            cols, rids, rel, distinct = self._bulk
             req = pod.req
-            self._bulk.append((i, req, releasing))
+            got = distinct.get(id(req))
+            if got is None:                 # (the entry keeps the array alive: ids stay unique)
+                got = distinct[id(req)] = (len(distinct), req)
+            cols.append(i)
+            rids.append(got[0])
+            rel.append(releasing)
         else:
             t = self.nodes
             t.ensure_width()
-            req = pod.req_vec(len(self.registry))
-            _charge_kernel(t.idle, t.releasing, t.avail, i, req, 1.0, releasing)
-        self._charged[pod.uid] = (i, req, releasing)
+            _charge_kernel(t.idle, t.releasing, t.avail, i, pod.req_vec(len(self.registry)), 1.0, releasing)
+        if releasing:
+            self._charged_releasing.add(pod.uid)
         self.pod_table.add(pod, i)
         if pod.gpu_sharing is not None and not pod.invalid_reason:
             self._charge_shared(pod, info, releasing)
@@ -326,13 +347,19 @@ class ClusterState:
             if t.dev_used[i, slot] == 0.0:
                 names.pop(slot, None)
 
-    def _uncharge(self, uid: str) -> None:
+    def _uncharge(self, pod: PodInfo) -> None:
+        """Undo ``_charge``: the pod's ``req`` (only ever padded since) off the column it was
+        charged to, as idle or releasing as it was charged."""
+        uid = pod.uid
+        i = self.pod_table.node_of(uid)
         self.pod_table.remove(uid)
         self._uncharge_shared(uid)
-        got = self._charged.pop(uid, None)
-        if got is None:
+        if i is None:
             return
-        i, req, releasing = got
+        releasing = uid in self._charged_releasing
+        if releasing:
+            self._charged_releasing.discard(uid)
+        req = pod.req
         t = self.nodes
         t.ensure_width()
         if req.shape[0] < t.idle.shape[0]:
@@ -344,17 +371,19 @@ class ClusterState:
 
     def upsert_pod(self, pod: Pod) -> PodInfo | None:
         uid = pod.metadata.uid or f"{pod.metadata.namespace or 'default'}/{pod.metadata.name}"
-        self.delete_pod(uid, keep_waiting=True)
+        if uid in self.pods:
+            self.delete_pod(uid, keep_waiting=True)
         p = PodInfo(pod, self.registry)
         ours = pod.spec.scheduler_name == self.scheduler_name
-        if not ours and not self._occupies_node(p):
+        occupies = bool(p.node_name) and bool(p.status & C.ON_NODE)        # as _occupies_node
+        if not ours and not occupies:
             return None
         self.pods[p.uid] = p
         if pod.spec.resource_claims:
             self.claim_pods.add(p.uid)
         if p.node_name:
-            self._node_pods[p.node_name].add(p.uid)
-            if self._occupies_node(p):
+            self._node_pods[p.node_name][p.uid] = None
+            if occupies:
                 self._charge(p)
         if ours:
             self._attach(p)
@@ -365,9 +394,9 @@ class ClusterState:
         if p is None:
             return
         self.claim_pods.discard(uid)
-        self._uncharge(uid)
+        self._uncharge(p)
         if p.node_name:
-            self._node_pods[p.node_name].discard(uid)
+            self._node_pods[p.node_name].pop(uid, None)
         if p.job_key:
             self._touch(p.job_key)
             job = self.jobs.get(p.job_key)
@@ -474,13 +503,13 @@ class ClusterState:
     # ------------------------------------------------------------------ commits come back
     def assume_bound(self, task: PodInfo, node_name: str) -> None:
         """The binder accepted ``task`` for ``node_name``: charge it now (KAI's Binding state)."""
-        self._uncharge(task.uid)
+        self._uncharge(task)
         if task.node_name:
-            self._node_pods[task.node_name].discard(task.uid)
+            self._node_pods[task.node_name].pop(task.uid, None)
         task.node_name = node_name
         task.status = S.BINDING
         self._touch(task.job_key)
-        self._node_pods[node_name].add(task.uid)
+        self._node_pods[node_name][task.uid] = None
         self._charge(task)
         if task.volume_plan:
             self.storage.assume(task.uid, task.volume_plan, node_name)
@@ -489,7 +518,7 @@ class ClusterState:
 
     def assume_evicted(self, task: PodInfo) -> None:
         """An eviction was issued: the pod's resources are releasing until it is gone."""
-        self._uncharge(task.uid)
+        self._uncharge(task)
         task.status = S.RELEASING
         self._touch(task.job_key)
         self._charge(task)

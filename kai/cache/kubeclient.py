@@ -459,7 +459,22 @@ class KubeClient:
              params: dict[str, Any] | None = None, accept: str | None = None) -> tuple[list[T], str]:
         """Paged list: all items and the list's resourceVersion (restarts on an expired continue)."""
         items: list[T] = []
+        for page, rv, restart in self.list_in_pages(path, item_type, limit, params, accept):
+            if restart:
+                items = []
+            items.extend(page)
+        return items, rv
+
+    def list_in_pages(self, path: str, item_type: type[T], limit: int = 500,
+                   params: dict[str, Any] | None = None,
+                   accept: str | None = None) -> Iterator[tuple[list[T], str, bool]]:
+        """Paged list, one ``(items, resourceVersion, restart)`` per page as it arrives, so a
+        caller can turn each page into its objects and let the page go (a list of a million
+        pods is gigabytes of JSON). ``restart``: the continue token expired and the list began
+        again, so items of earlier pages are void. ``resourceVersion`` is the list's, on the
+        last page."""
         cont = ""
+        restart = False
         lt = ListOf[item_type]  # type: ignore[valid-type]
         while True:
             try:
@@ -467,13 +482,14 @@ class KubeClient:
                                 **({"accept": accept} if accept else {}))
             except ApiError as exc:
                 if exc.status == 410 and cont:          # continue token expired: start over
-                    items, cont = [], ""
+                    cont, restart = "", True
                     continue
                 raise
-            items.extend(page.items)
             cont = page.metadata.continue_
+            yield page.items, ("" if cont else page.metadata.resourceVersion), restart
+            restart = False
             if not cont:
-                return items, page.metadata.resourceVersion
+                return
 
     def watch(self, path: str, resource_version: str, timeout_seconds: int = 300,
               params: dict[str, Any] | None = None, on_response=None, accept: str | None = None) -> Iterator[WatchEvent]:

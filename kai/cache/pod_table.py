@@ -80,8 +80,10 @@ class PodTable:
 
     def add(self, pod, node: int) -> None:
         """Row for ``pod`` (a PodInfo) on node column ``node``; replaces an earlier row."""
-        if pod.uid in self.row_of:
-            self.remove(pod.uid)
+        uid = pod.uid
+        row_of = self.row_of
+        if uid in row_of:
+            self.remove(uid)
         if self._free:
             r = self._free.pop()
         else:
@@ -89,18 +91,25 @@ class PodTable:
                 self._grow(self.n + 1)
             r = self.n
             self.n += 1
-        self.row_of[pod.uid] = r
+        row_of[uid] = r
         self.pods[r] = pod
         self.node[r] = node
-        self.ns[r] = self.namespace_id(pod.namespace)
-        self.terminating[r] = 1 if pod.deleting else 0
+        ns = self.ns_ids.get(pod.namespace)
+        self.ns[r] = ns if ns is not None else self.namespace_id(pod.namespace)
+        self.terminating[r] = pod.deleting
         if self._cols:
             labels = pod.pod.metadata.labels
             for key, (col, values) in self._cols.items():
                 v = labels.get(key)
                 col[r] = -1 if v is None else values.setdefault(v, len(values))
-        self._index(pod, node, 1)
+        if pod.constraints is not None:
+            self._index(pod, node, 1)
         self.generation += 1
+
+    def node_of(self, uid: str) -> int | None:
+        """The node column of the pod's row, None when it has none."""
+        r = self.row_of.get(uid)
+        return None if r is None else int(self.node[r])
 
     def remove(self, uid: str) -> None:
         r = self.row_of.pop(uid, None)

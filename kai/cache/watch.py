@@ -29,7 +29,7 @@ import msgspec
 import structlog
 
 from kai.api.dra import DeviceClass, ResourceClaim, ResourceClaimTemplate, ResourceSlice
-from kai.api.k8s import Namespace, Node, Pod, PodGroup, PriorityClass, Queue, Topology
+from kai.api.k8s import Namespace, Node, Pod, PodGroup, PriorityClass, Queue, Topology, decode_pod
 from kai.api.node_info import validate_node
 from kai.api.storage import (CSIDriver, CSINode, CSIStorageCapacity, ConfigMap, PersistentVolume,
                              PersistentVolumeClaim, StorageClass, VolumeAttachment)
@@ -51,11 +51,13 @@ class Resource:
     # problems that make a decoded object unusable (empty: fine); such objects become INVALID
     validate: Callable[[Any], list[str]] | None = None
     metadata_only: bool = False   # list/watch PartialObjectMetadata: names and labels, never data
+    # raw JSON -> object, instead of decoding into ``type`` (pods: compact when on a node)
+    decode: Callable[[bytes], Any] | None = None
 
 
 RESOURCES: dict[str, Resource] = {
     "Node": Resource("Node", "/api/v1/nodes", Node, validate=validate_node),
-    "Pod": Resource("Pod", "/api/v1/pods", Pod),
+    "Pod": Resource("Pod", "/api/v1/pods", Pod, decode=decode_pod),
     "PodGroup": Resource("PodGroup", "/apis/scheduling.run.ai/v2alpha2/podgroups", PodGroup, True),
     "Queue": Resource("Queue", "/apis/scheduling.run.ai/v2/queues", Queue, True),
     "PriorityClass": Resource("PriorityClass", "/apis/scheduling.k8s.io/v1/priorityclasses", PriorityClass),
@@ -82,7 +84,7 @@ RESOURCES: dict[str, Resource] = {
 
 #: pods bound to nodes, of every scheduler: with selective monitoring (kai.cache.scope) the
 #: "Pod" informer holds only our selected unbound pods and this one what uses node capacity
-NODE_PODS = Resource("NodePod", "/api/v1/pods", Pod)
+NODE_PODS = Resource("NodePod", "/api/v1/pods", Pod, decode=decode_pod)
 
 #: Accept headers of a metadata-only informer (list, watch): the server sends PartialObjectMetadata
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
@@ -163,7 +165,7 @@ class Informer:
         self._stop = threading.Event()
         self._resp = None
         self._thread: threading.Thread | None = None
-        self._decoder = msgspec.json.Decoder(resource.type)
+        self._decode_raw = resource.decode or msgspec.json.Decoder(resource.type).decode
         self.stats = {"lists": 0, "relists_410": 0, "bookmarks": 0, "reconnects": 0, "events": 0,
                       "invalid": 0}
 
@@ -214,7 +216,7 @@ class Informer:
     def _decode(self, raw: bytes, validate: bool = True) -> Any:
         """The object, or None (and an INVALID event) when it does not fit the model."""
         try:
-            obj = self._decoder.decode(raw)
+            obj = self._decode_raw(raw)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             self._invalid(_meta_of(raw), str(exc))
             return None
@@ -237,28 +239,33 @@ class Informer:
 
     def _list(self) -> None:
         """List everything; emit the differences against the store; remember the RV."""
+        fresh = {}
+        keep = self.keep
+        rv = ""
+        pages = self.client.list_in_pages(self.resource.path, msgspec.Raw, limit=self.page_size,
+                                       params=self.params or None,
+                                       **({"accept": METADATA_LIST} if self.resource.metadata_only else {}))
         try:
-            raws, rv = self.client.list(self.resource.path, msgspec.Raw, limit=self.page_size,
-                                        params=self.params or None,
-                                        **({"accept": METADATA_LIST} if self.resource.metadata_only else {}))
+            # page by page: a page's JSON is let go once its objects are decoded
+            for raws, rv, restart in pages:
+                if restart:
+                    fresh = {}
+                for raw in raws:
+                    o = self._decode(raw)
+                    if o is not None:
+                        if keep is None or keep(o):
+                            fresh[object_key(o)] = o
+                    else:                    # keep the last good version rather than forget the object
+                        m = _meta_of(raw)
+                        k = f"{m.namespace}/{m.name}" if m.namespace else m.name
+                        if k in self.store:
+                            fresh[k] = self.store[k]
         except ApiError as exc:
             if exc.status == 404 and self.resource.optional:
-                raws, rv = [], ""
+                fresh, rv = {}, ""
             else:
                 raise
         self.stats["lists"] += 1
-        fresh = {}
-        keep = self.keep
-        for raw in raws:
-            o = self._decode(raw)
-            if o is not None:
-                if keep is None or keep(o):
-                    fresh[object_key(o)] = o
-            else:                    # keep the last good version rather than forget the object
-                m = _meta_of(raw)
-                k = f"{m.namespace}/{m.name}" if m.namespace else m.name
-                if k in self.store:
-                    fresh[k] = self.store[k]
         for k in [k for k in self.store if k not in fresh]:
             self._emit(DELETED, self.store.pop(k))
         for k, o in fresh.items():

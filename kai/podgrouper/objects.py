@@ -109,8 +109,9 @@ class Obj:
 
 
 def pod_obj(pod: Pod) -> Obj:
-    """The pod as an unstructured object (the top owner of a bare pod, KAI's podJob)."""
-    return Obj(msgspec.to_builtins(pod) | {"apiVersion": "v1", "kind": "Pod"})
+    """The pod as an unstructured object (the top owner of a bare pod, KAI's podJob). Through
+    JSON, so a compact pod on a node (kai.api.k8s.BoundPod: tuples for lists) reads as the API's."""
+    return Obj(msgspec.json.decode(msgspec.json.encode(pod)) | {"apiVersion": "v1", "kind": "Pod"})
 
 
 def int_field(v: Any) -> int | None:

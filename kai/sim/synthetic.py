@@ -302,3 +302,75 @@ def openb_like(trace: str = "default", n_nodes: int = 1213, n_pods: int | None =
     pods = TracePods([f"synth-pod-{i:05d}" for i in range(n_pods)], np.array(p_cpu), np.array(p_mem),
                      np.array(p_num, dtype=np.int64), np.array(p_milli, dtype=np.int64), p_spec)
     return nodes, pods
+
+
+def api_pod(name: str, ns: str, group: str, gpus: int, cpu: str = "500m", mem: str = "2Gi", node: str = "",
+            queue: str = "default-queue", created: int = 0, seq: int = 0) -> dict:
+    """A pod of a batch Job as kube-apiserver returns it in a PodList (``items[]``), as a dict
+    to encode: the fields a real running pod carries (the Job's labels and owner reference,
+    managedFields, the service-account volume, default tolerations, a ``Running`` status with
+    its conditions and container status), most of which kai does not model. ``seq`` makes the
+    per-pod values (uid, resourceVersion, IPs, volume suffix) distinct."""
+    job_uid = f"{seq // 8:08x}-4c1e-4f5a-9b7e-{group[-12:]:0>12}"
+    uid = f"{seq:08x}-7d2a-4b6c-8e1f-{name[-12:]:0>12}"
+    ts = f"2024-01-01T{created // 3600 % 24:02d}:{created // 60 % 60:02d}:{created % 60:02d}Z"
+    running = bool(node)
+    limits = {"nvidia.com/gpu": str(gpus)} if gpus else {}
+    requests = {"cpu": cpu, "memory": mem, **limits}
+    suffix = f"{seq % 0xfffff:05x}"
+    pod = {
+        "metadata": {
+            "name": name, "generateName": f"{group}-", "namespace": ns, "uid": uid,
+            "resourceVersion": str(100_000 + seq), "creationTimestamp": ts,
+            "labels": {"batch.kubernetes.io/controller-uid": job_uid, "batch.kubernetes.io/job-name": group,
+                       "controller-uid": job_uid, "job-name": group, "kai.scheduler/queue": queue},
+            "annotations": {"pod-group-name": group},
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": group, "uid": job_uid,
+                                 "controller": True, "blockOwnerDeletion": True}],
+            "finalizers": ["batch.kubernetes.io/job-tracking"],
+            "managedFields": [{"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
+                               "time": ts, "fieldsType": "FieldsV1",
+                               "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:job-name": {}}},
+                                            "f:spec": {"f:containers": {'k:{"name":"main"}': {".": {}}}}}}],
+        },
+        "spec": {
+            "volumes": [{"name": f"kube-api-access-{suffix}", "projected": {"sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1",
+                                                                              "fieldPath": "metadata.namespace"}}]}}],
+                "defaultMode": 420}}],
+            "containers": [{"name": "main", "image": "nvcr.io/nvidia/pytorch:24.01-py3",
+                            "command": ["torchrun", "--nproc-per-node=1", "train.py"],
+                            "env": [{"name": "WORLD_SIZE", "value": "8"}, {"name": "RANK", "value": str(seq % 8)}],
+                            "resources": {"limits": limits, "requests": requests} if limits else {"requests": requests},
+                            "volumeMounts": [{"name": f"kube-api-access-{suffix}", "readOnly": True,
+                                              "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}],
+                            "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
+                            "imagePullPolicy": "IfNotPresent"}],
+            "restartPolicy": "Never", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst",
+            "serviceAccountName": "default", "serviceAccount": "default", "securityContext": {},
+            "schedulerName": "kai-scheduler", "priorityClassName": "train", "priority": 50,
+            "enableServiceLinks": True, "preemptionPolicy": "PreemptLowerPriority",
+            "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
+                             "tolerationSeconds": 300},
+                            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+                             "tolerationSeconds": 300}],
+        },
+        "status": {"phase": "Pending", "qosClass": "Burstable"},
+    }
+    if running:
+        pod["spec"]["nodeName"] = node
+        ip = f"10.{seq >> 16 & 255}.{seq >> 8 & 255}.{seq & 255}"
+        conds = [(t, ts) for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady",
+                                   "PodScheduled")]
+        pod["status"] = {
+            "phase": "Running", "qosClass": "Burstable", "startTime": ts, "hostIP": "192.168.0.1",
+            "hostIPs": [{"ip": "192.168.0.1"}], "podIP": ip, "podIPs": [{"ip": ip}],
+            "conditions": [{"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": at}
+                           for t, at in conds],
+            "containerStatuses": [{"name": "main", "state": {"running": {"startedAt": ts}}, "lastState": {},
+                                   "ready": True, "restartCount": 0, "image": "nvcr.io/nvidia/pytorch:24.01-py3",
+                                   "imageID": "", "containerID": f"containerd://{uid}", "started": True}],
+        }
+    return pod

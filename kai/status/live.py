@@ -221,6 +221,8 @@ def _pg_reasons(pg: PodGroup) -> list[str]:
 
 def _pod_reason(job) -> str:
     for t in job.tasks.values():
+        if t.node_name:             # on a node: scheduled (its pod is kept without conditions)
+            continue
         for c in t.pod.status.conditions:
             if c.type == "PodScheduled" and c.status == "False" and c.message:
                 return c.message

@@ -250,3 +250,54 @@ def test_fraction_configmap_suffix_follows_the_gpu_container():
     assert fraction_configmap_suffix(pod({"gpu-fraction-container-name": "train"})) == "1"
     assert fraction_configmap_suffix(pod({"gpu-fraction-container-name": "setup"})) == "i0"
     assert fraction_configmap_suffix(pod({"gpu-fraction-container-name": "nope"})) == "0"
+
+
+# ---------------------------------------------------------------------------- compact pods
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _info_view(p: PodInfo) -> tuple:
+    return (p.key, p.uid, p.node_name, p.status, tuple(p.req), repr(p.gpu_sharing), p.invalid_reason,
+            None if p.constraints is None else p.constraints.key, p.task_priority, p.subgroup, p.creation,
+            p.deleting, p.signature)
+
+
+@st.composite
+def _fuzzed_bound_pod(draw) -> bytes:
+    """A pod on a node (kai.sim.synthetic.api_pod) after the object fuzzer's mutations."""
+    import copy
+    import json
+
+    from kai.sim.synthetic import api_pod
+    from kai.testing.fuzzobjects import mutation
+    doc = copy.deepcopy(api_pod("p", "ns", "g", draw(st.integers(0, 2)), node="n1", seq=1))
+    doc["kind"] = "Pod"
+    doc["spec"]["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"job-name": "g"}}, "topologyKey": "kubernetes.io/hostname"}]}}
+    doc["metadata"]["annotations"]["gpu-fraction"] = "0.5"
+    for _ in range(draw(st.integers(1, 3))):
+        draw(mutation(doc))
+    return json.dumps(doc).encode()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_fuzzed_bound_pod())
+def test_property_a_compact_pod_gives_the_podinfo_of_the_full_one(raw):
+    """Whatever the API sends for a pod on a node: the compact decoder refuses whatever the full
+    model refuses in the fields it keeps, and a pod both decode gives the same PodInfo."""
+    from kai.api.k8s import decode_pod
+    errors = (msgspec.ValidationError, msgspec.DecodeError)
+    try:
+        full = msgspec.json.decode(raw, type=Pod)
+    except errors:
+        full = None
+    try:
+        compact = decode_pod(raw)
+    except errors:
+        assert full is None                 # the compact one checks a subset of the fields
+        return
+    if full is None:
+        return                              # broken only in a field a pod on a node does not keep
+    reg = ResourceRegistry()
+    assert _info_view(PodInfo(compact, reg)) == _info_view(PodInfo(full, reg))

@@ -256,3 +256,141 @@ def test_subgroups_not_a_forest_invalid(subgroups, reason):
                          PodGroup)
     st.upsert_podgroup(ok)
     assert st.jobs["ns/ok"].invalid_reasons == []
+
+
+# ---------------------------------------------------------------------------- compact pods
+def _api_docs() -> list[dict]:
+    """Pods as the API server lists them: running jobs, pods with the fields that tie them to
+    other pods (anti-affinity, host ports, spread), a GPU-sharing pod in its group, one
+    terminating, one finished, one of another scheduler, one in a PodGroup not there yet,
+    and pending pods."""
+    from kai.sim.synthetic import api_pod
+    docs = []
+    for k in range(12):
+        docs.append(api_pod(f"run-{k // 4}-{k % 4}", "ns", f"run-{k // 4}", 1 if k % 3 == 0 else 0,
+                            node=f"node-0000{k % 3}", queue="q", created=k, seq=k))
+    anti = api_pod("anti-0", "ns", "anti", 0, node="node-00000", seq=20)
+    anti["metadata"]["labels"]["app"] = "web"
+    anti["spec"]["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}]}}
+    anti["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": 8080}]
+    anti["spec"]["topologySpreadConstraints"] = [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                                  "whenUnsatisfiable": "DoNotSchedule",
+                                                  "labelSelector": {"matchLabels": {"app": "web"}}}]
+    shared = api_pod("frac-0", "ns", "frac", 0, node="node-00001", seq=21)
+    shared["metadata"]["annotations"]["gpu-fraction"] = "0.5"
+    shared["metadata"]["labels"]["runai-gpu-group"] = "grp-1"
+    gone = api_pod("gone-0", "ns", "gone", 1, node="node-00002", seq=22)
+    gone["metadata"]["deletionTimestamp"] = "2024-01-02T00:00:00Z"
+    done = api_pod("done-0", "ns", "done", 1, node="node-00002", seq=23)
+    done["status"]["phase"] = "Succeeded"
+    other = api_pod("other-0", "ns", "other", 1, node="node-00001", seq=24)
+    other["spec"]["schedulerName"] = "default-scheduler"
+    orphan = api_pod("orphan-0", "ns", "no-such-group", 0, node="node-00000", seq=25)
+    docs += [anti, shared, gone, done, other, orphan]
+    docs += [api_pod(f"new-{j}-0", "ns", f"new-{j}", 1, queue="q", created=100 + j, seq=30 + j) for j in range(6)]
+    return docs
+
+
+def _objects(decode):
+    from kai.sim.synthetic import open_queue, synthetic_nodes
+    nodes = synthetic_nodes(3, seed=1, cpu_only_share=0.0, tainted_share=0.0)
+    groups = {d["metadata"]["annotations"]["pod-group-name"] for d in _api_docs()} - {"no-such-group"}
+    pgs = [podgroup(g, min_member=4 if g.startswith("run-") else 1, pc="train") for g in sorted(groups)]
+    queues = [open_queue("root"), open_queue("q", "root")]
+    return nodes, pgs, [decode(msgspec.json.encode(d)) for d in _api_docs()], queues
+
+
+def _view(st: ClusterState) -> dict:
+    """Everything the state derived from its pods, as plain values."""
+    from kai.actions.common.minimal_job import pod_signature
+    t = st.nodes
+    pods = {uid: (p.key, p.job_key, p.node_name, p.status, tuple(p.req), repr(p.gpu_sharing), list(p.gpu_groups),
+                  None if p.constraints is None else p.constraints.key, p.invalid_reason, p.task_priority,
+                  p.subgroup, p.creation, p.deleting, p.signature, pod_signature(p))
+            for uid, p in st.pods.items()}
+    pt = st.pod_table
+    return {
+        "pods": pods,
+        "arrays": [np.asarray(a).tolist() for a in (t.idle, t.releasing, t.avail, t.dev_used, t.dev_alloc)],
+        "groups": {i: dict(v) for i, v in t.group_names.items()},
+        "jobs": {k: (sorted(j.tasks), {n: [x.uid for x in ps.tasks] for n, ps in j.podsets.items()},
+                     list(j.invalid_reasons)) for k, j in st.jobs.items()},
+        "rows": {uid: (int(pt.node[r]), int(pt.ns[r]), int(pt.terminating[r])) for uid, r in pt.row_of.items()},
+        "terms": {k: dict(v.nodes) for k, v in pt.terms.items()},
+        "ports": {k: {ip: dict(c) for ip, c in v.items()} for k, v in pt.ports.items()},
+        "app": pt.label_column("app")[0].tolist(),
+        "problems": dict(st.pod_problems), "dirty": set(st.dirty_jobs), "claims": set(st.claim_pods),
+        "node_pods": {k: set(v) for k, v in st._node_pods.items()}, "job_order": list(st.job_seq),
+        "releasing": set(st._charged_releasing),
+    }
+
+
+def _full(raw: bytes) -> Pod:
+    return msgspec.json.decode(raw, type=Pod)
+
+
+def test_state_from_compact_pods_is_the_state_from_full_pods():
+    """The informers keep pods on nodes as BoundPod (kai.api.k8s.decode_pod); the state built
+    from them is the one built from the full model, and a cycle decides the same."""
+    from kai.api.k8s import BoundPod, decode_pod
+    from kai.api.storage import ConfigMap, ConfigMapMeta
+    from kai.config import default_config
+    from kai.scheduler import RecordingCache, Scheduler
+
+    states = {}
+    for name, decode in (("full", _full), ("compact", decode_pod)):
+        nodes, pgs, pods, queues = _objects(decode)
+        if name == "compact":
+            assert sum(type(p) is BoundPod for p in pods) == 18
+        st = ClusterState()
+        st.load(nodes, pgs, pods, queues=queues)
+        st.storage.load({"ConfigMap": [ConfigMap(metadata=ConfigMapMeta(name="kube-root-ca.crt", namespace="ns"))]})
+        states[name] = st
+    full, compact = (_view(states[k]) for k in ("full", "compact"))
+    assert compact == full
+    assert full["terms"] and full["ports"] and full["releasing"] and full["groups"]      # the cases are there
+    results = {k: Scheduler(st, default_config()).run_cycle(RecordingCache(st), now=1e9) for k, st in states.items()}
+    got = {k: ([(d.pod, d.node, list(d.gpu_groups)) for d in r.bindings], [(d.pod, d.node) for d in r.pipelined],
+               [d.pod for d in r.evictions], sorted(r.unschedulable.items())) for k, r in results.items()}
+    assert got["compact"] == got["full"] and got["full"][0]
+
+
+def test_bulk_load_is_the_state_of_one_event_at_a_time():
+    """``load`` (charges in one kernel call, one change per job) ends where applying the same
+    objects one by one ends; only the change numbers are fewer."""
+    from kai.api.k8s import decode_pod
+    nodes, pgs, pods, queues = _objects(decode_pod)
+    bulk = ClusterState()
+    bulk.load(nodes, pgs, pods, queues=queues)
+    one = ClusterState()
+    for q in queues:
+        one.upsert_queue(q)
+    for n in nodes:
+        one.upsert_node(n)
+    for pg in pgs:
+        one.upsert_podgroup(pg)
+    for p in pods:
+        one.upsert_pod(p)
+    assert _view(bulk) == _view(one)
+    assert bulk.change_seq < one.change_seq
+    keys = bulk.changed_since(0)
+    assert keys == one.changed_since(0) and set(keys) == set(one.jobs)
+
+
+def test_compact_pod_deleted_and_evicted_uncharges_what_it_charged():
+    from kai.api.k8s import decode_pod
+    nodes, pgs, pods, queues = _objects(decode_pod)
+    st = ClusterState()
+    st.load(nodes, pgs, [], queues=queues)
+    before = [a.copy() for a in (st.nodes.idle, st.nodes.releasing, st.nodes.avail)]
+    for p in pods:
+        st.upsert_pod(p)
+    running = next(p for p in st.pods.values() if p.status == S.RUNNING and p.req[GPU])
+    st.assume_evicted(running)
+    assert running.uid in st._charged_releasing
+    for uid in list(st.pods):
+        st.delete_pod(uid)
+    assert not st._charged_releasing and len(st.pod_table) == 0
+    for a, b in zip(before, (st.nodes.idle, st.nodes.releasing, st.nodes.avail)):
+        np.testing.assert_allclose(a, b, atol=1e-9)

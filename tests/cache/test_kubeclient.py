@@ -198,3 +198,42 @@ def test_exec_plugin_rerun_after_401(control_plane, tmp_path):
     time.sleep(1.5)
     assert c.get("/api/v1/namespaces")["items"]
     assert _runs(count) == 2              # no expiry, no 401: no more runs
+
+
+class _ExpiringContinue(KubeClient):
+    """The real client, except that the first request carrying a continue token is answered
+    as kube-apiserver answers an expired one (410), as after an etcd compaction."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.expired = 0
+
+    def get(self, path, type=None, params=None, **kw):
+        if params and params.get("continue") and not self.expired:
+            self.expired += 1
+            raise ApiError(410, "Expired", "The provided continue parameter is too old")
+        return super().get(path, type, params, **kw)
+
+
+@pytest.mark.integration
+def test_list_in_pages_yields_each_page_and_restarts_on_an_expired_continue(control_plane, kube_namespace):
+    import msgspec
+
+    from kai.api.k8s import Pod
+    path = f"/api/v1/namespaces/{kube_namespace}/configmaps"
+    base = KubeClient(load_kubeconfig(control_plane.kubeconfig))
+    for i in range(5):
+        base.post(path, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"page-{i}"}})
+    pages = list(base.list_in_pages(path, msgspec.Raw, limit=2))
+    mine = [[msgspec.json.decode(r)["metadata"]["name"] for r in items if b"page-" in bytes(r)] for items, _, _ in pages]
+    assert [len(items) for items, _, _ in pages][:2] == [2, 2] and sum(map(len, mine)) == 5
+    assert [bool(rv) for _, rv, _ in pages] == [False] * (len(pages) - 1) + [True]     # the list's RV: last page
+    assert not any(restart for _, _, restart in pages)
+    items, rv = base.list(path, Pod, limit=2)
+    assert {p.metadata.name for p in items} >= {f"page-{i}" for i in range(5)} and rv
+    # an expired continue token: the list starts over, the page after says so
+    c = _ExpiringContinue(load_kubeconfig(control_plane.kubeconfig))
+    again = list(c.list_in_pages(path, msgspec.Raw, limit=2))
+    assert c.expired == 1 and again[1][2] is True and not again[0][2]
+    items, _ = _ExpiringContinue(load_kubeconfig(control_plane.kubeconfig)).list(path, Pod, limit=2)
+    assert sorted(p.metadata.name for p in items) == sorted({p.metadata.name for p in items})   # no page twice
