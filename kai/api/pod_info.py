@@ -41,23 +41,47 @@ def parse_time(value: str | None) -> float:
 
 
 def _container_requests(c: Container) -> dict[str, object]:
+    return _container_requests_of(c.resources)
+
+
+def _container_requests_of(resources) -> dict[str, object]:
     # The API server defaults a missing request to the limit; manifests read from files
     # have not been through it, so apply the same rule here.
-    req = dict(c.resources.limits)
-    req.update(c.resources.requests)
+    req = dict(resources.limits)
+    req.update(resources.requests)
+    return req
+
+
+#: resources a pod may state at pod level (``spec.resources``; kube's IsSupportedPodLevelResource)
+_POD_LEVEL = ("cpu", "memory")
+
+
+def _pod_level_requests(pod: Pod) -> dict[str, object]:
+    """``spec.resources`` requests, limits standing in for missing requests as for a container;
+    anything but cpu, memory and hugepages is refused (the API server refuses it too)."""
+    res = pod.spec.resources
+    if res is None:
+        return {}
+    req = _container_requests_of(res)
+    bad = sorted(k for k in req if k not in _POD_LEVEL and not k.startswith("hugepages-"))
+    if bad:
+        raise QuantityError(f"pod-level resources (spec.resources) support cpu, memory and hugepages only, "
+                            f"not {', '.join(bad)}")
     return req
 
 
 def _req_key(pod: Pod) -> tuple:
     spec = pod.spec
-    if len(spec.containers) == 1 and not spec.init_containers and not spec.overhead:
+    if len(spec.containers) == 1 and not spec.init_containers and not spec.overhead and spec.resources is None:
         r = spec.containers[0].resources
         return (tuple(r.requests.items()), tuple(r.limits.items()))
+    level = spec.resources
     return (tuple((tuple(c.resources.requests.items()), tuple(c.resources.limits.items()))
                   for c in spec.containers),
             tuple((tuple(c.resources.requests.items()), tuple(c.resources.limits.items()), c.restart_policy)
                   for c in spec.init_containers),
-            tuple(spec.overhead.items()))
+            tuple(spec.overhead.items()),
+            None if level is None else (tuple(level.requests.items()), tuple(level.limits.items())))
 
 
 def pod_requests(pod: Pod, registry: ResourceRegistry) -> np.ndarray:
@@ -68,7 +92,8 @@ def pod_requests(pod: Pod, registry: ResourceRegistry) -> np.ndarray:
     cache = registry.request_cache
     spec = pod.spec
     shared = None
-    if type(pod) is BoundPod and len(spec.containers) == 1 and not spec.init_containers and not spec.overhead:
+    if (type(pod) is BoundPod and len(spec.containers) == 1 and not spec.init_containers and not spec.overhead
+            and spec.resources is None):
         # a compact pod's resources object is shared by every pod with equal resources
         # (kai.api.k8s.share_bound_pod): look it up by identity, the entry keeps it alive
         shared = spec.containers[0].resources
@@ -95,7 +120,8 @@ def _pod_requests(pod: Pod, registry: ResourceRegistry) -> np.ndarray:
     """Effective request of a pod, as the kube-scheduler computes it.
 
     sum(containers) + sum(restartable init "sidecar" containers), raised to the largest
-    regular init container (plus the sidecars started before it), plus pod overhead.
+    regular init container (plus the sidecars started before it); then each resource stated at
+    pod level (``spec.resources``, PodLevelResources) replaces that figure; plus pod overhead.
     The pods column is 1. Raises QuantityError for malformed or negative quantities.
     """
     def vec(reqs: dict[str, object]) -> dict[int, float]:
@@ -127,6 +153,12 @@ def _pod_requests(pod: Pod, registry: ResourceRegistry) -> np.ndarray:
         total[k] = total.get(k, 0.0) + v
     for k, v in init_peak.items():
         total[k] = max(total.get(k, 0.0), v)
+    level = _pod_level_requests(pod)
+    if level:
+        for name in level:                      # stated at pod level, even as 0: it wins
+            total.pop(registry.column(name), None)
+        for k, v in vec(level).items():
+            total[k] = v
     for k, v in vec(pod.spec.overhead).items():
         total[k] = total.get(k, 0.0) + v
     out = np.zeros(len(registry), dtype=np.float64)

@@ -301,3 +301,42 @@ def test_property_a_compact_pod_gives_the_podinfo_of_the_full_one(raw):
         return                              # broken only in a field a pod on a node does not keep
     reg = ResourceRegistry()
     assert _info_view(PodInfo(compact, reg)) == _info_view(PodInfo(full, reg))
+
+
+# -- pod-level resources (PodLevelResources, spec.resources): kube-scheduler's PodRequests
+def test_pod_level_requests_win_per_resource():
+    """cpu at pod level replaces the containers' sum; memory, not set there, stays the sum;
+    the overhead is added on top of the pod-level figure; GPUs come from the containers."""
+    p = make_pod([ctr({"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": 1}), ctr({"cpu": "1", "memory": "1Gi"})],
+                 overhead={"cpu": "100m"}, resources={"requests": {"cpu": "4"}})
+    r = req(p)
+    assert r[CPU] == 4100 and r[MEMORY] == 2 * Gi and r[GPU] == 1
+
+
+def test_pod_level_limits_default_the_pod_level_requests():
+    r = req(make_pod([ctr({"cpu": "1", "memory": "1Gi"})], resources={"limits": {"memory": "8Gi"}}))
+    assert r[MEMORY] == 8 * Gi and r[CPU] == 1000
+
+
+def test_pod_level_requests_below_the_containers_sum_are_what_counts():
+    # the API server refuses this one (pod-level below the sum); kube-scheduler's rule is still
+    # "pod level wins", so a manifest read from a file gets the same figure
+    r = req(make_pod([ctr({"cpu": "2"})], resources={"requests": {"cpu": "1"}}))
+    assert r[CPU] == 1000
+
+
+def test_unsupported_pod_level_resource_makes_the_pod_invalid():
+    p = make_pod([ctr({"cpu": "1"})], resources={"requests": {"nvidia.com/gpu": 1}})
+    with pytest.raises(QuantityError, match="pod-level"):
+        req(p)
+    info = PodInfo(p, ResourceRegistry())
+    assert "pod-level" in info.invalid_reason
+
+
+def test_pod_level_resources_are_part_of_the_memo_key():
+    reg = ResourceRegistry()
+    plain = make_pod([ctr({"cpu": "1"})])
+    wide = make_pod([ctr({"cpu": "1"})], resources={"requests": {"cpu": "3"}})
+    assert pod_requests(plain, reg)[CPU] == 1000
+    assert pod_requests(wide, reg)[CPU] == 3000
+    assert pod_requests(plain, reg)[CPU] == 1000
