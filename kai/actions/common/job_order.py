@@ -40,6 +40,20 @@ from kai.api.podgroup_info import PodGroupInfo
 USE_CACHE = True
 
 
+def _queue_order_methods(ssn, explicit: str, method: str):
+    """(``ssn.<explicit>``, None) when the session sets it; else (None, the ``method`` of the
+    object behind each of ``ssn.queue_order_fns``), or (None, None) when one of them lacks it
+    or the session has no such list."""
+    got = getattr(ssn, explicit, None)
+    if got is not None:
+        return got, None
+    fns = getattr(ssn, "queue_order_fns", None)
+    if fns is None:
+        return None, None
+    methods = [getattr(getattr(fn, "__self__", None), method, None) for fn in fns]
+    return None, (None if any(m is None for m in methods) else methods)
+
+
 def total_order_fn(ssn):
     """``[QueueInfo] -> bool``: True when the session's queue order is a strict total order
     over those queues whatever their head jobs (so a sorted list picks what the linear walk
@@ -49,18 +63,9 @@ def total_order_fn(ssn):
     a bound method of an object with a ``total_over(queues)`` method. The session's fallback
     (priority, creation time, name) is total, so the first fn that answers decides a pair
     and the lexicographic whole is total when every fn is a total preorder there."""
-    explicit = getattr(ssn, "queue_order_total", None)
-    if explicit is not None:
+    explicit, checks = _queue_order_methods(ssn, "queue_order_total", "total_over")
+    if explicit is not None or checks is None:
         return explicit
-    fns = getattr(ssn, "queue_order_fns", None)
-    if fns is None:
-        return None
-    checks = []
-    for fn in fns:
-        check = getattr(getattr(fn, "__self__", None), "total_over", None)
-        if check is None:
-            return None
-        checks.append(check)
     return lambda queues: all(check(queues) for check in checks)
 
 
@@ -76,18 +81,9 @@ def job_view_fn(ssn):
     ``ssn.queue_job_view`` wins when set; otherwise each of ``ssn.queue_order_fns`` must be a
     bound method of an object with a ``job_view(job)`` method (the proportion plugin's
     QueueOrder); no queue order fns: the fallback order reads no job at all."""
-    explicit = getattr(ssn, "queue_job_view", None)
-    if explicit is not None:
+    explicit, views = _queue_order_methods(ssn, "queue_job_view", "job_view")
+    if explicit is not None or views is None:
         return explicit
-    fns = getattr(ssn, "queue_order_fns", None)
-    if fns is None:
-        return None
-    views = []
-    for fn in fns:
-        view = getattr(getattr(fn, "__self__", None), "job_view", None)
-        if view is None:
-            return None
-        views.append(view)
     if not views:
         return lambda job: ()
     if len(views) == 1:

@@ -172,30 +172,40 @@ def test_pops_that_place_nothing_compare_along_one_path():
     assert seqs[0] == seqs[1] and len(seqs[0]) == 2000
 
 
-def test_pops_of_look_alike_jobs_carry_the_picks():
-    """A held backlog of jobs that look the same to the queue order (same job view): a pop
-    that places nothing carries every pick over to the leaf's next job, so the comparisons
-    happen when a leaf runs out, not at every pop; the sequence is the full walk's."""
-    queues = [open_queue("root")] + [open_queue(f"d{d:02d}", "root") for d in range(10)]
-    queues += [open_queue(f"d{d:02d}-q{i:02d}", f"d{d:02d}") for d in range(10) for i in range(10)]
+def _held_backlog_runs(depts: int, per_dept: int, jobs, variants):
+    """Pop a held backlog (no allocation events) under each session variant (attributes set on
+    the session, e.g. ``queue_job_view``; None: the full-walk ReferenceOrder) over ``depts``
+    departments of ``per_dept`` leaves; ``jobs(leaves)`` makes the jobs afresh for each run.
+    Returns each run's pop sequence and its number of comparisons."""
+    queues = [open_queue("root")] + [open_queue(f"d{d:02d}", "root") for d in range(depts)]
+    queues += [open_queue(f"d{d:02d}-q{i:02d}", f"d{d:02d}") for d in range(depts) for i in range(per_dept)]
     tree = QueueTree(queues)
+    leaves = [q.metadata.name for q in queues if tree.get(q.metadata.name).is_leaf]
     calls = [0]
 
     def compare(lq, rq, lj, rj):
         calls[0] += 1
         return -1 if (lj.size, lq.name) < (rj.size, rq.name) else 1
 
-    leaves = [q.metadata.name for q in queues if tree.get(q.metadata.name).is_leaf]
     seqs, counts = [], []
-    for impl, view in ((JobsOrderByQueues, True), (JobsOrderByQueues, False), (ReferenceOrder, False)):
-        ssn = SimpleNamespace(queues=tree, queue_compare=compare, job_order_key=lambda j: j.key, alloc_events=0)
-        if view:
-            ssn.queue_job_view = lambda j: j.size
-        jobs = [SimpleNamespace(key=f"j{k:04d}", queue=leaves[k % 100], size=1 + (k // 100) // 15) for k in range(2000)]
+    for attrs in variants:
+        ssn = SimpleNamespace(queues=tree, queue_compare=compare, job_order_key=lambda j: j.key, alloc_events=0,
+                              **(attrs or {}))
         calls[0] = 0
-        order = impl(ssn, jobs) if impl is JobsOrderByQueues else ReferenceOrder(ssn, jobs)
+        order = JobsOrderByQueues(ssn, jobs(leaves)) if attrs is not None else ReferenceOrder(ssn, jobs(leaves))
         seqs.append([job.key for job in iter(order.pop, None)])
         counts.append(calls[0])
+    return seqs, counts
+
+
+def test_pops_of_look_alike_jobs_carry_the_picks():
+    """A held backlog of jobs that look the same to the queue order (same job view): a pop
+    that places nothing carries every pick over to the leaf's next job, so the comparisons
+    happen when a leaf runs out, not at every pop; the sequence is the full walk's."""
+    seqs, counts = _held_backlog_runs(
+        10, 10, lambda leaves: [SimpleNamespace(key=f"j{k:04d}", queue=leaves[k % 100], size=1 + (k // 100) // 15)
+                                for k in range(2000)],
+        [{"queue_job_view": lambda j: j.size}, {}, None])
     assert seqs[0] == seqs[1] == seqs[2] and len(seqs[0]) == 2000
     # 100 leaves, 2 views each: picks are recomputed ~2 times a leaf, not 20
     assert counts[0] * 4 < counts[1]
@@ -205,26 +215,10 @@ def test_a_leaf_running_out_costs_a_few_comparisons_under_a_total_order():
     """20 departments of 30 leaves, every job held back (no allocation events), every leaf
     with a different look: under a total order each department keeps its leaves sorted, so a
     leaf running out is taken off the list instead of walking the other 29 again."""
-    queues = [open_queue("root")] + [open_queue(f"d{d:02d}", "root") for d in range(20)]
-    queues += [open_queue(f"d{d:02d}-q{i:02d}", f"d{d:02d}") for d in range(20) for i in range(30)]
-    tree = QueueTree(queues)
-    calls = [0]
-
-    def compare(lq, rq, lj, rj):
-        calls[0] += 1
-        return -1 if (lj.size, lq.name) < (rj.size, rq.name) else 1
-
-    leaves = [q.metadata.name for q in queues if tree.get(q.metadata.name).is_leaf]
-    seqs, counts = [], []
-    for impl, total in ((JobsOrderByQueues, True), (JobsOrderByQueues, False), (ReferenceOrder, False)):
-        ssn = SimpleNamespace(queues=tree, queue_compare=compare, job_order_key=lambda j: j.key, alloc_events=0,
-                              queue_job_view=lambda j: j.size)
-        if total:
-            ssn.queue_order_total = lambda qs: True
-        jobs = [SimpleNamespace(key=f"j{k:04d}", queue=leaves[k % 600], size=(k * 37) % 11) for k in range(3000)]
-        calls[0] = 0
-        order = impl(ssn, jobs) if impl is JobsOrderByQueues else ReferenceOrder(ssn, jobs)
-        seqs.append([job.key for job in iter(order.pop, None)])
-        counts.append(calls[0])
+    view = {"queue_job_view": lambda j: j.size}
+    seqs, counts = _held_backlog_runs(
+        20, 30, lambda leaves: [SimpleNamespace(key=f"j{k:04d}", queue=leaves[k % 600], size=(k * 37) % 11)
+                                for k in range(3000)],
+        [{**view, "queue_order_total": lambda qs: True}, view, None])
     assert seqs[0] == seqs[1] == seqs[2] and len(seqs[0]) == 3000
     assert counts[0] * 2 < counts[1]
