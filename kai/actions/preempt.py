@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import structlog
 
-from kai.actions.allocate import schedulable_jobs
-from kai.actions.common.job_order import JobsOrderByQueues
 from kai.actions.common.lookalike import look_alike
+from kai.actions.common.shared_walk import pending_walk
 from kai.actions.common.minimal_job import MinimalJobRepresentatives
 from kai.actions.common.solver import JobSolver
 from kai.actions.common.victims import (VictimCandidates, capacity_blocker, nonpreemptible_over_quota,
@@ -54,14 +53,13 @@ class Preempt(Action):
     name = "preempt"
 
     def execute(self, ssn) -> None:
-        pending = schedulable_jobs(ssn, check_capacity=False)
-        if not pending:
+        order = pending_walk(ssn, ssn.config.queue_depth_per_action.get(self.name))
+        if order is None:
             return
         cands = VictimCandidates(ssn)
         solver = JobSolver(ssn, self.name, ssn.preempt_scenario_validator_fns)
         filters = ssn.preempt_victim_filter_fns
         failed: dict[str, MinimalJobRepresentatives] = {}      # per queue, as KAI
-        order = JobsOrderByQueues(ssn, pending, ssn.config.queue_depth_per_action.get(self.name))
         for job in order:
             if self._turn(ssn, job, failed, cands, solver, filters):
                 # the copies of a refused job get its answer: pass over them

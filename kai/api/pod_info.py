@@ -231,7 +231,7 @@ class PodInfo:
     __slots__ = ("pod", "uid", "name", "namespace", "key", "job_key", "status", "node_name",
                  "req", "gpu_sharing", "gpu_groups", "_signature", "creation", "invalid_reason",
                  "task_priority", "subgroup", "is_virtual", "deleting", "constraints", "volume_plan",
-                 "dra_gpus", "dra")
+                 "dra_gpus", "dra", "alike_key")
 
     def __init__(self, pod: Pod, registry: ResourceRegistry) -> None:
         meta = pod.metadata
@@ -286,6 +286,9 @@ class PodInfo:
         self.dra_gpus = 0.0
         self.dra = None
         self._signature = None
+        #: what a look-alike pod shares with this one (kai.actions.common.lookalike): False
+        #: until first asked
+        self.alike_key: bytes | None | bool = False
         labels = meta.labels
         self.task_priority = 0
         self.subgroup = ""

@@ -103,7 +103,7 @@ class Session:
         "reclaim_victim_filter_fns", "preempt_victim_filter_fns", "reclaim_scenario_validator_fns",
         "preempt_scenario_validator_fns", "shares", "shared_gpu_allocator", "gpu_order",
         "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts", "_applying", "_req_cols", "pending_jobs", "touched_jobs", "alloc_events",
-        "capacity_by_request", "lone_classes", "_chunks",
+        "capacity_by_request", "lone_classes", "_chunks", "action_memo",
     )
 
     #: answer runs of placements from lazy node queues when no plugin scores nodes; a class-wide
@@ -225,6 +225,9 @@ class Session:
         self.lone_classes: dict[tuple, LoneClass] = {}
         #: job key -> (task order key, its tasks_to_allocate) while untouched (see ``job_chunk``)
         self._chunks: dict[str, tuple] = {}
+        #: work one action leaves for the next (name -> object); each entry carries its own
+        #: validity (e.g. the ``alloc_events`` it was built at; kai.actions.common.shared_walk)
+        self.action_memo: dict[str, object] = {}
 
     # ------------------------------------------------------------------ dispatch helpers
     def job_order_key(self, job: PodGroupInfo) -> tuple:

@@ -92,7 +92,14 @@ def job_view_fn(ssn):
 
 
 class JobsOrderByQueues:
-    def __init__(self, ssn, jobs: list[PodGroupInfo], depth: int | None = None) -> None:
+    def __init__(self, ssn, jobs: list[PodGroupInfo], depth: int | None = None,
+                 sorted_leaves: dict[str, list] | None = None, runs: dict | None = None) -> None:
+        """``jobs`` in queue-fair order, each leaf's popped at most ``depth`` times.
+
+        ``sorted_leaves`` (from an earlier walk's :meth:`sorted_leaves` over the same
+        ``jobs``, with no allocation event since) saves the sort; its lists are never
+        mutated here (a push copies its leaf's list first). ``runs`` memoizes
+        :meth:`skip_alike`'s look-alike runs in those lists, under the same condition."""
         self.ssn = ssn
         self.tree = ssn.queues
         self._counter = itertools.count()
@@ -120,11 +127,21 @@ class JobsOrderByQueues:
         self._dirty: dict[str, set[str]] = {}
         #: inner queue key -> walks of its children since the last allocation event
         self._walks: dict[str, int] = {}
-        keys = [(ssn.job_order_key(job), next(self._counter), job) for job in jobs]
-        for entry in keys:
-            self.leaves.setdefault(entry[2].queue, []).append(entry)
-        for entries in self.leaves.values():
-            entries.sort()
+        #: leaves whose list this walk copied (it may change them; the others may be shared)
+        self._owned: set[str] = set()
+        #: (alike fn, leaf, position) -> end of the look-alike run after that position; valid
+        #: while no allocation event fired since ``_runs_events``, for leaves not pushed to
+        self._runs = runs if runs is not None else {}
+        self._runs_events = ssn.alloc_events
+        if sorted_leaves is not None:
+            self.leaves = dict(sorted_leaves)
+            self._counter = itertools.count(sum(len(e) for e in sorted_leaves.values()))
+        else:
+            keys = [(ssn.job_order_key(job), next(self._counter), job) for job in jobs]
+            for entry in keys:
+                self.leaves.setdefault(entry[2].queue, []).append(entry)
+            for entries in self.leaves.values():
+                entries.sort()
         # every queue with an open leaf below it, then each parent's list in tree order
         busy: set[str] = set()
         for name in self.leaves:
@@ -256,8 +273,16 @@ class JobsOrderByQueues:
         return self.depth is None or self.popped.get(queue, 0) < self.depth
 
     # ------------------------------------------------------------------ queue
+    def sorted_leaves(self) -> dict[str, list]:
+        """Each leaf's entries as sorted at construction, for another walk over the same jobs
+        (valid until the next allocation event; call it before any push)."""
+        return dict(self.leaves)
+
     def push(self, job: PodGroupInfo) -> None:
-        entries = self.leaves.setdefault(job.queue, [])
+        if job.queue not in self._owned:
+            self._owned.add(job.queue)
+            self.leaves[job.queue] = list(self.leaves.get(job.queue, ()))
+        entries = self.leaves[job.queue]
         bisect.insort(entries, (self.ssn.job_order_key(job), next(self._counter), job), lo=self._pos.get(job.queue, 0))
         self._forget_path(job.queue)
         if self._leaf_open(job.queue):
@@ -396,12 +421,19 @@ class JobsOrderByQueues:
         if self.depth is not None:
             end = min(end, pos + self.depth - self.popped.get(leaf, 0))
         view = self._view(job)
-        i = pos
-        while i < end:
-            other = entries[i][2]
-            if not alike(job, other) or self._view(other) != view:
-                break
-            i += 1
+        memo = self._runs if (self._runs_events == self.ssn.alloc_events and leaf not in self._owned) else None
+        known = memo.get((alike, leaf, pos)) if memo is not None else None
+        if known is not None:
+            i = min(known, end)
+        else:
+            i = pos
+            while i < end:
+                other = entries[i][2]
+                if not alike(job, other) or self._view(other) != view:
+                    break
+                i += 1
+            if memo is not None and (i < end or i == len(entries)):
+                memo[(alike, leaf, pos)] = i        # the run's true end, not a depth cap
         skipped = i - pos
         if not skipped:
             return 0

@@ -19,11 +19,17 @@ placed, so every test here errs towards "different".
 """
 from __future__ import annotations
 
+import msgspec
+
 from kai.api import constants as C
 
 _PENDING = C.PodStatus.PENDING
 _GROUP = C.POD_GROUP_ANNOTATION
-_MISSING = object()
+_encode = msgspec.json.Encoder().encode
+#: equal keys share one bytes object (memory only: keys are compared by value); bounded,
+#: forgotten whole when full
+_INTERN: dict[bytes, bytes] = {}
+_INTERN_MAX = 1 << 16
 
 
 def _owns_per_pod_objects(spec) -> bool:
@@ -32,13 +38,35 @@ def _owns_per_pod_objects(spec) -> bool:
     return any(v.ephemeral is not None for v in spec.volumes)
 
 
-def _same_annotations(a: dict, b: dict) -> bool:
-    n = len(a)
-    if n != len(b) or _GROUP not in a or _GROUP not in b:
-        return a == b
-    if n == 1:                                  # the PodGroup's name alone
-        return True
-    return all(v == b.get(k, _MISSING) for k, v in a.items() if k != _GROUP)
+def alike_key(task) -> bytes | None:
+    """Everything a decision reads from a pending pod, as bytes: equal keys mean
+    interchangeable pods (namespace, invalid reason, the whole spec, labels, annotations but
+    the PodGroup's name, nominated node). None: never a look-alike (a pod that owns per-pod
+    objects, has resource claim statuses, or is not a full Pod). Computed once per PodInfo (a
+    changed pod is a new PodInfo). Dicts are encoded in their order, so equal dicts in
+    another order give different keys: that errs towards "different"."""
+    key = task.alike_key
+    if key is not False:
+        return key
+    pod = task.pod
+    spec = getattr(pod, "spec", None)
+    status = getattr(pod, "status", None)
+    if (spec is None or status is None or getattr(status, "resource_claim_statuses", None)
+            or ((spec.resource_claims or spec.volumes) and _owns_per_pod_objects(spec))):
+        task.alike_key = None
+        return None
+    meta = pod.metadata
+    ann = meta.annotations
+    if ann and _GROUP in ann:
+        ann = {k: v for k, v in ann.items() if k != _GROUP}
+    key = _encode((task.namespace, task.invalid_reason, status.nominated_node_name or "", meta.labels, ann, spec))
+    got = _INTERN.get(key)
+    if got is None:
+        if len(_INTERN) >= _INTERN_MAX:
+            _INTERN.clear()
+        _INTERN[key] = got = key
+    task.alike_key = got
+    return got
 
 
 def look_alike(a, b) -> bool:
@@ -51,16 +79,8 @@ def look_alike(a, b) -> bool:
     ta, tb = a.lone_task(), b.lone_task()
     if ta is None or tb is None or ta.status != _PENDING or tb.status != _PENDING:
         return False
-    if ta.namespace != tb.namespace or ta.invalid_reason != tb.invalid_reason:
-        return False
-    pa, pb = ta.pod, tb.pod
-    spec = pa.spec
-    if spec != pb.spec or ((spec.resource_claims or spec.volumes) and _owns_per_pod_objects(spec)):
-        return False
-    ma, mb = pa.metadata, pb.metadata
-    return (ma.labels == mb.labels and _same_annotations(ma.annotations, mb.annotations)
-            and pa.status.nominated_node_name == pb.status.nominated_node_name
-            and not pa.status.resource_claim_statuses and not pb.status.resource_claim_statuses)
+    key = alike_key(ta)
+    return key is not None and key == alike_key(tb)
 
 
-__all__ = ["look_alike"]
+__all__ = ["alike_key", "look_alike"]

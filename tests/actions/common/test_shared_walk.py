@@ -1,0 +1,85 @@
+"""The walk reclaim and preempt share: what the second action reuses from the first, and (end
+to end) that reusing it decides exactly what building each walk afresh decides."""
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kai.actions.common import shared_walk
+from kai.actions.common.lookalike import look_alike
+from kai.actions.common.shared_walk import pending_walk
+from kai.config import default_config
+from kai.scheduler import RecordingCache, Scheduler
+from tests.actions.common.test_lookalike import _backlog, _decisions
+
+
+def _session(state):
+    return Scheduler(state, default_config()).open_session(RecordingCache(state), now=1_000.0)
+
+
+def test_second_walk_reuses_the_first_until_an_allocation_event():
+    state = _backlog(3)
+    ssn = _session(state)
+    first = pending_walk(ssn, None)
+    second = pending_walk(ssn, None)
+    assert first is not None and second is not None
+    # the same sorted lists, not copies, and the same jobs in the same order
+    assert all(second.leaves[q] is first.leaves[q] for q in first.leaves)
+    assert [j.key for j in first] == [j.key for j in second]
+    ssn.alloc_events += 1                      # what a Statement operation does
+    third = pending_walk(ssn, None)
+    assert all(third.leaves[q] is not first.leaves[q] for q in first.leaves)
+
+
+def test_a_push_never_changes_a_shared_list():
+    state = _backlog(5)
+    ssn = _session(state)
+    first = pending_walk(ssn, None)
+    shared = {q: list(e) for q, e in first.leaves.items()}
+    second = pending_walk(ssn, None)
+    job = second.pop()
+    second.push(job)
+    assert {q: list(e) for q, e in first.leaves.items()} == shared
+    assert len(second.leaves[job.queue]) == len(shared[job.queue]) + 1     # its own copy grew
+
+
+def test_look_alike_runs_are_found_once():
+    calls = []
+
+    def counting(a, b):
+        calls.append((a.key, b.key))
+        return look_alike(a, b)
+
+    state = _backlog(11)
+    ssn = _session(state)
+    skipped = []
+    for _ in range(2):
+        walk = pending_walk(ssn, None)
+        n = 0
+        for job in walk:
+            n += walk.skip_alike(job, counting)
+        skipped.append(n)
+    assert skipped[0] == skipped[1] > 0
+    # the second walk read every run's end from the first: no comparison of its own
+    first_calls = len(calls)
+    walk = pending_walk(ssn, None)
+    for job in walk:
+        walk.skip_alike(job, counting)
+    assert len(calls) == first_calls
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**6))
+def test_sharing_the_walk_decides_as_building_it_afresh(seed):
+    """Every default action over random backlogs (reclaims and preemptions between the
+    walks included), two cycles in a row."""
+    got = []
+    for share in (True, False):
+        shared_walk.SHARE = share
+        try:
+            state = _backlog(seed)
+            sched = Scheduler(state, default_config())
+            got.append([_decisions(sched.run_cycle(RecordingCache(state))) for _ in range(2)])
+        finally:
+            shared_walk.SHARE = True
+    assert got[0] == got[1]
