@@ -147,6 +147,10 @@ class QueueOrder:
         its picks across heads that look the same)."""
         return self.init_request(job)
 
+    #: ``job_view`` is a function of the job's init request alone (JobsOrderByQueues then
+    #: needs no view check between jobs a look-alike relation says share their init request)
+    job_view.reads_init_request = True
+
     def total_over(self, queues) -> bool:
         """True when ``compare`` is a total preorder over these queues whatever their head
         jobs: every rule but 7 compares one key per queue, so it is total when the queues'

@@ -421,6 +421,9 @@ class JobsOrderByQueues:
         if self.depth is not None:
             end = min(end, pos + self.depth - self.popped.get(leaf, 0))
         view = self._view(job)
+        # alike jobs share what the view reads: no view to compare per job
+        check_view = not (getattr(alike, "equal_init_requests", False)
+                          and getattr(self._view, "reads_init_request", False))
         memo = self._runs if (self._runs_events == self.ssn.alloc_events and leaf not in self._owned) else None
         known = memo.get((alike, leaf, pos)) if memo is not None else None
         if known is not None:
@@ -429,7 +432,7 @@ class JobsOrderByQueues:
             i = pos
             while i < end:
                 other = entries[i][2]
-                if not alike(job, other) or self._view(other) != view:
+                if not alike(job, other) or (check_view and self._view(other) != view):
                     break
                 i += 1
             if memo is not None and (i < end or i == len(entries)):

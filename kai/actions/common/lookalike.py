@@ -83,4 +83,9 @@ def look_alike(a, b) -> bool:
     return key is not None and key == alike_key(tb)
 
 
+#: look-alike jobs share their init request (their one pending pod's request, GPU sharing and
+#: quota figures: equal specs and annotations, no DRA claims), so a job view that reads only
+#: the init request needs no comparison between them (JobsOrderByQueues.skip_alike)
+look_alike.equal_init_requests = True
+
 __all__ = ["alike_key", "look_alike"]
