@@ -14,7 +14,7 @@ from kai.api import constants as C
 from kai.cache.cluster_state import ClusterState
 from kai.cache.decisions import CycleResult, Decision, RecordingCache
 from kai.config import SchedulerConfig
-from kai.framework.action import ACTIONS
+from kai.framework.action import ACTIONS, cyclic_gc_paused
 from kai.framework.session import CycleMemory, Session
 from kai.plugins import build_plugins
 
@@ -50,7 +50,12 @@ class Scheduler:
     def run_cycle(self, cache=None, now: float | None = None) -> CycleResult:
         """Open a session, run the actions in order, close it. ``cache`` receives the commits
         (a RecordingCache when None) and carries the :class:`CycleResult`, which also gets the
-        cycle's timings and, on each decision, the action that made it."""
+        cycle's timings and, on each decision, the action that made it. The cyclic garbage
+        collector is paused meanwhile (``cyclic_gc_paused``)."""
+        with cyclic_gc_paused():
+            return self._run_cycle(cache, now)
+
+    def _run_cycle(self, cache, now: float | None) -> CycleResult:
         start = time.perf_counter()
         cache = cache or RecordingCache(self.state)
         result: CycleResult = cache.result

@@ -96,7 +96,7 @@ class Consolidation(Action):
         pending = [j for j in schedulable_jobs(ssn) if j.preemptible]
         if not pending:
             return
-        cands = VictimCandidates(ssn)
+        cands = VictimCandidates.of(ssn)
         if not cands.jobs:
             return
         solver = JobSolver(ssn, self.name, [], move=True, all_moved=True)

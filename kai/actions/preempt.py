@@ -56,7 +56,7 @@ class Preempt(Action):
         order = pending_walk(ssn, ssn.config.queue_depth_per_action.get(self.name))
         if order is None:
             return
-        cands = VictimCandidates(ssn)
+        cands = VictimCandidates.of(ssn)
         solver = JobSolver(ssn, self.name, ssn.preempt_scenario_validator_fns)
         filters = ssn.preempt_victim_filter_fns
         failed: dict[str, MinimalJobRepresentatives] = {}      # per queue, as KAI

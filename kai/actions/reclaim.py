@@ -48,7 +48,7 @@ class Reclaim(Action):
         order = pending_walk(ssn, ssn.config.queue_depth_per_action.get(self.name))
         if order is None:
             return
-        cands = VictimCandidates(ssn)
+        cands = VictimCandidates.of(ssn)
         if not cands.jobs:
             return
         solver = JobSolver(ssn, self.name, ssn.reclaim_scenario_validator_fns)

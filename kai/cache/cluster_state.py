@@ -121,6 +121,8 @@ class ClusterState:
         #: keys of jobs that may have a pending pod: every job changed since it was last found
         #: without one (a superset; ``pending_jobs`` prunes it)
         self._maybe_pending: dict[str, None] = {}
+        #: (change number, the list) of the last ``pending_jobs`` answer
+        self._pending_answer: tuple[int, list] | None = None
         self._job_ord: dict[str, int] = {}          # job key -> position in ``jobs`` (insertion order)
         self._ord_seq = 0
         #: DRA objects and device use (kai.cache.dra_store.DraStore); None: no DRA in this cluster model
@@ -181,7 +183,11 @@ class ClusterState:
         """Jobs with a pending pod now, in ``jobs`` order. Costs the jobs changed since the
         last call plus those still pending, not every job: a job leaves the index when found
         without a pending pod and comes back with its next change. Call it only outside a
-        session's virtual changes (a session calls it when it opens)."""
+        session's virtual changes (a session calls it when it opens). With no job changed
+        since the last call, the last answer (a copy)."""
+        last = self._pending_answer
+        if last is not None and last[0] == self._seq:
+            return list(last[1])
         keep: list[tuple[int, PodGroupInfo]] = []
         gone = []
         jobs, order = self.jobs, self._job_ord
@@ -194,7 +200,9 @@ class ClusterState:
         for key in gone:
             del self._maybe_pending[key]
         keep.sort(key=lambda e: e[0])
-        return [job for _, job in keep]
+        out = [job for _, job in keep]
+        self._pending_answer = (self._seq, out)
+        return list(out)
 
     def load(self, nodes=(), podgroups=(), pods=(), queues=(), priority_classes=()) -> None:
         """Bulk initial load (the informers' first list): nodes first, charges applied in one pass.

@@ -69,6 +69,23 @@ class CycleMemory:
     proportion_jobs: object = None
     #: stalegangeviction's watch list (kai.actions.stale_gang_eviction.StaleWatch)
     stale_watch: object = None
+    #: the job order keys of untouched jobs (``Session.job_order_key``)
+    order_keys: object = None
+
+
+class OrderKeyMemo:
+    """Job order keys kept from one session to the next: ``keys`` maps job key -> its key as
+    of cluster-state change number ``seq``, for the key fns named by ``fns`` under ``config``.
+    Valid because a job order key fn reads only its job (spec, pods and their statuses), and
+    every change to a job outside a session bumps its change number."""
+
+    __slots__ = ("config", "fns", "seq", "keys")
+
+    def __init__(self, config, fns: tuple, seq: int) -> None:
+        self.config = config
+        self.fns = fns
+        self.seq = seq
+        self.keys: dict[str, tuple] = {}
 
 
 class LoneClass:
@@ -103,7 +120,7 @@ class Session:
         "reclaim_victim_filter_fns", "preempt_victim_filter_fns", "reclaim_scenario_validator_fns",
         "preempt_scenario_validator_fns", "shares", "shared_gpu_allocator", "gpu_order",
         "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts", "_applying", "_req_cols", "pending_jobs", "touched_jobs", "alloc_events",
-        "capacity_by_request", "lone_classes", "_chunks", "action_memo",
+        "capacity_by_request", "lone_classes", "_chunks", "action_memo", "_order_keys",
     )
 
     #: answer runs of placements from lazy node queues when no plugin scores nodes; a class-wide
@@ -228,10 +245,45 @@ class Session:
         #: work one action leaves for the next (name -> object); each entry carries its own
         #: validity (e.g. the ``alloc_events`` it was built at; kai.actions.common.shared_walk)
         self.action_memo: dict[str, object] = {}
+        #: job key -> job order key (``job_order_key``; opened on first use, after the plugins
+        #: registered their key fns)
+        self._order_keys: dict | None = None
 
     # ------------------------------------------------------------------ dispatch helpers
     def job_order_key(self, job: PodGroupInfo) -> tuple:
-        return tuple([fn(job) for fn in self.job_order_keys]) + (job.creation, job.uid)
+        """The job's place in job order: each of ``job_order_keys`` (fns of the job alone:
+        its spec, its pods and their statuses), then creation time and uid. Remembered across
+        sessions for jobs this session has not touched (``CycleMemory.order_keys``)."""
+        keys = self._order_keys
+        if keys is None:
+            keys = self._open_order_keys()
+        key = job.key
+        got = keys.get(key)
+        if got is None or key in self.touched_jobs:
+            got = tuple([fn(job) for fn in self.job_order_keys]) + (job.creation, job.uid)
+            if key not in self.touched_jobs:
+                keys[key] = got
+        return got
+
+    def _open_order_keys(self) -> dict:
+        """The remembered keys, less those of jobs changed since they were kept (all of them
+        when the config or the key fns changed, or the state keeps no change numbers)."""
+        state = self.state
+        seq = getattr(state, "change_seq", None)
+        fns = tuple((getattr(fn, "__module__", ""), getattr(fn, "__qualname__", repr(fn)))
+                    for fn in self.job_order_keys)
+        memo = self.memory.order_keys
+        if seq is None:
+            self._order_keys = {}
+            return self._order_keys
+        if memo is None or memo.config is not self.config or memo.fns != fns or memo.seq > seq:
+            memo = self.memory.order_keys = OrderKeyMemo(self.config, fns, seq)
+        else:
+            for key in state.changed_since(memo.seq):
+                memo.keys.pop(key, None)
+            memo.seq = seq
+        self._order_keys = memo.keys
+        return memo.keys
 
     def queue_compare(self, lq: QueueInfo, rq: QueueInfo, lj: PodGroupInfo | None, rj: PodGroupInfo | None) -> int:
         for fn in self.queue_order_fns:

@@ -394,3 +394,17 @@ def test_compact_pod_deleted_and_evicted_uncharges_what_it_charged():
     assert not st._charged_releasing and len(st.pod_table) == 0
     for a, b in zip(before, (st.nodes.idle, st.nodes.releasing, st.nodes.avail)):
         np.testing.assert_allclose(a, b, atol=1e-9)
+
+
+def test_pending_jobs_answer_is_kept_until_a_job_changes(st):
+    st.upsert_podgroup(podgroup("other"))
+    st.upsert_pod(pod("p1", pg="job"))
+    st.upsert_pod(pod("p2", pg="other"))
+    first = st.pending_jobs()
+    assert [j.key for j in first] == ["ns/job", "ns/other"]
+    first.clear()                                  # callers get a copy
+    assert [j.key for j in st.pending_jobs()] == ["ns/job", "ns/other"]
+    st.assume_bound(st.pods["uid-p1"], "n1")       # a change: asked again
+    assert [j.key for j in st.pending_jobs()] == ["ns/other"]
+    st.upsert_pod(pod("p3", pg="job"))
+    assert [j.key for j in st.pending_jobs()] == ["ns/job", "ns/other"]

@@ -6,6 +6,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "actions"))
 
+from kai.api import constants as C  # noqa: E402
 from scenario_builder import bindings, config, job, node, queue, simulate_docs, unschedulable  # noqa: E402
 
 
@@ -39,3 +40,76 @@ def test_project_level_fairness_job_in_a_department_queue_waits():
                             job("top", queue="d1", gpu=1)], cfg)
     assert bindings(report) == {}
     assert "queue 'd1'" in unschedulable(report)["default/top"]
+
+
+# ---------------------------------------------------------------------------- job order keys
+def _order_state():
+    from kai.cache.cluster_state import ClusterState
+    from kai.sim.synthetic import make_pod, open_queue, synthetic_nodes
+    from kai.api.k8s import ObjectMeta, PodGroup, PodGroupSpec
+    pgs, pods = [], []
+    for name, prio in (("a", "train"), ("b", "build"), ("c", "train")):
+        pgs.append(PodGroup(metadata=ObjectMeta(name=name, namespace="ns", uid=f"uid-{name}"),
+                            spec=PodGroupSpec(min_member=1, queue="q", priority_class_name=prio)))
+        pods.append(make_pod(f"{name}-0", "ns", name, 1))
+    state = ClusterState()
+    state.load(synthetic_nodes(1, seed=1), pgs, pods, queues=[open_queue("root"), open_queue("q", "root")])
+    return state
+
+
+def _fresh_keys(ssn):
+    return {k: tuple([fn(j) for fn in ssn.job_order_keys]) + (j.creation, j.uid) for k, j in ssn.jobs.items()}
+
+
+def test_job_order_keys_are_kept_across_sessions_until_the_job_changes():
+    from kai.api.k8s import ObjectMeta, PriorityClass
+    from kai.config import default_config
+    from kai.scheduler import RecordingCache, Scheduler
+    state = _order_state()
+    sched = Scheduler(state, default_config())
+    ssn = sched.open_session(RecordingCache(state))
+    first = {k: ssn.job_order_key(j) for k, j in ssn.jobs.items()}
+    assert first == _fresh_keys(ssn)
+    ssn.close()
+    # a PriorityClass change re-prioritises job c's class: its key must follow
+    state.upsert_priority_class(PriorityClass(metadata=ObjectMeta(name="train"), value=500))
+    ssn = sched.open_session(RecordingCache(state))
+    again = {k: ssn.job_order_key(j) for k, j in ssn.jobs.items()}
+    assert again == _fresh_keys(ssn) and again["ns/a"] != first["ns/a"]
+    # the next session's keys come from the memo, and equal fresh ones
+    ssn.close()
+    ssn = sched.open_session(RecordingCache(state))
+    kept = sched.memory.order_keys.keys
+    assert set(kept) >= set(again)
+    assert {k: ssn.job_order_key(j) for k, j in ssn.jobs.items()} == _fresh_keys(ssn)
+
+
+def test_a_job_the_session_touched_gets_a_fresh_key():
+    from kai.config import default_config
+    from kai.scheduler import RecordingCache, Scheduler
+    state = _order_state()
+    sched = Scheduler(state, default_config())
+    ssn = sched.open_session(RecordingCache(state))
+    job = ssn.jobs["ns/a"]
+    before = ssn.job_order_key(job)
+    task = job.lone_task()
+    task.status = C.PodStatus.ALLOCATED           # what a Statement operation does, with its event
+    ssn.touched_jobs.add(job.key)
+    try:
+        assert ssn.job_order_key(job) != before == sched.memory.order_keys.keys["ns/a"]
+    finally:
+        task.status = C.PodStatus.PENDING
+    ssn.close()
+
+
+def test_a_new_config_starts_a_new_memo():
+    from kai.config import default_config
+    from kai.scheduler import RecordingCache, Scheduler
+    state = _order_state()
+    sched = Scheduler(state, default_config())
+    sched.open_session(RecordingCache(state)).job_order_key(state.jobs["ns/a"])
+    memo = sched.memory.order_keys
+    sched.config = default_config()
+    ssn = sched.open_session(RecordingCache(state))
+    ssn.job_order_key(state.jobs["ns/a"])
+    assert sched.memory.order_keys is not memo

@@ -117,6 +117,16 @@ class VictimCandidates:
     def order(self, queues: list[str], accept: Callable[[PodGroupInfo], bool]) -> "VictimsOrderByQueues":
         return VictimsOrderByQueues(self, [q for q in queues if q in self.jobs], accept)
 
+    @classmethod
+    def of(cls, ssn) -> "VictimCandidates":
+        """The session's candidates: built once and handed to the next action (reclaim ->
+        preempt) while no allocation event fired since (nothing read here can have moved:
+        jobs change within a session only through Statement operations, each firing one)."""
+        got = ssn.action_memo.get("victim_candidates")
+        if got is None or got[0] != ssn.alloc_events:
+            got = ssn.action_memo["victim_candidates"] = (ssn.alloc_events, cls(ssn))
+        return got[1]
+
 
 class VictimsOrderByQueues:
     """Pops victim chunks (lists of tasks) in KAI's inverted queue / job order."""

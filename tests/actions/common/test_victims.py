@@ -83,3 +83,19 @@ def test_victim_order_matches_the_whole_tree_walk(seed):
 
 
 checked = [0]
+
+
+def test_candidates_are_shared_until_an_allocation_event():
+    state = build_state(mixed_cluster(4, 5, 40))
+    nodes = sorted(state.nodes.by_name)
+    for i, p in enumerate(list(state.pods.values())):
+        if not p.node_name and i % 2:
+            state.assume_bound(p, nodes[i % len(nodes)])
+    ssn = Scheduler(state, default_config()).open_session(RecordingCache(state))
+    first = VictimCandidates.of(ssn)
+    assert first.jobs and VictimCandidates.of(ssn) is first
+    fresh = VictimCandidates(ssn)
+    assert {q: [j.key for j in js] for q, js in fresh.jobs.items()} == \
+        {q: [j.key for j in js] for q, js in first.jobs.items()}
+    ssn.alloc_events += 1
+    assert VictimCandidates.of(ssn) is not first
