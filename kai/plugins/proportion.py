@@ -187,6 +187,13 @@ class Proportion(Plugin):
             mem = self.min_gpu_memory
         return gs.num_devices * gs.memory_mib / mem if mem > 0 else 0.0
 
+    def on_session_close(self, ssn) -> None:
+        # this plugin and its queue order refer to each other: let go of the per-task memos
+        # now rather than when the cyclic collector finds them
+        self._quota.clear()
+        self._bounded.clear()
+        self.order = None
+
     # ------------------------------------------------------------------ session open
     def on_session_open(self, ssn) -> None:
         #: (column, g) of every MIG resource: a MIG instance counts as g GPUs (KAI GetGpusQuota)

@@ -113,3 +113,20 @@ def test_a_new_config_starts_a_new_memo():
     ssn = sched.open_session(RecordingCache(state))
     ssn.job_order_key(state.jobs["ns/a"])
     assert sched.memory.order_keys is not memo
+
+
+def test_a_closed_session_leaves_no_cyclic_garbage():
+    """Plugins' hooks close over the session; close() cuts those cycles and drops the
+    per-task memos, so reference counting frees a cycle's work at once (the cyclic collector,
+    paused during cycles, would otherwise rescan it all)."""
+    import gc
+    from kai.config import default_config
+    from kai.scheduler import RecordingCache, Scheduler
+    from tests.actions.common.test_lookalike import _backlog
+    state = _backlog(7)
+    sched = Scheduler(state, default_config())
+    sched.run_cycle(RecordingCache(state))                 # imports, first-use caches
+    gc.collect()
+    for _ in range(2):
+        sched.run_cycle(RecordingCache(state))
+        assert gc.collect() == 0
