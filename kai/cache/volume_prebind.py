@@ -117,23 +117,35 @@ def _undo(client: KubeClient, written: list[ClaimPlan], node: str) -> list[str]:
     left = []
     for p in reversed(written):
         try:
-            pvc = _claim(client, p)
-            if pvc.spec.volume_name:
-                continue                                # the PV controller acted: leave it bound
+            _undo_one(client, p, node)
+        except (ApiError, VolumeBindError) as exc:
+            left.append(f"{p.key}: {exc}")
+    return left
+
+
+def _undo_one(client: KubeClient, p: ClaimPlan, node: str, attempts: int = 3) -> None:
+    """Take back one claim's write; a conflict (the PV controller or a provisioner updated
+    the object meanwhile, e.g. with its storage-provisioner annotations) reads it again."""
+    for attempt in range(attempts):
+        pvc = _claim(client, p)
+        if pvc.spec.volume_name:
+            return                                      # the PV controller acted: leave it bound
+        try:
             if p.volume:
                 pv = client.get(_pv_path(p.volume))
                 ref = (pv.get("spec") or {}).get("claimRef") or {}
                 if ref.get("uid") != pvc.metadata.uid:
-                    continue
+                    return
                 pv["spec"].pop("claimRef", None)
                 (pv["metadata"].get("annotations") or {}).pop(ANN_BOUND_BY_CONTROLLER, None)
                 client.put(_pv_path(p.volume), pv)
             elif pvc.metadata.annotations.get(ANN_SELECTED_NODE) == node:
                 client.patch(_claim_path(p), {"metadata": {"annotations": {ANN_SELECTED_NODE: None},
                                                            "resourceVersion": pvc.metadata.resource_version}})
-        except (ApiError, VolumeBindError) as exc:
-            left.append(f"{p.key}: {exc}")
-    return left
+            return
+        except ApiError as exc:
+            if exc.status != 409 or attempt == attempts - 1:
+                raise
 
 
 def _check(client: KubeClient, ns: str, pod: str, uid: str, node: str, plans: Sequence[ClaimPlan],

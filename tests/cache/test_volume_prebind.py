@@ -159,3 +159,33 @@ def test_replaced_claim_is_refused(client, kube_namespace):
     with pytest.raises(VolumeBindError, match="was replaced"):
         bind_pod_volumes(client, ns, "p", uid, NODE, [stale], 10)
     assert "claimRef" not in client.get(f"/api/v1/persistentvolumes/{pv}")["spec"]
+
+
+class _RacingClient:
+    """The real client, with another writer (as the PV controller adding its provisioner
+    annotations) updating the claim just before kai's first patch of it: a real 409."""
+
+    def __init__(self, client, path: str) -> None:
+        self._client, self._path, self.raced = client, path, 0
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def patch(self, path, body, *args, **kwargs):
+        if path == self._path and not self.raced:
+            self.raced += 1
+            self._client.patch(path, {"metadata": {"annotations": {"example.com/other-writer": "x"}}})
+        return self._client.patch(path, body, *args, **kwargs)
+
+
+def test_undo_reads_again_after_a_conflicting_update(client, kube_namespace):
+    from kai.cache.volume_prebind import _undo
+    ns = kube_namespace
+    c = make_claim(client, ns, "data", cls="prebind-fake")
+    path = f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data"
+    client.patch(path, {"metadata": {"annotations": {SELECTED: NODE}}})
+    racing = _RacingClient(client, path)
+    assert _undo(racing, [ClaimPlan(namespace=ns, name="data", uid=c.uid)], NODE) == []
+    assert racing.raced == 1
+    annotations = claim(client, c)["metadata"].get("annotations") or {}
+    assert SELECTED not in annotations and annotations["example.com/other-writer"] == "x"
