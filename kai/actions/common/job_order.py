@@ -252,6 +252,8 @@ class JobsOrderByQueues:
 
     def _deactivate(self, name: str) -> None:
         """``name`` has no more work: take it off its parent's list, and empty parents off theirs."""
+        if USE_CACHE and self._leave_sorted(name):
+            return
         self._forget_path(name)
         while True:
             key = self._parent_key(name)
@@ -265,6 +267,47 @@ class JobsOrderByQueues:
             if active or key == "":
                 return
             name = key
+
+    def _leave_sorted(self, name: str) -> bool:
+        """``name`` ran out, under a parent whose children are kept sorted (and none waits to
+        be put back) and that keeps other work. When the parent's pick did not come from
+        ``name``, nothing above changes; when it did, the parent's next child takes over, and
+        if its head looks the same to the queue order (same job view) every comparison above
+        answers as before: the parent keeps its place in every list above, and the cached
+        picks along the path now name the new head and leaf. True when done so; False (and
+        nothing changed) when that does not hold."""
+        key = self._parent_key(name)
+        if key is None or self._view is None:
+            return False
+        srt = self._sorted.get(key)
+        active = self._active.get(key)
+        if not srt or self._dirty.get(key) or not active or len(active) < 2 or name not in srt:
+            return False
+        old = self._best.get(key)
+        if old is None or old[2] != name:
+            if old is None:
+                return False
+            srt.remove(name)                   # not the parent's pick: nothing above moves
+            active.remove(name)
+            return True
+        if srt[0] != name or len(srt) < 2:
+            return False
+        cand = self._pick_in(srt[1])
+        if cand is None or self._view(cand[1]) != self._view(old[1]):
+            return False
+        srt.pop(0)
+        active.remove(name)
+        best = self._best
+        best[key] = cand
+        while key != "":
+            child, key = key, self._parent_key(key)
+            if key is None:
+                break
+            got = best.get(key)
+            if got is None or got[2] != name:
+                break                          # its pick is elsewhere, or not cached
+            best[key] = (got[0], cand[1], cand[2])
+        return True
 
     def _leaf_open(self, queue: str) -> bool:
         entries = self.leaves.get(queue)
