@@ -222,3 +222,23 @@ def test_a_leaf_running_out_costs_a_few_comparisons_under_a_total_order():
         [{**view, "queue_order_total": lambda qs: True}, view, None])
     assert seqs[0] == seqs[1] == seqs[2] and len(seqs[0]) == 3000
     assert counts[0] * 2 < counts[1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**6), depts=st.integers(1, 4), per_dept=st.integers(8, 20),
+       sizes=st.integers(1, 3))
+def test_leaves_running_out_under_sorted_parents_keep_the_full_walks_sequence(seed, depts, per_dept, sizes):
+    """Held backlogs over departments wide enough to be kept sorted, with few distinct job
+    views, so a leaf that runs out often hands its department over to a sibling whose head
+    looks the same (the department keeps its place above): same sequence as the full walk."""
+    rng = random.Random(seed)
+    n_leaves = depts * per_dept
+    specs = [(rng.randrange(n_leaves), rng.randint(1, sizes)) for _ in range(rng.randint(n_leaves, 6 * n_leaves))]
+
+    def jobs(leaves):
+        return [SimpleNamespace(key=f"j{k:04d}", queue=leaves[q], size=s) for k, (q, s) in enumerate(specs)]
+
+    view = {"queue_job_view": lambda j: j.size}
+    seqs, counts = _held_backlog_runs(depts, per_dept, jobs,
+                                      [{**view, "queue_order_total": lambda qs: True}, view, None])
+    assert seqs[0] == seqs[1] == seqs[2] and len(seqs[0]) == len(specs)
