@@ -69,10 +69,15 @@ class Scheduler:
                 result.action_seconds[action.name] = time.perf_counter() - t
                 for d in (*result.bindings[n_bound:], *result.pipelined[n_piped:], *result.evictions[n_evicted:]):
                     d.action = d.action or action.name
-            for key, reasons in ssn.fit_errors.items():
-                job = ssn.jobs.get(key)
-                if job is not None and job.has_pending():
-                    result.unschedulable[key] = reasons
+            # a fit error is recorded only for a job with a pending pod (allocate's candidates),
+            # and only a job this session touched can have lost it since
+            unschedulable = result.unschedulable
+            unschedulable.update(ssn.fit_errors)
+            for key in ssn.touched_jobs:
+                if key in unschedulable:
+                    job = ssn.jobs.get(key)
+                    if job is None or not job.has_pending():
+                        del unschedulable[key]
             result.queues = queue_report(ssn)
             result.queue_usage = queue_usage(ssn)
             result.queue_problems = dict(ssn.queues.problems)

@@ -496,6 +496,8 @@ class Session:
             fn(task)
 
     def record_fit_error(self, job: PodGroupInfo, reasons: list[str]) -> None:
+        """Why ``job`` stays pending; only for a job with a pending pod (the cycle's report
+        re-checks only the jobs the session touched)."""
         self.fit_errors[job.key] = reasons
 
     def sort_tasks(self, tasks: list[PodInfo]) -> list[PodInfo]:
