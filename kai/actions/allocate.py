@@ -26,8 +26,9 @@ log = structlog.get_logger("kai.allocate")
 SHORT_PATHS = True
 
 
-def schedulable_jobs(ssn, check_capacity: bool = True) -> list:
+def schedulable_jobs(ssn, check_capacity: bool = True, jobs=None) -> list:
     """Jobs the allocate-like actions consider: queue usable and leaf, ready, with pending pods.
+    ``jobs``: only these (default: the session's pending jobs), in their order.
 
     ``check_capacity=False`` (reclaim, preempt) keeps jobs their queue cannot take now: their
     victims' evictions may make room under the queue's limit (KAI judges capacity inside each
@@ -44,7 +45,7 @@ def schedulable_jobs(ssn, check_capacity: bool = True) -> list:
     queues = ssn.queues
     leaf: dict[str, bool] = {}               # queue name -> a usable leaf queue
     pending = S.PENDING
-    for job in (ssn.pending_jobs if short else ssn.jobs.values()):
+    for job in (jobs if jobs is not None else ssn.pending_jobs if short else ssn.jobs.values()):
         lone = job.lone_task() if short else None
         if lone is not None:
             if lone.status != pending:

@@ -93,7 +93,9 @@ class Consolidation(Action):
         cap = max_consolidation_preemptees(ssn.config)
         if cap == 0:
             return
-        pending = [j for j in schedulable_jobs(ssn) if j.preemptible]
+        # non-preemptible jobs are left out first, as KAI's job order does for consolidation
+        # (FilterNonPreemptible): their capacity is not asked again, their reasons stay allocate's
+        pending = schedulable_jobs(ssn, jobs=[j for j in ssn.pending_jobs if j.preemptible])
         if not pending:
             return
         cands = VictimCandidates.of(ssn)

@@ -71,6 +71,9 @@ class CycleMemory:
     stale_watch: object = None
     #: the job order keys of untouched jobs (``Session.job_order_key``)
     order_keys: object = None
+    #: reclaim's and preempt's candidates by leaf, sorted, with their look-alike runs
+    #: (kai.actions.common.shared_walk.PendingIndex)
+    pending_index: object = None
 
 
 class OrderKeyMemo:

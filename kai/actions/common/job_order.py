@@ -96,10 +96,13 @@ class JobsOrderByQueues:
                  sorted_leaves: dict[str, list] | None = None, runs: dict | None = None) -> None:
         """``jobs`` in queue-fair order, each leaf's popped at most ``depth`` times.
 
-        ``sorted_leaves`` (from an earlier walk's :meth:`sorted_leaves` over the same
-        ``jobs``, with no allocation event since) saves the sort; its lists are never
-        mutated here (a push copies its leaf's list first). ``runs`` memoizes
-        :meth:`skip_alike`'s look-alike runs in those lists, under the same condition."""
+        ``sorted_leaves`` (each leaf's entries ``(job order key, unique int, job)``, sorted,
+        for exactly ``jobs`` as they are now; e.g. an earlier walk's :meth:`sorted_leaves`
+        with no allocation event since) saves the sort; its lists are never mutated here (a
+        push copies its leaf's list first). ``runs`` (leaf -> memo) keeps :meth:`skip_alike`'s
+        look-alike runs found in those lists, for any later walk over the same lists: a run
+        is a function of the jobs alone (kept only where the alike relation vouches for the
+        job view, see ``skip_alike``)."""
         self.ssn = ssn
         self.tree = ssn.queues
         self._counter = itertools.count()
@@ -129,9 +132,10 @@ class JobsOrderByQueues:
         self._walks: dict[str, int] = {}
         #: leaves whose list this walk copied (it may change them; the others may be shared)
         self._owned: set[str] = set()
-        #: (alike fn, leaf, position) -> end of the look-alike run after that position; valid
-        #: while no allocation event fired since ``_runs_events``, for leaves not pushed to
-        self._runs = runs if runs is not None else {}
+        #: leaf -> {(alike fn, position): end of the look-alike run after that position}:
+        #: valid for the leaf's list while no allocation event fired since ``_runs_events``
+        #: and nothing was pushed to it
+        self._runs: dict[str, dict] = runs if runs is not None else {}
         self._runs_events = ssn.alloc_events
         if sorted_leaves is not None:
             self.leaves = dict(sorted_leaves)
@@ -467,8 +471,12 @@ class JobsOrderByQueues:
         # alike jobs share what the view reads: no view to compare per job
         check_view = not (getattr(alike, "equal_init_requests", False)
                           and getattr(self._view, "reads_init_request", False))
-        memo = self._runs if (self._runs_events == self.ssn.alloc_events and leaf not in self._owned) else None
-        known = memo.get((alike, leaf, pos)) if memo is not None else None
+        memo = None
+        if not check_view and self._runs_events == self.ssn.alloc_events and leaf not in self._owned:
+            memo = self._runs.get(leaf)
+            if memo is None:
+                memo = self._runs[leaf] = {}
+        known = memo.get((alike, pos)) if memo is not None else None
         if known is not None:
             i = min(known, end)
         else:
@@ -479,7 +487,7 @@ class JobsOrderByQueues:
                     break
                 i += 1
             if memo is not None and (i < end or i == len(entries)):
-                memo[(alike, leaf, pos)] = i        # the run's true end, not a depth cap
+                memo[(alike, pos)] = i              # the run's true end, not a depth cap
         skipped = i - pos
         if not skipped:
             return 0

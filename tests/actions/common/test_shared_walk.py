@@ -26,9 +26,15 @@ def test_second_walk_reuses_the_first_until_an_allocation_event():
     # the same sorted lists, not copies, and the same jobs in the same order
     assert all(second.leaves[q] is first.leaves[q] for q in first.leaves)
     assert [j.key for j in first] == [j.key for j in second]
+    # an allocation event that changed one job: only that job's leaf is sorted again
+    job = next(iter(first.leaves.values()))[0][2]
+    ssn.touched_jobs.add(job.key)
     ssn.alloc_events += 1                      # what a Statement operation does
     third = pending_walk(ssn, None)
-    assert all(third.leaves[q] is not first.leaves[q] for q in first.leaves)
+    assert third.leaves[job.queue] is not first.leaves[job.queue]
+    assert [(e[0], e[2].key) for e in third.leaves[job.queue]] == \
+        [(e[0], e[2].key) for e in first.leaves[job.queue]]                # nothing really moved
+    assert all(third.leaves[q] is first.leaves[q] for q in first.leaves if q != job.queue)
 
 
 def test_a_push_never_changes_a_shared_list():
@@ -49,6 +55,8 @@ def test_look_alike_runs_are_found_once():
     def counting(a, b):
         calls.append((a.key, b.key))
         return look_alike(a, b)
+
+    counting.equal_init_requests = look_alike.equal_init_requests      # runs are kept only so
 
     state = _backlog(11)
     ssn = _session(state)
@@ -80,6 +88,53 @@ def test_sharing_the_walk_decides_as_building_it_afresh(seed):
             state = _backlog(seed)
             sched = Scheduler(state, default_config())
             got.append([_decisions(sched.run_cycle(RecordingCache(state))) for _ in range(2)])
+        finally:
+            shared_walk.SHARE = True
+    assert got[0] == got[1]
+
+
+def _churn(state, rng, cycle: int) -> None:
+    """What the informers bring between two cycles: new pending copies and odd jobs, deleted
+    pods, a running pod finishing, a PodGroup moved to another queue or priority, a queue
+    dropped from the tree."""
+    from kai.sim.synthetic import make_pod
+    from tests.actions.common.test_lookalike import _pg
+    queues = sorted(q for q in state.queues if q.startswith("q"))
+    for k in range(rng.randint(0, 6)):
+        queue = rng.choice(queues)
+        name = f"{queue}-new{cycle}-{k}"
+        state.upsert_podgroup(_pg(name, queue, rng.choice(["train", "build", "inference"])))
+        state.upsert_pod(make_pod(f"{name}-0", "ns", name, rng.choice([1, 2]), cpu="1", mem="4Gi",
+                                  created=100 + cycle))
+    pods = sorted(state.pods)
+    for uid in rng.sample(pods, min(len(pods), rng.randint(0, 3))):
+        state.delete_pod(uid)
+    jobs = sorted(state.podgroups)
+    if jobs and rng.random() < 0.5:
+        pg = state.podgroups[rng.choice(jobs)]
+        state.upsert_podgroup(_pg(pg.metadata.name, rng.choice(queues), rng.choice(["train", "build"])))
+    if len(queues) > 2 and rng.random() < 0.2:
+        state.delete_queue(rng.choice(queues))
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 10**6))
+def test_the_index_kept_across_cycles_decides_as_building_it_afresh(seed):
+    """Every default action over random backlogs for four cycles, with the informers' churn
+    between them: the walk kept across cycles decides as one built afresh each time."""
+    import random
+    got = []
+    for share in (True, False):
+        shared_walk.SHARE = share
+        try:
+            state = _backlog(seed)
+            rng = random.Random(seed)
+            sched = Scheduler(state, default_config())
+            runs = []
+            for cycle in range(4):
+                runs.append(_decisions(sched.run_cycle(RecordingCache(state), now=1_000.0 + cycle)))
+                _churn(state, rng, cycle)
+            got.append(runs)
         finally:
             shared_walk.SHARE = True
     assert got[0] == got[1]
