@@ -13,6 +13,7 @@ import structlog
 
 from kai.framework.explain import explain_task
 from kai.actions.common.job_order import JobsOrderByQueues
+from kai.actions.common.pending_index import capacity_checked, current_index
 from kai.api import constants as C
 from kai.framework.action import Action, cyclic_gc_paused, register_action
 from kai.framework.statement import Statement
@@ -24,11 +25,16 @@ log = structlog.get_logger("kai.allocate")
 #: ``schedulable_jobs``; False runs every job through the general walk (the reference the
 #: tests and benchmarks compare the short paths with)
 SHORT_PATHS = True
+#: ``schedulable_jobs`` with capacity checked answers from the pending index (kept across
+#: cycles; kai.actions.common.pending_index); False asks every pending job (the reference)
+USE_INDEX = True
 
 
-def schedulable_jobs(ssn, check_capacity: bool = True, jobs=None) -> list:
+def schedulable_jobs(ssn, check_capacity: bool = True, jobs=None, preemptible_only: bool = False) -> list:
     """Jobs the allocate-like actions consider: queue usable and leaf, ready, with pending pods.
     ``jobs``: only these (default: the session's pending jobs), in their order.
+    ``preemptible_only``: leave non-preemptible jobs out first, without a reason recorded
+    (consolidation: KAI's FilterNonPreemptible).
 
     ``check_capacity=False`` (reclaim, preempt) keeps jobs their queue cannot take now: their
     victims' evictions may make room under the queue's limit (KAI judges capacity inside each
@@ -38,10 +44,15 @@ def schedulable_jobs(ssn, check_capacity: bool = True, jobs=None) -> list:
     GPUs, and its preemptibility while nothing is allocated (``Session.capacity_by_request``),
     so it is asked once per such key and shared: a queue held back by its limit or quota costs
     one check per kind of pod in it, not one per job."""
-    out = []
-    held: dict[tuple, str | None] = {}
     short = SHORT_PATHS
     share = check_capacity and ssn.capacity_by_request
+    if share and short and jobs is None and USE_INDEX:
+        # the pending index's groups of single-pod jobs: one question a group, not a job
+        return capacity_checked(ssn, current_index(ssn, schedulable_jobs), schedulable_jobs, preemptible_only)
+    if preemptible_only:
+        jobs = [j for j in (jobs if jobs is not None else ssn.pending_jobs) if j.preemptible]
+    out = []
+    held: dict[tuple, str | None] = {}
     queues = ssn.queues
     leaf: dict[str, bool] = {}               # queue name -> a usable leaf queue
     pending = S.PENDING

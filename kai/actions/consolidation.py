@@ -95,7 +95,7 @@ class Consolidation(Action):
             return
         # non-preemptible jobs are left out first, as KAI's job order does for consolidation
         # (FilterNonPreemptible): their capacity is not asked again, their reasons stay allocate's
-        pending = schedulable_jobs(ssn, jobs=[j for j in ssn.pending_jobs if j.preemptible])
+        pending = schedulable_jobs(ssn, preemptible_only=True)
         if not pending:
             return
         cands = VictimCandidates.of(ssn)

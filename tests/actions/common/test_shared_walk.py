@@ -121,11 +121,13 @@ def _churn(state, rng, cycle: int) -> None:
 @given(seed=st.integers(0, 10**6))
 def test_the_index_kept_across_cycles_decides_as_building_it_afresh(seed):
     """Every default action over random backlogs for four cycles, with the informers' churn
-    between them: the walk kept across cycles decides as one built afresh each time."""
+    between them: the walk and the capacity pass from the index kept across cycles decide
+    (placements, evictions, reasons) as ones built afresh each time."""
     import random
+    from kai.actions import allocate
     got = []
     for share in (True, False):
-        shared_walk.SHARE = share
+        shared_walk.SHARE = allocate.USE_INDEX = share
         try:
             state = _backlog(seed)
             rng = random.Random(seed)
@@ -136,5 +138,5 @@ def test_the_index_kept_across_cycles_decides_as_building_it_afresh(seed):
                 _churn(state, rng, cycle)
             got.append(runs)
         finally:
-            shared_walk.SHARE = True
+            shared_walk.SHARE = allocate.USE_INDEX = True
     assert got[0] == got[1]
