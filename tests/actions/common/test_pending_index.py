@@ -1,0 +1,86 @@
+"""PendingIndex: what it keeps (admitted jobs by leaf, sorted; capacity groups), when it looks
+again (changed or touched jobs; everything on a new queue tree or config), and that its
+capacity pass admits and explains exactly what asking every pending job does."""
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kai.actions import allocate
+from kai.actions.allocate import schedulable_jobs
+from kai.actions.common.pending_index import capacity_checked, current_index
+from kai.config import default_config
+from kai.scheduler import RecordingCache, Scheduler
+from kai.sim.synthetic import make_pod
+from tests.actions.common.test_lookalike import _backlog, _pg
+
+
+def _session(state, sched=None):
+    sched = sched or Scheduler(state, default_config())
+    return sched, sched.open_session(RecordingCache(state), now=1_000.0)
+
+
+def _legacy(ssn, **kw):
+    allocate.USE_INDEX = False
+    try:
+        return schedulable_jobs(ssn, **kw)
+    finally:
+        allocate.USE_INDEX = True
+
+
+def test_single_pod_jobs_are_grouped_by_the_capacity_question_they_share():
+    state = _backlog(21)
+    _, ssn = _session(state)
+    idx = current_index(ssn, schedulable_jobs)
+    for leaf, groups in idx.groups.items():
+        for (preemptible, req), jobs in groups.items():
+            for job in jobs:
+                lone = job.lone_task()
+                assert job.queue == leaf and job.preemptible == preemptible and lone.req.tobytes() == req
+                assert lone.gpu_sharing is None and not lone.pod.spec.resource_claims
+        grouped = [j.key for jobs in groups.values() for j in jobs] + [j.key for j in idx.singles[leaf]]
+        assert sorted(grouped) == sorted(e[2].key for e in idx.leaves[leaf])
+        assert idx.leaves[leaf] == sorted(idx.leaves[leaf])
+
+
+def test_a_new_job_resorts_its_leaf_only():
+    state = _backlog(21)
+    sched, ssn = _session(state)
+    before = current_index(ssn, schedulable_jobs)
+    lists = dict(before.leaves)
+    ssn.close()
+    leaf = sorted(lists)[0]
+    state.upsert_podgroup(_pg("late", leaf, "build"))
+    state.upsert_pod(make_pod("late-0", "ns", "late", 1, cpu="1", mem="4Gi", created=500))
+    _, ssn = _session(state, sched)
+    after = current_index(ssn, schedulable_jobs)
+    assert after is before                                  # kept, brought up to date
+    assert "ns/late" in {e[2].key for e in after.leaves[leaf]}
+    assert all(after.leaves[q] is lists[q] for q in lists if q != leaf)
+
+
+def test_a_changed_queue_tree_rebuilds_the_index():
+    state = _backlog(21)
+    sched, ssn = _session(state)
+    before = current_index(ssn, schedulable_jobs)
+    ssn.close()
+    state.delete_queue(sorted(before.leaves)[0])
+    _, ssn = _session(state, sched)
+    assert current_index(ssn, schedulable_jobs) is not before
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**6), preemptible_only=st.booleans())
+def test_capacity_pass_admits_and_explains_as_asking_every_job(seed, preemptible_only):
+    state = _backlog(seed)
+    _, ssn = _session(state)
+    ssn.fit_errors.clear()
+    got = {j.key for j in capacity_checked(ssn, current_index(ssn, schedulable_jobs), schedulable_jobs,
+                                           preemptible_only)}
+    got_errors = dict(ssn.fit_errors)
+    ssn.fit_errors.clear()
+    want = {j.key for j in _legacy(ssn, preemptible_only=preemptible_only)}
+    assert got == want
+    # the index also explains jobs it leaves out whatever their preemptibility; every reason
+    # asking each job gives is there, with the same text
+    assert all(got_errors.get(k) == v for k, v in ssn.fit_errors.items())
