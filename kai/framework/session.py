@@ -74,6 +74,8 @@ class CycleMemory:
     #: reclaim's and preempt's candidates by leaf, sorted, with their look-alike runs
     #: (kai.actions.common.shared_walk.PendingIndex)
     pending_index: object = None
+    #: the victim candidates by queue, sorted (kai.actions.common.victims.VictimIndex)
+    victim_index: object = None
 
 
 class OrderKeyMemo:

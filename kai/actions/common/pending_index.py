@@ -29,11 +29,14 @@ from kai.api import constants as C
 _PENDING = C.PodStatus.PENDING
 
 
-class PendingIndex:
-    """reclaim's and preempt's candidates as of cluster-state change number ``seq``."""
+class KeptIndex:
+    """A per-job index kept across sessions in the Scheduler's CycleMemory (attribute
+    ``memory_attr``), valid for the config, job-order key fns and queue tree it was built
+    under, as of cluster-state change number ``seq``. Subclasses say which jobs a full build
+    looks at (``initial_keys``) and how to look at some jobs again (``update``)."""
 
-    __slots__ = ("config", "fns", "tree", "seq", "touched", "leaf_of", "members", "leaves", "runs",
-                 "errors", "counter", "groups", "singles")
+    __slots__ = ("config", "fns", "tree", "seq", "touched")
+    memory_attr = ""
 
     def __init__(self, config, fns: tuple, tree: tuple) -> None:
         self.config = config
@@ -43,6 +46,65 @@ class PendingIndex:
         #: the touched-jobs set of the last session that brought the index up to date (the
         #: live set: what that session touched after it is seen too)
         self.touched: set[str] = set()
+
+    def initial_keys(self, ssn) -> list[str]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def update(self, ssn, keys, *args) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def replay(self, ssn) -> None:
+        """What a full build records in the session, for the jobs not looked at again."""
+
+    @classmethod
+    def current(cls, ssn, *args):
+        """The session's index, up to date with the jobs as they are now: rebuilt when the
+        config, key fns or queue tree changed, else brought up to date with the jobs the state
+        changed since (``ClusterState.changed_since``) and those this session and the last
+        one touched."""
+        state = ssn.state
+        seq = getattr(state, "change_seq", None)
+        fns = tuple((getattr(fn, "__module__", ""), getattr(fn, "__qualname__", repr(fn)))
+                    for fn in ssn.job_order_keys)
+        tree = tree_signature(ssn)
+        idx = getattr(ssn.memory, cls.memory_attr)
+        if (seq is None or idx is None or idx.config is not ssn.config or idx.fns != fns or idx.tree != tree
+                or idx.seq > seq):
+            idx = cls(ssn.config, fns, tree)
+            if seq is not None:
+                setattr(ssn.memory, cls.memory_attr, idx)
+            idx.update(ssn, idx.initial_keys(ssn), *args)
+        else:
+            changed = set(state.changed_since(idx.seq))
+            changed.update(idx.touched)
+            changed.update(ssn.touched_jobs)
+            if changed:
+                idx.update(ssn, sorted(changed), *args)
+            idx.replay(ssn)
+        idx.seq = seq if seq is not None else -1
+        idx.touched = ssn.touched_jobs
+        return idx
+
+
+def tree_signature(ssn) -> tuple:
+    """What the indexes read from the session's queue tree: each queue's parent and leafness,
+    and the problems of those left out (once per session: the tree does not change in it)."""
+    got = ssn.action_memo.get("queue_tree_signature")
+    if got is None:
+        got = ssn.action_memo["queue_tree_signature"] = (
+            tuple((q.name, q.parent, q.is_leaf) for q in ssn.queues.topological()),
+            tuple(sorted(ssn.queues.problems.items())))
+    return got
+
+
+class PendingIndex(KeptIndex):
+    """The candidates of the allocate-like actions (see the module docstring)."""
+
+    __slots__ = ("leaf_of", "members", "leaves", "runs", "errors", "counter", "groups", "singles")
+    memory_attr = "pending_index"
+
+    def __init__(self, config, fns: tuple, tree: tuple) -> None:
+        super().__init__(config, fns, tree)
         self.leaf_of: dict[str, str] = {}           # candidate job key -> its leaf queue
         self.members: dict[str, set[str]] = {}      # leaf -> candidate job keys
         #: leaf -> entries (job order key, unique int, job), sorted
@@ -57,6 +119,12 @@ class PendingIndex:
         self.groups: dict[str, dict[tuple, list]] = {}
         #: leaf -> its other candidates, in job order (asked one by one)
         self.singles: dict[str, list] = {}
+
+    def initial_keys(self, ssn) -> list[str]:
+        return [j.key for j in ssn.pending_jobs]
+
+    def replay(self, ssn) -> None:
+        ssn.fit_errors.update(self.errors)
 
     def update(self, ssn, keys, admit) -> None:
         """Look at ``keys`` again (``admit``: ``schedulable_jobs``); sort the leaves they
@@ -108,38 +176,10 @@ class PendingIndex:
             self.singles[leaf] = singles
 
 
-def _tree_signature(ssn) -> tuple:
-    """What admission reads from the queue tree: each queue's parent and leafness, and the
-    problems of those left out."""
-    return (tuple((q.name, q.parent, q.is_leaf) for q in ssn.queues.topological()),
-            tuple(sorted(ssn.queues.problems.items())))
-
-
 def current_index(ssn, admit) -> PendingIndex:
-    """The session's PendingIndex, up to date with the jobs as they are now (``admit``:
-    ``kai.actions.allocate.schedulable_jobs``); the fit errors of the jobs it leaves out are
-    recorded in the session."""
-    state = ssn.state
-    seq = getattr(state, "change_seq", None)
-    fns = tuple((getattr(fn, "__module__", ""), getattr(fn, "__qualname__", repr(fn))) for fn in ssn.job_order_keys)
-    tree = _tree_signature(ssn)
-    idx = ssn.memory.pending_index
-    if (seq is None or idx is None or idx.config is not ssn.config or idx.fns != fns or idx.tree != tree
-            or idx.seq > seq):
-        idx = PendingIndex(ssn.config, fns, tree)
-        if seq is not None:
-            ssn.memory.pending_index = idx
-        idx.update(ssn, [j.key for j in ssn.pending_jobs], admit)
-    else:
-        changed = set(state.changed_since(idx.seq))
-        changed.update(idx.touched)
-        changed.update(ssn.touched_jobs)
-        if changed:
-            idx.update(ssn, sorted(changed), admit)
-        ssn.fit_errors.update(idx.errors)
-    idx.seq = seq if seq is not None else -1
-    idx.touched = ssn.touched_jobs
-    return idx
+    """The session's PendingIndex, up to date (``admit``: ``kai.actions.allocate.
+    schedulable_jobs``); the fit errors of the jobs it leaves out are recorded in the session."""
+    return PendingIndex.current(ssn, admit)
 
 
 def capacity_checked(ssn, idx: PendingIndex, admit, preemptible_only: bool = False) -> list:
@@ -169,4 +209,4 @@ def capacity_checked(ssn, idx: PendingIndex, admit, preemptible_only: bool = Fal
     return out
 
 
-__all__ = ["PendingIndex", "capacity_checked", "current_index"]
+__all__ = ["KeptIndex", "PendingIndex", "capacity_checked", "current_index", "tree_signature"]

@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from kai.actions.common.pending_index import KeptIndex
 from kai.api import constants as C
 from kai.api.pod_info import PodInfo
 from kai.api.podgroup_info import PodGroupInfo
@@ -97,16 +98,71 @@ def tasks_to_evict(job: PodGroupInfo, task_order_key) -> list[PodInfo]:
     return sorted((t for t in job.tasks.values() if evictable(t)), key=task_order_key, reverse=True)
 
 
-class VictimCandidates:
-    """Preemptible jobs with evictable pods, packed once per action: per leaf queue, sorted by job order."""
+def is_victim_candidate(ssn, job: PodGroupInfo) -> bool:
+    """Preemptible, of a queue in the tree, with a pod an eviction can free."""
+    return job.preemptible and job.queue in ssn.queues and has_evictable(job)
 
-    def __init__(self, ssn) -> None:
+
+class VictimIndex(KeptIndex):
+    """The victim candidates by queue, sorted by job order, kept across sessions
+    (``CycleMemory.victim_index``; see kai.actions.common.pending_index.KeptIndex): a job is
+    looked at again only when the state changed it or a session touched it."""
+
+    __slots__ = ("queue_of", "members", "keys", "jobs")
+    memory_attr = "victim_index"
+
+    def __init__(self, config, fns: tuple, tree: tuple) -> None:
+        super().__init__(config, fns, tree)
+        self.queue_of: dict[str, str] = {}
+        self.members: dict[str, set[str]] = {}
+        self.keys: dict[str, list] = {}          # queue -> sorted job order keys
+        self.jobs: dict[str, list] = {}          # queue -> jobs in that order
+
+    def initial_keys(self, ssn) -> list[str]:
+        return list(ssn.jobs)
+
+    def update(self, ssn, keys, *args) -> None:
+        jobs = ssn.jobs
+        affected: set[str] = set()
+        for key in keys:
+            q = self.queue_of.pop(key, None)
+            if q is not None:
+                self.members[q].discard(key)
+                affected.add(q)
+            job = jobs.get(key)
+            if job is not None and is_victim_candidate(ssn, job):
+                self.queue_of[key] = job.queue
+                self.members.setdefault(job.queue, set()).add(key)
+                affected.add(job.queue)
+        for q in affected:
+            members = self.members.get(q)
+            if not members:
+                for kept in (self.members, self.keys, self.jobs):
+                    kept.pop(q, None)
+                continue
+            entries = sorted(((ssn.job_order_key(jobs[k]), jobs[k]) for k in members), key=lambda e: e[0])
+            self.keys[q] = [e[0] for e in entries]
+            self.jobs[q] = [e[1] for e in entries]
+
+
+#: False: the candidates are collected afresh every time (the reference for the tests)
+USE_INDEX = True
+
+
+class VictimCandidates:
+    """Preemptible jobs with evictable pods: per queue, sorted by job order (read only)."""
+
+    def __init__(self, ssn, index: VictimIndex | None = None) -> None:
         self.ssn = ssn
-        self.keys: dict[str, list] = {}          # leaf queue -> sorted job order keys
-        self.jobs: dict[str, list] = {}          # leaf queue -> jobs in that order
+        if index is not None:
+            self.keys: dict[str, list] = dict(index.keys)      # queue -> sorted job order keys
+            self.jobs: dict[str, list] = dict(index.jobs)      # queue -> jobs in that order
+            return
+        self.keys = {}
+        self.jobs = {}
         by_queue: dict[str, list] = {}
         for job in ssn.jobs.values():
-            if not job.preemptible or job.queue not in ssn.queues or not has_evictable(job):
+            if not is_victim_candidate(ssn, job):
                 continue
             by_queue.setdefault(job.queue, []).append((ssn.job_order_key(job), job))
         for q, entries in by_queue.items():
@@ -119,12 +175,14 @@ class VictimCandidates:
 
     @classmethod
     def of(cls, ssn) -> "VictimCandidates":
-        """The session's candidates: built once and handed to the next action (reclaim ->
-        preempt) while no allocation event fired since (nothing read here can have moved:
-        jobs change within a session only through Statement operations, each firing one)."""
+        """The session's candidates: from the VictimIndex kept across cycles, handed to the
+        next action (reclaim -> preempt) while no allocation event fired since (nothing read
+        here can have moved: jobs change within a session only through Statement
+        operations, each firing one)."""
         got = ssn.action_memo.get("victim_candidates")
         if got is None or got[0] != ssn.alloc_events:
-            got = ssn.action_memo["victim_candidates"] = (ssn.alloc_events, cls(ssn))
+            cands = cls(ssn, VictimIndex.current(ssn) if USE_INDEX else None)
+            got = ssn.action_memo["victim_candidates"] = (ssn.alloc_events, cands)
         return got[1]
 
 

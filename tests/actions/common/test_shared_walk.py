@@ -125,9 +125,10 @@ def test_the_index_kept_across_cycles_decides_as_building_it_afresh(seed):
     (placements, evictions, reasons) as ones built afresh each time."""
     import random
     from kai.actions import allocate
+    from kai.actions.common import victims
     got = []
     for share in (True, False):
-        shared_walk.SHARE = allocate.USE_INDEX = share
+        shared_walk.SHARE = allocate.USE_INDEX = victims.USE_INDEX = share
         try:
             state = _backlog(seed)
             rng = random.Random(seed)
@@ -138,5 +139,5 @@ def test_the_index_kept_across_cycles_decides_as_building_it_afresh(seed):
                 _churn(state, rng, cycle)
             got.append(runs)
         finally:
-            shared_walk.SHARE = allocate.USE_INDEX = True
+            shared_walk.SHARE = allocate.USE_INDEX = victims.USE_INDEX = True
     assert got[0] == got[1]

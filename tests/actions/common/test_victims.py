@@ -14,6 +14,7 @@ from kai.config import default_config
 from kai.scheduler import RecordingCache, Scheduler
 from kai.sim.simulator import build_state
 from kai.sim.synthetic import mixed_cluster
+from tests.actions.common.test_shared_walk import _backlog, _churn
 
 
 class WholeTreeOrder(VictimsOrderByQueues):
@@ -99,3 +100,22 @@ def test_candidates_are_shared_until_an_allocation_event():
         {q: [j.key for j in js] for q, js in first.jobs.items()}
     ssn.alloc_events += 1
     assert VictimCandidates.of(ssn) is not first
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10**6))
+def test_the_kept_victim_index_lists_what_a_fresh_collection_lists(seed):
+    """Cycle after cycle, with the informers' churn between them, the VictimIndex kept across
+    sessions gives the candidates (queues, order) that collecting them afresh gives."""
+    state = _backlog(seed)
+    rng = random.Random(seed)
+    sched = Scheduler(state, default_config())
+    for cycle in range(3):
+        ssn = sched.open_session(RecordingCache(state), now=1_000.0 + cycle)
+        kept, fresh = VictimCandidates.of(ssn), VictimCandidates(ssn)
+        assert {q: [j.key for j in js] for q, js in kept.jobs.items()} == \
+            {q: [j.key for j in js] for q, js in fresh.jobs.items()}
+        assert kept.keys == fresh.keys
+        ssn.close()
+        sched.run_cycle(RecordingCache(state), now=1_000.0 + cycle)
+        _churn(state, rng, cycle)
