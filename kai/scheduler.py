@@ -135,9 +135,10 @@ def queue_usage(ssn) -> dict[str, dict[str, tuple]]:
            "requested": sh.request, "deserved": sh.deserved} if sh is not None else {
         k: {} for k in ("allocated", "allocatedNonPreemptible", "requested", "deserved")}
     out: dict[str, dict[str, tuple]] = {}
+    zero = (0.0, 0.0, 0.0)
     for q in ssn.queues.topological():
-        out[q.name] = {k: tuple(float(x) for x in v[q.name]) if q.name in v else (0.0, 0.0, 0.0)
-                       for k, v in got.items()}
+        name = q.name
+        out[name] = {k: tuple(v[name].tolist()) if name in v else zero for k, v in got.items()}
     return out
 
 

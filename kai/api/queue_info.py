@@ -267,12 +267,16 @@ class QueueTree:
         return out
 
     def topological(self) -> list[QueueInfo]:
-        """Parents before children, siblings by creation then name."""
-        out: list[QueueInfo] = []
-        stack = list(reversed(self.roots()))
-        while stack:
-            q = stack.pop()
-            out.append(q)
-            kids = sorted((self.queues[c] for c in q.children), key=lambda c: (c.creation, c.name))
-            stack.extend(reversed(kids))
-        return out
+        """Parents before children, siblings by creation then name (computed once, as
+        ``roots``; callers get their own list)."""
+        got = self.__dict__.get("_topological")
+        if got is None:
+            got = []
+            stack = list(reversed(self.roots()))
+            while stack:
+                q = stack.pop()
+                got.append(q)
+                kids = sorted((self.queues[c] for c in q.children), key=lambda c: (c.creation, c.name))
+                stack.extend(reversed(kids))
+            self._topological = got
+        return list(got)
