@@ -130,6 +130,7 @@ class JobsOrderByQueues:
         self._dirty: dict[str, set[str]] = {}
         #: inner queue key -> walks of its children since the last allocation event
         self._walks: dict[str, int] = {}
+        self._parents: dict[str, str | None] = {}        # ``_parent_key`` answers
         #: leaves whose list this walk copied (it may change them; the others may be shared)
         self._owned: set[str] = set()
         #: leaf -> {(alike fn, position): end of the look-alike run after that position}:
@@ -167,11 +168,14 @@ class JobsOrderByQueues:
 
     # ------------------------------------------------------------------ active subtrees
     def _parent_key(self, name: str) -> str | None:
-        """The ``_active`` key that lists ``name`` ("" for a root), None when not in the tree."""
-        q = self.tree.get(name)
-        if q is None:
-            return None
-        return q.parent if q.parent and self.tree.get(q.parent) is not None else ""
+        """The ``_active`` key that lists ``name`` ("" for a root), None when not in the tree
+        (memoized: the tree does not change during a walk)."""
+        got = self._parents.get(name, False)
+        if got is False:
+            q = self.tree.get(name)
+            got = None if q is None else (q.parent if q.parent and self.tree.get(q.parent) is not None else "")
+            self._parents[name] = got
+        return got
 
     def _children_of(self, key: str) -> list[str]:
         if key == "":
