@@ -53,7 +53,10 @@ class Scheduler:
         cycle's timings and, on each decision, the action that made it. The cyclic garbage
         collector is paused meanwhile (``cyclic_gc_paused``)."""
         with cyclic_gc_paused():
-            return self._run_cycle(cache, now)
+            try:
+                return self._run_cycle(cache, now)
+            finally:
+                self.memory.cycles += 1
 
     def _run_cycle(self, cache, now: float | None) -> CycleResult:
         start = time.perf_counter()

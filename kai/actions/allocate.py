@@ -46,8 +46,10 @@ def schedulable_jobs(ssn, check_capacity: bool = True, jobs=None, preemptible_on
     one check per kind of pod in it, not one per job."""
     short = SHORT_PATHS
     share = check_capacity and ssn.capacity_by_request
-    if share and short and jobs is None and USE_INDEX:
+    if share and short and jobs is None and USE_INDEX and (ssn.memory.pending_index is not None
+                                                           or ssn.memory.cycles > 0):
         # the pending index's groups of single-pod jobs: one question a group, not a job
+        # (built here from the second cycle on, when the backlog outlived a cycle)
         return capacity_checked(ssn, current_index(ssn, schedulable_jobs), schedulable_jobs, preemptible_only)
     if preemptible_only:
         jobs = [j for j in (jobs if jobs is not None else ssn.pending_jobs) if j.preemptible]

@@ -76,6 +76,9 @@ class CycleMemory:
     pending_index: object = None
     #: the victim candidates by queue, sorted (kai.actions.common.victims.VictimIndex)
     victim_index: object = None
+    #: cycles the Scheduler has run (an index kept across cycles is first built by the
+    #: allocate pass in the second one: a cycle with nothing after it would only pay for it)
+    cycles: int = 0
 
 
 class OrderKeyMemo:
