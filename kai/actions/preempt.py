@@ -79,13 +79,17 @@ class Preempt(Action):
         tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
         if not tasks or nonpreemptible_over_quota(ssn, job, tasks):
             return True
-        blocker = capacity_blocker(ssn, job, tasks)
-        if blocker is not None and not victims_can_relieve(ssn, blocker, [job.queue]):
-            return True
-
         def accept(v, job=job):
             return (v.key != job.key and v.priority < job.priority
                     and all(f(ssn, job, v) for f in filters))
+
+        blocker = capacity_blocker(ssn, job, tasks)
+        # over a limit now: only victims evicted under the limited queue make room, and the
+        # only victims here are this queue's own; with none the solver may take, no scenario
+        # can place the job
+        if blocker is not None and (not victims_can_relieve(ssn, blocker, [job.queue])
+                                    or not any(accept(v) for v in cands.jobs.get(job.queue, ()))):
+            return True
 
         solution = solver.solve(job, cands.order([job.queue], accept))
         if solution is not None:

@@ -93,7 +93,8 @@ def job_view_fn(ssn):
 
 class JobsOrderByQueues:
     def __init__(self, ssn, jobs: list[PodGroupInfo], depth: int | None = None,
-                 sorted_leaves: dict[str, list] | None = None, runs: dict | None = None) -> None:
+                 sorted_leaves: dict[str, list] | None = None, runs: dict | None = None,
+                 replay: list | None = None) -> None:
         """``jobs`` in queue-fair order, each leaf's popped at most ``depth`` times.
 
         ``sorted_leaves`` (each leaf's entries ``(job order key, unique int, job)``, sorted,
@@ -102,7 +103,14 @@ class JobsOrderByQueues:
         push copies its leaf's list first). ``runs`` (leaf -> memo) keeps :meth:`skip_alike`'s
         look-alike runs found in those lists, for any later walk over the same lists: a run
         is a function of the jobs alone (kept only where the alike relation vouches for the
-        job view, see ``skip_alike``)."""
+        job view, see ``skip_alike``).
+
+        ``replay``: the :attr:`trace` of a complete earlier walk over the same lists with the
+        same depth and no allocation event since. With nothing moving, the walk's pops are a
+        function of the lists and the session state alone (a refused job and the look-alikes
+        passed over after it are pops that change nothing), so this walk pops in the recorded
+        order without asking the queue order, until an allocation event fires; from there on
+        it picks live from where it stands."""
         self.ssn = ssn
         self.tree = ssn.queues
         self._counter = itertools.count()
@@ -138,6 +146,16 @@ class JobsOrderByQueues:
         #: and nothing was pushed to it
         self._runs: dict[str, dict] = runs if runs is not None else {}
         self._runs_events = ssn.alloc_events
+        #: the full pop sequence as [leaf, pops] segments (look-alikes passed over counted as
+        #: pops), while no allocation event fired since ``_trace_events`` and nothing was
+        #: pushed; ``trace_complete`` once the walk ran out that way
+        self.trace: list[list] | None = [] if replay is None else None
+        self.trace_complete = False
+        self._trace_events = ssn.alloc_events
+        #: replaying an earlier walk's trace: (segments, segment index, pops into it)
+        self._replay: list | None = replay
+        self._seg = 0
+        self._off = 0
         if sorted_leaves is not None:
             self.leaves = dict(sorted_leaves)
             self._counter = itertools.count(sum(len(e) for e in sorted_leaves.values()))
@@ -147,7 +165,11 @@ class JobsOrderByQueues:
                 self.leaves.setdefault(entry[2].queue, []).append(entry)
             for entries in self.leaves.values():
                 entries.sort()
-        # every queue with an open leaf below it, then each parent's list in tree order
+        self._build_active()
+
+    def _build_active(self) -> None:
+        """Every queue with an open leaf below it, then each parent's list in tree order."""
+        self._active = {}
         busy: set[str] = set()
         for name in self.leaves:
             if not self._leaf_open(name):
@@ -330,6 +352,9 @@ class JobsOrderByQueues:
         return dict(self.leaves)
 
     def push(self, job: PodGroupInfo) -> None:
+        if self._replay is not None:
+            self._go_live()
+        self.trace = None
         if job.queue not in self._owned:
             self._owned.add(job.queue)
             self.leaves[job.queue] = list(self.leaves.get(job.queue, ()))
@@ -426,7 +451,35 @@ class JobsOrderByQueues:
         best = self._pick(names)
         return (best[0], best[1]) if best else None
 
+    def _go_live(self) -> None:
+        """Stop replaying: pick live from the positions reached."""
+        self._replay = None
+        self._best.clear()
+        self._sorted.clear()
+        self._dirty.clear()
+        self._walks.clear()
+        self._events = self.ssn.alloc_events
+        self._build_active()
+
+    def _replay_pop(self) -> PodGroupInfo | None:
+        segs = self._replay
+        if self._seg >= len(segs):
+            return None
+        name, count = segs[self._seg]
+        pos = self._pos.get(name, 0)
+        self._pos[name] = pos + 1
+        self.popped[name] = self.popped.get(name, 0) + 1
+        self._off += 1
+        if self._off >= count:
+            self._seg += 1
+            self._off = 0
+        return self.leaves[name][pos][2]
+
     def pop(self) -> PodGroupInfo | None:
+        if self._replay is not None:
+            if self.ssn.alloc_events == self._trace_events:
+                return self._replay_pop()
+            self._go_live()
         self._check_events()
         if not USE_CACHE:
             best = self._pick(self._active.get("", ()))
@@ -434,9 +487,19 @@ class JobsOrderByQueues:
             best = self._best[""]
         else:
             best = self._best[""] = self._pick_key("")
+        trace = self.trace
+        if trace is not None and self.ssn.alloc_events != self._trace_events:
+            trace = self.trace = None
         if best is None:
+            if trace is not None:
+                self.trace_complete = True
             return None
         name = best[2]
+        if trace is not None:
+            if trace and trace[-1][0] == name:
+                trace[-1][1] += 1
+            else:
+                trace.append([name, 1])
         self.popped[name] = self.popped.get(name, 0) + 1
         pos = self._pos.get(name, 0)
         entries = self.leaves[name]
@@ -460,13 +523,18 @@ class JobsOrderByQueues:
         ``job``'s leaf again and again (its picks carried, no allocation event) for as long
         as the next job looks the same to the queue order; this stops at the first job that
         is not alike, looks different, or lies past the leaf's depth."""
-        if not USE_CACHE or self._view is None or self.ssn.alloc_events != self._events:
+        replaying = self._replay is not None and self.ssn.alloc_events == self._trace_events
+        if not replaying and (not USE_CACHE or self._view is None or self.ssn.alloc_events != self._events):
             return 0
         leaf = job.queue
-        best = self._best.get("")
         entries = self.leaves.get(leaf)
-        if best is None or best[2] != leaf or not entries:
-            return 0
+        if replaying:
+            if self._view is None or not entries:
+                return 0
+        else:
+            best = self._best.get("")
+            if best is None or best[2] != leaf or not entries:
+                return 0
         pos = self._pos.get(leaf, 0)
         end = len(entries)
         if self.depth is not None:
@@ -495,6 +563,21 @@ class JobsOrderByQueues:
         skipped = i - pos
         if not skipped:
             return 0
+        if replaying:
+            segs = self._replay
+            if (self._seg < len(segs) and segs[self._seg][0] == leaf
+                    and skipped <= segs[self._seg][1] - self._off):
+                self._pos[leaf] = i
+                self.popped[leaf] = self.popped.get(leaf, 0) + skipped
+                self._off += skipped
+                if self._off >= segs[self._seg][1]:
+                    self._seg += 1
+                    self._off = 0
+                return skipped
+            self._go_live()                     # not what the trace says: pick live instead
+            return 0
+        if self.trace is not None:
+            self.trace[-1][1] += skipped
         self._pos[leaf] = i
         self.popped[leaf] = self.popped.get(leaf, 0) + skipped
         if not self._leaf_open(leaf):

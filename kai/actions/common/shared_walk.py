@@ -4,7 +4,9 @@ Both actions walk the same jobs (``schedulable_jobs(ssn, check_capacity=False)``
 job order. :func:`pending_walk` hands each walk the index's sorted leaves and look-alike runs
 (kai.actions.common.pending_index), brought up to date first; within a session, the second
 action gets the first one's lists as they are when no allocation event fired since (nothing
-can have moved).
+can have moved), and when the first walk ran to its end without one, its pop sequence to
+replay (``JobsOrderByQueues(replay=...)``: the same pops without asking the queue order
+again, until the second action's own first allocation event).
 """
 from __future__ import annotations
 
@@ -18,14 +20,16 @@ SHARE = True
 
 
 class _Shared:
-    """One session's walk lists, for the next action while ``events`` is the session's counter."""
+    """One session's walk lists, for the next action while ``events`` is the session's
+    counter, and the last walk made from them (its trace, once complete, is replayed)."""
 
-    __slots__ = ("events", "leaves", "runs")
+    __slots__ = ("events", "leaves", "runs", "walk")
 
     def __init__(self, events: int, leaves: dict, runs: dict) -> None:
         self.events = events
         self.leaves = leaves
         self.runs = runs
+        self.walk: JobsOrderByQueues | None = None
 
 
 def pending_walk(ssn, depth: int | None) -> JobsOrderByQueues | None:
@@ -40,7 +44,12 @@ def pending_walk(ssn, depth: int | None) -> JobsOrderByQueues | None:
         shared = memo[_MEMO] = _Shared(ssn.alloc_events, dict(idx.leaves), idx.runs)
     if not shared.leaves:
         return None
-    return JobsOrderByQueues(ssn, [], depth, sorted_leaves=shared.leaves, runs=shared.runs)
+    last = shared.walk
+    replay = last.trace if (last is not None and last.trace_complete and last.depth == depth) else None
+    walk = JobsOrderByQueues(ssn, [], depth, sorted_leaves=shared.leaves, runs=shared.runs, replay=replay)
+    if replay is None:
+        shared.walk = walk
+    return walk
 
 
 __all__ = ["pending_walk"]
