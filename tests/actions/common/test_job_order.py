@@ -242,3 +242,44 @@ def test_leaves_running_out_under_sorted_parents_keep_the_full_walks_sequence(se
     seqs, counts = _held_backlog_runs(depts, per_dept, jobs,
                                       [{**view, "queue_order_total": lambda qs: True}, view, None])
     assert seqs[0] == seqs[1] == seqs[2] and len(seqs[0]) == len(specs)
+
+
+def _alike(a, b) -> bool:
+    return a.size == b.size and a.prio == b.prio and a.queue == b.queue
+
+
+def _walk(order, rng, used, ssn, tree, event_at=None):
+    """Pop to the end; after a pop, sometimes pass over its look-alikes; at pop number
+    ``event_at`` an allocation moves the order (as a placement would)."""
+    seq = []
+    while (job := order.pop()) is not None:
+        seq.append(job.key)
+        if event_at is not None and len(seq) == event_at:
+            for a in tree.ancestors(job.queue):
+                used[a.name] = used.get(a.name, 0) + job.size
+            ssn.alloc_events += 1
+        elif rng.random() < 0.5:
+            seq.append(("skip", order.skip_alike(job, _alike)))
+    return seq
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 10**6), total=st.booleans(), event=st.booleans())
+def test_a_replayed_walk_pops_as_a_live_one(seed, total, event):
+    """A walk that ran out with no allocation event records its pops; a second walk over the
+    same lists replays them whatever it passes over, and from an allocation event on picks
+    live: the same sequence as a live walk given the same skips and the same event."""
+    rng, tree, jobs = _world(seed)
+    ssn, used = _session(tree, rng, view=True, total=total)
+    first = JobsOrderByQueues(ssn, jobs)
+    _walk(first, random.Random(seed), used, ssn, tree)
+    assert first.trace_complete
+    leaves = first.sorted_leaves()
+    event_at = random.Random(seed + 2).randint(1, max(len(jobs), 1)) if event else None
+    seqs = []
+    for replay in (first.trace, None):
+        rng2, tree2, _ = _world(seed)
+        ssn2, used2 = _session(tree2, rng2, view=True, total=total)
+        order = JobsOrderByQueues(ssn2, [], sorted_leaves=leaves, replay=replay)
+        seqs.append(_walk(order, random.Random(seed + 1), used2, ssn2, tree2, event_at))
+    assert seqs[0] == seqs[1]
