@@ -76,23 +76,6 @@ def test_look_alike_runs_are_found_once():
     assert len(calls) == first_calls
 
 
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10**6))
-def test_sharing_the_walk_decides_as_building_it_afresh(seed):
-    """Every default action over random backlogs (reclaims and preemptions between the
-    walks included), two cycles in a row."""
-    got = []
-    for share in (True, False):
-        shared_walk.SHARE = share
-        try:
-            state = _backlog(seed)
-            sched = Scheduler(state, default_config())
-            got.append([_decisions(sched.run_cycle(RecordingCache(state))) for _ in range(2)])
-        finally:
-            shared_walk.SHARE = True
-    assert got[0] == got[1]
-
-
 def _churn(state, rng, cycle: int) -> None:
     """What the informers bring between two cycles: new pending copies and odd jobs, deleted
     pods, a running pod finishing, a PodGroup moved to another queue or priority, a queue
