@@ -25,6 +25,9 @@ Objects are generated before the clock starts. Each cycle is ``Scheduler.run_cyc
 loaded ClusterState (session open, fair share, heap builds, job order, placement, commit).
 
 Run: PYTHONPATH=.:bench python -m pytest bench/bench_hyperscale.py --benchmark-enable -p no:cacheprovider -s
+By hand, wall and CPU seconds of consecutive cycles (run two checkouts back to back to compare
+them under the same load): PYTHONPATH=.:bench python bench/bench_hyperscale.py held default
+(or ``held allocate``, ``single``, ``gangs``; ``--cycles N``).
 """
 from __future__ import annotations
 
@@ -371,3 +374,36 @@ def test_held_back_queues(benchmark, actions):
     print(f"\n[held/{actions}] {H_QUEUES} queues, {pending} pending, {placeable} placeable: first cycle "
           f"{first_s:.3f} s, steady {steady_s:.3f} s (target 0.5 s) | short paths off: {ref_s:.3f} s / "
           f"{ref_steady_s:.3f} s")
+
+
+# ---------------------------------------------------------------------------- by hand
+def _cycles_by_hand(workload: str, actions: str, cycles: int) -> None:
+    """Wall and CPU seconds of consecutive cycles of one Scheduler on one workload (for
+    back-to-back runs of two checkouts: each prints the same lines)."""
+    config = ALLOCATE if actions == "allocate" else DEFAULT
+    if workload == "held":
+        state, _ = _held_state()
+        rounds = [(state, cycles)]
+    else:
+        rounds = [(_pending_state(workload), 1) for _ in range(cycles)]     # first cycles, fresh state
+    out = []
+    for state, n in rounds:
+        sched = Scheduler(state, config)
+        gc.collect()                          # what building the state left; not between cycles
+        for _ in range(n):
+            t, c = time.perf_counter(), time.process_time()
+            result = sched.run_cycle(RecordingCache(state))
+            out.append((round(time.perf_counter() - t, 3), round(time.process_time() - c, 3)))
+    print(f"{workload}/{actions}: (wall s, CPU s) per cycle {out}; last cycle {len(result.bindings)} bound, "
+          f"{len(result.unschedulable)} unschedulable")
+
+
+if __name__ == "__main__":
+    import argparse
+    ap = argparse.ArgumentParser(description="Time consecutive cycles (held: one Scheduler over one backlog; "
+                                             "single/gangs: first cycles on fresh states)")
+    ap.add_argument("workload", choices=["held", "single", "gangs"])
+    ap.add_argument("actions", nargs="?", choices=["allocate", "default"], default="default")
+    ap.add_argument("--cycles", type=int, default=5)
+    args = ap.parse_args()
+    _cycles_by_hand(args.workload, args.actions, args.cycles)

@@ -83,13 +83,14 @@ class CycleMemory:
 
 class OrderKeyMemo:
     """Job order keys kept from one session to the next: ``keys`` maps job key -> its key as
-    of cluster-state change number ``seq``, for the key fns named by ``fns`` under ``config``.
+    of ``state``'s change number ``seq``, for the key fns named by ``fns`` under ``config``.
     Valid because a job order key fn reads only its job (spec, pods and their statuses), and
     every change to a job outside a session bumps its change number."""
 
-    __slots__ = ("config", "fns", "seq", "keys")
+    __slots__ = ("state", "config", "fns", "seq", "keys")
 
-    def __init__(self, config, fns: tuple, seq: int) -> None:
+    def __init__(self, state, config, fns: tuple, seq: int) -> None:
+        self.state = state
         self.config = config
         self.fns = fns
         self.seq = seq
@@ -291,8 +292,9 @@ class Session:
         if seq is None:
             self._order_keys = {}
             return self._order_keys
-        if memo is None or memo.config is not self.config or memo.fns != fns or memo.seq > seq:
-            memo = self.memory.order_keys = OrderKeyMemo(self.config, fns, seq)
+        if (memo is None or memo.state is not state or memo.config is not self.config or memo.fns != fns
+                or memo.seq > seq):
+            memo = self.memory.order_keys = OrderKeyMemo(state, self.config, fns, seq)
         else:
             for key in state.changed_since(memo.seq):
                 memo.keys.pop(key, None)

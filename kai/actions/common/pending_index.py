@@ -31,14 +31,15 @@ _PENDING = C.PodStatus.PENDING
 
 class KeptIndex:
     """A per-job index kept across sessions in the Scheduler's CycleMemory (attribute
-    ``memory_attr``), valid for the config, job-order key fns and queue tree it was built
-    under, as of cluster-state change number ``seq``. Subclasses say which jobs a full build
+    ``memory_attr``), valid for the cluster state, config, job-order key fns and queue tree it
+    was built under, as of that state's change number ``seq``. Subclasses say which jobs a full build
     looks at (``initial_keys``) and how to look at some jobs again (``update``)."""
 
-    __slots__ = ("config", "fns", "tree", "seq", "touched")
+    __slots__ = ("state", "config", "fns", "tree", "seq", "touched")
     memory_attr = ""
 
-    def __init__(self, config, fns: tuple, tree: tuple) -> None:
+    def __init__(self, state, config, fns: tuple, tree: tuple) -> None:
+        self.state = state                              # the ClusterState it indexes
         self.config = config
         self.fns = fns
         self.tree = tree
@@ -68,9 +69,9 @@ class KeptIndex:
                     for fn in ssn.job_order_keys)
         tree = tree_signature(ssn)
         idx = getattr(ssn.memory, cls.memory_attr)
-        if (seq is None or idx is None or idx.config is not ssn.config or idx.fns != fns or idx.tree != tree
-                or idx.seq > seq):
-            idx = cls(ssn.config, fns, tree)
+        if (seq is None or idx is None or idx.state is not state or idx.config is not ssn.config
+                or idx.fns != fns or idx.tree != tree or idx.seq > seq):
+            idx = cls(state, ssn.config, fns, tree)
             if seq is not None:
                 setattr(ssn.memory, cls.memory_attr, idx)
             idx.update(ssn, idx.initial_keys(ssn), *args)
@@ -103,8 +104,8 @@ class PendingIndex(KeptIndex):
     __slots__ = ("leaf_of", "members", "leaves", "runs", "errors", "counter", "groups", "singles")
     memory_attr = "pending_index"
 
-    def __init__(self, config, fns: tuple, tree: tuple) -> None:
-        super().__init__(config, fns, tree)
+    def __init__(self, state, config, fns: tuple, tree: tuple) -> None:
+        super().__init__(state, config, fns, tree)
         self.leaf_of: dict[str, str] = {}           # candidate job key -> its leaf queue
         self.members: dict[str, set[str]] = {}      # leaf -> candidate job keys
         #: leaf -> entries (job order key, unique int, job), sorted

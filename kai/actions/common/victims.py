@@ -111,8 +111,8 @@ class VictimIndex(KeptIndex):
     __slots__ = ("queue_of", "members", "keys", "jobs")
     memory_attr = "victim_index"
 
-    def __init__(self, config, fns: tuple, tree: tuple) -> None:
-        super().__init__(config, fns, tree)
+    def __init__(self, state, config, fns: tuple, tree: tuple) -> None:
+        super().__init__(state, config, fns, tree)
         self.queue_of: dict[str, str] = {}
         self.members: dict[str, set[str]] = {}
         self.keys: dict[str, list] = {}          # queue -> sorted job order keys

@@ -84,3 +84,20 @@ def test_capacity_pass_admits_and_explains_as_asking_every_job(seed, preemptible
     # the index also explains jobs it leaves out whatever their preemptibility; every reason
     # asking each job gives is there, with the same text
     assert all(got_errors.get(k) == v for k, v in ssn.fit_errors.items())
+
+
+def test_a_new_cluster_state_under_the_same_scheduler_rebuilds_the_index():
+    """The controller may swap in a fresh state (a bulk load that failed is redone object by
+    object) under its Scheduler: nothing kept for the old state is used for the new one."""
+    state = _backlog(21)
+    sched, ssn = _session(state)
+    before = current_index(ssn, schedulable_jobs)
+    ssn.job_order_key(next(iter(state.jobs.values())))
+    keys = sched.memory.order_keys
+    ssn.close()
+    sched.state = fresh = _backlog(22)
+    _, ssn = _session(fresh, sched)
+    after = current_index(ssn, schedulable_jobs)
+    assert after is not before and after.state is fresh
+    ssn.job_order_key(next(iter(fresh.jobs.values())))
+    assert sched.memory.order_keys is not keys
