@@ -29,7 +29,7 @@ _encode = msgspec.json.Encoder().encode
 #: equal keys share one bytes object (memory only: keys are compared by value); bounded,
 #: forgotten whole when full
 _INTERN: dict[bytes, bytes] = {}
-_INTERN_MAX = 1 << 16
+_INTERN_MAX = 4096          # x a key of a few KB: a few MB at most
 
 
 def _owns_per_pod_objects(spec) -> bool:
