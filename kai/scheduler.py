@@ -148,8 +148,8 @@ def queue_usage(ssn) -> dict[str, dict[str, tuple]]:
 def _triple(v) -> dict:
     if v is None:
         return {"gpu": 0, "cpu": 0, "memory": 0}
-    gpu = float(v[0])
-    return {"gpu": int(gpu) if gpu.is_integer() else round(gpu, 6), "cpu": int(round(v[1])), "memory": int(round(v[2]))}
+    gpu, cpu, mem = v.tolist() if hasattr(v, "tolist") else (float(x) for x in v)
+    return {"gpu": int(gpu) if gpu.is_integer() else round(gpu, 6), "cpu": int(round(cpu)), "memory": int(round(mem))}
 
 
 __all__ = ["Scheduler", "CycleResult", "Decision", "RecordingCache", "C"]
