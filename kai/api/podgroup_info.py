@@ -204,6 +204,19 @@ class PodGroupInfo:
         self.tasks[task.uid] = task
         self.podset_of(task).tasks.append(task)
 
+    def add_tasks(self, tasks: list[PodInfo]) -> None:
+        """``add_task`` for each of ``tasks`` in order (a bulk load's run of one job's pods)."""
+        self._lone = False
+        key, own = self.key, self.tasks
+        for t in tasks:
+            t.job_key = key
+            own[t.uid] = t
+        if any(t.subgroup for t in tasks):
+            for t in tasks:
+                self.podset_of(t).tasks.append(t)
+        else:
+            self.podset_of(tasks[0]).tasks.extend(tasks)
+
     def remove_task(self, uid: str) -> None:
         task = self.tasks.pop(uid, None)
         if task is None:

@@ -226,8 +226,7 @@ class ClusterState:
         try:
             for pg in podgroups:
                 self.upsert_podgroup(pg)
-            for p in pods:
-                self.upsert_pod(p)
+            self._load_pods(pods)
             cols, rids, rel, distinct = self._bulk
             if cols:
                 self.nodes.ensure_width()
@@ -242,6 +241,95 @@ class ClusterState:
             touched, self._bulk_touched = self._bulk_touched, None
             for key in touched:
                 self._touch(key)
+
+    def _load_pods(self, pods) -> None:
+        """The pods of a bulk load: the state ``upsert_pod`` one pod after another leaves,
+        with the per-pod bookkeeping done in bulk (pods, pod-table rows, node charges) and by
+        runs of consecutive pods of one job (membership, one change each). Taken when the
+        state has no pods yet, no pod-grouper, and the listed uids are distinct; otherwise
+        (and for a pod whose job does not exist yet) the pods go one by one."""
+        registry = self.registry
+        infos = [PodInfo(pod, registry) for pod in pods]
+        uids = [p.uid for p in infos]
+        if self.pods or self.pod_table.row_of or self.grouper is not None or len(set(uids)) != len(uids):
+            for p in infos:
+                self._add_pod(p)
+            return
+        sched = self.scheduler_name
+        by_name = self.nodes.by_name
+        node_pods = self._node_pods
+        jobs = self.jobs
+        touched = self._bulk_touched
+        kept: list[PodInfo] = []
+        rows: list[PodInfo] = []                 # pods charged to a node (pod-table rows), in order
+        cols: list[int] = []                     # their node columns
+        shared: list[tuple[PodInfo, object]] = []  # fraction pods among them, with their NodeInfo
+        pg_annotation = C.POD_GROUP_ANNOTATION
+        on_node, releasing_flag = C.ON_NODE, S.RELEASING
+        run: list[PodInfo] = []                  # consecutive pods of ``run_job``
+        run_job = None
+        run_ns = run_name = None
+        for p in infos:
+            pod = p.pod
+            spec = pod.spec
+            ours = spec.scheduler_name == sched
+            node = p.node_name
+            occupies = bool(node) and bool(p.status & on_node)
+            if not ours and not occupies:
+                continue
+            kept.append(p)
+            if spec.resource_claims:
+                self.claim_pods.add(p.uid)
+            if node:
+                node_pods[node][p.uid] = None
+                if occupies:
+                    info = by_name.get(node)
+                    if info is not None:
+                        rows.append(p)
+                        cols.append(info.idx)
+                        if p.status & releasing_flag:
+                            self._charged_releasing.add(p.uid)
+                        if p.gpu_sharing is not None and not p.invalid_reason:
+                            shared.append((p, info))
+            if not ours:
+                continue
+            pg_name = pod.metadata.annotations.get(pg_annotation)
+            if not pg_name:
+                self._attach(p)
+                continue
+            if pg_name != run_name or p.namespace != run_ns:
+                if run:
+                    run_job.add_tasks(run)
+                    touched.pop(run_job.key, None)
+                    touched[run_job.key] = None
+                    run = []
+                run_ns, run_name = p.namespace, pg_name
+                run_job = jobs.get(f"{run_ns}/{pg_name}")
+            if run_job is None:
+                self._attach(p)                 # waits for its PodGroup
+                continue
+            run.append(p)
+            if p.invalid_reason:
+                run_job.invalid_reasons.append(p.invalid_reason)
+        if run:
+            run_job.add_tasks(run)
+            touched.pop(run_job.key, None)
+            touched[run_job.key] = None
+        self.pods.update(zip([p.uid for p in kept], kept))
+        self.pod_table.add_many(rows, cols)
+        for p, info in shared:
+            self._charge_shared(p, info, bool(p.status & releasing_flag))
+        # node charges: appended to the bulk lists, applied with the load's
+        b_cols, b_rids, b_rel, distinct = self._bulk
+        rid_of = {}
+        for req in {id(p.req): p.req for p in rows}.values():
+            got = distinct.get(id(req))
+            if got is None:
+                got = distinct[id(req)] = (len(distinct), req)
+            rid_of[id(req)] = got[0]
+        b_cols.extend(cols)
+        b_rids.extend([rid_of[id(p.req)] for p in rows])
+        b_rel.extend([bool(p.status & releasing_flag) for p in rows])
 
     # ------------------------------------------------------------------ nodes
     def upsert_node(self, node: Node) -> None:
@@ -370,10 +458,13 @@ class ClusterState:
         return bool(p.node_name) and bool(p.status & C.ON_NODE)
 
     def upsert_pod(self, pod: Pod) -> PodInfo | None:
-        uid = pod.metadata.uid or f"{pod.metadata.namespace or 'default'}/{pod.metadata.name}"
-        if uid in self.pods:
-            self.delete_pod(uid, keep_waiting=True)
-        p = PodInfo(pod, self.registry)
+        return self._add_pod(PodInfo(pod, self.registry))
+
+    def _add_pod(self, p: PodInfo) -> PodInfo | None:
+        """``upsert_pod`` with the pod's PodInfo already built."""
+        pod = p.pod
+        if p.uid in self.pods:
+            self.delete_pod(p.uid, keep_waiting=True)
         ours = pod.spec.scheduler_name == self.scheduler_name
         occupies = bool(p.node_name) and bool(p.status & C.ON_NODE)        # as _occupies_node
         if not ours and not occupies:

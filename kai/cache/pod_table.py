@@ -106,6 +106,31 @@ class PodTable:
             self._index(pod, node, 1)
         self.generation += 1
 
+    def add_many(self, pods: list, nodes: list[int]) -> None:
+        """``add(pod, node)`` for each pair in order (a bulk load): rows and indexes as the
+        one-by-one adds leave them, the row arrays filled in one go. Pods must not have rows yet."""
+        if self._free or self._cols or len(pods) < 64:
+            for pod, node in zip(pods, nodes):
+                self.add(pod, node)
+            return
+        start, k = self.n, len(pods)
+        if start + k > self.cap:
+            self._grow(start + k)
+        end = start + k
+        self.pods[start:end] = pods
+        self.node[start:end] = nodes
+        names = [p.namespace for p in pods]
+        for ns in dict.fromkeys(names):               # ids in first-seen order, as ``add`` gives them
+            self.namespace_id(ns)
+        self.ns[start:end] = list(map(self.ns_ids.__getitem__, names))
+        self.terminating[start:end] = [p.deleting for p in pods]
+        self.row_of.update(zip([p.uid for p in pods], range(start, end)))
+        self.n = end
+        for pod, node in zip(pods, nodes):
+            if pod.constraints is not None:
+                self._index(pod, node, 1)
+        self.generation += k
+
     def node_of(self, uid: str) -> int | None:
         """The node column of the pod's row, None when it has none."""
         r = self.row_of.get(uid)
