@@ -243,24 +243,26 @@ class ClusterState:
                 self._touch(key)
 
     def _load_pods(self, pods) -> None:
-        """The pods of a bulk load: the state ``upsert_pod`` one pod after another leaves,
-        with the per-pod bookkeeping done in bulk (pods, pod-table rows, node charges) and by
-        runs of consecutive pods of one job (membership, one change each). Taken when the
-        state has no pods yet, no pod-grouper, and the listed uids are distinct; otherwise
-        (and for a pod whose job does not exist yet) the pods go one by one."""
+        """The pods of a bulk load: the state ``upsert_pod`` one pod after another leaves, in
+        one pass that builds each pod's PodInfo and files it while its objects are in cache,
+        with the rest of the bookkeeping in bulk (pod-table rows in one go, node charges into
+        the load's kernel call, job membership and job changes once per run of consecutive
+        pods of one job). Taken while the state has no pods and no pod-grouper; from the first
+        pod whose uid is already known, what was gathered is filed and the rest go one by one
+        (``_add_pod``), as does a pod whose PodGroup does not exist yet."""
         registry = self.registry
-        infos = [PodInfo(pod, registry) for pod in pods]
-        uids = [p.uid for p in infos]
-        if self.pods or self.pod_table.row_of or self.grouper is not None or len(set(uids)) != len(uids):
-            for p in infos:
-                self._add_pod(p)
+        it = iter(pods)
+        if self.pods or self.pod_table.row_of or self.grouper is not None:
+            for pod in it:
+                self._add_pod(PodInfo(pod, registry))
             return
         sched = self.scheduler_name
         by_name = self.nodes.by_name
         node_pods = self._node_pods
+        all_pods = self.pods
         jobs = self.jobs
         touched = self._bulk_touched
-        kept: list[PodInfo] = []
+        b_cols, b_rids, b_rel, distinct = self._bulk
         rows: list[PodInfo] = []                 # pods charged to a node (pod-table rows), in order
         cols: list[int] = []                     # their node columns
         shared: list[tuple[PodInfo, object]] = []  # fraction pods among them, with their NodeInfo
@@ -269,28 +271,45 @@ class ClusterState:
         run: list[PodInfo] = []                  # consecutive pods of ``run_job``
         run_job = None
         run_ns = run_name = None
-        for p in infos:
-            pod = p.pod
+        last_node, last_info, last_on = None, None, None       # pods of a node come together
+        last_req, last_rid = None, 0
+        again = None                             # a pod seen before: it and the rest one by one
+        for pod in it:
+            p = PodInfo(pod, registry)
+            uid = p.uid
+            if uid in all_pods:
+                again = p
+                break
             spec = pod.spec
             ours = spec.scheduler_name == sched
             node = p.node_name
-            occupies = bool(node) and bool(p.status & on_node)
+            status = p.status
+            occupies = bool(node) and bool(status & on_node)
             if not ours and not occupies:
                 continue
-            kept.append(p)
+            all_pods[uid] = p
             if spec.resource_claims:
-                self.claim_pods.add(p.uid)
+                self.claim_pods.add(uid)
             if node:
-                node_pods[node][p.uid] = None
-                if occupies:
-                    info = by_name.get(node)
-                    if info is not None:
-                        rows.append(p)
-                        cols.append(info.idx)
-                        if p.status & releasing_flag:
-                            self._charged_releasing.add(p.uid)
-                        if p.gpu_sharing is not None and not p.invalid_reason:
-                            shared.append((p, info))
+                if node != last_node:
+                    last_node, last_info, last_on = node, by_name.get(node), node_pods[node]
+                last_on[uid] = None
+                if occupies and last_info is not None:
+                    rows.append(p)
+                    cols.append(last_info.idx)
+                    req = p.req
+                    if req is not last_req:
+                        got = distinct.get(id(req))
+                        if got is None:         # (the entry keeps the array alive: ids stay unique)
+                            got = distinct[id(req)] = (len(distinct), req)
+                        last_req, last_rid = req, got[0]
+                    b_rids.append(last_rid)
+                    releasing = bool(status & releasing_flag)
+                    b_rel.append(releasing)
+                    if releasing:
+                        self._charged_releasing.add(uid)
+                    if p.gpu_sharing is not None and not p.invalid_reason:
+                        shared.append((p, last_info))
             if not ours:
                 continue
             pg_name = pod.metadata.annotations.get(pg_annotation)
@@ -315,21 +334,14 @@ class ClusterState:
             run_job.add_tasks(run)
             touched.pop(run_job.key, None)
             touched[run_job.key] = None
-        self.pods.update(zip([p.uid for p in kept], kept))
+        b_cols.extend(cols)
         self.pod_table.add_many(rows, cols)
         for p, info in shared:
             self._charge_shared(p, info, bool(p.status & releasing_flag))
-        # node charges: appended to the bulk lists, applied with the load's
-        b_cols, b_rids, b_rel, distinct = self._bulk
-        rid_of = {}
-        for req in {id(p.req): p.req for p in rows}.values():
-            got = distinct.get(id(req))
-            if got is None:
-                got = distinct[id(req)] = (len(distinct), req)
-            rid_of[id(req)] = got[0]
-        b_cols.extend(cols)
-        b_rids.extend([rid_of[id(p.req)] for p in rows])
-        b_rel.extend([bool(p.status & releasing_flag) for p in rows])
+        if again is not None:
+            self._add_pod(again)
+            for pod in it:
+                self._add_pod(PodInfo(pod, registry))
 
     # ------------------------------------------------------------------ nodes
     def upsert_node(self, node: Node) -> None:
@@ -529,31 +541,34 @@ class ClusterState:
 
     # ------------------------------------------------------------------ pod groups
     def upsert_podgroup(self, pg: PodGroup) -> None:
-        key = f"{pg.metadata.namespace or 'default'}/{pg.metadata.name}"
+        spec = pg.spec
+        priority = resolve_priority(spec.priority_class_name, self.priority_classes)
+        job = PodGroupInfo(pg, priority, resolve_preemptible(pg, priority))
+        key = job.key                           # namespace (or "default") / name
         self.podgroups[key] = pg
         self._touch(key)
-        priority = resolve_priority(pg.spec.priority_class_name, self.priority_classes)
-        job = PodGroupInfo(pg, priority, resolve_preemptible(pg, priority))
         old = self.jobs.get(key)
         if old is None:
             self._ord_seq += 1
             self._job_ord[key] = self._ord_seq
         self.jobs[key] = job
-        uids = set(self._waiting.pop(key, set()))
-        for uid in uids:
-            self._waiting_key.pop(uid, None)
-        if old is not None:
-            uids.update(old.tasks)
-        for uid in uids:
-            p = self.pods.get(uid)
-            if p is not None:
-                job.add_task(p)
-                self.pod_problems.pop(p.key, None)
-                if p.invalid_reason:
-                    job.invalid_reasons.append(p.invalid_reason)
-        if pg.spec.min_member < 1:
-            job.invalid_reasons.append(f"PodGroup {key}: spec.minMember {pg.spec.min_member} must be >= 1")
-        if pg.spec.sub_groups:
+        waiting = self._waiting.pop(key, None)
+        if waiting or old is not None:
+            uids = set(waiting or ())
+            for uid in uids:
+                self._waiting_key.pop(uid, None)
+            if old is not None:
+                uids.update(old.tasks)
+            for uid in uids:
+                p = self.pods.get(uid)
+                if p is not None:
+                    job.add_task(p)
+                    self.pod_problems.pop(p.key, None)
+                    if p.invalid_reason:
+                        job.invalid_reasons.append(p.invalid_reason)
+        if spec.min_member < 1:
+            job.invalid_reasons.append(f"PodGroup {key}: spec.minMember {spec.min_member} must be >= 1")
+        if spec.sub_groups:
             # KAI's PodGroup webhook rule; without the webhook such a PodGroup waits with it
             err = subgroup_tree_error((sg.name, sg.parent) for sg in pg.spec.sub_groups)
             if err:
