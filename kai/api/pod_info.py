@@ -225,7 +225,8 @@ def _initial_status(phase: str, spec, deleting: bool) -> int:
     return C.PodStatus.PENDING
 
 
-_GPU_FRACTION, _GPU_MEMORY, _GPU_FRACTION_NUM_DEVICES, _MPS = C.GPU_FRACTION, C.GPU_MEMORY, C.GPU_FRACTION_NUM_DEVICES, C.MPS
+#: annotations that make a pod a GPU-sharing one (kai.api.gpu_sharing)
+_SHARING_KEYS = frozenset((C.GPU_FRACTION, C.GPU_MEMORY, C.GPU_FRACTION_NUM_DEVICES, C.MPS))
 _TASK_PRIORITY_LABEL, _SUBGROUP_LABEL = C.TASK_PRIORITY_LABEL, C.SUBGROUP_LABEL
 _RUNNING = C.PodStatus.RUNNING
 
@@ -274,7 +275,7 @@ class PodInfo:
                 invalid = f"pod {key}: {exc}"
         self.req = req
         ann = meta.annotations
-        if ann and (_GPU_FRACTION in ann or _GPU_MEMORY in ann or _GPU_FRACTION_NUM_DEVICES in ann or _MPS in ann):
+        if ann and not _SHARING_KEYS.isdisjoint(ann):
             self.gpu_sharing, err = parse_gpu_sharing(pod, float(req[GPU]))
             if err and not invalid:
                 invalid = f"pod {key}: {err}"

@@ -277,7 +277,7 @@ class ClusterState:
         for pod in it:
             p = PodInfo(pod, registry)
             uid = p.uid
-            if uid in all_pods:
+            if all_pods.setdefault(uid, p) is not p:         # filed here, unless seen before
                 again = p
                 break
             spec = pod.spec
@@ -286,8 +286,8 @@ class ClusterState:
             status = p.status
             occupies = bool(node) and bool(status & on_node)
             if not ours and not occupies:
+                del all_pods[uid]                 # not ours to track (as upsert_pod)
                 continue
-            all_pods[uid] = p
             if spec.resource_claims:
                 self.claim_pods.add(uid)
             if node:
