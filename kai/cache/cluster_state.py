@@ -284,7 +284,7 @@ class ClusterState:
             ours = spec.scheduler_name == sched
             node = p.node_name
             status = p.status
-            occupies = bool(node) and bool(status & on_node)
+            occupies = node and status & on_node       # (truthy as upsert_pod's bool)
             if not ours and not occupies:
                 del all_pods[uid]                 # not ours to track (as upsert_pod)
                 continue
