@@ -218,7 +218,6 @@ class NodeTable:
         column, to_float = registry.column, registry.quantity_to_float
         idxs, allocs, infos = [], [], []
         labels_at: dict[int, tuple[list[int], list[int]]] = {}     # label key id -> (columns, value ids)
-        hostname = C.HOSTNAME_LABEL
         for node in nodes:
             alloc = {}
             for rname, q in node.status.allocatable.items():
@@ -231,21 +230,12 @@ class NodeTable:
             allocs.append(alloc)
             infos.append(info)
             # _encode_labels (a fresh column is -1 for every label already)
-            labels = dict(info.labels)
-            labels.setdefault(hostname, info.name)
-            for key, value in labels.items():
-                k = self._label_keys.get(key)
-                if k is None:
-                    k = len(self._label_cols)
-                    self._label_keys[key] = k
-                    self._label_cols.append(np.full(self.n, -1, dtype=np.int32))
-                    self._label_values.append({})
-                vals = self._label_values[k]
+            for k, vid in self._label_ids(info):
                 at = labels_at.get(k)
                 if at is None:
                     at = labels_at[k] = ([], [])
                 at[0].append(idx)
-                at[1].append(vals.setdefault(value, len(vals)))
+                at[1].append(vid)
             if info.taints:
                 self._encode_taints(info)
         if not nodes:
@@ -338,8 +328,15 @@ class NodeTable:
         idx = info.idx
         for col in self._label_cols:
             col[idx] = -1
+        for k, vid in self._label_ids(info):
+            self._label_cols[k][idx] = vid
+
+    def _label_ids(self, info: NodeInfo) -> list[tuple[int, int]]:
+        """(key id, value id) of each of the node's labels, the hostname label implied by its
+        name; new keys get a column (all -1) and new values an id, in first-seen order."""
         labels = dict(info.labels)
         labels.setdefault(C.HOSTNAME_LABEL, info.name)
+        out = []
         for key, value in labels.items():
             k = self._label_keys.get(key)
             if k is None:
@@ -348,8 +345,8 @@ class NodeTable:
                 self._label_cols.append(np.full(self.n, -1, dtype=np.int32))
                 self._label_values.append({})
             vals = self._label_values[k]
-            vid = vals.setdefault(value, len(vals))
-            self._label_cols[k][idx] = vid
+            out.append((k, vals.setdefault(value, len(vals))))
+        return out
 
     def _encode_taints(self, info: NodeInfo) -> None:
         idx = info.idx

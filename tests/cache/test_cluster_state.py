@@ -358,13 +358,8 @@ def test_state_from_compact_pods_is_the_state_from_full_pods():
     assert got["compact"] == got["full"] and got["full"][0]
 
 
-def test_bulk_load_is_the_state_of_one_event_at_a_time():
-    """``load`` (charges in one kernel call, one change per job) ends where applying the same
-    objects one by one ends; only the change numbers are fewer."""
-    from kai.api.k8s import decode_pod
-    nodes, pgs, pods, queues = _objects(decode_pod)
-    bulk = ClusterState()
-    bulk.load(nodes, pgs, pods, queues=queues)
+def _one_by_one(nodes, pgs, pods, queues) -> ClusterState:
+    """The state of the same objects applied one event at a time (no bulk load)."""
     one = ClusterState()
     for q in queues:
         one.upsert_queue(q)
@@ -374,6 +369,17 @@ def test_bulk_load_is_the_state_of_one_event_at_a_time():
         one.upsert_podgroup(pg)
     for p in pods:
         one.upsert_pod(p)
+    return one
+
+
+def test_bulk_load_is_the_state_of_one_event_at_a_time():
+    """``load`` (charges in one kernel call, one change per job) ends where applying the same
+    objects one by one ends; only the change numbers are fewer."""
+    from kai.api.k8s import decode_pod
+    nodes, pgs, pods, queues = _objects(decode_pod)
+    bulk = ClusterState()
+    bulk.load(nodes, pgs, pods, queues=queues)
+    one = _one_by_one(nodes, pgs, pods, queues)
     assert _view(bulk) == _view(one)
     assert bulk.change_seq < one.change_seq
     keys = bulk.changed_since(0)
@@ -478,19 +484,6 @@ def _bulk_case(kinds: list[str], jobs: list[int], seqs: list[int], nss: list[int
                                      **({"subGroups": sg} if j % 4 == 3 else {})}}, PodGroup)
            for j in sorted(set(jobs)) for n in (0, 1)]
     return nodes, pgs, pods, [open_queue("root"), open_queue("q", "root")]
-
-
-def _one_by_one(nodes, pgs, pods, queues) -> ClusterState:
-    one = ClusterState()
-    for q in queues:
-        one.upsert_queue(q)
-    for n in nodes:
-        one.upsert_node(n)
-    for pg in pgs:
-        one.upsert_podgroup(pg)
-    for p in pods:
-        one.upsert_pod(p)
-    return one
 
 
 @settings(max_examples=40, deadline=None)
