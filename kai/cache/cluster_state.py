@@ -321,7 +321,7 @@ class ClusterState:
                     run_job.add_tasks(run)
                     touched.pop(run_job.key, None)
                     touched[run_job.key] = None
-                    run = []
+                    run.clear()                 # (add_tasks keeps no reference to it)
                 run_ns, run_name = p.namespace, pg_name
                 run_job = jobs.get(f"{run_ns}/{pg_name}")
             if run_job is None:
