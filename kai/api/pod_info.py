@@ -225,6 +225,12 @@ def _initial_status(phase: str, spec, deleting: bool) -> int:
     return C.PodStatus.PENDING
 
 
+#: annotations that make a pod a GPU-sharing one (kai.api.gpu_sharing)
+_SHARING_KEYS = frozenset((C.GPU_FRACTION, C.GPU_MEMORY, C.GPU_FRACTION_NUM_DEVICES, C.MPS))
+_TASK_PRIORITY_LABEL, _SUBGROUP_LABEL = C.TASK_PRIORITY_LABEL, C.SUBGROUP_LABEL
+_RUNNING = C.PodStatus.RUNNING
+
+
 class PodInfo:
     """A pod inside the scheduler: identity, request vector, constraints, session status."""
 
@@ -234,6 +240,8 @@ class PodInfo:
                  "dra_gpus", "dra", "alike_key")
 
     def __init__(self, pod: Pod, registry: ResourceRegistry) -> None:
+        # called for every listed pod (10^6 at start-up): module-level names, the shared
+        # request looked up inline, the common cases first
         meta = pod.metadata
         spec = pod.spec
         self.pod = pod
@@ -243,28 +251,40 @@ class PodInfo:
         self.key = key = f"{ns}/{name}"
         self.uid = meta.uid or key
         self.job_key = ""
-        self.node_name = spec.node_name
+        self.node_name = node_name = spec.node_name
         ts = meta.creation_timestamp
         got = _TIME_CACHE.get(ts) if ts else 0.0
         self.creation = got if got is not None else parse_time(ts)
         invalid = ""
-        self.deleting = meta.deletion_timestamp is not None
-        try:
-            self.req = req = pod_requests(pod, registry)
-        except QuantityError as exc:
-            self.req = req = np.zeros(len(registry))
-            req[PODS] = 1.0
-            invalid = f"pod {key}: {exc}"
+        self.deleting = deleting = meta.deletion_timestamp is not None
+        containers = spec.containers
+        req = None
+        if len(containers) == 1 and type(pod) is BoundPod:
+            # pod_requests' first look-up: a compact pod's shared resources object
+            shared = containers[0].resources
+            hit = registry.request_cache.get(id(shared))
+            if (hit is not None and hit[0] is shared and not spec.init_containers and not spec.overhead
+                    and spec.resources is None):
+                req = hit[1]
+        if req is None:
+            try:
+                req = pod_requests(pod, registry)
+            except QuantityError as exc:
+                req = np.zeros(len(registry))
+                req[PODS] = 1.0
+                invalid = f"pod {key}: {exc}"
+        self.req = req
         ann = meta.annotations
-        if ann and (C.GPU_FRACTION in ann or C.GPU_MEMORY in ann or C.GPU_FRACTION_NUM_DEVICES in ann
-                    or C.MPS in ann):
+        if ann and not _SHARING_KEYS.isdisjoint(ann):
             self.gpu_sharing, err = parse_gpu_sharing(pod, float(req[GPU]))
             if err and not invalid:
                 invalid = f"pod {key}: {err}"
         else:
             self.gpu_sharing = None
         # inter-pod affinity, topology spread, host ports (kai.api.affinity): None for most pods
-        if spec.affinity is None and not spec.topology_spread_constraints and not declares_ports(spec):
+        if (spec.affinity is None and not spec.topology_spread_constraints
+                and not (containers[0].ports if len(containers) == 1 and not spec.init_containers
+                         else declares_ports(spec))):
             self.constraints = None
         else:
             try:
@@ -273,7 +293,7 @@ class PodInfo:
                 self.constraints = None
                 if not invalid:
                     invalid = f"pod {key}: {exc}"
-        if not spec.node_name and not invalid:
+        if not node_name and not invalid:
             missing = unhonoured(pod)
             if missing:
                 invalid = f"pod {key} sets fields kai does not honour yet, so it waits: " + "; ".join(missing)
@@ -293,16 +313,21 @@ class PodInfo:
         self.task_priority = 0
         self.subgroup = ""
         if labels:
-            if C.TASK_PRIORITY_LABEL in labels:
+            if _TASK_PRIORITY_LABEL in labels:
                 try:
-                    self.task_priority = int(labels[C.TASK_PRIORITY_LABEL])
+                    self.task_priority = int(labels[_TASK_PRIORITY_LABEL])
                 except ValueError:
                     pass
-            self.subgroup = labels.get(C.SUBGROUP_LABEL, "")
+            self.subgroup = labels.get(_SUBGROUP_LABEL, "")
         self.is_virtual = False
         #: what placing it decided for its unbound claims (kai.api.storage.ClaimPlan), for the binder
         self.volume_plan: tuple = ()
-        self.status = _initial_status(pod.status.phase, spec, self.deleting)
+        # _initial_status, inline
+        phase = pod.status.phase
+        if phase == "Running" and node_name and not deleting:
+            self.status = _RUNNING
+        else:
+            self.status = _initial_status(phase, spec, deleting)
 
     @property
     def signature(self) -> tuple:

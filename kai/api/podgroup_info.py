@@ -125,25 +125,30 @@ class PodGroupInfo:
 
     def __init__(self, pg: PodGroup, priority: int, preemptible: bool) -> None:
         meta = pg.metadata
+        spec = pg.spec
         self.podgroup = pg
-        self.name = meta.name
-        self.namespace = meta.namespace or "default"
-        self.key = f"{self.namespace}/{self.name}"
-        self.uid = meta.uid or self.key
-        self.queue = pg.spec.queue
+        self.name = name = meta.name
+        self.namespace = ns = meta.namespace or "default"
+        self.key = key = f"{ns}/{name}"
+        self.uid = meta.uid or key
+        self.queue = spec.queue
         self.priority = priority
-        self.priority_class = pg.spec.priority_class_name
+        self.priority_class = spec.priority_class_name
         self.preemptible = preemptible
-        mm = pg.spec.min_member
+        mm = spec.min_member
         self.min_member = mm if mm > 1 else 1
         self.creation = parse_time(meta.creation_timestamp)
         self.tasks: dict[str, PodInfo] = {}
         self.invalid_reasons: list[str] = []
-        self.last_start = parse_time(meta.annotations.get(C.LAST_START_TIMESTAMP))
-        self.stale_since = parse_time(meta.annotations.get(C.STALE_TIMESTAMP))
-        self.scheduling_backoff = pg.spec.scheduling_backoff
-        self.topology_constraint = pg.spec.topology_constraint
-        self.subgroups = pg.spec.sub_groups
+        ann = meta.annotations
+        if ann:
+            self.last_start = parse_time(ann.get(C.LAST_START_TIMESTAMP))
+            self.stale_since = parse_time(ann.get(C.STALE_TIMESTAMP))
+        else:
+            self.last_start = self.stale_since = 0.0          # parse_time of nothing
+        self.scheduling_backoff = spec.scheduling_backoff
+        self.topology_constraint = spec.topology_constraint
+        self.subgroups = spec.sub_groups
         self.podsets: dict[str, PodSet] = {}
         self._lone: object = False                # ``lone_task`` memo; False = not known
         self._build_podsets()
@@ -203,6 +208,19 @@ class PodGroupInfo:
         task.job_key = self.key
         self.tasks[task.uid] = task
         self.podset_of(task).tasks.append(task)
+
+    def add_tasks(self, tasks: list[PodInfo]) -> None:
+        """``add_task`` for each of ``tasks`` in order (a bulk load's run of one job's pods)."""
+        self._lone = False
+        key, own = self.key, self.tasks
+        for t in tasks:
+            t.job_key = key
+            own[t.uid] = t
+        if any(t.subgroup for t in tasks):
+            for t in tasks:
+                self.podset_of(t).tasks.append(t)
+        else:
+            self.podset_of(tasks[0]).tasks.extend(tasks)
 
     def remove_task(self, uid: str) -> None:
         task = self.tasks.pop(uid, None)

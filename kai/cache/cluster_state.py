@@ -234,8 +234,7 @@ class ClusterState:
         try:
             for pg in podgroups:
                 self.upsert_podgroup(pg)
-            for p in pods:
-                self.upsert_pod(p)
+            self._load_pods(pods)
             cols, rids, rel, distinct = self._bulk
             if cols:
                 self.nodes.ensure_width()
@@ -250,6 +249,107 @@ class ClusterState:
             touched, self._bulk_touched = self._bulk_touched, None
             for key in touched:
                 self._touch(key)
+
+    def _load_pods(self, pods) -> None:
+        """The pods of a bulk load: the state ``upsert_pod`` one pod after another leaves, in
+        one pass that builds each pod's PodInfo and files it while its objects are in cache,
+        with the rest of the bookkeeping in bulk (pod-table rows in one go, node charges into
+        the load's kernel call, job membership and job changes once per run of consecutive
+        pods of one job). Taken while the state has no pods and no pod-grouper; from the first
+        pod whose uid is already known, what was gathered is filed and the rest go one by one
+        (``_add_pod``), as does a pod whose PodGroup does not exist yet."""
+        registry = self.registry
+        it = iter(pods)
+        if self.pods or self.pod_table.row_of or self.grouper is not None:
+            for pod in it:
+                self._add_pod(PodInfo(pod, registry))
+            return
+        sched = self.scheduler_name
+        by_name = self.nodes.by_name
+        node_pods = self._node_pods
+        all_pods = self.pods
+        jobs = self.jobs
+        touched = self._bulk_touched
+        b_cols, b_rids, b_rel, distinct = self._bulk
+        rows: list[PodInfo] = []                 # pods charged to a node (pod-table rows), in order
+        cols: list[int] = []                     # their node columns
+        shared: list[tuple[PodInfo, object]] = []  # fraction pods among them, with their NodeInfo
+        pg_annotation = C.POD_GROUP_ANNOTATION
+        on_node, releasing_flag = C.ON_NODE, S.RELEASING
+        run: list[PodInfo] = []                  # consecutive pods of ``run_job``
+        run_job = None
+        run_ns = run_name = None
+        last_node, last_info, last_on = None, None, None       # pods of a node come together
+        last_req, last_rid = None, 0
+        again = None                             # a pod seen before: it and the rest one by one
+        for pod in it:
+            p = PodInfo(pod, registry)
+            uid = p.uid
+            if all_pods.setdefault(uid, p) is not p:         # filed here, unless seen before
+                again = p
+                break
+            spec = pod.spec
+            ours = spec.scheduler_name == sched
+            node = p.node_name
+            status = p.status
+            occupies = node and status & on_node       # (truthy as upsert_pod's bool)
+            if not ours and not occupies:
+                del all_pods[uid]                 # not ours to track (as upsert_pod)
+                continue
+            if spec.resource_claims:
+                self.claim_pods.add(uid)
+            if node:
+                if node != last_node:
+                    last_node, last_info, last_on = node, by_name.get(node), node_pods[node]
+                last_on[uid] = None
+                if occupies and last_info is not None:
+                    rows.append(p)
+                    cols.append(last_info.idx)
+                    req = p.req
+                    if req is not last_req:
+                        got = distinct.get(id(req))
+                        if got is None:         # (the entry keeps the array alive: ids stay unique)
+                            got = distinct[id(req)] = (len(distinct), req)
+                        last_req, last_rid = req, got[0]
+                    b_rids.append(last_rid)
+                    releasing = bool(status & releasing_flag)
+                    b_rel.append(releasing)
+                    if releasing:
+                        self._charged_releasing.add(uid)
+                    if p.gpu_sharing is not None and not p.invalid_reason:
+                        shared.append((p, last_info))
+            if not ours:
+                continue
+            pg_name = pod.metadata.annotations.get(pg_annotation)
+            if not pg_name:
+                self._attach(p)
+                continue
+            if pg_name != run_name or p.namespace != run_ns:
+                if run:
+                    run_job.add_tasks(run)
+                    touched.pop(run_job.key, None)
+                    touched[run_job.key] = None
+                    run.clear()                 # (add_tasks keeps no reference to it)
+                run_ns, run_name = p.namespace, pg_name
+                run_job = jobs.get(f"{run_ns}/{pg_name}")
+            if run_job is None:
+                self._attach(p)                 # waits for its PodGroup
+                continue
+            run.append(p)
+            if p.invalid_reason:
+                run_job.invalid_reasons.append(p.invalid_reason)
+        if run:
+            run_job.add_tasks(run)
+            touched.pop(run_job.key, None)
+            touched[run_job.key] = None
+        b_cols.extend(cols)
+        self.pod_table.add_many(rows, cols)
+        for p, info in shared:
+            self._charge_shared(p, info, bool(p.status & releasing_flag))
+        if again is not None:
+            self._add_pod(again)
+            for pod in it:
+                self._add_pod(PodInfo(pod, registry))
 
     # ------------------------------------------------------------------ nodes
     def upsert_node(self, node: Node) -> None:
@@ -378,10 +478,13 @@ class ClusterState:
         return bool(p.node_name) and bool(p.status & C.ON_NODE)
 
     def upsert_pod(self, pod: Pod) -> PodInfo | None:
-        uid = pod.metadata.uid or f"{pod.metadata.namespace or 'default'}/{pod.metadata.name}"
-        if uid in self.pods:
-            self.delete_pod(uid, keep_waiting=True)
-        p = PodInfo(pod, self.registry)
+        return self._add_pod(PodInfo(pod, self.registry))
+
+    def _add_pod(self, p: PodInfo) -> PodInfo | None:
+        """``upsert_pod`` with the pod's PodInfo already built."""
+        pod = p.pod
+        if p.uid in self.pods:
+            self.delete_pod(p.uid, keep_waiting=True)
         ours = pod.spec.scheduler_name == self.scheduler_name
         occupies = bool(p.node_name) and bool(p.status & C.ON_NODE)        # as _occupies_node
         if not ours and not occupies:
@@ -446,31 +549,34 @@ class ClusterState:
 
     # ------------------------------------------------------------------ pod groups
     def upsert_podgroup(self, pg: PodGroup) -> None:
-        key = f"{pg.metadata.namespace or 'default'}/{pg.metadata.name}"
+        spec = pg.spec
+        priority = resolve_priority(spec.priority_class_name, self.priority_classes)
+        job = PodGroupInfo(pg, priority, resolve_preemptible(pg, priority))
+        key = job.key                           # namespace (or "default") / name
         self.podgroups[key] = pg
         self._touch(key)
-        priority = resolve_priority(pg.spec.priority_class_name, self.priority_classes)
-        job = PodGroupInfo(pg, priority, resolve_preemptible(pg, priority))
         old = self.jobs.get(key)
         if old is None:
             self._ord_seq += 1
             self._job_ord[key] = self._ord_seq
         self.jobs[key] = job
-        uids = set(self._waiting.pop(key, set()))
-        for uid in uids:
-            self._waiting_key.pop(uid, None)
-        if old is not None:
-            uids.update(old.tasks)
-        for uid in uids:
-            p = self.pods.get(uid)
-            if p is not None:
-                job.add_task(p)
-                self.pod_problems.pop(p.key, None)
-                if p.invalid_reason:
-                    job.invalid_reasons.append(p.invalid_reason)
-        if pg.spec.min_member < 1:
-            job.invalid_reasons.append(f"PodGroup {key}: spec.minMember {pg.spec.min_member} must be >= 1")
-        if pg.spec.sub_groups:
+        waiting = self._waiting.pop(key, None)
+        if waiting or old is not None:
+            uids = set(waiting or ())
+            for uid in uids:
+                self._waiting_key.pop(uid, None)
+            if old is not None:
+                uids.update(old.tasks)
+            for uid in uids:
+                p = self.pods.get(uid)
+                if p is not None:
+                    job.add_task(p)
+                    self.pod_problems.pop(p.key, None)
+                    if p.invalid_reason:
+                        job.invalid_reasons.append(p.invalid_reason)
+        if spec.min_member < 1:
+            job.invalid_reasons.append(f"PodGroup {key}: spec.minMember {spec.min_member} must be >= 1")
+        if spec.sub_groups:
             # KAI's PodGroup webhook rule; without the webhook such a PodGroup waits with it
             err = subgroup_tree_error((sg.name, sg.parent) for sg in pg.spec.sub_groups)
             if err:

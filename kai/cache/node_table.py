@@ -203,8 +203,68 @@ class NodeTable:
             self.infos.extend([None] * len(new))
             for k, node in enumerate(new):
                 self._free.append(start + len(new) - 1 - k)
+        names = [n.metadata.name for n in nodes]
+        if len(new) == len(nodes) and len(set(names)) == len(names):
+            self._add_new(new)
+        else:
+            for node in nodes:
+                self.upsert(node)
+
+    def _add_new(self, nodes: list[Node]) -> None:
+        """``upsert`` of each of ``nodes`` in order, all new and with fresh columns from the free
+        list (``upsert_many``): the same columns, arrays, label and taint ids, with the array
+        writes gathered into one assignment per array."""
+        registry = self.registry
+        column, to_float = registry.column, registry.quantity_to_float
+        idxs, allocs, infos = [], [], []
+        labels_at: dict[int, tuple[list[int], list[int]]] = {}     # label key id -> (columns, value ids)
         for node in nodes:
-            self.upsert(node)
+            alloc = {}
+            for rname, q in node.status.allocatable.items():
+                alloc[column(rname)] = to_float(rname, q)
+            idx = self._free.pop()
+            info = NodeInfo(node, idx)
+            self.infos[idx] = info
+            self.by_name[info.name] = info
+            idxs.append(idx)
+            allocs.append(alloc)
+            infos.append(info)
+            # _encode_labels (a fresh column is -1 for every label already)
+            for k, vid in self._label_ids(info):
+                at = labels_at.get(k)
+                if at is None:
+                    at = labels_at[k] = ([], [])
+                at[0].append(idx)
+                at[1].append(vid)
+            if info.taints:
+                self._encode_taints(info)
+        if not nodes:
+            return
+        self.ensure_width()
+        cols = np.array(idxs, dtype=np.intp)
+        new_alloc = np.zeros((self.allocatable.shape[0], len(nodes)))
+        for j, alloc in enumerate(allocs):
+            for col, v in alloc.items():
+                new_alloc[col, j] = v
+        used = self.allocatable[:, cols] - self.idle[:, cols]
+        self.allocatable[:, cols] = new_alloc
+        self.idle[:, cols] = new_alloc - used
+        self.avail[:, cols] = self.idle[:, cols] + self.releasing[:, cols]
+        gpus = new_alloc[GPU]
+        self.gpu_capacity[cols] = [info.gpu_count_label or gpus[j] for j, info in enumerate(infos)]
+        self.gpu_memory[cols] = [info.gpu_memory_mib if info.gpu_memory_synced else 0.0 for info in infos]
+        self.mig[cols] = [1 if is_mig_node(info.labels, self.mig_label_key) else 0 for info in infos]
+        self.ensure_devices(max(2 * int(max(gpus[j], info.gpu_count_label, 0)) for j, info in enumerate(infos)))
+        self.in_use[cols] = 1
+        self.cordoned[cols] = [1 if info.unschedulable else 0 for info in infos]
+        self.not_ready[cols] = [0 if info.ready else 1 for info in infos]
+        self.base_ok[cols] = [1 if info.ready else 0 for info in infos]
+        for k, (at, vids) in labels_at.items():
+            self._label_cols[k][at] = vids
+        self._rank_dirty = True
+        self.layout += len(nodes)
+        self.generation += len(nodes) - 1
+        self._changed()
 
     def remove(self, name: str) -> NodeInfo | None:
         info = self.by_name.pop(name, None)
@@ -268,8 +328,15 @@ class NodeTable:
         idx = info.idx
         for col in self._label_cols:
             col[idx] = -1
+        for k, vid in self._label_ids(info):
+            self._label_cols[k][idx] = vid
+
+    def _label_ids(self, info: NodeInfo) -> list[tuple[int, int]]:
+        """(key id, value id) of each of the node's labels, the hostname label implied by its
+        name; new keys get a column (all -1) and new values an id, in first-seen order."""
         labels = dict(info.labels)
         labels.setdefault(C.HOSTNAME_LABEL, info.name)
+        out = []
         for key, value in labels.items():
             k = self._label_keys.get(key)
             if k is None:
@@ -278,8 +345,8 @@ class NodeTable:
                 self._label_cols.append(np.full(self.n, -1, dtype=np.int32))
                 self._label_values.append({})
             vals = self._label_values[k]
-            vid = vals.setdefault(value, len(vals))
-            self._label_cols[k][idx] = vid
+            out.append((k, vals.setdefault(value, len(vals))))
+        return out
 
     def _encode_taints(self, info: NodeInfo) -> None:
         idx = info.idx

@@ -20,10 +20,13 @@ Written by ClusterState (``_charge`` / ``_uncharge``), read by kai.framework.pod
 from __future__ import annotations
 
 from collections import Counter
+from operator import attrgetter
 
 import numpy as np
 
 from kai.api.selectors import Selector
+
+_NAMESPACE, _DELETING, _UID, _CONSTRAINTS = (attrgetter(a) for a in ("namespace", "deleting", "uid", "constraints"))
 
 #: kinds of carried terms in ``PodTable.terms``
 REQUIRED_ANTI, REQUIRED_AFFINITY, PREFERRED_AFFINITY, PREFERRED_ANTI = "anti", "affinity", "pref", "prefanti"
@@ -105,6 +108,33 @@ class PodTable:
         if pod.constraints is not None:
             self._index(pod, node, 1)
         self.generation += 1
+
+    def add_many(self, pods: list, nodes: list[int]) -> None:
+        """``add(pod, node)`` for each pair in order (a bulk load): rows and indexes as the
+        one-by-one adds leave them, the row arrays filled in one go. Pods must not have rows yet."""
+        if self._free or self._cols or len(pods) < 64:
+            for pod, node in zip(pods, nodes):
+                self.add(pod, node)
+            return
+        start, k = self.n, len(pods)
+        if start + k > self.cap:
+            self._grow(start + k)
+        end = start + k
+        self.pods[start:end] = pods
+        self.node[start:end] = nodes
+        names = list(map(_NAMESPACE, pods))
+        for ns in dict.fromkeys(names):               # ids in first-seen order, as ``add`` gives them
+            self.namespace_id(ns)
+        self.ns[start:end] = list(map(self.ns_ids.__getitem__, names))
+        self.terminating[start:end] = list(map(_DELETING, pods))
+        self.row_of.update(zip(map(_UID, pods), range(start, end)))
+        self.n = end
+        constraints = list(map(_CONSTRAINTS, pods))
+        if constraints.count(None) != k:
+            for pod, node, c in zip(pods, nodes, constraints):
+                if c is not None:
+                    self._index(pod, node, 1)
+        self.generation += k
 
     def node_of(self, uid: str) -> int | None:
         """The node column of the pod's row, None when it has none."""

@@ -72,3 +72,36 @@ def test_a_subgroup_without_a_name_never_becomes_a_node_of_the_tree():
             assert id(p) not in seen
             seen.add(id(p))
             p = p.parent
+
+
+def test_add_tasks_is_add_task_for_each():
+    """``add_tasks`` (a bulk load's run of one job's pods) leaves the members, PodSet members
+    and their order that ``add_task`` one pod at a time leaves, with and without SubGroups."""
+    import msgspec
+
+    from kai.api.k8s import Pod, PodGroup
+    from kai.api.pod_info import PodInfo
+    from kai.api.podgroup_info import PodGroupInfo
+    from kai.api.resources import ResourceRegistry
+
+    reg = ResourceRegistry()
+
+    def pod(i, sub):
+        labels = {"kai.scheduler/subgroup-name": sub} if sub else {}
+        return PodInfo(msgspec.convert({"metadata": {"name": f"p{i}", "namespace": "ns", "uid": f"u{i}", "labels": labels},
+                                        "spec": {"containers": [{"name": "c"}]}}, Pod), reg)
+
+    for spec in ({"minMember": 2}, {"minMember": 2, "subGroups": [{"name": "a", "minMember": 1},
+                                                                    {"name": "b", "minMember": 1}]}):
+        pg = msgspec.convert({"metadata": {"name": "j", "namespace": "ns"}, "spec": spec}, PodGroup)
+        for subs in (["", "", ""], ["a", "b", "a", ""], ["b", "zz"]):
+            bulk, one = PodGroupInfo(pg, 50, True), PodGroupInfo(pg, 50, True)
+            tasks = [pod(i, s) for i, s in enumerate(subs)]
+            bulk.lone_task()
+            bulk.add_tasks(tasks)
+            for t in tasks:
+                one.add_task(t)
+            assert list(bulk.tasks) == list(one.tasks) and all(t.job_key == "ns/j" for t in tasks)
+            assert {n: [t.uid for t in ps.tasks] for n, ps in bulk.podsets.items()} == \
+                   {n: [t.uid for t in ps.tasks] for n, ps in one.podsets.items()}
+            assert bulk.lone_task() is one.lone_task()

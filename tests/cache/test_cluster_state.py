@@ -2,6 +2,8 @@
 import msgspec
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st_
 
 from kai.api import constants as C
 from kai.api.k8s import Node, Pod, PodGroup, PriorityClass
@@ -356,13 +358,8 @@ def test_state_from_compact_pods_is_the_state_from_full_pods():
     assert got["compact"] == got["full"] and got["full"][0]
 
 
-def test_bulk_load_is_the_state_of_one_event_at_a_time():
-    """``load`` (charges in one kernel call, one change per job) ends where applying the same
-    objects one by one ends; only the change numbers are fewer."""
-    from kai.api.k8s import decode_pod
-    nodes, pgs, pods, queues = _objects(decode_pod)
-    bulk = ClusterState()
-    bulk.load(nodes, pgs, pods, queues=queues)
+def _one_by_one(nodes, pgs, pods, queues) -> ClusterState:
+    """The state of the same objects applied one event at a time (no bulk load)."""
     one = ClusterState()
     for q in queues:
         one.upsert_queue(q)
@@ -372,6 +369,17 @@ def test_bulk_load_is_the_state_of_one_event_at_a_time():
         one.upsert_podgroup(pg)
     for p in pods:
         one.upsert_pod(p)
+    return one
+
+
+def test_bulk_load_is_the_state_of_one_event_at_a_time():
+    """``load`` (charges in one kernel call, one change per job) ends where applying the same
+    objects one by one ends; only the change numbers are fewer."""
+    from kai.api.k8s import decode_pod
+    nodes, pgs, pods, queues = _objects(decode_pod)
+    bulk = ClusterState()
+    bulk.load(nodes, pgs, pods, queues=queues)
+    one = _one_by_one(nodes, pgs, pods, queues)
     assert _view(bulk) == _view(one)
     assert bulk.change_seq < one.change_seq
     keys = bulk.changed_since(0)
@@ -408,3 +416,127 @@ def test_pending_jobs_answer_is_kept_until_a_job_changes(st):
     assert [j.key for j in st.pending_jobs()] == ["ns/other"]
     st.upsert_pod(pod("p3", pg="job"))
     assert [j.key for j in st.pending_jobs()] == ["ns/job", "ns/other"]
+
+# ---------------------------------------------------------------------------- bulk load
+_KINDS = ("run", "run", "run", "gpu", "frac", "frac-grouped", "gone", "done", "other", "other-pending",
+          "orphan", "no-group", "pending", "unknown-node", "invalid", "subgroup", "anti", "claims")
+
+
+def _bulk_doc(kind: str, k: int, job: str, ns: str) -> dict:
+    """One listed pod of ``kind`` (seq ``k``) in PodGroup ``ns/job`` (see ``_KINDS``)."""
+    from kai.sim.synthetic import api_pod
+    node = f"node-{k % 5:05d}"
+    d = api_pod(f"{kind}-{k}", ns, job, 1 if kind in ("gpu", "gone", "done") else 0,
+                cpu=("500m", "1", "250m")[k % 3], node="" if kind == "pending" else node, queue="q",
+                created=k, seq=k)
+    meta, spec = d["metadata"], d["spec"]
+    if kind.startswith("frac"):
+        meta["annotations"]["gpu-fraction"] = ("0.5", "0.25")[k % 2]
+        if kind == "frac-grouped":
+            meta["labels"]["runai-gpu-group"] = f"grp-{k % 3}"
+    elif kind == "gone":
+        meta["deletionTimestamp"] = "2024-01-02T00:00:00Z"
+    elif kind == "done":
+        d["status"]["phase"] = "Succeeded"
+    elif kind.startswith("other"):
+        spec["schedulerName"] = "default-scheduler"
+        if kind == "other-pending":
+            spec.pop("nodeName", None)
+            d["status"]["phase"] = "Pending"
+    elif kind == "orphan":
+        meta["annotations"]["pod-group-name"] = f"missing-{k % 3}"
+    elif kind == "no-group":
+        meta["annotations"] = {}
+    elif kind == "unknown-node":
+        spec["nodeName"] = "node-not-listed"
+    elif kind == "invalid":
+        spec["containers"][0]["resources"]["requests"]["cpu"] = "-1"
+    elif kind == "subgroup":
+        meta["labels"]["kai.scheduler/subgroup-name"] = ("a", "b")[k % 2]
+    elif kind == "anti":
+        meta["labels"]["app"] = "web"
+        spec["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}]}}
+        spec["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": 8000 + k % 2}]
+    elif kind == "claims":
+        spec["resourceClaims"] = [{"name": "g", "resourceClaimName": f"claim-{k}"}]
+    return d
+
+
+def _strict_view(st: ClusterState) -> dict:
+    """``_view`` plus every order the state keeps: pods, job members, PodSet members, pod-table
+    rows, namespace ids, pods per node, problems, waiting pods, the last-change order."""
+    pt = st.pod_table
+    view = _view(st)
+    view.update({
+        "pod_order": list(st.pods),
+        "members": {k: (list(j.tasks), {n: [t.uid for t in ps.tasks] for n, ps in j.podsets.items()})
+                    for k, j in st.jobs.items()},
+        "row_order": [(p.uid if p is not None else None, int(pt.node[r]), int(pt.ns[r]), int(pt.terminating[r]))
+                      for r, p in enumerate(pt.pods[: pt.n])],
+        "table": (pt.n, list(pt.row_of.items()), list(pt.ns_ids.items()), pt.generation),
+        "node_pod_order": {k: list(v) for k, v in st._node_pods.items()},
+        "problem_order": list(st.pod_problems.items()),
+        "waiting": ({k: sorted(v) for k, v in st._waiting.items()}, dict(st._waiting_key)),
+        "shared": dict(st._shared), "gpu_groups": {u: list(p.gpu_groups) for u, p in st.pods.items()},
+        "pending": sorted(st._maybe_pending), "changed": st.changed_since(0),    # (pending_jobs sorts)
+        "dev": [np.asarray(a).tolist() for a in (st.nodes.dev_rel, st.nodes.dev_from_rel)],
+    })
+    return view
+
+
+def _bulk_case(kinds: list[str], jobs: list[int], seqs: list[int], nss: list[int]):
+    from kai.api.k8s import decode_pod
+    from kai.sim.synthetic import open_queue, synthetic_nodes
+    nodes = synthetic_nodes(5, seed=1, cpu_only_share=0.0, tainted_share=0.0)
+    pods = [decode_pod(msgspec.json.encode(_bulk_doc(kind, s, f"job-{j}", f"ns{n}")))
+            for kind, j, s, n in zip(kinds, jobs, seqs, nss)]
+    sg = [{"name": "a", "minMember": 1}, {"name": "b", "minMember": 1}]
+    pgs = [msgspec.convert({"metadata": {"name": f"job-{j}", "namespace": f"ns{n}"},
+                            "spec": {"minMember": 2, "queue": "q", "priorityClassName": "train",
+                                     **({"subGroups": sg} if j % 4 == 3 else {})}}, PodGroup)
+           for j in sorted(set(jobs)) for n in (0, 1)]
+    return nodes, pgs, pods, [open_queue("root"), open_queue("q", "root")]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st_.lists(st_.tuples(st_.sampled_from(_KINDS), st_.integers(0, 7), st_.integers(0, 1), st_.integers(1, 6)),
+                 min_size=1, max_size=40), st_.integers(0, 3))
+def test_bulk_load_of_many_pods_keeps_every_order(runs, repeat):
+    """The bulk path of ``load`` (rows in one go, membership by runs of one job's pods, node
+    charges in one kernel call) leaves the state, orders included, that upserting the same
+    pods one by one leaves: for lists of every kind of listed pod, runs of one job's pods
+    interleaved with others, and (``repeat``) a pod listed again partway through."""
+    kinds, jobs, nss, seqs = [], [], [], []
+    for kind, job, ns, n in runs:                   # runs of ``n`` pods of one job
+        for _ in range(n):
+            kinds.append(kind)
+            jobs.append(job)
+            nss.append(ns)
+            seqs.append(len(seqs))
+    if repeat and len(seqs) > 2:
+        at = len(seqs) * repeat // 4
+        for col in (kinds, jobs, nss, seqs):
+            col.insert(at, col[0])                  # the same uid as the first pod
+    nodes, pgs, pods, queues = _bulk_case(kinds, jobs, seqs, nss)
+    bulk = ClusterState()
+    bulk.load(nodes, pgs, pods, queues=queues)
+    assert _strict_view(bulk) == _strict_view(_one_by_one(nodes, pgs, pods, queues))
+
+
+def test_bulk_load_rows_in_one_go_and_a_cycle_decides_the_same():
+    """Enough pods on nodes for the pod table's one-go rows; the next cycle decides the same."""
+    from kai.config import default_config
+    from kai.scheduler import RecordingCache, Scheduler
+    kinds = [_KINDS[k % len(_KINDS)] for k in range(400)]
+    jobs = [k // 6 for k in range(400)]
+    nodes, pgs, pods, queues = _bulk_case(kinds, jobs, list(range(400)), [k // 12 % 2 for k in range(400)])
+    bulk = ClusterState()
+    bulk.load(nodes, pgs, pods, queues=queues)
+    one = _one_by_one(nodes, pgs, pods, queues)
+    assert bulk.pod_table.n > 64 and bulk.pod_table.terms and bulk.claim_pods and bulk._shared
+    assert _strict_view(bulk) == _strict_view(one)
+    results = [Scheduler(s, default_config()).run_cycle(RecordingCache(s), now=1e9) for s in (bulk, one)]
+    got = [([(d.pod, d.node, list(d.gpu_groups)) for d in r.bindings], [(d.pod, d.node) for d in r.pipelined],
+            [d.pod for d in r.evictions], sorted(r.unschedulable.items())) for r in results]
+    assert got[0] == got[1]

@@ -227,3 +227,48 @@ def test_gpu_capacity_prefers_count_label():
     t = table(node("l", {"nvidia.com/gpu.count": "4"}, gpu=8), node("u", gpu=2))
     assert t.gpu_capacity[t.by_name["l"].idx] == 4
     assert t.gpu_capacity[t.by_name["u"].idx] == 2
+
+
+def _table_view(t: NodeTable) -> dict:
+    """Every array, encoding and counter of a table, as plain values (order included)."""
+    arrays = ("allocatable", "idle", "releasing", "avail", "gpu_capacity", "gpu_memory", "mig", "dev_used",
+              "dev_alloc", "dev_rel", "dev_from_rel", "base_ok", "cordoned", "not_ready", "in_use", "_taint_bits")
+    return {
+        "arrays": {a: (getattr(t, a).dtype.str, getattr(t, a).tolist()) for a in arrays},
+        "infos": [None if i is None else (i.name, i.idx) for i in t.infos], "by_name": list(t.by_name),
+        "labels": (list(t._label_keys.items()), [c.tolist() for c in t._label_cols],
+                   [list(v.items()) for v in t._label_values]),
+        "taints": list(t._taints.items()), "free": list(t._free),
+        "counters": (t.generation, t.layout, t._rank_dirty), "registry": list(t.registry.names),
+    }
+
+
+def test_upsert_many_is_the_table_of_one_upsert_at_a_time():
+    """The initial list's nodes (all new: array writes gathered) leave the table that
+    upserting them one by one leaves: same columns, values, label and taint ids, counters;
+    a list with a node already there, or a name twice, goes one by one."""
+    from kai.sim.synthetic import synthetic_nodes
+    nodes = synthetic_nodes(300, seed=3, cpu_only_share=0.2, tainted_share=0.2)
+    nodes[7] = node("odd", labels={"x": "1", "nvidia.com/gpu.memory": "40960"}, cpu="3",
+                    taints=[{"key": "k", "value": "v", "effect": "NoExecute"},
+                            {"key": "soft", "effect": "PreferNoSchedule"}], unschedulable=True, ready=False, gpu=2)
+    nodes[9] = msgspec.convert({"metadata": {"name": "ext"}, "status": {"allocatable": {
+        "cpu": "4", "example.com/fpga": "3", "nvidia.com/gpu": "40"}}}, Node)
+    bulk, one = NodeTable(ResourceRegistry()), NodeTable(ResourceRegistry())
+    bulk.upsert_many(nodes)
+    for n in nodes:
+        one.upsert(n)
+    assert bulk.generation == len(nodes)
+    got, want = _table_view(bulk), _table_view(one)
+    got.pop("free"), want.pop("free")                   # one by one grows instead of taking free columns
+    assert got == want
+    for sel in ({"x": "1"}, {"topology.kubernetes.io/zone": "zone-1"}, {"kubernetes.io/hostname": "ext"}):
+        assert bulk.selector_mask(pod(sel)).tolist() == one.selector_mask(pod(sel)).tolist()
+    # a second list: some known nodes (updates) -> one by one, same as upserting them
+    again = [node("odd", cpu="5"), node("new-one", gpu=1)]
+    bulk.upsert_many(again)
+    for n in again:
+        one.upsert(n)
+    got, want = _table_view(bulk), _table_view(one)
+    got.pop("free"), want.pop("free")
+    assert got == want

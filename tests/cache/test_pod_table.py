@@ -88,3 +88,33 @@ def test_vectorized_match_equals_one_at_a_time(rows, sel_doc):
         p = t.pods[r]
         want[r] = p.namespace == "a" and sel.matches(p.pod.metadata.labels)
     assert got.tolist() == want.tolist()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.sampled_from(["default", "a", "b"]), st.booleans(),
+                          st.sampled_from([None, "x", "y"]), st.sampled_from([0, 80, 81])), min_size=0, max_size=150))
+def test_add_many_is_add_one_at_a_time(rows):
+    """``add_many`` (the bulk load's rows in one go) leaves the rows, namespace ids, indexes of
+    carried terms and ports, and counters that adding the same pods one by one leaves."""
+    from kai.api.pod_info import PodInfo
+    from kai.api.resources import ResourceRegistry
+    from kai.cache.pod_table import PodTable
+    reg = ResourceRegistry()
+    pods = [PodInfo(pod(f"p{i}", f"n{n}", {"app": "x"}, ns=ns, anti_app=anti, host_port=port), reg)
+            for i, (n, ns, _, anti, port) in enumerate(rows)]
+    for p, (_, _, deleting, _, _) in zip(pods, rows):
+        p.deleting = deleting
+    nodes = [n for n, *_ in rows]
+    bulk, one = PodTable(), PodTable()
+    bulk.add_many(pods, nodes)
+    for p, n in zip(pods, nodes):
+        one.add(p, n)
+
+    def view(t):
+        return (t.n, list(t.row_of.items()), list(t.ns_ids.items()), t.node[: t.n].tolist(), t.ns[: t.n].tolist(),
+                t.terminating[: t.n].tolist(), [p.uid for p in t.pods[: t.n]], t.generation,
+                {k: dict(v.nodes) for k, v in t.terms.items()},
+                {k: {ip: dict(c) for ip, c in v.items()} for k, v in t.ports.items()})
+    assert view(bulk) == view(one)
+    sel = compile_selector(LabelSelector(match_labels={"app": "x"}))
+    assert bulk.rows_matching(sel).tolist() == one.rows_matching(sel).tolist()
