@@ -131,48 +131,35 @@ class Statement:
         if not placed:
             return False
         # ``out`` is the class's buffer, reused by its next task: the op keeps its own undo copy
-        pipelined = bool(out.pipelined[0])
-        node = int(out.nodes[0])
-        op = Op(PIPELINE if pipelined else ALLOCATE, task, node, None, out.undo[0].copy(),
-                task.status, task.node_name)
-        self.ops.append(op)
-        task.status = S.PIPELINED if pipelined else S.ALLOCATED
-        task.node_name = ssn.node_infos[node].name
-        task.is_virtual = True
-        answer = ssn.fire_allocate(task)
-        if answer == PIPELINE_ONLY and (pipelined or allow_pipeline):
-            if not pipelined:               # it needs what evicted pods still hold: wait for it
-                op.kind = PIPELINE
-                task.status = S.PIPELINED
-                ssn.fire_pipelined(task)
-        elif answer:
+        if not self._place(task, int(out.nodes[0]), bool(out.pipelined[0]), out.undo[0].copy(), allow_pipeline):
             self.rollback(len(self.ops) - 1)
             return False
         return True
 
-    def _record(self, tasks, placed, out, allow_pipeline: bool = True) -> int:
+    def _place(self, t, node: int, pipelined: bool, undo_row, allow_pipeline: bool) -> bool:
+        """Record one task the kernel placed on ``node`` (its op, status, node) and fire the
+        allocate handlers. False: a handler refused; the op stays for the caller to undo."""
         ssn = self.ssn
-        infos = ssn.node_infos
+        op = Op(PIPELINE if pipelined else ALLOCATE, t, node, None, undo_row, t.status, t.node_name)
+        self.ops.append(op)
+        t.status = S.PIPELINED if pipelined else S.ALLOCATED
+        t.node_name = ssn.node_infos[node].name
+        t.is_virtual = True
+        answer = ssn.fire_allocate(t)
+        if answer == PIPELINE_ONLY and (pipelined or allow_pipeline):
+            if not pipelined:               # it needs what evicted pods still hold: wait for it
+                op.kind = PIPELINE
+                t.status = S.PIPELINED
+                ssn.fire_pipelined(t)
+            return True
+        return not answer
+
+    def _record(self, tasks, placed, out, allow_pipeline: bool = True) -> int:
         # plain lists (one conversion, not a numpy scalar per task); undo rows stay views
         # of this run's own output
         nodes, pipe, undo = out.nodes[:placed].tolist(), out.pipelined[:placed].tolist(), out.undo
-        ops = self.ops
         for i in range(placed):
-            t = tasks[i]
-            pipelined = pipe[i] != 0
-            node = nodes[i]
-            op = Op(PIPELINE if pipelined else ALLOCATE, t, node, None, undo[i], t.status, t.node_name)
-            ops.append(op)
-            t.status = S.PIPELINED if pipelined else S.ALLOCATED
-            t.node_name = infos[node].name
-            t.is_virtual = True
-            answer = ssn.fire_allocate(t)
-            if answer == PIPELINE_ONLY and (pipelined or allow_pipeline):
-                if not pipelined:               # it needs what evicted pods still hold: wait for it
-                    op.kind = PIPELINE
-                    t.status = S.PIPELINED
-                    ssn.fire_pipelined(t)
-            elif answer:
+            if not self._place(tasks[i], nodes[i], pipe[i] != 0, undo[i], allow_pipeline):
                 self._refused(out, i, placed)
                 return i
         return placed

@@ -39,28 +39,15 @@ from __future__ import annotations
 import numpy as np
 
 from kai._fast.queueview import QueueRows
+# resource_share.compareQuantities (-1 is unlimited, equal within 1e-9): the plain-Python rules
+# here (scenarios with victims) read the quantities as the compiled kernel's twin does
+from kai._fast.reference.queueview import NO_FAIR_SHARE_DRF_MULTIPLIER, TOLERANCE, UNLIMITED, _cmp_quantity
 from kai.api import constants as C
 from kai.api.podgroup_info import PodGroupInfo
 
-TOLERANCE = 1e-9                 # resource_info.LessOrEqualWithTolerance
-NO_FAIR_SHARE_DRF_MULTIPLIER = 1000.0
-UNLIMITED = -1.0
 _ZERO = (0.0, 0.0, 0.0)
 _INF = float("inf")
 _PENDING = C.PodStatus.PENDING
-
-
-def _cmp_quantity(a: float, b: float) -> int:
-    """resource_share.compareQuantities: -1 is unlimited (largest), equal within 1e-9."""
-    if a == UNLIMITED:
-        return 0 if b == UNLIMITED else 1
-    if b == UNLIMITED:
-        return -1
-    if not (a <= b or abs(a - b) <= TOLERANCE):
-        return 1
-    if not (b <= a or abs(a - b) <= TOLERANCE):
-        return -1
-    return 0
 
 
 def less_equal(a, b) -> bool:
