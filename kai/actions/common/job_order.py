@@ -98,8 +98,8 @@ class JobsOrderByQueues:
         """``jobs`` in queue-fair order, each leaf's popped at most ``depth`` times.
 
         ``sorted_leaves`` (each leaf's entries ``(job order key, unique int, job)``, sorted,
-        for exactly ``jobs`` as they are now; e.g. an earlier walk's :meth:`sorted_leaves`
-        with no allocation event since) saves the sort; its lists are never mutated here (a
+        for exactly ``jobs`` as they are now; e.g. the pending index's, or an earlier walk's
+        ``leaves`` before any push, with no allocation event since) saves the sort; its lists are never mutated here (a
         push copies its leaf's list first). ``runs`` (leaf -> memo) keeps :meth:`skip_alike`'s
         look-alike runs found in those lists, for any later walk over the same lists: a run
         is a function of the jobs alone (kept only where the alike relation vouches for the
@@ -346,11 +346,6 @@ class JobsOrderByQueues:
         return self.depth is None or self.popped.get(queue, 0) < self.depth
 
     # ------------------------------------------------------------------ queue
-    def sorted_leaves(self) -> dict[str, list]:
-        """Each leaf's entries as sorted at construction, for another walk over the same jobs
-        (valid until the next allocation event; call it before any push)."""
-        return dict(self.leaves)
-
     def push(self, job: PodGroupInfo) -> None:
         if self._replay is not None:
             self._go_live()
