@@ -13,6 +13,7 @@ import structlog
 
 from kai.framework.explain import explain_task
 from kai.actions.common.job_order import JobsOrderByQueues
+from kai.actions.common.lone_answers import lone_answers
 from kai.actions.common.pending_index import capacity_checked, current_index
 from kai.api import constants as C
 from kai.framework.action import Action, cyclic_gc_paused, register_action
@@ -180,11 +181,16 @@ def allocate_job(ssn, job, stmt: Statement, allow_pipeline: bool = True) -> tupl
 def _allocate_lone(ssn, job, task, stmt: Statement, allow_pipeline: bool) -> tuple[bool, list[str]] | None:
     """``allocate_job`` for a single-pod job (``PodGroupInfo.lone_task``, whole GPUs or none):
     the same checks, in the same order, with the same reasons, without the SubGroup walk's
-    bookkeeping. None when a SubsetNodes fn has an opinion on the job (the walk then runs)."""
+    bookkeeping. None when a SubsetNodes fn has an opinion on the job (the walk then runs).
+    A job whose look-alike class got "nothing to add" from every hook earlier in the session
+    takes the class's node mask without asking them (kai.actions.common.lone_answers)."""
     over = ssn.is_job_over_capacity(job, [task])
     if over:
         return False, [over]
-    if ssn.subset_nodes_fns:
+    memo = lone_answers(ssn)
+    ck = memo.class_key(job, task) if memo.usable else None
+    kept = memo.get(ck) if ck is not None else None
+    if kept is None and ssn.subset_nodes_fns:
         root = job.root_subgroup
         leaf = root.children[0]
         podsets = [leaf.podset]
@@ -196,14 +202,19 @@ def _allocate_lone(ssn, job, task, stmt: Statement, allow_pipeline: bool) -> tup
     if prev is not None:
         ssn.node_set = None
     try:
-        preds = ssn.predicates_for(task)
-        msg = ssn.pre_predicate(task, job, preds)
-        if msg:
-            return False, [msg]
-        mask = ssn.node_mask(task, job, preds)
-        extra = ssn.node_scores(task, job, mask) if ssn.node_order_fns else None
-        dc = ssn.domain_constraints(task, job, preds)
-        if not stmt.allocate_one(task, mask, extra, allow_pipeline, dc, preds):
+        if kept is not None:
+            mask, extra, dc, preds = kept.mask, None, None, ()
+        else:
+            preds = ssn.predicates_for(task)
+            msg = ssn.pre_predicate(task, job, preds)
+            if msg:
+                return False, [msg]
+            mask = ssn.node_mask(task, job, preds)
+            extra = ssn.node_scores(task, job, mask) if ssn.node_order_fns else None
+            dc = ssn.domain_constraints(task, job, preds)
+            if ck is not None and not preds and extra is None and dc is None:
+                kept = memo.keep(ck, mask)
+        if not stmt.allocate_one(task, mask, extra, allow_pipeline, dc, preds, kept):
             return False, [f"pod {task.key}: " + explain_task(ssn, task, job, mask)]
     finally:
         if prev is not None:

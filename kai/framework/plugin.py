@@ -22,6 +22,22 @@ class Plugin:
 PLUGINS: dict[str, Callable[[dict], Plugin]] = {}
 
 
+def alike_stable(hook):
+    """Declare the look-alike contract on a plugin hook (a pre-predicate, node mask, NodeOrder
+    or SubsetNodes fn; a class for callable instances) and return it.
+
+    The contract: for a single-pod job (``PodGroupInfo.lone_task``) whose pod is pending, the
+    hook's answer depends only on what look-alike jobs share (kai.actions.common.lookalike: the
+    pod's namespace, labels, annotations but its PodGroup's name, whole spec and nominated node;
+    the job's queue, priority, priority class, preemptibility, minimum and backoff) and on
+    session state that no placement, eviction or undo in the session changes. Allocate may then
+    take one job's answer for every look-alike job of the session
+    (kai.actions.common.lone_answers). A hook without the declaration is asked for every job.
+    """
+    hook.alike_stable = True
+    return hook
+
+
 def register_plugin(cls):
     PLUGINS[cls.name] = cls
     return cls

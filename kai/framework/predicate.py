@@ -33,6 +33,10 @@ class NodePredicate:
     name = ""
     #: the mask depends on other placements in this session (see the module docstring)
     per_task = False
+    #: ``applies`` keeps the look-alike contract (kai.framework.plugin.alike_stable) while the
+    #: session's ``predicate_epoch`` is unchanged: a function of the pod's look-alike content,
+    #: of session state placements do not change, and of the terms placed pods carry
+    alike_stable = False
 
     def applies(self, task) -> bool:
         """Cheap test: does this predicate constrain ``task`` at all?"""

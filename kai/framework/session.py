@@ -358,7 +358,7 @@ class Session:
                 return msg
         return None
 
-    def _predicate_epoch(self) -> tuple:
+    def predicate_epoch(self) -> tuple:
         """What a predicate's ``applies`` may depend on besides the task itself: the terms that
         pods carry (inter-pod affinity symmetry), in the PodTable and placed in this session."""
         pc = self.pod_counts
@@ -367,7 +367,7 @@ class Session:
     def predicates_for(self, task: PodInfo) -> tuple[NodePredicate, ...]:
         """The node predicates that apply to ``task`` (memoized per task until the carried
         terms change: one dict lookup on the hot path instead of one call per predicate)."""
-        pc = self.pod_counts                    # _predicate_epoch, inlined (hot path)
+        pc = self.pod_counts                    # predicate_epoch, inlined (hot path)
         epoch = (pc.terms_version if pc is not None else 0, len(self.state.pod_table.terms))
         got = self._applying.get(task.uid)
         if got is not None and got[0] == epoch:

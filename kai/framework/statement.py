@@ -93,21 +93,30 @@ class Statement:
         return self._record(tasks, placed, out, allow_pipeline)
 
     def allocate_one(self, task: PodInfo, mask: np.ndarray, extra: np.ndarray | None,
-                     allow_pipeline: bool = True, constraints=None, preds: tuple | None = None) -> bool:
+                     allow_pipeline: bool = True, constraints=None, preds: tuple | None = None,
+                     kept=None) -> bool:
         """``allocate_run([task], ...)`` for one task (a single-pod job): the same decision,
         with the task class's set-up (request columns, strategy, node queue, output buffer)
         kept in the session's :class:`LoneClass` cache instead of rebuilt per task. ``preds``:
-        ``ssn.predicates_for(task)`` when the caller has it."""
+        ``ssn.predicates_for(task)`` when the caller has it. ``kept``: the task's look-alike
+        class answer (kai.actions.common.lone_answers.LoneAnswer; its pods share ``mask`` and
+        the request), which then holds the class's set-up too."""
         ssn = self.ssn
-        width = ssn.allocatable.shape[0]
-        req = task.req_vec(width)
-        if req.shape[0] != width:
-            req = req[:width]
-        req_key = req.tobytes()
-        key = (id(mask), req_key, allow_pipeline)
-        lc = ssn.lone_classes.get(key)
-        if lc is None or lc.mask is not mask:
-            lc = ssn.lone_class(key, mask, req, req_key, task.is_cpu_only, allow_pipeline)
+        lc = kept.classes.get(allow_pipeline) if kept is not None else None
+        if lc is None:
+            width = ssn.allocatable.shape[0]
+            req = task.req_vec(width)
+            if req.shape[0] != width:
+                req = req[:width]
+            req_key = req.tobytes()
+            key = (id(mask), req_key, allow_pipeline)
+            lc = ssn.lone_classes.get(key)
+            if lc is None or lc.mask is not mask:
+                lc = ssn.lone_class(key, mask, req, req_key, task.is_cpu_only, allow_pipeline)
+            if kept is not None:
+                kept.classes[allow_pipeline] = lc
+        else:
+            req_key = None
         out = lc.out
         placed = -1
         # the lazy node queue as in ``allocate_run`` (same conditions, same queue objects)

@@ -69,6 +69,8 @@ class ConfigMapPredicate:
     """KAI's ConfigMapPredicate: ``pred(task, job)`` is the pending reason, or None."""
 
     name = "ConfigMap"
+    #: the pod's references and namespace, against ConfigMaps a session does not change
+    alike_stable = True
 
     def __init__(self, store) -> None:
         self.store = store

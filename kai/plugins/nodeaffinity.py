@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kai.framework.plugin import alike_stable
 from kai.plugins.podaffinity import K8S_PLUGINS_SCORE
 
 
@@ -17,6 +18,7 @@ def preferred_node_affinity(ssn):
     table = ssn.state.nodes
     n = ssn.allocatable.shape[1]
 
+    @alike_stable               # the pod's terms over fixed node labels, within the mask given
     def score(task, job, mask: np.ndarray) -> np.ndarray | None:
         aff = task.pod.spec.affinity
         if aff is None or aff.node_affinity is None:

@@ -40,6 +40,10 @@ EXISTING_ANTI_REASON = "node(s) didn't satisfy existing pods anti-affinity rules
 class _Terms(NodePredicate):
     """What the filter and the score share: P's own terms and the carried terms matching P."""
 
+    #: applies: P's own terms, and the terms carried at the predicate epoch that match P's
+    #: namespace (and its labels) and labels
+    alike_stable = True
+
     def __init__(self, ssn) -> None:
         self.ssn = ssn
         self.table = ssn.state.pod_table

@@ -53,6 +53,8 @@ class RestrictNodeScheduling(NodePredicate):
         self.gpu_ok, self.cpu_ok = gpu.astype(np.uint8), cpu.astype(np.uint8)
         self.mig_cols = ssn.registry.mig_columns()
 
+    alike_stable = True         # applies to every pod
+
     def applies(self, task) -> bool:
         return True
 

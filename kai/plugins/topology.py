@@ -38,7 +38,7 @@ import numpy as np
 
 from kai.api import constants as C
 from kai.api.resources import CPU, GPU, MEMORY, PODS
-from kai.framework.plugin import Plugin, register_plugin
+from kai.framework.plugin import Plugin, alike_stable, register_plugin
 
 S = C.PodStatus
 TOPOLOGY_SCORE = 10_000.0          # KAI scores.Topology
@@ -156,6 +156,9 @@ class TopologyPlugin(Plugin):
         ssn.node_order_fns.append(self.node_order)
 
     # ------------------------------------------------------------------ node order
+    # Both fns keep the look-alike contract: a single-pod job has no SubGroups and no topology
+    # constraint (``PodGroupInfo.lone_task``), and to such a job both answer None.
+    @alike_stable
     def node_order(self, task, job, mask):
         if not self.scores or self._scores_job != job.key:
             return None
@@ -169,6 +172,7 @@ class TopologyPlugin(Plugin):
         return None
 
     # ------------------------------------------------------------------ subset nodes
+    @alike_stable
     def subset_nodes(self, job, sg, podsets, tasks, node_set):
         if self._scores_job != job.key or sg.parent is None:
             # KAI's PreJobAllocation: a new job (or a new walk of it) invalidates the scores

@@ -32,6 +32,7 @@ MISSING_KEY_REASON = "node(s) didn't match pod topology spread constraints (miss
 
 
 class TopologySpread(NodePredicate):
+    alike_stable = True         # applies: the pod's spread constraints
     name = "PodTopologySpread"
 
     def __init__(self, ssn) -> None:

@@ -1,0 +1,86 @@
+"""Lone answers: what the plugins' hooks say about a single-pod job, asked once per look-alike class.
+
+Allocate asks the same hooks for every single-pod job it places (``allocate._allocate_lone``):
+the SubsetNodes fns, which node predicates apply, the pre-predicates, the node mask, the
+NodeOrder fns and the domain constraints. For the common pod that nothing constrains beyond its
+static node mask, every one of them answers "nothing to add", job after job: a Deployment's,
+a sweep's or an inference service's pods are copies of each other (kai.actions.common.lookalike).
+
+:class:`LoneAnswers` keeps that answer for a look-alike class once one job of it got it: the
+node mask the job was placed in. The next job of the class skips the hooks and goes straight to
+the placement kernel with that mask. Only this "nothing to add" answer is kept: a pod that a
+predicate applies to, a pre-predicate refuses, or a NodeOrder fn scores is asked in full, job
+after job, as before.
+
+This is sound only when every hook keeps the look-alike contract
+(``kai.framework.plugin.alike_stable``): its answer depends only on what look-alike jobs share and
+on session state that placements do not change. The memo is off for the session when any
+registered hook does not declare it. Which predicates apply also depends on the terms placed
+pods carry (inter-pod anti-affinity symmetry): an answer is kept with the session's
+``predicate_epoch`` and is not used after the epoch moves.
+"""
+from __future__ import annotations
+
+from kai.actions.common.lookalike import alike_key
+
+#: False: every job asks the hooks (the reference the tests compare the memo with)
+USE_MEMO = True
+_MEMO = "lone_answers"
+
+
+class LoneAnswer:
+    """One look-alike class's answer: its node mask, at a predicate epoch, and the
+    ``Statement.allocate_one`` set-up of the class per pipelining flag."""
+
+    __slots__ = ("epoch", "mask", "classes")
+
+    def __init__(self, epoch: tuple, mask) -> None:
+        self.epoch = epoch
+        self.mask = mask                # uint8[N], the static mask (and stable plugin masks)
+        self.classes: dict[bool, object] = {}      # allow_pipeline -> session LoneClass
+
+
+class LoneAnswers:
+    """The session's kept answers (see the module docstring). ``usable`` is False when a
+    registered hook does not declare the look-alike contract; then nothing is kept."""
+
+    def __init__(self, ssn) -> None:
+        self.ssn = ssn
+        hooks = [*ssn.pre_predicate_fns, *ssn.node_mask_fns, *ssn.node_order_fns, *ssn.subset_nodes_fns,
+                 *ssn.node_predicates]
+        self.usable = USE_MEMO and all(getattr(h, "alike_stable", False) for h in hooks)
+        self.answers: dict[tuple, LoneAnswer] = {}
+
+    @staticmethod
+    def class_key(job, task) -> tuple | None:
+        """The look-alike class of a single-pod job (the fields ``look_alike`` compares), or
+        None when its pod is never a look-alike."""
+        key = alike_key(task)
+        if key is None:
+            return None
+        return (key, job.queue, job.priority, job.preemptible, job.min_member, job.priority_class,
+                job.scheduling_backoff)
+
+    def get(self, key: tuple) -> LoneAnswer | None:
+        """The class's kept answer, if still valid at the session's predicate epoch."""
+        got = self.answers.get(key)
+        if got is not None and got.epoch == self.ssn.predicate_epoch():
+            return got
+        return None
+
+    def keep(self, key: tuple, mask) -> LoneAnswer:
+        """Keep ``mask`` as the class's answer: every hook said "nothing to add" for one of
+        its jobs at the current predicate epoch."""
+        got = self.answers[key] = LoneAnswer(self.ssn.predicate_epoch(), mask)
+        return got
+
+
+def lone_answers(ssn) -> LoneAnswers:
+    """The session's :class:`LoneAnswers` (made on first use, after the plugins registered)."""
+    got = ssn.action_memo.get(_MEMO)
+    if got is None:
+        got = ssn.action_memo[_MEMO] = LoneAnswers(ssn)
+    return got
+
+
+__all__ = ["LoneAnswer", "LoneAnswers", "USE_MEMO", "lone_answers"]
