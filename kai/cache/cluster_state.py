@@ -388,8 +388,13 @@ class ClusterState:
             rel.append(releasing)
         else:
             t = self.nodes
-            t.ensure_width()
-            _charge_kernel(t.idle, t.releasing, t.avail, i, pod.req_vec(len(self.registry)), 1.0, releasing)
+            width = len(self.registry)
+            if t.allocatable.shape[0] < width:          # ``ensure_width``'s test, inlined
+                t.ensure_width()
+            req = pod.req
+            if req.shape[0] < width:
+                req = pod.req_vec(width)
+            _charge_kernel(t.idle, t.releasing, t.avail, i, req, 1.0, releasing)
         if releasing:
             self._charged_releasing.add(pod.uid)
         self.pod_table.add(pod, i)
@@ -617,7 +622,9 @@ class ClusterState:
     # ------------------------------------------------------------------ commits come back
     def assume_bound(self, task: PodInfo, node_name: str) -> None:
         """The binder accepted ``task`` for ``node_name``: charge it now (KAI's Binding state)."""
-        self._uncharge(task)
+        uid = task.uid
+        if uid in self.pod_table.row_of or uid in self._shared:    # (a pending pod holds nothing)
+            self._uncharge(task)
         if task.node_name:
             self._node_pods[task.node_name].pop(task.uid, None)
         task.node_name = node_name

@@ -114,29 +114,28 @@ class QueueOrder:
             return _ZERO
         got = self._req.get(job.key)
         if got is None:
-            g = c = m = 0.0
             if job.__class__ is PodGroupInfo and len(job.tasks) == 1 and len(job.podsets) == 1:
-                # a single-pod job's chunk is its pod while pending (tasks_to_allocate's rule)
-                chunk = [t for t in job.tasks.values() if t.status == _PENDING]
+                # a single-pod job's chunk is its pod while pending (tasks_to_allocate's rule);
+                # its sum is the pod's vector (0.0 + x is x)
+                for t in job.tasks.values():
+                    got = tuple(self.quota_tuple(t)) if t.status == _PENDING else _ZERO
             else:
-                chunk = job.tasks_to_allocate(self.task_order_key, self.podset_order_key)
-            for t in chunk:
-                v = self.quota_tuple(t)
-                g += v[0]
-                c += v[1]
-                m += v[2]
-            got = (g, c, m)
+                g = c = m = 0.0
+                for t in job.tasks_to_allocate(self.task_order_key, self.podset_order_key):
+                    v = self.quota_tuple(t)
+                    g += v[0]
+                    c += v[1]
+                    m += v[2]
+                got = (g, c, m)
             self._req[job.key] = got
         return got
 
-    def job_view(self, job) -> tuple:
-        """What ``compare`` reads from a head job: its init request (JobsOrderByQueues keeps
-        its picks across heads that look the same)."""
-        return self.init_request(job)
-
-    #: ``job_view`` is a function of the job's init request alone (JobsOrderByQueues then
-    #: needs no view check between jobs a look-alike relation says share their init request)
-    job_view.reads_init_request = True
+    #: What ``compare`` reads from a head job: its init request (JobsOrderByQueues keeps its
+    #: picks across heads that look the same). A function of the init request alone
+    #: (JobsOrderByQueues then needs no view check between jobs a look-alike relation says
+    #: share their init request).
+    job_view = init_request
+    init_request.reads_init_request = True
 
     def total_over(self, queues) -> bool:
         """True when ``compare`` is a total preorder over these queues whatever their head

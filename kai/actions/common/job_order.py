@@ -91,6 +91,9 @@ def job_view_fn(ssn):
     return lambda job: tuple(v(job) for v in views)
 
 
+_UNKNOWN = object()          # not in a dict of picks (a kept pick may be None: no work)
+
+
 class JobsOrderByQueues:
     def __init__(self, ssn, jobs: list[PodGroupInfo], depth: int | None = None,
                  sorted_leaves: dict[str, list] | None = None, runs: dict | None = None,
@@ -113,6 +116,10 @@ class JobsOrderByQueues:
         it picks live from where it stands."""
         self.ssn = ssn
         self.tree = ssn.queues
+        #: name -> QueueInfo lookup of the tree (its dict's own ``get`` when it has one: no
+        #: Python frame per lookup on the pop path)
+        queues = getattr(self.tree, "queues", None)
+        self._queue = queues.get if isinstance(queues, dict) else self.tree.get
         self._counter = itertools.count()
         self.leaves: dict[str, list] = {}
         self.depth = depth
@@ -343,7 +350,8 @@ class JobsOrderByQueues:
         entries = self.leaves.get(queue)
         if not entries or self._pos.get(queue, 0) >= len(entries):
             return False
-        return self.depth is None or self.popped.get(queue, 0) < self.depth
+        depth = self.depth
+        return depth is None or self.popped.get(queue, 0) < depth
 
     # ------------------------------------------------------------------ queue
     def push(self, job: PodGroupInfo) -> None:
@@ -366,18 +374,23 @@ class JobsOrderByQueues:
 
     def _pick_in(self, queue: str):
         """(QueueInfo of ``queue``, its best job, the leaf holding it), or None."""
-        q = self.tree.get(queue)
+        q = self._queue(queue)
         if q is None:
             return None
-        if q.is_leaf:
-            if not self._leaf_open(queue):
+        if not q.children:                      # a leaf (``QueueInfo.is_leaf``, inlined)
+            entries = self.leaves.get(queue)    # ``_leaf_open``, inlined (the pop path)
+            if not entries:
                 return None
-            entries = self.leaves[queue]
-            return q, entries[self._pos.get(queue, 0)][2], queue
+            pos = self._pos.get(queue, 0)
+            if pos >= len(entries):
+                return None
+            depth = self.depth
+            if depth is not None and self.popped.get(queue, 0) >= depth:
+                return None
+            return q, entries[pos][2], queue
         if USE_CACHE:
-            if queue in self._best:
-                best = self._best[queue]
-            else:
+            best = self._best.get(queue, _UNKNOWN)
+            if best is _UNKNOWN:
                 best = self._best[queue] = self._pick_key(queue)
         else:
             best = self._pick(self._active.get(queue, ()))
@@ -475,13 +488,14 @@ class JobsOrderByQueues:
             if self.ssn.alloc_events == self._trace_events:
                 return self._replay_pop()
             self._go_live()
-        self._check_events()
+        if self.ssn.alloc_events != self._events:
+            self._check_events()
         if not USE_CACHE:
             best = self._pick(self._active.get("", ()))
-        elif "" in self._best:
-            best = self._best[""]
         else:
-            best = self._best[""] = self._pick_key("")
+            best = self._best.get("", _UNKNOWN)
+            if best is _UNKNOWN:
+                best = self._best[""] = self._pick_key("")
         trace = self.trace
         if trace is not None and self.ssn.alloc_events != self._trace_events:
             trace = self.trace = None

@@ -58,7 +58,8 @@ def alike_key(task) -> bytes | None:
     meta = pod.metadata
     ann = meta.annotations
     if ann and _GROUP in ann:
-        ann = {k: v for k, v in ann.items() if k != _GROUP}
+        ann = dict(ann)                 # (a copy and a delete: cheaper than filtering)
+        del ann[_GROUP]
     key = _encode((task.namespace, task.invalid_reason, status.nominated_node_name or "", meta.labels, ann, spec))
     got = _INTERN.get(key)
     if got is None:
