@@ -398,6 +398,8 @@ class JobsOrderByQueues:
 
     def _pick(self, names):
         """The child that goes first under the session's queue order: (QueueInfo, head job, leaf)."""
+        if len(names) == 1:
+            return self._pick_in(names[0])
         best = None
         compare = self.ssn.queue_compare
         for name in names:
@@ -426,11 +428,11 @@ class JobsOrderByQueues:
                 if cand is not None:
                     return cand
             return None
-        walks = self._walks[key] = self._walks.get(key, 0) + 1
         best = self._pick(names)
-        if (walks >= 2 and len(names) >= SORT_MIN_CHILDREN and self._total is not None
-                and self._total([self.tree.get(n) for n in names])):
-            self._sort_children(key, names)
+        if len(names) >= SORT_MIN_CHILDREN and self._total is not None:
+            walks = self._walks[key] = self._walks.get(key, 0) + 1
+            if walks >= 2 and self._total([self.tree.get(n) for n in names]):
+                self._sort_children(key, names)
         return best
 
     def _compare_cands(self, a, b) -> int:

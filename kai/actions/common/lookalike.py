@@ -22,6 +22,7 @@ from __future__ import annotations
 import msgspec
 
 from kai.api import constants as C
+from kai.api.k8s import Pod
 
 _PENDING = C.PodStatus.PENDING
 _GROUP = C.POD_GROUP_ANNOTATION
@@ -49,9 +50,14 @@ def alike_key(task) -> bytes | None:
     if key is not False:
         return key
     pod = task.pod
-    spec = getattr(pod, "spec", None)
-    status = getattr(pod, "status", None)
-    if (spec is None or status is None or getattr(status, "resource_claim_statuses", None)
+    if pod.__class__ is Pod:                # (the common case: plain attribute reads)
+        spec, status = pod.spec, pod.status
+        claimed = status.resource_claim_statuses
+    else:
+        spec = getattr(pod, "spec", None)
+        status = getattr(pod, "status", None)
+        claimed = getattr(status, "resource_claim_statuses", None)
+    if (spec is None or status is None or claimed
             or ((spec.resource_claims or spec.volumes) and _owns_per_pod_objects(spec))):
         task.alike_key = None
         return None
