@@ -49,6 +49,7 @@ from kai.plugins.queue_order import QueueOrder
 from kai.plugins.restrictnodes import capacity_masks
 
 _COLS = np.array([GPU, CPU, MEMORY], dtype=np.intp)
+_PENDING = C.PodStatus.PENDING
 
 
 class JobFigures:
@@ -310,6 +311,17 @@ class Proportion(Plugin):
             return (ag, ac, am, 0.0, 0.0, 0.0, ag + pg, ac + pc, am + pm, kai_g, kai_c, kai_m)
         return (ag, ac, am, ag, ac, am, ag + pg, ac + pc, am + pm, kai_g, kai_c, kai_m)
 
+    def _lone_pending_figures(self, job) -> tuple | None:
+        """``_job_figures`` of a job whose one pod is pending without GPU sharing (a
+        single-pod job in a backlog): its quota vector as the request, nothing else (the
+        same sums: 0.0 + x is x). None for any other job."""
+        for t in job.tasks.values():
+            if len(job.tasks) == 1 and t.status == _PENDING and t.gpu_sharing is None:
+                g, c, m = self.quota_of(t)
+                return (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0 + g, 0.0 + c, 0.0 + m, 0.0, 0.0, 0.0)
+            return None
+        return None
+
     def _walk_jobs(self, ssn):
         """Per-leaf allocated / non-preemptible / request rows, and the [gpu, cpu, memory]
         charged on ready nodes by kai's own on-node tasks.
@@ -339,32 +351,24 @@ class Proportion(Plugin):
             if incremental:
                 ssn.memory.proportion_jobs = fig
             changed = list(ssn.jobs)
+            fresh = True                    # no job has figures to drop
         else:
             changed = state.changed_since(fig.seq)
+            fresh = False
         position = state.job_position if incremental else {k: i for i, k in enumerate(ssn.jobs)}.get
         rows: list[tuple] = []
         jobs = ssn.jobs
-        pending = C.PodStatus.PENDING
-        quota_of = self.quota_of
+        lone_pending = self._lone_pending_figures
         for key in changed:
-            fig.drop(key)
+            if not fresh:
+                fig.drop(key)
             job = jobs.get(key)
             slot = position(key)
             if job is not None and slot is not None:
-                tasks = job.tasks
-                if len(tasks) == 1:
-                    # one pod, pending, no GPU sharing (a single-pod job in a backlog):
-                    # ``_job_figures``' answer is its quota vector as the request
-                    for t in tasks.values():
-                        if t.status == pending and t.gpu_sharing is None:
-                            g, c, m = quota_of(t)
-                            rows.append((key, slot, job.queue, (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0 + g, 0.0 + c,
-                                                                0.0 + m, 0.0, 0.0, 0.0)))
-                            break
-                    else:
-                        rows.append((key, slot, job.queue, self._job_figures(job, ready, by_name, mig_cols)))
-                    continue
-                rows.append((key, slot, job.queue, self._job_figures(job, ready, by_name, mig_cols)))
+                got = lone_pending(job) if len(job.tasks) == 1 else None
+                if got is None:
+                    got = self._job_figures(job, ready, by_name, mig_cols)
+                rows.append((key, slot, job.queue, got))
         if rows:
             keys, slots, queues, values = zip(*rows)
             fig.put_many(list(keys), list(slots), list(queues), list(values))   # one assignment

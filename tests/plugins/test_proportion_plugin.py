@@ -296,3 +296,34 @@ def test_job_figures_follow_changes_as_a_fresh_walk():
             assert kept.shares.total.tolist() == fresh.shares.total.tolist()
             kept.close()
             fresh.close()
+
+
+def test_lone_pending_figures_are_the_full_walks():
+    """The shortcut for a job of one pending pod gives ``_job_figures``' tuple, value for
+    value, and declines every other job."""
+    import random
+
+    from kai.api.constants import PodStatus
+    from kai.config import default_config
+    from kai.scheduler import RecordingCache, Scheduler
+    from kai.sim.simulator import build_state
+    from kai.sim.synthetic import mixed_cluster
+
+    checked = 0
+    for seed in range(10):
+        rng = random.Random(seed)
+        state = build_state(mixed_cluster(seed, rng.randint(2, 6), rng.randint(5, 40)))
+        ssn = Scheduler(state, default_config()).open_session(RecordingCache(state), 1_704_070_800.0)
+        plugin = next(p for p in ssn.plugins if isinstance(p, Proportion))
+        nodes = state.nodes
+        ready = nodes.in_use.astype(bool) & ~nodes.not_ready.astype(bool)
+        for job in ssn.jobs.values():
+            got = plugin._lone_pending_figures(job)
+            tasks = list(job.tasks.values())
+            lone = len(tasks) == 1 and tasks[0].status == PodStatus.PENDING and tasks[0].gpu_sharing is None
+            assert (got is not None) == lone
+            if got is not None:
+                checked += 1
+                assert got == plugin._job_figures(job, ready, nodes.by_name, plugin.mig_cols)
+        ssn.close()
+    assert checked
