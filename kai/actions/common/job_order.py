@@ -135,6 +135,11 @@ class JobsOrderByQueues:
         #: comparisons along one path, not among every queue with work.
         self._best: dict[str, tuple | None] = {}
         self._events = ssn.alloc_events
+        #: (leaf, job) of the last live pop while its leaf stays open: what the picks along the
+        #: leaf's path owe that pop (carried to the new head, or dropped), settled when next
+        #: read (``_settle``); after an allocation event every pick is dropped anyway, and
+        #: after a pop that placed something one comes before the next pop
+        self._advanced: tuple | None = None
         self._view = job_view_fn(ssn)
         self._total = total_order_fn(ssn)
         #: inner queue key -> its children with work, sorted by the queue order (kept only
@@ -357,6 +362,8 @@ class JobsOrderByQueues:
     def push(self, job: PodGroupInfo) -> None:
         if self._replay is not None:
             self._go_live()
+        if self._advanced is not None:
+            self._settle()
         self.trace = None
         if job.queue not in self._owned:
             self._owned.add(job.queue)
@@ -369,6 +376,8 @@ class JobsOrderByQueues:
 
     def _head(self, queue: str) -> PodGroupInfo | None:
         """Best job under ``queue`` (leaf: its first job; inner: best child's head)."""
+        if self._advanced is not None:
+            self._settle()
         got = self._pick_in(queue)
         return got[1] if got else None
 
@@ -485,11 +494,29 @@ class JobsOrderByQueues:
             self._off = 0
         return self.leaves[name][pos][2]
 
+    def _settle(self) -> None:
+        """Settle what the last pop owes the picks along its leaf's path (``_advanced``): with
+        no allocation event since, carry them to the leaf's new head when it looks the same
+        to the queue order, else drop them; after an event, nothing (``_check_events`` drops
+        every pick before the next is read). The views are as at the pop: no event, no
+        status moved."""
+        name, job = self._advanced
+        self._advanced = None
+        if self.ssn.alloc_events != self._events:
+            return
+        head = self.leaves[name][self._pos.get(name, 0)][2]
+        if self._view(head) == self._view(job):
+            self._carry(name, head)
+        else:
+            self._forget_path(name)
+
     def pop(self) -> PodGroupInfo | None:
         if self._replay is not None:
             if self.ssn.alloc_events == self._trace_events:
                 return self._replay_pop()
             self._go_live()
+        if self._advanced is not None:
+            self._settle()
         if self.ssn.alloc_events != self._events:
             self._check_events()
         if not USE_CACHE:
@@ -518,8 +545,8 @@ class JobsOrderByQueues:
         self._pos[name] = pos + 1
         if not self._leaf_open(name):
             self._deactivate(name)
-        elif USE_CACHE and self._view is not None and self._view(entries[pos + 1][2]) == self._view(job):
-            self._carry(name, entries[pos + 1][2])
+        elif USE_CACHE and self._view is not None:
+            self._advanced = (name, job)            # carried or dropped when next read
         else:
             self._forget_path(name)
         return job
@@ -534,6 +561,8 @@ class JobsOrderByQueues:
         ``job``'s leaf again and again (its picks carried, no allocation event) for as long
         as the next job looks the same to the queue order; this stops at the first job that
         is not alike, looks different, or lies past the leaf's depth."""
+        if self._advanced is not None:
+            self._settle()
         replaying = self._replay is not None and self.ssn.alloc_events == self._trace_events
         if not replaying and (not USE_CACHE or self._view is None or self.ssn.alloc_events != self._events):
             return 0
