@@ -165,16 +165,20 @@ class Proportion(Plugin):
         return v
 
     def quota_of(self, task) -> tuple[float, float, float]:
-        """``quota_vector`` as a plain tuple; memoized per task for tasks without GPU sharing
-        (theirs depends only on the request), computed each time for the others."""
-        got = self._quota.get(task.uid)
-        if got is not None:
-            return got
-        gs = task.gpu_sharing
-        if gs is not None:
+        """``quota_vector`` as a plain tuple; memoized for tasks without GPU sharing, whose
+        vector depends only on the request array and the DRA GPUs (pods with equal requests
+        share one array: a few entries, not one per pod), computed each time for the others."""
+        if task.gpu_sharing is not None:
             return tuple(float(x) for x in self.quota_vector(task))
-        got = self._quota[task.uid] = quota_tuple(task, self.mig_cols)
-        return got
+        req = task.req
+        dra = task.dra_gpus
+        key = id(req) if not dra else (id(req), dra)
+        got = self._quota.get(key)
+        if got is not None and got[0] is req:          # (the entry holds its array: ids stay unique)
+            return got[1]
+        value = quota_tuple(task, self.mig_cols)
+        self._quota[key] = (req, value)
+        return value
 
     def memory_gpus(self, task) -> float:
         """GPUs a gpu-memory task counts for, as in KAI: on a node, its accepted portion
@@ -201,7 +205,8 @@ class Proportion(Plugin):
     def on_session_open(self, ssn) -> None:
         #: (column, g) of every MIG resource: a MIG instance counts as g GPUs (KAI GetGpusQuota)
         self.mig_cols = ssn.registry.mig_columns()
-        self._quota: dict[str, tuple[float, float, float]] = {}
+        #: id(request array) (and DRA GPUs) -> (the array, its quota tuple); see ``quota_of``
+        self._quota: dict = {}
         self._bounded: dict[str, tuple[bool, bool]] = {}
         self._nodes = ssn.state.nodes
         self.min_gpu_memory = _min_node_gpu_memory_mib(ssn)
