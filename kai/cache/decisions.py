@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from kai.cache.cluster_state import ClusterState
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     """One binding, pipeline or eviction: pod key ``ns/name``, node, shared-GPU groups."""
     pod: str
