@@ -265,9 +265,13 @@ class QueueOrder:
             return 0 if li is None and ri is None else (1 if li is None else -1)
         rows = self.rows
         if rows is not None and not lv and not rv:
-            # rules 1-7 compiled (kai._fast.queueview, the same rules as below), then 8
-            l0, l1, l2 = self.init_request(lj)
-            r0, r1, r2 = self.init_request(rj)
+            # rules 1-7 compiled (kai._fast.queueview, the same rules as below), then 8;
+            # the init requests from their memo when there (``init_request``, inlined)
+            req = self._req
+            got = req.get(lj.key) if lj is not None else _ZERO
+            l0, l1, l2 = got if got is not None else self.init_request(lj)
+            got = req.get(rj.key) if rj is not None else _ZERO
+            r0, r1, r2 = got if got is not None else self.init_request(rj)
             got = rows.compare(li, ri, l0, l1, l2, r0, r1, r2, lq.priority, rq.priority)
             if got:
                 return got
