@@ -276,7 +276,11 @@ class Session:
         key = job.key
         got = keys.get(key)
         if got is None or key in self.touched_jobs:
-            got = tuple([fn(job) for fn in self.job_order_keys]) + (job.creation, job.uid)
+            fns = self.job_order_keys
+            if len(fns) == 2:               # the default plugins' two (priority, elastic)
+                got = (fns[0](job), fns[1](job), job.creation, job.uid)
+            else:
+                got = tuple([fn(job) for fn in fns]) + (job.creation, job.uid)
             if key not in self.touched_jobs:
                 keys[key] = got
         return got
