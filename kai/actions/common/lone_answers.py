@@ -26,6 +26,12 @@ from kai.actions.common.lookalike import alike_key
 #: False: every job asks the hooks (the reference the tests compare the memo with)
 USE_MEMO = True
 _MEMO = "lone_answers"
+#: after this many lookups in a session, the memo stays on only if at least one in
+#: ``_MIN_HIT_SHARE`` found a kept answer: pods that are all different (single-pod Jobs carry
+#: their own ``job-name`` and ``controller-uid`` labels) would pay a look-alike key each and
+#: never reuse one
+_TRIAL = 256
+_MIN_HIT_SHARE = 4
 
 
 class LoneAnswer:
@@ -50,6 +56,8 @@ class LoneAnswers:
                  *ssn.node_predicates]
         self.usable = USE_MEMO and all(getattr(h, "alike_stable", False) for h in hooks)
         self.answers: dict[tuple, LoneAnswer] = {}
+        self.lookups = 0
+        self.hits = 0
 
     @staticmethod
     def class_key(job, task) -> tuple | None:
@@ -62,10 +70,17 @@ class LoneAnswers:
                 job.scheduling_backoff)
 
     def get(self, key: tuple) -> LoneAnswer | None:
-        """The class's kept answer, if still valid at the session's predicate epoch."""
+        """The class's kept answer, if still valid at the session's predicate epoch. After
+        ``_TRIAL`` lookups with fewer than one in ``_MIN_HIT_SHARE`` found, the memo turns
+        itself off for the session (``usable``): the keys would cost more than they save.
+        That changes only time, never an answer."""
+        self.lookups += 1
         got = self.answers.get(key)
         if got is not None and got.epoch == self.ssn.predicate_epoch():
+            self.hits += 1
             return got
+        if self.lookups == _TRIAL and self.hits * _MIN_HIT_SHARE < self.lookups:
+            self.usable = False
         return None
 
     def keep(self, key: tuple, mask) -> LoneAnswer:

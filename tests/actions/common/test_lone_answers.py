@@ -135,3 +135,27 @@ def test_an_answer_is_not_used_after_the_predicate_epoch_moves():
     assert memo.get(key) is not None
     memo.answers[key].epoch = (-1, -1)          # as after a pod carrying terms was placed
     assert memo.get(key) is None
+
+
+def test_the_memo_turns_itself_off_when_pods_never_look_alike():
+    """Every pod different (a label of its own, as a Job's pods have): after the trial
+    lookups find almost nothing, no more look-alike keys are made this session, and the
+    decisions are those of asking every job."""
+    def unique_state():
+        state = _state(11, running=False)
+        for i, task in enumerate(t for j in state.jobs.values() for t in j.tasks.values()):
+            task.pod.metadata.labels = {**task.pod.metadata.labels, "job-name": f"j{i}"}
+            task.alike_key = False
+        return state
+
+    memo_mod._TRIAL, trial = 8, memo_mod._TRIAL
+    try:
+        state = unique_state()
+        ssn = _session(state)
+        Allocate().execute(ssn)
+        memo = lone_answers(ssn)
+        assert memo.lookups == 8 and not memo.usable
+        keyed = sum(1 for j in state.jobs.values() for t in j.tasks.values() if t.alike_key is not False)
+        assert keyed <= 8 + 1
+    finally:
+        memo_mod._TRIAL = trial
