@@ -136,7 +136,7 @@ class Session:
         "reclaim_victim_filter_fns", "preempt_victim_filter_fns", "reclaim_scenario_validator_fns",
         "preempt_scenario_validator_fns", "shares", "shared_gpu_allocator", "gpu_order",
         "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts", "_applying", "_req_cols", "pending_jobs", "touched_jobs", "alloc_events",
-        "capacity_by_request", "lone_classes", "_chunks", "action_memo", "_order_keys",
+        "capacity_by_request", "lone_classes", "_chunks", "action_memo", "_order_keys", "_applies_groups",
     )
 
     #: answer runs of placements from lazy node queues when no plugin scores nodes; a class-wide
@@ -253,6 +253,9 @@ class Session:
         self.pod_counts = None
         #: task uid -> (predicate epoch, node predicates that apply to it); see ``predicates_for``
         self._applying: dict[str, tuple[tuple, tuple]] = {}
+        #: (node predicates it was made from, [(applies fn, predicates sharing it)]): see
+        #: ``predicates_for``
+        self._applies_groups: tuple = ((), [])
         self._req_cols: dict[bytes, np.ndarray] = {}
         #: (id(mask), request bytes, allow_pipeline) -> LoneClass (see ``lone_class``)
         self.lone_classes: dict[tuple, LoneClass] = {}
@@ -376,9 +379,29 @@ class Session:
         got = self._applying.get(task.uid)
         if got is not None and got[0] == epoch:
             return got[1]
-        preds = tuple([p for p in self.node_predicates if p.applies(task)])
+        made_from, groups = self._applies_groups
+        if made_from != self.node_predicates:
+            groups = self._group_applies()
+        preds: list = []
+        for applies, members in groups:
+            if applies(task):
+                preds.extend(members)
+        preds = tuple(preds)
         self._applying[task.uid] = (epoch, preds)
         return preds
+
+    def _group_applies(self) -> list:
+        """Consecutive node predicates that share one ``applies`` (the very same callable, as
+        kube-scheduler's four volume filters share the volume session's test), asked once."""
+        groups: list = []
+        for p in self.node_predicates:
+            fn = p.applies
+            if groups and groups[-1][0] is fn:
+                groups[-1][1].append(p)
+            else:
+                groups.append((fn, [p]))
+        self._applies_groups = (list(self.node_predicates), groups)
+        return groups
 
     def placed_one_at_a_time(self, task: PodInfo) -> bool:
         """True when a predicate's answer for ``task`` moves with every placement (no runs).
