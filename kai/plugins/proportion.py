@@ -320,12 +320,13 @@ class Proportion(Plugin):
         """``_job_figures`` of a job whose one pod is pending without GPU sharing (a
         single-pod job in a backlog): its quota vector as the request, nothing else (the
         same sums: 0.0 + x is x). None for any other job."""
-        for t in job.tasks.values():
-            if len(job.tasks) == 1 and t.status == _PENDING and t.gpu_sharing is None:
-                g, c, m = self.quota_of(t)
-                return (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0 + g, 0.0 + c, 0.0 + m, 0.0, 0.0, 0.0)
+        if len(job.tasks) != 1:
             return None
-        return None
+        t = next(iter(job.tasks.values()))
+        if t.status != _PENDING or t.gpu_sharing is not None:
+            return None
+        g, c, m = self.quota_of(t)
+        return (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0 + g, 0.0 + c, 0.0 + m, 0.0, 0.0, 0.0)
 
     def _walk_jobs(self, ssn):
         """Per-leaf allocated / non-preemptible / request rows, and the [gpu, cpu, memory]
@@ -370,7 +371,7 @@ class Proportion(Plugin):
             job = jobs.get(key)
             slot = position(key)
             if job is not None and slot is not None:
-                got = lone_pending(job) if len(job.tasks) == 1 else None
+                got = lone_pending(job)
                 if got is None:
                     got = self._job_figures(job, ready, by_name, mig_cols)
                 rows.append((key, slot, job.queue, got))

@@ -351,12 +351,18 @@ class JobsOrderByQueues:
             best[key] = (got[0], cand[1], cand[2])
         return True
 
-    def _leaf_open(self, queue: str) -> bool:
+    def _leaf_head(self, queue: str) -> PodGroupInfo | None:
+        """The leaf's next job, None when it has none left or reached its depth."""
         entries = self.leaves.get(queue)
-        if not entries or self._pos.get(queue, 0) >= len(entries):
-            return False
-        depth = self.depth
-        return depth is None or self.popped.get(queue, 0) < depth
+        if not entries:
+            return None
+        pos = self._pos.get(queue, 0)
+        if pos >= len(entries) or (self.depth is not None and self.popped.get(queue, 0) >= self.depth):
+            return None
+        return entries[pos][2]
+
+    def _leaf_open(self, queue: str) -> bool:
+        return self._leaf_head(queue) is not None
 
     # ------------------------------------------------------------------ queue
     def push(self, job: PodGroupInfo) -> None:
@@ -386,17 +392,9 @@ class JobsOrderByQueues:
         q = self._queue(queue)
         if q is None:
             return None
-        if not q.children:                      # a leaf (``QueueInfo.is_leaf``, inlined)
-            entries = self.leaves.get(queue)    # ``_leaf_open``, inlined (the pop path)
-            if not entries:
-                return None
-            pos = self._pos.get(queue, 0)
-            if pos >= len(entries):
-                return None
-            depth = self.depth
-            if depth is not None and self.popped.get(queue, 0) >= depth:
-                return None
-            return q, entries[pos][2], queue
+        if q.is_leaf:
+            head = self._leaf_head(queue)
+            return None if head is None else (q, head, queue)
         if USE_CACHE:
             best = self._best.get(queue, _UNKNOWN)
             if best is _UNKNOWN:
