@@ -14,6 +14,7 @@ import pytest
 from kai.api.k8s import Node, Pod, PodGroup, Queue
 from kai.api.storage import ConfigMap, ConfigMapMeta
 from kai.cache.kubeclient import KubeClient, load_kubeconfig
+from kai.cache.status import COMPONENT
 from kai.config import default_config
 from kai.controller.main import Controller
 from kai.testing.controlplane import fake_node_manifest
@@ -169,9 +170,11 @@ def test_bad_nodes_do_not_stop_start_up_and_the_rest_is_scheduled(client, contro
         ctl.status.drain()
 
         def reasons(node):
+            # only kai's: the node lifecycle controller adds its own (a Normal ``RegisteredNode``)
             evs = client.get("/api/v1/namespaces/default/events",
                              params={"fieldSelector": f"involvedObject.name={node}"})["items"]
-            return [(e["reason"], e["type"], e["message"]) for e in evs]
+            return [(e["reason"], e["type"], e["message"]) for e in evs
+                    if (e.get("source") or {}).get("component") == COMPONENT]
         _wait(lambda: reasons(huge) and reasons(many), what="InvalidObject events")
         (reason, etype, message), = reasons(huge)
         assert reason == "InvalidObject" and etype == "Warning" and f"Node {huge}" in message and "10e399" in message
