@@ -16,6 +16,7 @@ from collections import defaultdict
 import numpy as np
 
 from kai.api import constants as C
+from kai.api.alike_key import alike_key
 from kai.api.k8s import Node, Pod, PodGroup, PriorityClass, Queue, Topology
 from kai.api.pod_info import PodInfo
 from kai.api.podgroup_info import PodGroupInfo, subgroup_tree_error
@@ -275,7 +276,7 @@ class ClusterState:
         cols: list[int] = []                     # their node columns
         shared: list[tuple[PodInfo, object]] = []  # fraction pods among them, with their NodeInfo
         pg_annotation = C.POD_GROUP_ANNOTATION
-        on_node, releasing_flag = C.ON_NODE, S.RELEASING
+        on_node, releasing_flag, pending = C.ON_NODE, S.RELEASING, S.PENDING
         run: list[PodInfo] = []                  # consecutive pods of ``run_job``
         run_job = None
         run_ns = run_name = None
@@ -320,6 +321,8 @@ class ClusterState:
                         shared.append((p, last_info))
             if not ours:
                 continue
+            if not node and status == pending:
+                alike_key(p)                    # (made here, where the pod is still in cache)
             pg_name = pod.metadata.annotations.get(pg_annotation)
             if not pg_name:
                 self._attach(p)
@@ -502,6 +505,8 @@ class ClusterState:
             if occupies:
                 self._charge(p)
         if ours:
+            if not p.node_name and p.status == S.PENDING:
+                alike_key(p)        # a cycle only reads it (kai.api.alike_key)
             self._attach(p)
         return p
 

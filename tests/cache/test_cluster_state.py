@@ -386,6 +386,28 @@ def test_bulk_load_is_the_state_of_one_event_at_a_time():
     assert keys == one.changed_since(0) and set(keys) == set(one.jobs)
 
 
+@pytest.mark.parametrize("bulk", [False, True])
+def test_pending_pods_of_its_scheduler_get_their_look_alike_key_when_filed(bulk):
+    """The look-alike key is made when a pending pod of this scheduler is filed (so a cycle only
+    reads it), the same key ``alike_key`` makes on demand; not for pods on nodes or others'."""
+    from kai.api.alike_key import alike_key
+    from kai.api.pod_info import PodInfo
+    pods = [pod("a"), pod("b"), pod("r", node_name="n1"), pod("o", scheduler="default-scheduler", pg="")]
+    st = ClusterState()
+    if bulk:
+        st.load([node("n1")], [podgroup()], pods)
+    else:
+        st.upsert_node(node("n1"))
+        st.upsert_podgroup(podgroup())
+        for p in pods:
+            st.upsert_pod(p)
+    a, b, r = (st.pods[f"uid-{n}"] for n in "abr")
+    assert "uid-o" not in st.pods
+    assert isinstance(a.alike_key, bytes) and a.alike_key == alike_key(PodInfo(pods[0], st.registry))
+    assert b.alike_key is a.alike_key           # copies (only their names differ): one interned key
+    assert r.alike_key is False                 # running: never asked
+
+
 def test_compact_pod_deleted_and_evicted_uncharges_what_it_charged():
     from kai.api.k8s import decode_pod
     nodes, pgs, pods, queues = _objects(decode_pod)

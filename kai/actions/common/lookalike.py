@@ -19,61 +19,10 @@ placed, so every test here errs towards "different".
 """
 from __future__ import annotations
 
-import msgspec
-
 from kai.api import constants as C
-from kai.api.k8s import Pod
+from kai.api.alike_key import alike_key
 
 _PENDING = C.PodStatus.PENDING
-_GROUP = C.POD_GROUP_ANNOTATION
-_encode = msgspec.json.Encoder().encode
-#: equal keys share one bytes object (memory only: keys are compared by value); bounded,
-#: forgotten whole when full
-_INTERN: dict[bytes, bytes] = {}
-_INTERN_MAX = 4096          # x a key of a few KB: a few MB at most
-
-
-def _owns_per_pod_objects(spec) -> bool:
-    if spec.resource_claims:
-        return True
-    return any(v.ephemeral is not None for v in spec.volumes)
-
-
-def alike_key(task) -> bytes | None:
-    """Everything a decision reads from a pending pod, as bytes: equal keys mean
-    interchangeable pods (namespace, invalid reason, the whole spec, labels, annotations but
-    the PodGroup's name, nominated node). None: never a look-alike (a pod that owns per-pod
-    objects, has resource claim statuses, or is not a full Pod). Computed once per PodInfo (a
-    changed pod is a new PodInfo). Dicts are encoded in their order, so equal dicts in
-    another order give different keys: that errs towards "different"."""
-    key = task.alike_key
-    if key is not False:
-        return key
-    pod = task.pod
-    if pod.__class__ is Pod:                # (the common case: plain attribute reads)
-        spec, status = pod.spec, pod.status
-        claimed = status.resource_claim_statuses
-    else:
-        spec = getattr(pod, "spec", None)
-        status = getattr(pod, "status", None)
-        claimed = getattr(status, "resource_claim_statuses", None)
-    if (spec is None or status is None or claimed
-            or ((spec.resource_claims or spec.volumes) and _owns_per_pod_objects(spec))):
-        task.alike_key = None
-        return None
-    meta = pod.metadata
-    ann = meta.annotations
-    if ann and _GROUP in ann:
-        ann = dict(ann)                 # (a copy and a delete: cheaper than filtering)
-        del ann[_GROUP]
-    key = _encode((task.namespace, task.invalid_reason, status.nominated_node_name or "", meta.labels, ann, spec))
-    got = _INTERN.get(key)
-    if got is None:
-        if len(_INTERN) >= _INTERN_MAX:
-            _INTERN.clear()
-        _INTERN[key] = got = key
-    task.alike_key = got
-    return got
 
 
 def look_alike(a, b) -> bool:
