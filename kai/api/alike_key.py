@@ -27,12 +27,22 @@ def _owns_per_pod_objects(spec) -> bool:
     return any(v.ephemeral is not None for v in spec.volumes)
 
 
+def _intern(key: bytes) -> bytes:
+    got = _INTERN.get(key)
+    if got is None:
+        if len(_INTERN) >= _INTERN_MAX:
+            _INTERN.clear()
+        _INTERN[key] = got = key
+    return got
+
+
 def alike_key(task) -> bytes | None:
     """The key of ``task`` (a PodInfo): namespace, invalid reason, the whole spec, labels,
     annotations but the PodGroup's name, nominated node. None: never a look-alike (a pod that
     owns per-pod objects, has resource claim statuses, or is not a full Pod). Kept on the
-    PodInfo (``alike_key`` is False until made). Dicts are encoded in their order, so equal
-    dicts in another order give different keys: that errs towards "different"."""
+    PodInfo (``alike_key`` is False until made), with its label-blind part
+    (:func:`label_blind_key`). Dicts are encoded in their order, so equal dicts in another
+    order give different keys: that errs towards "different"."""
     key = task.alike_key
     if key is not False:
         return key
@@ -46,18 +56,24 @@ def alike_key(task) -> bytes | None:
         claimed = getattr(status, "resource_claim_statuses", None)
     if (spec is None or status is None or claimed
             or ((spec.resource_claims or spec.volumes) and _owns_per_pod_objects(spec))):
-        task.alike_key = None
+        task.alike_key = task.alike_blind = None
         return None
     meta = pod.metadata
     ann = meta.annotations
     if ann and _GROUP in ann:
         ann = dict(ann)                 # (a copy and a delete: cheaper than filtering)
         del ann[_GROUP]
-    key = _encode((task.namespace, task.invalid_reason, status.nominated_node_name or "", meta.labels, ann, spec))
-    got = _INTERN.get(key)
-    if got is None:
-        if len(_INTERN) >= _INTERN_MAX:
-            _INTERN.clear()
-        _INTERN[key] = got = key
-    task.alike_key = got
+    blind = task.alike_blind = _intern(_encode((task.namespace, task.invalid_reason,
+                                                status.nominated_node_name or "", ann, spec)))
+    # the labels after a NUL byte, which JSON never holds: one key per (blind part, labels)
+    got = task.alike_key = _intern(blind + b"\0" + _encode(meta.labels)) if meta.labels else blind
     return got
+
+
+def label_blind_key(task) -> bytes | None:
+    """``alike_key`` without the pod's labels: equal for pods that differ only in labels (a
+    single-pod Job's ``job-name`` and ``controller-uid``). Only for answers that do not read
+    the labels (``kai.framework.plugin.label_blind``)."""
+    if task.alike_key is False:
+        alike_key(task)
+    return task.alike_blind

@@ -237,7 +237,7 @@ class PodInfo:
     __slots__ = ("pod", "uid", "name", "namespace", "key", "job_key", "status", "node_name",
                  "req", "gpu_sharing", "gpu_groups", "_signature", "creation", "invalid_reason",
                  "task_priority", "subgroup", "is_virtual", "deleting", "constraints", "volume_plan",
-                 "dra_gpus", "dra", "alike_key")
+                 "dra_gpus", "dra", "alike_key", "alike_blind")
 
     def __init__(self, pod: Pod, registry: ResourceRegistry) -> None:
         # called for every listed pod (10^6 at start-up): module-level names, the shared
@@ -309,6 +309,7 @@ class PodInfo:
         #: what a look-alike pod shares with this one (kai.actions.common.lookalike): False
         #: until first asked
         self.alike_key: bytes | None | bool = False
+        self.alike_blind: bytes | None = None       # its label-blind part, made with it
         labels = meta.labels
         self.task_priority = 0
         self.subgroup = ""

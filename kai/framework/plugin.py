@@ -38,6 +38,18 @@ def alike_stable(hook):
     return hook
 
 
+def label_blind(hook):
+    """Declare, on a hook that keeps the look-alike contract (:func:`alike_stable`), that its
+    answer does not read the pod's labels while no pod carries inter-pod terms (the session's
+    ``predicate_epoch()`` is ``(0, 0)``): pods that differ only in labels then get the same
+    answer. Single-pod Jobs are such pods: each carries its own ``job-name`` and
+    ``controller-uid``. Allocate keys its kept answers without labels while every registered
+    hook declares this (kai.actions.common.lone_answers); a hook without it keeps the labels
+    in the key."""
+    hook.label_blind = True
+    return hook
+
+
 def register_plugin(cls):
     PLUGINS[cls.name] = cls
     return cls

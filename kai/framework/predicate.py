@@ -37,6 +37,9 @@ class NodePredicate:
     #: session's ``predicate_epoch`` is unchanged: a function of the pod's look-alike content,
     #: of session state placements do not change, and of the terms placed pods carry
     alike_stable = False
+    #: ``applies`` (and every answer given when it is False) does not read the pod's labels
+    #: while the predicate epoch is (0, 0) (kai.framework.plugin.label_blind)
+    label_blind = False
 
     def applies(self, task) -> bool:
         """Cheap test: does this predicate constrain ``task`` at all?"""

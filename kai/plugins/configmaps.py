@@ -71,6 +71,7 @@ class ConfigMapPredicate:
     name = "ConfigMap"
     #: the pod's references and namespace, against ConfigMaps a session does not change
     alike_stable = True
+    label_blind = True
 
     def __init__(self, store) -> None:
         self.store = store

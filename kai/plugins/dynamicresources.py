@@ -34,7 +34,7 @@ import numpy as np
 from kai.api import constants as C
 from kai.cache.dra_store import DraStore
 from kai.dra.allocator import DraAllocation, DraRequest
-from kai.framework.plugin import Plugin, alike_stable, register_plugin
+from kai.framework.plugin import Plugin, alike_stable, label_blind, register_plugin
 from kai.framework.predicate import PIPELINE_ONLY, NodePredicate
 
 S = C.PodStatus
@@ -47,6 +47,7 @@ class ClaimsPredicate(NodePredicate):
     name = "DynamicResources"
     per_task = True        # every placement takes devices: the next task needs a fresh mask
     alike_stable = True    # applies: the pod's resourceClaims
+    label_blind = True
 
     def __init__(self, ssn, store: DraStore) -> None:
         self.ssn = ssn
@@ -251,6 +252,7 @@ class ClaimsPredicate(NodePredicate):
         return any(rel[r] for c in got.claims for r in c.rows if r >= 0)
 
 
+@label_blind
 @alike_stable
 def unconfigured_guard(task, job) -> str | None:
     """Registered by ``predicates`` when the config leaves ``dynamicresources`` out: a pod with

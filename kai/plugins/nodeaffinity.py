@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kai.framework.plugin import alike_stable
+from kai.framework.plugin import alike_stable, label_blind
 from kai.plugins.podaffinity import K8S_PLUGINS_SCORE
 
 
@@ -18,6 +18,7 @@ def preferred_node_affinity(ssn):
     table = ssn.state.nodes
     n = ssn.allocatable.shape[1]
 
+    @label_blind
     @alike_stable               # the pod's terms over fixed node labels, within the mask given
     def score(task, job, mask: np.ndarray) -> np.ndarray | None:
         aff = task.pod.spec.affinity

@@ -25,6 +25,7 @@ def _conflicts(a_ip: str, b_ip: str) -> bool:
 class NodePorts(NodePredicate):
     name = "NodePorts"
     alike_stable = True         # applies: the pod's host ports
+    label_blind = True
 
     def __init__(self, ssn) -> None:
         self.ssn = ssn

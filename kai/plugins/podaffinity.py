@@ -43,6 +43,8 @@ class _Terms(NodePredicate):
     #: applies: P's own terms, and the terms carried at the predicate epoch that match P's
     #: namespace (and its labels) and labels
     alike_stable = True
+    #: the pod's labels are read only against carried terms, which exist only past epoch (0, 0)
+    label_blind = True
 
     def __init__(self, ssn) -> None:
         self.ssn = ssn

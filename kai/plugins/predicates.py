@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from kai.api.resources import format_resource
-from kai.framework.plugin import Plugin, alike_stable, register_plugin
+from kai.framework.plugin import Plugin, alike_stable, label_blind, register_plugin
 from kai.plugins import volumebinding
 from kai.plugins.configmaps import ConfigMapPredicate
 from kai.plugins.dynamicresources import unconfigured_guard
@@ -38,6 +38,7 @@ class Predicates(Plugin):
 
         fits_somewhere: set[bytes] = set()      # requests no larger than the largest node, per column
 
+        @label_blind
         @alike_stable               # the pod's invalid reason and request against fixed node sizes
         def pre_predicate(task, job):
             if task.invalid_reason:

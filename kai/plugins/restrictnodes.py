@@ -54,6 +54,7 @@ class RestrictNodeScheduling(NodePredicate):
         self.mig_cols = ssn.registry.mig_columns()
 
     alike_stable = True         # applies to every pod
+    label_blind = True
 
     def applies(self, task) -> bool:
         return True

@@ -38,7 +38,7 @@ import numpy as np
 
 from kai.api import constants as C
 from kai.api.resources import CPU, GPU, MEMORY, PODS
-from kai.framework.plugin import Plugin, alike_stable, register_plugin
+from kai.framework.plugin import Plugin, alike_stable, label_blind, register_plugin
 
 S = C.PodStatus
 TOPOLOGY_SCORE = 10_000.0          # KAI scores.Topology
@@ -158,6 +158,7 @@ class TopologyPlugin(Plugin):
     # ------------------------------------------------------------------ node order
     # Both fns keep the look-alike contract: a single-pod job has no SubGroups and no topology
     # constraint (``PodGroupInfo.lone_task``), and to such a job both answer None.
+    @label_blind
     @alike_stable
     def node_order(self, task, job, mask):
         if not self.scores or self._scores_job != job.key:
@@ -172,6 +173,7 @@ class TopologyPlugin(Plugin):
         return None
 
     # ------------------------------------------------------------------ subset nodes
+    @label_blind
     @alike_stable
     def subset_nodes(self, job, sg, podsets, tasks, node_set):
         if self._scores_job != job.key or sg.parent is None:

@@ -33,6 +33,7 @@ MISSING_KEY_REASON = "node(s) didn't match pod topology spread constraints (miss
 
 class TopologySpread(NodePredicate):
     alike_stable = True         # applies: the pod's spread constraints
+    label_blind = True          # (its labels count only for a pod with constraints, which applies)
     name = "PodTopologySpread"
 
     def __init__(self, ssn) -> None:

@@ -659,6 +659,7 @@ class VolumeSession:
 # ---------------------------------------------------------------------------- predicates
 class _VolumePredicate(NodePredicate):
     alike_stable = True         # applies: the pod's PVC and ephemeral volumes
+    label_blind = True
     def __init__(self, vs: VolumeSession) -> None:
         self.vs = vs
         #: the session's test, bound directly (asked for every pending pod: one call, not two)

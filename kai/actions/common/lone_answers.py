@@ -18,14 +18,23 @@ on session state that placements do not change. The memo is off for the session 
 registered hook does not declare it. Which predicates apply also depends on the terms placed
 pods carry (inter-pod anti-affinity symmetry): an answer is kept with the session's
 ``predicate_epoch`` and is not used after the epoch moves.
+
+Single-pod Jobs differ from each other only in their labels (``job-name``,
+``controller-uid``). While no pod carries inter-pod terms (epoch ``(0, 0)``) and every
+registered hook declares that it then does not read the pod's labels
+(``kai.framework.plugin.label_blind``), a class is keyed without the labels
+(``kai.api.alike_key.label_blind_key``), so such Jobs share one answer too.
 """
 from __future__ import annotations
 
-from kai.actions.common.lookalike import alike_key
+from kai.api.alike_key import alike_key, label_blind_key
 
 #: False: every job asks the hooks (the reference the tests compare the memo with)
 USE_MEMO = True
+#: False: classes always keep their pods' labels (the reference for the label-blind keys)
+USE_BLIND = True
 _MEMO = "lone_answers"
+_NO_TERMS = (0, 0)          # the predicate epoch while no pod carries inter-pod terms
 #: after this many lookups in a session, the memo stays on only if at least one in
 #: ``_MIN_HIT_SHARE`` found a kept answer: pods that are all different (single-pod Jobs carry
 #: their own ``job-name`` and ``controller-uid`` labels) would pay a look-alike key each and
@@ -55,15 +64,20 @@ class LoneAnswers:
         hooks = [*ssn.pre_predicate_fns, *ssn.node_mask_fns, *ssn.node_order_fns, *ssn.subset_nodes_fns,
                  *ssn.node_predicates]
         self.usable = USE_MEMO and all(getattr(h, "alike_stable", False) for h in hooks)
+        #: every hook declares ``label_blind``: classes are keyed without labels at epoch (0, 0)
+        self.blind = self.usable and USE_BLIND and all(getattr(h, "label_blind", False) for h in hooks)
         self.answers: dict[tuple, LoneAnswer] = {}
         self.lookups = 0
         self.hits = 0
 
-    @staticmethod
-    def class_key(job, task) -> tuple | None:
-        """The look-alike class of a single-pod job (the fields ``look_alike`` compares), or
-        None when its pod is never a look-alike."""
-        key = alike_key(task)
+    def class_key(self, job, task) -> tuple | None:
+        """The look-alike class of a single-pod job (the fields ``look_alike`` compares, its
+        pod's labels left out while ``blind`` holds at epoch (0, 0)), or None when its pod is
+        never a look-alike."""
+        if self.blind and self.ssn.predicate_epoch() == _NO_TERMS:
+            key = label_blind_key(task)
+        else:
+            key = alike_key(task)
         if key is None:
             return None
         return (key, job.queue, job.priority, job.preemptible, job.min_member, job.priority_class,
@@ -98,4 +112,4 @@ def lone_answers(ssn) -> LoneAnswers:
     return got
 
 
-__all__ = ["LoneAnswer", "LoneAnswers", "USE_MEMO", "lone_answers"]
+__all__ = ["LoneAnswer", "LoneAnswers", "USE_BLIND", "USE_MEMO", "lone_answers"]

@@ -46,10 +46,18 @@ def _shape(pod, kind: str):
         pod.spec.containers[0].ports = [ContainerPort(container_port=80, host_port=8080)]
     elif kind == "zone":
         pod.spec.node_selector = {"topology.kubernetes.io/zone": "zone-2"}
+    elif kind == "job":                            # a single-pod Job's pod: labels of its own
+        group = pod.metadata.annotations["pod-group-name"]
+        pod.metadata.labels = {"job-name": group, "controller-uid": f"uid-{group}"}
+    elif kind == "job-anti":                       # keeps two of those Jobs' pods apart
+        pod.metadata.labels = {"app": "guard-jobs"}
+        pod.spec.affinity = Affinity(pod_anti_affinity=PodAffinity(
+            required_during_scheduling_ignored_during_execution=[PodAffinityTerm(
+                label_selector=LabelSelector(match_labels={"job-name": "j01"}), topology_key=HOST)]))
     return pod
 
 
-KINDS = ["plain", "plain", "labelled", "anti", "preferred", "port", "zone", "big"]
+KINDS = ["plain", "plain", "labelled", "anti", "preferred", "port", "zone", "big", "job", "job", "job-anti"]
 
 
 def _state(seed: int, running: bool) -> ClusterState:
@@ -112,7 +120,7 @@ def test_only_classes_nothing_constrains_are_kept():
     assert memo.usable and memo.answers
     for job in state.jobs.values():
         task = job.lone_task()
-        got = memo.answers.get(LoneAnswers.class_key(job, task))
+        got = memo.answers.get(memo.class_key(job, task))
         if got is not None and got.epoch == ssn.predicate_epoch():
             assert not ssn.predicates_for(task)
             assert not task.pod.spec.containers[0].ports and task.pod.metadata.labels.get("app") != "guard"
@@ -130,7 +138,7 @@ def test_an_answer_is_not_used_after_the_predicate_epoch_moves():
     ssn = _session(_state(5, running=False))
     memo = lone_answers(ssn)
     job = next(iter(ssn.jobs.values()))
-    key = LoneAnswers.class_key(job, job.lone_task())
+    key = memo.class_key(job, job.lone_task())
     memo.keep(key, ssn.node_mask(job.lone_task(), job))
     assert memo.get(key) is not None
     memo.answers[key].epoch = (-1, -1)          # as after a pod carrying terms was placed
@@ -138,13 +146,14 @@ def test_an_answer_is_not_used_after_the_predicate_epoch_moves():
 
 
 def test_the_memo_turns_itself_off_when_pods_never_look_alike():
-    """Every pod different (a label of its own, as a Job's pods have): after the trial
-    lookups find almost nothing, no more look-alike keys are made this session, and the
-    decisions are those of asking every job."""
+    """Every pod different (an annotation of its own): after the trial lookups find almost
+    nothing, no more look-alike keys are made this session, and the decisions are those of
+    asking every job. (The keys made when the pods were filed are dropped first, so that
+    the test can count the ones the session makes.)"""
     def unique_state():
         state = _state(11, running=False)
         for i, task in enumerate(t for j in state.jobs.values() for t in j.tasks.values()):
-            task.pod.metadata.labels = {**task.pod.metadata.labels, "job-name": f"j{i}"}
+            task.pod.metadata.annotations = {**task.pod.metadata.annotations, "example.com/run": f"r{i}"}
             task.alike_key = False
         return state
 
@@ -159,3 +168,36 @@ def test_the_memo_turns_itself_off_when_pods_never_look_alike():
         assert keyed <= 8 + 1
     finally:
         memo_mod._TRIAL = trial
+
+
+def test_pods_that_differ_only_in_labels_share_a_class_while_no_pod_carries_terms():
+    """Single-pod Jobs' pods (their own ``job-name`` and ``controller-uid``) share one kept
+    answer at predicate epoch (0, 0); with a hook that does not declare ``label_blind`` the
+    labels stay in the key."""
+    def jobs_state():
+        state = ClusterState()
+        pgs = [_pg(f"j{i:02d}", "a") for i in range(6)]
+        pods = [_shape(make_pod(f"j{i:02d}-0", "ns", f"j{i:02d}", 1, cpu="1", mem="4Gi"), "job") for i in range(6)]
+        state.load(synthetic_nodes(3, seed=1, cpu_only_share=0.0, tainted_share=0.0), pgs, pods,
+                   queues=[open_queue("root"), open_queue("a", "root")])
+        return state
+
+    ssn = _session(jobs_state())
+    memo = lone_answers(ssn)
+    assert memo.blind and ssn.predicate_epoch() == (0, 0)
+    Allocate().execute(ssn)
+    assert len(memo.answers) == 1 and memo.hits == 5
+    ssn = _session(jobs_state())
+    ssn.node_order_fns.append(_stable_scorer)
+    ssn.action_memo.clear()
+    memo = lone_answers(ssn)
+    assert memo.usable and not memo.blind
+    Allocate().execute(ssn)
+    assert len(memo.answers) == 6 and memo.hits == 0
+
+
+def _stable_scorer(task, job, mask):
+    return None
+
+
+_stable_scorer.alike_stable = True          # keeps the look-alike contract, says nothing of labels
