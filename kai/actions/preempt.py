@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import structlog
 
-from kai.actions.common.lookalike import look_alike
+from kai.actions.common.lookalike import alike_for
 from kai.actions.common.shared_walk import pending_walk
 from kai.actions.common.minimal_job import MinimalJobRepresentatives
 from kai.actions.common.solver import JobSolver
@@ -63,7 +63,7 @@ class Preempt(Action):
         for job in order:
             if self._turn(ssn, job, failed, cands, solver, filters):
                 # the copies of a refused job get its answer: pass over them
-                order.skip_alike(job, look_alike)
+                order.skip_alike(job, alike_for(ssn))
 
     def _turn(self, ssn, job, failed, cands, solver, filters) -> bool:
         """One preemptor's turn. True: nothing in the session moved and a look-alike job

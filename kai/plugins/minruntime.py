@@ -23,7 +23,7 @@ A victim is protected while ``job.last_start + min_runtime > ssn.now``. Register
 from __future__ import annotations
 
 from kai.api.queue_info import parse_duration
-from kai.framework.plugin import Plugin, register_plugin
+from kai.framework.plugin import Plugin, label_blind, register_plugin
 
 
 @register_plugin
@@ -70,14 +70,18 @@ class MinRuntime(Plugin):
 
     # ------------------------------------------------------------------ hooks
     def on_session_open(self, ssn) -> None:
+        # every hook here reads the victims' runtimes and the queues, never the preemptor's pods
+        @label_blind
         def preempt_filter(ssn_, preemptor, victim) -> bool:
             return victim.is_elastic() or not self._protected(ssn, victim, self.preempt_min_runtime(ssn, victim))
 
+        @label_blind
         def reclaim_filter(ssn_, reclaimer, victim) -> bool:
             return victim.is_elastic() or not self._protected(
                 ssn, victim, self.reclaim_min_runtime(ssn, reclaimer, victim))
 
         def validator(resolve):
+            @label_blind
             def check(ssn_, preemptor, victims) -> bool:
                 for key in victims:
                     v = ssn.jobs.get(key)

@@ -41,6 +41,7 @@ from typing import Callable
 import numpy as np
 
 from kai.api import constants as C
+from kai.framework.plugin import label_blind
 
 _EPS = 1e-9
 _INF = float("inf")
@@ -108,6 +109,7 @@ def register_reclaim_hooks(ssn, arguments: dict, quota_vector: Callable[[object]
         last_request[job.key] = req
         return req
 
+    @label_blind                # queues' figures and the tasks' requests
     def can_reclaim(ssn_, job, tasks) -> bool:
         if job.queue not in tree:
             return False
@@ -143,6 +145,7 @@ def register_reclaim_hooks(ssn, arguments: dict, quota_vector: Callable[[object]
             chunks.append(sum(rest, np.zeros(3)))
         return chunks
 
+    @label_blind                # queues' figures after the victims' eviction
     def reclaimable(ssn_, reclaimer, victims) -> bool:
         if reclaimer.queue not in tree:
             return False

@@ -27,14 +27,13 @@ registered hook declares that it then does not read the pod's labels
 """
 from __future__ import annotations
 
+from kai.actions.common import lookalike
+from kai.actions.common.lookalike import NO_TERMS, PLACEMENT_HOOKS, hooks_label_blind
 from kai.api.alike_key import alike_key, label_blind_key
 
 #: False: every job asks the hooks (the reference the tests compare the memo with)
 USE_MEMO = True
-#: False: classes always keep their pods' labels (the reference for the label-blind keys)
-USE_BLIND = True
 _MEMO = "lone_answers"
-_NO_TERMS = (0, 0)          # the predicate epoch while no pod carries inter-pod terms
 #: after this many lookups in a session, the memo stays on only if at least one in
 #: ``_MIN_HIT_SHARE`` found a kept answer: pods that are all different (single-pod Jobs carry
 #: their own ``job-name`` and ``controller-uid`` labels) would pay a look-alike key each and
@@ -61,11 +60,11 @@ class LoneAnswers:
 
     def __init__(self, ssn) -> None:
         self.ssn = ssn
-        hooks = [*ssn.pre_predicate_fns, *ssn.node_mask_fns, *ssn.node_order_fns, *ssn.subset_nodes_fns,
-                 *ssn.node_predicates]
+        hooks = [h for name in PLACEMENT_HOOKS for h in getattr(ssn, name)]
         self.usable = USE_MEMO and all(getattr(h, "alike_stable", False) for h in hooks)
         #: every hook declares ``label_blind``: classes are keyed without labels at epoch (0, 0)
-        self.blind = self.usable and USE_BLIND and all(getattr(h, "label_blind", False) for h in hooks)
+        #: (``lookalike.USE_BLIND`` False: never)
+        self.blind = self.usable and lookalike.USE_BLIND and hooks_label_blind(ssn, PLACEMENT_HOOKS)
         self.answers: dict[tuple, LoneAnswer] = {}
         self.lookups = 0
         self.hits = 0
@@ -74,7 +73,7 @@ class LoneAnswers:
         """The look-alike class of a single-pod job (the fields ``look_alike`` compares, its
         pod's labels left out while ``blind`` holds at epoch (0, 0)), or None when its pod is
         never a look-alike."""
-        if self.blind and self.ssn.predicate_epoch() == _NO_TERMS:
+        if self.blind and self.ssn.predicate_epoch() == NO_TERMS:
             key = label_blind_key(task)
         else:
             key = alike_key(task)
@@ -112,4 +111,4 @@ def lone_answers(ssn) -> LoneAnswers:
     return got
 
 
-__all__ = ["LoneAnswer", "LoneAnswers", "USE_BLIND", "USE_MEMO", "lone_answers"]
+__all__ = ["LoneAnswer", "LoneAnswers", "USE_MEMO", "lone_answers"]

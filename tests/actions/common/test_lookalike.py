@@ -2,6 +2,7 @@
 a refused job in reclaim and preempt decides exactly what the full walk decides."""
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from hypothesis import given, settings
@@ -9,8 +10,10 @@ from hypothesis import strategies as st
 
 from kai.actions.common import job_order
 from kai.actions.common.lookalike import look_alike
-from kai.api.k8s import (EphemeralVolumeSource, ObjectMeta, PodGroup, PodGroupSpec, PodResourceClaim, Queue, QueueResource,
-                         QueueResources, QueueSpec, Volume)
+from kai.actions.common import lookalike
+from kai.api.k8s import (Affinity, EphemeralVolumeSource, LabelSelector, ObjectMeta, PodAffinity, PodAffinityTerm,
+                         PodGroup, PodGroupSpec, PodResourceClaim, Queue, QueueResource, QueueResources, QueueSpec,
+                         Volume)
 from kai.cache.cluster_state import ClusterState
 from kai.config import default_config
 from kai.scheduler import RecordingCache, Scheduler
@@ -81,9 +84,12 @@ def _queue(name: str, parent: str, quota: float, limit: float) -> Queue:
                  spec=QueueSpec(parent_queue=parent, resources=QueueResources(gpu=g, cpu=r, memory=r)))
 
 
-def _backlog(seed: int) -> ClusterState:
+def _backlog(seed: int, jobs_labels: bool = False) -> ClusterState:
     """Random queues (quota, limit) in two departments, running jobs of mixed priorities, and
-    runs of pending copies (with the odd different job between them) in every queue."""
+    runs of pending copies (with the odd different job between them) in every queue.
+    ``jobs_labels``: every pod carries its own ``job-name`` and ``controller-uid`` labels, as
+    a batch/v1 Job's pods do, and now and then a pending pod keeps its Job's pods apart from
+    one other Job's (required anti-affinity on ``job-name``)."""
     rng = random.Random(seed)
     nodes = synthetic_nodes(rng.randint(1, 3), seed=seed, cpu_only_share=0.0, tainted_share=0.0)
     queues = [open_queue("root"), open_queue("d0", "root"), open_queue("d1", "root")]
@@ -107,6 +113,16 @@ def _backlog(seed: int) -> ClusterState:
             group = f"{name}-job{j:02d}"
             pgs.append(_pg(group, name, prio))
             pods.append(make_pod(f"{group}-0", "ns", group, gpus, cpu="1", mem="4Gi", created=j))
+            if jobs_labels and rng.random() < 0.1:
+                other = f"q{rng.randrange(qi + 1)}-job{rng.randrange(12):02d}"
+                pods[-1].spec.affinity = Affinity(pod_anti_affinity=PodAffinity(
+                    required_during_scheduling_ignored_during_execution=[PodAffinityTerm(
+                        label_selector=LabelSelector(match_labels={"job-name": other}),
+                        topology_key="kubernetes.io/hostname")]))
+    if jobs_labels:
+        for p in pods:
+            group = p.metadata.annotations["pod-group-name"]
+            p.metadata.labels = {**(p.metadata.labels or {}), "job-name": group, "controller-uid": f"uid-{group}"}
     state = ClusterState()
     state.load(nodes, pgs, pods, queues=queues)
     return state
@@ -132,3 +148,67 @@ def test_passing_over_copies_decides_as_the_full_walk(seed):
         finally:
             job_order.USE_CACHE = True
     assert got[0] == got[1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**6))
+def test_jobs_pods_that_differ_only_in_labels_decide_as_with_labels_compared(seed):
+    """Every default action over random backlogs of Jobs' pods (labels of their own, some
+    with anti-affinity on another Job's name): passing over copies that differ only in
+    labels (while no pod carries inter-pod terms) decides as comparing labels too, and as
+    the plain walk, two cycles in a row."""
+    got = []
+    for blind, cached in ((True, True), (False, True), (False, False)):
+        lookalike.USE_BLIND, job_order.USE_CACHE = blind, cached
+        try:
+            state = _backlog(seed, jobs_labels=True)
+            sched = Scheduler(state, default_config())
+            got.append([_decisions(sched.run_cycle(RecordingCache(state))) for _ in range(2)])
+        finally:
+            lookalike.USE_BLIND, job_order.USE_CACHE = True, True
+    assert got[0] == got[1] == got[2]
+
+
+def test_copies_but_for_labels_are_blind_look_alikes_only():
+    a, b = _copy("a"), _copy("b")
+    a[1][0].metadata.labels = {"job-name": "a"}
+    b[1][0].metadata.labels = {"job-name": "b"}
+    jobs = _jobs(a, b, _copy("c", gpus=2))
+    assert not look_alike(jobs["a"], jobs["b"])
+    assert lookalike.look_alike_blind(jobs["a"], jobs["b"]) and lookalike.look_alike_blind(jobs["b"], jobs["a"])
+    assert not lookalike.look_alike_blind(jobs["a"], jobs["c"])
+
+
+def _guarded_state(guard: bool) -> ClusterState:
+    """One node; Job pods j1 and j2 (labels of their own) pending; with ``guard``, a running
+    pod that keeps j1's pods off the node (required anti-affinity on ``job-name``)."""
+    node = synthetic_nodes(1, seed=1, cpu_only_share=0.0, tainted_share=0.0)[0]
+    pgs, pods = [], []
+    if guard:
+        pgs.append(_pg("guard", "q", "build"))
+        pods.append(make_pod("guard-0", "ns", "guard", 0, cpu="1", mem="1Gi", node=node.metadata.name))
+        pods[-1].spec.affinity = Affinity(pod_anti_affinity=PodAffinity(
+            required_during_scheduling_ignored_during_execution=[PodAffinityTerm(
+                label_selector=LabelSelector(match_labels={"job-name": "j1"}), topology_key="kubernetes.io/hostname")]))
+    for j, name in enumerate(("j1", "j2")):
+        pgs.append(_pg(name, "q", "build"))
+        pods.append(make_pod(f"{name}-0", "ns", name, 1, cpu="1", mem="1Gi", created=j))
+        pods[-1].metadata.labels = {"job-name": name, "controller-uid": f"uid-{name}"}
+    state = ClusterState()
+    state.load([node], pgs, pods, queues=[open_queue("root"), open_queue("q", "root")])
+    return state
+
+
+def test_labels_count_again_once_a_pod_carries_terms_or_a_hook_may_read_them():
+    def session(state):
+        return Scheduler(state, default_config()).open_session(RecordingCache(state), now=1.0)
+
+    ssn = session(_guarded_state(guard=False))
+    assert lookalike.alike_for(ssn) is lookalike.look_alike_blind
+    j1, j2 = ssn.jobs["ns/j1"], ssn.jobs["ns/j2"]
+    assert lookalike.look_alike_blind(j1, j2) and not look_alike(j1, j2)
+    ssn = session(_guarded_state(guard=True))           # the guard carries a term
+    assert ssn.predicate_epoch() != lookalike.NO_TERMS and lookalike.alike_for(ssn) is look_alike
+    ssn = session(_guarded_state(guard=False))
+    ssn.reclaim_victim_filter_fns.append(lambda ssn_, reclaimer, victim: True)     # declares nothing
+    assert lookalike.alike_for(ssn) is look_alike
