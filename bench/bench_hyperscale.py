@@ -329,11 +329,13 @@ def _queue(name: str, parent: str, gpu_quota: float, gpu_limit: float) -> Queue:
                  spec=QueueSpec(parent_queue=parent, resources=QueueResources(gpu=g, cpu=r, memory=r)))
 
 
-def _held_state() -> tuple[ClusterState, int]:
+def _held_state(jobs_labels: bool = False) -> tuple[ClusterState, int]:
     """H_QUEUES leaf queues in 50 departments, H_PER_QUEUE pending single-GPU jobs each. One
     queue in H_OPEN_EVERY has room for all of its jobs; of the others, half sit at their GPU
     limit (2 GPUs running), half hold non-preemptible jobs at their quota (2 GPUs deserved and
-    running). Returns the state and the number of pods that can be placed."""
+    running). ``jobs_labels``: every pod has labels of its own, as batch/v1 Jobs' pods do
+    (``job-name``, ``controller-uid``). Returns the state and the number of pods that can be
+    placed."""
     n_nodes = max(H_QUEUES * 2 // 8 + H_QUEUES // H_OPEN_EVERY * H_PER_QUEUE // 8 + 16, 8)
     nodes = synthetic_nodes(n_nodes, seed=7, cpu_only_share=0.0, tainted_share=0.0)
     depts = max(H_QUEUES // 100, 1)
@@ -366,20 +368,26 @@ def _held_state() -> tuple[ClusterState, int]:
                                                     creation_timestamp=f"2024-01-01T00:{j:02d}:00Z"),
                                 spec=PodGroupSpec(min_member=1, queue=name, priority_class_name=prio)))
             pods.append(make_pod(f"{group}-0", "ns", group, 1, cpu="1", mem="4Gi", created=j))
+    if jobs_labels:
+        for p in pods:
+            group = p.metadata.annotations["pod-group-name"]
+            p.metadata.labels = {**(p.metadata.labels or {}), "job-name": group, "controller-uid": f"uid-{group}"}
     state = ClusterState()
     state.load(nodes, pgs, pods, queues=queues)
     return state, placeable
 
 
-@pytest.mark.parametrize("actions", ["allocate", "default"])
+@pytest.mark.parametrize("actions", ["allocate", "default", "default-jobs"])
 def test_held_back_queues(benchmark, actions):
     """First cycle on a freshly loaded state (every job's queue figures computed), then the
-    steady state: the next cycle over the same backlog (nothing left that fits)."""
+    steady state: the next cycle over the same backlog (nothing left that fits).
+    ``default-jobs``: every default action over batch/v1 Jobs' pods (labels of their own)."""
     config = ALLOCATE if actions == "allocate" else DEFAULT
+    jobs_labels = actions == "default-jobs"
     holder = {}
 
     def setup():
-        holder["state"], holder["placeable"] = _held_state()
+        holder["state"], holder["placeable"] = _held_state(jobs_labels)
         gc.collect()
         return (), {}
 
@@ -398,7 +406,7 @@ def test_held_back_queues(benchmark, actions):
         assert not again.bindings and len(again.unschedulable) == pending - placeable
         steady.append(s)
     steady_s = sorted(steady)[1]
-    state, _ = _held_state()
+    state, _ = _held_state(jobs_labels)
     ref_s, ref = _cycle(state, config, short=False)
     assert _decisions(ref) == _decisions(result)
     ref_steady_s, _ = _cycle(state, config, short=False)
