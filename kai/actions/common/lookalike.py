@@ -37,31 +37,25 @@ _MEMO = "look_alike_labels_unread"
 def look_alike(a, b) -> bool:
     """True when ``b`` would get exactly ``a``'s answer from an action in the same session
     state (both pending single-pod jobs with interchangeable pods; see the module docstring)."""
-    if not _same_job_fields(a, b):
-        return False
-    ta, tb = a.lone_task(), b.lone_task()
-    if ta is None or tb is None or ta.status != _PENDING or tb.status != _PENDING:
-        return False
-    key = alike_key(ta)
-    return key is not None and key == alike_key(tb)
-
-
-def _same_job_fields(a, b) -> bool:
-    return (a.queue == b.queue and a.priority == b.priority and a.preemptible == b.preemptible
-            and a.min_member == b.min_member and a.priority_class == b.priority_class
-            and a.scheduling_backoff == b.scheduling_backoff)
+    return _alike(a, b, alike_key)
 
 
 def look_alike_blind(a, b) -> bool:
     """``look_alike`` but for the pods' labels: for sessions where no answer reads them
     (:func:`alike_for`)."""
-    if not _same_job_fields(a, b):
+    return _alike(a, b, label_blind_key)
+
+
+def _alike(a, b, key_of) -> bool:
+    if (a.queue != b.queue or a.priority != b.priority or a.preemptible != b.preemptible
+            or a.min_member != b.min_member or a.priority_class != b.priority_class
+            or a.scheduling_backoff != b.scheduling_backoff):
         return False
     ta, tb = a.lone_task(), b.lone_task()
     if ta is None or tb is None or ta.status != _PENDING or tb.status != _PENDING:
         return False
-    key = label_blind_key(ta)
-    return key is not None and key == label_blind_key(tb)
+    key = key_of(ta)
+    return key is not None and key == key_of(tb)
 
 
 def hooks_label_blind(ssn, lists) -> bool:
