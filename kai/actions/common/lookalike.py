@@ -16,6 +16,12 @@ the nominated node. Pods that own per-pod objects are never look-alikes, because
 while the specs are equal: DRA claims made from a template (``resourceClaims``) and generic
 ephemeral volumes (a PVC per pod). A false "alike" would skip a job that could have been
 placed, so every test here errs towards "different".
+
+The key is made when the cluster state files the pod (kai.api.alike_key). Pods that differ
+only in labels -- single-pod Jobs, each with its own ``job-name`` and ``controller-uid`` --
+are copies too while no answer can read labels (:func:`alike_for`): no pod carries inter-pod
+terms, whose symmetry is what reads an unconstrained pod's labels, and every hook declares
+``kai.framework.plugin.label_blind``. :func:`look_alike_blind` compares them so.
 """
 from __future__ import annotations
 
