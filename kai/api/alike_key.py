@@ -1,4 +1,4 @@
-"""The look-alike key of a pending pod: everything a scheduling decision reads from it, as bytes.
+"""The look-alike key of a pending pod: everything a scheduling decision reads from it, encoded.
 
 Equal keys mean interchangeable pods (``kai.actions.common.lookalike`` adds what the pods'
 jobs must share). The key is made once per :class:`~kai.api.pod_info.PodInfo` (a changed pod
@@ -36,8 +36,8 @@ def _intern(key: bytes) -> bytes:
     return got
 
 
-def alike_key(task) -> bytes | None:
-    """The key of ``task`` (a PodInfo): namespace, invalid reason, the whole spec, labels,
+def alike_key(task) -> bytes | tuple | None:
+    """The key of ``task`` (a PodInfo), compared by equality: namespace, invalid reason, the whole spec, labels,
     annotations but the PodGroup's name, nominated node. None: never a look-alike (a pod that
     owns per-pod objects, has resource claim statuses, or is not a full Pod). Kept on the
     PodInfo (``alike_key`` is False until made), with its label-blind part
@@ -65,8 +65,9 @@ def alike_key(task) -> bytes | None:
         del ann[_GROUP]
     blind = task.alike_blind = _intern(_encode((task.namespace, task.invalid_reason,
                                                 status.nominated_node_name or "", ann, spec)))
-    # the labels after a NUL byte, which JSON never holds: one key per (blind part, labels)
-    got = task.alike_key = _intern(blind + b"\0" + _encode(meta.labels)) if meta.labels else blind
+    # with labels: (the shared label-blind part, the labels), not one joined copy of both --
+    # a Job's pods each have labels of their own, and the spec may take kilobytes
+    got = task.alike_key = (blind, _encode(meta.labels)) if meta.labels else blind
     return got
 
 

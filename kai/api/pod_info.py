@@ -308,7 +308,7 @@ class PodInfo:
         self._signature = None
         #: what a look-alike pod shares with this one (kai.actions.common.lookalike): False
         #: until first asked
-        self.alike_key: bytes | None | bool = False
+        self.alike_key: bytes | tuple | None | bool = False
         self.alike_blind: bytes | None = None       # its label-blind part, made with it
         labels = meta.labels
         self.task_priority = 0
