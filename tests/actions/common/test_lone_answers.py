@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from kai.actions.allocate import Allocate
 from kai.actions.common import lone_answers as memo_mod
-from kai.actions.common.lone_answers import LoneAnswers, lone_answers
+from kai.actions.common.lone_answers import lone_answers
 from kai.api.k8s import (Affinity, ContainerPort, LabelSelector, NodeAffinity, NodeSelectorRequirement,
                          NodeSelectorTerm, PodAffinity, PodAffinityTerm, PreferredSchedulingTerm)
 from kai.cache.cluster_state import ClusterState

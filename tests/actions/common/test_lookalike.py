@@ -2,7 +2,6 @@
 a refused job in reclaim and preempt decides exactly what the full walk decides."""
 from __future__ import annotations
 
-import dataclasses
 import random
 
 from hypothesis import given, settings
