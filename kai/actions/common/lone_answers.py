@@ -35,9 +35,9 @@ from kai.api.alike_key import alike_key, label_blind_key
 USE_MEMO = True
 _MEMO = "lone_answers"
 #: after this many lookups in a session, the memo stays on only if at least one in
-#: ``_MIN_HIT_SHARE`` found a kept answer: pods that are all different (single-pod Jobs carry
-#: their own ``job-name`` and ``controller-uid`` labels) would pay a look-alike key each and
-#: never reuse one
+#: ``_MIN_HIT_SHARE`` found a kept answer: pods that are all different (each with an
+#: annotation or env of its own, or Jobs' pods once labels count) would be looked up each
+#: and never reuse an answer
 _TRIAL = 256
 _MIN_HIT_SHARE = 4
 
