@@ -19,7 +19,9 @@ Four workloads, full size by default, tiny with KAI_BENCH_SMOKE=1 (CI):
   process: those pods, the nodes and PodGroups, and the state.
 * ``held``: 100,000 pending single-pod jobs in 5,000 queues, 99% held back (queues at their
   GPU limit, or non-preemptible jobs over their queue's quota); one cycle (target <= 0.5 s),
-  allocate alone and all default actions. Baseline: short paths off.
+  allocate alone and all default actions: the first on a fresh Scheduler, the steady one (as
+  is, and after one more job arrived), and the first after ``Scheduler.warm`` (what the
+  controller runs after its first sync; its seconds reported apart). Baseline: short paths off.
 
 Objects are generated before the clock starts. Each cycle is ``Scheduler.run_cycle`` from a
 loaded ClusterState (session open, fair share, heap builds, job order, placement, commit).
@@ -27,7 +29,8 @@ loaded ClusterState (session open, fair share, heap builds, job order, placement
 Run: PYTHONPATH=.:bench python -m pytest bench/bench_hyperscale.py --benchmark-enable -p no:cacheprovider -s
 By hand, wall and CPU seconds of consecutive cycles (run two checkouts back to back to compare
 them under the same load): PYTHONPATH=.:bench python bench/bench_hyperscale.py held default
-(or ``held allocate``, ``single``, ``gangs``; ``--cycles N``).
+(or ``held allocate``, ``held default-jobs``, ``single``, ``jobs``, ``gangs``; ``--cycles N``;
+``--warm``: ``Scheduler.warm`` first, its seconds printed first).
 """
 from __future__ import annotations
 
@@ -380,7 +383,9 @@ def _held_state(jobs_labels: bool = False) -> tuple[ClusterState, int]:
 @pytest.mark.parametrize("actions", ["allocate", "default", "default-jobs"])
 def test_held_back_queues(benchmark, actions):
     """First cycle on a freshly loaded state (every job's queue figures computed), then the
-    steady state: the next cycle over the same backlog (nothing left that fits).
+    steady state: the next cycle over the same backlog (nothing left that fits), as is and
+    after one more job joined a held-back queue (what a live cluster's cycles see). Then the
+    warm start: ``Scheduler.warm`` after the load (timed apart), and the first cycle after it.
     ``default-jobs``: every default action over batch/v1 Jobs' pods (labels of their own)."""
     config = ALLOCATE if actions == "allocate" else DEFAULT
     jobs_labels = actions == "default-jobs"
@@ -406,6 +411,31 @@ def test_held_back_queues(benchmark, actions):
         assert not again.bindings and len(again.unschedulable) == pending - placeable
         steady.append(s)
     steady_s = sorted(steady)[1]
+    # a live cluster's steady cycle: something changed since the last one (here one job more
+    # in a queue held back: it waits too)
+    state = holder["state"]
+    changed = []
+    for k in range(3):
+        group = f"q00001-late-{k}"
+        state.upsert_podgroup(PodGroup(metadata=ObjectMeta(name=group, namespace="ns", uid=f"uid-{group}"),
+                                       spec=PodGroupSpec(min_member=1, queue="q00001", priority_class_name="train")))
+        state.upsert_pod(make_pod(f"{group}-0", "ns", group, 1, cpu="1", mem="4Gi", created=59))
+        s, again = _cycle(state, config)
+        assert not again.bindings and len(again.unschedulable) == pending - placeable + k + 1
+        changed.append(s)
+    changed_s = sorted(changed)[1]
+    # warm start: the Scheduler warmed after the state was loaded (as the controller does after
+    # its first sync, and a standby replica as the state changes), then its first cycle
+    warm_s, after_warm_s = [], []
+    for _ in range(3):
+        state, _ = _held_state(jobs_labels)
+        gc.collect()
+        sched = _SCHEDULERS[id(config)] = Scheduler(state, config)
+        warm_s.append(sched.warm())
+        s, warmed = _cycle(state, config)
+        assert _decisions(warmed) == _decisions(result)
+        after_warm_s.append(s)
+    warm_s, after_warm_s = sorted(warm_s)[1], sorted(after_warm_s)[1]
     state, _ = _held_state(jobs_labels)
     ref_s, ref = _cycle(state, config, short=False)
     assert _decisions(ref) == _decisions(result)
@@ -413,22 +443,23 @@ def test_held_back_queues(benchmark, actions):
     benchmark.extra_info.update({
         "actions": actions, "queues": H_QUEUES, "pending_pods": pending, "placeable": placeable,
         "first_cycle_s": round(first_s, 3), "steady_cycle_s": round(steady_s, 3),
+        "steady_after_a_change_s": round(changed_s, 3), "warm_s": round(warm_s, 3), "first_cycle_after_warm_s": round(after_warm_s, 3),
         "short_paths_off_first_s": round(ref_s, 3), "short_paths_off_steady_s": round(ref_steady_s, 3),
         "speedup_first": round(ref_s / first_s, 2), "speedup_steady": round(ref_steady_s / steady_s, 2),
         "target_s": 0.5,
     })
     print(f"\n[held/{actions}] {H_QUEUES} queues, {pending} pending, {placeable} placeable: first cycle "
-          f"{first_s:.3f} s, steady {steady_s:.3f} s (target 0.5 s) | short paths off: {ref_s:.3f} s / "
-          f"{ref_steady_s:.3f} s")
+          f"{first_s:.3f} s, steady {steady_s:.3f} s, after a change {changed_s:.3f} s (target 0.5 s); warmed at start-up in {warm_s:.3f} s, "
+          f"first cycle then {after_warm_s:.3f} s | short paths off: {ref_s:.3f} s / {ref_steady_s:.3f} s")
 
 
 # ---------------------------------------------------------------------------- by hand
-def _cycles_by_hand(workload: str, actions: str, cycles: int) -> None:
+def _cycles_by_hand(workload: str, actions: str, cycles: int, warm: bool = False) -> None:
     """Wall and CPU seconds of consecutive cycles of one Scheduler on one workload (for
     back-to-back runs of two checkouts: each prints the same lines)."""
     config = ALLOCATE if actions == "allocate" else DEFAULT
     if workload == "held":
-        state, _ = _held_state()
+        state, _ = _held_state(actions == "default-jobs")
         rounds = [(state, cycles)]
     else:
         rounds = [(_pending_state(workload), 1) for _ in range(cycles)]     # first cycles, fresh state
@@ -436,6 +467,8 @@ def _cycles_by_hand(workload: str, actions: str, cycles: int) -> None:
     for state, n in rounds:
         sched = Scheduler(state, config)
         gc.collect()                          # what building the state left; not between cycles
+        if warm:
+            out.append(("warm", round(sched.warm(), 3)))
         for _ in range(n):
             t, c = time.perf_counter(), time.process_time()
             result = sched.run_cycle(RecordingCache(state))
@@ -449,7 +482,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="Time consecutive cycles (held: one Scheduler over one backlog; "
                                              "single/jobs/gangs: first cycles on fresh states)")
     ap.add_argument("workload", choices=["held", "single", "jobs", "gangs"])
-    ap.add_argument("actions", nargs="?", choices=["allocate", "default"], default="default")
+    ap.add_argument("actions", nargs="?", choices=["allocate", "default", "default-jobs"], default="default")
     ap.add_argument("--cycles", type=int, default=5)
+    ap.add_argument("--warm", action="store_true", help="Scheduler.warm before the first cycle (seconds first)")
     args = ap.parse_args()
-    _cycles_by_hand(args.workload, args.actions, args.cycles)
+    _cycles_by_hand(args.workload, args.actions, args.cycles, args.warm)

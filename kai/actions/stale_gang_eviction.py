@@ -97,6 +97,20 @@ def _jobs_to_check(ssn) -> list:
     return [job for _, job in found]
 
 
+def warm_watch(ssn) -> None:
+    """Fill the watch the way a first pass would leave it, without acting (``Scheduler.warm``):
+    when there is no valid watch, the jobs stale or timestamped now. Every other job would be
+    a no-op in the first pass (not stale, nothing to clear), and it can only become stale
+    through a change, which the next pass sees (``changed_since``)."""
+    state = ssn.state
+    watch = ssn.memory.stale_watch
+    if not hasattr(state, "changed_since") or (watch is not None and watch.valid_for(state)):
+        return
+    watch = ssn.memory.stale_watch = StaleWatch(state)
+    watch.keys = {job.key for job in ssn.jobs.values() if job.stale_since or is_stale(job)}
+    watch.seq = state.change_seq
+
+
 @register_action
 class StaleGangEviction(Action):
     name = ACTION_NAME

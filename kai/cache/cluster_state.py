@@ -11,7 +11,9 @@ at close, and committed decisions come back through ``assume_bound`` / ``assume_
 from __future__ import annotations
 
 import gc
+from bisect import bisect_left
 from collections import defaultdict
+from operator import itemgetter
 
 import numpy as np
 
@@ -29,6 +31,8 @@ from kai.cache.pod_table import PodTable
 from kai.cache.storage_store import StorageStore
 
 S = C.PodStatus
+_first = itemgetter(0)
+_edit_order = itemgetter(0, 1, 2)
 
 
 def resolve_priority(pc_name: str, classes: dict[str, PriorityClass]) -> int:
@@ -122,8 +126,11 @@ class ClusterState:
         #: keys of jobs that may have a pending pod: every job changed since it was last found
         #: without one (a superset; ``pending_jobs`` prunes it)
         self._maybe_pending: dict[str, None] = {}
-        #: (change number, the list) of the last ``pending_jobs`` answer
-        self._pending_answer: tuple[int, list] | None = None
+        #: the last ``pending_jobs`` answer: (change number, job_seq_epoch, the jobs' positions,
+        #: the jobs)
+        self._pending_answer: tuple[int, int, list, list] | None = None
+        #: job key -> position, for the jobs in the last ``pending_jobs`` answer
+        self._pending_pos: dict[str, int] = {}
         self._job_ord: dict[str, int] = {}          # job key -> position in ``jobs`` (insertion order)
         self._ord_seq = 0
         #: DRA objects and device use (kai.cache.dra_store.DraStore); None: no DRA in this cluster model
@@ -182,28 +189,73 @@ class ClusterState:
 
     def pending_jobs(self) -> list[PodGroupInfo]:
         """Jobs with a pending pod now, in ``jobs`` order. Costs the jobs changed since the
-        last call plus those still pending, not every job: a job leaves the index when found
-        without a pending pod and comes back with its next change. Call it only outside a
-        session's virtual changes (a session calls it when it opens). With no job changed
-        since the last call, the last answer (a copy)."""
+        last call, not every job: a job gains or loses its pending pods only through a change
+        (``_touch``), so the last answer is kept and only the jobs changed since are looked at
+        again (every job that may have one when the job positions were renumbered, the last
+        answer is older than the change numbers kept, or more than a quarter of it changed). Call
+        it only outside a session's virtual changes (a session calls it when it opens). The
+        answer is a copy."""
         last = self._pending_answer
-        if last is not None and last[0] == self._seq:
-            return list(last[1])
-        keep: list[tuple[int, PodGroupInfo]] = []
-        gone = []
+        seq = self._seq
+        if last is not None and last[0] == seq:
+            return list(last[3])
         jobs, order = self.jobs, self._job_ord
-        for key in self._maybe_pending:
-            job = jobs.get(key)
-            if job is None or not job.has_pending():
-                gone.append(key)
-            else:
-                keep.append((order[key], job))
-        for key in gone:
-            del self._maybe_pending[key]
-        keep.sort(key=lambda e: e[0])
-        out = [job for _, job in keep]
-        self._pending_answer = (self._seq, out)
+        changed = self.changed_since(last[0]) if last is not None and last[1] == self.job_seq_epoch else None
+        if changed is not None and len(changed) * 4 <= len(last[3]) + 64:
+            positions, out = self._edit_pending(changed, last[2], last[3])
+        else:
+            keep = []
+            gone = []
+            for key in self._maybe_pending:
+                job = jobs.get(key)
+                if job is None or not job.has_pending():
+                    gone.append(key)
+                else:
+                    keep.append((order[key], job))
+            for key in gone:
+                del self._maybe_pending[key]
+            keep.sort(key=_first)
+            positions = [pos for pos, _ in keep]
+            out = [job for _, job in keep]
+            self._pending_pos = {job.key: pos for pos, job in keep}
+        self._pending_answer = (seq, self.job_seq_epoch, positions, out)
         return list(out)
+
+    def _edit_pending(self, changed: list[str], positions: list[int], out: list) -> tuple[list, list]:
+        """The last ``pending_jobs`` answer (``positions``, ``out``, sorted by position) with
+        the ``changed`` jobs taken out and those that have a pending pod put back in place:
+        slices of the old lists between the edits, not a walk over them."""
+        jobs, order, members = self.jobs, self._job_ord, self._pending_pos
+        edits = []                       # (index in the old lists, 0 insert / 1 remove, position, job)
+        for key in set(changed):
+            old = members.pop(key, None)
+            if old is not None:
+                edits.append((bisect_left(positions, old), 1, old, None))
+            job = jobs.get(key)
+            if job is not None and job.has_pending():
+                pos = members[key] = order[key]
+                edits.append((bisect_left(positions, pos), 0, pos, job))
+            else:
+                self._maybe_pending.pop(key, None)
+        if not edits:
+            return positions, out
+        edits.sort(key=_edit_order)      # (at one index, either order gives the same lists)
+        new_pos: list[int] = []
+        new_out: list = []
+        at = 0                           # next old element not yet copied
+        for i, kind, pos, job in edits:
+            if i > at:
+                new_pos += positions[at:i]
+                new_out += out[at:i]
+                at = i
+            if kind:
+                at = i + 1               # the old element i is left out
+            else:
+                new_pos.append(pos)
+                new_out.append(job)
+        new_pos += positions[at:]
+        new_out += out[at:]
+        return new_pos, new_out
 
     def load(self, nodes=(), podgroups=(), pods=(), queues=(), priority_classes=()) -> None:
         """Bulk initial load (the informers' first list): nodes first, charges applied in one pass.

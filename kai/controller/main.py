@@ -92,6 +92,7 @@ class Controller:
                                             status=self.status,
                                             accepts=self.scope.in_partition) if group_pods else None
         self.scheduler = Scheduler(self.state, config)
+        self._warmed = (-1, float("-inf"))      # (state change number, monotonic time) of the last warm
         self.usage: UsageLister | None = None      # time-based fair share (kai.cache.usage_db)
         self.synced = False
         self.invalid: dict[str, dict[str, str]] = {}       # kind -> object key -> why it is ignored
@@ -252,7 +253,25 @@ class Controller:
         # pods are offered to the pod-grouper by the first cycle that leads (only the leader groups)
         self.synced = True
         log.info("informers synced", **{k.lower() + "s": len(v) for k, v in seen.items()})
+        self.warm()
         return True
+
+    #: seconds between two warms of a standby replica (when the state changed between them)
+    STANDBY_WARM_SECONDS = 5.0
+
+    def warm(self) -> None:
+        """Bring the scheduler's kept per-job figures and indexes up to date without deciding
+        anything (``Scheduler.warm``): after the first sync, and now and then on a standby
+        replica, so that the first cycle a replica leads costs what a steady cycle costs.
+        Best effort: a failure is logged, and the next cycle builds what is missing."""
+        try:
+            seconds = self.scheduler.warm(now=time.time())
+        except Exception as exc:   # noqa: BLE001 - warming is an optimisation, never fatal
+            log.exception("warm-up failed", error=str(exc))
+            return
+        finally:
+            self._warmed = (self.state.change_seq, time.monotonic())
+        log.info("scheduler warmed", seconds=round(seconds, 3), jobs=len(self.state.jobs))
 
     def _load_one_by_one(self, seen: dict[str, dict[str, Any]]) -> None:
         """A fresh state built with one guarded upsert per object (after a failed bulk load)."""
@@ -368,6 +387,9 @@ class Controller:
             self._forget_gone_pods()
         if not leader:
             self._leading = False
+            seq, at = self._warmed
+            if seq != self.state.change_seq and time.monotonic() - at >= self.STANDBY_WARM_SECONDS:
+                self.warm()
             return
         if not self.fence():
             self.metrics.fenced_cycles.inc()

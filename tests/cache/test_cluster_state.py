@@ -439,6 +439,70 @@ def test_pending_jobs_answer_is_kept_until_a_job_changes(st):
     st.upsert_pod(pod("p3", pg="job"))
     assert [j.key for j in st.pending_jobs()] == ["ns/job", "ns/other"]
 
+
+_PENDING_OPS = st_.lists(st_.tuples(st_.sampled_from(["add", "bind", "finish", "delete-pod", "delete-pg",
+                                                      "upsert-pg", "ask"]),
+                                    st_.integers(0, 5), st_.integers(0, 3)), max_size=60)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_PENDING_OPS)
+def test_pending_jobs_kept_answer_matches_a_walk_over_every_job(ops):
+    """The kept answer, edited with the jobs changed since it was made, is every job with a
+    pending pod in ``jobs`` order, through pods added, bound, finished and deleted and
+    PodGroups deleted, made again and updated, asked for at any point."""
+    s = ClusterState()
+    s.upsert_node(node("n1", cpu="1000", gpu=0))
+    for j in range(6):
+        s.upsert_podgroup(podgroup(f"j{j}"))
+    made = 0
+    for op, j, k in ops:
+        name = f"p{j}-{k}"
+        uid = f"uid-{name}"
+        if op == "add":
+            s.upsert_pod(pod(name, pg=f"j{j}"))
+        elif op == "bind" and uid in s.pods and s.pods[uid].status == S.PENDING:
+            s.assume_bound(s.pods[uid], "n1")
+        elif op == "finish" and uid in s.pods:
+            s.upsert_pod(pod(name, pg=f"j{j}", node_name="n1", phase="Succeeded"))
+        elif op == "delete-pod" and uid in s.pods:
+            s.delete_pod(uid)
+        elif op == "delete-pg":
+            s.delete_podgroup(f"ns/j{j}")
+        elif op == "upsert-pg":
+            made += 1
+            s.upsert_podgroup(podgroup(f"j{j}", min_member=1 + made % 2))
+        expected = [jb.key for jb in s.jobs.values() if jb.has_pending()]
+        if op == "ask" or k == 0:
+            assert [jb.key for jb in s.pending_jobs()] == expected
+    assert [jb.key for jb in s.pending_jobs()] == [jb.key for jb in s.jobs.values() if jb.has_pending()]
+
+
+def test_pending_jobs_edits_the_kept_answer_in_place_of_a_walk():
+    """Many jobs pending, a few changed: the answer is the kept one edited (the jobs left
+    alone are not asked again), in order, with the changed ones taken out or put back."""
+    s = ClusterState()
+    s.upsert_node(node("n1", cpu="1000", gpu=0))
+    for j in range(300):
+        s.upsert_podgroup(podgroup(f"j{j:03d}"))
+        s.upsert_pod(pod(f"p{j}", pg=f"j{j:03d}"))
+    assert len(s.pending_jobs()) == 300
+    asked = []
+    cls = type(s.jobs["ns/j000"])
+    orig = cls.has_pending
+    cls.has_pending = lambda self: asked.append(self.key) or orig(self)
+    try:
+        s.assume_bound(s.pods["uid-p7"], "n1")
+        s.delete_podgroup("ns/j150")
+        s.upsert_podgroup(podgroup("j150"))
+        s.upsert_pod(pod("p150b", pg="j150"))
+        got = [j.key for j in s.pending_jobs()]
+    finally:
+        cls.has_pending = orig
+    assert sorted(asked) == ["ns/j007", "ns/j150"]
+    want = [f"ns/j{j:03d}" for j in range(300) if j not in (7, 150)] + ["ns/j150"]
+    assert got == want
+
 # ---------------------------------------------------------------------------- bulk load
 _KINDS = ("run", "run", "run", "gpu", "frac", "frac-grouped", "gone", "done", "other", "other-pending",
           "orphan", "no-group", "pending", "unknown-node", "invalid", "subgroup", "anti", "claims")

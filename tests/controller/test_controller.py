@@ -83,9 +83,13 @@ def test_assumed_binding_survives_stale_updates_and_is_not_repeated(client, cont
         assert created.metadata.uid not in ctl.binder.assumed_bind
         ctl.cycle(leader=True)
         assert not ctl.last_result.bindings
-        # a follower schedules nothing
+        # a follower schedules nothing; it warms the scheduler's kept indexes when the state
+        # changed (here: the confirmed binding), so a cycle it leads later starts warm
+        ctl._warmed = (ctl._warmed[0], float("-inf"))         # (as if the last warm were long ago)
         ctl.cycle(leader=False)
-        assert ctl.cycles == 4
+        assert ctl.cycles == 4 and ctl._warmed[0] == ctl.state.change_seq
+        assert ctl.scheduler.memory.pending_index.seq == ctl.state.change_seq
+        assert ctl.binder.bind_count == 1
     finally:
         ctl.stop()
         client.delete("/api/v1/nodes/ctl-node-0")
@@ -154,6 +158,7 @@ def test_bad_nodes_do_not_stop_start_up_and_the_rest_is_scheduled(client, contro
     try:
         ctl.start()
         assert ctl.initial_sync(threading.Event(), timeout=30)
+        assert ctl.scheduler.memory.pending_index is not None        # warmed after the first sync
         assert good in ctl.state.nodes.by_name
         assert huge not in ctl.state.nodes.by_name and many not in ctl.state.nodes.by_name
         assert "status.allocatable.cpu: quantity '10e399' is too large" in ctl.invalid["Node"][huge]
