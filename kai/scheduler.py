@@ -85,9 +85,10 @@ class Scheduler:
                     warm_watch(ssn)
             finally:
                 ssn.close()
-        # the objects just made are long-lived: one full collection now moves them to the
-        # oldest generation, where the next cycle's young collections do not look
-        gc.collect()
+            # the objects just made are long-lived: one full collection, while the collector
+            # is paused, moves them to the oldest generation at once (rather than a young
+            # collection over all of them when it resumes, and a full one in a later cycle)
+            gc.collect()
         return time.perf_counter() - start
 
     def run_cycle(self, cache=None, now: float | None = None) -> CycleResult:
