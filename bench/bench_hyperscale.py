@@ -392,6 +392,9 @@ def test_held_back_queues(benchmark, actions):
     holder = {}
 
     def setup():
+        _SCHEDULERS.clear()                  # the last round's state goes first: one in memory
+        holder.pop("state", None)
+        gc.collect()
         holder["state"], holder["placeable"] = _held_state(jobs_labels)
         gc.collect()
         return (), {}
@@ -427,7 +430,11 @@ def test_held_back_queues(benchmark, actions):
     # warm start: the Scheduler warmed after the state was loaded (as the controller does after
     # its first sync, and a standby replica as the state changes), then its first cycle
     warm_s, after_warm_s = [], []
+    holder.clear()
     for _ in range(3):
+        _SCHEDULERS.clear()                  # one state in memory, as in the controller
+        state = None
+        gc.collect()
         state, _ = _held_state(jobs_labels)
         gc.collect()
         sched = _SCHEDULERS[id(config)] = Scheduler(state, config)

@@ -55,7 +55,7 @@ def schedulable_jobs(ssn, check_capacity: bool = True, jobs=None, preemptible_on
     if preemptible_only:
         jobs = [j for j in (jobs if jobs is not None else ssn.pending_jobs) if j.preemptible]
     out = []
-    held: dict[tuple, str | None] = {}
+    held: dict[tuple, list[str] | None] = {}  # capacity key -> the reasons (one list a key), or none
     queues = ssn.queues
     leaf: dict[str, bool] = {}               # queue name -> a usable leaf queue
     pending = S.PENDING
@@ -76,10 +76,12 @@ def schedulable_jobs(ssn, check_capacity: bool = True, jobs=None, preemptible_on
                     over = held.get(key, False) if key is not None else False
                     if over is False:
                         over = ssn.is_job_over_capacity(job, [lone])
+                        if over:
+                            over = [over]     # the reasons, one list per key (read-only)
                         if key is not None:
                             held[key] = over
                     if over:
-                        ssn.record_fit_error(job, [over])
+                        ssn.record_fit_error(job, over)
                         continue
                 out.append(job)
                 continue
