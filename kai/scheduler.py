@@ -59,8 +59,8 @@ class Scheduler:
 
         A session is opened (the plugins bring their kept per-job figures up to date, e.g.
         proportion's JobFigures), the kept indexes the configured actions read are brought up
-        to date (pending and victim candidates, with the job order keys they hold), and the
-        session is closed; no action runs, nothing is committed. So the next cycle pays only
+        to date (pending and victim candidates, with the job order keys they hold, and the
+        look-alike runs reclaim's and preempt's walks pass over), and the session is closed; no action runs, nothing is committed. So the next cycle pays only
         for the jobs changed since, as a cycle after another does. The controller calls it
         after its first sync, before it leads, and on a standby replica as the state changes:
         the first cycle a replica leads then costs what a steady cycle costs.
@@ -69,7 +69,8 @@ class Scheduler:
         of the jobs it covers, brought up to date the same way from any earlier session."""
         from kai.actions import allocate as allocate_mod
         from kai.actions.common import victims as victims_mod
-        from kai.actions.common.pending_index import current_index
+        from kai.actions.common.lookalike import alike_for
+        from kai.actions.common.pending_index import current_index, fill_runs
         from kai.actions.stale_gang_eviction import warm_watch
 
         names = {a.name for a in self.actions}
@@ -78,7 +79,9 @@ class Scheduler:
             ssn = self.open_session(RecordingCache(self.state), now)
             try:
                 if names & self.PENDING_INDEX_USERS:
-                    current_index(ssn, allocate_mod.schedulable_jobs)
+                    idx = current_index(ssn, allocate_mod.schedulable_jobs)
+                    if names & {"reclaim", "preempt"}:
+                        fill_runs(idx, alike_for(ssn))       # the copies their walks pass over
                 if names & self.VICTIM_INDEX_USERS and victims_mod.USE_INDEX:
                     victims_mod.VictimIndex.current(ssn)
                 if "stalegangeviction" in names:

@@ -177,6 +177,28 @@ class PendingIndex(KeptIndex):
             self.singles[leaf] = singles
 
 
+def fill_runs(idx: PendingIndex, alike) -> None:
+    """Find every look-alike run a walk that passes over copies would find in the index's
+    leaves (``JobsOrderByQueues.skip_alike``: after the job at ``pos - 1``, the jobs from
+    ``pos`` on that ``alike`` pairs with it), for the leaves that have none recorded yet:
+    each run's head, then the end of its run, one comparison a job. The records are facts
+    about the leaf's list (a leaf sorted again loses them), so a walk finds the same ends it
+    would have compared its way to. Used by ``Scheduler.warm``."""
+    for leaf, entries in idx.leaves.items():
+        memo = idx.runs.setdefault(leaf, {})
+        if memo:
+            continue
+        n = len(entries)
+        pos = 1
+        while pos <= n:
+            head = entries[pos - 1][2]
+            i = pos
+            while i < n and alike(head, entries[i][2]):
+                i += 1
+            memo[(alike, pos)] = i
+            pos = i + 1
+
+
 def current_index(ssn, admit) -> PendingIndex:
     """The session's PendingIndex, up to date (``admit``: ``kai.actions.allocate.
     schedulable_jobs``); the fit errors of the jobs it leaves out are recorded in the session."""
@@ -212,4 +234,4 @@ def capacity_checked(ssn, idx: PendingIndex, admit, preemptible_only: bool = Fal
     return out
 
 
-__all__ = ["KeptIndex", "PendingIndex", "capacity_checked", "current_index", "tree_signature"]
+__all__ = ["KeptIndex", "PendingIndex", "capacity_checked", "current_index", "fill_runs", "tree_signature"]

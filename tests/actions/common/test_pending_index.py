@@ -101,3 +101,34 @@ def test_a_new_cluster_state_under_the_same_scheduler_rebuilds_the_index():
     assert after is not before and after.state is fresh
     ssn.job_order_key(next(iter(fresh.jobs.values())))
     assert sched.memory.order_keys is not keys
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**6), blind=st.booleans())
+def test_filled_runs_end_where_a_comparison_from_their_head_ends(seed, blind):
+    """``fill_runs`` records, for every run head a walk could pass copies after, the end a
+    comparison from that position reaches; a leaf with records already is left alone."""
+    from kai.actions.common.lookalike import look_alike, look_alike_blind
+    from kai.actions.common.pending_index import fill_runs
+    alike = look_alike_blind if blind else look_alike
+    state = _backlog(seed, jobs_labels=blind)
+    _, ssn = _session(state)
+    idx = current_index(ssn, schedulable_jobs)
+    some = sorted(idx.leaves)[0] if idx.leaves else None
+    if some is not None:
+        idx.runs[some] = {"kept": 1}
+    fill_runs(idx, alike)
+    for leaf, entries in idx.leaves.items():
+        memo = idx.runs[leaf]
+        if leaf == some:
+            assert memo == {"kept": 1}
+            continue
+        heads = sorted(pos for (fn, pos) in memo)
+        assert heads and heads[0] == 1 and all(fn is alike for fn, _ in memo)
+        for pos in heads:
+            end = memo[(alike, pos)]
+            head = entries[pos - 1][2]
+            assert all(alike(head, e[2]) for e in entries[pos:end])
+            assert end == len(entries) or not alike(head, entries[end][2])
+        # the next head is the first job after a run: every job is covered once
+        assert [p for p in heads[1:]] == [memo[(alike, p)] + 1 for p in heads[:-1]]
