@@ -5,7 +5,6 @@ differ only in the ``cache`` that receives the decisions (API calls vs. a record
 """
 from __future__ import annotations
 
-import gc
 import time
 
 import structlog
@@ -60,8 +59,10 @@ class Scheduler:
         A session is opened (the plugins bring their kept per-job figures up to date, e.g.
         proportion's JobFigures), the kept indexes the configured actions read are brought up
         to date (pending and victim candidates, with the job order keys they hold, and the
-        look-alike runs reclaim's and preempt's walks pass over), and the session is closed; no action runs, nothing is committed. So the next cycle pays only
-        for the jobs changed since, as a cycle after another does. The controller calls it
+        look-alike runs reclaim's and preempt's walks pass over), and the session is closed;
+        no action runs, nothing is committed, and what counts cycles (FGD's decayed workload
+        history) does not count it. So the next cycle pays only for the jobs changed since,
+        as a cycle after another does. The controller calls it
         after its first sync, before it leads, and on a standby replica as the state changes:
         the first cycle a replica leads then costs what a steady cycle costs.
 
@@ -75,6 +76,8 @@ class Scheduler:
 
         names = {a.name for a in self.actions}
         start = time.perf_counter()
+        # a history of cycles, not a cache of facts: the warm session is no cycle of it
+        history = self.memory.fgd_history
         with cyclic_gc_paused():
             ssn = self.open_session(RecordingCache(self.state), now)
             try:
@@ -88,10 +91,7 @@ class Scheduler:
                     warm_watch(ssn)
             finally:
                 ssn.close()
-            # the objects just made are long-lived: one full collection, while the collector
-            # is paused, moves them to the oldest generation at once (rather than a young
-            # collection over all of them when it resumes, and a full one in a later cycle)
-            gc.collect()
+                self.memory.fgd_history = history
         return time.perf_counter() - start
 
     def run_cycle(self, cache=None, now: float | None = None) -> CycleResult:

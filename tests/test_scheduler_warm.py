@@ -39,8 +39,15 @@ def _change(state, rng: random.Random, step: int) -> None:
             state.delete_pod(sorted(job.tasks)[0])
 
 
-def _cycles(seed: int, warm: bool, actions: str | None) -> list:
-    config = default_config() if actions is None else parse_config({"actions": actions})
+#: FGD placement with a decayed workload history (kept from cycle to cycle)
+FGD = {"actions": "allocate, reclaim", "tiers": [{"plugins": [
+    {"name": "predicates"}, {"name": "proportion"}, {"name": "gpupack"}, {"name": "priority"},
+    {"name": "nodeplacement", "arguments": {"gpu": "fgd", "cpu": "fgd", "fgdDecay": 0.5}}]}]}
+
+
+def _cycles(seed: int, warm: bool, actions: str | dict | None) -> list:
+    config = (default_config() if actions is None else
+              parse_config(actions if isinstance(actions, dict) else {"actions": actions}))
     state = _backlog(seed)
     node = next(iter(state.nodes.by_name))
     first = sorted(q for q in state.queues if q.startswith("q"))[0]
@@ -62,11 +69,12 @@ def _cycles(seed: int, warm: bool, actions: str | None) -> list:
 
 @settings(max_examples=50, deadline=None)
 @given(seed=st.integers(0, 10**6), actions=st.sampled_from([None, "allocate", "allocate, reclaim",
-                                                            "allocate, preempt, stalegangeviction"]))
+                                                            "allocate, preempt, stalegangeviction", FGD]))
 def test_cycles_after_a_warm_decide_as_cycles_without_one(seed, actions):
     """Random backlogs, a gang that goes stale, jobs added and pods deleted between cycles:
     with a warm before every cycle, each cycle decides what it decides without one (bindings,
-    pipelined pods, evictions, unschedulable explanations), every default action or a few."""
+    pipelined pods, evictions, unschedulable explanations), every default action or a few, or
+    FGD placement with a decayed history."""
     assert _cycles(seed, True, actions) == _cycles(seed, False, actions)
 
 
@@ -100,3 +108,13 @@ def test_a_warm_watch_holds_the_stale_and_timestamped_jobs_only():
     sched.run_cycle(RecordingCache(state), now=1_000.0)
     assert state.jobs["ns/gang-whole"].stale_since == 0.0
     assert state.jobs["ns/gang-short"].stale_since == 1_000.0
+
+
+def test_a_warm_is_not_a_cycle_of_fgds_decayed_history():
+    state = _backlog(11)
+    sched = Scheduler(state, parse_config(FGD))
+    sched.run_cycle(RecordingCache(state), now=1_000.0)
+    history = dict(sched.memory.fgd_history)
+    assert history
+    sched.warm(now=1_100.0)
+    assert sched.memory.fgd_history == history
