@@ -58,6 +58,7 @@ KAI_FLAGS_KAI_LACKS = {"--update-pod-eviction-condition", "--num-of-status-recor
 SCRIPTS = [[sys.executable, str(REPO / "bench" / "bench_live.py")],
            [sys.executable, str(REPO / "bench" / "bench_traces.py")],
            [sys.executable, str(REPO / "bench" / "bench_reclaim.py")],
+           [sys.executable, str(REPO / "bench" / "bench_hyperscale.py")],
            [sys.executable, str(REPO / "bench" / "soak.py")],
            [sys.executable, "-m", "kai.testing.controlplane", "up"]]
 #: KAI chart values docs/configuration.md says this chart does not have (checked absent)
