@@ -131,4 +131,4 @@ def test_filled_runs_end_where_a_comparison_from_their_head_ends(seed, blind):
             assert all(alike(head, e[2]) for e in entries[pos:end])
             assert end == len(entries) or not alike(head, entries[end][2])
         # the next head is the first job after a run: every job is covered once
-        assert [p for p in heads[1:]] == [memo[(alike, p)] + 1 for p in heads[:-1]]
+        assert heads[1:] == [memo[(alike, p)] + 1 for p in heads[:-1]]
