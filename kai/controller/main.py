@@ -271,6 +271,7 @@ class Controller:
             return
         finally:
             self._warmed = (self.state.change_seq, time.monotonic())
+        self.metrics.warm.set(seconds * 1000.0)
         log.info("scheduler warmed", seconds=round(seconds, 3), jobs=len(self.state.jobs))
 
     def _load_one_by_one(self, seen: dict[str, dict[str, Any]]) -> None:

@@ -71,6 +71,9 @@ class Metrics:
         self._gpu_series: set[tuple[str, str]] = set()
         self._gpus_at = float("-inf")
         self.is_leader = Gauge("is_leader", "1 when this replica holds the leader Lease", namespace=ns, registry=r)
+        self.warm = Gauge("warm_latency_milliseconds", "Time of the last warm-up of the scheduler's kept "
+                          "per-job figures and indexes (after the first sync; on a follower)",
+                          namespace=ns, registry=r)
         self.fenced_cycles = Counter("fenced_cycles", "Cycles abandoned because the leader Lease was not held "
                                      "with margin", namespace=ns, registry=r)
         self.fenced_writes = Counter("fenced_writes", "API writes refused locally because the leader Lease was "

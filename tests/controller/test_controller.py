@@ -159,6 +159,7 @@ def test_bad_nodes_do_not_stop_start_up_and_the_rest_is_scheduled(client, contro
         ctl.start()
         assert ctl.initial_sync(threading.Event(), timeout=30)
         assert ctl.scheduler.memory.pending_index is not None        # warmed after the first sync
+        assert _metric(ctl, "kai_warm_latency_milliseconds") > 0
         assert good in ctl.state.nodes.by_name
         assert huge not in ctl.state.nodes.by_name and many not in ctl.state.nodes.by_name
         assert "status.allocatable.cpu: quantity '10e399' is too large" in ctl.invalid["Node"][huge]
