@@ -40,8 +40,7 @@ def alike_key(task) -> bytes | tuple | None:
     """The key of ``task`` (a PodInfo), compared by equality: namespace, invalid reason, the
     whole spec, labels, annotations but the PodGroup's name, nominated node. None: never a
     look-alike (a pod that owns per-pod objects, has resource claim statuses, or is not a full
-    Pod). Kept on the
-    PodInfo (``alike_key`` is False until made), with its label-blind part
+    Pod). Kept on the PodInfo (``alike_key`` is False until made), with its label-blind part
     (:func:`label_blind_key`). Dicts are encoded in their order, so equal dicts in another
     order give different keys: that errs towards "different"."""
     key = task.alike_key

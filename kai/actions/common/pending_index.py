@@ -224,7 +224,8 @@ def capacity_checked(ssn, idx: PendingIndex, admit, preemptible_only: bool = Fal
                 # one list for the group (read-only to every reader): tens of thousands of
                 # held jobs would otherwise leave as many new lists for the cyclic collector
                 reasons = [over]
-                fit.update(dict.fromkeys([job.key for job in jobs], reasons))
+                for job in jobs:
+                    fit[job.key] = reasons
             else:
                 out.extend(jobs)
     singles = [job for jobs in idx.singles.values() for job in jobs
