@@ -231,13 +231,28 @@ _TASK_PRIORITY_LABEL, _SUBGROUP_LABEL = C.TASK_PRIORITY_LABEL, C.SUBGROUP_LABEL
 _RUNNING = C.PodStatus.RUNNING
 
 
+class _PodExtras:
+    """The fields of a PodInfo that most pods leave at their default (see PodInfo)."""
+
+    __slots__ = ("invalid_reason", "task_priority", "subgroup", "dra", "volume_plan")
+
+    def __init__(self) -> None:
+        self.invalid_reason = ""
+        self.task_priority = 0
+        self.subgroup = ""
+        self.dra = None
+        self.volume_plan: tuple = ()
+
+
 class PodInfo:
     """A pod inside the scheduler: identity, request vector, constraints, session status."""
 
-    __slots__ = ("pod", "uid", "name", "namespace", "key", "job_key", "status", "node_name",
-                 "req", "gpu_sharing", "gpu_groups", "_signature", "creation", "invalid_reason",
-                 "task_priority", "subgroup", "is_virtual", "deleting", "constraints", "volume_plan",
-                 "dra_gpus", "dra", "alike_key", "alike_blind")
+    # Fields every pod sets, or that hot loops read, are slots. Those most pods leave at their
+    # default live in ``_more`` (a _PodExtras, None until one is set; the properties below):
+    # at 10^6 running pods a slot is 8 MB to fault in (issue 13's state-build figure).
+    __slots__ = ("pod", "uid", "name", "namespace", "_key", "job_key", "status", "node_name",
+                 "req", "gpu_sharing", "gpu_groups", "creation", "is_virtual", "deleting",
+                 "constraints", "alike_key", "alike_blind", "_signature", "dra_gpus", "_more")
 
     def __init__(self, pod: Pod, registry: ResourceRegistry) -> None:
         # called for every listed pod (10^6 at start-up): module-level names, the shared
@@ -247,9 +262,10 @@ class PodInfo:
         self.pod = pod
         self.name = name = meta.name
         self.namespace = ns = meta.namespace or "default"
+        self._key = None                          # "namespace/name", made when first asked
+        self._more = None
         # same fallback key as ClusterState.upsert_pod, so an update finds the old entry
-        self.key = key = f"{ns}/{name}"
-        self.uid = meta.uid or key
+        self.uid = meta.uid or f"{ns}/{name}"
         self.job_key = ""
         self.node_name = node_name = spec.node_name
         ts = meta.creation_timestamp
@@ -272,13 +288,13 @@ class PodInfo:
             except QuantityError as exc:
                 req = np.zeros(len(registry))
                 req[PODS] = 1.0
-                invalid = f"pod {key}: {exc}"
+                invalid = f"pod {ns}/{name}: {exc}"
         self.req = req
         ann = meta.annotations
         if ann and not _SHARING_KEYS.isdisjoint(ann):
             self.gpu_sharing, err = parse_gpu_sharing(pod, float(req[GPU]))
             if err and not invalid:
-                invalid = f"pod {key}: {err}"
+                invalid = f"pod {ns}/{name}: {err}"
         else:
             self.gpu_sharing = None
         # inter-pod affinity, topology spread, host ports (kai.api.affinity): None for most pods
@@ -292,43 +308,117 @@ class PodInfo:
             except SelectorError as exc:
                 self.constraints = None
                 if not invalid:
-                    invalid = f"pod {key}: {exc}"
+                    invalid = f"pod {ns}/{name}: {exc}"
         if not node_name and not invalid:
             missing = unhonoured(pod)
             if missing:
-                invalid = f"pod {key} sets fields kai does not honour yet, so it waits: " + "; ".join(missing)
-        self.invalid_reason = invalid
+                invalid = f"pod {ns}/{name} sets fields kai does not honour yet, so it waits: " + "; ".join(missing)
         #: shared-GPU group ids (assigned whole, never appended to: the empty one is shared)
         self.gpu_groups: list[str] = ()          # type: ignore[assignment]
-        #: DRA (kai.cache.dra_store / kai.plugins.dynamicresources): GPUs the pod's resource claims
-        #: count for in queue quota (set when a session opens), and the session's device
-        #: allocation for the binder (kai.dra.allocator.DraAllocation) once placed
-        self.dra_gpus = 0.0
-        self.dra = None
-        self._signature = None
-        #: what a look-alike pod shares with this one (kai.actions.common.lookalike): False
-        #: until first asked
-        self.alike_key: bytes | tuple | None | bool = False
-        self.alike_blind: bytes | None = None       # its label-blind part, made with it
         labels = meta.labels
-        self.task_priority = 0
-        self.subgroup = ""
+        priority, sub = 0, ""
         if labels:
             if _TASK_PRIORITY_LABEL in labels:
                 try:
-                    self.task_priority = int(labels[_TASK_PRIORITY_LABEL])
+                    priority = int(labels[_TASK_PRIORITY_LABEL])
                 except ValueError:
                     pass
-            self.subgroup = labels.get(_SUBGROUP_LABEL, "")
+            sub = labels.get(_SUBGROUP_LABEL) or ""
+        if invalid or priority or sub:
+            more = self._more = _PodExtras()
+            more.invalid_reason, more.task_priority, more.subgroup = invalid, priority, sub
         self.is_virtual = False
-        #: what placing it decided for its unbound claims (kai.api.storage.ClaimPlan), for the binder
-        self.volume_plan: tuple = ()
+        #: what a look-alike pod shares with this one (kai.actions.common.lookalike): False
+        #: until first asked; its label-blind part, made with it
+        self.alike_key: bytes | tuple | None | bool = False
+        self.alike_blind: bytes | None = None
+        self._signature = None
+        #: DRA (kai.cache.dra_store): GPUs the pod's resource claims count for in queue quota
+        #: (set when a session opens; read for every task, so a slot)
+        self.dra_gpus = 0.0
         # _initial_status, inline
         phase = pod.status.phase
         if phase == "Running" and node_name and not deleting:
             self.status = _RUNNING
         else:
             self.status = _initial_status(phase, spec, deleting)
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``: the pod's name in results, events and logs (made on first use:
+        most running pods are never asked)."""
+        key = self._key
+        if key is None:
+            key = self._key = f"{self.namespace}/{self.name}"
+        return key
+
+    @key.setter
+    def key(self, value: str) -> None:
+        self._key = value
+
+    def _extras(self) -> "_PodExtras":
+        more = self._more
+        if more is None:
+            more = self._more = _PodExtras()
+        return more
+
+    @property
+    def invalid_reason(self) -> str:
+        """Why the pod cannot be scheduled as it is (bad annotation or request, a field kai
+        does not honour yet); "" when nothing is wrong."""
+        more = self._more
+        return "" if more is None else more.invalid_reason
+
+    @invalid_reason.setter
+    def invalid_reason(self, value: str) -> None:
+        if value or self._more is not None:
+            self._extras().invalid_reason = value
+
+    @property
+    def task_priority(self) -> int:
+        """The ``kai.scheduler/task-priority`` label (0 when absent or not an integer)."""
+        more = self._more
+        return 0 if more is None else more.task_priority
+
+    @task_priority.setter
+    def task_priority(self, value: int) -> None:
+        if value or self._more is not None:
+            self._extras().task_priority = value
+
+    @property
+    def subgroup(self) -> str:
+        """The ``kai.scheduler/subgroup`` label ("" when absent)."""
+        more = self._more
+        return "" if more is None else more.subgroup
+
+    @subgroup.setter
+    def subgroup(self, value: str) -> None:
+        if value or self._more is not None:
+            self._extras().subgroup = value
+
+    @property
+    def dra(self):
+        """The session's device allocation for the binder (kai.dra.allocator.DraAllocation)
+        once placed (kai.plugins.dynamicresources); None otherwise."""
+        more = self._more
+        return None if more is None else more.dra
+
+    @dra.setter
+    def dra(self, value) -> None:
+        if value is not None or self._more is not None:
+            self._extras().dra = value
+
+    @property
+    def volume_plan(self) -> tuple:
+        """What placing the pod decided for its unbound claims (kai.api.storage.ClaimPlan),
+        for the binder; () when nothing."""
+        more = self._more
+        return () if more is None else more.volume_plan
+
+    @volume_plan.setter
+    def volume_plan(self, value: tuple) -> None:
+        if value or self._more is not None:
+            self._extras().volume_plan = value
 
     @property
     def signature(self) -> tuple:

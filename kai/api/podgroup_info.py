@@ -52,12 +52,13 @@ def subgroup_tree_error(subgroups: Iterable[tuple[str, str | None]]) -> str:
 class PodSet:
     """Pods of one leaf SubGroup (or the whole job) with a gang minimum."""
 
-    __slots__ = ("name", "min_available", "tasks")
+    __slots__ = ("name", "min_available", "tasks", "leaf")
 
     def __init__(self, name: str, min_available: int) -> None:
         self.name = name
         self.min_available = min_available if min_available > 0 else 0
         self.tasks: list[PodInfo] = []
+        self.leaf: SubGroupNode | None = None       # its node in the job's SubGroup tree
 
     def count(self, mask: int) -> int:
         return sum(1 for t in self.tasks if t.status & mask)
@@ -85,7 +86,8 @@ class SubGroupNode:
     def __init__(self, name: str, topology_constraint=None, parent: "SubGroupNode | None" = None) -> None:
         self.name = name
         self.parent = parent
-        self.children: list[SubGroupNode] = []
+        # a leaf's is the shared empty tuple (most nodes are leaves); add_child makes a list
+        self.children: "list[SubGroupNode] | tuple" = ()
         self.podset: PodSet | None = None
         tc = topology_constraint
         self.topology_constraint = tc if tc is not None and tc.topology else None
@@ -93,6 +95,12 @@ class SubGroupNode:
     @property
     def is_leaf(self) -> bool:
         return self.podset is not None
+
+    def add_child(self, child: "SubGroupNode") -> None:
+        if self.children:
+            self.children.append(child)
+        else:
+            self.children = [child]
 
     def podsets(self) -> list[PodSet]:
         """The PodSets under this node (itself when a leaf), depth first."""
@@ -121,7 +129,7 @@ class PodGroupInfo:
     __slots__ = ("key", "name", "namespace", "uid", "queue", "priority", "priority_class",
                  "preemptible", "min_member", "creation", "tasks", "podsets", "invalid_reasons",
                  "last_start", "stale_since", "scheduling_backoff", "topology_constraint",
-                 "subgroups", "podgroup", "root_subgroup", "subgroup_nodes", "leaf_nodes", "_lone")
+                 "subgroups", "podgroup", "root_subgroup", "_lone")
 
     def __init__(self, pg: PodGroup, priority: int, preemptible: bool) -> None:
         meta = pg.metadata
@@ -155,41 +163,44 @@ class PodGroupInfo:
 
     def _build_podsets(self) -> None:
         root = self.root_subgroup = SubGroupNode("", self.topology_constraint)
-        self.subgroup_nodes: dict[str, SubGroupNode] = {"": root}
-        self.leaf_nodes: dict[str, SubGroupNode] = {}
         leaves = []
         if self.subgroups:
             parents = {sg.parent for sg in self.subgroups if sg.parent}
             leaves = [sg for sg in self.subgroups if sg.name not in parents]
         if leaves:
+            nodes: dict[str, SubGroupNode] = {"": root}
             for sg in self.subgroups:
-                if sg.name and sg.name not in self.subgroup_nodes:
-                    self.subgroup_nodes[sg.name] = SubGroupNode(sg.name, sg.topology_constraint)
+                if sg.name and sg.name not in nodes:
+                    nodes[sg.name] = SubGroupNode(sg.name, sg.topology_constraint)
             for sg in self.subgroups:
-                node = self.subgroup_nodes.get(sg.name) if sg.name else None     # "" is the root
+                node = nodes.get(sg.name) if sg.name else None     # "" is the root
                 if node is None or node.parent is not None:
                     continue
-                parent = self.subgroup_nodes.get(sg.parent or "", root)
+                parent = nodes.get(sg.parent or "", root)
                 # a parent chain that loops back is cut at the root
                 p = parent
                 while p is not None and p is not node:
                     p = p.parent
                 node.parent = root if p is node else parent
-                node.parent.children.append(node)
+                node.parent.add_child(node)
             for sg in leaves:
                 ps = self.podsets[sg.name] = PodSet(sg.name, sg.min_member)
-                leaf = self.subgroup_nodes.get(sg.name) if sg.name else None
+                leaf = nodes.get(sg.name) if sg.name else None
                 if leaf is None:
                     leaf = SubGroupNode(sg.name, sg.topology_constraint, root)
-                    root.children.append(leaf)
+                    root.add_child(leaf)
                 leaf.podset = ps
-                self.leaf_nodes[sg.name] = leaf
+                ps.leaf = leaf
         else:
             ps = self.podsets[""] = PodSet("", self.min_member)
-            leaf = SubGroupNode("", None, root)
+            leaf = ps.leaf = SubGroupNode("", None, root)
             leaf.podset = ps
-            root.children.append(leaf)
-            self.leaf_nodes[""] = leaf
+            root.children = [leaf]
+
+    @property
+    def leaf_nodes(self) -> dict[str, SubGroupNode]:
+        """PodSet name -> its leaf in the SubGroup tree (made on each call: few callers)."""
+        return {name: ps.leaf for name, ps in self.podsets.items()}
 
     def podset_of(self, task: PodInfo) -> PodSet:
         """The PodSet a task belongs to (same rule as ``add_task``)."""
@@ -200,7 +211,7 @@ class PodGroupInfo:
 
     def subgroup_node(self, podset: PodSet) -> SubGroupNode:
         """The tree node of a PodSet (its leaf)."""
-        return self.leaf_nodes[podset.name]
+        return podset.leaf
 
     # --- membership -------------------------------------------------------------------
     def add_task(self, task: PodInfo) -> None:

@@ -164,7 +164,7 @@ class TopologyPlugin(Plugin):
         if not self.scores or self._scores_job != job.key:
             return None
         ps = job.podset_of(task)
-        sg = job.leaf_nodes.get(ps.name)
+        sg = ps.leaf
         while sg is not None:
             got = self.scores.get((job.key, sg.name))
             if got is not None:

@@ -210,6 +210,42 @@ def test_identity_and_labels():
     assert p.creation == parse_time("2024-01-01T00:00:10Z") > 0
 
 
+def test_a_plain_running_pod_keeps_no_extras():
+    """The fields most pods leave at their default are not stored per pod (issue 13: 10^6
+    running pods): a plain running pod holds no extras, and its key is made when asked."""
+    p = PodInfo(make_pod([ctr({"cpu": "1"})], node="n1", phase="Running"), ResourceRegistry())
+    assert p._more is None and p._key is None
+    assert (p.invalid_reason, p.task_priority, p.subgroup, p.dra, p.volume_plan) == ("", 0, "", None, ())
+    # writing a default keeps it so; the first other value makes the extras, and they keep it
+    p.dra, p.volume_plan, p.invalid_reason, p.task_priority = None, (), "", 0
+    assert p._more is None
+    p.volume_plan = ("plan",)
+    assert p._more is not None and p.volume_plan == ("plan",) and p.dra is None and p.subgroup == ""
+    p.volume_plan = ()
+    assert p.volume_plan == ()
+    assert p.key == "ns/p" and p._key == "ns/p"
+    p.key = "other/name"
+    assert p.key == "other/name"
+
+
+def test_extras_made_by_labels_and_problems():
+    """A task-priority or subgroup label, or a problem, puts the pod's extras in place at once."""
+    reg = ResourceRegistry()
+    bad = PodInfo(make_pod([ctr({"cpu": "-1"})]), reg)
+    assert bad.invalid_reason.startswith("pod ns/p: ") and bad.task_priority == 0
+    # a non-integer task priority is 0, as before; an empty subgroup label is no subgroup
+    odd = msgspec.convert({"metadata": {"name": "x", "namespace": "ns",
+                                        "labels": {"kai.scheduler/task-priority": "high",
+                                                   "kai.scheduler/subgroup-name": ""}},
+                           "spec": {"containers": [ctr({"cpu": 1})]}}, Pod)
+    o = PodInfo(odd, reg)
+    assert (o.task_priority, o.subgroup, o.invalid_reason, o._more) == (0, "", "", None)
+    labelled = PodInfo(msgspec.convert({"metadata": {"name": "y", "namespace": "ns",
+                                                     "labels": {"kai.scheduler/task-priority": "-3"}},
+                                        "spec": {"containers": [ctr({"cpu": 1})]}}, Pod), reg)
+    assert labelled.task_priority == -3 and labelled._more is not None and labelled.invalid_reason == ""
+
+
 def test_req_vec_pads_for_new_columns():
     reg = ResourceRegistry()
     p = PodInfo(make_pod([ctr({"cpu": "1"})]), reg)

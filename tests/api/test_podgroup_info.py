@@ -74,6 +74,35 @@ def test_a_subgroup_without_a_name_never_becomes_a_node_of_the_tree():
             p = p.parent
 
 
+def test_each_podset_knows_its_leaf():
+    """Every PodSet points at its leaf of the SubGroup tree (``subgroup_node``, ``leaf_nodes``),
+    leaves share the empty tuple for children, and inner nodes list theirs."""
+    import msgspec
+
+    from kai.api.k8s import PodGroup
+    from kai.api.podgroup_info import PodGroupInfo
+
+    plain = PodGroupInfo(msgspec.convert({"metadata": {"name": "g", "namespace": "ns"},
+                                          "spec": {"minMember": 2, "queue": "q"}}, PodGroup), 50, True)
+    (ps,) = plain.podsets.values()
+    assert plain.subgroup_node(ps) is ps.leaf and ps.leaf.podset is ps
+    assert plain.root_subgroup.children == [ps.leaf] and ps.leaf.children == ()
+    assert plain.leaf_nodes == {"": ps.leaf} and ps.leaf.parent is plain.root_subgroup
+    tree = PodGroupInfo(msgspec.convert(
+        {"metadata": {"name": "t", "namespace": "ns"},
+         "spec": {"minMember": 1, "queue": "q",
+                  "subGroups": [{"name": "a", "minMember": 1}, {"name": "b", "parent": "a", "minMember": 1},
+                                {"name": "c", "parent": "a", "minMember": 1}, {"name": "d", "minMember": 1}]}},
+        PodGroup), 50, True)
+    assert set(tree.podsets) == {"b", "c", "d"}
+    for name, ps in tree.podsets.items():
+        assert tree.subgroup_node(ps) is ps.leaf is tree.leaf_nodes[name]
+        assert ps.leaf.name == name and ps.leaf.children == () and ps.leaf.is_leaf
+    a = tree.podsets["b"].leaf.parent
+    assert a.name == "a" and [c.name for c in a.children] == ["b", "c"]
+    assert [c.name for c in tree.root_subgroup.children] == ["a", "d"]
+
+
 def test_add_tasks_is_add_task_for_each():
     """``add_tasks`` (a bulk load's run of one job's pods) leaves the members, PodSet members
     and their order that ``add_task`` one pod at a time leaves, with and without SubGroups."""
