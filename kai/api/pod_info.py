@@ -262,7 +262,9 @@ class PodInfo:
         self.pod = pod
         self.name = name = meta.name
         self.namespace = ns = meta.namespace or "default"
-        self._key = None                          # "namespace/name", made when first asked
+        # "namespace/name": a pending pod's is asked when it is bound or reported, a running
+        # pod's rarely (made when first asked)
+        self._key = None if spec.node_name else f"{ns}/{name}"
         self._more = None
         # same fallback key as ClusterState.upsert_pod, so an update finds the old entry
         self.uid = meta.uid or f"{ns}/{name}"

@@ -240,6 +240,7 @@ def test_extras_made_by_labels_and_problems():
                            "spec": {"containers": [ctr({"cpu": 1})]}}, Pod)
     o = PodInfo(odd, reg)
     assert (o.task_priority, o.subgroup, o.invalid_reason, o._more) == (0, "", "", None)
+    assert o._key == "ns/x"                 # a pending pod's key is made with it (it is bound by it)
     labelled = PodInfo(msgspec.convert({"metadata": {"name": "y", "namespace": "ns",
                                                      "labels": {"kai.scheduler/task-priority": "-3"}},
                                         "spec": {"containers": [ctr({"cpu": 1})]}}, Pod), reg)
