@@ -9,6 +9,7 @@ the scheduler reports it on the pod's group instead of scheduling it.
 from __future__ import annotations
 
 import datetime as _dt
+from operator import attrgetter
 
 import numpy as np
 
@@ -244,6 +245,24 @@ class _PodExtras:
         self.volume_plan: tuple = ()
 
 
+def _extra(name: str, default, doc: str) -> property:
+    """A PodInfo field kept in its ``_PodExtras``: reads ``default`` while the pod has none;
+    writing the default (None, or any falsy value for a falsy default) to a pod without
+    extras keeps it without."""
+    get = attrgetter(name)
+
+    def fget(self):
+        more = self._more
+        return default if more is None else get(more)
+
+    def fset(self, value) -> None:
+        if self._more is None and (value is None if default is None else not value):
+            return
+        setattr(self._extras(), name, value)
+
+    return property(fget, fset, doc=doc)
+
+
 class PodInfo:
     """A pod inside the scheduler: identity, request vector, constraints, session status."""
 
@@ -364,63 +383,15 @@ class PodInfo:
             more = self._more = _PodExtras()
         return more
 
-    @property
-    def invalid_reason(self) -> str:
-        """Why the pod cannot be scheduled as it is (bad annotation or request, a field kai
-        does not honour yet); "" when nothing is wrong."""
-        more = self._more
-        return "" if more is None else more.invalid_reason
-
-    @invalid_reason.setter
-    def invalid_reason(self, value: str) -> None:
-        if value or self._more is not None:
-            self._extras().invalid_reason = value
-
-    @property
-    def task_priority(self) -> int:
-        """The ``kai.scheduler/task-priority`` label (0 when absent or not an integer)."""
-        more = self._more
-        return 0 if more is None else more.task_priority
-
-    @task_priority.setter
-    def task_priority(self, value: int) -> None:
-        if value or self._more is not None:
-            self._extras().task_priority = value
-
-    @property
-    def subgroup(self) -> str:
-        """The ``kai.scheduler/subgroup`` label ("" when absent)."""
-        more = self._more
-        return "" if more is None else more.subgroup
-
-    @subgroup.setter
-    def subgroup(self, value: str) -> None:
-        if value or self._more is not None:
-            self._extras().subgroup = value
-
-    @property
-    def dra(self):
-        """The session's device allocation for the binder (kai.dra.allocator.DraAllocation)
-        once placed (kai.plugins.dynamicresources); None otherwise."""
-        more = self._more
-        return None if more is None else more.dra
-
-    @dra.setter
-    def dra(self, value) -> None:
-        if value is not None or self._more is not None:
-            self._extras().dra = value
-
-    @property
-    def volume_plan(self) -> tuple:
-        """What placing the pod decided for its unbound claims (kai.api.storage.ClaimPlan),
-        for the binder; () when nothing."""
-        more = self._more
-        return () if more is None else more.volume_plan
-
-    @volume_plan.setter
-    def volume_plan(self, value: tuple) -> None:
-        if value or self._more is not None:
-            self._extras().volume_plan = value
+    invalid_reason = _extra("invalid_reason", "", """Why the pod cannot be scheduled as it is (bad
+        annotation or request, a field kai does not honour yet); "" when nothing is wrong.""")
+    task_priority = _extra("task_priority", 0,
+                           "The ``kai.scheduler/task-priority`` label (0 when absent or not an integer).")
+    subgroup = _extra("subgroup", "", 'The ``kai.scheduler/subgroup`` label ("" when absent).')
+    dra = _extra("dra", None, """The session's device allocation for the binder
+        (kai.dra.allocator.DraAllocation) once placed (kai.plugins.dynamicresources); None otherwise.""")
+    volume_plan = _extra("volume_plan", (), """What placing the pod decided for its unbound claims
+        (kai.api.storage.ClaimPlan), for the binder; () when nothing.""")
 
     @property
     def signature(self) -> tuple:
