@@ -40,8 +40,8 @@ class Scheduler:
             else:
                 self.actions.append(cls())
 
-    def open_session(self, cache, now: float | None = None) -> Session:
-        ssn = Session(self.state, cache, self.config, now, self.memory)
+    def open_session(self, cache, now: float | None = None, is_warm: bool = False) -> Session:
+        ssn = Session(self.state, cache, self.config, now, self.memory, is_warm)
         ssn.plugins = build_plugins(self.config)
         for p in ssn.plugins:
             p.on_session_open(ssn)
@@ -76,10 +76,8 @@ class Scheduler:
 
         names = {a.name for a in self.actions}
         start = time.perf_counter()
-        # a history of cycles, not a cache of facts: the warm session is no cycle of it
-        history = self.memory.fgd_history
         with cyclic_gc_paused():
-            ssn = self.open_session(RecordingCache(self.state), now)
+            ssn = self.open_session(RecordingCache(self.state), now, is_warm=True)
             try:
                 if names & self.PENDING_INDEX_USERS:
                     idx = current_index(ssn, allocate_mod.schedulable_jobs)
@@ -91,7 +89,6 @@ class Scheduler:
                     warm_watch(ssn)
             finally:
                 ssn.close()
-                self.memory.fgd_history = history
         return time.perf_counter() - start
 
     def run_cycle(self, cache=None, now: float | None = None) -> CycleResult:

@@ -137,6 +137,7 @@ class Session:
         "preempt_scenario_validator_fns", "shares", "shared_gpu_allocator", "gpu_order",
         "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts", "_applying", "_req_cols", "pending_jobs", "touched_jobs", "alloc_events",
         "capacity_by_request", "lone_classes", "_chunks", "action_memo", "_order_keys", "_applies_groups",
+        "is_warm",
     )
 
     #: answer runs of placements from lazy node queues when no plugin scores nodes; a class-wide
@@ -144,8 +145,11 @@ class Session:
     use_node_queues = True
 
     def __init__(self, state: ClusterState, cache, config, now: float | None = None,
-                 memory: CycleMemory | None = None) -> None:
+                 memory: CycleMemory | None = None, is_warm: bool = False) -> None:
         self.state = state
+        #: a warm-up session (``Scheduler.warm``): no action runs, and it is not a cycle of
+        #: what counts cycles in ``memory`` (FGD's decayed history)
+        self.is_warm = is_warm
         self.cache = cache
         self.config = config
         self.now = time.time() if now is None else now

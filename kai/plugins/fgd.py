@@ -164,7 +164,8 @@ class FGD:
             for k, v in past.items():
                 merged[k] = merged.get(k, 0.0) + self.decay * v
             hist = merged
-            memory.fgd_history = dict(hist)
+            if not self.ssn.is_warm:            # a history of cycles: a warm-up is none
+                memory.fgd_history = dict(hist)
         self.set_types(hist)
 
     def set_types(self, hist: dict[tuple, float]) -> None:
