@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -41,14 +42,32 @@ def chart_service_account_kubeconfig(control_plane) -> str:
     return chart_rbac_kubeconfig(control_plane, ["global.gpuSharing=true"])
 
 
+# Session-wide scheduler processes, stopped when the run leaves tests/e2e (see the hook below).
+_SESSION_SCHEDULERS: list[SchedulerProcess] = []
+
+
 @pytest.fixture(scope="session")
 def kai_scheduler(kai_cluster, tmp_path_factory):
-    """One ``kai scheduler`` subprocess for the session (leader-elected, as in production)."""
+    """One ``kai scheduler`` subprocess shared by the e2e tests (leader-elected, as in production).
+
+    It watches every namespace and groups and schedules every ``kai-scheduler`` pod, so it must
+    not outlive the e2e tests: the tests that follow (the pod-grouper's, the live scenarios')
+    run their own controllers on the same control plane and would race it."""
     logdir = tmp_path_factory.mktemp("kai-scheduler")
     proc = SchedulerProcess(kai_cluster, logdir / "scheduler.log", "--leader-elect",
                             "--namespace", "kai-scheduler")
+    _SESSION_SCHEDULERS.append(proc)
     try:
         proc.wait_ready()
         yield proc
     finally:
         proc.stop()
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """After the last e2e test, stop the session's scheduler (pytest would keep it to the end
+    of the whole run: a directory without ``__init__.py`` has no package scope)."""
+    here = Path(__file__).parent
+    if nextitem is None or here not in Path(str(nextitem.path)).parents:
+        while _SESSION_SCHEDULERS:
+            _SESSION_SCHEDULERS.pop().stop()

@@ -20,6 +20,9 @@ from kai.podgrouper.defaults import GrouperConfig
 
 CFG = GrouperConfig()
 CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "kai-scheduler" / "crds"
+# The live tests' pods name a scheduler of their own, so that no other kai on the shared
+# control plane groups them while the test's controller does.
+SCHEDULER = "kai-grouper-test"
 
 
 def pg(spec=None, labels=None, annotations=None, owners=None):
@@ -101,7 +104,7 @@ def _served(c, path):
 def _pod(c, ns, name, owner, labels):
     body = {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "labels": labels, "ownerReferences": [owner]},
-            "spec": {"schedulerName": "kai-scheduler", "containers": [{"name": "c", "image": "busybox"}]}}
+            "spec": {"schedulerName": SCHEDULER, "containers": [{"name": "c", "image": "busybox"}]}}
     return msgspec.convert(c.post(f"/api/v1/namespaces/{ns}/pods", body), Pod)
 
 
@@ -112,7 +115,7 @@ def test_lws_leader_ready_on_a_real_apiserver(client, kube_namespace):
         "spec": {"startupPolicy": "LeaderReady", "leaderWorkerTemplate": {"size": 3}}})
     owner = {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "name": "llm",
              "uid": lws["metadata"]["uid"], "controller": True}
-    ctl = PodGrouperController(c, config=GrouperConfig())
+    ctl = PodGrouperController(c, SCHEDULER, config=GrouperConfig())
     leader = _pod(c, ns, "llm-0", owner, {"leaderworkerset.sigs.k8s.io/worker-index": "0",
                                           "leaderworkerset.sigs.k8s.io/group-index": "0"})
     meta, sub = ctl.group(leader)
@@ -140,7 +143,7 @@ def test_lws_leader_ready_on_a_real_apiserver(client, kube_namespace):
 def test_worker_thread_groups_and_reports_errors(client, kube_namespace):
     c, ns = client, kube_namespace
     status = StatusWriter(c, workers=1)
-    ctl = PodGrouperController(c, config=GrouperConfig(), status=status).start()
+    ctl = PodGrouperController(c, SCHEDULER, config=GrouperConfig(), status=status).start()
     try:
         job = c.post(f"/apis/batch/v1/namespaces/{ns}/jobs", {
             "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
@@ -193,7 +196,7 @@ def test_a_shard_groups_only_its_partition(client, kube_namespace):
     from kai.cache.scope import Scope
     c, ns = client, kube_namespace
     scope = Scope(partition_label_value="pa")
-    ctl = PodGrouperController(c, config=GrouperConfig(), accepts=scope.in_partition).start()
+    ctl = PodGrouperController(c, SCHEDULER, config=GrouperConfig(), accepts=scope.in_partition).start()
     try:
         job = c.post(f"/apis/batch/v1/namespaces/{ns}/jobs", {
             "apiVersion": "batch/v1", "kind": "Job",
@@ -206,7 +209,7 @@ def test_a_shard_groups_only_its_partition(client, kube_namespace):
         ctl.observe(mine)
         plain = {"apiVersion": "v1", "kind": "Pod",
                  "metadata": {"name": "bare", "labels": {"kai.scheduler/node-pool": "pa"}},
-                 "spec": {"schedulerName": "kai-scheduler", "containers": [{"name": "c", "image": "busybox"}]}}
+                 "spec": {"schedulerName": SCHEDULER, "containers": [{"name": "c", "image": "busybox"}]}}
         bare = msgspec.convert(c.post(f"/api/v1/namespaces/{ns}/pods", plain), Pod)
         other = dict(plain, metadata={"name": "other", "labels": {"kai.scheduler/node-pool": "pc"}})
         oth = msgspec.convert(c.post(f"/api/v1/namespaces/{ns}/pods", other), Pod)
