@@ -74,6 +74,10 @@ class NodeTable:
         #: bumped when a node is added or removed (the column -> node name mapping changed)
         self.layout = 0
         self._mask_cache: dict[tuple, np.ndarray] = {}
+        #: what readers derive from the table and keep between sessions (the topology plugin's
+        #: domain trees), keyed by them with the generation they were made at: it lives and
+        #: dies with this table, so no other table is ever served it
+        self.derived: dict[tuple, object] = {}
         self._rank_dirty = False
 
     # ------------------------------------------------------------------ sizes

@@ -125,16 +125,17 @@ class DomainTree:
         return self.dom[up][self.rep[level][doms]]
 
 
-_TREE_CACHE: dict[tuple, DomainTree] = {}
-
-
 def _tree(name: str, levels: list[str], table) -> DomainTree:
-    key = (id(table), table.generation, table.n, name, tuple(levels))
-    got = _TREE_CACHE.get(key)
+    """The topology's domain tree over ``table``, kept on the table (``NodeTable.derived``)
+    while the table's generation and size stay the same."""
+    cache = table.derived
+    now = (table.generation, table.n)
+    key = ("topology", *now, name, tuple(levels))
+    got = cache.get(key)
     if got is None:
-        if len(_TREE_CACHE) > 64:
-            _TREE_CACHE.clear()
-        got = _TREE_CACHE[key] = DomainTree(name, levels, table)
+        for old in [k for k in cache if k[0] == "topology" and k[1:3] != now]:
+            del cache[old]                      # made at an earlier generation: never asked again
+        got = cache[key] = DomainTree(name, levels, table)
     return got
 
 

@@ -488,3 +488,41 @@ def test_kai_topology_subgroup_cases(case):
     docs += job("pj", gpu=case["gpu"], required=case.get("required"), topo="cluster-topology",
                 subgroups=case["subgroups"])
     assert bound(run(docs)) == case["expect"]
+
+
+def _table(racks):
+    """A NodeTable of one node a rack name in ``racks`` (zone "z"), as the state loads it."""
+    from kai.api.k8s import Node
+    from kai.api.resources import ResourceRegistry
+    from kai.cache.node_table import NodeTable
+    table = NodeTable(ResourceRegistry())
+    table.upsert_many([msgspec.convert(node(f"n{i}", zone="z", rack=r), Node) for i, r in enumerate(racks)])
+    return table
+
+
+def test_domain_trees_live_with_their_table():
+    """A table's domain trees are kept on it (``NodeTable.derived``), never served to another
+    table: a table made after another is gone often sits at the same address, with the same
+    generation and size, and used to be handed the gone table's tree (a flaky KAI case)."""
+    from kai.plugins.topology import _tree
+    seen = set()
+    for k in range(20):                    # freed and remade: CPython reuses the address
+        racks = [f"r{k}-{i % 2}" for i in range(4)]
+        table = _table(racks)
+        seen.add(id(table))
+        tree = _tree("dc", [ZONE, RACK], table)
+        assert sorted(tree.ids[1]) == sorted({f"z.{r}" for r in racks})
+        assert _tree("dc", [ZONE, RACK], table) is tree and list(table.derived.values()) == [tree]
+        del table, tree
+    assert len(seen) < 20                  # the case this guards was exercised
+
+
+def test_a_tree_is_remade_when_its_table_changes():
+    from kai.api.k8s import Node
+    from kai.plugins.topology import _tree
+    table = _table(["r0", "r1"])
+    first = _tree("dc", [ZONE, RACK], table)
+    table.upsert_many([msgspec.convert(node("n0", zone="z", rack="r9"), Node)])
+    second = _tree("dc", [ZONE, RACK], table)
+    assert second is not first and sorted(second.ids[1]) == ["z.r1", "z.r9"]
+    assert list(table.derived.values()) == [second]            # the old generation's is dropped
