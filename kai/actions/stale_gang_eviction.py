@@ -22,6 +22,8 @@ Grace period (seconds; negative = never evict), first found wins: the PodGroup's
 """
 from __future__ import annotations
 
+import weakref
+
 import structlog
 
 from kai.api import constants as C
@@ -65,7 +67,8 @@ class StaleWatch:
     """The jobs to look at next time (kept in the Scheduler's CycleMemory)."""
 
     def __init__(self, state) -> None:
-        self.state_id = id(state)
+        # the state itself, weakly: an id could be a later state's at the same address
+        self.state_ref = weakref.ref(state)
         self.epoch = getattr(state, "job_seq_epoch", 0)
         self.seq = 0
         self.keys: set[str] = set()
@@ -74,7 +77,7 @@ class StaleWatch:
         self.touched: set[str] = set()
 
     def valid_for(self, state) -> bool:
-        return self.state_id == id(state) and self.epoch == getattr(state, "job_seq_epoch", 0)
+        return self.state_ref() is state and self.epoch == getattr(state, "job_seq_epoch", 0)
 
 
 def _jobs_to_check(ssn) -> list:

@@ -35,6 +35,7 @@ NonPreemptibleOverQuota job capacity check, the event handlers, and the reclaim 
 from __future__ import annotations
 
 import functools
+import weakref
 
 import numpy as np
 
@@ -58,7 +59,8 @@ class JobFigures:
     the cluster state's ``jobs`` order (rows of deleted jobs are zero), and its queue."""
 
     def __init__(self, state, node_key: tuple) -> None:
-        self.state_id = id(state)
+        # the state itself, weakly: an id could be a later state's at the same address
+        self.state_ref = weakref.ref(state)
         self.epoch = getattr(state, "job_seq_epoch", 0)
         self.node_key = node_key
         self.seq = 0
@@ -70,7 +72,7 @@ class JobFigures:
         self.slot_of: dict[str, int] = {}
 
     def valid_for(self, state, node_key: tuple) -> bool:
-        return (self.state_id == id(state) and self.node_key == node_key
+        return (self.state_ref() is state and self.node_key == node_key
                 and self.epoch == getattr(state, "job_seq_epoch", 0))
 
     def drop(self, key: str) -> None:

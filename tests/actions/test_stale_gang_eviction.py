@@ -1,6 +1,8 @@
 """stalegangeviction: gangs running below minMember are evicted after the grace period."""
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from victim_scenarios import evicted, evicted_by, job, node, queue, run
@@ -92,3 +94,19 @@ def test_watch_list_decides_as_a_walk_over_every_job():
                 for state in states:
                     state.delete_pod(next(p.uid for p in state.pods.values() if p.key == key))
             now += rng.choice([1.0, 30.0, 61.0])
+
+
+def test_stale_watch_belongs_to_its_state_not_its_address():
+    from kai.actions.stale_gang_eviction import StaleWatch
+    from kai.cache.cluster_state import ClusterState
+    kept: list = []                        # (memory, the address its state had)
+    reused = 0
+    for _ in range(60):                    # states made and dropped: CPython reuses addresses
+        state = ClusterState()
+        reused += any(gone == id(state) for _, gone in kept)
+        assert not any(m.valid_for(state) for m, _ in kept)
+        kept.append((StaleWatch(state), id(state)))
+        assert kept[-1][0].valid_for(state)
+        del state
+        gc.collect()                       # (a ClusterState holds reference cycles)
+    assert reused                          # a later state took the address: the case was exercised

@@ -7,6 +7,8 @@ largest fractional remainder) and are written next to each case.
 """
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 from proportion_builders import allocated, bound, fair, job, node, open_session, queue, res, run
@@ -327,3 +329,22 @@ def test_lone_pending_figures_are_the_full_walks():
                 assert got == plugin._job_figures(job, ready, nodes.by_name, plugin.mig_cols)
         ssn.close()
     assert checked
+
+
+def test_job_figures_belong_to_their_state_not_its_address():
+    """JobFigures kept in the Scheduler's memory hold their state weakly, not by ``id``: a
+    state made after the first is gone often sits at the same address (its epoch and node
+    key alike) and must not be handed the gone state's figures."""
+    from kai.cache.cluster_state import ClusterState
+    from kai.plugins.proportion import JobFigures
+    kept: list = []                        # (memory, the address its state had)
+    reused = 0
+    for _ in range(60):                    # states made and dropped: CPython reuses addresses
+        state = ClusterState()
+        reused += any(gone == id(state) for _, gone in kept)
+        assert not any(m.valid_for(state, ()) for m, _ in kept)
+        kept.append((JobFigures(state, ()), id(state)))
+        assert kept[-1][0].valid_for(state, ())
+        del state
+        gc.collect()                       # (a ClusterState holds reference cycles)
+    assert reused                          # a later state took the address: the case was exercised
