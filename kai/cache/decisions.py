@@ -10,16 +10,23 @@ queue figures.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
+
+import msgspec
 
 from kai.cache.cluster_state import ClusterState
 
 
-@dataclass(slots=True)
-class Decision:
-    """One binding, pipeline or eviction: pod key ``ns/name``, node, shared-GPU groups."""
+class Decision(msgspec.Struct, gc=False):
+    """One binding, pipeline or eviction: pod key ``ns/name``, node, shared-GPU groups (the
+    shared empty tuple for a pod without any).
+
+    A cycle makes one a placed pod: a struct the cyclic garbage collector does not track
+    (it holds strings and a list of strings, never a cycle), so the collection after a cycle
+    of 20,000 bindings does not walk 40,000 more objects."""
     pod: str
     node: str = ""
-    gpu_groups: list[str] = field(default_factory=list)
+    gpu_groups: Sequence[str] = ()
     action: str = ""
     preemptor: str = ""
 
@@ -50,7 +57,7 @@ class RecordingCache:
 
     def bind(self, task, node_name: str) -> None:
         self.state.assume_bound(task, node_name)
-        self.result.bindings.append(Decision(task.key, node_name, list(task.gpu_groups)))
+        self.result.bindings.append(Decision(task.key, node_name, list(task.gpu_groups) if task.gpu_groups else ()))
 
     def pipeline(self, task, node_name: str) -> None:
         self.result.pipelined.append(Decision(task.key, node_name))

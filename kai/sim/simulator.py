@@ -272,7 +272,7 @@ def simulate(m: Manifests, config: SchedulerConfig, cycles: int = 1, interval: f
         plans = {p.key: p.volume_plan for p in state.pods.values() if p.volume_plan}
         claims = cache.claims
         report["cycles"].append({
-            "bindings": [{"pod": d.pod, "node": d.node, "gpuGroups": d.gpu_groups,
+            "bindings": [{"pod": d.pod, "node": d.node, "gpuGroups": list(d.gpu_groups),
                           **({"volumes": _volumes_report(plans[d.pod], d.node)} if d.pod in plans else {}),
                           **({"claims": claim_bindings(claims[d.pod])} if d.pod in claims else {})}
                          for d in result.bindings],
