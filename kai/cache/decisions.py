@@ -21,9 +21,9 @@ class Decision(msgspec.Struct, gc=False):
     """One binding, pipeline or eviction: pod key ``ns/name``, node, shared-GPU groups (the
     shared empty tuple for a pod without any).
 
-    A cycle makes one a placed pod: a struct the cyclic garbage collector does not track
-    (it holds strings and a list of strings, never a cycle), so the collection after a cycle
-    of 20,000 bindings does not walk 40,000 more objects."""
+    A cycle makes one per placed pod, so it is a struct the cyclic garbage collector does not
+    track (it holds strings and a list of strings, never a cycle): the collection after a
+    cycle of 20,000 bindings does not walk 40,000 more objects."""
     pod: str
     node: str = ""
     gpu_groups: Sequence[str] = ()
