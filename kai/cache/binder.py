@@ -371,7 +371,7 @@ class LiveCache:
             claims = claim_writes(task.dra, self.state.dra.kai_allocated.__contains__, self.state.dra.claims.get)
         self.binder.submit_bind(task.namespace, task.name, task.uid, node_name,
                                 groups if shared else None, portion, getattr(task, "volume_plan", ()), claims)
-        self.result.bindings.append(Decision(task.key, node_name, groups))
+        self.result.bindings.append(Decision(task.key, node_name, groups or ()))
 
     def pipeline(self, task, node_name: str) -> None:
         self.result.pipelined.append(Decision(task.key, node_name))
