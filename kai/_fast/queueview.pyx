@@ -56,7 +56,7 @@ cdef inline int _cmp_quantity(double a, double b) noexcept:
 
 
 cdef class QueueRows:
-    def __init__(self, alloc, alloc_np, fair, deserved, share, denom):
+    def __init__(self, alloc, alloc_np, fair, deserved, share, denom, limit=None):
         q = alloc.shape[0] if isinstance(alloc, np.ndarray) and alloc.ndim == 2 else -1
         self.alloc = _rows(alloc, "alloc", q)
         self.alloc_np = _rows(alloc_np, "alloc_np", q)
@@ -64,7 +64,9 @@ cdef class QueueRows:
         self.deserved = _rows(deserved, "deserved", q)
         self.share = _rows(share, "share", q)
         self.denom = _rows(denom, "denom", q)
+        self.limit = _rows(limit, "limit", q) if limit is not None else np.full((max(q, 0), 3), UNLIMITED)
         self.n_rows = q
+        self.limit_v = self.limit
         self.alloc_v, self.alloc_np_v, self.fair_v = self.alloc, self.alloc_np, self.fair
         self.deserved_v, self.share_v, self.denom_v = self.deserved, self.share, self.denom
 
@@ -152,3 +154,27 @@ cdef class QueueRows:
                     self.alloc_np_v[r, 0] -= v0
                     self.alloc_np_v[r, 1] -= v1
                     self.alloc_np_v[r, 2] -= v2
+
+    def first_over(self, rows, double r0, double r1, double r2, bint nonpreemptible):
+        """-1 when the request fits every row of ``rows``; else 6 * k + 3 * kind + c of the
+        first refusal (see the .pxd)."""
+        cdef Py_ssize_t r, k = 0, c
+        cdef double req[3]
+        cdef double bound
+        req[0] = r0
+        req[1] = r1
+        req[2] = r2
+        for r in rows:
+            if r < 0 or r >= self.n_rows:
+                raise IndexError(f"queue row {r} outside [0, {self.n_rows})")
+            for c in range(3):
+                bound = self.limit_v[r, c]
+                if req[c] > 0 and bound != UNLIMITED and self.alloc_v[r, c] + req[c] > bound + TOLERANCE:
+                    return 6 * k + c
+            if nonpreemptible:
+                for c in range(3):
+                    bound = self.deserved_v[r, c]
+                    if req[c] > 0 and bound != UNLIMITED and self.alloc_np_v[r, c] + req[c] > bound + TOLERANCE:
+                        return 6 * k + 3 + c
+            k += 1
+        return -1

@@ -122,6 +122,30 @@ _HOOKS = ("job_order_keys", "queue_order_fns", "pre_predicate_fns", "node_predic
           "preempt_victim_filter_fns", "reclaim_scenario_validator_fns", "preempt_scenario_validator_fns")
 
 
+def session_queue_tree(state, full_hierarchy_fairness: bool) -> QueueTree:
+    """The queue tree of a session over ``state`` (read-only to the session: QueueTree and
+    QueueInfo do not change once built). The last tree built is handed out again while the
+    state holds the very same Queue objects, in the same order: the informer and the loaders
+    put a new object in for every change, and nothing edits a Queue in place, so thousands of
+    queues are validated and linked once, not every cycle."""
+    queues = list(state.queues.values())
+    kept = getattr(state, "__dict__", None)
+    memo = kept.get("_queue_tree_memo") if kept is not None else None
+    if memo is not None and memo[0] == full_hierarchy_fairness and len(memo[1]) == len(queues) \
+            and all(a is b for a, b in zip(memo[1], queues)):
+        return memo[2]
+    given = queues
+    flattened: dict[str, str] = {}
+    if not full_hierarchy_fairness:
+        queues, flattened = project_level_queues(queues)
+    tree = QueueTree(queues)
+    tree.problems.update(flattened)
+    # (the Queue objects are held: their ids cannot be reused while the memo stands)
+    if kept is not None:
+        kept["_queue_tree_memo"] = (full_hierarchy_fairness, given, tree)
+    return tree
+
+
 class Session:
     """Snapshot + registered callbacks + dispatch. Actions run against one open Session."""
 
@@ -193,12 +217,7 @@ class Session:
         #: how many allocate/deallocate/pipeline events fired so far: state that moves only
         #: with them (the queue order's allocated vectors) can be cached while it stands still
         self.alloc_events = 0
-        queues = list(state.queues.values())
-        flattened: dict[str, str] = {}
-        if not config.full_hierarchy_fairness:
-            queues, flattened = project_level_queues(queues)
-        self.queues = QueueTree(queues)
-        self.queues.problems.update(flattened)
+        self.queues = session_queue_tree(state, config.full_hierarchy_fairness)
         self.pipelined: list[tuple[PodInfo, S, str]] = []
         self.fit_errors: dict[str, list[str]] = {}      # job key -> reasons
         self.results_log: list[tuple[str, str]] = []

@@ -60,10 +60,12 @@ def _ratio(alloc: float, share: float) -> float:
     return alloc / share
 
 
-def register_reclaim_hooks(ssn, arguments: dict, quota_vector: Callable[[object], np.ndarray]) -> None:
+def register_reclaim_hooks(ssn, arguments: dict, quota_vector: Callable[[object], np.ndarray],
+                           quota_of: Callable[[object], tuple] | None = None) -> None:
     """Register ``can_reclaim`` and ``reclaimable`` (see the module docstring); ``arguments``
     are proportion's plugin arguments, ``quota_vector(task)`` what a task counts for in queue
-    quota (proportion's: MIG instances as GPUs, gpu-memory as the GPUs it takes)."""
+    quota (proportion's: MIG instances as GPUs, gpu-memory as the GPUs it takes);
+    ``quota_of(task)``, when given, the same figures as a float tuple (memoized by the plugin)."""
     try:
         mult = float(arguments.get("relcaimerSaturationMultiplier", 1.0))
     except (TypeError, ValueError):
@@ -101,7 +103,7 @@ def register_reclaim_hooks(ssn, arguments: dict, quota_vector: Callable[[object]
         if tasks is None:
             got = last_request.get(job.key)
             if got is not None:
-                return got
+                return got if isinstance(got, np.ndarray) else np.array(got)
             tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
         req = np.zeros(3)
         for t in tasks:
@@ -109,17 +111,53 @@ def register_reclaim_hooks(ssn, arguments: dict, quota_vector: Callable[[object]
         last_request[job.key] = req
         return req
 
+    fair_floats: dict[str, list[float]] = {}       # fixed for the session
+
+    def _fair_floats(name: str) -> list[float]:
+        got = fair_floats.get(name)
+        if got is None:
+            f = shares.fair_share.get(name)
+            got = fair_floats[name] = deserved(name).tolist() if f is None else \
+                [_INF if x == -1 else float(x) for x in np.asarray(f).tolist()]
+        return got
+
+    def _request_floats(job, tasks) -> tuple[float, float, float]:
+        """request_of's sum as floats (remembered for ``reclaimable`` as request_of does)."""
+        if quota_of is None:
+            return tuple(request_of(job, tasks).tolist())
+        g = c = m = 0.0
+        for t in tasks:
+            v = quota_of(t)
+            g += v[0]
+            c += v[1]
+            m += v[2]
+        req = (g, c, m)
+        last_request[job.key] = req
+        return req
+
     @label_blind                # queues' figures and the tasks' requests
     def can_reclaim(ssn_, job, tasks) -> bool:
-        if job.queue not in tree:
+        # scalar arithmetic: asked once per pending job in the walk, tens of thousands of
+        # times a cycle when queues are held back, where numpy's per-call cost dominates
+        name = job.queue
+        if name not in tree:
             return False
-        req = request_of(job, tasks)
-        if not (allocated(job.queue) + req <= fair_share(job.queue) + _EPS).all():
-            return False
-        if not job.preemptible:
-            anp = shares.allocated_nonpreemptible.get(job.queue)
-            if anp is not None and not (np.asarray(anp) + req <= deserved(job.queue) + _EPS).all():
+        req = _request_floats(job, tasks)
+        a = shares.allocated.get(name)
+        a = a.tolist() if a is not None else (0.0, 0.0, 0.0)
+        f = _fair_floats(name)
+        for i in range(3):
+            if not a[i] + req[i] <= f[i] + _EPS:
                 return False
+        if not job.preemptible:
+            anp = shares.allocated_nonpreemptible.get(name)
+            if anp is not None:
+                anp = anp.tolist()
+                des = tree.get(name).deserved
+                for i in range(3):
+                    d = _INF if des[i] == -1 else float(des[i])
+                    if not anp[i] + req[i] <= d + _EPS:
+                        return False
         return True
 
     def level(a: str, b: str) -> tuple[str, str] | None:

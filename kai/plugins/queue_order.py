@@ -92,7 +92,9 @@ class QueueOrder:
                     np.array(self.fair, dtype=np.float64).reshape(n, 3),
                     np.array(self.deserved, dtype=np.float64).reshape(n, 3),
                     np.array(self.share, dtype=np.float64).reshape(n, 3),
-                    np.array(self.denom, dtype=np.float64).reshape(n, 3))
+                    np.array(self.denom, dtype=np.float64).reshape(n, 3),
+                    # the plugin's own limit rows (its capacity check reads them through here)
+                    getattr(state, "limit", None))
             except ValueError:
                 self.rows = None
 

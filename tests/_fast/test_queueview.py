@@ -123,3 +123,52 @@ def test_compare_same_as_reference_and_the_python_rules(case, other_req, lprio, 
             assert whole == py_order.compare(infos[li], infos[ri], jobs[0], jobs[1])
             if got:
                 assert whole == got
+
+
+_bound = st.one_of(st.sampled_from([U, 0.0, 1.0, 2.0, 8.0, 1e9]), st.floats(min_value=0.0, max_value=1e10))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 5).flatmap(lambda n: st.tuples(
+    st.lists(st.tuples(*[st.floats(0.0, 1e10, allow_nan=False)] * 3), min_size=n, max_size=n),
+    st.lists(st.tuples(*[st.floats(0.0, 1e10, allow_nan=False)] * 3), min_size=n, max_size=n),
+    st.lists(st.tuples(_bound, _bound, _bound), min_size=n, max_size=n),
+    st.lists(st.tuples(_bound, _bound, _bound), min_size=n, max_size=n),
+    st.lists(st.integers(0, n - 1), min_size=1, max_size=4, unique=True))),
+    st.tuples(*[st.sampled_from([0.0, 1.0, 0.5, 2.0, 1e9]) | st.floats(0.0, 1e10)] * 3), st.booleans())
+def test_first_over_same_as_reference_and_the_python_check(case, req, nonpre):
+    """first_over compiled = reference = the proportion plugin's Python check as it reads
+    (limit then, for a non-preemptible job, quota; row by row, leaf first)."""
+    alloc, alloc_np, limit, deserved, path = (_rows(x) if k < 4 else x for k, x in enumerate(case))
+    z = np.zeros_like(alloc)
+    got = {impl.__name__: impl.QueueRows(alloc, alloc_np, z, deserved, z, z, limit).first_over(path, *req, nonpre)
+           for impl in (fast, ref)}
+    assert got[fast.__name__] == got[ref.__name__]
+    want = -1
+    for k, r in enumerate(path):
+        hits = [c for c in range(3) if req[c] > 0 and limit[r, c] != U and alloc[r, c] + req[c] > limit[r, c] + 1e-9]
+        if hits:
+            want = 6 * k + hits[0]
+            break
+        hits = [c for c in range(3) if nonpre and req[c] > 0 and deserved[r, c] != U
+                and alloc_np[r, c] + req[c] > deserved[r, c] + 1e-9]
+        if hits:
+            want = 6 * k + 3 + hits[0]
+            break
+    assert got[fast.__name__] == want
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_first_over_without_limits_and_bad_rows(impl):
+    alloc = np.array([[3.0, 0.0, 0.0], [7.0, 0.0, 0.0]])
+    z = np.zeros((2, 3))
+    quota = np.array([[4.0, U, U], [U, U, U]])
+    rows = impl.QueueRows(alloc, alloc.copy(), z, quota, z, z)      # no limit given: none bind
+    assert rows.limit.tolist() == [[U] * 3] * 2
+    assert rows.first_over([0, 1], 100.0, 0.0, 0.0, False) == -1
+    assert rows.first_over([0, 1], 1.0, 0.0, 0.0, True) == -1      # 3 + 1 = 4: within quota
+    assert rows.first_over([0, 1], 1.5, 0.0, 0.0, True) == 3        # leaf, quota, gpu
+    with pytest.raises(IndexError):
+        rows.first_over([0, 2], 1.0, 0.0, 0.0, False)
+    with pytest.raises(ValueError):
+        impl.QueueRows(alloc, alloc, z, z, z, z, np.zeros((3, 3)))

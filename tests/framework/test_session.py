@@ -130,3 +130,44 @@ def test_a_closed_session_leaves_no_cyclic_garbage():
     for _ in range(2):
         sched.run_cycle(RecordingCache(state))
         assert gc.collect() == 0
+
+
+def test_the_queue_tree_is_kept_while_the_queues_are_the_same_objects():
+    """session_queue_tree: the same Queue objects give the same (read-only) tree; a Queue put
+    in anew (the informer's update), a queue added or gone, or the other fairness mode gives a
+    tree built afresh, with its figures and problems."""
+    import msgspec
+
+    from kai.api.queue_info import PROJECT_LEVEL_ROOT
+    from kai.config import default_config
+    from kai.scheduler import RecordingCache, Scheduler
+    from tests.actions.common.test_lookalike import _backlog, _queue
+    state = _backlog(7)
+    sched = Scheduler(state, default_config())
+
+    def tree():
+        ssn = sched.open_session(RecordingCache(state))
+        ssn.close()
+        return ssn.queues
+
+    first = tree()
+    assert tree() is first
+    q0 = state.queues["q0"]
+    state.upsert_queue(_queue("q0", q0.spec.parent_queue, 1, 7))
+    changed = tree()
+    assert changed is not first and changed.get("q0").limit[0] == 7.0
+    assert tree() is changed
+    state.upsert_queue(_queue("orphan", "nowhere", 1, -1))
+    with_orphan = tree()
+    assert "orphan" not in with_orphan and "does not exist" in with_orphan.problems["orphan"]
+    assert tree() is with_orphan and tree().problems == with_orphan.problems
+    state.delete_queue("orphan")
+    assert "orphan" not in tree().problems
+    sched.config = cfg = default_config()
+    cfg.full_hierarchy_fairness = False
+    flat = tree()
+    assert "root" not in flat and flat.get("q0").parent == PROJECT_LEVEL_ROOT
+    assert tree() is flat
+    # an edited copy of the same name is a different object: never served the old tree
+    state.upsert_queue(msgspec.structs.replace(state.queues["q0"]))
+    assert tree() is not flat

@@ -349,3 +349,92 @@ def test_job_figures_belong_to_their_state_not_its_address():
         if reused:
             break
     assert reused                          # a later state took the address: the case was exercised
+
+
+# ---------------------------------------------------------------------------------------------
+# the capacity check and the reclaim gate: compiled / scalar paths = the plain readings
+
+def _capacity_session(tmp_path, seed: int):
+    import random
+    rng = random.Random(seed)
+    nodes = [node(f"n{i}", gpu=8) for i in range(4)]
+    queues = [queue("dep-a", gpu=res(rng.choice([-1, 4, 8]), rng.choice([-1, 6, 12]), 1)),
+              queue("dep-b", gpu=res(rng.choice([-1, 2]), rng.choice([-1, 3]), 1), cpu=res(-1, rng.choice([-1, 3000]), 1))]
+    jobs = []
+    for k in range(6):
+        parent = "dep-a" if k % 2 else "dep-b"
+        quota, limit = rng.choice([-1, 0, 1, 2, 3]), rng.choice([-1, 1, 2, 4])
+        queues.append(queue(f"q{k}", parent, gpu=res(quota, limit, 1),
+                            cpu=res(-1, rng.choice([-1, 1000, 4000]), 1)))
+        running = rng.randint(0, 3)
+        jobs.append(job(f"run{k}", f"q{k}", pods=running, running=[f"n{k % 4}"] * running, cpu="1",
+                        priority_class=rng.choice(["train", "inference"])))
+        for j in range(3):
+            jobs.append(job(f"wait{k}-{j}", f"q{k}", pods=rng.randint(1, 3), gpu=rng.choice([0, 1, 2]),
+                            cpu=rng.choice(["1", "2"]), priority_class=rng.choice(["train", "inference"])))
+    return open_session(tmp_path, nodes, queues, jobs)
+
+
+def test_capacity_check_compiled_is_the_python_check(tmp_path):
+    """Proportion.over_capacity through kai._fast.queueview.first_over gives the refusal (and
+    its text) of the row-by-row Python check, for every pending job of random clusters."""
+    seen = set()
+    for seed in range(16):
+        _compare_capacity_checks(tmp_path, seed, seen)
+    assert {"", "OverLimit", "NonPreemptibleOverQuota"} <= seen
+
+
+def _compare_capacity_checks(tmp_path, seed, seen):
+    ssn = _capacity_session(tmp_path, seed)
+    try:
+        p = next(p for p in ssn.plugins if isinstance(p, Proportion))
+        assert p.order.rows is not None and p.order.rows.limit is p.limit
+        for j in ssn.jobs.values():
+            tasks = j.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
+            if not tasks:
+                continue
+            compiled = p.over_capacity(j, tasks)
+            rows, p.order.rows = p.order.rows, None
+            try:
+                plain = p.over_capacity(j, tasks)
+            finally:
+                p.order.rows = rows
+            assert compiled == plain
+            seen.add((compiled or "").split(":")[0])
+    finally:
+        ssn.close()
+
+
+def test_reclaim_gate_is_its_vector_reading(tmp_path):
+    """can_reclaim (scalar) = allocated + request <= fair share in every resource and, for a
+    non-preemptible job, non-preemptible allocated + request <= deserved (1e-9 tolerance, -1
+    unlimited), computed with numpy vectors as the gate's documentation reads."""
+    answers = set()
+    for seed in range(16):
+        _compare_gate(tmp_path, seed, answers)
+    assert answers == {True, False}
+
+
+def _compare_gate(tmp_path, seed, answers):
+    ssn = _capacity_session(tmp_path, seed)
+    try:
+        p = next(p for p in ssn.plugins if isinstance(p, Proportion))
+        gate = ssn.can_reclaim_fns[0]
+        shares = ssn.shares
+
+        def vec(v):
+            return np.array([np.inf if x == -1 else float(x) for x in v])
+
+        for j in ssn.jobs.values():
+            tasks = j.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
+            if not tasks:
+                continue
+            req = sum((p.quota_vector(t) for t in tasks), np.zeros(3))
+            want = bool((shares.allocated[j.queue] + req <= vec(shares.fair_share[j.queue]) + 1e-9).all())
+            if want and not j.preemptible:
+                want = bool((shares.allocated_nonpreemptible[j.queue] + req
+                             <= vec(ssn.queues.get(j.queue).deserved) + 1e-9).all())
+            assert gate(ssn, j, tasks) is want
+            answers.add(want)
+    finally:
+        ssn.close()

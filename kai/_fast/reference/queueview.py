@@ -5,7 +5,8 @@ memory bytes]; deserved -1 = unlimited): ``stats`` is a queue's view for the que
 a head job's init request (KAI ``queue_order.go``: over fair share in every resource,
 starved within deserved with the job, zero-share penalty, dominant resource share with and
 without the job), ``compare`` applies the queue order's rules 1-7 to two rows, ``charge`` adds or subtracts a
-task's quota vector along a queue path.
+task's quota vector along a queue path, ``first_over`` finds where a request would break a
+limit (or, for a non-preemptible job, a quota) along a queue path.
 The tests compare it with the compiled kernel on random rows.
 """
 from __future__ import annotations
@@ -44,14 +45,16 @@ def _cmp_quantity(a: float, b: float) -> int:
 
 
 class QueueRows:
-    def __init__(self, alloc, alloc_np, fair, deserved, share, denom) -> None:
+    def __init__(self, alloc, alloc_np, fair, deserved, share, denom, limit=None) -> None:
+        if limit is None:
+            limit = np.full(alloc.shape, UNLIMITED)
         for name, a in (("alloc", alloc), ("alloc_np", alloc_np), ("fair", fair), ("deserved", deserved),
-                        ("share", share), ("denom", denom)):
+                        ("share", share), ("denom", denom), ("limit", limit)):
             if not isinstance(a, np.ndarray) or a.dtype != np.float64 or a.ndim != 2 or a.shape[1] != 3 \
                     or a.shape[0] != alloc.shape[0]:
                 raise ValueError(f"{name}: expected float64[{alloc.shape[0]}, 3]")
         self.alloc, self.alloc_np, self.fair = alloc, alloc_np, fair
-        self.deserved, self.share, self.denom = deserved, share, denom
+        self.deserved, self.share, self.denom, self.limit = deserved, share, denom, limit
         self.n_rows = alloc.shape[0]
 
     def stats(self, i: int, r0: float, r1: float, r2: float) -> tuple:
@@ -101,3 +104,18 @@ class QueueRows:
             for a in targets:
                 for c, v in enumerate((v0, v1, v2)):
                     a[r, c] = a[r, c] + v if sign > 0 else a[r, c] - v
+
+    def first_over(self, rows, r0: float, r1: float, r2: float, nonpreemptible: bool) -> int:
+        rows = list(rows)
+        for r in rows:
+            if not 0 <= r < self.n_rows:
+                raise IndexError(f"queue row {r} outside [0, {self.n_rows})")
+        req = (r0, r1, r2)
+        checks = [(0, self.alloc, self.limit)] + ([(1, self.alloc_np, self.deserved)] if nonpreemptible else [])
+        for k, r in enumerate(rows):
+            for kind, used, bounds in checks:
+                for c in range(3):
+                    bound = float(bounds[r, c])
+                    if req[c] > 0 and bound != UNLIMITED and float(used[r, c]) + req[c] > bound + TOLERANCE:
+                        return 6 * k + 3 * kind + c
+        return -1

@@ -89,10 +89,11 @@ class KeptIndex:
 
 def tree_signature(ssn) -> tuple:
     """What the indexes read from the session's queue tree: each queue's parent and leafness,
-    and the problems of those left out (once per session: the tree does not change in it)."""
-    got = ssn.action_memo.get("queue_tree_signature")
+    and the problems of those left out (once per tree: a tree does not change once built)."""
+    tree = ssn.queues
+    got = tree.__dict__.get("signature")       # (a tree is kept across sessions: session_queue_tree)
     if got is None:
-        got = ssn.action_memo["queue_tree_signature"] = (
+        got = tree.__dict__["signature"] = (
             tuple((q.name, q.parent, q.is_leaf) for q in ssn.queues.topological()),
             tuple(sorted(ssn.queues.problems.items())))
     return got
@@ -101,7 +102,7 @@ def tree_signature(ssn) -> tuple:
 class PendingIndex(KeptIndex):
     """The candidates of the allocate-like actions (see the module docstring)."""
 
-    __slots__ = ("leaf_of", "members", "leaves", "runs", "errors", "counter", "groups", "singles")
+    __slots__ = ("leaf_of", "members", "leaves", "runs", "errors", "counter", "groups", "singles", "held")
     memory_attr = "pending_index"
 
     def __init__(self, state, config, fns: tuple, tree: tuple) -> None:
@@ -120,6 +121,11 @@ class PendingIndex(KeptIndex):
         self.groups: dict[str, dict[tuple, list]] = {}
         #: leaf -> its other candidates, in job order (asked one by one)
         self.singles: dict[str, list] = {}
+        #: preemptible_only -> (the (group, refusal) pairs ``capacity_checked`` last found
+        #: held back, in order, and their fit errors as one dict {job key: [refusal]}): a
+        #: held backlog is refused the same way cycle after cycle, and then its fit errors
+        #: are merged in one call
+        self.held: dict[bool, tuple[list, dict]] = {}
 
     def initial_keys(self, ssn) -> list[str]:
         return [j.key for j in ssn.pending_jobs]
@@ -212,7 +218,7 @@ def capacity_checked(ssn, idx: PendingIndex, admit, preemptible_only: bool = Fal
     asked through ``admit``; the fit errors recorded as ``schedulable_jobs`` records them.
     ``preemptible_only``: non-preemptible jobs left out first, nothing recorded for them."""
     out = []
-    fit = ssn.fit_errors
+    refused = []                          # (group, refusal), in index order
     over_capacity = ssn.is_job_over_capacity
     for groups in idx.groups.values():
         for (preemptible, _), jobs in groups.items():
@@ -221,13 +227,21 @@ def capacity_checked(ssn, idx: PendingIndex, admit, preemptible_only: bool = Fal
             head = jobs[0]
             over = over_capacity(head, [head.lone_task()])
             if over:
-                # one list for the group (read-only to every reader): tens of thousands of
-                # held jobs would otherwise leave as many new lists for the cyclic collector
-                reasons = [over]
-                for job in jobs:
-                    fit[job.key] = reasons
+                refused.append((jobs, over))
             else:
                 out.extend(jobs)
+    last = idx.held.get(preemptible_only)
+    if last is None or len(last[0]) != len(refused) or \
+            not all(a[0] is b[0] and a[1] == b[1] for a, b in zip(last[0], refused)):
+        errors: dict[str, list[str]] = {}
+        for jobs, over in refused:
+            # one list for the group (read-only to every reader): tens of thousands of held
+            # jobs would otherwise leave as many new lists for the cyclic collector
+            reasons = [over]
+            for job in jobs:
+                errors[job.key] = reasons
+        last = idx.held[preemptible_only] = (refused, errors)
+    ssn.fit_errors.update(last[1])
     singles = [job for jobs in idx.singles.values() for job in jobs
                if job.preemptible or not preemptible_only]
     if singles:

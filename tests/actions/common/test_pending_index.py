@@ -12,7 +12,7 @@ from kai.actions.common.pending_index import capacity_checked, current_index
 from kai.config import default_config
 from kai.scheduler import RecordingCache, Scheduler
 from kai.sim.synthetic import make_pod
-from tests.actions.common.test_lookalike import _backlog, _pg
+from tests.actions.common.test_lookalike import _backlog, _pg, _queue
 
 
 def _session(state, sched=None):
@@ -132,3 +132,45 @@ def test_filled_runs_end_where_a_comparison_from_their_head_ends(seed, blind):
             assert end == len(entries) or not alike(head, entries[end][2])
         # the next head is the first job after a run: every job is covered once
         assert heads[1:] == [memo[(alike, p)] + 1 for p in heads[:-1]]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**6), steps=st.lists(st.sampled_from(["limit", "job", "gone", "none"]), min_size=2,
+                                                    max_size=5))
+def test_kept_refusals_follow_the_cluster_across_sessions(seed, steps):
+    """The held groups' fit errors are kept from session to session while the groups and
+    their refusals stay the same; after any change (a queue's new limit, a new job, a running
+    pod gone) each session still records exactly what asking every pending job records."""
+    import random
+    rng = random.Random(seed)
+    state = _backlog(seed)
+    sched = Scheduler(state, default_config())
+    for step in steps:
+        leaves = sorted(q for q in state.queues if q.startswith("q"))
+        if step == "limit":
+            name = rng.choice(leaves)
+            quota = rng.choice([0, 1, 2])
+            state.upsert_queue(_queue(name, state.queues[name].spec.parent_queue, quota,
+                                      rng.choice([-1, quota, quota + 1, quota + 3])))
+        elif step == "job":
+            name = f"late{rng.randrange(10**6)}"
+            state.upsert_podgroup(_pg(name, rng.choice(leaves), rng.choice(["train", "inference"])))
+            state.upsert_pod(make_pod(f"{name}-0", "ns", name, rng.choice([1, 2]), cpu="1", mem="4Gi",
+                                      created=50))
+        elif step == "gone":
+            running = [p for p in state.pods.values() if p.node_name]
+            if running:
+                state.delete_pod(rng.choice(running).uid)
+        _, ssn = _session(state, sched)
+        try:
+            for preemptible_only in (False, True):          # allocate's pass, then consolidation's
+                ssn.fit_errors.clear()
+                got = {j.key for j in capacity_checked(ssn, current_index(ssn, schedulable_jobs),
+                                                       schedulable_jobs, preemptible_only)}
+                got_errors = dict(ssn.fit_errors)
+                ssn.fit_errors.clear()
+                want = {j.key for j in _legacy(ssn, preemptible_only=preemptible_only)}
+                assert got == want
+                assert all(got_errors.get(k) == v for k, v in ssn.fit_errors.items())
+        finally:
+            ssn.close()
