@@ -159,7 +159,7 @@ class Session:
         "can_reclaim_fns",
         "reclaim_victim_filter_fns", "preempt_victim_filter_fns", "reclaim_scenario_validator_fns",
         "preempt_scenario_validator_fns", "shares", "shared_gpu_allocator", "gpu_order",
-        "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts", "_applying", "_req_cols", "pending_jobs", "touched_jobs", "alloc_events",
+        "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts", "_applying", "_req_cols", "pending_jobs", "touched_jobs", "alloc_events", "event_queues",
         "capacity_by_request", "lone_classes", "_chunks", "action_memo", "_order_keys", "_applies_groups",
         "is_warm",
     )
@@ -217,6 +217,9 @@ class Session:
         #: how many allocate/deallocate/pipeline events fired so far: state that moves only
         #: with them (the queue order's allocated vectors) can be cached while it stands still
         self.alloc_events = 0
+        #: the queue of each of those events' jobs, in order (None: a task without a job): a
+        #: job walk whose queue order is path-local re-asks only the moved queues' paths
+        self.event_queues: list[str | None] = []
         self.queues = session_queue_tree(state, config.full_hierarchy_fairness)
         self.pipelined: list[tuple[PodInfo, S, str]] = []
         self.fit_errors: dict[str, list[str]] = {}      # job key -> reasons
@@ -527,6 +530,10 @@ class Session:
         fns = self.is_job_over_capacity_fns
         return fns[0](job, tasks) if fns else None      # single-answer hook, as in KAI
 
+    def _log_event(self, task: PodInfo) -> None:
+        job = self.jobs.get(task.job_key)
+        self.event_queues.append(job.queue if job is not None else None)
+
     def fire_allocate(self, task: PodInfo) -> str | None:
         """Every allocate handler sees the placement. Returns the first reason a handler
         returned (it could not take what the placement needs, e.g. DRA devices): the Statement
@@ -536,6 +543,8 @@ class Session:
         where pipelining is not allowed), else None."""
         self.touched_jobs.add(task.job_key)
         self.alloc_events += 1
+        job = self.jobs.get(task.job_key)              # (_log_event, inline: once a placement)
+        self.event_queues.append(job.queue if job is not None else None)
         refused = None
         for fn in self.allocate_handlers:
             why = fn(task)
@@ -546,12 +555,14 @@ class Session:
     def fire_deallocate(self, task: PodInfo) -> None:
         self.touched_jobs.add(task.job_key)
         self.alloc_events += 1
+        self._log_event(task)
         for fn in self.deallocate_handlers:
             fn(task)
 
     def fire_pipelined(self, task: PodInfo) -> None:
         self.touched_jobs.add(task.job_key)
         self.alloc_events += 1
+        self._log_event(task)
         for fn in self.pipeline_handlers:
             fn(task)
 

@@ -139,6 +139,12 @@ class QueueOrder:
     job_view = init_request
     init_request.reads_init_request = True
 
+    #: ``compare`` reads each queue's own row (alloc moved by events, the rest fixed for the
+    #: session) and its head job's init request: an allocation event of a job moves only the
+    #: rows of its queue's path (``_event`` charges those), so a job walk re-asks only them
+    #: (kai.actions.common.job_order.path_local_fn)
+    path_local = True
+
     def total_over(self, queues) -> bool:
         """True when ``compare`` is a total preorder over these queues whatever their head
         jobs: every rule but 7 compares one key per queue, so it is total when the queues'

@@ -171,3 +171,34 @@ def test_the_queue_tree_is_kept_while_the_queues_are_the_same_objects():
     # an edited copy of the same name is a different object: never served the old tree
     state.upsert_queue(msgspec.structs.replace(state.queues["q0"]))
     assert tree() is not flat
+
+
+def test_events_log_their_queue_and_the_default_order_is_path_local():
+    """fire_allocate / fire_deallocate / fire_pipelined name the event's queue in
+    ``event_queues`` (what a path-local job walk re-asks); the proportion plugin's queue
+    order declares itself path-local, and one more order fn that does not makes it not."""
+    from kai.actions.common.job_order import path_local_fn
+    from kai.config import default_config
+    from kai.scheduler import RecordingCache, Scheduler
+    from tests.actions.common.test_lookalike import _backlog
+    state = _backlog(11)
+    ssn = Scheduler(state, default_config()).open_session(RecordingCache(state))
+    try:
+        job = next(j for j in ssn.jobs.values() if j.has_pending())
+        task = next(iter(job.tasks.values()))
+        before = ssn.alloc_events
+        ssn.fire_allocate(task)
+        ssn.fire_deallocate(task)
+        ssn.fire_pipelined(task)
+        assert ssn.event_queues[-3:] == [job.queue] * 3 and ssn.alloc_events == before + 3
+        task.job_key, key = "ns/no-such-job", task.job_key
+        try:
+            ssn.fire_pipelined(task)
+        finally:
+            task.job_key = key
+        assert ssn.event_queues[-1] is None
+        assert path_local_fn(ssn) is True
+        ssn.queue_order_fns.append(lambda lq, rq, lj, rj: 0)
+        assert path_local_fn(ssn) is False
+    finally:
+        ssn.close()

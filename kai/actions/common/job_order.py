@@ -91,6 +91,28 @@ def job_view_fn(ssn):
     return lambda job: tuple(v(job) for v in views)
 
 
+def path_local_fn(ssn) -> bool:
+    """True when an allocation event moves, for the session's queue order, only the queues on
+    the path of the event's job's queue (each queue's view reads its own figures and its head
+    job alone, and the job's queue and its ancestors are the figures that move): a walk then
+    re-asks those paths after an event instead of every queue. The session must log the
+    events' queues (``ssn.event_queues``).
+
+    ``ssn.queue_order_path_local`` wins when set; otherwise every one of
+    ``ssn.queue_order_fns`` must be a bound method of an object whose ``path_local`` is True
+    (the proportion plugin's QueueOrder); no queue order fns: the fallback order reads no
+    figures at all."""
+    if not isinstance(getattr(ssn, "event_queues", None), list):
+        return False
+    explicit = getattr(ssn, "queue_order_path_local", None)
+    if explicit is not None:
+        return bool(explicit)
+    fns = getattr(ssn, "queue_order_fns", None)
+    if fns is None:
+        return False
+    return all(getattr(getattr(fn, "__self__", None), "path_local", False) is True for fn in fns)
+
+
 _UNKNOWN = object()          # not in a dict of picks (a kept pick may be None: no work)
 
 
@@ -130,11 +152,16 @@ class JobsOrderByQueues:
         self._active: dict[str, list[str]] = {}
         #: inner queue name ("" for the roots) -> its ``_pick`` answer, kept while nothing it
         #: depends on moved: dropped along a leaf's path when the leaf's head or active state
-        #: changes, and all at once when an allocate/deallocate/pipeline event fired (the
-        #: queue order's allocated vectors moved). A pop that places nothing then costs the
+        #: changes, and when an allocate/deallocate/pipeline event fired (the queue order's
+        #: allocated vectors moved) along the paths of the events' queues (path-local order)
+        #: or all at once. A pop that places nothing then costs the
         #: comparisons along one path, not among every queue with work.
         self._best: dict[str, tuple | None] = {}
         self._events = ssn.alloc_events
+        #: path-local queue order (``path_local_fn``): an event drops the picks along its
+        #: queue's path only (read from ``ssn.event_queues`` from ``_log_pos`` on)
+        self._path_local = path_local_fn(ssn)
+        self._log_pos = len(ssn.event_queues) if self._path_local else 0
         #: (leaf, job) of the last live pop while its leaf stays open: what the picks along the
         #: leaf's path owe that pop (carried to the new head, or dropped), settled when next
         #: read (``_settle``); after an allocation event every pick is dropped anyway, and
@@ -143,7 +170,8 @@ class JobsOrderByQueues:
         self._view = job_view_fn(ssn)
         self._total = total_order_fn(ssn)
         #: inner queue key -> its children with work, sorted by the queue order (kept only
-        #: while the order is total over them and no allocation event fired)
+        #: while the order is total over them and, unless the order is path-local, no
+        #: allocation event fired: a path-local event puts the child on its path back)
         self._sorted: dict[str, list[str]] = {}
         #: inner queue key -> children out of ``_sorted[key]`` whose head changed (put back
         #: by binary search at the next pick)
@@ -266,6 +294,17 @@ class JobsOrderByQueues:
     def _check_events(self) -> None:
         if self.ssn.alloc_events != self._events:
             self._events = self.ssn.alloc_events
+            if self._path_local:
+                log = self.ssn.event_queues
+                moved = set(log[self._log_pos:])
+                self._log_pos = len(log)
+                if None not in moved:
+                    # only these queues' paths moved: their picks go, and in a sorted
+                    # parent the child on such a path waits to be put back (the order
+                    # stays total over the rest: it reads fixed figures)
+                    for name in moved:
+                        self._forget_path(name)
+                    return
             self._best.clear()
             self._sorted.clear()
             self._dirty.clear()
@@ -476,6 +515,8 @@ class JobsOrderByQueues:
         self._dirty.clear()
         self._walks.clear()
         self._events = self.ssn.alloc_events
+        if self._path_local:
+            self._log_pos = len(self.ssn.event_queues)
         self._build_active()
 
     def _replay_pop(self) -> PodGroupInfo | None:
@@ -495,12 +536,15 @@ class JobsOrderByQueues:
     def _settle(self) -> None:
         """Settle what the last pop owes the picks along its leaf's path (``_advanced``): with
         no allocation event since, carry them to the leaf's new head when it looks the same
-        to the queue order, else drop them; after an event, nothing (``_check_events`` drops
-        every pick before the next is read). The views are as at the pop: no event, no
-        status moved."""
+        to the queue order, else drop them; after an event, the picks along the leaf's path
+        (path-local order; ``_check_events`` drops the moved paths' before the next read)
+        or nothing (``_check_events`` drops every pick). The views are as at the pop: no
+        event, no status moved."""
         name, job = self._advanced
         self._advanced = None
         if self.ssn.alloc_events != self._events:
+            if self._path_local:
+                self._forget_path(name)         # the other paths' picks are kept
             return
         head = self.leaves[name][self._pos.get(name, 0)][2]
         if self._view(head) == self._view(job):

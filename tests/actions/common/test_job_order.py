@@ -81,7 +81,7 @@ def _world(seed: int):
     return rng, tree, jobs
 
 
-def _session(tree, rng, view: bool = False, total: bool = False):
+def _session(tree, rng, view: bool = False, total: bool = False, path_local: bool = False):
     used: dict[str, int] = {}      # grows as jobs pop: the order moves like fair share does
     weight = {name: rng.randint(1, 3) for name in tree.queues}
 
@@ -96,6 +96,9 @@ def _session(tree, rng, view: bool = False, total: bool = False):
         ssn.queue_job_view = lambda j: (j.size, j.prio)
     if total:       # a key comparison with the name last: a strict total order
         ssn.queue_order_total = lambda queues: True
+    if path_local:  # a queue's key reads its own ``used`` only: events move their paths
+        ssn.queue_order_path_local = True
+        ssn.event_queues = []
     return ssn, used
 
 
@@ -283,3 +286,76 @@ def test_a_replayed_walk_pops_as_a_live_one(seed, total, event):
         order = JobsOrderByQueues(ssn2, [], sorted_leaves=leaves, replay=replay)
         seqs.append(_walk(order, random.Random(seed + 1), used2, ssn2, tree2, event_at))
     assert seqs[0] == seqs[1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 10**6), depth=st.sampled_from([None, 1, 2, 5]), view=st.booleans(),
+       total=st.booleans(), unknown=st.booleans())
+def test_path_local_events_keep_the_full_walks_sequence(seed, depth, view, total, unknown):
+    """A path-local queue order (``ssn.event_queues`` names each event's queue): after an
+    event the walk re-asks only the moved paths, and pops what the full walk pops. An event
+    whose queue is unknown (None) drops every pick."""
+    sequences = []
+    for impl in (JobsOrderByQueues, ReferenceOrder):
+        rng, tree, jobs = _world(seed)
+        ssn, used = _session(tree, rng, view, total, path_local=True)
+        order = impl(ssn, jobs, depth)
+        placing = random.Random(seed + 1)
+        pushed_back: set[str] = set()
+        seq = []
+        while (job := order.pop()) is not None:
+            seq.append(job.key)
+            if placing.random() < 0.4:
+                continue                                # nothing placed: the order stands still
+            elsewhere_only = placing.random() < 0.3     # the job placed nothing; another queue moved
+            if not elsewhere_only:
+                for a in tree.ancestors(job.queue):
+                    used[a.name] = used.get(a.name, 0) + job.size
+                ssn.event_queues.append(job.queue)
+            if elsewhere_only or placing.random() < 0.5:     # a victim elsewhere gave way (reclaim)
+                victim = placing.choice(sorted(tree.queues))
+                for a in tree.ancestors(victim):
+                    used[a.name] = used.get(a.name, 0) - 1
+                ssn.event_queues.append(victim)
+            if unknown and placing.random() < 0.2:
+                ssn.event_queues.append(None)
+            ssn.alloc_events += 1
+            if job.size > 2 and job.key not in pushed_back:       # an elastic job competes again
+                pushed_back.add(job.key)
+                job.size -= 1
+                order.push(job)
+        sequences.append(seq)
+    assert sequences[0] == sequences[1]
+
+
+def test_a_path_local_event_re_asks_its_path_only():
+    """Fifty departments of ten leaves; a placement in one leaf costs the comparisons along
+    its path, not a walk over every department again."""
+    queues = [open_queue(f"d{d}") for d in range(50)] + \
+        [open_queue(f"d{d}-q{q}", f"d{d}") for d in range(50) for q in range(10)]
+    tree = QueueTree(queues)
+    jobs = [SimpleNamespace(key=f"d{d}-q{q}-{k}", queue=f"d{d}-q{q}", prio=0, size=1)
+            for d in range(50) for q in range(10) for k in range(3)]
+    counts = {}
+    for local in (True, False):
+        rng = random.Random(3)
+        ssn, used = _session(tree, rng, view=True, total=True, path_local=local)
+        calls = [0]
+        compare = ssn.queue_compare
+
+        def counted(*a, compare=compare, calls=calls):
+            calls[0] += 1
+            return compare(*a)
+        ssn.queue_compare = counted
+        order = JobsOrderByQueues(ssn, [SimpleNamespace(**vars(j)) for j in jobs])
+        popped = []
+        while (job := order.pop()) is not None:
+            popped.append(job.key)
+            for a in tree.ancestors(job.queue):
+                used[a.name] = used.get(a.name, 0) + job.size
+            if local:
+                ssn.event_queues.append(job.queue)
+            ssn.alloc_events += 1
+        counts[local] = (calls[0], popped)
+    assert counts[True][1] == counts[False][1] and len(counts[True][1]) == len(jobs)
+    assert counts[True][0] * 3 < counts[False][0]
