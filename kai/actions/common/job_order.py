@@ -296,15 +296,22 @@ class JobsOrderByQueues:
             self._events = self.ssn.alloc_events
             if self._path_local:
                 log = self.ssn.event_queues
-                moved = set(log[self._log_pos:])
-                self._log_pos = len(log)
-                if None not in moved:
-                    # only these queues' paths moved: their picks go, and in a sorted
-                    # parent the child on such a path waits to be put back (the order
-                    # stays total over the rest: it reads fixed figures)
-                    for name in moved:
+                start = self._log_pos
+                end = self._log_pos = len(log)
+                # only these queues' paths moved: their picks go, and in a sorted parent the
+                # child on such a path waits to be put back (the order stays total over the
+                # rest: it reads fixed figures)
+                if end - start == 1:            # (the common case: one placement since)
+                    name = log[start]
+                    if name is not None:
                         self._forget_path(name)
-                    return
+                        return
+                elif end > start:               # (none logged: not known, drop all)
+                    moved = set(log[start:end])
+                    if None not in moved:
+                        for name in moved:
+                            self._forget_path(name)
+                        return
             self._best.clear()
             self._sorted.clear()
             self._dirty.clear()
