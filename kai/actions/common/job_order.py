@@ -551,7 +551,11 @@ class JobsOrderByQueues:
         self._advanced = None
         if self.ssn.alloc_events != self._events:
             if self._path_local:
-                self._forget_path(name)         # the other paths' picks are kept
+                # the other paths' picks are kept; when the one event since is this leaf's
+                # (the popped job placed), ``_check_events`` drops this path anyway
+                log = self.ssn.event_queues
+                if not (len(log) - self._log_pos == 1 and log[-1] == name):
+                    self._forget_path(name)
             return
         head = self.leaves[name][self._pos.get(name, 0)][2]
         if self._view(head) == self._view(job):
