@@ -53,7 +53,12 @@ def test_reclaim_between_queues(control_plane, kai_client, kai_cluster, kube_nam
                  what="rc-b getting its quota back by reclaim")
         a_left = [p for p in _pods(c, ns, "rc-a") if not p["metadata"].get("deletionTimestamp")]
         assert len(a_left) == 4 and all(p["spec"].get("nodeName") for p in a_left)
-        evicts = [e for e in c.get(f"/api/v1/namespaces/{ns}/events")["items"] if e["reason"] == "Evict"]
+        def evict_events():
+            return [e for e in c.get(f"/api/v1/namespaces/{ns}/events")["items"] if e["reason"] == "Evict"]
+        # (each Evict Event is posted after its DELETE, through the status writer's queue)
+        wait_for(lambda: len({e["involvedObject"]["name"] for e in evict_events()}) >= 4, 15,
+                 what="an Evict Event for each reclaimed pod")
+        evicts = evict_events()
         assert len({e["involvedObject"]["name"] for e in evicts}) == 4
         assert all("reclaim" in e["message"] for e in evicts)
     finally:

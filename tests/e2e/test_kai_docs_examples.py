@@ -252,8 +252,9 @@ def test_priority_build_preempts_train_at_the_queue_limit(control_plane, kai_cli
                                                    limits={"nvidia.com/gpu": "1"}))
     wait_for(lambda: gone_or_deleting(c, ns, "train-pod"), 60, what="train-pod preempted")
     bound(c, ns, "build-pod", 60)
-    assert any(e["reason"] == "Evict" and "preempt" in e["message"] for e in events(c, ns, "train-pod")), \
-        events(c, ns, "train-pod")
+    # (the Evict Event is posted after the DELETE, through the status writer's queue)
+    wait_for(lambda: any(e["reason"] == "Evict" and "preempt" in e["message"] for e in events(c, ns, "train-pod")),
+             15, what="train-pod's Evict Event")
 
 
 # ------------------------------------------------------------------ elastic
@@ -318,7 +319,8 @@ def test_elastic_pytorchjob_starts_at_min_and_shrinks_for_a_higher_priority_pod(
     bound(c, ns, "urgent", 90)
     left = running()
     assert len(left) == 1, left                                    # shrunk, not evicted whole
-    assert any(e["reason"] == "Evict" for w in workers for e in events(c, ns, w))
+    wait_for(lambda: any(e["reason"] == "Evict" for w in workers for e in events(c, ns, w)), 15,
+             what="the shrunk worker's Evict Event")
 
 
 # ------------------------------------------------------------------ queues

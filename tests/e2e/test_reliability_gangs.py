@@ -130,7 +130,13 @@ def test_partial_gang_that_cannot_finish_is_evicted_after_its_grace(control_plan
                  GRACE + 30, 0.2, "the partial gang evicted")
         took = time.monotonic() - started
         assert GRACE - 0.5 <= took <= GRACE + 15, took
-        evicted = [e for e in c.get(f"/api/v1/namespaces/{ns}/events")["items"] if e["reason"] == "Evict"]
+        # the binder posts each Evict Event after its DELETE, through the status writer's
+        # queue: the last one may land a moment after the pod is gone
+        def evict_events():
+            return [e for e in c.get(f"/api/v1/namespaces/{ns}/events")["items"] if e["reason"] == "Evict"]
+        wait_for(lambda: {e["involvedObject"]["name"] for e in evict_events()} >= partial, 15, 0.2,
+                 "an Evict Event for every evicted pod")
+        evicted = evict_events()
         assert {e["involvedObject"]["name"] for e in evicted} == partial
         assert all("evicted by the stalegangeviction action" in e["message"] for e in evicted)
         assert not _bound(c, ns) or all(p["metadata"].get("deletionTimestamp") for p in _bound(c, ns))
