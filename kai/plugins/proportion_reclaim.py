@@ -90,7 +90,7 @@ def register_reclaim_hooks(ssn, arguments: dict, quota_vector: Callable[[object]
         f = shares.fair_share.get(name)
         if f is None:
             return deserved(name)
-        return np.array([_INF if x == -1 else float(x) for x in f])
+        return np.array([_INF if x == -1 else x for x in np.asarray(f, dtype=float).tolist()])
 
     def allocatable_share(name: str) -> np.ndarray:
         q = tree.get(name)
@@ -103,7 +103,7 @@ def register_reclaim_hooks(ssn, arguments: dict, quota_vector: Callable[[object]
         if tasks is None:
             got = last_request.get(job.key)
             if got is not None:
-                return got if isinstance(got, np.ndarray) else np.array(got)
+                return np.asarray(got, dtype=float)     # (can_reclaim keeps a float tuple)
             tasks = job.tasks_to_allocate(ssn.task_order_key, ssn.podset_order_key)
         req = np.zeros(3)
         for t in tasks:
@@ -116,9 +116,7 @@ def register_reclaim_hooks(ssn, arguments: dict, quota_vector: Callable[[object]
     def _fair_floats(name: str) -> list[float]:
         got = fair_floats.get(name)
         if got is None:
-            f = shares.fair_share.get(name)
-            got = fair_floats[name] = deserved(name).tolist() if f is None else \
-                [_INF if x == -1 else float(x) for x in np.asarray(f).tolist()]
+            got = fair_floats[name] = fair_share(name).tolist()
         return got
 
     def _request_floats(job, tasks) -> tuple[float, float, float]:
