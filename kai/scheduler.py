@@ -5,6 +5,7 @@ differ only in the ``cache`` that receives the decisions (API calls vs. a record
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 import structlog
@@ -108,11 +109,13 @@ class Scheduler:
         result: CycleResult = cache.result
         ssn = self.open_session(cache, now)
         result.open_seconds = time.perf_counter() - start
+        assuming = getattr(self.state, "assuming", None) or contextlib.nullcontext
         try:
             for action in self.actions:
                 n_bound, n_piped, n_evicted = len(result.bindings), len(result.pipelined), len(result.evictions)
                 t = time.perf_counter()
-                action.execute(ssn)
+                with assuming():        # the action's bindings filed into the state together
+                    action.execute(ssn)
                 result.action_seconds[action.name] = time.perf_counter() - t
                 for d in (*result.bindings[n_bound:], *result.pipelined[n_piped:], *result.evictions[n_evicted:]):
                     d.action = d.action or action.name

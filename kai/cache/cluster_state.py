@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 from bisect import bisect_left
 from collections import defaultdict
+from contextlib import contextmanager
 from operator import itemgetter
 
 import numpy as np
@@ -83,6 +84,37 @@ def _label_groups(pod: PodInfo, devices: int) -> list[str]:
     return [v]
 
 
+class _Assumed:
+    """The pods an ``assuming`` batch bound, in order, with what filing them needs."""
+    __slots__ = ("uids", "pods", "cols", "rids", "distinct", "jobs")
+
+    def __init__(self) -> None:
+        self.uids: set[str] = set()
+        self.pods: list[PodInfo] = []
+        self.cols: list[int] = []              # their node columns
+        self.rids: list[int] = []              # their requests' rows in ``distinct``
+        #: id(request array) -> (row, the array): pods share a few request arrays
+        self.distinct: dict[int, tuple[int, np.ndarray]] = {}
+        self.jobs: dict[str, None] = {}        # their jobs, in the order of their last change
+
+    def __len__(self) -> int:
+        return len(self.pods)
+
+    def add(self, task: PodInfo, col: int) -> None:
+        self.uids.add(task.uid)
+        self.pods.append(task)
+        self.cols.append(col)
+        req = task.req
+        got = self.distinct.get(id(req))
+        if got is None:                        # (the entry keeps the array alive: ids stay unique)
+            got = self.distinct[id(req)] = (len(self.distinct), req)
+        self.rids.append(got[0])
+        jobs = self.jobs
+        key = task.job_key
+        jobs.pop(key, None)
+        jobs[key] = None
+
+
 class ClusterState:
     """Nodes, pods, jobs and queues, with node resources charged incrementally."""
 
@@ -114,6 +146,9 @@ class ClusterState:
         self.pod_problems: dict[str, str] = {}                  # pod key -> why it is not scheduled
         self._bulk: tuple | None = None
         self._bulk_touched: dict[str, None] | None = None     # jobs changed during a bulk load
+        #: inside ``assuming()``: the pods ``assume_bound`` took whose node charge, pod-table
+        #: row and job change are still to be filed (``_file_assumed``)
+        self._assumed: _Assumed | None = None
         # job key -> time its pods were last pipelined onto resources being freed for it
         self.nominated: dict[str, float] = {}
         # PodGroup keys whose pods or spec changed since the status writer last looked
@@ -150,18 +185,39 @@ class ClusterState:
             touched.pop(key, None)
             touched[key] = None
             return
+        if self._assumed:
+            self._file_assumed()
         self.dirty_jobs.add(key)
         self._seq += 1
         self.job_seq.pop(key, None)             # kept in change order (see ``changed_since``)
         self.job_seq[key] = self._seq
         self._maybe_pending[key] = None
         if len(self.job_seq) > 2 * len(self.jobs) + 1024:
-            # deleted jobs' entries: drop them; readers of ``changed_since`` see the new
-            # ``job_seq_epoch`` and start over from every job
-            self.job_seq = {k: v for k, v in self.job_seq.items() if k in self.jobs}
-            self._job_ord = {k: i for i, k in enumerate(self.jobs, 1)}
-            self._ord_seq = len(self._job_ord)
-            self.job_seq_epoch += 1
+            self._renumber()
+
+    def _renumber(self) -> None:
+        # deleted jobs' entries: drop them; readers of ``changed_since`` see the new
+        # ``job_seq_epoch`` and start over from every job
+        self.job_seq = {k: v for k, v in self.job_seq.items() if k in self.jobs}
+        self._job_ord = {k: i for i, k in enumerate(self.jobs, 1)}
+        self._ord_seq = len(self._job_ord)
+        self.job_seq_epoch += 1
+
+    def _touch_many(self, keys) -> None:
+        """``_touch`` of each key in order (outside a bulk load)."""
+        if self._assumed:
+            self._file_assumed()
+        dirty, job_seq, maybe = self.dirty_jobs, self.job_seq, self._maybe_pending
+        seq = self._seq
+        for key in keys:
+            seq += 1
+            job_seq.pop(key, None)
+            job_seq[key] = seq
+            maybe[key] = None
+        dirty.update(keys)
+        self._seq = seq
+        if len(job_seq) > 2 * len(self.jobs) + 1024:
+            self._renumber()
 
     def job_changed(self, key: str) -> None:
         """Something a job's figures are made of changed outside the pod and PodGroup events
@@ -171,11 +227,15 @@ class ClusterState:
     @property
     def change_seq(self) -> int:
         """The number of the latest job change."""
+        if self._assumed:
+            self._file_assumed()
         return self._seq
 
     def changed_since(self, seq: int) -> list[str]:
         """Keys of the jobs changed (created, deleted, pods or spec changed) after change
         number ``seq``, latest first; costs the changes, not the jobs."""
+        if self._assumed:
+            self._file_assumed()
         out = []
         for key in reversed(self.job_seq):
             if self.job_seq[key] <= seq:
@@ -195,6 +255,8 @@ class ClusterState:
         answer is older than the change numbers kept, or more than a quarter of it changed). Call
         it only outside a session's virtual changes (a session calls it when it opens). The
         answer is a copy."""
+        if self._assumed:
+            self._file_assumed()
         last = self._pending_answer
         seq = self._seq
         if last is not None and last[0] == seq:
@@ -408,6 +470,8 @@ class ClusterState:
 
     # ------------------------------------------------------------------ nodes
     def upsert_node(self, node: Node) -> None:
+        if self._assumed:
+            self._file_assumed()
         is_new = node.metadata.name not in self.nodes.by_name
         self.nodes.upsert(node)
         if is_new:
@@ -417,6 +481,8 @@ class ClusterState:
                     self._charge(pod)
 
     def delete_node(self, name: str) -> None:
+        if self._assumed:
+            self._file_assumed()
         info = self.nodes.remove(name)
         if info is None:
             return
@@ -427,6 +493,8 @@ class ClusterState:
 
     # ------------------------------------------------------------------ pods
     def _charge(self, pod: PodInfo) -> None:
+        if self._assumed:
+            self._file_assumed()
         info = self.nodes.by_name.get(pod.node_name)
         if info is None:
             return
@@ -518,6 +586,8 @@ class ClusterState:
     def _uncharge(self, pod: PodInfo) -> None:
         """Undo ``_charge``: the pod's ``req`` (only ever padded since) off the column it was
         charged to, as idle or releasing as it was charged."""
+        if self._assumed:
+            self._file_assumed()
         uid = pod.uid
         i = self.pod_table.node_of(uid)
         self.pod_table.remove(uid)
@@ -678,10 +748,27 @@ class ClusterState:
 
     # ------------------------------------------------------------------ commits come back
     def assume_bound(self, task: PodInfo, node_name: str) -> None:
-        """The binder accepted ``task`` for ``node_name``: charge it now (KAI's Binding state)."""
+        """The binder accepted ``task`` for ``node_name``: charge it now (KAI's Binding state).
+
+        Inside ``assuming()``, a pod that holds nothing yet (no pod-table row, no shared-GPU
+        charge) and asks for no shared GPU gets its status, node and volume / DRA assumptions
+        at once, and its node charge, pod-table row and job change when the batch is filed."""
         uid = task.uid
-        if uid in self.pod_table.row_of or uid in self._shared:    # (a pending pod holds nothing)
-            self._uncharge(task)
+        batch = self._assumed
+        if batch is not None and task.gpu_sharing is None and uid not in batch.uids \
+                and uid not in self.pod_table.row_of and uid not in self._shared:
+            info = self.nodes.by_name.get(node_name)
+            if info is not None:
+                if task.node_name:
+                    self._node_pods[task.node_name].pop(uid, None)
+                task.node_name = node_name
+                task.status = S.BINDING
+                self._node_pods[node_name][uid] = None
+                batch.add(task, info.idx)
+                self._assume_claims(task, node_name)
+                return
+        if uid in self.pod_table.row_of or uid in self._shared or (batch and uid in batch.uids):
+            self._uncharge(task)                # (files the batch first: it may hold the pod)
         if task.node_name:
             self._node_pods[task.node_name].pop(task.uid, None)
         task.node_name = node_name
@@ -689,14 +776,54 @@ class ClusterState:
         self._touch(task.job_key)
         self._node_pods[node_name][task.uid] = None
         self._charge(task)
+        self._assume_claims(task, node_name)
+
+    def _assume_claims(self, task: PodInfo, node_name: str) -> None:
         if task.volume_plan:
             self.storage.assume(task.uid, task.volume_plan, node_name)
         if self.dra is not None and task.dra is not None:
             self.dra.assume(task.uid, task.name, task.dra)      # its claims stay taken until the API shows them
 
+    @contextmanager
+    def assuming(self):
+        """A batch of ``assume_bound`` calls (a scheduling action's commits): the node charges,
+        pod-table rows and job changes of the pods bound in it are filed together at its end
+        -- one kernel call, the rows in one go, one change per job -- leaving the state as the
+        calls one by one would (charges added in the same order). Until then the node arrays
+        and the pod table lag behind those pods; every method of this class that reads or
+        changes what they hold files the batch first. Nested calls join the outer batch."""
+        if self._assumed is not None:
+            yield
+            return
+        self._assumed = _Assumed()
+        try:
+            yield
+        finally:
+            try:
+                self._file_assumed()
+            finally:
+                self._assumed = None
+
+    def _file_assumed(self) -> None:
+        """Charge, row and touch the batch's pods (see ``assuming``); the batch is empty after."""
+        batch = self._assumed
+        if not batch:
+            return
+        self._assumed = _Assumed()
+        t = self.nodes
+        t.ensure_width()
+        table = np.zeros((len(batch.distinct), t.idle.shape[0]))
+        for k, req in batch.distinct.values():
+            table[k, : req.shape[0]] = req
+        cols = batch.cols
+        _charge_many(t.idle, t.releasing, t.avail, np.array(cols, dtype=np.int32),
+                     table[np.array(batch.rids, dtype=np.intp)], np.zeros(len(cols), dtype=np.uint8), 1.0)
+        self.pod_table.add_many(batch.pods, cols)
+        self._touch_many(batch.jobs)
+
     def assume_evicted(self, task: PodInfo) -> None:
         """An eviction was issued: the pod's resources are releasing until it is gone."""
-        self._uncharge(task)
+        self._uncharge(task)                    # (files an ``assuming`` batch first)
         task.status = S.RELEASING
         self._touch(task.job_key)
         self._charge(task)

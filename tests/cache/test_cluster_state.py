@@ -626,3 +626,142 @@ def test_bulk_load_rows_in_one_go_and_a_cycle_decides_the_same():
     got = [([(d.pod, d.node, list(d.gpu_groups)) for d in r.bindings], [(d.pod, d.node) for d in r.pipelined],
             [d.pod for d in r.evictions], sorted(r.unschedulable.items())) for r in results]
     assert got[0] == got[1]
+
+
+# ---------------------------------------------------------------------------- assuming batches
+_PENDING_KINDS = ("pending", "gpu", "frac", "anti", "claims", "subgroup")
+
+
+def _assume_case(kinds: list[str]):
+    """A state with a few running pods and one pending pod of each of ``kinds``."""
+    from kai.api.k8s import decode_pod
+    docs = []
+    for k, kind in enumerate(kinds):
+        d = _bulk_doc(kind, k, f"job-{k % 4}", "ns0")
+        d["spec"].pop("nodeName", None)
+        d["status"] = {"phase": "Pending"}
+        docs.append(d)
+    docs += [_bulk_doc("run", 100 + k, f"job-{k % 4}", "ns0") for k in range(4)]
+    nodes, pgs, _, queues = _bulk_case(["run"], [0], [0], [0])
+    pgs = [msgspec.convert({"metadata": {"name": f"job-{j}", "namespace": "ns0"},
+                            "spec": {"minMember": 1, "queue": "q"}}, PodGroup) for j in range(4)]
+    st = ClusterState()
+    st.load(nodes, pgs, [decode_pod(msgspec.json.encode(d)) for d in docs], queues=queues)
+    return st
+
+
+@settings(max_examples=60, deadline=None)
+@given(st_.lists(st_.sampled_from(_PENDING_KINDS), min_size=1, max_size=8),
+       st_.lists(st_.tuples(st_.sampled_from(("bind", "bind", "bind", "evict", "delete", "read", "end")),
+                            st_.integers(0, 11), st_.integers(0, 4)), max_size=30))
+def test_assuming_batches_leave_the_state_one_by_one_leaves(kinds, ops):
+    """``assume_bound`` inside ``assuming()`` (charges, rows and job changes filed together)
+    leaves the state, orders included, that the same calls one by one leave: for binds of
+    every kind of pending pod (shared GPU and rebinds take the direct path), interleaved with
+    evictions, deletions and reads of the change numbers, which file the batch first."""
+    one, batched = _assume_case(kinds), _assume_case(kinds)
+    reads = {id(one): [], id(batched): []}
+
+    def apply(st, op, k, n):
+        pods = sorted(st.pods.values(), key=lambda p: p.uid)
+        if not pods:
+            return
+        p = pods[k % len(pods)]
+        if op == "bind":
+            st.assume_bound(p, f"node-{n:05d}")
+        elif op == "evict" and p.node_name and p.status & C.ON_NODE:
+            st.assume_evicted(p)
+        elif op == "delete":
+            st.delete_pod(p.uid)
+        elif op == "read":
+            reads[id(st)].append([j.key for j in st.pending_jobs()])
+
+    for op, k, n in ops:
+        apply(one, op, k, n)
+    batch = batched.assuming()
+    batch.__enter__()
+    for op, k, n in ops:
+        if op == "end":                       # a batch ends (the next action's starts)
+            batch.__exit__(None, None, None)
+            batch = batched.assuming()
+            batch.__enter__()
+        else:
+            apply(batched, op, k, n)
+    batch.__exit__(None, None, None)
+    assert batched._assumed is None
+    assert reads[id(batched)] == reads[id(one)]
+    assert _strict_view(batched) == _strict_view(one)
+
+
+def test_assuming_batch_is_filed_before_any_read_of_what_it_holds():
+    st = _assume_case(["pending", "pending", "gpu"])
+    pending = [p for p in st.pods.values() if not p.node_name]
+    before = st.nodes.idle.copy()
+    waiting = [j.key for j in st.pending_jobs()]
+    with st.assuming():
+        st.assume_bound(pending[0], "node-00001")
+        assert [j.key for j in st.pending_jobs()] == [k for k in waiting if k != pending[0].job_key]
+    st.assume_evicted(pending[0])
+    st.delete_pod(pending[0].uid)
+    assert np.array_equal(st.nodes.idle, before)
+    pending = pending[1:] + [st.upsert_pod(pending[0].pod)]
+    with st.assuming():
+        st.assume_bound(pending[0], "node-00001")
+        assert st.pod_table.node_of(pending[0].uid) is None       # lagging, as documented
+        seq = st.change_seq                                         # a read files the batch
+        assert st.pod_table.node_of(pending[0].uid) == st.nodes.by_name["node-00001"].idx
+        assert not np.array_equal(st.nodes.idle, before)
+        st.assume_bound(pending[1], "node-00002")
+        with st.assuming():                                         # nested: one batch
+            st.assume_bound(pending[2], "node-00002")
+        assert st.pod_table.node_of(pending[2].uid) is None
+    assert st.change_seq > seq
+    assert all(st.pod_table.node_of(p.uid) is not None for p in pending)
+
+
+def _reclaim_case():
+    """qa runs 4-GPU pods on every GPU of 5 nodes, over its quota; qb waits with GPU pods (reclaim,
+    after allocate binds qb's and qa's pending CPU, fraction and anti-affinity pods)."""
+    from kai.api.k8s import decode_pod
+    from kai.sim.synthetic import api_pod, open_queue, synthetic_nodes
+    nodes = synthetic_nodes(5, seed=1, cpu_only_share=0.0, tainted_share=0.0)
+    docs = [api_pod(f"run-{k}", "ns0", f"qa-{k}", 4, node=f"node-{k // 2:05d}", queue="qa", created=k, seq=k)
+            for k in range(10)]
+    for k in range(12):
+        kind = ("pending", "gpu", "frac", "anti")[k % 4]
+        d = _bulk_doc(kind, 20 + k, f"qb-{k}", "ns1")
+        d["spec"].pop("nodeName", None)
+        d["status"] = {"phase": "Pending"}
+        d["metadata"]["labels"]["kai.scheduler/queue"] = "qb"
+        d["spec"].pop("volumes", None)          # (its ConfigMap is not in this state)
+        if kind == "gpu":
+            d["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] = "4"
+        docs.append(d)
+    pgs = [msgspec.convert({"metadata": {"name": d["metadata"]["annotations"]["pod-group-name"],
+                                         "namespace": d["metadata"]["namespace"]},
+                            "spec": {"minMember": 1, "queue": d["metadata"]["labels"]["kai.scheduler/queue"],
+                                     "priorityClassName": "train"}}, PodGroup) for d in docs]
+    queues = [open_queue("root"), open_queue("qa", "root", gpu_quota=10), open_queue("qb", "root", gpu_quota=30)]
+    return nodes, pgs, [decode_pod(msgspec.json.encode(d)) for d in docs], queues
+
+
+def test_a_cycle_decides_the_same_and_leaves_the_same_state_with_batched_commits(monkeypatch):
+    """Every default action, allocate's bindings then reclaim's evictions: the cycle's
+    decisions and the state after it are those of commits filed one by one."""
+    import contextlib
+    from kai.config import default_config
+    from kai.scheduler import RecordingCache, Scheduler
+    nodes, pgs, pods, queues = _reclaim_case()
+    states = []
+    for batched in (True, False):
+        s = ClusterState()
+        s.load(nodes, pgs, pods, queues=queues)
+        if not batched:
+            monkeypatch.setattr(s, "assuming", contextlib.nullcontext, raising=False)
+        states.append(s)
+    results = [Scheduler(s, default_config()).run_cycle(RecordingCache(s), now=1e9) for s in states]
+    got = [([(d.pod, d.node, list(d.gpu_groups), d.action) for d in r.bindings],
+            [(d.pod, d.node) for d in r.pipelined], [(d.pod, d.action) for d in r.evictions],
+            sorted(r.unschedulable.items())) for r in results]
+    assert got[0][0] and got[0][2] and got[0] == got[1]
+    assert _strict_view(states[0]) == _strict_view(states[1])
