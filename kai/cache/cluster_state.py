@@ -6,7 +6,8 @@ node's columns, PodGroups into PodGroupInfos (jobs), plus Queues, PriorityClasse
 Topologies; storage objects and ConfigMap names go to ``storage`` (kai.cache.storage_store).
 No rebuild per cycle: ``open_view()`` hands a session copies of the small node arrays and
 the live job objects; whatever the session changes virtually is undone
-at close, and committed decisions come back through ``assume_bound`` / ``assume_evicted``.
+at close, and committed decisions come back through ``assume_bound`` / ``assume_evicted``
+(within a scheduling action, plain bindings are filed together: ``assuming``).
 """
 from __future__ import annotations
 
@@ -86,9 +87,11 @@ def _label_groups(pod: PodInfo, devices: int) -> list[str]:
 
 class _Assumed:
     """The pods an ``assuming`` batch bound, in order, with what filing them needs."""
-    __slots__ = ("uids", "pods", "cols", "rids", "distinct", "jobs")
+    __slots__ = ("uids", "pods", "cols", "rids", "distinct", "jobs", "direct")
 
     def __init__(self) -> None:
+        #: True once the pod table was handed out during the batch: binds go one by one
+        self.direct = False
         self.uids: set[str] = set()
         self.pods: list[PodInfo] = []
         self.cols: list[int] = []              # their node columns
@@ -123,8 +126,9 @@ class ClusterState:
         self.registry = ResourceRegistry()
         self.nodes = NodeTable(self.registry)
         self.pods: dict[str, PodInfo] = {}
-        #: pods on nodes as rows, for inter-pod affinity / spread / ports (kai.cache.pod_table)
-        self.pod_table = PodTable()
+        #: pods on nodes as rows, for inter-pod affinity / spread / ports (kai.cache.pod_table);
+        #: read from outside through ``pod_table``
+        self._pod_table = PodTable()
         #: namespace name -> labels (namespaceSelector of pod affinity terms)
         self.namespaces: dict[str, dict[str, str]] = {}
         self.podgroups: dict[str, PodGroup] = {}
@@ -176,6 +180,24 @@ class ClusterState:
         self.queue_resource_usage: dict[str, tuple[float, float, float]] = {}
 
     # ------------------------------------------------------------------ job changes
+    @property
+    def pod_table(self) -> PodTable:
+        """The pods on nodes as rows (kai.cache.pod_table). Inside ``assuming()`` the batch is
+        filed first, and the rest of the batch binds one by one: the reader may keep the
+        table and read it again after later bindings."""
+        batch = self._assumed
+        if batch is not None:
+            if batch:
+                self._file_assumed()
+            self._assumed.direct = True
+        return self._pod_table
+
+    @property
+    def carried_terms(self) -> dict:
+        """The PodTable's carried (anti-)affinity terms (``PodTable.terms``), current inside
+        ``assuming()`` too: a pod with constraints is never left for the batch."""
+        return self._pod_table.terms
+
     def _touch(self, key: str) -> None:
         """A job's pods or spec changed: the status writer, the per-job caches and the pending
         index must look at it again. During a bulk load only the order of the jobs' last
@@ -375,7 +397,7 @@ class ClusterState:
         (``_add_pod``), as does a pod whose PodGroup does not exist yet."""
         registry = self.registry
         it = iter(pods)
-        if self.pods or self.pod_table.row_of or self.grouper is not None:
+        if self.pods or self._pod_table.row_of or self.grouper is not None:
             for pod in it:
                 self._add_pod(PodInfo(pod, registry))
             return
@@ -460,7 +482,7 @@ class ClusterState:
             touched.pop(run_job.key, None)
             touched[run_job.key] = None
         b_cols.extend(cols)
-        self.pod_table.add_many(rows, cols)
+        self._pod_table.add_many(rows, cols)
         for p, info in shared:
             self._charge_shared(p, info, bool(p.status & releasing_flag))
         if again is not None:
@@ -477,7 +499,7 @@ class ClusterState:
         if is_new:
             for uid in list(self._node_pods.get(node.metadata.name, {})):
                 pod = self.pods.get(uid)
-                if pod is not None and self.pod_table.node_of(uid) is None:
+                if pod is not None and self._pod_table.node_of(uid) is None:
                     self._charge(pod)
 
     def delete_node(self, name: str) -> None:
@@ -489,7 +511,7 @@ class ClusterState:
         for uid in self._node_pods.get(name, {}):
             self._charged_releasing.discard(uid)
             self._shared.pop(uid, None)
-        self.pod_table.remove_node(info.idx)
+        self._pod_table.remove_node(info.idx)
 
     # ------------------------------------------------------------------ pods
     def _charge(self, pod: PodInfo) -> None:
@@ -520,7 +542,7 @@ class ClusterState:
             _charge_kernel(t.idle, t.releasing, t.avail, i, req, 1.0, releasing)
         if releasing:
             self._charged_releasing.add(pod.uid)
-        self.pod_table.add(pod, i)
+        self._pod_table.add(pod, i)
         if pod.gpu_sharing is not None and not pod.invalid_reason:
             self._charge_shared(pod, info, releasing)
 
@@ -589,8 +611,8 @@ class ClusterState:
         if self._assumed:
             self._file_assumed()
         uid = pod.uid
-        i = self.pod_table.node_of(uid)
-        self.pod_table.remove(uid)
+        i = self._pod_table.node_of(uid)
+        self._pod_table.remove(uid)
         self._uncharge_shared(uid)
         if i is None:
             return
@@ -751,12 +773,14 @@ class ClusterState:
         """The binder accepted ``task`` for ``node_name``: charge it now (KAI's Binding state).
 
         Inside ``assuming()``, a pod that holds nothing yet (no pod-table row, no shared-GPU
-        charge) and asks for no shared GPU gets its status, node and volume / DRA assumptions
-        at once, and its node charge, pod-table row and job change when the batch is filed."""
+        charge), asks for no shared GPU and states no pod constraints (it carries no terms or
+        ports: ``carried_terms`` stays current) gets its status, node and volume / DRA
+        assumptions at once, and its node charge, pod-table row and job change when the batch
+        is filed."""
         uid = task.uid
         batch = self._assumed
-        if batch is not None and task.gpu_sharing is None and uid not in batch.uids \
-                and uid not in self.pod_table.row_of and uid not in self._shared:
+        if batch is not None and not batch.direct and task.gpu_sharing is None and task.constraints is None \
+                and uid not in batch.uids and uid not in self._pod_table.row_of and uid not in self._shared:
             info = self.nodes.by_name.get(node_name)
             if info is not None:
                 if task.node_name:
@@ -767,7 +791,7 @@ class ClusterState:
                 batch.add(task, info.idx)
                 self._assume_claims(task, node_name)
                 return
-        if uid in self.pod_table.row_of or uid in self._shared or (batch and uid in batch.uids):
+        if uid in self._pod_table.row_of or uid in self._shared or (batch and uid in batch.uids):
             self._uncharge(task)                # (files the batch first: it may hold the pod)
         if task.node_name:
             self._node_pods[task.node_name].pop(task.uid, None)
@@ -818,7 +842,7 @@ class ClusterState:
         cols = batch.cols
         _charge_many(t.idle, t.releasing, t.avail, np.array(cols, dtype=np.int32),
                      table[np.array(batch.rids, dtype=np.intp)], np.zeros(len(cols), dtype=np.uint8), 1.0)
-        self.pod_table.add_many(batch.pods, cols)
+        self._pod_table.add_many(batch.pods, cols)
         self._touch_many(batch.jobs)
 
     def assume_evicted(self, task: PodInfo) -> None:

@@ -20,13 +20,11 @@ Written by ClusterState (``_charge`` / ``_uncharge``), read by kai.framework.pod
 from __future__ import annotations
 
 from collections import Counter
-from operator import attrgetter
 
 import numpy as np
 
 from kai.api.selectors import Selector
 
-_NAMESPACE, _DELETING, _UID, _CONSTRAINTS = (attrgetter(a) for a in ("namespace", "deleting", "uid", "constraints"))
 
 #: kinds of carried terms in ``PodTable.terms``
 REQUIRED_ANTI, REQUIRED_AFFINITY, PREFERRED_AFFINITY, PREFERRED_ANTI = "anti", "affinity", "pref", "prefanti"
@@ -110,30 +108,52 @@ class PodTable:
         self.generation += 1
 
     def add_many(self, pods: list, nodes: list[int]) -> None:
-        """``add(pod, node)`` for each pair in order (a bulk load): rows and indexes as the
-        one-by-one adds leave them, the row arrays filled in one go. Pods must not have rows yet."""
-        if self._free or self._cols or len(pods) < 64:
+        """``add(pod, node)`` for each pair in order (a bulk load, an action's bindings): rows
+        and indexes as the one-by-one adds leave them -- free rows first, in the order ``add``
+        takes them, then new ones -- the row arrays filled in one go. Pods must not have rows yet."""
+        k = len(pods)
+        if self._cols or k < 64:
             for pod, node in zip(pods, nodes):
                 self.add(pod, node)
             return
-        start, k = self.n, len(pods)
-        if start + k > self.cap:
-            self._grow(start + k)
-        end = start + k
-        self.pods[start:end] = pods
-        self.node[start:end] = nodes
-        names = list(map(_NAMESPACE, pods))
-        for ns in dict.fromkeys(names):               # ids in first-seen order, as ``add`` gives them
-            self.namespace_id(ns)
-        self.ns[start:end] = list(map(self.ns_ids.__getitem__, names))
-        self.terminating[start:end] = list(map(_DELETING, pods))
-        self.row_of.update(zip(map(_UID, pods), range(start, end)))
+        free = self._free
+        reused = min(len(free), k)
+        rows = free[len(free) - reused:][::-1]          # (``add`` pops the last free row first)
+        del free[len(free) - reused:]
+        start = self.n
+        end = start + k - reused
+        if end > self.cap:
+            self._grow(end)
+        rows.extend(range(start, end))
         self.n = end
-        constraints = list(map(_CONSTRAINTS, pods))
-        if constraints.count(None) != k:
-            for pod, node, c in zip(pods, nodes, constraints):
-                if c is not None:
-                    self._index(pod, node, 1)
+        # one pass over the pods (each PodInfo read once: a pass per field costs a cache miss
+        # per pod per field on a large list)
+        ids, row_of = self.ns_ids, self.row_of
+        nss: list[int] = []
+        deleting: list[bool] = []
+        constrained: list[int] = []
+        for i, pod in enumerate(pods):
+            ns = ids.get(pod.namespace)
+            if ns is None:                          # ids in first-seen order, as ``add`` gives them
+                ns = self.namespace_id(pod.namespace)
+            nss.append(ns)
+            deleting.append(pod.deleting)
+            row_of[pod.uid] = rows[i]
+            if pod.constraints is not None:
+                constrained.append(i)
+        if reused:
+            at = np.array(rows, dtype=np.intp)
+            table = self.pods
+            for r, pod in zip(rows, pods):
+                table[r] = pod
+        else:
+            at = slice(start, end)
+            self.pods[start:end] = pods
+        self.node[at] = nodes
+        self.ns[at] = nss
+        self.terminating[at] = deleting
+        for i in constrained:
+            self._index(pods[i], nodes[i], 1)
         self.generation += k
 
     def node_of(self, uid: str) -> int | None:

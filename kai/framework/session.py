@@ -395,13 +395,13 @@ class Session:
         """What a predicate's ``applies`` may depend on besides the task itself: the terms that
         pods carry (inter-pod affinity symmetry), in the PodTable and placed in this session."""
         pc = self.pod_counts
-        return (pc.terms_version if pc is not None else 0, len(self.state.pod_table.terms))
+        return (pc.terms_version if pc is not None else 0, len(self.state.carried_terms))
 
     def predicates_for(self, task: PodInfo) -> tuple[NodePredicate, ...]:
         """The node predicates that apply to ``task`` (memoized per task until the carried
         terms change: one dict lookup on the hot path instead of one call per predicate)."""
         pc = self.pod_counts                    # predicate_epoch, inlined (hot path)
-        epoch = (pc.terms_version if pc is not None else 0, len(self.state.pod_table.terms))
+        epoch = (pc.terms_version if pc is not None else 0, len(self.state.carried_terms))
         got = self._applying.get(task.uid)
         if got is not None and got[0] == epoch:
             return got[1]

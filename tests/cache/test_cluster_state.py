@@ -652,13 +652,14 @@ def _assume_case(kinds: list[str]):
 
 @settings(max_examples=60, deadline=None)
 @given(st_.lists(st_.sampled_from(_PENDING_KINDS), min_size=1, max_size=8),
-       st_.lists(st_.tuples(st_.sampled_from(("bind", "bind", "bind", "evict", "delete", "read", "end")),
+       st_.lists(st_.tuples(st_.sampled_from(("bind", "bind", "bind", "evict", "delete", "read", "table", "end")),
                             st_.integers(0, 11), st_.integers(0, 4)), max_size=30))
 def test_assuming_batches_leave_the_state_one_by_one_leaves(kinds, ops):
     """``assume_bound`` inside ``assuming()`` (charges, rows and job changes filed together)
     leaves the state, orders included, that the same calls one by one leave: for binds of
     every kind of pending pod (shared GPU and rebinds take the direct path), interleaved with
-    evictions, deletions and reads of the change numbers, which file the batch first."""
+    evictions, deletions and reads of the change numbers or the pod table, which file the
+    batch first (the table's reader may keep it: the rest of that batch binds one by one)."""
     one, batched = _assume_case(kinds), _assume_case(kinds)
     reads = {id(one): [], id(batched): []}
 
@@ -675,6 +676,9 @@ def test_assuming_batches_leave_the_state_one_by_one_leaves(kinds, ops):
             st.delete_pod(p.uid)
         elif op == "read":
             reads[id(st)].append([j.key for j in st.pending_jobs()])
+        elif op == "table":                  # handed out: filed, and binds go one by one after
+            t = st.pod_table
+            reads[id(st)].append([(p.uid, t.node_of(p.uid)) for p in pods])
 
     for op, k, n in ops:
         apply(one, op, k, n)
@@ -694,29 +698,43 @@ def test_assuming_batches_leave_the_state_one_by_one_leaves(kinds, ops):
 
 
 def test_assuming_batch_is_filed_before_any_read_of_what_it_holds():
-    st = _assume_case(["pending", "pending", "gpu"])
-    pending = [p for p in st.pods.values() if not p.node_name]
+    st = _assume_case(["pending", "pending", "gpu", "anti"])     # one pod a job
+    pending = sorted((p for p in st.pods.values() if not p.node_name), key=lambda p: p.uid)
+    anti = next(p for p in pending if p.constraints is not None)
+    pending.remove(anti)
     before = st.nodes.idle.copy()
     waiting = [j.key for j in st.pending_jobs()]
     with st.assuming():
         st.assume_bound(pending[0], "node-00001")
+        assert st._pod_table.node_of(pending[0].uid) is None        # left for the batch
+        assert pending[0].job_key in waiting and not st.jobs[pending[0].job_key].has_pending()
         assert [j.key for j in st.pending_jobs()] == [k for k in waiting if k != pending[0].job_key]
+        assert st._pod_table.node_of(pending[0].uid) is not None    # the read filed it
     st.assume_evicted(pending[0])
     st.delete_pod(pending[0].uid)
     assert np.array_equal(st.nodes.idle, before)
     pending = pending[1:] + [st.upsert_pod(pending[0].pod)]
+    col = st.nodes.by_name["node-00002"].idx
     with st.assuming():
+        st.assume_bound(anti, "node-00002")                         # constraints: at once
+        assert st._pod_table.node_of(anti.uid) == col and st.carried_terms
         st.assume_bound(pending[0], "node-00001")
-        assert st.pod_table.node_of(pending[0].uid) is None       # lagging, as documented
-        seq = st.change_seq                                         # a read files the batch
-        assert st.pod_table.node_of(pending[0].uid) == st.nodes.by_name["node-00001"].idx
+        seq = st.change_seq                                          # a read files the batch
+        assert st._pod_table.node_of(pending[0].uid) == st.nodes.by_name["node-00001"].idx
         assert not np.array_equal(st.nodes.idle, before)
         st.assume_bound(pending[1], "node-00002")
-        with st.assuming():                                         # nested: one batch
+        with st.assuming():                                          # nested: one batch
             st.assume_bound(pending[2], "node-00002")
-        assert st.pod_table.node_of(pending[2].uid) is None
+        assert st._pod_table.node_of(pending[2].uid) is None
+        table = st.pod_table                                         # handed out: filed, and
+        assert table.node_of(pending[2].uid) == col                  # the rest binds at once
+        st.assume_evicted(pending[2])
+        st.delete_pod(pending[2].uid)
+        again = st.upsert_pod(pending[2].pod)
+        st.assume_bound(again, "node-00002")
+        assert table.node_of(again.uid) == col
     assert st.change_seq > seq
-    assert all(st.pod_table.node_of(p.uid) is not None for p in pending)
+    assert all(st.pod_table.node_of(p.uid) is not None for p in pending[:2] + [again, anti])
 
 
 def _reclaim_case():

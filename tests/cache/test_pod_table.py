@@ -90,12 +90,14 @@ def test_vectorized_match_equals_one_at_a_time(rows, sel_doc):
     assert got.tolist() == want.tolist()
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 1), st.sampled_from(["default", "a", "b"]), st.booleans(),
-                          st.sampled_from([None, "x", "y"]), st.sampled_from([0, 80, 81])), min_size=0, max_size=150))
-def test_add_many_is_add_one_at_a_time(rows):
-    """``add_many`` (the bulk load's rows in one go) leaves the rows, namespace ids, indexes of
-    carried terms and ports, and counters that adding the same pods one by one leaves."""
+                          st.sampled_from([None, "x", "y"]), st.sampled_from([0, 80, 81])), min_size=0, max_size=150),
+       st.integers(0, 100), st.lists(st.integers(0, 99), max_size=100))
+def test_add_many_is_add_one_at_a_time(rows, before, gone):
+    """``add_many`` (a bulk load's or an action's rows in one go) leaves the rows, namespace
+    ids, indexes of carried terms and ports, and counters that adding the same pods one by
+    one leaves; on a table with free rows (pods removed) too."""
     from kai.api.pod_info import PodInfo
     from kai.api.resources import ResourceRegistry
     from kai.cache.pod_table import PodTable
@@ -105,14 +107,24 @@ def test_add_many_is_add_one_at_a_time(rows):
     for p, (_, _, deleting, _, _) in zip(pods, rows):
         p.deleting = deleting
     nodes = [n for n, *_ in rows]
+    pods += [PodInfo(pod(f"f{i}", f"n{i % 2}", {}, ns="a"), reg) for i in range(64)]    # (the one-go path)
+    nodes += [i % 2 for i in range(64)]
+    earlier = [PodInfo(pod(f"e{i}", f"n{i % 2}", {"app": "y"}, ns="c", anti_app="x" if i % 3 else None), reg)
+               for i in range(before)]
     bulk, one = PodTable(), PodTable()
+    for t in (bulk, one):
+        for i, p in enumerate(earlier):
+            t.add(p, i % 2)
+        for i in gone:
+            if i < before:
+                t.remove(earlier[i].uid)
     bulk.add_many(pods, nodes)
     for p, n in zip(pods, nodes):
         one.add(p, n)
 
     def view(t):
         return (t.n, list(t.row_of.items()), list(t.ns_ids.items()), t.node[: t.n].tolist(), t.ns[: t.n].tolist(),
-                t.terminating[: t.n].tolist(), [p.uid for p in t.pods[: t.n]], t.generation,
+                t.terminating[: t.n].tolist(), [p and p.uid for p in t.pods[: t.n]], t.generation, list(t._free),
                 {k: dict(v.nodes) for k, v in t.terms.items()},
                 {k: {ip: dict(c) for ip, c in v.items()} for k, v in t.ports.items()})
     assert view(bulk) == view(one)

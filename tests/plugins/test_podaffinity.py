@@ -45,6 +45,16 @@ def zone_nodes(*zones, gpu=0):
 
 
 SCENARIOS = [
+    dict(id="anti-affinity-to-a-pod-placed-earlier-in-the-same-cycle",
+         # the first pod states nothing (its binding may be filed with the action's batch);
+         # the second's anti-affinity must still see it on the one node
+         docs=[zone_nodes("a"), queue("q"), job("p0", labels={"app": "a"}),
+               job("p1", labels={"app": "a"}, affinity=anti("a"))],
+         bound={"default/p0-0": "n0"}, reasons={"default/p1": ["didn't match pod anti-affinity rules"]}),
+    dict(id="affinity-to-a-pod-placed-earlier-in-the-same-cycle",
+         docs=[zone_nodes("a", "b"), queue("q"), job("p0", labels={"app": "a"}, node_selector={ZONE: "b"}),
+               job("p1", affinity=aff("a"))],
+         bound={"default/p0-0": "n1", "default/p1-0": "n1"}),
     dict(id="issue-repro-three-replicas-two-nodes",
          docs=[zone_nodes("a", "b"), queue("q")] + [job(f"web{i}", labels={"app": "web"}, affinity=anti("web"))
                                                     for i in range(3)],

@@ -31,6 +31,7 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+from operator import itemgetter
 
 from kai.api.podgroup_info import PodGroupInfo
 
@@ -113,6 +114,7 @@ def path_local_fn(ssn) -> bool:
     return all(getattr(getattr(fn, "__self__", None), "path_local", False) is True for fn in fns)
 
 
+_first = itemgetter(0)
 _UNKNOWN = object()          # not in a dict of picks (a kept pick may be None: no work)
 
 
@@ -204,7 +206,9 @@ class JobsOrderByQueues:
             for entry in keys:
                 self.leaves.setdefault(entry[2].queue, []).append(entry)
             for entries in self.leaves.values():
-                entries.sort()
+                # by the job order key alone (cheaper compares): the sort is stable and the
+                # arrival numbers increase in list order, so equal keys stay as they would
+                entries.sort(key=_first)
         self._build_active()
 
     def _build_active(self) -> None:

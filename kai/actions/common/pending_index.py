@@ -23,10 +23,12 @@ consolidation's capacity pass (``capacity_checked``).
 from __future__ import annotations
 
 import itertools
+from operator import itemgetter
 
 from kai.api import constants as C
 
 _PENDING = C.PodStatus.PENDING
+_first = itemgetter(0)
 
 
 class KeptIndex:
@@ -167,7 +169,7 @@ class PendingIndex(KeptIndex):
                     kept.pop(leaf, None)
                 continue
             entries = [(ssn.job_order_key(jobs[k]), next(self.counter), jobs[k]) for k in keys_in]
-            entries.sort()
+            entries.sort(key=_first)        # (stable, arrival numbers in list order: as a full sort)
             self.leaves[leaf] = entries
             self.runs[leaf] = {}
             groups: dict[tuple, list] = {}
