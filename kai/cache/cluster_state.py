@@ -194,8 +194,9 @@ class ClusterState:
 
     @property
     def carried_terms(self) -> dict:
-        """The PodTable's carried (anti-)affinity terms (``PodTable.terms``), current inside
-        ``assuming()`` too: a pod with constraints is never left for the batch."""
+        """The PodTable's carried (anti-)affinity terms (``PodTable.terms``, one dict changed in
+        place), current inside ``assuming()`` too: a pod with constraints is never left for
+        the batch."""
         return self._pod_table.terms
 
     def _touch(self, key: str) -> None:

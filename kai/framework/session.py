@@ -161,7 +161,7 @@ class Session:
         "preempt_scenario_validator_fns", "shares", "shared_gpu_allocator", "gpu_order",
         "gpu_sharing_order_score", "gpu_portions", "placement", "plugins", "pod_counts", "_applying", "_req_cols", "pending_jobs", "touched_jobs", "alloc_events", "event_queues",
         "capacity_by_request", "lone_classes", "_chunks", "action_memo", "_order_keys", "_applies_groups",
-        "is_warm",
+        "is_warm", "_carried_terms",
     )
 
     #: answer runs of placements from lazy node queues when no plugin scores nodes; a class-wide
@@ -178,6 +178,8 @@ class Session:
         self.config = config
         self.now = time.time() if now is None else now
         self.memory = memory if memory is not None else CycleMemory()
+        #: the PodTable's carried terms (a dict kept current in place; see ``predicate_epoch``)
+        self._carried_terms = state.carried_terms
         t = state.nodes
         t.set_mig_label_key(config.mig_worker_node_label_key)
         t.ensure_width()
@@ -395,13 +397,13 @@ class Session:
         """What a predicate's ``applies`` may depend on besides the task itself: the terms that
         pods carry (inter-pod affinity symmetry), in the PodTable and placed in this session."""
         pc = self.pod_counts
-        return (pc.terms_version if pc is not None else 0, len(self.state.carried_terms))
+        return (pc.terms_version if pc is not None else 0, len(self._carried_terms))
 
     def predicates_for(self, task: PodInfo) -> tuple[NodePredicate, ...]:
         """The node predicates that apply to ``task`` (memoized per task until the carried
         terms change: one dict lookup on the hot path instead of one call per predicate)."""
         pc = self.pod_counts                    # predicate_epoch, inlined (hot path)
-        epoch = (pc.terms_version if pc is not None else 0, len(self.state.carried_terms))
+        epoch = (pc.terms_version if pc is not None else 0, len(self._carried_terms))
         got = self._applying.get(task.uid)
         if got is not None and got[0] == epoch:
             return got[1]

@@ -41,6 +41,7 @@ import numpy as np
 
 from kai._fast.proportion import aggregate_to_parents, allocatable_share, divide_fair_share
 from kai.api import constants as C
+from kai.api.podgroup_info import PodGroupInfo
 from kai.api.quota import quota_tuple, quota_vector
 from kai.api.resources import CPU, GPU, MEMORY
 from kai.framework.plugin import Plugin, register_plugin
@@ -251,6 +252,8 @@ class Proportion(Plugin):
             self.paths[q.name] = np.array(rows, dtype=np.intp)
         self.path_rows = {name: rows.tolist() for name, rows in self.paths.items()}
 
+        #: job key -> init request, handed to the queue order (see ``_lone_pending_figures``)
+        self.lone_requests: dict[str, tuple] | None = {}
         alloc, alloc_np, request, kai_used = self._walk_jobs(ssn)
         self.alloc = aggregate_to_parents(parent, alloc) if n else alloc
         self.alloc_np = aggregate_to_parents(parent, alloc_np) if n else alloc_np
@@ -275,6 +278,7 @@ class Proportion(Plugin):
             total=self.total)
 
         self.order = QueueOrder(self, ssn.task_order_key, ssn.podset_order_key)
+        self.lone_requests = None               # (the order's now)
         ssn.queue_order_fns.append(self.order.compare)
 
         # (partials, not closures: one Python frame per placement instead of two)
@@ -341,7 +345,13 @@ class Proportion(Plugin):
         t = next(iter(job.tasks.values()))
         if t.status != _PENDING or t.gpu_sharing is not None:
             return None
-        g, c, m = self.quota_of(t)
+        v = self.quota_of(t)
+        if job.__class__ is PodGroupInfo and len(job.podsets) == 1 and self.lone_requests is not None:
+            # the queue order's init request of this job, as ``QueueOrder.init_request`` makes
+            # it (its single-pod rule, the same quota_of tuple): handed to the session's order,
+            # read while the job is in cache rather than when it first heads its queue
+            self.lone_requests[job.key] = v
+        g, c, m = v
         return (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0 + g, 0.0 + c, 0.0 + m, 0.0, 0.0, 0.0)
 
     def _walk_jobs(self, ssn):

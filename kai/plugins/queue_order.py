@@ -77,7 +77,10 @@ class QueueOrder:
         self.share = [tuple(r) for r in state.alloc_share.tolist()]
         # DRS denominators: -1 -> cluster total
         self.denom = [tuple(total[c] if s == UNLIMITED else s for c, s in enumerate(row)) for row in self.share]
-        self._req: dict[str, tuple] = {}
+        #: job key -> init request; a state may hand some in (``lone_requests``, taken over:
+        #: the values ``init_request`` gives, made while it walked the jobs)
+        handed = getattr(state, "lone_requests", None)
+        self._req: dict[str, tuple] = handed if isinstance(handed, dict) else {}
         self._stats: dict[int, dict] = {}          # queue row -> {head job key: stats}
         #: the same rows for the compiled views (kai._fast.queueview), over the live ``alloc``;
         #: None when the state's arrays do not fit it (then ``stats`` computes in Python)

@@ -302,11 +302,13 @@ def test_job_figures_follow_changes_as_a_fresh_walk():
 
 def test_lone_pending_figures_are_the_full_walks():
     """The shortcut for a job of one pending pod gives ``_job_figures``' tuple, value for
-    value, and declines every other job."""
+    value, and declines every other job; the init requests it hands to the queue order are
+    those the order makes itself."""
     import random
 
     from kai.api.constants import PodStatus
     from kai.config import default_config
+    from kai.plugins.queue_order import QueueOrder
     from kai.scheduler import RecordingCache, Scheduler
     from kai.sim.simulator import build_state
     from kai.sim.synthetic import mixed_cluster
@@ -319,6 +321,12 @@ def test_lone_pending_figures_are_the_full_walks():
         plugin = next(p for p in ssn.plugins if isinstance(p, Proportion))
         nodes = state.nodes
         ready = nodes.in_use.astype(bool) & ~nodes.not_ready.astype(bool)
+        fresh = QueueOrder(plugin, ssn.task_order_key, ssn.podset_order_key)    # nothing handed in
+        assert fresh._req == {}
+        handed = dict(plugin.order._req)                 # before any placement: as handed in
+        assert handed
+        for key, req in handed.items():
+            assert req == fresh.init_request(ssn.jobs[key]), key
         for job in ssn.jobs.values():
             got = plugin._lone_pending_figures(job)
             tasks = list(job.tasks.values())

@@ -442,9 +442,14 @@ class JobsOrderByQueues:
         q = self._queue(queue)
         if q is None:
             return None
-        if q.is_leaf:
-            head = self._leaf_head(queue)
-            return None if head is None else (q, head, queue)
+        if not q.children:                              # a leaf (``is_leaf``, inline)
+            entries = self.leaves.get(queue)            # ``_leaf_head``, inline (hot path)
+            if not entries:
+                return None
+            pos = self._pos.get(queue, 0)
+            if pos >= len(entries) or (self.depth is not None and self.popped.get(queue, 0) >= self.depth):
+                return None
+            return (q, entries[pos][2], queue)
         if USE_CACHE:
             best = self._best.get(queue, _UNKNOWN)
             if best is _UNKNOWN:
@@ -600,8 +605,8 @@ class JobsOrderByQueues:
         entries = self.leaves[name]
         job = entries[pos][2]
         self._pos[name] = pos + 1
-        if not self._leaf_open(name):
-            self._deactivate(name)
+        if pos + 1 >= len(entries) or (self.depth is not None and self.popped[name] >= self.depth):
+            self._deactivate(name)                  # (``_leaf_open``, inline)
         elif USE_CACHE and self._view is not None:
             self._advanced = (name, job)            # carried or dropped when next read
         else:
