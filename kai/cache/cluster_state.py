@@ -815,8 +815,10 @@ class ClusterState:
         pod-table rows and job changes of the pods bound in it are filed together at its end
         -- one kernel call, the rows in one go, one change per job -- leaving the state as the
         calls one by one would (charges added in the same order). Until then the node arrays
-        and the pod table lag behind those pods; every method of this class that reads or
-        changes what they hold files the batch first. Nested calls join the outer batch."""
+        (``nodes.idle``, ``releasing``, ``avail``), the pod table and the job change record
+        lag behind those pods. Every method here that reads or changes them files the batch
+        first, and so does handing out ``pod_table``; the node arrays are read directly only
+        when a session opens, outside any batch. Nested calls join the outer batch."""
         if self._assumed is not None:
             yield
             return

@@ -169,6 +169,8 @@ def _min_node_gpu_memory_mib(ssn) -> float:
 @register_plugin
 class Proportion(Plugin):
     name = "proportion"
+    #: while a session opens: job key -> init request, for the queue order (``_lone_pending_figures``)
+    lone_requests: dict[str, tuple] | None = None
 
     def quota_vector(self, task) -> np.ndarray:
         """The task's [gpu, cpu, memory] in queue quota, MIG instances as their GPUs, a
@@ -252,8 +254,7 @@ class Proportion(Plugin):
             self.paths[q.name] = np.array(rows, dtype=np.intp)
         self.path_rows = {name: rows.tolist() for name, rows in self.paths.items()}
 
-        #: job key -> init request, handed to the queue order (see ``_lone_pending_figures``)
-        self.lone_requests: dict[str, tuple] | None = {}
+        self.lone_requests = {}
         alloc, alloc_np, request, kai_used = self._walk_jobs(ssn)
         self.alloc = aggregate_to_parents(parent, alloc) if n else alloc
         self.alloc_np = aggregate_to_parents(parent, alloc_np) if n else alloc_np
