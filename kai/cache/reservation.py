@@ -31,8 +31,11 @@ generated and annotated by the binder when no webhook set it), holding
 pod (garbage-collected with it). KAI's second, ``envFrom`` ConfigMap (``<prefix>-0-evar``) is
 not written: without KAI's admission webhook nothing references it.
 
-:meth:`sync` deletes reservation pods whose group no longer has a live fraction pod (the
-controller calls it after each cycle with the groups still in use; KAI's binder sync).
+:meth:`stale` names reservation pods whose group no longer has a live fraction pod (the
+controller deletes them after each cycle, given the groups still in use; KAI's binder sync).
+kai also annotates the pods it creates with its scheduler name (``kai.scheduler/reserved-by``):
+two kai schedulers sharing nodes under different scheduler names each judge only their own
+pods (a pod without the annotation, from an older kai, is judged by any).
 Reservation pods themselves are not charged by the scheduler: a group's GPU is charged through
 its fraction pods (see ``kai.controller.main``).
 """
@@ -56,6 +59,9 @@ APP_LABEL_VALUE = "kai-resource-reservation"
 GPU_GROUP_LABEL = "runai-gpu-group"
 GPU_INDEX_ANNOTATION = "run.ai/reserve_for_gpu_index"
 DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
+#: the scheduler name that created a reservation pod (kai's own annotation): two kai schedulers
+#: sharing nodes (different ``--scheduler-name``) each clean up only their own pods
+OWNER_ANNOTATION = "kai.scheduler/reserved-by"
 CONFIGMAP_ANNOTATION = "runai/shared-gpu-configmap"
 POD_PREFIX = "gpu-reservation"
 DEFAULT_IMAGE = "ghcr.io/nvidia/kai-scheduler/resource-reservation:latest"
@@ -87,8 +93,12 @@ class ReservationService:
     """Reservation pods and device ConfigMaps (see module docstring). Thread-safe."""
 
     def __init__(self, client: KubeClient, namespace: str = NAMESPACE, timeout: float = 15.0,
-                 image: str = DEFAULT_IMAGE, service_account: str = "", poll: float = 0.2) -> None:
+                 image: str = DEFAULT_IMAGE, service_account: str = "", poll: float = 0.2,
+                 owner: str = "") -> None:
         self.client = client
+        #: this scheduler's name: written on the pods it creates (``OWNER_ANNOTATION``); the sync
+        #: leaves pods another scheduler created alone
+        self.owner = owner
         self.namespace = namespace
         self.timeout = timeout
         self.image = image
@@ -188,7 +198,8 @@ class ReservationService:
         return {"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": f"{POD_PREFIX}-{node}-{_rand(5)}"[:253], "namespace": self.namespace,
                              "labels": {APP_LABEL: APP_LABEL_VALUE, GPU_GROUP_LABEL: group},
-                             "annotations": {DO_NOT_DISRUPT: "true"}},
+                             "annotations": {DO_NOT_DISRUPT: "true",
+                                             **({OWNER_ANNOTATION: self.owner} if self.owner else {})}},
                 "spec": spec}
 
     def _create(self, node: str, group: str) -> dict:
@@ -250,12 +261,17 @@ class ReservationService:
     # ------------------------------------------------------------------ sync (controller thread decides)
     def stale(self, reservation_pods: Iterable[Any], live_groups: set[str], grace: float = 30.0) -> list[str]:
         """Names of reservation pods whose group has no live fraction pod (not already being
-        deleted; a DELETE issued more than ``grace`` seconds ago is issued again)."""
+        deleted; a DELETE issued more than ``grace`` seconds ago is issued again). A pod another
+        scheduler created (``OWNER_ANNOTATION`` naming another scheduler) is never one: its
+        group's fraction pods are that scheduler's, not in ``live_groups``."""
         now = time.monotonic()
         out = []
         for p in reservation_pods:
             m = p.metadata
             if m.deletion_timestamp:
+                continue
+            owner = (m.annotations or {}).get(OWNER_ANNOTATION)
+            if owner and owner != self.owner:
                 continue
             group = (m.labels or {}).get(GPU_GROUP_LABEL, "")
             if group in live_groups:

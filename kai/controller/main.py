@@ -79,7 +79,7 @@ class Controller:
         # for a reservation pod's GPU UUID, KAI_RESERVATION_IMAGE / KAI_RESERVATION_SERVICE_ACCOUNT
         # configure the pod
         self.reservations = ReservationService(
-            client, timeout=float(os.environ.get("KAI_GPU_RESERVATION_TIMEOUT", "15")),
+            client, timeout=float(os.environ.get("KAI_GPU_RESERVATION_TIMEOUT", "15")), owner=scheduler_name,
             **{k: v for k, v in (("image", os.environ.get("KAI_RESERVATION_IMAGE")),
                                  ("service_account", os.environ.get("KAI_RESERVATION_SERVICE_ACCOUNT")))
                if v})

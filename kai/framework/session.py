@@ -588,6 +588,13 @@ class Session:
                 task.status = status
                 task.node_name = node
         self.pipelined.clear()
+        # forget the remembered order keys of the jobs this session touched: most changed (the
+        # next session would drop them), the rest are made again when asked. Their tuples go by
+        # reference counting now instead of waiting in the cyclic collector's first pass
+        keys = self._order_keys
+        if keys:
+            for key in self.touched_jobs:
+                keys.pop(key, None)
         # The session sits in reference cycles (plugins' hooks close over it), so what only it
         # holds would wait for the cyclic collector: let go of the per-task and per-job memos
         # now (tens of thousands of small containers at scale), reference counting frees them

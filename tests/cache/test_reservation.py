@@ -16,8 +16,8 @@ import pytest
 from kai.api.k8s import Pod
 from kai.cache.binder import BIND_OK, Binder
 from kai.cache.kubeclient import ApiError, KubeClient, load_kubeconfig
-from kai.cache.reservation import (CONFIGMAP_ANNOTATION, GPU_INDEX_ANNOTATION, NAMESPACE, ReservationService,
-                                   is_reservation_pod)
+from kai.cache.reservation import (CONFIGMAP_ANNOTATION, GPU_INDEX_ANNOTATION, NAMESPACE, OWNER_ANNOTATION,
+                                   ReservationService, is_reservation_pod)
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +84,7 @@ def test_two_fractions_share_one_reservation_pod_and_get_the_uuid(client, kube_n
     ns = kube_namespace
     group = f"grp-{kube_namespace[-8:]}"
     uuid = "GPU-3f1c2a9e-0000-4000-8000-000000000001"
-    rs = ReservationService(client, timeout=20.0)
+    rs = ReservationService(client, timeout=20.0, owner="kai-scheduler")
     events: queue.Queue = queue.Queue()
     binder = Binder(client, events, workers=4, latest_pod=_latest(client), reservations=rs)
     stop = threading.Event()
@@ -102,6 +102,7 @@ def test_two_fractions_share_one_reservation_pod_and_get_the_uuid(client, kube_n
         assert r["metadata"]["name"].startswith(f"gpu-reservation-{node}-")
         assert r["metadata"]["labels"] == {"app": "kai-resource-reservation", "runai-gpu-group": group}
         assert r["metadata"]["annotations"]["karpenter.sh/do-not-disrupt"] == "true"
+        assert r["metadata"]["annotations"][OWNER_ANNOTATION] == rs.owner == "kai-scheduler"
         assert r["spec"]["nodeName"] == node
         assert r["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] == "1"
         assert rs.created == 1
@@ -119,6 +120,15 @@ def test_two_fractions_share_one_reservation_pod_and_get_the_uuid(client, kube_n
         assert rs.stale([res_pod], {group}) == []
         assert rs.stale([res_pod], set()) == [r["metadata"]["name"]]
         assert rs.stale([res_pod], set()) == []          # a DELETE is in flight: not issued twice
+        # another scheduler's reservation pod (its name annotated) is never ours to delete;
+        # one without the annotation (an older kai) is judged as before
+        for owner, judged in (("other-scheduler", False), (rs.owner, True), (None, True)):
+            ann = dict(r["metadata"]["annotations"])
+            ann.pop(OWNER_ANNOTATION, None)
+            if owner:
+                ann[OWNER_ANNOTATION] = owner
+            other = msgspec.convert({**r, "metadata": {**r["metadata"], "name": f"x-{owner}", "annotations": ann}}, Pod)
+            assert rs.stale([other], set()) == ([f"x-{owner}"] if judged else []), owner
         rs.delete(r["metadata"]["name"])
         assert _reservation_pods(client, group) == []
     finally:

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -194,3 +195,36 @@ class SchedulerProcess:
                 self.proc.wait(5)
         self._log.close()
         return self.proc.returncode
+
+
+RESERVATION_PODS = "/api/v1/namespaces/kai-resource-reservation/pods"
+
+
+def play_gpu_device(c, uuid: str, on_node: Callable[[str], bool], stop) -> threading.Thread:
+    """The reservation image's part on a real node, in a daemon thread until ``stop`` is set:
+    annotate every reservation pod on a node ``on_node`` accepts with the GPU ``uuid``
+    (``run.ai/reserve_for_gpu_index``). A pod gone between the list and the patch is skipped:
+    the scheduler deletes a reservation pod whose bind failed, or another test's."""
+    def run() -> None:
+        done: set[str] = set()
+        while not stop.is_set():
+            try:
+                items = c.get(RESERVATION_PODS)["items"]
+            except ApiError:
+                items = []
+            for p in items:
+                name = p["metadata"]["name"]
+                if name in done or p["metadata"].get("deletionTimestamp") or not on_node(p["spec"].get("nodeName")):
+                    continue
+                try:
+                    c.patch(f"{RESERVATION_PODS}/{name}",
+                            {"metadata": {"annotations": {"run.ai/reserve_for_gpu_index": uuid}}})
+                except ApiError as exc:
+                    if exc.status != 404:
+                        raise
+                done.add(name)
+            time.sleep(0.1)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t

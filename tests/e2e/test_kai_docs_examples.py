@@ -23,11 +23,10 @@ Notes on the docs themselves:
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
-from e2e_helpers import SchedulerProcess, ensure, wait_for
+from e2e_helpers import SchedulerProcess, ensure, play_gpu_device, wait_for
 from kai.cache.kubeclient import ApiError
 from kai.testing.controlplane import fake_node_manifest
 
@@ -198,23 +197,7 @@ def test_gpu_sharing_fraction_and_memory_pods_share_a_gpu(control_plane, kai_cli
     c, ns = kai_client, kube_namespace
     (node,) = nodes(control_plane, "share", gpus=1, labels={"nvidia.com/gpu.memory": "16384"})
     stop = threading.Event()
-
-    def play_device() -> None:       # KAI's reservation image on a real node
-        done: set[str] = set()
-        while not stop.is_set():
-            try:
-                items = c.get(RES_PODS, params={"fieldSelector": f"spec.nodeName={node}"})["items"]
-            except ApiError:
-                items = []
-            for p in items:
-                n = p["metadata"]["name"]
-                if n not in done and not p["metadata"].get("deletionTimestamp"):
-                    c.patch(f"{RES_PODS}/{n}", {"metadata": {"annotations": {
-                        "run.ai/reserve_for_gpu_index": "GPU-0d0c5b7e-0000-4000-8000-000000000001"}}})
-                    done.add(n)
-            time.sleep(0.1)
-    t = threading.Thread(target=play_device, daemon=True)
-    t.start()
+    t = play_gpu_device(c, "GPU-0d0c5b7e-0000-4000-8000-000000000001", lambda n: n == node, stop)
     try:
         c.post(f"/api/v1/namespaces/{ns}/pods", docs_pod("gpu-sharing", "share",
                                                        labels={"kai.scheduler/queue": "default-queue"},

@@ -14,11 +14,10 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
-from e2e_helpers import REPO, SchedulerProcess, ensure, pod_manifest, queue_manifest, wait_for
+from e2e_helpers import REPO, SchedulerProcess, ensure, play_gpu_device, pod_manifest, queue_manifest, wait_for
 from kai.cache.kubeclient import ApiError
 from kai.api.reasons import cause
 from kai.testing.controlplane import fake_node_manifest
@@ -101,22 +100,7 @@ def test_status_shows_queues_gangs_fractions_and_pool(kai_client, kai_scheduler,
     uuid = "GPU-5f0c9a1e-2222-4333-8444-555566667777"
     stop = threading.Event()
 
-    def play_device() -> None:        # the reservation image's job on a real node
-        done: set[str] = set()
-        while not stop.is_set():
-            try:
-                items = c.get(RES_PODS)["items"]
-            except ApiError:
-                items = []
-            for p in items:
-                name = p["metadata"]["name"]
-                if p["spec"].get("nodeName") in NODES and name not in done \
-                        and not p["metadata"].get("deletionTimestamp"):
-                    c.patch(f"{RES_PODS}/{name}", {"metadata": {"annotations": {"run.ai/reserve_for_gpu_index": uuid}}})
-                    done.add(name)
-            time.sleep(0.1)
-    t = threading.Thread(target=play_device, daemon=True)
-    t.start()
+    t = play_gpu_device(c, uuid, lambda n: n in NODES, stop)
     try:
         # a running gang of 2 x 2 GPUs (over vs-team-a's quota of 2: the scheduler writes OverQuota)
         _podgroup(c, ns, "gang", "vs-team-a", 2)

@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from e2e_helpers import REPO, chart_rbac_kubeconfig, pod_manifest, wait_for
+from e2e_helpers import REPO, chart_rbac_kubeconfig, play_gpu_device, pod_manifest, wait_for
 from kai.cache.kubeclient import ApiError
 from kai.testing.controlplane import fake_node_manifest
 
@@ -93,25 +93,9 @@ def test_scaling_pod_brings_a_node_for_fraction_pods(kai_client, kai_scheduler, 
                     added.append(name)
             time.sleep(0.2)
 
-    def play_device() -> None:       # the reservation image's job on a real node
-        done: set[str] = set()
-        while not stop.is_set():
-            try:
-                items = c.get(RES_PODS)["items"]
-            except ApiError:
-                items = []
-            for p in items:
-                name = p["metadata"]["name"]
-                if p["spec"].get("nodeName") in added and name not in done \
-                        and not p["metadata"].get("deletionTimestamp"):
-                    c.patch(f"{RES_PODS}/{name}", {"metadata": {"annotations": {
-                        "run.ai/reserve_for_gpu_index": "GPU-0d5e1b7a-1111-4222-8333-444455556666"}}})
-                    done.add(name)
-            time.sleep(0.1)
-
-    threads = [threading.Thread(target=f, daemon=True) for f in (autoscaler, play_device)]
-    for t in threads:
-        t.start()
+    threads = [threading.Thread(target=autoscaler, daemon=True)]
+    threads[0].start()
+    threads.append(play_gpu_device(c, "GPU-0d5e1b7a-1111-4222-8333-444455556666", lambda n: n in added, stop))
     try:
         for i in range(2):
             m = pod_manifest(f"half-{i}", gpus=0, annotations={"gpu-fraction": "0.5"})

@@ -7,12 +7,10 @@ real node, where KAI's resource-reservation image writes it).
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
-from e2e_helpers import ensure, pod_manifest, queue_manifest, wait_for
-from kai.cache.kubeclient import ApiError
+from e2e_helpers import ensure, play_gpu_device, pod_manifest, queue_manifest, wait_for
 from kai.testing.controlplane import fake_node_manifest
 
 pytestmark = pytest.mark.integration
@@ -98,22 +96,7 @@ def test_fraction_pods_share_one_reservation_pod(kai_client, kai_scheduler, kube
     c, ns = kai_client, kube_namespace
     uuid = "GPU-8d2e5c4b-1111-4222-8333-444455556666"
     stop = threading.Event()
-    patched: set[str] = set()
-
-    def play_device() -> None:       # the reservation image's job on a real node
-        while not stop.is_set():
-            try:
-                items = c.get(RES_PODS, params={"fieldSelector": f"spec.nodeName={sharing_node}"})["items"]
-            except ApiError:
-                items = []
-            for p in items:
-                name = p["metadata"]["name"]
-                if name not in patched and not p["metadata"].get("deletionTimestamp"):
-                    c.patch(f"{RES_PODS}/{name}", {"metadata": {"annotations": {"run.ai/reserve_for_gpu_index": uuid}}})
-                    patched.add(name)
-            time.sleep(0.1)
-    t = threading.Thread(target=play_device, daemon=True)
-    t.start()
+    t = play_gpu_device(c, uuid, lambda n: n == sharing_node, stop)
     try:
         for n in ("half-a", "half-b"):
             m = pod_manifest(n, gpus=0, annotations={"gpu-fraction": "0.5"}, labels={"app": "st-halves"})
