@@ -36,16 +36,23 @@ def charge(double[:, ::1] idle, double[:, ::1] releasing, double[:, ::1] avail, 
         charge_one(idle, releasing, avail, i, req, sign, is_releasing)
 
 
-def charge_many(double[:, ::1] idle, double[:, ::1] releasing, double[:, ::1] avail,
-                const int[::1] idx, const double[:, ::1] reqs, const unsigned char[::1] rel, double sign):
-    """Charge many pods at once (bulk load); rows with ``idx < 0`` are skipped."""
+def charge_rows(double[:, ::1] idle, double[:, ::1] releasing, double[:, ::1] avail,
+                const int[::1] idx, const double[:, ::1] table, const int[::1] rid,
+                const unsigned char[::1] rel, double sign):
+    """Charge (sign=+1) or uncharge (sign=-1) many pods at once, in order: pod ``p`` puts request
+    row ``rid[p]`` of ``table`` on node column ``idx[p]`` (skipped when ``idx[p] < 0``). A bulk
+    load's requests are a few shared arrays, so a million pods need a few rows of ``table``,
+    not a copy per pod."""
     cdef Py_ssize_t p
-    _check(idle, releasing, avail, reqs.shape[1])
-    if reqs.shape[0] != idx.shape[0] or rel.shape[0] != idx.shape[0]:
-        raise ValueError("idx, reqs and rel must have one row per pod")
-    if idx.shape[0] and np.asarray(idx).max() >= idle.shape[1]:
-        raise ValueError(f"a node column is outside [0, {idle.shape[1]})")
+    _check(idle, releasing, avail, table.shape[1])
+    if rid.shape[0] != idx.shape[0] or rel.shape[0] != idx.shape[0]:
+        raise ValueError("idx, rid and rel must have one entry per pod")
+    if idx.shape[0]:
+        if np.asarray(idx).max() >= idle.shape[1]:
+            raise ValueError(f"a node column is outside [0, {idle.shape[1]})")
+        if np.asarray(rid).min() < 0 or np.asarray(rid).max() >= table.shape[0]:
+            raise ValueError(f"a request row is outside [0, {table.shape[0]})")
     with nogil:
         for p in range(idx.shape[0]):
             if idx[p] >= 0:
-                charge_one(idle, releasing, avail, idx[p], reqs[p], sign, rel[p])
+                charge_one(idle, releasing, avail, idx[p], table[rid[p]], sign, rel[p])

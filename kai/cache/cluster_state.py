@@ -26,7 +26,7 @@ from kai.api.pod_info import PodInfo
 from kai.api.podgroup_info import PodGroupInfo, subgroup_tree_error
 from kai.api.resources import ResourceRegistry
 from kai._fast.gpusharing import KIND_ALLOCATED, KIND_RELEASING, update_group as _update_group
-from kai._fast.nodearrays import charge as _charge_kernel, charge_many as _charge_many
+from kai._fast.nodearrays import charge as _charge_kernel, charge_rows as _charge_rows
 from kai.api.resources import GPU
 from kai.cache.node_table import NodeTable
 from kai.cache.pod_table import PodTable
@@ -380,8 +380,8 @@ class ClusterState:
                 for k, req in distinct.values():
                     table[k, : req.shape[0]] = req
                 t = self.nodes
-                _charge_many(t.idle, t.releasing, t.avail, np.array(cols, dtype=np.int32),
-                             table[np.array(rids, dtype=np.intp)], np.array(rel, dtype=np.uint8), 1.0)
+                _charge_rows(t.idle, t.releasing, t.avail, np.array(cols, dtype=np.int32), table,
+                             np.array(rids, dtype=np.int32), np.array(rel, dtype=np.uint8), 1.0)
         finally:
             self._bulk = None
             touched, self._bulk_touched = self._bulk_touched, None
@@ -843,8 +843,8 @@ class ClusterState:
         for k, req in batch.distinct.values():
             table[k, : req.shape[0]] = req
         cols = batch.cols
-        _charge_many(t.idle, t.releasing, t.avail, np.array(cols, dtype=np.int32),
-                     table[np.array(batch.rids, dtype=np.intp)], np.zeros(len(cols), dtype=np.uint8), 1.0)
+        _charge_rows(t.idle, t.releasing, t.avail, np.array(cols, dtype=np.int32), table,
+                     np.array(batch.rids, dtype=np.int32), np.zeros(len(cols), dtype=np.uint8), 1.0)
         self._pod_table.add_many(batch.pods, cols)
         self._touch_many(batch.jobs)
 

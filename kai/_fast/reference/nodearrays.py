@@ -11,7 +11,7 @@ def charge(idle, releasing, avail, i, req, sign, is_releasing):
         avail[c][i] = idle[c][i] + releasing[c][i]
 
 
-def charge_many(idle, releasing, avail, idx, reqs, rel, sign):
+def charge_rows(idle, releasing, avail, idx, table, rid, rel, sign):
     for p, i in enumerate(idx):
         if i >= 0:
-            charge(idle, releasing, avail, i, reqs[p], sign, rel[p])
+            charge(idle, releasing, avail, i, table[rid[p]], sign, rel[p])
