@@ -257,7 +257,7 @@ def test_running_million(benchmark):
         gc.collect()
         r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         state = ClusterState()
-        state.load(nodes, pgs, pods, queues=queues)
+        state.load(nodes, pgs, pods, queues=queues, freeze=True)     # as the controller's first sync
         # the ConfigMap informer's first list: every namespace's kube-root-ca.crt (the pods'
         # service-account volume needs it: KAI's ConfigMap predicate)
         state.storage.load({"ConfigMap": [ConfigMap(metadata=ConfigMapMeta(name="kube-root-ca.crt", namespace=ns))

@@ -342,12 +342,19 @@ class ClusterState:
         new_out += out[at:]
         return new_pos, new_out
 
-    def load(self, nodes=(), podgroups=(), pods=(), queues=(), priority_classes=()) -> None:
+    def load(self, nodes=(), podgroups=(), pods=(), queues=(), priority_classes=(), freeze: bool = False) -> None:
         """Bulk initial load (the informers' first list): nodes first, charges applied in one pass.
 
         The cyclic garbage collector is paused meanwhile: the load creates only acyclic
         objects, and full collections over a heap that grows by 10^5 objects would
         otherwise dominate the time.
+
+        ``freeze``: move every object the process tracks now into the collector's permanent
+        generation afterwards (``gc.freeze``), so that later collections never walk the
+        listed state again. That is the process's choice, made once at start-up (the
+        controller's first sync): frozen objects are never collected as cycles, so a process
+        that loads states again and again (``kai status --watch``, tests) must not freeze,
+        or each load would keep the garbage of the one before for good.
         """
         gc_was_enabled = gc.isenabled()
         gc.disable()
@@ -356,8 +363,8 @@ class ClusterState:
         finally:
             if gc_was_enabled:
                 gc.enable()
-            # what the first list built lives long: keep it out of every later collection
-            gc.freeze()
+            if freeze:
+                gc.freeze()
 
     def _load(self, nodes, podgroups, pods, queues, priority_classes) -> None:
         for pc in priority_classes:

@@ -238,7 +238,8 @@ class Controller:
         try:
             st.load(nodes=seen.get("Node", {}).values(), podgroups=seen.get("PodGroup", {}).values(),
                     pods=seen.get("Pod", {}).values(), queues=seen.get("Queue", {}).values(),
-                    priority_classes=seen.get("PriorityClass", {}).values())
+                    priority_classes=seen.get("PriorityClass", {}).values(),
+                    freeze=True)        # the first list lives long: out of every later collection
         except Exception as exc:   # noqa: BLE001 - one object the validators missed must not stop start-up
             log.exception("bulk load failed, loading object by object", error=str(exc))
             self._load_one_by_one(seen)

@@ -783,3 +783,40 @@ def test_a_cycle_decides_the_same_and_leaves_the_same_state_with_batched_commits
             sorted(r.unschedulable.items())) for r in results]
     assert got[0][0] and got[0][2] and got[0] == got[1]
     assert _strict_view(states[0]) == _strict_view(states[1])
+
+
+def test_a_load_freezes_only_when_asked_and_the_garbage_of_an_earlier_state_is_collected():
+    """``load`` leaves the collector's permanent generation alone unless the caller asks
+    (the controller's first sync): a process that loads state after state (``kai status
+    --watch``) must not freeze the cyclic garbage of the state before, which would then
+    never be collected."""
+    import gc
+    import weakref
+    from kai.api.k8s import decode_pod
+    from kai.config import default_config
+    from kai.scheduler import RecordingCache, Scheduler
+
+    nodes, pgs, pods, queues = _objects(decode_pod)
+    gc.unfreeze()
+    try:
+        first = ClusterState()
+        first.load(nodes, pgs, pods, queues=queues)
+        Scheduler(first, default_config()).open_session(RecordingCache(first), 0.0).close()
+
+        class Cyclic:
+            pass
+        junk = Cyclic()
+        junk.me = junk                            # garbage only the collector frees
+        gone = weakref.ref(junk)
+        del junk, first
+        again = ClusterState()
+        again.load(nodes, pgs, pods, queues=queues)
+        assert gc.get_freeze_count() == 0
+        gc.collect()
+        assert gone() is None
+        last = ClusterState()
+        last.load(nodes, pgs, pods, queues=queues, freeze=True)
+        assert gc.get_freeze_count() > 0
+        assert _view(last) == _view(again)
+    finally:
+        gc.unfreeze()
