@@ -222,6 +222,10 @@ class ClusterState:
         # deleted jobs' entries: drop them; readers of ``changed_since`` see the new
         # ``job_seq_epoch`` and start over from every job
         self.job_seq = {k: v for k, v in self.job_seq.items() if k in self.jobs}
+        # and from the status writer's dirty set, which no one drains on a standby replica
+        # (a deleted PodGroup has no status to write)
+        gone = [k for k in self.dirty_jobs if k not in self.jobs and k not in self.podgroups]
+        self.dirty_jobs.difference_update(gone)
         self._job_ord = {k: i for i, k in enumerate(self.jobs, 1)}
         self._ord_seq = len(self._job_ord)
         self.job_seq_epoch += 1
@@ -749,7 +753,7 @@ class ClusterState:
         job = self.jobs.pop(key, None)
         self._job_ord.pop(key, None)
         self._touch(key)                        # its figures go away with it
-        if job is not None:
+        if job is not None and job.tasks:
             self._waiting[key].update(job.tasks)
             for t in job.tasks.values():
                 t.job_key = ""
