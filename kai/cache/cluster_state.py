@@ -520,10 +520,22 @@ class ClusterState:
         info = self.nodes.remove(name)
         if info is None:
             return
-        for uid in self._node_pods.get(name, {}):
+        on = self._node_pods.get(name)
+        for uid in on or ():
             self._charged_releasing.discard(uid)
             self._shared.pop(uid, None)
+        if not on:
+            self._node_pods.pop(name, None)     # (kept while pods name it: they may come back with it)
         self._pod_table.remove_node(info.idx)
+
+    def _off_node(self, node: str, uid: str) -> None:
+        """Take ``uid`` off ``node``'s pod list; the list of a node that is gone goes with its
+        last pod (names of deleted nodes must not pile up in a cluster that scales)."""
+        on = self._node_pods.get(node)
+        if on is not None:
+            on.pop(uid, None)
+            if not on and node not in self.nodes.by_name:
+                del self._node_pods[node]
 
     # ------------------------------------------------------------------ pods
     def _charge(self, pod: PodInfo) -> None:
@@ -673,7 +685,7 @@ class ClusterState:
         self.claim_pods.discard(uid)
         self._uncharge(p)
         if p.node_name:
-            self._node_pods[p.node_name].pop(uid, None)
+            self._off_node(p.node_name, uid)
         if p.job_key:
             self._touch(p.job_key)
             job = self.jobs.get(p.job_key)
@@ -796,7 +808,7 @@ class ClusterState:
             info = self.nodes.by_name.get(node_name)
             if info is not None:
                 if task.node_name:
-                    self._node_pods[task.node_name].pop(uid, None)
+                    self._off_node(task.node_name, uid)
                 task.node_name = node_name
                 task.status = S.BINDING
                 self._node_pods[node_name][uid] = None
@@ -806,7 +818,7 @@ class ClusterState:
         if uid in self._pod_table.row_of or uid in self._shared or (batch and uid in batch.uids):
             self._uncharge(task)                # (files the batch first: it may hold the pod)
         if task.node_name:
-            self._node_pods[task.node_name].pop(task.uid, None)
+            self._off_node(task.node_name, task.uid)
         task.node_name = node_name
         task.status = S.BINDING
         self._touch(task.job_key)

@@ -820,3 +820,30 @@ def test_a_load_freezes_only_when_asked_and_the_garbage_of_an_earlier_state_is_c
         assert _view(last) == _view(again)
     finally:
         gc.unfreeze()
+
+
+def test_a_deleted_node_leaves_no_pod_list_once_its_pods_are_gone(st):
+    """A cluster that scales nodes in and out must not keep a pod list per node name ever seen:
+    the list of a deleted node stays while pods name it (they are charged again if it comes
+    back) and goes with its last pod."""
+    st.upsert_node(node("tmp-1"))
+    st.upsert_node(node("tmp-2"))
+    st.upsert_pod(pod("a", gpu=1, node_name="tmp-1"))
+    st.upsert_pod(pod("c", node_name="tmp-2"))
+    st.delete_pod("uid-c")
+    st.delete_node("tmp-1")
+    st.delete_node("tmp-2")                        # no pods left: nothing kept
+    assert "tmp-2" not in st._node_pods
+    st.upsert_node(node("tmp-1"))                  # back: its pod is charged again
+    assert col(st, "tmp-1")[GPU] == 3
+    st.delete_node("tmp-1")
+    st.delete_pod("uid-a")
+    assert "tmp-1" not in st._node_pods
+    # a pending pod bound to a node that is then deleted, and the pod with it
+    st.upsert_node(node("tmp-3"))
+    st.upsert_pod(pod("b"))
+    st.assume_bound(st.pods["uid-b"], "tmp-3")
+    st.delete_node("tmp-3")
+    st.delete_pod("uid-b")
+    assert "tmp-3" not in st._node_pods
+    assert set(st._node_pods) <= set(st.nodes.by_name)
