@@ -186,6 +186,11 @@ class StatusWriter:
         with self._lock:
             self._pg_msgs.pop(f"{ns}/{name}", None)
 
+    def forget_podgroup(self, ns: str, name: str) -> None:
+        """The PodGroup was deleted: a new one of the same name gets its conditions written
+        afresh (and one remembered message per deleted PodGroup does not pile up)."""
+        self.podgroup_scheduled(ns, name)
+
 
 def pod_ref(pod: Any) -> dict[str, str]:
     m = pod.metadata

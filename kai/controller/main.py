@@ -164,8 +164,12 @@ class Controller:
         if self.scope.namespaces.everything or "NodePod" not in self.informers:
             return
         now = labels is not None and self.scope.namespaces.matches(labels)
-        if self._ns_selected.get(name, False) != now:
+        was = self._ns_selected.get(name, False)
+        if labels is None:
+            self._ns_selected.pop(name, None)   # deleted: no entry kept per namespace ever seen
+        else:
             self._ns_selected[name] = now
+        if was != now:
             for kind in ("Pod", "PodGroup"):
                 self.informers[kind].relist()
 
@@ -353,6 +357,7 @@ class Controller:
         elif kind == "PodGroup":
             if etype == DELETED:
                 st.delete_podgroup(_key(obj))
+                self.status.forget_podgroup(obj.metadata.namespace or "default", obj.metadata.name)
             else:
                 st.upsert_podgroup(obj)
         elif kind == "Queue":

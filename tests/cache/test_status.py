@@ -242,3 +242,32 @@ def test_podgroup_status_written_through_status_subresource(client, kube_namespa
         assert reporter.report_podgroups({f"{ns}/g": pg}, {f"{ns}/g": job}) == 0
     finally:
         writer.stop()
+
+
+@pytest.mark.integration
+def test_a_podgroup_made_again_under_its_name_gets_its_unschedulable_condition_again(client, kube_namespace):
+    """The writer remembers the last condition message per PodGroup to write each once; a
+    deleted PodGroup's is forgotten, so one recreated under the same name (``kubectl delete``
+    then ``apply``) that fails the same way is told so again."""
+    ns = kube_namespace
+    path = f"/apis/scheduling.run.ai/v2alpha2/namespaces/{ns}/podgroups"
+    body = {"apiVersion": "scheduling.run.ai/v2alpha2", "kind": "PodGroup",
+            "metadata": {"name": "again"}, "spec": {"minMember": 1, "queue": "q"}}
+
+    def conditions():
+        return [r["message"] for c in client.get(f"{path}/again").get("status", {}).get("schedulingConditions", [])
+                for r in c.get("reasons", [])]
+    writer = StatusWriter(client, workers=1)
+    try:
+        first = _create(client, path, body)
+        writer.podgroup_unschedulable(ns, "again", first["metadata"]["uid"], "no node has 8 free GPUs")
+        writer.drain()
+        assert conditions() == ["no node has 8 free GPUs"]
+        client.delete(f"{path}/again")
+        writer.forget_podgroup(ns, "again")
+        second = _create(client, path, body)
+        writer.podgroup_unschedulable(ns, "again", second["metadata"]["uid"], "no node has 8 free GPUs")
+        writer.drain()
+        assert conditions() == ["no node has 8 free GPUs"]
+    finally:
+        writer.stop()

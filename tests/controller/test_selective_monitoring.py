@@ -134,6 +134,16 @@ def test_outside_the_selection_is_never_cached(client, control_plane):
             return wrong_ns in pods.store and f"{ns_out}/g" in pgs.store
         _wait(arrived, what="the relabelled namespace's pod")
         assert unlabelled not in pods.store and unlabelled not in {p.key for p in ctl.state.pods.values()}
+
+        # a deleted namespace (its DELETED event, as the informer hands it over) takes its pods
+        # out and leaves no entry behind: namespaces come and go for good in CI-style clusters
+        ctl.apply("Namespace", "DELETED", ctl.informers["Namespace"].store[ns_out])
+        assert ns_out not in ctl._ns_selected and ctl._ns_selected[ns_in] is True
+
+        def left():
+            ctl.drain()
+            return wrong_ns not in pods.store and f"{ns_out}/g" not in pgs.store
+        _wait(left, what="the deleted namespace's pod and PodGroup gone")
     finally:
         stop.set()
         ctl.stop()
