@@ -337,7 +337,7 @@ class StatusReporter:
     def __init__(self, writer: StatusWriter) -> None:
         self.writer = writer
         self._queues: dict[str, dict] = {}       # name -> status last submitted
-        self._pgs: dict[str, dict] = {}          # ns/name -> status last submitted
+        self._pgs: dict[str, tuple[str, dict]] = {}   # ns/name -> (uid, status last submitted)
         self._queue_problem: dict[str, str] = {}
         self._last_full = float("-inf")
 
@@ -403,10 +403,14 @@ class StatusReporter:
             items += [(k, pg) for k, pg in podgroups.items() if k not in self._pgs and k not in only]
         for key, pg in items:
             st = build_podgroup_status(pg, jobs.get(key), mig_cols)
-            if _same(st, self._pgs.get(key) or {}) or _same(st, pg.status):
-                self._pgs[key] = st
+            uid = pg.metadata.uid
+            last = self._pgs.get(key)
+            # (a PodGroup made again under its name between two reports is a new object:
+            # what was written to the old one does not count)
+            if (last is not None and last[0] == uid and _same(st, last[1])) or _same(st, pg.status):
+                self._pgs[key] = (uid, st)
                 continue
-            self._pgs[key] = st
+            self._pgs[key] = (uid, st)
             ns, name = key.split("/", 1)
             self._patch(f"{PODGROUP_API}/namespaces/{ns}/podgroups/{name}/status", st,
                         lambda key=key: self._pgs.pop(key, None))

@@ -271,3 +271,26 @@ def test_a_podgroup_made_again_under_its_name_gets_its_unschedulable_condition_a
         assert conditions() == ["no node has 8 free GPUs"]
     finally:
         writer.stop()
+
+
+@pytest.mark.integration
+def test_a_podgroup_made_again_under_its_name_gets_its_status_written(client, kube_namespace):
+    """``kubectl replace --force`` between two reports: the new PodGroup has no status yet,
+    though the one written to the old one (same name, same pods) looks the same."""
+    ns = kube_namespace
+    path = f"/apis/scheduling.run.ai/v2alpha2/namespaces/{ns}/podgroups"
+    body = {"apiVersion": "scheduling.run.ai/v2alpha2", "kind": "PodGroup",
+            "metadata": {"name": "twice"}, "spec": {"minMember": 1, "queue": "q"}}
+    tasks = [_podinfo("a", "Running", "n1")]
+    job = SimpleNamespace(tasks={t.uid: t for t in tasks}, preemptible=True)
+    writer = StatusWriter(client, workers=1)
+    try:
+        reporter = StatusReporter(writer)
+        for _ in range(2):
+            pg = msgspec.json.decode(msgspec.json.encode(_create(client, path, body)), type=PodGroup)
+            assert reporter.report_podgroups({f"{ns}/twice": pg}, {f"{ns}/twice": job}) == 1
+            writer.drain()
+            assert client.get(f"{path}/twice")["status"]["phase"] == "Running"
+            client.delete(f"{path}/twice")
+    finally:
+        writer.stop()
