@@ -339,6 +339,7 @@ class StatusReporter:
         self._queues: dict[str, dict] = {}       # name -> status last submitted
         self._pgs: dict[str, tuple[str, dict]] = {}   # ns/name -> (uid, status last submitted)
         self._queue_problem: dict[str, str] = {}
+        self._queue_uids: dict[str, str] = {}    # name -> uid of the Queue the two above are about
         self._last_full = float("-inf")
 
     FULL_PASS_SECONDS = 60.0    # recompute every PodGroup's status at least this often
@@ -356,15 +357,24 @@ class StatusReporter:
             dirty.clear()
         return n + self.report_podgroups(state.podgroups, state.jobs, only, state.registry.mig_columns())
 
+    def _forget_queue(self, name: str) -> None:
+        self._queues.pop(name, None)
+        self._queue_problem.pop(name, None)
+        self._queue_problem.pop("warn:" + name, None)
+        self._queue_uids.pop(name, None)
+
     def report_queues(self, queues: dict, result) -> int:
         n = 0
         desired = build_queue_statuses(queues, result)
-        for name in [k for k in self._queues if k not in queues]:
-            del self._queues[name]
-            self._queue_problem.pop(name, None)
-            self._queue_problem.pop("warn:" + name, None)
+        for name in [k for k in self._queue_uids if k not in queues]:
+            self._forget_queue(name)
         for name, st in desired.items():
             q = queues[name]
+            if self._queue_uids.get(name) != q.metadata.uid:
+                # new, or made again under its name: what was written about the old one
+                # does not count for it
+                self._forget_queue(name)
+                self._queue_uids[name] = q.metadata.uid
             problem = result.queue_problems.get(name)
             if problem and self._queue_problem.get(name) != problem:
                 self.writer.event({"kind": "Queue", "apiVersion": "scheduling.run.ai/v2", "namespace": "default",

@@ -294,3 +294,33 @@ def test_a_podgroup_made_again_under_its_name_gets_its_status_written(client, ku
             client.delete(f"{path}/twice")
     finally:
         writer.stop()
+
+
+@pytest.mark.integration
+def test_a_queue_made_again_under_its_name_gets_its_status_and_event_again(client):
+    """A Queue deleted and created again between two reports is a new object: its status is
+    written and its problem told in an Event of its own, though they read as the old one's."""
+    qs = "/apis/scheduling.run.ai/v2/queues"
+    result = SimpleNamespace(queue_usage={}, queue_problems={"st-again": "parent queue 'st-nowhere' does not exist"})
+    writer = StatusWriter(client, workers=1)
+    reporter = StatusReporter(writer)
+    try:
+        uids = []
+        for _ in range(2):
+            q = msgspec.json.decode(msgspec.json.encode(_create(client, qs, _queue("st-again", "st-nowhere"))),
+                                    type=Queue)
+            uids.append(q.metadata.uid)
+            assert reporter.report_queues({"st-again": q}, result) == 1
+            writer.drain()
+            cond = client.get(f"{qs}/st-again")["status"]["conditions"][0]
+            assert cond["type"] == "Orphan" and "st-nowhere" in cond["message"]
+            client.delete(f"{qs}/st-again")
+        events = client.get("/api/v1/namespaces/default/events",
+                            params={"fieldSelector": "involvedObject.name=st-again"})["items"]
+        assert {e["involvedObject"]["uid"] for e in events if e["reason"] == "OrphanQueue"} == set(uids)
+    finally:
+        writer.stop()
+        try:
+            client.delete(f"{qs}/st-again")
+        except ApiError:
+            pass
