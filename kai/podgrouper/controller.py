@@ -177,7 +177,7 @@ class PodGrouperController:
         self.status = status            # kai.cache.status.StatusWriter, for Events (optional)
         self.reader = ApiReader(client)
         self._q: queue.Queue = queue.Queue()
-        self._pending: set[str] = set()
+        self._pending: set[str] = set()       # uids of pods queued or being grouped
         self._done: dict[str, tuple] = {}       # pod uid -> signature of the pod state last grouped
         self._retry: list[tuple[float, int, Pod]] = []
         self._seq = itertools.count()
@@ -213,11 +213,11 @@ class PodGrouperController:
             self.forget(uid)
             return
         sig = self._signature(pod)
-        key = f"{pod.metadata.namespace}/{pod.metadata.name}"
         with self._lock:
-            if self._done.get(uid) == sig or key in self._pending:
+            # (by uid: a pod made again under its name while the old one waits is another pod)
+            if self._done.get(uid) == sig or uid in self._pending:
                 return
-            self._pending.add(key)
+            self._pending.add(uid)
         self._q.put(pod)
 
     def forget(self, uid: str) -> None:
@@ -281,7 +281,7 @@ class PodGrouperController:
                 self.status.event(pod_ref(pod), WARNING_REASON, msg, "Warning")
         finally:
             with self._lock:
-                self._pending.discard(key)
+                self._pending.discard(uid)
 
     # ------------------------------------------------------------------ one pod
     def metadata(self, pod: Pod) -> PodGroupMetadata:
@@ -337,6 +337,9 @@ class PodGrouperController:
                                                                        or not sub):
             return sub
         patch: dict[str, Any] = {"metadata": {"annotations": {C.POD_GROUP_ANNOTATION: meta.name}}}
+        if m.uid:
+            # a precondition: never annotate another pod that took this one's name since
+            patch["metadata"]["uid"] = m.uid
         if sub:
             patch["metadata"]["labels"] = {C.SUBGROUP_LABEL: sub}
         self.client.patch(f"/api/v1/namespaces/{m.namespace}/pods/{m.name}", patch)

@@ -228,3 +228,31 @@ def test_a_shard_groups_only_its_partition(client, kube_namespace):
         assert oth.metadata.uid not in ctl.foreign
     finally:
         ctl.stop()
+
+
+def test_a_pod_made_again_under_its_name_while_the_old_one_waits_is_grouped(client, kube_namespace):
+    """A bare pod deleted and created again under its name while the old one waits in the
+    grouper's queue: the new pod is queued too (pods are told apart by uid) and gets its own
+    PodGroup; the old one's patch cannot land on it (the pod's uid is a precondition)."""
+    c, ns = client, kube_namespace
+    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "solo"},
+            "spec": {"schedulerName": SCHEDULER, "containers": [{"name": "c", "image": "busybox"}]}}
+    ctl = PodGrouperController(c, SCHEDULER, config=GrouperConfig())
+    try:
+        old = msgspec.convert(c.post(f"/api/v1/namespaces/{ns}/pods", body), Pod)
+        ctl.observe(old)                               # queued; the worker is not started yet
+        c.delete(f"/api/v1/namespaces/{ns}/pods/solo")        # (not on a node: gone at once)
+        _wait(lambda: not any(p["metadata"]["name"] == "solo"
+                              for p in c.get(f"/api/v1/namespaces/{ns}/pods")["items"]), what="the old pod gone")
+        new = msgspec.convert(c.post(f"/api/v1/namespaces/{ns}/pods", body), Pod)
+        assert new.metadata.uid != old.metadata.uid
+        ctl.observe(new)
+        ctl.start()
+        want = f"pg-solo-{new.metadata.uid}"
+        _wait(lambda: (c.get(f"/api/v1/namespaces/{ns}/pods/solo")["metadata"].get("annotations") or {})
+              .get("pod-group-name") == want, what="the new pod annotated with its own PodGroup")
+        _wait(lambda: old.metadata.uid in ctl._failures, what="the old pod's grouping refused")
+        time.sleep(0.5)
+        assert (c.get(f"/api/v1/namespaces/{ns}/pods/solo")["metadata"]["annotations"]["pod-group-name"]) == want
+    finally:
+        ctl.stop()
