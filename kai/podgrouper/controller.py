@@ -121,6 +121,12 @@ class ApiReader:
                                params={"labelSelector": selector}).get("items") or []
 
 
+def _pending_key(pod: Pod) -> str:
+    """The pod's uid; its namespace/name when it has none (a manifest, not an API object)."""
+    m = pod.metadata
+    return m.uid or f"{m.namespace}/{m.name}"
+
+
 def _differs(old: dict, new: dict) -> bool:
     """KAI's podGroupsEqual negated: spec or owners differ, or a new label/annotation is missing."""
     if (old.get("spec") or {}) != (new.get("spec") or {}):
@@ -177,7 +183,7 @@ class PodGrouperController:
         self.status = status            # kai.cache.status.StatusWriter, for Events (optional)
         self.reader = ApiReader(client)
         self._q: queue.Queue = queue.Queue()
-        self._pending: set[str] = set()       # uids of pods queued or being grouped
+        self._pending: set[str] = set()       # pods queued or being grouped (``_pending_key``)
         self._done: dict[str, tuple] = {}       # pod uid -> signature of the pod state last grouped
         self._retry: list[tuple[float, int, Pod]] = []
         self._seq = itertools.count()
@@ -213,11 +219,12 @@ class PodGrouperController:
             self.forget(uid)
             return
         sig = self._signature(pod)
+        # by uid: a pod made again under its name while the old one waits is another pod
+        key = _pending_key(pod)
         with self._lock:
-            # (by uid: a pod made again under its name while the old one waits is another pod)
-            if self._done.get(uid) == sig or uid in self._pending:
+            if self._done.get(uid) == sig or key in self._pending:
                 return
-            self._pending.add(uid)
+            self._pending.add(key)
         self._q.put(pod)
 
     def forget(self, uid: str) -> None:
@@ -281,7 +288,7 @@ class PodGrouperController:
                 self.status.event(pod_ref(pod), WARNING_REASON, msg, "Warning")
         finally:
             with self._lock:
-                self._pending.discard(uid)
+                self._pending.discard(_pending_key(pod))
 
     # ------------------------------------------------------------------ one pod
     def metadata(self, pod: Pod) -> PodGroupMetadata:
