@@ -19,6 +19,13 @@ from kai.api.resources import GPU, ResourceRegistry
 
 _BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 
+#: the label values and taints seen are renumbered to the live nodes' alone once they hold
+#: more than twice as many entries as after the last renumbering, and at least this many (a
+#: cluster that replaces nodes under fresh names, or taints them with a timestamp, as the
+#: cluster autoscaler's ToBeDeletedByClusterAutoscaler, would otherwise keep an id per value
+#: ever seen: memory, and a taint check per taint ever seen in every static mask)
+VOCAB_MIN = 256
+
 
 def tolerates(tols: list[Toleration], key: str, value: str, effect: str) -> bool:
     for t in tols:
@@ -70,6 +77,8 @@ class NodeTable:
         self._numeric_cols: dict[int, np.ndarray] = {}
         self._taints: dict[tuple[str, str, str], int] = {}
         self._taint_bits = np.zeros((0, 1), dtype=np.uint64)
+        #: label values and taints held when they are next renumbered (``_compact_vocab``)
+        self._vocab_limit = VOCAB_MIN
         self.generation = 0
         #: bumped when a node is added or removed (the column -> node name mapping changed)
         self.layout = 0
@@ -268,6 +277,9 @@ class NodeTable:
         self._rank_dirty = True
         self.layout += len(nodes)
         self.generation += len(nodes) - 1
+        # new nodes' ids are all live: no renumbering for them (a list of 50,000 nodes would
+        # otherwise pay one at the end)
+        self._vocab_limit = max(self._vocab_limit, 2 * self.vocab_size())
         self._changed()
 
     def remove(self, name: str) -> NodeInfo | None:
@@ -308,9 +320,50 @@ class NodeTable:
         return self.label_column(key)[0] >= 0
 
     def _changed(self) -> None:
+        if sum(map(len, self._label_values)) + len(self._taints) > self._vocab_limit:
+            self._compact_vocab()
         self.generation += 1
         self._mask_cache.clear()
         self._numeric_cols.clear()
+
+    def vocab_size(self) -> int:
+        """Label value ids and taint ids held (live nodes' and the dropped ones' not yet renumbered)."""
+        return sum(map(len, self._label_values)) + len(self._taints)
+
+    def _compact_vocab(self) -> None:
+        """Renumber each label key's values and the taints to those the live nodes carry, in
+        their old order (ids of values still carried keep their relative order). Columns,
+        value dicts and the taint bitset are new objects: a reader that kept the old ones
+        (keyed by ``generation``, which the caller bumps) keeps a consistent old view."""
+        n = self.n
+        for k, col in enumerate(self._label_cols):
+            values = self._label_values[k]
+            live = np.unique(col[:n][col[:n] >= 0])
+            if len(live) == len(values):
+                continue
+            remap = np.full(len(values) + 1, -1, dtype=np.int32)    # (index -1: stays -1)
+            remap[live] = np.arange(len(live), dtype=np.int32)
+            inverse = [""] * len(values)
+            for v, vid in values.items():
+                inverse[vid] = v
+            self._label_cols[k] = remap[col]
+            self._label_values[k] = {inverse[i]: j for j, i in enumerate(live.tolist())}
+        if self._taints:
+            bits = self._taint_bits[:n]
+            words = np.bitwise_or.reduce(bits, axis=0) if n else np.zeros(bits.shape[1], dtype=np.uint64)
+            kept = [(t, tid) for t, tid in self._taints.items()
+                    if int(words[tid // 64]) >> (tid % 64) & 1]
+            if len(kept) < len(self._taints):
+                new_bits = np.zeros((self._taint_bits.shape[0], max(1, (len(kept) + 63) // 64)), dtype=np.uint64)
+                taints = {}
+                for j, (t, tid) in enumerate(kept):
+                    has = (self._taint_bits[:, tid // 64] >> np.uint64(tid % 64)) & np.uint64(1)
+                    new_bits[:, j // 64] |= has << np.uint64(j % 64)
+                    taints[t] = j
+                self._taints, self._taint_bits = taints, new_bits
+        self._numeric_cols.clear()
+        self._mask_cache.clear()
+        self._vocab_limit = max(VOCAB_MIN, 2 * self.vocab_size())
 
     def refresh_rank(self) -> None:
         """Recompute name ranks (node-name tie-break) after nodes were added or removed."""

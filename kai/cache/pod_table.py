@@ -29,6 +29,12 @@ from kai.api.selectors import Selector
 #: kinds of carried terms in ``PodTable.terms``
 REQUIRED_ANTI, REQUIRED_AFFINITY, PREFERRED_AFFINITY, PREFERRED_ANTI = "anti", "affinity", "pref", "prefanti"
 
+#: namespace ids and label value ids are renumbered to the live rows' alone once they hold
+#: more than twice as many entries as after the last renumbering, and at least this many
+#: (pods whose selected labels carry a value per job, e.g. ``job-name``, would otherwise
+#: leave an id per job ever run)
+VOCAB_MIN = 1024
+
 
 class CarriedTerm:
     """One distinct term carried by existing pods, and where its carriers are."""
@@ -57,6 +63,8 @@ class PodTable:
         self.terms: dict[tuple, CarriedTerm] = {}
         self.ports: dict[tuple[str, int], dict[str, Counter]] = {}
         self.generation = 0
+        #: namespace and label value ids held when they are next renumbered (``_compact_vocab``)
+        self._vocab_limit = VOCAB_MIN
 
     def __len__(self) -> int:
         return len(self.row_of)
@@ -174,6 +182,41 @@ class PodTable:
             col[r] = -1
         self._free.append(r)
         self.generation += 1
+        if len(self.ns_ids) + sum(len(v) for _, v in self._cols.values()) > self._vocab_limit:
+            self._compact_vocab()
+
+    def vocab_size(self) -> int:
+        """Namespace ids and label value ids held (live rows' and the dropped ones' not yet renumbered)."""
+        return len(self.ns_ids) + sum(len(v) for _, v in self._cols.values())
+
+    @staticmethod
+    def _renumber(col: np.ndarray, n: int, ids: dict[str, int]) -> tuple[np.ndarray, dict[str, int]] | None:
+        """``col`` and ``ids`` with the ids rows ``[:n]`` use renumbered 0.. in their old order
+        (new objects), or None when every id is used."""
+        live = np.unique(col[:n][col[:n] >= 0])
+        if len(live) == len(ids):
+            return None
+        remap = np.full(len(ids) + 1, -1, dtype=np.int32)       # (index -1: stays -1)
+        remap[live] = np.arange(len(live), dtype=np.int32)
+        inverse = [""] * len(ids)
+        for v, i in ids.items():
+            inverse[i] = v
+        return remap[col], {inverse[i]: j for j, i in enumerate(live.tolist())}
+
+    def _compact_vocab(self) -> None:
+        """Renumber the namespace ids and each label column's value ids to those live rows
+        carry. Meaning-preserving: a row's namespace and label values stay what they were,
+        so nothing derived from the table (masks, counts) goes stale; arrays and dicts are
+        new objects, so whoever holds the old ones keeps a consistent old view."""
+        n = self.n
+        got = self._renumber(self.ns, n, self.ns_ids)
+        if got is not None:
+            self.ns, self.ns_ids = got
+        for key, (col, values) in list(self._cols.items()):
+            got = self._renumber(col, n, values)
+            if got is not None:
+                self._cols[key] = got
+        self._vocab_limit = max(VOCAB_MIN, 2 * self.vocab_size())
 
     def remove_node(self, node: int) -> None:
         """Forget every row on node column ``node`` (the node is gone)."""

@@ -272,3 +272,71 @@ def test_upsert_many_is_the_table_of_one_upsert_at_a_time():
     got, want = _table_view(bulk), _table_view(one)
     got.pop("free"), want.pop("free")
     assert got == want
+
+
+# --- the label and taint vocabularies stay bounded -----------------------------------------------
+
+def test_nodes_replaced_under_fresh_names_and_timestamp_taints_leave_no_ids_behind():
+    """A cluster that replaces nodes under fresh names (an autoscaler) and taints nodes it
+    scales down with a timestamp (the cluster autoscaler's ToBeDeletedByClusterAutoscaler)
+    gets a fresh label value and a fresh taint a node: once the dropped ones outnumber the
+    live ones the ids are renumbered, and every mask answers as the nodes' own labels and
+    taints say, for nodes added before a renumbering and after."""
+    from kai.cache import node_table as nt
+    t = table(*[node(f"keep-{i}", {"pool": f"p{i % 3}"}) for i in range(3)])
+    to_be_deleted = "ToBeDeletedByClusterAutoscaler"
+    tol_scale_down = {"key": to_be_deleted, "operator": "Exists"}
+
+    def check(i):
+        t.refresh_rank()
+        for k, tols in enumerate(([], [tol_scale_down])):
+            p = pod({"pool": "p1"}, tolerations=tols)
+            want = sorted(info.name for info in t.infos if info is not None and info.labels.get("pool") == "p1"
+                          and all(tolerates(p.spec.tolerations, x.key, x.value, x.effect) for x in info.taints))
+            assert names(t, t.static_mask(p, (i, k))) == want
+        newest = max((info for info in t.infos if info is not None and info.name.startswith("n-")),
+                     key=lambda info: int(info.name[2:]))
+        exact = pod(terms=[{"matchExpressions": [{"key": "instance-id", "operator": "In",
+                                                  "values": [newest.labels["instance-id"]]}]}],
+                    tolerations=[{"key": x.key, "value": x.value, "effect": x.effect} for x in newest.taints])
+        assert names(t, t.static_mask(exact, (i, "exact"))) == [newest.name]
+        counts = t.untolerated_counts(pod(), np.ones(t.n, dtype=bool))
+        assert counts == dict(collections.Counter(
+            t.taint_name((x.key, x.value, x.effect)) for info in t.infos if info is not None for x in info.taints))
+
+    import collections
+    for i in range(3000):
+        name = f"n-{i}"
+        labels = {"pool": f"p{i % 3}", "instance-id": f"i-{i}"}
+        t.upsert(node(name, labels))
+        t.upsert(node(name, labels, taints=[{"key": to_be_deleted, "value": str(1_700_000_000 + i),
+                                             "effect": "NoSchedule"}]))
+        if i % 400 == 200:                            # a long-lived node, tainted after renumberings
+            t.upsert(node(f"late-{i}", {"pool": "p1"}, taints=[{"key": f"late-{i}", "effect": "NoSchedule"}]))
+        if i >= 4:                                    # four nodes at a time, the oldest removed
+            t.remove(f"n-{i - 4}")
+        assert t.vocab_size() <= 2 * nt.VOCAB_MIN + 40
+        if i % 97 == 0:
+            check(i)
+    check("end")
+
+
+def test_a_reader_keeps_a_consistent_view_across_a_renumbering():
+    """The renumbering makes new columns and value lists: a column and value list read before
+    it still name each node's value."""
+    from kai.cache import node_table as nt
+    t = table(*[node(f"n-{i}", {"id": f"v-{i}"}) for i in range(nt.VOCAB_MIN)])
+    col, values = t.label_column("id")
+    before = {t.infos[i].name: values[col[i]] for i in range(t.n) if col[i] >= 0}
+    generation = t.generation
+    for i in range(nt.VOCAB_MIN // 2 + 8):
+        t.remove(f"n-{i}")
+        t.upsert(node(f"m-{i}", {"id": f"w-{i}"}))
+    assert t.generation > generation
+    assert {t.infos[i].name: values[col[i]] for i in range(len(col)) if col[i] >= 0
+            and t.infos[i] is not None and t.infos[i].name.startswith("n-")} == {
+        n: v for n, v in before.items() if int(n[2:]) >= nt.VOCAB_MIN // 2 + 8}
+    col2, values2 = t.label_column("id")
+    assert col2 is not col
+    now = {t.infos[i].name: values2[col2[i]] for i in range(t.n) if col2[i] >= 0}
+    assert now == {info.name: info.labels["id"] for info in t.infos if info is not None}

@@ -130,3 +130,62 @@ def test_add_many_is_add_one_at_a_time(rows, before, gone):
     assert view(bulk) == view(one)
     sel = compile_selector(LabelSelector(match_labels={"app": "x"}))
     assert bulk.rows_matching(sel).tolist() == one.rows_matching(sel).tolist()
+
+
+def test_ids_of_values_and_namespaces_no_live_pod_carries_are_renumbered_away():
+    """Jobs come and go, each in a namespace of its own for a while and with a ``job-name`` a
+    selector asks about: the ids of values no live pod carries are dropped once they
+    outnumber the live ones, and matching answers from the live pods' own labels."""
+    from kai.cache import pod_table as pt
+    s = state()
+    t = s.pod_table
+    by_job = compile_selector(msgspec.convert({"matchExpressions": [{"key": "job-name", "operator": "Exists"}]},
+                                              LabelSelector))
+    t.rows_matching(by_job)                               # the table keeps a job-name column from now on
+    live: list[tuple[str, str, str]] = []
+    for i in range(6000):
+        ns, job = f"ns-{i // 10}", f"job-{i}"
+        s.upsert_pod(pod(job, f"n{i % 2}", {"job-name": job}, ns=ns))
+        live.append((ns, job, f"u-{ns}-{job}"))
+        if len(live) > 20:
+            s.delete_pod(live.pop(0)[2])
+        assert t.vocab_size() <= 2 * pt.VOCAB_MIN + 64
+        if i % 611 == 0 or i == 5999:
+            for ns, job, uid in live[::7]:
+                sel = compile_selector(msgspec.convert({"matchLabels": {"job-name": job}}, LabelSelector))
+                got = t.rows_matching(sel) & t.rows_in_namespaces([ns])
+                assert [t.pods[r].uid for r in np.flatnonzero(got)] == [uid]
+            assert t.rows_matching(by_job).sum() == len(live)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.sampled_from(["a", "b", "c", "d"]), st.booleans()),
+                min_size=1, max_size=120))
+def test_renumbered_ids_match_as_the_labels_say(steps):
+    """With a renumbering every few removals, matching by label and by namespace answers as
+    each live pod's own labels and namespace say."""
+    import kai.cache.pod_table as pt
+    old = pt.VOCAB_MIN
+    pt.VOCAB_MIN = 2
+    try:
+        s = state()
+        t = s.pod_table
+        t._vocab_limit = 2
+        sel_x = compile_selector(msgspec.convert({"matchLabels": {"v": "x"}}, LabelSelector))
+        t.rows_matching(sel_x)
+        alive: dict[str, tuple[str, str]] = {}
+        for i, (v, ns, drop) in enumerate(steps):
+            value = "x" if v == 0 else f"v{v}"
+            s.upsert_pod(pod(f"p{i}", f"n{i % 2}", {"v": value}, ns=ns))
+            alive[f"u-{ns}-p{i}"] = (value, ns)
+            if drop and alive:
+                gone = sorted(alive)[v % len(alive)]
+                s.delete_pod(gone)
+                del alive[gone]
+            for value in {"x", f"v{v}"}:
+                sel = compile_selector(msgspec.convert({"matchLabels": {"v": value}}, LabelSelector))
+                for ns in ("a", "b"):
+                    got = {t.pods[r].uid for r in np.flatnonzero(t.rows_matching(sel) & t.rows_in_namespaces([ns]))}
+                    assert got == {u for u, (lv, lns) in alive.items() if lv == value and lns == ns}
+    finally:
+        pt.VOCAB_MIN = old
