@@ -5,6 +5,7 @@ import numpy as np
 cimport numpy as cnp
 from libc.math cimport INFINITY
 from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy
 
 from kai._fast.domains cimport DomainConstraints
 
@@ -77,6 +78,19 @@ cdef class Placements:
         self.pipelined = np.zeros(capacity, dtype=np.uint8)
         self.undo = np.zeros((capacity, 2, n_res))
         self.nodes_v, self.pipelined_v, self.undo_v = self.nodes, self.pipelined, self.undo
+
+    def take(self, Py_ssize_t i):
+        """(node column, pipelined, a copy of the undo rows float64[2, R]) of task ``i``: what
+        a caller that reuses this buffer for the next task keeps of this one."""
+        if i < 0 or i >= self.capacity:
+            raise IndexError(f"placement {i} outside the {self.capacity} of this buffer")
+        cdef Py_ssize_t r = self.undo_v.shape[2]
+        cdef cnp.npy_intp dims[2]
+        dims[0] = 2
+        dims[1] = r
+        cdef cnp.ndarray rows = cnp.PyArray_SimpleNew(2, dims, cnp.NPY_FLOAT64)
+        memcpy(cnp.PyArray_DATA(rows), &self.undo_v[i, 0, 0], 2 * r * sizeof(double))
+        return int(self.nodes_v[i]), self.pipelined_v[i] != 0, rows
 
 
 def check_task(NodeArrays a, mask, extra_score, req, req_cols, int score_col=0):

@@ -140,7 +140,8 @@ class Statement:
         if not placed:
             return False
         # ``out`` is the class's buffer, reused by its next task: the op keeps its own undo copy
-        if not self._place(task, int(out.nodes[0]), bool(out.pipelined[0]), out.undo[0].copy(), allow_pipeline):
+        node, pipelined, undo = out.take(0)
+        if not self._place(task, node, pipelined, undo, allow_pipeline):
             self.rollback(len(self.ops) - 1)
             return False
         return True

@@ -299,3 +299,24 @@ def test_place_rejects_output_of_another_width():
     with pytest.raises(ValueError, match="out"):
         fast.place(a, np.ones(2, np.uint8), None, np.array([0, 0, 1, 1, 0], dtype=np.float64),
                    np.array([2, 3], np.int32), GPU_COL, 0, False, True, fast.Placements(1, R + 1))
+
+
+@SETTINGS
+@given(problems())
+def test_take_is_a_task_s_placement_kept_apart_from_the_buffer(p):
+    """``Placements.take(i)``: task i's node, pipelined flag and undo rows, the rows a copy
+    that the buffer's next use does not change."""
+    a = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in p.items()}
+    out = fast.Placements(a["count"], R)
+    placed = fast.place(node_arrays(a), a["mask"], a["extra_score"], a["req"], a["req_cols"], a["score_col"],
+                        a["strategy"], a["cpu_only"], a["allow_pipeline"], out)
+    kept = [out.take(i) for i in range(placed)]
+    saved = out.undo.copy()
+    for i, (node, pipelined, undo) in enumerate(kept):
+        assert node == int(out.nodes[i]) and pipelined == bool(out.pipelined[i])
+        assert undo.shape == (2, R) and np.array_equal(undo, saved[i])
+    out.undo[:] = np.nan
+    for i, (_, _, undo) in enumerate(kept):
+        assert np.array_equal(undo, saved[i])
+    with pytest.raises(IndexError):
+        out.take(a["count"])
