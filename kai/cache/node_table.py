@@ -16,6 +16,7 @@ from kai.api import constants as C
 from kai.api.k8s import Node, NodeSelectorRequirement, Pod, Toleration
 from kai.api.node_info import NodeInfo, is_mig_node
 from kai.api.resources import GPU, ResourceRegistry
+from kai.cache.ids import renumber
 
 _BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 
@@ -337,17 +338,9 @@ class NodeTable:
         (keyed by ``generation``, which the caller bumps) keeps a consistent old view."""
         n = self.n
         for k, col in enumerate(self._label_cols):
-            values = self._label_values[k]
-            live = np.unique(col[:n][col[:n] >= 0])
-            if len(live) == len(values):
-                continue
-            remap = np.full(len(values) + 1, -1, dtype=np.int32)    # (index -1: stays -1)
-            remap[live] = np.arange(len(live), dtype=np.int32)
-            inverse = [""] * len(values)
-            for v, vid in values.items():
-                inverse[vid] = v
-            self._label_cols[k] = remap[col]
-            self._label_values[k] = {inverse[i]: j for j, i in enumerate(live.tolist())}
+            got = renumber(col, n, self._label_values[k])
+            if got is not None:
+                self._label_cols[k], self._label_values[k] = got
         if self._taints:
             bits = self._taint_bits[:n]
             words = np.bitwise_or.reduce(bits, axis=0) if n else np.zeros(bits.shape[1], dtype=np.uint64)

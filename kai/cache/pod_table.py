@@ -24,6 +24,7 @@ from collections import Counter
 import numpy as np
 
 from kai.api.selectors import Selector
+from kai.cache.ids import renumber
 
 
 #: kinds of carried terms in ``PodTable.terms``
@@ -189,31 +190,17 @@ class PodTable:
         """Namespace ids and label value ids held (live rows' and the dropped ones' not yet renumbered)."""
         return len(self.ns_ids) + sum(len(v) for _, v in self._cols.values())
 
-    @staticmethod
-    def _renumber(col: np.ndarray, n: int, ids: dict[str, int]) -> tuple[np.ndarray, dict[str, int]] | None:
-        """``col`` and ``ids`` with the ids rows ``[:n]`` use renumbered 0.. in their old order
-        (new objects), or None when every id is used."""
-        live = np.unique(col[:n][col[:n] >= 0])
-        if len(live) == len(ids):
-            return None
-        remap = np.full(len(ids) + 1, -1, dtype=np.int32)       # (index -1: stays -1)
-        remap[live] = np.arange(len(live), dtype=np.int32)
-        inverse = [""] * len(ids)
-        for v, i in ids.items():
-            inverse[i] = v
-        return remap[col], {inverse[i]: j for j, i in enumerate(live.tolist())}
-
     def _compact_vocab(self) -> None:
         """Renumber the namespace ids and each label column's value ids to those live rows
         carry. Meaning-preserving: a row's namespace and label values stay what they were,
         so nothing derived from the table (masks, counts) goes stale; arrays and dicts are
         new objects, so whoever holds the old ones keeps a consistent old view."""
         n = self.n
-        got = self._renumber(self.ns, n, self.ns_ids)
+        got = renumber(self.ns, n, self.ns_ids)
         if got is not None:
             self.ns, self.ns_ids = got
         for key, (col, values) in list(self._cols.items()):
-            got = self._renumber(col, n, values)
+            got = renumber(col, n, values)
             if got is not None:
                 self._cols[key] = got
         self._vocab_limit = max(VOCAB_MIN, 2 * self.vocab_size())
