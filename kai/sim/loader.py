@@ -40,6 +40,7 @@ from kai.api.node_info import validate_node
 from kai.podgrouper.hub import OWNER_KINDS as _GROUPER_KINDS
 from kai.api.resources import QuantityError, parse_quantity
 from kai.sim.kai_snapshot import SnapshotError, read_snapshot
+from kai.sim import workload_pods as _workloads
 
 # kinds that may sit in the same manifests but carry nothing kai schedules with
 IGNORED_KINDS = {"Secret", "ServiceAccount", "Service", "Role", "RoleBinding",
@@ -75,6 +76,8 @@ class Manifests:
     scheduler_params: list[tuple[str, dict]] = field(default_factory=list)
     #: notes for the report's ``warnings`` (plain strings): duplicates, pods on unknown nodes, ...
     notes: list[str] = field(default_factory=list)
+    #: workload manifests as written (kai.sim.workload_pods): (object, file, document label)
+    workloads: list[tuple[dict, str, str]] = field(default_factory=list)
 
     @property
     def warnings(self) -> list[str]:
@@ -231,6 +234,7 @@ def load_manifests(paths: list[str], keep_going: bool = False) -> Manifests:
                     continue
                 seen[key] = where.split(" (")[0]
                 out.objects[kind].append(converted)
+    seq = _make_workload_pods(out, keep_going, seen, seq)
     nodes = {n.metadata.name for n in out.objects["Node"]}
     kept = []
     for p in out.objects["Pod"]:
@@ -242,6 +246,53 @@ def load_manifests(paths: list[str], keep_going: bool = False) -> Manifests:
             kept.append(p)
     out.objects["Pod"] = kept
     return out
+
+
+def _make_workload_pods(out: Manifests, keep_going: bool, seen: dict, seq: int) -> int:
+    """Add the pods (and claims, and owners between) that the controllers of the workload
+    manifests as written would make (kai.sim.workload_pods), for workloads no pod of the input
+    is owned by; returns the last document sequence number used."""
+    owned = {(ref.kind, p.metadata.namespace, ref.name) for p in out.objects["Pod"]
+             for ref in p.metadata.owner_references}
+    for obj, path, label in out.workloads:
+        kind, meta = obj["kind"], obj.get("metadata") or {}
+        ns, name = meta.get("namespace") or "default", str(meta.get("name", ""))
+        ident = f"{kind} {ns}/{name}"
+        if (kind, ns, name) in owned:
+            out.skipped.append(ident)           # its pods are given: only the pod-grouper reads it
+            continue
+        if kind in _workloads.NOT_EXPANDED:
+            out.skipped.append(ident)
+            out.notes.append(f"{path}: document {label} ({ident}): kai simulate does not make the pods of "
+                             f"{kind} objects; give them as Pod manifests (owned by it) to simulate them")
+            continue
+        uid = meta.get("uid") or f"uid-{kind.lower()}-{ns}-{name}"
+        owner = {**obj, "metadata": {**meta, "namespace": ns, "uid": uid}}
+        out.owners[(kind, ns, name)] = owner
+        try:
+            docs, between, notes = _workloads.workload_pods(owner, uid)
+        except ValueError as exc:
+            _fail(out, keep_going, f"{path}: document {label} ({ident}): {exc}")
+            continue
+        out.notes.extend(f"{path}: document {label} ({ident}): {n}" for n in notes)
+        for o in between:
+            m = o["metadata"]
+            out.owners[(o["kind"], m["namespace"], m["name"])] = o
+        for j, doc in enumerate(docs):
+            try:
+                got = _load_object(out, path, f"{label} ({ident}) -> {doc['kind'].lower()} {j}", doc, seq + 1)
+            except LoadError as exc:
+                _fail(out, keep_going, str(exc))
+                continue
+            seq += 1
+            made_kind, converted, where = got
+            key = (made_kind, converted.metadata.namespace, converted.metadata.name)
+            if key in seen:
+                out.notes.append(f"{where}: duplicate of {seen[key]}; the {kind}'s one is not made")
+                continue
+            seen[key] = where
+            out.objects[made_kind].append(converted)
+    return seq
 
 
 def _fail(out: Manifests, keep_going: bool, message: str) -> None:
@@ -270,6 +321,10 @@ def _load_object(out: Manifests, path: str, label: str, obj, seq: int):
     if kind in OWNER_KINDS and not (kind == "Service" and obj.get("apiVersion") == "v1"):
         out.owners[(kind, meta.get("namespace") or "default", str(meta.get("name", "")))] = obj
     if kind not in KINDS:
+        if (kind in _workloads.EXPANDED or kind in _workloads.NOT_EXPANDED) and _workloads.as_written(obj) \
+                and meta.get("name"):
+            out.workloads.append((obj, path, label))       # its pods may be made (``_make_workload_pods``)
+            return None
         if kind in IGNORED_KINDS:
             out.skipped.append(ident)
             return None

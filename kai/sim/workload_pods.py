@@ -1,0 +1,231 @@
+"""The pods workload controllers would make, for ``kai simulate``.
+
+A manifest of a Job, Deployment, ReplicaSet, StatefulSet or Kubeflow training job, as written
+(no ``status``, no ``resourceVersion``: never applied) and with no pod in the input owned by
+it, stands for the pods its controller creates once it is applied. :func:`workload_pods`
+makes them as that controller names and labels them, owned by the workload, so that the
+pod-grouper groups them as it would on a cluster (KAI's docs examples are such manifests:
+``docs/batch/batch-job.yaml``, ``pytorch-job.yaml``, ``elastic/pytorch-elastic.yaml``).
+
+What each controller makes, at creation:
+
+- ``batch/v1`` Job: ``min(parallelism, completions)`` pods (``parallelism`` 1 when unset),
+  none while ``suspend``; ``<job>-<suffix>``, or ``<job>-<index>-<suffix>`` with the
+  completion index for ``completionMode: Indexed``; the Job controller's labels
+  (``batch.kubernetes.io/job-name``, ``controller-uid`` and their legacy twins).
+- ``apps/v1`` Deployment: its ReplicaSet ``<deployment>-<pod-template-hash>`` (owned by it)
+  with ``replicas`` pods (1 when unset), none while ``paused``; ReplicaSet: ``replicas`` pods.
+- ``apps/v1`` StatefulSet: ``<set>-<ordinal>`` with its ``volumeClaimTemplates`` claims
+  (``<template>-<set>-<ordinal>``); every ordinal with ``podManagementPolicy: Parallel``,
+  only ordinal 0 with ``OrderedReady`` (the default: the next waits until it is Running and
+  Ready, which a simulation does not reach).
+- Kubeflow training jobs (``PyTorchJob``, ``TFJob``, ``XGBoostJob``, ``PaddleJob``,
+  ``JAXJob``, ``MXJob``): ``<job>-<replica type>-<index>`` for each replica spec, with the
+  training operator's labels; none while ``runPolicy.suspend``.
+
+Names that a controller draws at random (a Job's or ReplicaSet's pod suffix, the
+pod-template-hash) are drawn from a hash of the workload and the pod's place instead: the
+same manifests give the same names. Any other workload kind is left to the user (its pods
+given as manifests), with a note.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+
+#: the alphabet Kubernetes draws generated name suffixes from (no vowels, no look-alikes)
+_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+#: Kubeflow training job kind -> (field of its replica specs, operator name)
+KUBEFLOW = {
+    "PyTorchJob": ("pytorchReplicaSpecs", "pytorchjob-controller"),
+    "TFJob": ("tfReplicaSpecs", "tfjob-controller"),
+    "XGBoostJob": ("xgbReplicaSpecs", "xgboostjob-controller"),
+    "PaddleJob": ("paddleReplicaSpecs", "paddlejob-controller"),
+    "JAXJob": ("jaxReplicaSpecs", "jaxjob-controller"),
+    "MXJob": ("mxReplicaSpecs", "mxjob-controller"),
+}
+#: replica types whose index 0 gets the ``job-role: master`` label
+_MASTER_TYPES = ("master", "chief", "launcher")
+#: workload kinds whose pods kai simulate makes
+EXPANDED = frozenset({"Job", "Deployment", "ReplicaSet", "StatefulSet", *KUBEFLOW})
+#: workload kinds a user may expect to make pods, which kai simulate does not model
+NOT_EXPANDED = frozenset({"CronJob", "DaemonSet", "JobSet", "LeaderWorkerSet", "MPIJob", "RayCluster", "RayJob",
+                          "Notebook", "InferenceService", "Workflow", "SparkApplication"})
+
+
+def as_written(obj: dict) -> bool:
+    """True for a manifest never applied: no ``status`` (or an empty one) and no
+    ``metadata.resourceVersion`` (a dump of a live cluster has both)."""
+    meta = obj.get("metadata") or {}
+    return not obj.get("status") and not meta.get("resourceVersion")
+
+
+def _suffix(*parts: str, length: int = 5) -> str:
+    digest = hashlib.sha256("/".join(parts).encode()).digest()
+    return "".join(_ALPHABET[b % len(_ALPHABET)] for b in digest[:length])
+
+
+def _count(value, default: int, where: str) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{where}: expected a non-negative integer, got {value!r}")
+    return value
+
+
+def _owner_ref(obj: dict, uid: str) -> dict:
+    return {"apiVersion": obj.get("apiVersion", ""), "kind": obj["kind"], "name": obj["metadata"]["name"],
+            "uid": uid, "controller": True, "blockOwnerDeletion": True}
+
+
+def _pod(obj: dict, template: dict, name: str, ns: str, owner: dict, labels: dict, annotations=None,
+         where: str = "") -> dict:
+    """A pod of ``template`` (the workload's ``spec.template``) named ``name``, owned by ``owner``."""
+    if not isinstance(template, dict):
+        raise ValueError(f"{where}: template must be a mapping")
+    tmeta = template.get("metadata") or {}
+    spec = copy.deepcopy(template.get("spec") or {})
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where}: template.spec must be a mapping")
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns,
+                         "labels": {**(tmeta.get("labels") or {}), **labels},
+                         "annotations": {**(tmeta.get("annotations") or {}), **(annotations or {})},
+                         "ownerReferences": [owner]},
+            "spec": spec}
+
+
+def workload_pods(obj: dict, uid: str) -> tuple[list[dict], list[dict], list[str]]:
+    """What the controller of workload ``obj`` (uid ``uid``) makes at creation: (documents:
+    its pods, then a StatefulSet's claims; owners between it and its pods: a Deployment's
+    ReplicaSet; notes). Raises ValueError naming the field of a malformed spec."""
+    kind = obj["kind"]
+    meta = obj["metadata"]
+    name, ns = meta["name"], meta.get("namespace") or "default"
+    spec = obj.get("spec") or {}
+    if not isinstance(spec, dict):
+        raise ValueError("spec: must be a mapping")
+    owner = _owner_ref(obj, uid)
+    if kind == "Job":
+        return _job(obj, spec, name, ns, uid, owner), [], []
+    if kind == "ReplicaSet":
+        return _replicas(obj, spec, name, ns, owner, {}), [], []
+    if kind == "Deployment":
+        return _deployment(obj, spec, name, ns, owner)
+    if kind == "StatefulSet":
+        return _stateful_set(obj, spec, name, ns, owner)
+    if kind in KUBEFLOW:
+        return _kubeflow(obj, spec, name, ns, owner), [], []
+    raise ValueError(f"kind {kind}: kai simulate does not make its pods")
+
+
+def _job(obj, spec, name, ns, uid, owner) -> list[dict]:
+    if spec.get("suspend"):
+        return []
+    parallelism = _count(spec.get("parallelism"), 1, "spec.parallelism")
+    completions = spec.get("completions")
+    active = parallelism if completions is None else min(parallelism, _count(completions, 1, "spec.completions"))
+    indexed = spec.get("completionMode") == "Indexed"
+    labels = {"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": name,
+              "controller-uid": uid, "job-name": name}
+    out = []
+    for i in range(active):
+        extra, ann = dict(labels), {}
+        if indexed:
+            extra["batch.kubernetes.io/job-completion-index"] = str(i)
+            ann["batch.kubernetes.io/job-completion-index"] = str(i)
+            pod_name = f"{name}-{i}-{_suffix(ns, name, str(i))}"
+        else:
+            pod_name = f"{name}-{_suffix(ns, name, str(i))}"
+        pod = _pod(obj, spec.get("template") or {}, pod_name, ns, owner, extra, ann, "spec.template")
+        if indexed:
+            pod["spec"].setdefault("hostname", f"{name}-{i}")
+        out.append(pod)
+    return out
+
+
+def _replicas(obj, spec, name, ns, owner, labels) -> list[dict]:
+    n = _count(spec.get("replicas"), 1, "spec.replicas")
+    return [_pod(obj, spec.get("template") or {}, f"{name}-{_suffix(ns, name, str(i))}", ns, owner, labels,
+                 where="spec.template") for i in range(n)]
+
+
+def _deployment(obj, spec, name, ns, owner):
+    if spec.get("paused"):
+        return [], [], []
+    template = spec.get("template") or {}
+    # the ReplicaSet's name carries a hash of the pod template (pod-template-hash)
+    digest = hashlib.sha256(json.dumps(template, sort_keys=True, default=str).encode()).hexdigest()
+    h = _suffix(ns, name, digest, length=10)
+    rs_name = f"{name}-{h}"
+    rs_uid = f"uid-replicaset-{ns}-{rs_name}"
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+          "metadata": {"name": rs_name, "namespace": ns, "uid": rs_uid,
+                       "labels": {**((template.get("metadata") or {}).get("labels") or {}), "pod-template-hash": h},
+                       "ownerReferences": [owner]},
+          "spec": {"replicas": spec.get("replicas", 1), "template": template}}
+    pods = _replicas(rs, rs["spec"], rs_name, ns, _owner_ref(rs, rs_uid), {"pod-template-hash": h})
+    return pods, [rs], []
+
+
+def _stateful_set(obj, spec, name, ns, owner):
+    n = _count(spec.get("replicas"), 1, "spec.replicas")
+    parallel = spec.get("podManagementPolicy") == "Parallel"
+    made = n if parallel else min(n, 1)
+    notes = []
+    if made < n:
+        notes.append(f"StatefulSet {ns}/{name}: podManagementPolicy OrderedReady makes pod {name}-1 only once "
+                     f"{name}-0 is Running and Ready; only {name}-0 is simulated (give the other pods as "
+                     f"manifests, or set podManagementPolicy: Parallel)")
+    revision = _suffix(ns, name, "revision", length=10)
+    templates = spec.get("volumeClaimTemplates") or []
+    if not isinstance(templates, list):
+        raise ValueError("spec.volumeClaimTemplates: must be a list")
+    out, claims = [], []
+    for i in range(made):
+        pod_name = f"{name}-{i}"
+        labels = {"statefulset.kubernetes.io/pod-name": pod_name, "apps.kubernetes.io/pod-index": str(i),
+                  "controller-revision-hash": f"{name}-{revision}"}
+        pod = _pod(obj, spec.get("template") or {}, pod_name, ns, owner, labels, where="spec.template")
+        pod["spec"].setdefault("hostname", pod_name)
+        if spec.get("serviceName"):
+            pod["spec"].setdefault("subdomain", spec["serviceName"])
+        volumes = pod["spec"].setdefault("volumes", [])
+        for k, t in enumerate(templates):
+            tname = ((t or {}).get("metadata") or {}).get("name")
+            if not tname:
+                raise ValueError(f"spec.volumeClaimTemplates[{k}].metadata.name: required")
+            claim = f"{tname}-{name}-{i}"
+            claims.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                           "metadata": {"name": claim, "namespace": ns,
+                                        "labels": dict((t.get("metadata") or {}).get("labels") or {})},
+                           "spec": copy.deepcopy(t.get("spec") or {})})
+            volumes[:] = [v for v in volumes if v.get("name") != tname]
+            volumes.append({"name": tname, "persistentVolumeClaim": {"claimName": claim}})
+        out.append(pod)
+    return out + claims, [], notes
+
+
+def _kubeflow(obj, spec, name, ns, owner) -> list[dict]:
+    field, operator = KUBEFLOW[obj["kind"]]
+    if (spec.get("runPolicy") or {}).get("suspend"):
+        return []
+    replica_specs = spec.get(field) or {}
+    if not isinstance(replica_specs, dict):
+        raise ValueError(f"spec.{field}: must be a mapping")
+    out = []
+    for rtype, rspec in replica_specs.items():
+        rspec = rspec or {}
+        where = f"spec.{field}.{rtype}"
+        n = _count(rspec.get("replicas"), 1, f"{where}.replicas")
+        low = str(rtype).lower()
+        for i in range(n):
+            labels = {"training.kubeflow.org/job-name": name, "training.kubeflow.org/operator-name": operator,
+                      "training.kubeflow.org/replica-type": low, "training.kubeflow.org/replica-index": str(i)}
+            if i == 0 and low in _MASTER_TYPES:
+                labels["training.kubeflow.org/job-role"] = "master"
+            out.append(_pod(obj, rspec.get("template") or {}, f"{name}-{low}-{i}", ns, owner, labels,
+                            where=f"{where}.template"))
+    return out

@@ -1,0 +1,184 @@
+"""kai.sim.workload_pods: a workload manifest as written stands for the pods its controller makes,
+named, labelled and owned as that controller does, grouped and scheduled as on a cluster."""
+import json
+
+import pytest
+
+from kai.config import default_config
+from kai.sim.loader import LoadError, load_manifests
+from kai.sim.simulator import simulate as _simulate
+
+NODES = "\n---\n".join(
+    f"kind: Node\nmetadata: {{name: g{i}}}\nstatus: {{allocatable: {{cpu: '64', memory: 256Gi, pods: '110', "
+    f"nvidia.com/gpu: '8'}}}}\n" for i in range(2))
+QUEUES = ("kind: Queue\napiVersion: scheduling.run.ai/v2\nmetadata: {name: team}\n"
+          "spec: {resources: {gpu: {quota: -1, limit: -1}, cpu: {quota: -1, limit: -1}, memory: {quota: -1, limit: -1}}}\n")
+TEMPLATE = """
+    metadata:
+      labels: {kai.scheduler/queue: team, app: demo}
+    spec:
+      schedulerName: kai-scheduler
+      containers: [{name: main, image: x, resources: {limits: {nvidia.com/gpu: '1'}}}]
+"""
+
+
+def simulate(m):
+    return _simulate(m, default_config(), cycles=1)
+
+
+def load(tmp_path, text, name="w.yaml", keep_going=False):
+    p = tmp_path / name
+    p.write_text(text)
+    return load_manifests([str(p)], keep_going=keep_going)
+
+
+def job(extra="", name="train"):
+    return f"apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}, namespace: ml}}\nspec:\n{extra}  template:{TEMPLATE}"
+
+
+def pods_of(m):
+    return {p.metadata.name: p for p in m.objects["Pod"]}
+
+
+@pytest.mark.parametrize("spec, count", [
+    ("", 1),
+    ("  parallelism: 3\n", 3),
+    ("  parallelism: 3\n  completions: 2\n", 2),
+    ("  completions: 5\n", 1),
+    ("  parallelism: 4\n  suspend: true\n", 0),
+    ("  parallelism: 0\n", 0),
+])
+def test_a_job_makes_min_of_parallelism_and_completions_pods(tmp_path, spec, count):
+    m = load(tmp_path, job(spec))
+    pods = m.objects["Pod"]
+    assert len(pods) == count
+    for p in pods:
+        assert p.metadata.name.startswith("train-") and len(p.metadata.name) == len("train-") + 5
+        assert p.metadata.namespace == "ml" and p.spec.scheduler_name == "kai-scheduler"
+        (ref,) = p.metadata.owner_references
+        assert (ref.kind, ref.name, ref.api_version, ref.controller) == ("Job", "train", "batch/v1", True)
+        assert ref.uid == m.owners[("Job", "ml", "train")]["metadata"]["uid"]
+        labels = p.metadata.labels
+        assert labels["job-name"] == labels["batch.kubernetes.io/job-name"] == "train"
+        assert labels["controller-uid"] == labels["batch.kubernetes.io/controller-uid"] == ref.uid
+        assert labels["kai.scheduler/queue"] == "team" and labels["app"] == "demo"
+    assert len({p.metadata.name for p in pods}) == count
+
+
+def test_an_indexed_job_names_its_pods_by_completion_index(tmp_path):
+    m = load(tmp_path, job("  parallelism: 3\n  completions: 3\n  completionMode: Indexed\n"))
+    pods = sorted(m.objects["Pod"], key=lambda p: p.metadata.name)
+    assert [p.metadata.name.rsplit("-", 1)[0] for p in pods] == ["train-0", "train-1", "train-2"]
+    for i, p in enumerate(pods):
+        assert p.metadata.annotations["batch.kubernetes.io/job-completion-index"] == str(i)
+        assert p.metadata.labels["batch.kubernetes.io/job-completion-index"] == str(i)
+
+
+def test_names_are_the_same_on_every_load(tmp_path):
+    a = sorted(pods_of(load(tmp_path, job("  parallelism: 4\n"), "a.yaml")))
+    b = sorted(pods_of(load(tmp_path, job("  parallelism: 4\n"), "b.yaml")))
+    assert a == b and len(a) == 4
+
+
+def test_a_deployment_makes_its_replica_set_and_the_set_its_pods(tmp_path):
+    m = load(tmp_path, NODES + "\n---\n" + QUEUES + "\n---\n" +
+             f"apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: ml}}\n"
+             f"spec:\n  replicas: 3\n  template:{TEMPLATE}")
+    (rs_key,) = [k for k in m.owners if k[0] == "ReplicaSet"]
+    rs = m.owners[rs_key]
+    h = rs["metadata"]["labels"]["pod-template-hash"]
+    assert rs_key == ("ReplicaSet", "ml", f"web-{h}")
+    assert rs["metadata"]["ownerReferences"][0]["kind"] == "Deployment"
+    pods = m.objects["Pod"]
+    assert len(pods) == 3
+    for p in pods:
+        assert p.metadata.name.startswith(f"web-{h}-") and p.metadata.labels["pod-template-hash"] == h
+        assert p.metadata.owner_references[0].kind == "ReplicaSet"
+    # the pod-grouper reads the chain up to the Deployment: a PodGroup per pod, as KAI's
+    # groups a Deployment's pods
+    report = simulate(m)
+    assert len(report["podGroups"]) == 3 and len(report["cycles"][0]["bindings"]) == 3
+
+
+def test_a_paused_deployment_makes_nothing(tmp_path):
+    m = load(tmp_path, f"apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\n"
+                       f"spec:\n  paused: true\n  template:{TEMPLATE}")
+    assert m.objects["Pod"] == []
+
+
+def test_a_stateful_set_makes_ordinals_and_their_claims(tmp_path):
+    claim = ("  volumeClaimTemplates:\n  - metadata: {name: data}\n"
+             "    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n")
+    m = load(tmp_path, f"apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: db, namespace: ml}}\n"
+                       f"spec:\n  replicas: 3\n  serviceName: db\n  podManagementPolicy: Parallel\n{claim}"
+                       f"  template:{TEMPLATE}")
+    pods = pods_of(m)
+    assert sorted(pods) == ["db-0", "db-1", "db-2"]
+    assert pods["db-1"].metadata.labels["statefulset.kubernetes.io/pod-name"] == "db-1"
+    vols = {v.name: v.persistent_volume_claim.claim_name for v in pods["db-2"].spec.volumes if v.persistent_volume_claim}
+    assert vols == {"data": "data-db-2"}
+    assert sorted(c.metadata.name for c in m.objects["PersistentVolumeClaim"]) == ["data-db-0", "data-db-1", "data-db-2"]
+
+
+def test_an_ordered_ready_stateful_set_makes_its_first_pod_and_says_so(tmp_path):
+    m = load(tmp_path, f"apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: db}}\n"
+                       f"spec:\n  replicas: 3\n  template:{TEMPLATE}")
+    assert sorted(pods_of(m)) == ["db-0"]
+    assert any("OrderedReady" in n and "db-0" in n for n in m.notes)
+
+
+def test_a_pytorch_job_makes_its_replicas_and_is_one_gang(tmp_path):
+    text = (f"apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {{name: bert, namespace: ml}}\nspec:\n"
+            f"  pytorchReplicaSpecs:\n    Master:\n      replicas: 1\n      template:{TEMPLATE.replace(chr(10) + '    ', chr(10) + '        ')}"
+            f"    Worker:\n      replicas: 3\n      template:{TEMPLATE.replace(chr(10) + '    ', chr(10) + '        ')}")
+    m = load(tmp_path, NODES + "\n---\n" + QUEUES + "\n---\n" + text)
+    pods = pods_of(m)
+    assert sorted(pods) == ["bert-master-0", "bert-worker-0", "bert-worker-1", "bert-worker-2"]
+    w = pods["bert-worker-2"].metadata.labels
+    assert (w["training.kubeflow.org/job-name"], w["training.kubeflow.org/replica-type"],
+            w["training.kubeflow.org/replica-index"]) == ("bert", "worker", "2")
+    assert pods["bert-master-0"].metadata.labels["training.kubeflow.org/job-role"] == "master"
+    report = simulate(m)
+    (pg,) = report["podGroups"]
+    assert pg["minMember"] == 4 and sorted(pg["pods"]) == sorted(pods)
+    assert len(report["cycles"][0]["bindings"]) == 4
+
+
+def test_a_workload_whose_pods_are_given_or_that_was_applied_makes_nothing(tmp_path):
+    owned = ("kind: Pod\nmetadata: {name: train-abcde, namespace: ml, ownerReferences: "
+             "[{apiVersion: batch/v1, kind: Job, name: train, uid: j-1, controller: true}]}\n"
+             "spec: {schedulerName: kai-scheduler, containers: [{name: c}]}\n")
+    m = load(tmp_path, job("  parallelism: 3\n") + "\n---\n" + owned)
+    assert sorted(pods_of(m)) == ["train-abcde"] and "Job ml/train" in m.skipped
+    applied = job("  parallelism: 3\n").replace("namespace: ml}", "namespace: ml, resourceVersion: '12'}") + \
+        "status: {active: 3}\n"
+    m = load(tmp_path, applied, "applied.yaml")
+    assert m.objects["Pod"] == [] and ("Job", "ml", "train") in m.owners
+
+
+def test_a_workload_kind_whose_pods_are_not_made_is_named(tmp_path):
+    m = load(tmp_path, "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: nightly}\nspec: {schedule: '@daily'}\n")
+    assert m.objects["Pod"] == []
+    assert any("CronJob default/nightly" in n and "does not make the pods" in n for n in m.notes)
+
+
+def test_a_malformed_workload_is_an_error_naming_the_field(tmp_path):
+    text = job("  parallelism: two\n")
+    with pytest.raises(LoadError) as exc:
+        load(tmp_path, text)
+    assert "w.yaml: document 1 (Job ml/train): spec.parallelism: expected a non-negative integer" in str(exc.value)
+    m = load(tmp_path, text + "\n---\n" + job("  parallelism: 2\n", name="other"), keep_going=True)
+    assert len(m.errors) == 1 and len(m.objects["Pod"]) == 2
+
+
+def test_kais_docs_batch_job_runs_in_kai_simulate(tmp_path):
+    """KAI's docs/batch/batch-job.yaml as is (default-queue comes with the simulation, as the chart makes it)."""
+    text = ("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: batch-job\nspec:\n  parallelism: 2\n"
+            "  completions: 2\n  template:\n    metadata:\n      labels:\n        kai.scheduler/queue: default-queue\n"
+            "    spec:\n      schedulerName: kai-scheduler\n      restartPolicy: OnFailure\n      containers:\n"
+            "        - name: main\n          image: ubuntu\n          args: [\"sleep\", \"infinity\"]\n"
+            "          resources:\n            limits:\n              nvidia.com/gpu: \"1\"\n")
+    m = load(tmp_path, NODES + "\n---\n" + text)
+    report = simulate(m)
+    assert len(report["cycles"][0]["bindings"]) == 2
+    json.dumps(report)
