@@ -22,6 +22,10 @@ What each controller makes, at creation:
 - Kubeflow training jobs (``PyTorchJob``, ``TFJob``, ``XGBoostJob``, ``PaddleJob``,
   ``JAXJob``, ``MXJob``): ``<job>-<replica type>-<index>`` for each replica spec, with the
   training operator's labels; none while ``runPolicy.suspend``.
+- ``MPIJob`` (``kubeflow.org/v2beta1``, the MPI operator): workers ``<job>-worker-<index>``
+  owned by it, and its launcher Job ``<job>-launcher`` with the launcher pod, made at start
+  (``launcherCreationPolicy: AtStartup``, the default) or, with ``WaitForWorkersReady``,
+  once the workers are ready, which a simulation does not reach (a note says so).
 
 Names that a controller draws at random (a Job's or ReplicaSet's pod suffix, the
 pod-template-hash) are drawn from a hash of the workload and the pod's place instead: the
@@ -49,9 +53,9 @@ KUBEFLOW = {
 #: replica types whose index 0 gets the ``job-role: master`` label
 _MASTER_TYPES = ("master", "chief", "launcher")
 #: workload kinds whose pods kai simulate makes
-EXPANDED = frozenset({"Job", "Deployment", "ReplicaSet", "StatefulSet", *KUBEFLOW})
+EXPANDED = frozenset({"Job", "Deployment", "ReplicaSet", "StatefulSet", "MPIJob", *KUBEFLOW})
 #: workload kinds a user may expect to make pods, which kai simulate does not model
-NOT_EXPANDED = frozenset({"CronJob", "DaemonSet", "JobSet", "LeaderWorkerSet", "MPIJob", "RayCluster", "RayJob",
+NOT_EXPANDED = frozenset({"CronJob", "DaemonSet", "JobSet", "LeaderWorkerSet", "RayCluster", "RayJob",
                           "Notebook", "InferenceService", "Workflow", "SparkApplication"})
 
 
@@ -118,6 +122,8 @@ def workload_pods(obj: dict, uid: str) -> tuple[list[dict], list[dict], list[str
         return _stateful_set(obj, spec, name, ns, owner)
     if kind in KUBEFLOW:
         return _kubeflow(obj, spec, name, ns, owner), [], []
+    if kind == "MPIJob":
+        return _mpijob(obj, spec, name, ns, owner)
     raise ValueError(f"kind {kind}: kai simulate does not make its pods")
 
 
@@ -229,3 +235,35 @@ def _kubeflow(obj, spec, name, ns, owner) -> list[dict]:
             out.append(_pod(obj, rspec.get("template") or {}, f"{name}-{low}-{i}", ns, owner, labels,
                             where=f"{where}.template"))
     return out
+
+
+def _mpijob(obj, spec, name, ns, owner):
+    if (spec.get("runPolicy") or {}).get("suspend"):
+        return [], [], []
+    replica_specs = spec.get("mpiReplicaSpecs") or {}
+    if not isinstance(replica_specs, dict):
+        raise ValueError("spec.mpiReplicaSpecs: must be a mapping")
+    base = {"training.kubeflow.org/job-name": name, "training.kubeflow.org/operator-name": "mpi-operator"}
+    worker = replica_specs.get("Worker") or {}
+    out = []
+    for i in range(_count(worker.get("replicas"), 0, "spec.mpiReplicaSpecs.Worker.replicas")):
+        labels = {**base, "training.kubeflow.org/job-role": "worker", "training.kubeflow.org/replica-index": str(i)}
+        out.append(_pod(obj, worker.get("template") or {}, f"{name}-worker-{i}", ns, owner, labels,
+                        where="spec.mpiReplicaSpecs.Worker.template"))
+    launcher = replica_specs.get("Launcher")
+    if launcher is None:
+        return out, [], []
+    if spec.get("launcherCreationPolicy") == "WaitForWorkersReady":
+        return out, [], [f"launcherCreationPolicy WaitForWorkersReady makes the launcher once the workers are "
+                         f"ready; only the workers are simulated"]
+    job_name = f"{name}-launcher"
+    job_uid = f"uid-job-{ns}-{job_name}"
+    labels = {**base, "training.kubeflow.org/job-role": "launcher"}
+    job = {"apiVersion": "batch/v1", "kind": "Job",
+           "metadata": {"name": job_name, "namespace": ns, "uid": job_uid, "labels": dict(labels),
+                        "ownerReferences": [owner]},
+           "spec": {"backoffLimit": 6, "template": launcher.get("template") or {}}}
+    pods = _job(job, job["spec"], job_name, ns, job_uid, _owner_ref(job, job_uid))
+    for p in pods:
+        p["metadata"]["labels"].update(labels)
+    return out + pods, [job], []

@@ -182,3 +182,25 @@ def test_kais_docs_batch_job_runs_in_kai_simulate(tmp_path):
     report = simulate(m)
     assert len(report["cycles"][0]["bindings"]) == 2
     json.dumps(report)
+
+
+def test_an_mpijob_makes_its_workers_and_its_launcher_job_and_is_one_gang(tmp_path):
+    t = TEMPLATE.replace("\n    ", "\n        ")
+    text = (f"apiVersion: kubeflow.org/v2beta1\nkind: MPIJob\nmetadata: {{name: hvd, namespace: ml}}\nspec:\n"
+            f"  mpiReplicaSpecs:\n    Launcher:\n      replicas: 1\n      template:{t}"
+            f"    Worker:\n      replicas: 2\n      template:{t}")
+    m = load(tmp_path, NODES + "\n---\n" + QUEUES + "\n---\n" + text)
+    pods = pods_of(m)
+    (launcher,) = [n for n in pods if n.startswith("hvd-launcher-")]
+    assert sorted(pods) == sorted(["hvd-worker-0", "hvd-worker-1", launcher])
+    assert pods[launcher].metadata.owner_references[0].kind == "Job"
+    assert m.owners[("Job", "ml", "hvd-launcher")]["metadata"]["ownerReferences"][0]["kind"] == "MPIJob"
+    assert pods[launcher].metadata.labels["training.kubeflow.org/job-role"] == "launcher"
+    assert pods["hvd-worker-1"].metadata.labels["training.kubeflow.org/replica-index"] == "1"
+    report = simulate(m)
+    (pg,) = report["podGroups"]
+    assert pg["minMember"] == 3 and len(report["cycles"][0]["bindings"]) == 3
+    waiting = load(tmp_path, text.replace("spec:\n", "spec:\n  launcherCreationPolicy: WaitForWorkersReady\n", 1),
+                   "wait.yaml")
+    assert sorted(pods_of(waiting)) == ["hvd-worker-0", "hvd-worker-1"]
+    assert any("WaitForWorkersReady" in n for n in waiting.notes)
