@@ -250,8 +250,9 @@ def load_manifests(paths: list[str], keep_going: bool = False) -> Manifests:
 
 def _make_workload_pods(out: Manifests, keep_going: bool, seen: dict, seq: int) -> int:
     """Add the pods (and claims, and owners between) that the controllers of the workload
-    manifests as written would make (kai.sim.workload_pods), for workloads no pod of the input
-    is owned by; returns the last document sequence number used."""
+    manifests as written would make (kai.sim.workload_pods), for workloads none of whose pods
+    the input gives (owned by it, or labelled as its own); returns the last document
+    sequence number used."""
     owned = {(ref.kind, p.metadata.namespace, ref.name) for p in out.objects["Pod"]
              for ref in p.metadata.owner_references}
     for obj, path, label in out.workloads:
@@ -260,6 +261,14 @@ def _make_workload_pods(out: Manifests, keep_going: bool, seen: dict, seq: int) 
         ident = f"{kind} {ns}/{name}"
         if (kind, ns, name) in owned:
             out.skipped.append(ident)           # its pods are given: only the pod-grouper reads it
+            continue
+        like = next((p for p in out.objects["Pod"] if (p.metadata.namespace or "default") == ns
+                     and _workloads.adopts(obj, p.metadata.labels)), None)
+        if like is not None:
+            out.skipped.append(ident)
+            out.notes.append(f"{path}: document {label} ({ident}): pod {ns}/{like.metadata.name} is labelled as "
+                             f"one of its own, so its pods are taken as given and none is made (give the pods "
+                             f"ownerReferences to it for the pod-grouper to group them by it)")
             continue
         if kind in _workloads.NOT_EXPANDED:
             out.skipped.append(ident)

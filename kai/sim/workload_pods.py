@@ -1,8 +1,9 @@
 """The pods workload controllers would make, for ``kai simulate``.
 
 A manifest of a Job, Deployment, ReplicaSet, StatefulSet or Kubeflow training job, as written
-(no ``status``, no ``resourceVersion``: never applied) and with no pod in the input owned by
-it, stands for the pods its controller creates once it is applied. :func:`workload_pods`
+(no ``status``, no ``resourceVersion``: never applied) and with no pod in the input that is
+its own (owned by it, or labelled as its controller labels its pods: :func:`adopts`),
+stands for the pods its controller creates once it is applied. :func:`workload_pods`
 makes them as that controller names and labels them, owned by the workload, so that the
 pod-grouper groups them as it would on a cluster (KAI's docs examples are such manifests:
 ``docs/batch/batch-job.yaml``, ``pytorch-job.yaml``, ``elastic/pytorch-elastic.yaml``).
@@ -38,6 +39,11 @@ import copy
 import hashlib
 import json
 
+import msgspec
+
+from kai.api.k8s import LabelSelector
+from kai.api.selectors import compile_selector
+
 #: the alphabet Kubernetes draws generated name suffixes from (no vowels, no look-alikes)
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -64,6 +70,26 @@ def as_written(obj: dict) -> bool:
     ``metadata.resourceVersion`` (a dump of a live cluster has both)."""
     meta = obj.get("metadata") or {}
     return not obj.get("status") and not meta.get("resourceVersion")
+
+
+def adopts(obj: dict, labels: dict[str, str]) -> bool:
+    """True when a pod with ``labels`` (in the workload's namespace) looks like one of the
+    workload's own: the name label its controller sets (``job-name``,
+    ``training.kubeflow.org/job-name``), or, for a Deployment, ReplicaSet or StatefulSet, a
+    non-empty ``spec.selector`` that matches (the controller would adopt that pod)."""
+    kind, name = obj["kind"], (obj.get("metadata") or {}).get("name")
+    if kind == "Job":
+        return name in (labels.get("job-name"), labels.get("batch.kubernetes.io/job-name"))
+    if kind in KUBEFLOW or kind == "MPIJob":
+        return labels.get("training.kubeflow.org/job-name") == name
+    sel = (obj.get("spec") or {}).get("selector") if isinstance(obj.get("spec"), dict) else None
+    if not isinstance(sel, dict) or not (sel.get("matchLabels") or sel.get("matchExpressions")):
+        return False
+    try:
+        selector = compile_selector(msgspec.convert(sel, LabelSelector))
+    except (msgspec.ValidationError, ValueError):
+        return False
+    return selector.matches(labels)
 
 
 def _suffix(*parts: str, length: int = 5) -> str:

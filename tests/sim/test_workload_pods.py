@@ -204,3 +204,21 @@ def test_an_mpijob_makes_its_workers_and_its_launcher_job_and_is_one_gang(tmp_pa
                    "wait.yaml")
     assert sorted(pods_of(waiting)) == ["hvd-worker-0", "hvd-worker-1"]
     assert any("WaitForWorkersReady" in n for n in waiting.notes)
+
+
+@pytest.mark.parametrize("workload, labels", [
+    (job("  parallelism: 2\n"), "{job-name: train}"),
+    (job("  parallelism: 2\n"), "{batch.kubernetes.io/job-name: train}"),
+    (f"apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: ml}}\n"
+     f"spec:\n  replicas: 2\n  selector: {{matchLabels: {{app: demo}}}}\n  template:{TEMPLATE}", "{app: demo}"),
+    ("apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {name: train, namespace: ml}\n"
+     "spec: {pytorchReplicaSpecs: {Worker: {replicas: 2}}}\n", "{training.kubeflow.org/job-name: train}"),
+])
+def test_a_workload_whose_pods_are_given_by_their_labels_makes_nothing_and_says_so(tmp_path, workload, labels):
+    given = (f"kind: Pod\nmetadata: {{name: given-0, namespace: ml, labels: {labels}}}\n"
+             f"spec: {{schedulerName: kai-scheduler, containers: [{{name: c}}]}}\n")
+    m = load(tmp_path, workload + "\n---\n" + given)
+    assert sorted(pods_of(m)) == ["given-0"]
+    assert any("given-0 is labelled as one of its own" in n for n in m.notes)
+    elsewhere = given.replace("namespace: ml", "namespace: other")
+    assert len(load(tmp_path, workload + "\n---\n" + elsewhere, "b.yaml").objects["Pod"]) == 3
