@@ -262,8 +262,9 @@ def _make_workload_pods(out: Manifests, keep_going: bool, seen: dict, seq: int) 
         if (kind, ns, name) in owned:
             out.skipped.append(ident)           # its pods are given: only the pod-grouper reads it
             continue
+        adopts = _workloads.adopter(obj)
         like = next((p for p in out.objects["Pod"] if (p.metadata.namespace or "default") == ns
-                     and _workloads.adopts(obj, p.metadata.labels)), None)
+                     and adopts(p.metadata.labels)), None)
         if like is not None:
             out.skipped.append(ident)
             out.notes.append(f"{path}: document {label} ({ident}): pod {ns}/{like.metadata.name} is labelled as "

@@ -2,7 +2,7 @@
 
 A manifest of a Job, Deployment, ReplicaSet, StatefulSet or Kubeflow training job, as written
 (no ``status``, no ``resourceVersion``: never applied) and with no pod in the input that is
-its own (owned by it, or labelled as its controller labels its pods: :func:`adopts`),
+its own (owned by it, or labelled as its controller labels its pods: :func:`adopter`),
 stands for the pods its controller creates once it is applied. :func:`workload_pods`
 makes them as that controller names and labels them, owned by the workload, so that the
 pod-grouper groups them as it would on a cluster (KAI's docs examples are such manifests:
@@ -72,24 +72,25 @@ def as_written(obj: dict) -> bool:
     return not obj.get("status") and not meta.get("resourceVersion")
 
 
-def adopts(obj: dict, labels: dict[str, str]) -> bool:
-    """True when a pod with ``labels`` (in the workload's namespace) looks like one of the
-    workload's own: the name label its controller sets (``job-name``,
+def adopter(obj: dict):
+    """``labels -> bool``: True for a pod (in the workload's namespace) that looks like one of
+    the workload's own: the name label its controller sets (``job-name``,
     ``training.kubeflow.org/job-name``), or, for a Deployment, ReplicaSet or StatefulSet, a
     non-empty ``spec.selector`` that matches (the controller would adopt that pod)."""
     kind, name = obj["kind"], (obj.get("metadata") or {}).get("name")
     if kind == "Job":
-        return name in (labels.get("job-name"), labels.get("batch.kubernetes.io/job-name"))
+        return lambda labels: name in (labels.get("job-name"), labels.get("batch.kubernetes.io/job-name"))
     if kind in KUBEFLOW or kind == "MPIJob":
-        return labels.get("training.kubeflow.org/job-name") == name
-    sel = (obj.get("spec") or {}).get("selector") if isinstance(obj.get("spec"), dict) else None
+        return lambda labels: labels.get("training.kubeflow.org/job-name") == name
+    spec = obj.get("spec")
+    sel = spec.get("selector") if isinstance(spec, dict) else None
     if not isinstance(sel, dict) or not (sel.get("matchLabels") or sel.get("matchExpressions")):
-        return False
+        return lambda labels: False
     try:
         selector = compile_selector(msgspec.convert(sel, LabelSelector))
     except (msgspec.ValidationError, ValueError):
-        return False
-    return selector.matches(labels)
+        return lambda labels: False
+    return selector.matches
 
 
 def _suffix(*parts: str, length: int = 5) -> str:
@@ -110,7 +111,7 @@ def _owner_ref(obj: dict, uid: str) -> dict:
             "uid": uid, "controller": True, "blockOwnerDeletion": True}
 
 
-def _pod(obj: dict, template: dict, name: str, ns: str, owner: dict, labels: dict, annotations=None,
+def _pod(template: dict, name: str, ns: str, owner: dict, labels: dict, annotations=None,
          where: str = "") -> dict:
     """A pod of ``template`` (the workload's ``spec.template``) named ``name``, owned by ``owner``."""
     if not isinstance(template, dict):
@@ -171,7 +172,7 @@ def _job(obj, spec, name, ns, uid, owner) -> list[dict]:
             pod_name = f"{name}-{i}-{_suffix(ns, name, str(i))}"
         else:
             pod_name = f"{name}-{_suffix(ns, name, str(i))}"
-        pod = _pod(obj, spec.get("template") or {}, pod_name, ns, owner, extra, ann, "spec.template")
+        pod = _pod(spec.get("template") or {}, pod_name, ns, owner, extra, ann, "spec.template")
         if indexed:
             pod["spec"].setdefault("hostname", f"{name}-{i}")
         out.append(pod)
@@ -180,7 +181,7 @@ def _job(obj, spec, name, ns, uid, owner) -> list[dict]:
 
 def _replicas(obj, spec, name, ns, owner, labels) -> list[dict]:
     n = _count(spec.get("replicas"), 1, "spec.replicas")
-    return [_pod(obj, spec.get("template") or {}, f"{name}-{_suffix(ns, name, str(i))}", ns, owner, labels,
+    return [_pod(spec.get("template") or {}, f"{name}-{_suffix(ns, name, str(i))}", ns, owner, labels,
                  where="spec.template") for i in range(n)]
 
 
@@ -220,7 +221,7 @@ def _stateful_set(obj, spec, name, ns, owner):
         pod_name = f"{name}-{i}"
         labels = {"statefulset.kubernetes.io/pod-name": pod_name, "apps.kubernetes.io/pod-index": str(i),
                   "controller-revision-hash": f"{name}-{revision}"}
-        pod = _pod(obj, spec.get("template") or {}, pod_name, ns, owner, labels, where="spec.template")
+        pod = _pod(spec.get("template") or {}, pod_name, ns, owner, labels, where="spec.template")
         pod["spec"].setdefault("hostname", pod_name)
         if spec.get("serviceName"):
             pod["spec"].setdefault("subdomain", spec["serviceName"])
@@ -258,7 +259,7 @@ def _kubeflow(obj, spec, name, ns, owner) -> list[dict]:
                       "training.kubeflow.org/replica-type": low, "training.kubeflow.org/replica-index": str(i)}
             if i == 0 and low in _MASTER_TYPES:
                 labels["training.kubeflow.org/job-role"] = "master"
-            out.append(_pod(obj, rspec.get("template") or {}, f"{name}-{low}-{i}", ns, owner, labels,
+            out.append(_pod(rspec.get("template") or {}, f"{name}-{low}-{i}", ns, owner, labels,
                             where=f"{where}.template"))
     return out
 
@@ -274,7 +275,7 @@ def _mpijob(obj, spec, name, ns, owner):
     out = []
     for i in range(_count(worker.get("replicas"), 0, "spec.mpiReplicaSpecs.Worker.replicas")):
         labels = {**base, "training.kubeflow.org/job-role": "worker", "training.kubeflow.org/replica-index": str(i)}
-        out.append(_pod(obj, worker.get("template") or {}, f"{name}-worker-{i}", ns, owner, labels,
+        out.append(_pod(worker.get("template") or {}, f"{name}-worker-{i}", ns, owner, labels,
                         where="spec.mpiReplicaSpecs.Worker.template"))
     launcher = replica_specs.get("Launcher")
     if launcher is None:
