@@ -23,6 +23,11 @@ What each controller makes, at creation:
 - Kubeflow training jobs (``PyTorchJob``, ``TFJob``, ``XGBoostJob``, ``PaddleJob``,
   ``JAXJob``, ``MXJob``): ``<job>-<replica type>-<index>`` for each replica spec, with the
   training operator's labels; none while ``runPolicy.suspend``.
+- ``JobSet`` (``jobset.x-k8s.io/v1alpha2``): ``replicas`` Jobs ``<jobset>-<replicatedJob>-<index>``
+  per replicated job, owned by it, with JobSet's labels on them and their pods, each Job's
+  pods as above; none while ``suspend``; with ``startupPolicyOrder: InOrder`` only the first
+  replicated job's (the next waits for it to be ready, which a simulation does not reach: a
+  note says so).
 - ``MPIJob`` (``kubeflow.org/v2beta1``, the MPI operator): workers ``<job>-worker-<index>``
   owned by it, and its launcher Job ``<job>-launcher`` with the launcher pod, made at start
   (``launcherCreationPolicy: AtStartup``, the default) or, with ``WaitForWorkersReady``,
@@ -59,9 +64,9 @@ KUBEFLOW = {
 #: replica types whose index 0 gets the ``job-role: master`` label
 _MASTER_TYPES = ("master", "chief", "launcher")
 #: workload kinds whose pods kai simulate makes
-EXPANDED = frozenset({"Job", "Deployment", "ReplicaSet", "StatefulSet", "MPIJob", *KUBEFLOW})
+EXPANDED = frozenset({"Job", "Deployment", "ReplicaSet", "StatefulSet", "MPIJob", "JobSet", *KUBEFLOW})
 #: workload kinds a user may expect to make pods, which kai simulate does not model
-NOT_EXPANDED = frozenset({"CronJob", "DaemonSet", "JobSet", "LeaderWorkerSet", "RayCluster", "RayJob",
+NOT_EXPANDED = frozenset({"CronJob", "DaemonSet", "LeaderWorkerSet", "RayCluster", "RayJob",
                           "Notebook", "InferenceService", "Workflow", "SparkApplication"})
 
 
@@ -82,6 +87,8 @@ def adopter(obj: dict):
         return lambda labels: name in (labels.get("job-name"), labels.get("batch.kubernetes.io/job-name"))
     if kind in KUBEFLOW or kind == "MPIJob":
         return lambda labels: labels.get("training.kubeflow.org/job-name") == name
+    if kind == "JobSet":
+        return lambda labels: labels.get("jobset.sigs.k8s.io/jobset-name") == name
     spec = obj.get("spec")
     sel = spec.get("selector") if isinstance(spec, dict) else None
     if not isinstance(sel, dict) or not (sel.get("matchLabels") or sel.get("matchExpressions")):
@@ -151,6 +158,8 @@ def workload_pods(obj: dict, uid: str) -> tuple[list[dict], list[dict], list[str
         return _kubeflow(obj, spec, name, ns, owner), [], []
     if kind == "MPIJob":
         return _mpijob(obj, spec, name, ns, owner)
+    if kind == "JobSet":
+        return _jobset(spec, name, ns, owner)
     raise ValueError(f"kind {kind}: kai simulate does not make its pods")
 
 
@@ -294,3 +303,48 @@ def _mpijob(obj, spec, name, ns, owner):
     for p in pods:
         p["metadata"]["labels"].update(labels)
     return out + pods, [job], []
+
+
+def _jobset(spec, name, ns, owner):
+    if spec.get("suspend"):
+        return [], [], []
+    rjobs = spec.get("replicatedJobs") or []
+    if not isinstance(rjobs, list):
+        raise ValueError("spec.replicatedJobs: must be a list")
+    notes = []
+    if ((spec.get("startupPolicy") or {}).get("startupPolicyOrder")) == "InOrder" and len(rjobs) > 1:
+        notes.append("startupPolicyOrder InOrder makes each replicated job once the one before is ready; only "
+                     f"the first ({(rjobs[0] or {}).get('name')}) is simulated")
+        rjobs = rjobs[:1]
+    pods, jobs = [], []
+    for k, rj in enumerate(rjobs):
+        where = f"spec.replicatedJobs[{k}]"
+        if not isinstance(rj, dict) or not rj.get("name"):
+            raise ValueError(f"{where}.name: required")
+        replicas = _count(rj.get("replicas"), 1, f"{where}.replicas")
+        template = rj.get("template") or {}
+        if not isinstance(template, dict):
+            raise ValueError(f"{where}.template: must be a mapping")
+        jspec = template.get("spec") or {}
+        if not isinstance(jspec, dict):
+            raise ValueError(f"{where}.template.spec: must be a mapping")
+        for i in range(replicas):
+            job_name = f"{name}-{rj['name']}-{i}"
+            job_uid = f"uid-job-{ns}-{job_name}"
+            labels = {"jobset.sigs.k8s.io/jobset-name": name, "jobset.sigs.k8s.io/replicatedjob-name": rj["name"],
+                      "jobset.sigs.k8s.io/replicatedjob-replicas": str(replicas),
+                      "jobset.sigs.k8s.io/job-index": str(i)}
+            job = {"apiVersion": "batch/v1", "kind": "Job",
+                   "metadata": {"name": job_name, "namespace": ns, "uid": job_uid,
+                                "labels": {**((template.get("metadata") or {}).get("labels") or {}), **labels},
+                                "ownerReferences": [owner]},
+                   "spec": jspec}
+            try:
+                made = _job(job, jspec, job_name, ns, job_uid, _owner_ref(job, job_uid))
+            except ValueError as exc:
+                raise ValueError(f"{where}.template.{exc}") from None
+            for p in made:
+                p["metadata"]["labels"].update(labels)
+            pods += made
+            jobs.append(job)
+    return pods, jobs, notes

@@ -213,6 +213,9 @@ def test_an_mpijob_makes_its_workers_and_its_launcher_job_and_is_one_gang(tmp_pa
      f"spec:\n  replicas: 2\n  selector: {{matchLabels: {{app: demo}}}}\n  template:{TEMPLATE}", "{app: demo}"),
     ("apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {name: train, namespace: ml}\n"
      "spec: {pytorchReplicaSpecs: {Worker: {replicas: 2}}}\n", "{training.kubeflow.org/job-name: train}"),
+    ("apiVersion: jobset.x-k8s.io/v1alpha2\nkind: JobSet\nmetadata: {name: train, namespace: ml}\n"
+     "spec: {replicatedJobs: [{name: w, replicas: 2, template: {spec: {parallelism: 1}}}]}\n",
+     "{jobset.sigs.k8s.io/jobset-name: train}"),
 ])
 def test_a_workload_whose_pods_are_given_by_their_labels_makes_nothing_and_says_so(tmp_path, workload, labels):
     given = (f"kind: Pod\nmetadata: {{name: given-0, namespace: ml, labels: {labels}}}\n"
@@ -222,3 +225,27 @@ def test_a_workload_whose_pods_are_given_by_their_labels_makes_nothing_and_says_
     assert any("given-0 is labelled as one of its own" in n for n in m.notes)
     elsewhere = given.replace("namespace: ml", "namespace: other")
     assert len(load(tmp_path, workload + "\n---\n" + elsewhere, "b.yaml").objects["Pod"]) == 3
+
+
+def test_a_jobset_makes_its_replicated_jobs_and_their_pods(tmp_path):
+    t = TEMPLATE.replace("\n    ", "\n            ")
+    text = (f"apiVersion: jobset.x-k8s.io/v1alpha2\nkind: JobSet\nmetadata: {{name: js, namespace: ml}}\nspec:\n"
+            f"  replicatedJobs:\n  - name: leader\n    replicas: 1\n    template:\n      spec:\n"
+            f"        parallelism: 1\n        template:{t}"
+            f"  - name: workers\n    replicas: 2\n    template:\n      spec:\n        parallelism: 2\n"
+            f"        completions: 2\n        completionMode: Indexed\n        template:{t}")
+    m = load(tmp_path, NODES + "\n---\n" + QUEUES + "\n---\n" + text)
+    pods = m.objects["Pod"]
+    assert len(pods) == 5
+    jobs = sorted(k[2] for k in m.owners if k[0] == "Job")
+    assert jobs == ["js-leader-0", "js-workers-0", "js-workers-1"]
+    for p in pods:
+        assert p.metadata.labels["jobset.sigs.k8s.io/jobset-name"] == "js"
+        assert p.metadata.owner_references[0].kind == "Job"
+    report = simulate(m)
+    # KAI's JobSet grouper, no startup order given: a PodGroup per replicated job
+    assert sorted(g["minMember"] for g in report["podGroups"]) == [1, 4]
+    assert len(report["cycles"][0]["bindings"]) == 5
+    in_order = load(tmp_path, text.replace("spec:\n  replicatedJobs:", "spec:\n  startupPolicy: "
+                                           "{startupPolicyOrder: InOrder}\n  replicatedJobs:", 1), "in-order.yaml")
+    assert len(in_order.objects["Pod"]) == 1 and any("InOrder" in n for n in in_order.notes)
