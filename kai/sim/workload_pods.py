@@ -28,6 +28,12 @@ What each controller makes, at creation:
   pods as above; none while ``suspend``; with ``startupPolicyOrder: InOrder`` only the first
   replicated job's (the next waits for it to be ready, which a simulation does not reach: a
   note says so).
+- ``LeaderWorkerSet`` (``leaderworkerset.x-k8s.io/v1``): ``replicas`` groups; the leader
+  StatefulSet ``<lws>`` (owned by it) with leader pods ``<lws>-<group>``, and per group a
+  worker StatefulSet ``<lws>-<group>`` owned by its leader pod, with workers
+  ``<lws>-<group>-<index>`` (1 to size - 1); the LWS labels and size annotation; with
+  ``startupPolicy: LeaderReady`` the leaders only (the workers wait for a ready leader: a
+  note says so).
 - ``MPIJob`` (``kubeflow.org/v2beta1``, the MPI operator): workers ``<job>-worker-<index>``
   owned by it, and its launcher Job ``<job>-launcher`` with the launcher pod, made at start
   (``launcherCreationPolicy: AtStartup``, the default) or, with ``WaitForWorkersReady``,
@@ -61,12 +67,14 @@ KUBEFLOW = {
     "JAXJob": ("jaxReplicaSpecs", "jaxjob-controller"),
     "MXJob": ("mxReplicaSpecs", "mxjob-controller"),
 }
+_LWS = "leaderworkerset.sigs.k8s.io/"
 #: replica types whose index 0 gets the ``job-role: master`` label
 _MASTER_TYPES = ("master", "chief", "launcher")
 #: workload kinds whose pods kai simulate makes
-EXPANDED = frozenset({"Job", "Deployment", "ReplicaSet", "StatefulSet", "MPIJob", "JobSet", *KUBEFLOW})
+EXPANDED = frozenset({"Job", "Deployment", "ReplicaSet", "StatefulSet", "MPIJob", "JobSet", "LeaderWorkerSet",
+                       *KUBEFLOW})
 #: workload kinds a user may expect to make pods, which kai simulate does not model
-NOT_EXPANDED = frozenset({"CronJob", "DaemonSet", "LeaderWorkerSet", "RayCluster", "RayJob",
+NOT_EXPANDED = frozenset({"CronJob", "DaemonSet", "RayCluster", "RayJob",
                           "Notebook", "InferenceService", "Workflow", "SparkApplication"})
 
 
@@ -89,6 +97,8 @@ def adopter(obj: dict):
         return lambda labels: labels.get("training.kubeflow.org/job-name") == name
     if kind == "JobSet":
         return lambda labels: labels.get("jobset.sigs.k8s.io/jobset-name") == name
+    if kind == "LeaderWorkerSet":
+        return lambda labels: labels.get(_LWS + "name") == name
     spec = obj.get("spec")
     sel = spec.get("selector") if isinstance(spec, dict) else None
     if not isinstance(sel, dict) or not (sel.get("matchLabels") or sel.get("matchExpressions")):
@@ -160,6 +170,8 @@ def workload_pods(obj: dict, uid: str) -> tuple[list[dict], list[dict], list[str
         return _mpijob(obj, spec, name, ns, owner)
     if kind == "JobSet":
         return _jobset(spec, name, ns, owner)
+    if kind == "LeaderWorkerSet":
+        return _lws(spec, name, ns, owner)
     raise ValueError(f"kind {kind}: kai simulate does not make its pods")
 
 
@@ -348,3 +360,48 @@ def _jobset(spec, name, ns, owner):
             pods += made
             jobs.append(job)
     return pods, jobs, notes
+
+
+def _lws(spec, name, ns, owner):
+    replicas = _count(spec.get("replicas"), 1, "spec.replicas")
+    lwt = spec.get("leaderWorkerTemplate") or {}
+    if not isinstance(lwt, dict):
+        raise ValueError("spec.leaderWorkerTemplate: must be a mapping")
+    size = _count(lwt.get("size"), 1, "spec.leaderWorkerTemplate.size")
+    if size < 1:
+        raise ValueError("spec.leaderWorkerTemplate.size: must be at least 1")
+    workers_t = lwt.get("workerTemplate") or {}
+    leader_t = lwt.get("leaderTemplate") or workers_t
+    leader_ready = spec.get("startupPolicy") == "LeaderReady"
+    sts_uid = f"uid-statefulset-{ns}-{name}"
+    sts = {"apiVersion": "apps/v1", "kind": "StatefulSet",
+           "metadata": {"name": name, "namespace": ns, "uid": sts_uid, "labels": {_LWS + "name": name},
+                        "ownerReferences": [owner]}}
+    between, pods = [sts], []
+    size_ann = {_LWS + "size": str(size)}
+    for i in range(replicas):
+        group = {_LWS + "name": name, _LWS + "group-index": str(i),
+                 _LWS + "group-key": hashlib.sha1(f"{ns}/{name}-{i}".encode()).hexdigest()}
+        leader_name = f"{name}-{i}"
+        leader_uid = f"uid-pod-{ns}-{leader_name}"
+        leader = _pod(leader_t, leader_name, ns, _owner_ref(sts, sts_uid), {**group, _LWS + "worker-index": "0"},
+                      size_ann, where="spec.leaderWorkerTemplate.leaderTemplate")
+        leader["metadata"]["uid"] = leader_uid
+        pods.append(leader)
+        if leader_ready or size == 1:
+            continue
+        wsts_uid = f"uid-statefulset-{ns}-{leader_name}"
+        wsts = {"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": leader_name, "namespace": ns, "uid": wsts_uid, "labels": dict(group),
+                             "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": leader_name,
+                                                  "uid": leader_uid, "controller": True, "blockOwnerDeletion": True}]}}
+        between.append(wsts)
+        for j in range(1, size):
+            pods.append(_pod(workers_t, f"{name}-{i}-{j}", ns, _owner_ref(wsts, wsts_uid),
+                             {**group, _LWS + "worker-index": str(j)}, size_ann,
+                             where="spec.leaderWorkerTemplate.workerTemplate"))
+    notes = []
+    if leader_ready and size > 1:
+        notes.append("startupPolicy LeaderReady makes a group's workers once its leader is ready; only the "
+                     "leaders are simulated")
+    return pods, between, notes

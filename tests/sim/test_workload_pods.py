@@ -216,6 +216,8 @@ def test_an_mpijob_makes_its_workers_and_its_launcher_job_and_is_one_gang(tmp_pa
     ("apiVersion: jobset.x-k8s.io/v1alpha2\nkind: JobSet\nmetadata: {name: train, namespace: ml}\n"
      "spec: {replicatedJobs: [{name: w, replicas: 2, template: {spec: {parallelism: 1}}}]}\n",
      "{jobset.sigs.k8s.io/jobset-name: train}"),
+    ("apiVersion: leaderworkerset.x-k8s.io/v1\nkind: LeaderWorkerSet\nmetadata: {name: train, namespace: ml}\n"
+     "spec: {replicas: 2, leaderWorkerTemplate: {size: 1}}\n", "{leaderworkerset.sigs.k8s.io/name: train}"),
 ])
 def test_a_workload_whose_pods_are_given_by_their_labels_makes_nothing_and_says_so(tmp_path, workload, labels):
     given = (f"kind: Pod\nmetadata: {{name: given-0, namespace: ml, labels: {labels}}}\n"
@@ -249,3 +251,24 @@ def test_a_jobset_makes_its_replicated_jobs_and_their_pods(tmp_path):
     in_order = load(tmp_path, text.replace("spec:\n  replicatedJobs:", "spec:\n  startupPolicy: "
                                            "{startupPolicyOrder: InOrder}\n  replicatedJobs:", 1), "in-order.yaml")
     assert len(in_order.objects["Pod"]) == 1 and any("InOrder" in n for n in in_order.notes)
+
+
+def test_a_leader_worker_set_makes_groups_of_a_leader_and_its_workers(tmp_path):
+    t = TEMPLATE.replace("\n    ", "\n        ")
+    text = (f"apiVersion: leaderworkerset.x-k8s.io/v1\nkind: LeaderWorkerSet\nmetadata: {{name: llm, namespace: ml}}\n"
+            f"spec:\n  replicas: 2\n  leaderWorkerTemplate:\n    size: 3\n    workerTemplate:{t}")
+    m = load(tmp_path, NODES + "\n---\n" + QUEUES + "\n---\n" + text)
+    pods = pods_of(m)
+    assert sorted(pods) == ["llm-0", "llm-0-1", "llm-0-2", "llm-1", "llm-1-1", "llm-1-2"]
+    assert pods["llm-1"].metadata.labels["leaderworkerset.sigs.k8s.io/worker-index"] == "0"
+    assert pods["llm-1-2"].metadata.labels["leaderworkerset.sigs.k8s.io/group-index"] == "1"
+    assert pods["llm-1-2"].metadata.annotations["leaderworkerset.sigs.k8s.io/size"] == "3"
+    assert pods["llm-0-1"].metadata.owner_references[0].name == "llm-0"           # the group's worker set
+    assert m.owners[("StatefulSet", "ml", "llm-0")]["metadata"]["ownerReferences"][0]["kind"] == "Pod"
+    report = simulate(m)
+    # KAI's LWS grouper: a PodGroup per group, minMember the group's size
+    assert sorted(g["minMember"] for g in report["podGroups"]) == [3, 3]
+    assert len(report["cycles"][0]["bindings"]) == 6
+    ready = load(tmp_path, text.replace("spec:\n  replicas: 2\n", "spec:\n  replicas: 2\n  startupPolicy: LeaderReady\n"),
+                 "ready.yaml")
+    assert sorted(pods_of(ready)) == ["llm-0", "llm-1"] and any("LeaderReady" in n for n in ready.notes)
