@@ -34,6 +34,10 @@ What each controller makes, at creation:
   ``<lws>-<group>-<index>`` (1 to size - 1); the LWS labels and size annotation; with
   ``startupPolicy: LeaderReady`` the leaders only (the workers wait for a ready leader: a
   note says so).
+- ``RayCluster`` (``ray.io/v1``, KubeRay): the head ``<cluster>-head-<suffix>`` and, per
+  worker group not suspended, ``replicas`` (``minReplicas`` when unset, kept within
+  ``minReplicas``..``maxReplicas``) times ``numOfHosts`` workers ``<cluster>-<group>-worker-<suffix>``,
+  with KubeRay's labels; none while ``suspend``.
 - ``MPIJob`` (``kubeflow.org/v2beta1``, the MPI operator): workers ``<job>-worker-<index>``
   owned by it, and its launcher Job ``<job>-launcher`` with the launcher pod, made at start
   (``launcherCreationPolicy: AtStartup``, the default) or, with ``WaitForWorkersReady``,
@@ -72,9 +76,9 @@ _LWS = "leaderworkerset.sigs.k8s.io/"
 _MASTER_TYPES = ("master", "chief", "launcher")
 #: workload kinds whose pods kai simulate makes
 EXPANDED = frozenset({"Job", "Deployment", "ReplicaSet", "StatefulSet", "MPIJob", "JobSet", "LeaderWorkerSet",
-                       *KUBEFLOW})
+                       "RayCluster", *KUBEFLOW})
 #: workload kinds a user may expect to make pods, which kai simulate does not model
-NOT_EXPANDED = frozenset({"CronJob", "DaemonSet", "RayCluster", "RayJob",
+NOT_EXPANDED = frozenset({"CronJob", "DaemonSet", "RayJob", "RayService",
                           "Notebook", "InferenceService", "Workflow", "SparkApplication"})
 
 
@@ -99,6 +103,8 @@ def adopter(obj: dict):
         return lambda labels: labels.get("jobset.sigs.k8s.io/jobset-name") == name
     if kind == "LeaderWorkerSet":
         return lambda labels: labels.get(_LWS + "name") == name
+    if kind == "RayCluster":
+        return lambda labels: labels.get("ray.io/cluster") == name
     spec = obj.get("spec")
     sel = spec.get("selector") if isinstance(spec, dict) else None
     if not isinstance(sel, dict) or not (sel.get("matchLabels") or sel.get("matchExpressions")):
@@ -172,6 +178,8 @@ def workload_pods(obj: dict, uid: str) -> tuple[list[dict], list[dict], list[str
         return _jobset(spec, name, ns, owner)
     if kind == "LeaderWorkerSet":
         return _lws(spec, name, ns, owner)
+    if kind == "RayCluster":
+        return _ray(spec, name, ns, owner), [], []
     raise ValueError(f"kind {kind}: kai simulate does not make its pods")
 
 
@@ -405,3 +413,33 @@ def _lws(spec, name, ns, owner):
         notes.append("startupPolicy LeaderReady makes a group's workers once its leader is ready; only the "
                      "leaders are simulated")
     return pods, between, notes
+
+
+def _ray(spec, name, ns, owner) -> list[dict]:
+    if spec.get("suspend"):
+        return []
+    base = {"ray.io/cluster": name, "ray.io/is-ray-node": "yes", "app.kubernetes.io/created-by": "kuberay-operator"}
+    head = spec.get("headGroupSpec") or {}
+    if not isinstance(head, dict):
+        raise ValueError("spec.headGroupSpec: must be a mapping")
+    out = [_pod(head.get("template") or {}, f"{name}-head-{_suffix(ns, name, 'head')}", ns, owner,
+                {**base, "ray.io/node-type": "head", "ray.io/group": "headgroup"}, where="spec.headGroupSpec.template")]
+    groups = spec.get("workerGroupSpecs") or []
+    if not isinstance(groups, list):
+        raise ValueError("spec.workerGroupSpecs: must be a list")
+    for k, g in enumerate(groups):
+        where = f"spec.workerGroupSpecs[{k}]"
+        if not isinstance(g, dict):
+            raise ValueError(f"{where}: must be a mapping")
+        if g.get("suspend"):
+            continue
+        group = g.get("groupName") or f"worker-group-{k}"
+        low = _count(g.get("minReplicas"), 0, f"{where}.minReplicas")
+        high = _count(g.get("maxReplicas"), 2**31 - 1, f"{where}.maxReplicas")
+        n = min(max(_count(g.get("replicas"), low, f"{where}.replicas"), low), high)
+        hosts = max(_count(g.get("numOfHosts"), 1, f"{where}.numOfHosts"), 1)
+        for i in range(n * hosts):
+            out.append(_pod(g.get("template") or {}, f"{name}-{group}-worker-{_suffix(ns, name, group, str(i))}",
+                            ns, owner, {**base, "ray.io/node-type": "worker", "ray.io/group": group},
+                            where=f"{where}.template"))
+    return out

@@ -218,6 +218,8 @@ def test_an_mpijob_makes_its_workers_and_its_launcher_job_and_is_one_gang(tmp_pa
      "{jobset.sigs.k8s.io/jobset-name: train}"),
     ("apiVersion: leaderworkerset.x-k8s.io/v1\nkind: LeaderWorkerSet\nmetadata: {name: train, namespace: ml}\n"
      "spec: {replicas: 2, leaderWorkerTemplate: {size: 1}}\n", "{leaderworkerset.sigs.k8s.io/name: train}"),
+    ("apiVersion: ray.io/v1\nkind: RayCluster\nmetadata: {name: train, namespace: ml}\n"
+     "spec: {headGroupSpec: {}, workerGroupSpecs: [{groupName: g, replicas: 1}]}\n", "{ray.io/cluster: train}"),
 ])
 def test_a_workload_whose_pods_are_given_by_their_labels_makes_nothing_and_says_so(tmp_path, workload, labels):
     given = (f"kind: Pod\nmetadata: {{name: given-0, namespace: ml, labels: {labels}}}\n"
@@ -272,3 +274,24 @@ def test_a_leader_worker_set_makes_groups_of_a_leader_and_its_workers(tmp_path):
     ready = load(tmp_path, text.replace("spec:\n  replicas: 2\n", "spec:\n  replicas: 2\n  startupPolicy: LeaderReady\n"),
                  "ready.yaml")
     assert sorted(pods_of(ready)) == ["llm-0", "llm-1"] and any("LeaderReady" in n for n in ready.notes)
+
+
+def test_a_ray_cluster_makes_its_head_and_workers_and_is_one_gang(tmp_path):
+    t = TEMPLATE.replace("\n    ", "\n        ")
+    text = (f"apiVersion: ray.io/v1\nkind: RayCluster\nmetadata: {{name: rc, namespace: ml}}\nspec:\n"
+            f"  headGroupSpec:\n    template:{t}"
+            f"  workerGroupSpecs:\n  - groupName: gpu\n    replicas: 5\n    minReplicas: 1\n    maxReplicas: 3\n"
+            f"    template:{t}")
+    m = load(tmp_path, NODES + "\n---\n" + QUEUES + "\n---\n" + text)
+    pods = pods_of(m)
+    heads = [n for n in pods if n.startswith("rc-head-")]
+    workers = [n for n in pods if n.startswith("rc-gpu-worker-")]
+    assert len(heads) == 1 and len(workers) == 3 and len(pods) == 4         # 5 replicas kept within 1..3
+    assert pods[workers[0]].metadata.labels["ray.io/group"] == "gpu"
+    assert pods[heads[0]].metadata.labels["ray.io/node-type"] == "head"
+    report = simulate(m)
+    (pg,) = report["podGroups"]
+    assert pg["minMember"] == 2 and len(report["cycles"][0]["bindings"]) == 4      # head + minReplicas
+    # a worker group KubeRay suspends (``suspend``) makes no pods
+    idle = load(tmp_path, text + f"  - groupName: idle\n    suspend: true\n    replicas: 2\n    template:{t}", "idle.yaml")
+    assert sorted(pods_of(idle)) == sorted(pods)
