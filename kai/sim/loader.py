@@ -284,6 +284,9 @@ def _make_workload_pods(out: Manifests, keep_going: bool, seen: dict, seq: int) 
         except ValueError as exc:
             _fail(out, keep_going, f"{path}: document {label} ({ident}): {exc}")
             continue
+        except (TypeError, AttributeError) as exc:     # a shape no check above names
+            _fail(out, keep_going, f"{path}: document {label} ({ident}): malformed spec ({exc})")
+            continue
         out.notes.extend(f"{path}: document {label} ({ident}): {n}" for n in notes)
         for o in between:
             m = o["metadata"]

@@ -1,8 +1,7 @@
 """The pods workload controllers would make, for ``kai simulate``.
 
-A manifest of a Job, Deployment, ReplicaSet, StatefulSet or Kubeflow training job, as written
-(no ``status``, no ``resourceVersion``: never applied) and with no pod in the input that is
-its own (owned by it, or labelled as its controller labels its pods: :func:`adopter`),
+A workload manifest of a kind below, as written (no ``status``, no ``resourceVersion``:
+never applied) and with no pod in the input that is its own (owned by it, or labelled as its controller labels its pods: :func:`adopter`),
 stands for the pods its controller creates once it is applied. :func:`workload_pods`
 makes them as that controller names and labels them, owned by the workload, so that the
 pod-grouper groups them as it would on a cluster (KAI's docs examples are such manifests:
@@ -92,8 +91,10 @@ def as_written(obj: dict) -> bool:
 def adopter(obj: dict):
     """``labels -> bool``: True for a pod (in the workload's namespace) that looks like one of
     the workload's own: the name label its controller sets (``job-name``,
-    ``training.kubeflow.org/job-name``), or, for a Deployment, ReplicaSet or StatefulSet, a
-    non-empty ``spec.selector`` that matches (the controller would adopt that pod)."""
+    ``training.kubeflow.org/job-name``, ``jobset.sigs.k8s.io/jobset-name``,
+    ``leaderworkerset.sigs.k8s.io/name``, ``ray.io/cluster``), or, for a Deployment,
+    ReplicaSet or StatefulSet, a non-empty ``spec.selector`` that matches (the controller
+    would adopt that pod)."""
     kind, name = obj["kind"], (obj.get("metadata") or {}).get("name")
     if kind == "Job":
         return lambda labels: name in (labels.get("job-name"), labels.get("batch.kubernetes.io/job-name"))
@@ -129,6 +130,16 @@ def _count(value, default: int, where: str) -> int:
     return value
 
 
+def _mapping(parent: dict, key: str, where: str) -> dict:
+    """``parent[key]`` as a mapping ({} when absent), or a ValueError naming ``where``."""
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: must be a mapping")
+    return value
+
+
 def _owner_ref(obj: dict, uid: str) -> dict:
     return {"apiVersion": obj.get("apiVersion", ""), "kind": obj["kind"], "name": obj["metadata"]["name"],
             "uid": uid, "controller": True, "blockOwnerDeletion": True}
@@ -138,11 +149,16 @@ def _pod(template: dict, name: str, ns: str, owner: dict, labels: dict, annotati
          where: str = "") -> dict:
     """A pod of ``template`` (the workload's ``spec.template``) named ``name``, owned by ``owner``."""
     if not isinstance(template, dict):
-        raise ValueError(f"{where}: template must be a mapping")
+        raise ValueError(f"{where}: must be a mapping")
     tmeta = template.get("metadata") or {}
     spec = copy.deepcopy(template.get("spec") or {})
+    if not isinstance(tmeta, dict):
+        raise ValueError(f"{where}.metadata: must be a mapping")
+    for field in ("labels", "annotations"):
+        if not isinstance(tmeta.get(field) or {}, dict):
+            raise ValueError(f"{where}.metadata.{field}: must be a mapping")
     if not isinstance(spec, dict):
-        raise ValueError(f"{where}: template.spec must be a mapping")
+        raise ValueError(f"{where}.spec: must be a mapping")
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": ns,
                          "labels": {**(tmeta.get("labels") or {}), **labels},
@@ -154,7 +170,8 @@ def _pod(template: dict, name: str, ns: str, owner: dict, labels: dict, annotati
 def workload_pods(obj: dict, uid: str) -> tuple[list[dict], list[dict], list[str]]:
     """What the controller of workload ``obj`` (uid ``uid``) makes at creation: (documents:
     its pods, then a StatefulSet's claims; owners between it and its pods: a Deployment's
-    ReplicaSet; notes). Raises ValueError naming the field of a malformed spec."""
+    ReplicaSet, a JobSet's Jobs, an MPIJob's launcher Job, a LeaderWorkerSet's StatefulSets;
+    notes). Raises ValueError naming the field of a malformed spec."""
     kind = obj["kind"]
     meta = obj["metadata"]
     name, ns = meta["name"], meta.get("namespace") or "default"
@@ -217,7 +234,8 @@ def _replicas(obj, spec, name, ns, owner, labels) -> list[dict]:
 def _deployment(obj, spec, name, ns, owner):
     if spec.get("paused"):
         return [], [], []
-    template = spec.get("template") or {}
+    template = _mapping(spec, "template", "spec.template")
+    _mapping(template, "metadata", "spec.template.metadata")
     # the ReplicaSet's name carries a hash of the pod template (pod-template-hash)
     digest = hashlib.sha256(json.dumps(template, sort_keys=True, default=str).encode()).hexdigest()
     h = _suffix(ns, name, digest, length=10)
@@ -256,7 +274,9 @@ def _stateful_set(obj, spec, name, ns, owner):
             pod["spec"].setdefault("subdomain", spec["serviceName"])
         volumes = pod["spec"].setdefault("volumes", [])
         for k, t in enumerate(templates):
-            tname = ((t or {}).get("metadata") or {}).get("name")
+            if not isinstance(t, dict):
+                raise ValueError(f"spec.volumeClaimTemplates[{k}]: must be a mapping")
+            tname = _mapping(t, "metadata", f"spec.volumeClaimTemplates[{k}].metadata").get("name")
             if not tname:
                 raise ValueError(f"spec.volumeClaimTemplates[{k}].metadata.name: required")
             claim = f"{tname}-{name}-{i}"
@@ -272,7 +292,7 @@ def _stateful_set(obj, spec, name, ns, owner):
 
 def _kubeflow(obj, spec, name, ns, owner) -> list[dict]:
     field, operator = KUBEFLOW[obj["kind"]]
-    if (spec.get("runPolicy") or {}).get("suspend"):
+    if _mapping(spec, "runPolicy", "spec.runPolicy").get("suspend"):
         return []
     replica_specs = spec.get(field) or {}
     if not isinstance(replica_specs, dict):
@@ -281,6 +301,8 @@ def _kubeflow(obj, spec, name, ns, owner) -> list[dict]:
     for rtype, rspec in replica_specs.items():
         rspec = rspec or {}
         where = f"spec.{field}.{rtype}"
+        if not isinstance(rspec, dict):
+            raise ValueError(f"{where}: must be a mapping")
         n = _count(rspec.get("replicas"), 1, f"{where}.replicas")
         low = str(rtype).lower()
         for i in range(n):
@@ -294,19 +316,22 @@ def _kubeflow(obj, spec, name, ns, owner) -> list[dict]:
 
 
 def _mpijob(obj, spec, name, ns, owner):
-    if (spec.get("runPolicy") or {}).get("suspend"):
+    if _mapping(spec, "runPolicy", "spec.runPolicy").get("suspend"):
         return [], [], []
     replica_specs = spec.get("mpiReplicaSpecs") or {}
     if not isinstance(replica_specs, dict):
         raise ValueError("spec.mpiReplicaSpecs: must be a mapping")
     base = {"training.kubeflow.org/job-name": name, "training.kubeflow.org/operator-name": "mpi-operator"}
     worker = replica_specs.get("Worker") or {}
+    launcher = replica_specs.get("Launcher")
+    for part, value in (("Worker", worker), ("Launcher", launcher)):
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(f"spec.mpiReplicaSpecs.{part}: must be a mapping")
     out = []
     for i in range(_count(worker.get("replicas"), 0, "spec.mpiReplicaSpecs.Worker.replicas")):
         labels = {**base, "training.kubeflow.org/job-role": "worker", "training.kubeflow.org/replica-index": str(i)}
         out.append(_pod(worker.get("template") or {}, f"{name}-worker-{i}", ns, owner, labels,
                         where="spec.mpiReplicaSpecs.Worker.template"))
-    launcher = replica_specs.get("Launcher")
     if launcher is None:
         return out, [], []
     if spec.get("launcherCreationPolicy") == "WaitForWorkersReady":
@@ -332,7 +357,7 @@ def _jobset(spec, name, ns, owner):
     if not isinstance(rjobs, list):
         raise ValueError("spec.replicatedJobs: must be a list")
     notes = []
-    if ((spec.get("startupPolicy") or {}).get("startupPolicyOrder")) == "InOrder" and len(rjobs) > 1:
+    if _mapping(spec, "startupPolicy", "spec.startupPolicy").get("startupPolicyOrder") == "InOrder" and len(rjobs) > 1:
         notes.append("startupPolicyOrder InOrder makes each replicated job once the one before is ready; only "
                      f"the first ({(rjobs[0] or {}).get('name')}) is simulated")
         rjobs = rjobs[:1]

@@ -3,6 +3,8 @@ named, labelled and owned as that controller does, grouped and scheduled as on a
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kai.config import default_config
 from kai.sim.loader import LoadError, load_manifests
@@ -295,3 +297,38 @@ def test_a_ray_cluster_makes_its_head_and_workers_and_is_one_gang(tmp_path):
     # a worker group KubeRay suspends (``suspend``) makes no pods
     idle = load(tmp_path, text + f"  - groupName: idle\n    suspend: true\n    replicas: 2\n    template:{t}", "idle.yaml")
     assert sorted(pods_of(idle)) == sorted(pods)
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=3),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+                     max_leaves=6)
+_SHAPES = {
+    "Job": ("batch/v1", ["parallelism", "completions", "template", "completionMode", "suspend"]),
+    "Deployment": ("apps/v1", ["replicas", "template", "selector", "paused"]),
+    "StatefulSet": ("apps/v1", ["replicas", "template", "volumeClaimTemplates", "podManagementPolicy"]),
+    "PyTorchJob": ("kubeflow.org/v1", ["pytorchReplicaSpecs", "runPolicy"]),
+    "MPIJob": ("kubeflow.org/v2beta1", ["mpiReplicaSpecs", "launcherCreationPolicy"]),
+    "JobSet": ("jobset.x-k8s.io/v1alpha2", ["replicatedJobs", "startupPolicy", "suspend"]),
+    "LeaderWorkerSet": ("leaderworkerset.x-k8s.io/v1", ["replicas", "leaderWorkerTemplate", "startupPolicy"]),
+    "RayCluster": ("ray.io/v1", ["headGroupSpec", "workerGroupSpecs", "suspend"]),
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(sorted(_SHAPES)), st.data())
+def test_any_workload_spec_makes_pods_or_a_named_error_never_a_crash(kind, data):
+    api, fields = _SHAPES[kind]
+    spec = {f: data.draw(_JSON, label=f) for f in data.draw(st.lists(st.sampled_from(fields), unique=True))}
+    doc = {"apiVersion": api, "kind": kind, "metadata": {"name": "w", "namespace": "ml"}, "spec": spec}
+    import tempfile, os
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "w.json")
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        m = load_manifests([path], keep_going=True)
+        for e in m.errors:
+            assert e.startswith(f"{path}: document 1") and f"{kind} ml/w" in e
+        try:
+            load_manifests([path])
+        except LoadError:
+            pass
