@@ -226,14 +226,7 @@ def load_manifests(paths: list[str], keep_going: bool = False) -> Manifests:
                 if got is None:
                     continue
                 seq += 1
-                kind, converted, where = got
-                m = converted.metadata
-                key = (kind, m.namespace, m.name)
-                if key in seen:
-                    out.notes.append(f"{where}: duplicate of {seen[key]}; this copy is ignored")
-                    continue
-                seen[key] = where.split(" (")[0]
-                out.objects[kind].append(converted)
+                _file(out, seen, got, "this copy is ignored")
     seq = _make_workload_pods(out, keep_going, seen, seq)
     nodes = {n.metadata.name for n in out.objects["Node"]}
     kept = []
@@ -298,14 +291,21 @@ def _make_workload_pods(out: Manifests, keep_going: bool, seen: dict, seq: int) 
                 _fail(out, keep_going, str(exc))
                 continue
             seq += 1
-            made_kind, converted, where = got
-            key = (made_kind, converted.metadata.namespace, converted.metadata.name)
-            if key in seen:
-                out.notes.append(f"{where}: duplicate of {seen[key]}; the {kind}'s one is not made")
-                continue
-            seen[key] = where
-            out.objects[made_kind].append(converted)
+            _file(out, seen, got, f"the {kind}'s one is not made")
     return seq
+
+
+def _file(out: Manifests, seen: dict, got: tuple, on_duplicate: str) -> None:
+    """Keep a loaded object (``_load_object``'s answer), unless one of its kind, namespace and
+    name was kept before: then a note says so, ending with ``on_duplicate``."""
+    kind, converted, where = got
+    m = converted.metadata
+    key = (kind, m.namespace, m.name)
+    if key in seen:
+        out.notes.append(f"{where}: duplicate of {seen[key]}; {on_duplicate}")
+        return
+    seen[key] = where.split(" (")[0]
+    out.objects[kind].append(converted)
 
 
 def _fail(out: Manifests, keep_going: bool, message: str) -> None:

@@ -15,7 +15,7 @@ What each controller makes, at creation:
   (``batch.kubernetes.io/job-name``, ``controller-uid`` and their legacy twins).
 - ``apps/v1`` Deployment: its ReplicaSet ``<deployment>-<pod-template-hash>`` (owned by it)
   with ``replicas`` pods (1 when unset), none while ``paused``; ReplicaSet: ``replicas`` pods.
-- ``apps/v1`` StatefulSet: ``<set>-<ordinal>`` with its ``volumeClaimTemplates`` claims
+- ``apps/v1`` StatefulSet: ``<set>-<ordinal>`` (from ``spec.ordinals.start``) with its ``volumeClaimTemplates`` claims
   (``<template>-<set>-<ordinal>``); every ordinal with ``podManagementPolicy: Parallel``,
   only ordinal 0 with ``OrderedReady`` (the default: the next waits until it is Running and
   Ready, which a simulation does not reach).
@@ -25,8 +25,8 @@ What each controller makes, at creation:
 - ``JobSet`` (``jobset.x-k8s.io/v1alpha2``): ``replicas`` Jobs ``<jobset>-<replicatedJob>-<index>``
   per replicated job, owned by it, with JobSet's labels on them and their pods, each Job's
   pods as above; none while ``suspend``; with ``startupPolicyOrder: InOrder`` only the first
-  replicated job's (the next waits for it to be ready, which a simulation does not reach: a
-  note says so).
+  replicated job's, and none of a replicated job that ``dependsOn`` others (they wait for the
+  others to be ready or complete, which a simulation does not reach: a note says so).
 - ``LeaderWorkerSet`` (``leaderworkerset.x-k8s.io/v1``): ``replicas`` groups; the leader
   StatefulSet ``<lws>`` (owned by it) with leader pods ``<lws>-<group>``, and per group a
   worker StatefulSet ``<lws>-<group>`` owned by its leader pod, with workers
@@ -180,17 +180,17 @@ def workload_pods(obj: dict, uid: str) -> tuple[list[dict], list[dict], list[str
         raise ValueError("spec: must be a mapping")
     owner = _owner_ref(obj, uid)
     if kind == "Job":
-        return _job(obj, spec, name, ns, uid, owner), [], []
+        return _job(spec, name, ns, uid, owner), [], []
     if kind == "ReplicaSet":
-        return _replicas(obj, spec, name, ns, owner, {}), [], []
+        return _replicas(spec, name, ns, owner, {}), [], []
     if kind == "Deployment":
-        return _deployment(obj, spec, name, ns, owner)
+        return _deployment(spec, name, ns, owner)
     if kind == "StatefulSet":
-        return _stateful_set(obj, spec, name, ns, owner)
+        return _stateful_set(spec, name, ns, owner)
     if kind in KUBEFLOW:
         return _kubeflow(obj, spec, name, ns, owner), [], []
     if kind == "MPIJob":
-        return _mpijob(obj, spec, name, ns, owner)
+        return _mpijob(spec, name, ns, owner)
     if kind == "JobSet":
         return _jobset(spec, name, ns, owner)
     if kind == "LeaderWorkerSet":
@@ -200,7 +200,7 @@ def workload_pods(obj: dict, uid: str) -> tuple[list[dict], list[dict], list[str
     raise ValueError(f"kind {kind}: kai simulate does not make its pods")
 
 
-def _job(obj, spec, name, ns, uid, owner) -> list[dict]:
+def _job(spec, name, ns, uid, owner) -> list[dict]:
     if spec.get("suspend"):
         return []
     parallelism = _count(spec.get("parallelism"), 1, "spec.parallelism")
@@ -225,13 +225,13 @@ def _job(obj, spec, name, ns, uid, owner) -> list[dict]:
     return out
 
 
-def _replicas(obj, spec, name, ns, owner, labels) -> list[dict]:
+def _replicas(spec, name, ns, owner, labels) -> list[dict]:
     n = _count(spec.get("replicas"), 1, "spec.replicas")
     return [_pod(spec.get("template") or {}, f"{name}-{_suffix(ns, name, str(i))}", ns, owner, labels,
                  where="spec.template") for i in range(n)]
 
 
-def _deployment(obj, spec, name, ns, owner):
+def _deployment(spec, name, ns, owner):
     if spec.get("paused"):
         return [], [], []
     template = _mapping(spec, "template", "spec.template")
@@ -246,25 +246,26 @@ def _deployment(obj, spec, name, ns, owner):
                        "labels": {**((template.get("metadata") or {}).get("labels") or {}), "pod-template-hash": h},
                        "ownerReferences": [owner]},
           "spec": {"replicas": spec.get("replicas", 1), "template": template}}
-    pods = _replicas(rs, rs["spec"], rs_name, ns, _owner_ref(rs, rs_uid), {"pod-template-hash": h})
+    pods = _replicas(rs["spec"], rs_name, ns, _owner_ref(rs, rs_uid), {"pod-template-hash": h})
     return pods, [rs], []
 
 
-def _stateful_set(obj, spec, name, ns, owner):
+def _stateful_set(spec, name, ns, owner):
     n = _count(spec.get("replicas"), 1, "spec.replicas")
+    start = _count(_mapping(spec, "ordinals", "spec.ordinals").get("start"), 0, "spec.ordinals.start")
     parallel = spec.get("podManagementPolicy") == "Parallel"
     made = n if parallel else min(n, 1)
     notes = []
     if made < n:
-        notes.append(f"StatefulSet {ns}/{name}: podManagementPolicy OrderedReady makes pod {name}-1 only once "
-                     f"{name}-0 is Running and Ready; only {name}-0 is simulated (give the other pods as "
+        notes.append(f"podManagementPolicy OrderedReady makes pod {name}-{start + 1} only once {name}-{start} "
+                     f"is Running and Ready; only {name}-{start} is simulated (give the other pods as "
                      f"manifests, or set podManagementPolicy: Parallel)")
     revision = _suffix(ns, name, "revision", length=10)
     templates = spec.get("volumeClaimTemplates") or []
     if not isinstance(templates, list):
         raise ValueError("spec.volumeClaimTemplates: must be a list")
     out, claims = [], []
-    for i in range(made):
+    for i in range(start, start + made):
         pod_name = f"{name}-{i}"
         labels = {"statefulset.kubernetes.io/pod-name": pod_name, "apps.kubernetes.io/pod-index": str(i),
                   "controller-revision-hash": f"{name}-{revision}"}
@@ -315,7 +316,7 @@ def _kubeflow(obj, spec, name, ns, owner) -> list[dict]:
     return out
 
 
-def _mpijob(obj, spec, name, ns, owner):
+def _mpijob(spec, name, ns, owner):
     if _mapping(spec, "runPolicy", "spec.runPolicy").get("suspend"):
         return [], [], []
     replica_specs = spec.get("mpiReplicaSpecs") or {}
@@ -344,7 +345,7 @@ def _mpijob(obj, spec, name, ns, owner):
            "metadata": {"name": job_name, "namespace": ns, "uid": job_uid, "labels": dict(labels),
                         "ownerReferences": [owner]},
            "spec": {"backoffLimit": 6, "template": launcher.get("template") or {}}}
-    pods = _job(job, job["spec"], job_name, ns, job_uid, _owner_ref(job, job_uid))
+    pods = _job(job["spec"], job_name, ns, job_uid, _owner_ref(job, job_uid))
     for p in pods:
         p["metadata"]["labels"].update(labels)
     return out + pods, [job], []
@@ -366,6 +367,10 @@ def _jobset(spec, name, ns, owner):
         where = f"spec.replicatedJobs[{k}]"
         if not isinstance(rj, dict) or not rj.get("name"):
             raise ValueError(f"{where}.name: required")
+        if rj.get("dependsOn"):
+            notes.append(f"replicated job {rj['name']} dependsOn others reaching a status (Ready, Complete), "
+                         f"which a simulation does not reach; its Jobs are not simulated")
+            continue
         replicas = _count(rj.get("replicas"), 1, f"{where}.replicas")
         template = rj.get("template") or {}
         if not isinstance(template, dict):
@@ -385,7 +390,7 @@ def _jobset(spec, name, ns, owner):
                                 "ownerReferences": [owner]},
                    "spec": jspec}
             try:
-                made = _job(job, jspec, job_name, ns, job_uid, _owner_ref(job, job_uid))
+                made = _job(jspec, job_name, ns, job_uid, _owner_ref(job, job_uid))
             except ValueError as exc:
                 raise ValueError(f"{where}.template.{exc}") from None
             for p in made:

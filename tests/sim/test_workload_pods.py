@@ -332,3 +332,21 @@ def test_any_workload_spec_makes_pods_or_a_named_error_never_a_crash(kind, data)
             load_manifests([path])
         except LoadError:
             pass
+
+
+def test_a_stateful_set_counts_ordinals_from_its_start(tmp_path):
+    m = load(tmp_path, f"apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: db}}\n"
+                       f"spec:\n  replicas: 2\n  ordinals: {{start: 5}}\n  podManagementPolicy: Parallel\n"
+                       f"  template:{TEMPLATE}")
+    assert sorted(pods_of(m)) == ["db-5", "db-6"]
+
+
+def test_a_replicated_job_that_depends_on_another_is_not_made_and_says_so(tmp_path):
+    t = TEMPLATE.replace("\n    ", "\n            ")
+    text = (f"apiVersion: jobset.x-k8s.io/v1alpha2\nkind: JobSet\nmetadata: {{name: js, namespace: ml}}\nspec:\n"
+            f"  replicatedJobs:\n  - name: init\n    template:\n      spec:\n        template:{t}"
+            f"  - name: main\n    dependsOn: [{{name: init, status: Complete}}]\n    template:\n      spec:\n"
+            f"        template:{t}")
+    m = load(tmp_path, text)
+    assert [p.metadata.labels["jobset.sigs.k8s.io/replicatedjob-name"] for p in m.objects["Pod"]] == ["init"]
+    assert any("main dependsOn" in n for n in m.notes)
