@@ -19,7 +19,7 @@ from kai.api.k8s import BoundPod, Container, Pod
 from kai.api.affinity import PodConstraints, declares_ports
 from kai.api.pod_fields import unhonoured
 from kai.api.selectors import SelectorError
-from kai.api.resources import CPU, GPU, PODS, QuantityError, ResourceRegistry
+from kai.api.resources import CPU, GPU, MIG_PREFIX, PODS, QuantityError, ResourceRegistry
 
 
 _TIME_CACHE: dict[str, float] = {}
@@ -228,6 +228,35 @@ def _initial_status(phase: str, spec, deleting: bool) -> int:
 
 #: annotations that make a pod a GPU-sharing one (kai.api.gpu_sharing)
 _SHARING_KEYS = frozenset((C.GPU_FRACTION, C.GPU_MEMORY, C.GPU_FRACTION_NUM_DEVICES, C.MPS))
+_PG_ANNOTATION = C.POD_GROUP_ANNOTATION
+_DIGITS = frozenset("0123456789")
+
+
+def legacy_mig_annotations(annotations: dict[str, str]) -> tuple[tuple[str, int], ...]:
+    """The MIG instances a *legacy MIG pod* asks for in annotations: each annotation named
+    like a MIG resource (``nvidia.com/mig-1g.10gb: "1"``) whose value is a base-10 integer
+    (KAI's updateLegacyMigResourceRequestFromAnnotations; another value is not one, as in
+    KAI). () for every other pod."""
+    got = []
+    for key, value in annotations.items():
+        if key.startswith(MIG_PREFIX) and isinstance(value, str):
+            digits = value[1:] if value[:1] in ("+", "-") else value
+            if digits and _DIGITS.issuperset(digits):
+                got.append((key, int(value)))
+    return tuple(got)
+
+
+def _with_legacy_mig(req: np.ndarray, legacy, registry: ResourceRegistry) -> np.ndarray:
+    """``req`` with a legacy MIG pod's annotated instances in their columns (at least the
+    annotated count: KAI takes the annotation for the pod's GPU request). The whole GPUs its
+    containers ask for are kept (KAI drops them): charging a node more is the safe side."""
+    cols = [(registry.column(name), max(n, 0)) for name, n in legacy]
+    out = np.zeros(max(len(registry), req.shape[0]))
+    out[: req.shape[0]] = req
+    for col, n in cols:
+        out[col] = max(out[col], float(n))
+    out.flags.writeable = False
+    return out
 _TASK_PRIORITY_LABEL, _SUBGROUP_LABEL = C.TASK_PRIORITY_LABEL, C.SUBGROUP_LABEL
 _RUNNING = C.PodStatus.RUNNING
 
@@ -235,9 +264,10 @@ _RUNNING = C.PodStatus.RUNNING
 class _PodExtras:
     """The fields of a PodInfo that most pods leave at their default (see PodInfo)."""
 
-    __slots__ = ("invalid_reason", "task_priority", "subgroup", "dra", "volume_plan")
+    __slots__ = ("invalid_reason", "task_priority", "subgroup", "dra", "volume_plan", "legacy_mig")
 
     def __init__(self) -> None:
+        self.legacy_mig: tuple = ()
         self.invalid_reason = ""
         self.task_priority = 0
         self.subgroup = ""
@@ -310,8 +340,13 @@ class PodInfo:
                 req = np.zeros(len(registry))
                 req[PODS] = 1.0
                 invalid = f"pod {ns}/{name}: {exc}"
-        self.req = req
         ann = meta.annotations
+        # a legacy MIG pod (MIG instances in annotations): most pods carry only their group's
+        # annotation, so most skip the scan
+        legacy = legacy_mig_annotations(ann) if ann and (len(ann) > 1 or _PG_ANNOTATION not in ann) else ()
+        if legacy:
+            req = _with_legacy_mig(req, legacy, registry)
+        self.req = req
         if ann and not _SHARING_KEYS.isdisjoint(ann):
             self.gpu_sharing, err = parse_gpu_sharing(pod, float(req[GPU]))
             if err and not invalid:
@@ -345,9 +380,10 @@ class PodInfo:
                 except ValueError:
                     pass
             sub = labels.get(_SUBGROUP_LABEL) or ""
-        if invalid or priority or sub:
+        if invalid or priority or sub or legacy:
             more = self._more = _PodExtras()
             more.invalid_reason, more.task_priority, more.subgroup = invalid, priority, sub
+            more.legacy_mig = legacy
         self.is_virtual = False
         #: what a look-alike pod shares with this one (kai.actions.common.lookalike): False
         #: until first asked; its label-blind part, made with it
@@ -388,6 +424,10 @@ class PodInfo:
     task_priority = _extra("task_priority", 0,
                            "The ``kai.scheduler/task-priority`` label (0 when absent or not an integer).")
     subgroup = _extra("subgroup", "", 'The ``kai.scheduler/subgroup`` label ("" when absent).')
+    legacy_mig = _extra("legacy_mig", (), """A legacy MIG pod's annotated MIG instances, ((resource,
+        count), ...) (:func:`legacy_mig_annotations`); () for every other pod. As in KAI, such a
+        pod is never scheduled, and a node it is charged to takes no new MIG pods
+        (kai.plugins.legacymig).""")
     dra = _extra("dra", None, """The session's device allocation for the binder
         (kai.dra.allocator.DraAllocation) once placed (kai.plugins.dynamicresources); None otherwise.""")
     volume_plan = _extra("volume_plan", (), """What placing the pod decided for its unbound claims
@@ -424,4 +464,4 @@ class PodInfo:
 
 
 __all__ = ["PodInfo", "GPUSharing", "pod_requests", "parse_gpu_sharing", "constraint_signature",
-           "parse_time", "CPU"]
+           "parse_time", "legacy_mig_annotations", "CPU"]

@@ -13,6 +13,8 @@ Alongside, two indexes kept current on the same add / remove:
   each with the number of carrying pods per node: kube-scheduler's "existing pods' rules"
   (symmetry) are read from here without scanning pods.
 - ``ports``: host ports in use, (protocol, port) -> hostIP -> pods per node.
+- ``legacy_mig``: node column -> legacy MIG pods charged there (``PodInfo.legacy_mig``;
+  such a node takes no new MIG pods, kai.plugins.legacymig).
 
 Rows are reused (free list); ``n`` is the high-water mark, so arrays are ``[:n]`` views.
 Written by ClusterState (``_charge`` / ``_uncharge``), read by kai.framework.pod_counts.
@@ -63,6 +65,7 @@ class PodTable:
         self._cols: dict[str, tuple[np.ndarray, dict[str, int]]] = {}
         self.terms: dict[tuple, CarriedTerm] = {}
         self.ports: dict[tuple[str, int], dict[str, Counter]] = {}
+        self.legacy_mig: Counter = Counter()
         self.generation = 0
         #: namespace and label value ids held when they are next renumbered (``_compact_vocab``)
         self._vocab_limit = VOCAB_MIN
@@ -114,6 +117,9 @@ class PodTable:
                 col[r] = -1 if v is None else values.setdefault(v, len(values))
         if pod.constraints is not None:
             self._index(pod, node, 1)
+        more = pod._more
+        if more is not None and more.legacy_mig:
+            self._legacy(node, 1)
         self.generation += 1
 
     def add_many(self, pods: list, nodes: list[int]) -> None:
@@ -150,6 +156,9 @@ class PodTable:
             row_of[pod.uid] = rows[i]
             if pod.constraints is not None:
                 constrained.append(i)
+            more = pod._more
+            if more is not None and more.legacy_mig:
+                self._legacy(nodes[i], 1)
         if reused:
             at = np.array(rows, dtype=np.intp)
             table = self.pods
@@ -176,6 +185,9 @@ class PodTable:
             return
         pod = self.pods[r]
         self._index(pod, int(self.node[r]), -1)
+        more = pod._more
+        if more is not None and more.legacy_mig:
+            self._legacy(int(self.node[r]), -1)
         self.pods[r] = None
         self.node[r] = -1
         self.ns[r] = -1
@@ -211,6 +223,12 @@ class PodTable:
             p = self.pods[int(r)]
             if p is not None:
                 self.remove(p.uid)
+
+    def _legacy(self, node: int, sign: int) -> None:
+        c = self.legacy_mig
+        c[node] += sign
+        if c[node] <= 0:
+            del c[node]
 
     def _index(self, pod, node: int, sign: int) -> None:
         pc = pod.constraints

@@ -6,9 +6,9 @@ placement kernel. This plugin adds the per-task checks that are not node columns
 KAI annotations and fields kai does not honour, a pod larger than any node, KAI's ConfigMap
 predicate in kai.plugins.configmaps), registers the filters over other pods --
 InterPodAffinity (kai.plugins.podaffinity), PodTopologySpread (kai.plugins.topologyspread),
-NodePorts (kai.plugins.nodeports) -- kube-scheduler's volume filters (kai.plugins.volumebinding:
-VolumeBinding, VolumeRestrictions, VolumeZone, NodeVolumeLimits), the preferred node
-affinity score (kai.plugins.nodeaffinity) and, with ``--restrict-node-scheduling``, the worker
+NodePorts (kai.plugins.nodeports) -- KAI's legacy MIG rules (kai.plugins.legacymig),
+kube-scheduler's volume filters (kai.plugins.volumebinding: VolumeBinding,
+VolumeRestrictions, VolumeZone, NodeVolumeLimits), the preferred node affinity score (kai.plugins.nodeaffinity) and, with ``--restrict-node-scheduling``, the worker
 role filter (kai.plugins.restrictnodes).
 """
 from __future__ import annotations
@@ -17,9 +17,10 @@ import numpy as np
 
 from kai.api.resources import format_resource
 from kai.framework.plugin import Plugin, alike_stable, label_blind, register_plugin
-from kai.plugins import volumebinding
+from kai.plugins import legacymig, volumebinding
 from kai.plugins.configmaps import ConfigMapPredicate
 from kai.plugins.dynamicresources import unconfigured_guard
+from kai.plugins.legacymig import legacy_mig_reason
 from kai.plugins.nodeaffinity import preferred_node_affinity
 from kai.plugins.nodeports import NodePorts
 from kai.plugins.podaffinity import InterPodAffinity
@@ -41,8 +42,10 @@ class Predicates(Plugin):
         @label_blind
         @alike_stable               # the pod's invalid reason and request against fixed node sizes
         def pre_predicate(task, job):
-            if task.invalid_reason:
-                return task.invalid_reason
+            if task._more is not None:          # (most pods have no extras)
+                why = task.invalid_reason or legacy_mig_reason(task)
+                if why:
+                    return why
             req = task.req_vec(alloc.shape[0])
             key = req.tobytes()
             if key in fits_somewhere:
@@ -64,4 +67,5 @@ class Predicates(Plugin):
         if ssn.config is not None and ssn.config.restrict_node_scheduling:
             ssn.node_predicates.append(RestrictNodeScheduling(ssn))
         volumebinding.register(ssn)
+        legacymig.register(ssn)
         ssn.node_order_fns.append(preferred_node_affinity(ssn))

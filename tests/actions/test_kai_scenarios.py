@@ -29,17 +29,6 @@ KNOWN_GAPS: dict[str, str] = {
     # holds it): the closest manifest, a bound pod, is not what the case sets up
     'allocate-test-gpusharingorder-for-a-node-that-has-a-gpu-reservation-p':
         'input state Pipelined has no Kubernetes counterpart; the runner writes a bound pod',
-    # KAI's legacy MIG pods (a MIG request in an annotation, IsLegacyMIGtask): refused by
-    # the predicates, and their node refuses new MIG pods; kai reads neither (pod_info /
-    # predicates, outside this suite's scope)
-    'allocate-mig-job-requesting-mig-device-on-node-with-legacy-mig-jobs':
-        'legacy MIG pods (MIG request in an annotation) are not modelled: their node still takes MIG pods',
-    'allocate-pending-legacy-mig-job':
-        'legacy MIG pods (MIG request in an annotation) are not modelled: such a pod is not refused',
-    'integration-mig-job-requesting-mig-device-on-node-with-legacy-mig-jobs':
-        'legacy MIG pods (MIG request in an annotation) are not modelled: their node still takes MIG pods',
-    'integration-pending-legacy-mig-job':
-        'legacy MIG pods (MIG request in an annotation) are not modelled: such a pod is not refused',
     # integration rounds (all actions, results fed back) where kai settles elsewhere
     'integration-consolidate-gang-job-to-be-able-to-allocate-pending-job':
         "re-placed pipeline-only, KAI charges a pod to the node's releasing resources even where "

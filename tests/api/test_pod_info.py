@@ -377,3 +377,27 @@ def test_pod_level_resources_are_part_of_the_memo_key():
     assert pod_requests(plain, reg)[CPU] == 1000
     assert pod_requests(wide, reg)[CPU] == 3000
     assert pod_requests(plain, reg)[CPU] == 1000
+
+
+@pytest.mark.parametrize("value,legacy", [("1", True), ("+2", True), ("0", True), ("-1", True), ("1.5", False),
+                                          ("one", False), ("", False), ("1Gi", False), (" 1", False)])
+def test_a_mig_resource_annotation_with_an_integer_makes_a_legacy_mig_pod(value, legacy):
+    """KAI's updateLegacyMigResourceRequestFromAnnotations: strconv.ParseInt of the value."""
+    reg = ResourceRegistry()
+    p = PodInfo(make_pod([ctr({"cpu": "1"})], annotations={"pod-group-name": "g", "nvidia.com/mig-2g.20gb": value}), reg)
+    if not legacy:
+        assert p.legacy_mig == () and "nvidia.com/mig-2g.20gb" not in reg.index
+        return
+    assert p.legacy_mig == (("nvidia.com/mig-2g.20gb", int(value)),)
+    col = reg.index["nvidia.com/mig-2g.20gb"]
+    assert p.req[col] == max(int(value), 0) and p.req[CPU] == 1000 and not p.req.flags.writeable
+
+
+def test_a_legacy_mig_pod_keeps_what_its_containers_ask_and_other_pods_are_untouched():
+    reg = ResourceRegistry()
+    both = PodInfo(make_pod([ctr({"nvidia.com/mig-1g.10gb": "2", "nvidia.com/gpu": "1"})],
+                            annotations={"nvidia.com/mig-1g.10gb": "1"}), reg)
+    col = reg.index["nvidia.com/mig-1g.10gb"]
+    assert both.req[col] == 2 and both.req[GPU] == 1 and both.legacy_mig
+    plain = PodInfo(make_pod([ctr({"cpu": "1"})], annotations={"pod-group-name": "g", "other": "1"}), reg)
+    assert plain.legacy_mig == () and plain._more is None

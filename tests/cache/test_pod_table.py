@@ -68,6 +68,34 @@ def test_carried_terms_and_ports_are_counted_per_node():
     assert t.terms == {} and t.ports == {}
 
 
+def _legacy(p, value="1"):
+    p.metadata.annotations = {"nvidia.com/mig-1g.10gb": value}
+    return p
+
+
+def test_legacy_mig_pods_are_counted_per_node_added_one_by_one_or_in_bulk():
+    s = state()
+    s.upsert_pod(_legacy(pod("a", "n0")))
+    s.upsert_pod(_legacy(pod("b", "n0")))
+    s.upsert_pod(_legacy(pod("c")))                              # pending: on no node
+    s.upsert_pod(_legacy(pod("d", "n1"), value="x"))             # not an integer: not legacy
+    s.upsert_pod(pod("e", "n1"))
+    t = s.pod_table
+    n0 = s.nodes.by_name["n0"].idx
+    assert dict(t.legacy_mig) == {n0: 2}
+    s.delete_pod("u-default-a")
+    assert dict(t.legacy_mig) == {n0: 1}
+    s.upsert_pod(pod("b", "n0"))                                 # the annotation removed
+    assert dict(t.legacy_mig) == {}
+    bulk = ClusterState()
+    pods = [_legacy(pod(f"p{i}", f"n{i % 2}")) if i % 10 == 0 else pod(f"p{i}", f"n{i % 2}") for i in range(100)]
+    bulk.load([node("n0"), node("n1")], [], pods)                  # (the add_many path: >= 64 rows)
+    n0, n1 = bulk.nodes.by_name["n0"].idx, bulk.nodes.by_name["n1"].idx
+    assert dict(bulk.pod_table.legacy_mig) == {n0: 10}
+    bulk.delete_node("n0")
+    assert dict(bulk.pod_table.legacy_mig) == {} and n1 not in bulk.pod_table.legacy_mig
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["x", "y", None]), st.sampled_from(["a", "b"]), st.booleans()),
                 min_size=1, max_size=12),

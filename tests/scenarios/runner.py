@@ -213,6 +213,10 @@ def _job_creation_times(jobs: list[dict], now: float) -> dict[str, float]:
     return out
 
 
+#: what ``isLegacyMigTask: true`` writes on the pod (README section 3.3)
+LEGACY_MIG_ANNOTATION = "nvidia.com/mig-1g.10gb"
+
+
 def _pod(job: dict, idx: int, task: dict, created: float) -> dict:
     name = f"{job['name']}-{idx}"
     ns = job.get("namespace") or NAMESPACE
@@ -235,6 +239,9 @@ def _pod(job: dict, idx: int, task: dict, created: float) -> dict:
             ann[GPU_FRACTION_NUM_DEVICES] = str(job["requiredMultiFractionDevicesPerTask"])
         for res, n in (task.get("requiredMigInstances") or {}).items():
             requests[res] = str(n)
+    if task.get("isLegacyMigTask"):
+        # KAI's fake sets the flag; a real legacy MIG pod asks for its instance in an annotation
+        ann[LEGACY_MIG_ANNOTATION] = "1"
     if task.get("priority") is not None:
         labels[TASK_PRIORITY_LABEL] = str(task["priority"])
     sub = task.get("subGroupName") or ("default" if job.get("subGroups") else "")
