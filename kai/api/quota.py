@@ -20,6 +20,12 @@ from kai.api.resources import CPU, MEMORY
 MigColumns = Sequence[tuple[int, int]]
 
 
+def requests_mig(req: np.ndarray, mig_cols: MigColumns) -> bool:
+    """The request asks for a MIG instance (KAI's IsMigCandidate)."""
+    n = req.shape[0]
+    return any(c < n and req[c] > 0 for c, _g in mig_cols)
+
+
 def mig_gpus(req: np.ndarray, mig_cols: MigColumns) -> float:
     """GPUs the MIG instances of a request count for (g x quantity per MIG resource)."""
     g = 0.0

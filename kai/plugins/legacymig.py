@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kai.api.quota import requests_mig
 from kai.framework.predicate import NodePredicate
 
 NODES_REASON = "node(s) with legacy MIG pods (MIG instances asked for in pod annotations) take no new MIG pods"
@@ -32,12 +33,6 @@ def legacy_mig_reason(task) -> str | None:
     asked = ", ".join(f"{name}: {n}" for name, n in legacy)
     return (f"pod {task.key} is a legacy MIG pod (annotation {asked}): legacy MIG pods cannot be "
             f"scheduled; ask for MIG instances in the containers' resource requests instead")
-
-
-def requests_mig(task, mig_cols) -> bool:
-    """KAI's IsMigCandidate: the pod asks for a MIG instance in its requests."""
-    req = task.req
-    return any(c < req.shape[0] and req[c] > 0 for c, _g in mig_cols)
 
 
 class LegacyMigNodes(NodePredicate):
@@ -54,7 +49,7 @@ class LegacyMigNodes(NodePredicate):
         self.ok = ok
 
     def applies(self, task) -> bool:
-        return requests_mig(task, self.mig_cols)
+        return requests_mig(task.req, self.mig_cols)
 
     def mask(self, task, job) -> np.ndarray:
         return self.ok
@@ -70,4 +65,4 @@ def register(ssn) -> None:
         ssn.node_predicates.append(LegacyMigNodes(ssn, nodes))
 
 
-__all__ = ["LegacyMigNodes", "NODES_REASON", "legacy_mig_reason", "register", "requests_mig"]
+__all__ = ["LegacyMigNodes", "NODES_REASON", "legacy_mig_reason", "register"]

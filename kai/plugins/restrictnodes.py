@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kai.api.quota import requests_mig
 from kai.framework.predicate import NodePredicate
 
 
@@ -24,8 +25,7 @@ def requires_gpu(task, mig_cols) -> bool:
     claims, or a MIG instance."""
     if not task.is_cpu_only or task.dra_gpus > 0:
         return True
-    req = task.req
-    return any(c < req.shape[0] and req[c] > 0 for c, _g in mig_cols)
+    return requests_mig(task.req, mig_cols)
 
 
 def worker_masks(table, config) -> tuple[np.ndarray, np.ndarray]:
