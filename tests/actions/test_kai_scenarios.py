@@ -39,8 +39,6 @@ KNOWN_GAPS: dict[str, str] = {
     'integration-queue0-is-over-quota-queue1-is-under-quota-yet-we-don-t-recl':
         "KAI's case pins a KAI allocate bug (it does not reclaim); kai reclaims running_job1 for "
         "pending_job1",
-    'integration-2-train-job-for-overquota-project-1-1-job-for-overquota-proj-2':
-        'kai evicts running_job3 (and pipelines running_job1) where KAI keeps running_job3 running',
 }
 
 # cases kai cannot even run without a plugin; gaps only while the plugin is missing

@@ -270,15 +270,39 @@ class JobSolver:
         """KAI places the preemptor and its victims in queue-fair job order
         (TryToVirtuallyAllocatePreemptorAndGetVictims pops them from a JobsOrderByQueues).
         Across queues the preemptor's queue comes first (reclaim only takes from queues over
-        their share, preempt only from its own queue); within its own queue a victim that
-        orders before it by job order (consolidation's equal-priority victims, e.g. older
-        jobs) is placed first. Victims keep job order among themselves."""
+        their share, preempt only from its own queue), unless a victim's queue has a higher
+        priority and KAI's queue order, asked now (the scenario's evictions counted), puts it
+        first too (:meth:`_victim_queue_first`); within its own queue a victim that orders
+        before it by job order (consolidation's equal-priority victims, e.g. older jobs) is
+        placed first. Victims keep job order among themselves."""
         key = self.ssn.job_order_key
         victims = sorted(victim_jobs, key=key)
         mine = key(job)
-        before = [v for v in victims if v.queue == job.queue and key(v) < mine]
-        after = [v for v in victims if not (v.queue == job.queue and key(v) < mine)]
+        before = [v for v in victims
+                  if (v.queue == job.queue and key(v) < mine) or self._victim_queue_first(v, job)]
+        after = [v for v in victims if v not in before]
         return before + [job] + after
+
+    def _victim_queue_first(self, victim: PodGroupInfo, job: PodGroupInfo) -> bool:
+        """Whether a victim in another queue goes before the preemptor: the two queues are
+        compared where their paths part (the children of their lowest common ancestor, as
+        KAI's queue-tree walk meets them); the victim's goes first when it has the higher
+        priority and the session's queue order (over fair share and starvation come before
+        priority there) agrees."""
+        if victim.queue == job.queue:
+            return False
+        tree = self.ssn.queues
+        mine = tree.ancestors(job.queue)
+        theirs = tree.ancestors(victim.queue)
+        if not mine or not theirs:
+            return False
+        names = {q.name for q in mine}
+        lca = next((q.name for q in theirs if q.name in names), None)
+        pq = next((q for q in mine if q.parent == (lca or "")), mine[-1])
+        vq = next((q for q in theirs if q.parent == (lca or "")), theirs[-1])
+        if pq is vq or vq.priority <= pq.priority:
+            return False
+        return self.ssn.queue_compare(vq, pq, victim, job) < 0
 
     def _evict(self, stmt: Statement, job: PodGroupInfo, chunk) -> None:
         for t in chunk[1]:
