@@ -257,6 +257,8 @@ def _with_legacy_mig(req: np.ndarray, legacy, registry: ResourceRegistry) -> np.
         out[col] = max(out[col], float(n))
     out.flags.writeable = False
     return out
+
+
 _TASK_PRIORITY_LABEL, _SUBGROUP_LABEL = C.TASK_PRIORITY_LABEL, C.SUBGROUP_LABEL
 _RUNNING = C.PodStatus.RUNNING
 
