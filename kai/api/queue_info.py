@@ -266,6 +266,19 @@ class QueueTree:
             q = self.queues.get(q.parent) if q.parent else None
         return out
 
+    def leveled(self, a: str, b: str) -> tuple[str, str] | None:
+        """The ancestors of queues ``a`` and ``b`` (themselves included) that are siblings
+        under their lowest common ancestor (KAI's getLeveledQueues); None when one is an
+        ancestor of the other."""
+        pa = [q.name for q in reversed(self.ancestors(a))]
+        pb = [q.name for q in reversed(self.ancestors(b))]
+        i = 0
+        while i < len(pa) and i < len(pb) and pa[i] == pb[i]:
+            i += 1
+        if i >= len(pa) or i >= len(pb):
+            return None
+        return pa[i], pb[i]
+
     def topological(self) -> list[QueueInfo]:
         """Parents before children, siblings by creation then name (computed once, as
         ``roots``; callers get their own list)."""

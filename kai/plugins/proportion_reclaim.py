@@ -158,16 +158,7 @@ def register_reclaim_hooks(ssn, arguments: dict, quota_vector: Callable[[object]
                         return False
         return True
 
-    def level(a: str, b: str) -> tuple[str, str] | None:
-        """The ancestors of a and b that are siblings under their lowest common ancestor."""
-        pa = [q.name for q in reversed(tree.ancestors(a))]
-        pb = [q.name for q in reversed(tree.ancestors(b))]
-        i = 0
-        while i < len(pa) and i < len(pb) and pa[i] == pb[i]:
-            i += 1
-        if i >= len(pa) or i >= len(pb):
-            return None                 # one is an ancestor of the other
-        return pa[i], pb[i]
+    level = tree.leveled
 
     def victim_chunks(vjob, tasks) -> list[np.ndarray]:
         """Elastic pods (above minMember) one by one, then the core pods as one lump."""

@@ -111,6 +111,15 @@ def test_tree_parent_child_and_order():
     assert [q.name for q in tree.topological()] == ["root", "b", "a", "other-root"]
 
 
+def test_leveled_gives_the_siblings_where_two_paths_part():
+    tree = QueueTree([queue("r1"), queue("d1", "r1"), queue("a", "d1"), queue("b", "d1"), queue("d2", "r1"),
+                      queue("c", "d2"), queue("r2")])
+    assert tree.leveled("a", "b") == ("a", "b")
+    assert tree.leveled("a", "c") == ("d1", "d2")
+    assert tree.leveled("c", "r2") == ("r1", "r2")
+    assert tree.leveled("a", "d1") is None and tree.leveled("a", "missing") is None
+
+
 def test_orphans_dropped_with_subtrees():
     tree = QueueTree([queue("child", "missing"), queue("grandchild", "child"), queue("fine")])
     assert "child" not in tree and "grandchild" not in tree and "fine" in tree

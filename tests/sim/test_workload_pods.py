@@ -1,6 +1,8 @@
 """kai.sim.workload_pods: a workload manifest as written stands for the pods its controller makes,
 named, labelled and owned as that controller does, grouped and scheduled as on a cluster."""
 import json
+import os
+import tempfile
 
 import pytest
 from hypothesis import given, settings
@@ -320,7 +322,6 @@ def test_any_workload_spec_makes_pods_or_a_named_error_never_a_crash(kind, data)
     api, fields = _SHAPES[kind]
     spec = {f: data.draw(_JSON, label=f) for f in data.draw(st.lists(st.sampled_from(fields), unique=True))}
     doc = {"apiVersion": api, "kind": kind, "metadata": {"name": "w", "namespace": "ml"}, "spec": spec}
-    import tempfile, os
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "w.json")
         with open(path, "w") as f:

@@ -289,18 +289,12 @@ class JobSolver:
         KAI's queue-tree walk meets them); the victim's goes first when it has the higher
         priority and the session's queue order (over fair share and starvation come before
         priority there) agrees."""
-        if victim.queue == job.queue:
-            return False
         tree = self.ssn.queues
-        mine = tree.ancestors(job.queue)
-        theirs = tree.ancestors(victim.queue)
-        if not mine or not theirs:
+        pair = tree.leveled(job.queue, victim.queue) if victim.queue != job.queue else None
+        if pair is None:
             return False
-        names = {q.name for q in mine}
-        lca = next((q.name for q in theirs if q.name in names), None)
-        pq = next((q for q in mine if q.parent == (lca or "")), mine[-1])
-        vq = next((q for q in theirs if q.parent == (lca or "")), theirs[-1])
-        if pq is vq or vq.priority <= pq.priority:
+        pq, vq = tree.get(pair[0]), tree.get(pair[1])
+        if vq.priority <= pq.priority:
             return False
         return self.ssn.queue_compare(vq, pq, victim, job) < 0
 
